@@ -1,0 +1,220 @@
+//! `forewarn demo`: the whole flow on sample events, printed for a newcomer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::domain::Channel;
+use crate::gateway::sandbox_file;
+use crate::nats_server::NatsServer;
+
+/// Options of `forewarn demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Folder of sample events (`*.jsonl`, one CloudEvent per line).
+    #[arg(long, default_value = "examples/events", value_name = "DIR")]
+    pub events: PathBuf,
+    /// Where to keep the demo's database and sandbox outbox; a new temporary folder by default.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// How long to wait for every event to be processed and every message sent.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Runs the demo.
+pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()> {
+    let mut settings = Settings::default();
+    settings.log.level = "warn".into();
+    if log_json {
+        settings.log.format = crate::config::LogFormat::Json;
+    }
+    crate::telemetry::init(&settings.log);
+    for needed in [
+        &settings.paths.rules,
+        &settings.paths.templates,
+        &args.events,
+    ] {
+        if !needed.is_dir() {
+            bail!(
+                "{} not found: run `forewarn demo` from the forewarn checkout (where rules/, \
+                 templates/ and examples/ are)",
+                needed.display()
+            );
+        }
+    }
+    let events = read_events(&args.events)?;
+
+    println!("forewarn demo — a shoe order is going to miss its delivery date\n");
+    let server = tokio::task::spawn_blocking(NatsServer::start_local)
+        .await?
+        .map_err(anyhow::Error::msg)
+        .context("Failed to start a local nats-server")?;
+    let dir = match args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+        None => tempfile::Builder::new()
+            .prefix("forewarn-demo-")
+            .tempdir()?
+            .keep(),
+    };
+    settings.nats.url = server.url();
+    settings.database.url = format!("sqlite://{}", dir.join("forewarn.db").display());
+    settings.paths.outbox = dir.join("outbox");
+    settings.http.enabled = false;
+    println!(
+        "  nats-server  {} (private, JetStream in a temporary folder)",
+        server.url()
+    );
+    println!("  database     {}", dir.join("forewarn.db").display());
+    println!("  rules        {}/*.toml", settings.paths.rules.display());
+    println!("  templates    {}/", settings.paths.templates.display());
+
+    let running = super::start(settings.clone(), None).await?;
+    let client = crate::intake::connect(&settings.nats).await?;
+    let js = async_nats::jetstream::new(client);
+    for (subject, body) in &events {
+        js.publish(subject.clone(), body.clone())
+            .await
+            .context("Failed to publish")?
+            .await
+            .context("JetStream did not acknowledge a published event")?;
+    }
+    println!(
+        "  published    {} events from {}/*.jsonl\n",
+        events.len(),
+        args.events.display()
+    );
+
+    let store = running.store().clone();
+    let deadline = Instant::now() + args.timeout;
+    let mut consumer = js
+        .get_stream(&settings.nats.stream)
+        .await?
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&settings.nats.consumer)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to read the consumer: {e}"))?;
+    loop {
+        let info = consumer.info().await?;
+        let counts = store.outbox_counts().await?;
+        let consumed = info.num_pending == 0 && info.num_ack_pending == 0;
+        if consumed && counts.pending == 0 && counts.sending == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for forewarn to process the demo events");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.wait(std::future::ready(())).await?;
+
+    let mut dlq = js.get_stream(&settings.nats.dlq_stream).await?;
+    let dead = dlq.info().await?.state.messages;
+    let processed = store.event_count().await?;
+    let counts = store.outbox_counts().await?;
+    let duplicates = (events.len() as u64).saturating_sub(processed + dead);
+    println!("What forewarn did");
+    println!(
+        "  {processed} events stored; {duplicates} duplicate delivery ignored (same source + id)"
+    );
+    println!("  {dead} events refused, each published to forewarn.dlq.<reason> with the reason in a header:");
+    for sequence in 1..=dead {
+        let message = dlq
+            .get_raw_message(sequence)
+            .await
+            .map_err(|e| anyhow::anyhow!("Failed to read dead letter {sequence}: {e}"))?;
+        let error = message
+            .headers
+            .get(crate::intake::HEADER_ERROR)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        println!("    {:<32} {error}", message.subject.as_str());
+    }
+    println!(
+        "  {} messages sent, {} failed\n",
+        counts.sent, counts.failed
+    );
+    print_messages(&settings.paths.outbox)?;
+    println!(
+        "Sandbox outbox: {}/{{sms,email,push}}.jsonl — one JSON line per message, as a real gateway would receive it.",
+        settings.paths.outbox.display()
+    );
+    println!("Next: edit rules/ or templates/ and run the demo again; `forewarn run` processes live events from NATS.");
+    drop(server);
+    Ok(())
+}
+
+/// Every line of every `*.jsonl` in `dir`, with the subject it is published on.
+fn read_events(dir: &Path) -> anyhow::Result<Vec<(String, Bytes)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut events = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("Failed to read {}", file.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            // Backends publish on events.<type>; a line that is not even JSON still goes out,
+            // to show how forewarn refuses it.
+            let event_type = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
+            events.push((format!("events.{event_type}"), Bytes::from(line.to_owned())));
+        }
+    }
+    Ok(events)
+}
+
+/// Prints each sandbox message, grouped by customer.
+fn print_messages(outbox: &Path) -> anyhow::Result<()> {
+    let mut by_customer: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for channel in Channel::ALL {
+        let Ok(text) = std::fs::read_to_string(sandbox_file(outbox, channel)) else {
+            continue;
+        };
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line)?;
+            let customer = record["customer_id"].as_str().unwrap_or("?").to_owned();
+            by_customer.entry(customer).or_default().push(record);
+        }
+    }
+    println!("Messages sent (sandbox gateway), each before the customer had to ask");
+    for (customer, messages) in by_customer {
+        for m in messages {
+            let channel = m["channel"].as_str().unwrap_or("?");
+            let to = match &m["to"] {
+                Value::String(s) => crate::telemetry::mask_text(s),
+                Value::Array(tokens) => format!("{} device(s)", tokens.len()),
+                _ => "?".into(),
+            };
+            println!(
+                "  ── {} to {} · customer {} · rule {}",
+                channel.to_uppercase(),
+                to,
+                customer,
+                m["rule_id"].as_str().unwrap_or("?")
+            );
+            let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+            let body = match channel {
+                "email" => format!("Subject: {}\n\n{}", text("subject"), text("text")),
+                "push" => format!("{}\n{}", text("title"), text("body")),
+                _ => text("body"),
+            };
+            for line in body.lines() {
+                println!("     │ {line}");
+            }
+            println!();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The command line: one module per subcommand (SPEC §6). Exit codes: 0 ok, 1 failed, 2 usage.
+
+mod demo;
+mod migrate;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use demo::DemoArgs;
+pub use run::{load_authoring, start, Running, StartError};
+
+/// Forewarn tells customers about a problem before they notice it.
+///
+/// It reads order, shipment and outage events from NATS JetStream, matches them against the
+/// rules in `rules/`, renders messages from `templates/`, and sends each one exactly once
+/// through the customer's channel.
+#[derive(Debug, Parser)]
+#[command(name = "forewarn", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML). Without one, ./forewarn.toml if present, else the embedded
+    /// defaults: local NATS, SQLite file, sandbox gateways.
+    #[arg(long, global = true, env = "FOREWARN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log one JSON object per line instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the processor: consume events, queue outreach, dispatch it, serve /healthz,
+    /// /readyz and /metrics. Stops cleanly on SIGINT or SIGTERM.
+    Run,
+    /// Apply database migrations and exit (`run` also applies them at start).
+    Migrate,
+    /// Show forewarn end to end on sample events: starts a private nats-server, runs forewarn
+    /// on its embedded defaults in a fresh folder, publishes examples/events/*.jsonl and prints
+    /// every message it sent. Run it from the forewarn checkout.
+    Demo(DemoArgs),
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn execute(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Run => run::execute(cli.config.as_deref(), cli.log_json).await,
+        Command::Migrate => migrate::execute(cli.config.as_deref(), cli.log_json).await,
+        Command::Demo(args) => demo::execute(args, cli.log_json).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Loads settings and installs logging, the start of every subcommand.
+fn settings(
+    config: Option<&std::path::Path>,
+    log_json: bool,
+) -> anyhow::Result<crate::config::Settings> {
+    let mut settings = crate::config::Settings::load(config)?;
+    if log_json {
+        settings.log.format = crate::config::LogFormat::Json;
+    }
+    crate::telemetry::init(&settings.log);
+    Ok(settings)
+}

@@ -1,0 +1,220 @@
+//! `forewarn run`: intake, dispatcher and HTTP as tasks under one shutdown signal.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::gateway::Gateways;
+use crate::intake::{self, Authoring, DeadLetterPublisher, Intake};
+use crate::outbox::Dispatcher;
+use crate::render::Templates;
+use crate::rules::RuleSet;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::store::Store;
+
+/// Why forewarn could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Rules or templates have errors; each line is `file:line:col: message`.
+    #[error("{} error(s) in rules or templates:\n{}", .0.len(), .0.join("\n"))]
+    Authoring(Vec<String>),
+    /// Anything else: NATS, database, gateways.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Loads and cross-checks templates and rules. Every error is returned, not just the first.
+pub fn load_authoring(settings: &Settings) -> Result<Authoring, Vec<String>> {
+    let templates = Templates::load(&settings.paths.templates)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let rules = RuleSet::load(&settings.paths.rules, &templates)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    Ok(Authoring { rules, templates })
+}
+
+/// A started forewarn: its tasks, and the handle to stop them.
+pub struct Running {
+    trigger: ShutdownTrigger,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    nats: async_nats::Client,
+    store: Arc<dyn Store>,
+    http: Option<SocketAddr>,
+}
+
+impl Running {
+    /// Asks every task to finish its work in flight and stop.
+    pub fn stop(&self) {
+        self.trigger.trigger();
+    }
+
+    /// The store, for tools that report on the run.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Where HTTP listens, when enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// Runs until `stop` resolves (a signal, or the demo's end) or a task ends on its own; then
+    /// asks every task to finish its work in flight, waits for all of them, flushes pending acks
+    /// to NATS, and reports how each ended.
+    pub async fn wait(self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let Running {
+            trigger,
+            tasks,
+            nats,
+            ..
+        } = self;
+        let mut pending: FuturesUnordered<_> = tasks
+            .into_iter()
+            .map(|(name, handle)| async move { (name, handle.await) })
+            .collect();
+        let mut stop = std::pin::pin!(stop);
+        let mut stopping = false;
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    trigger.trigger();
+                }
+                next = pending.next() => {
+                    let Some((name, result)) = next else { break };
+                    match result {
+                        Ok(Ok(())) => tracing::info!(task = name, "Task finished."),
+                        Ok(Err(e)) => {
+                            tracing::error!(task = name, error = %format!("{e:#}"), "Task failed.");
+                            failure.get_or_insert(e.context(format!("{name} failed")));
+                        }
+                        Err(e) => {
+                            tracing::error!(task = name, error = %e, "Task panicked.");
+                            failure.get_or_insert(anyhow::anyhow!("{name} panicked: {e}"));
+                        }
+                    }
+                    // Whatever ended first, the rest follow.
+                    trigger.trigger();
+                }
+            }
+        }
+        if let Err(e) = nats.flush().await {
+            tracing::warn!(error = %e, "Could not flush acknowledgements to NATS; they will be redelivered.");
+        }
+        match failure {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Starts forewarn: validates rules and templates, migrates, connects, and spawns the tasks.
+pub async fn start(
+    settings: Settings,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<Running, StartError> {
+    let authoring = Arc::new(load_authoring(&settings).map_err(StartError::Authoring)?);
+    tracing::info!(
+        rules = authoring.rules.len(),
+        templates = authoring.templates.names().count(),
+        "Rules and templates loaded."
+    );
+    let store = crate::store::connect(&settings.database)
+        .await
+        .with_context(|| format!("Failed to open the database {}", settings.database.url))?;
+    let gateways = Gateways::from_settings(&settings).context("Failed to set up gateways")?;
+    let nats = intake::connect(&settings.nats)
+        .await
+        .context("Failed to connect to NATS")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let consumer = intake::ensure_consumer(&js, &settings.nats, &settings.intake)
+        .await
+        .context("Failed to set up JetStream")?;
+
+    let (trigger, shutdown) = shutdown::channel();
+    let wake = Arc::new(Notify::new());
+    let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+
+    let intake = Intake::new(
+        store.clone(),
+        authoring,
+        DeadLetterPublisher::new(js.clone(), settings.nats.dlq_subject_prefix.clone()),
+        settings.nats.type_prefix.clone(),
+        settings.intake.clone(),
+        wake.clone(),
+    );
+    let intake_shutdown = shutdown.clone();
+    tasks.push((
+        "intake",
+        tokio::spawn(async move { Ok(intake.run(consumer, intake_shutdown).await?) }),
+    ));
+
+    if settings.outbox.dispatch {
+        let dispatcher = Dispatcher::new(store.clone(), gateways, settings.outbox.clone(), wake);
+        let dispatcher_shutdown = shutdown.clone();
+        tasks.push((
+            "dispatcher",
+            tokio::spawn(async move {
+                dispatcher.run(dispatcher_shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
+
+    let http = if settings.http.enabled {
+        let listener = tokio::net::TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.http.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("Failed to read the HTTP address")?;
+        let state = crate::http::HttpState {
+            store: store.clone(),
+            nats: nats.clone(),
+            metrics,
+        };
+        let http_shutdown: Shutdown = shutdown.clone();
+        tasks.push((
+            "http",
+            tokio::spawn(async move {
+                crate::http::serve(listener, state, http_shutdown)
+                    .await
+                    .context("HTTP server failed")
+            }),
+        ));
+        tracing::info!(%addr, "Serving /healthz, /readyz and /metrics.");
+        Some(addr)
+    } else {
+        None
+    };
+
+    Ok(Running {
+        trigger,
+        tasks,
+        nats,
+        store,
+        http,
+    })
+}
+
+/// `forewarn run`.
+pub(super) async fn execute(config: Option<&Path>, log_json: bool) -> anyhow::Result<()> {
+    let settings = super::settings(config, log_json)?;
+    let metrics = crate::metrics::install();
+    tracing::info!(
+        config = %Settings::source_file(config).map_or("embedded defaults".into(), |p| p.display().to_string()),
+        nats = %settings.nats.url,
+        database = %settings.database.url,
+        "Starting forewarn."
+    );
+    let running = start(settings, metrics).await?;
+    running.wait(shutdown::signal()).await?;
+    tracing::info!("Forewarn stopped.");
+    Ok(())
+}

@@ -1,0 +1,444 @@
+//! Typed settings: embedded defaults, then `forewarn.toml`, then `FOREWARN_<SECTION>__<KEY>`
+//! environment variables, each layer overriding the one before (SPEC §5).
+//!
+//! Every struct refuses unknown keys, so a typo (`[nats] ulr = …`) stops forewarn at start with
+//! the key's name instead of being silently ignored. Secrets never live here: gateway settings
+//! name the environment variable or file that holds them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that names the config file, like `--config`.
+pub const CONFIG_ENV: &str = "FOREWARN_CONFIG";
+/// The file read from the working directory when no path is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "forewarn.toml";
+/// Prefix of the variables that override single keys.
+const ENV_PREFIX: &str = "FOREWARN_";
+
+/// Why the settings could not be loaded. The message names the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config` names a file that does not exist.
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    /// A key is unknown or its value is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// All of forewarn's settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[nats]`: where events come from.
+    pub nats: NatsSettings,
+    /// `[intake]`: how events are pulled.
+    pub intake: IntakeSettings,
+    /// `[database]`: where state lives.
+    pub database: DatabaseSettings,
+    /// `[paths]`: the CX teams' files.
+    pub paths: PathSettings,
+    /// `[outbox]`: how messages are dispatched.
+    pub outbox: OutboxSettings,
+    /// `[gateways.<channel>]`: which provider sends each channel.
+    pub gateways: GatewaySettings,
+    /// `[http]`: health and metrics endpoint.
+    pub http: HttpSettings,
+    /// `[log]`: log format and level.
+    pub log: LogSettings,
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    /// Server URL. Default `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The events stream, created if missing. Default `FOREWARN_EVENTS`.
+    pub stream: String,
+    /// Subjects the events stream captures. Default `["events.>"]`.
+    pub subjects: Vec<String>,
+    /// Durable pull consumer shared by every forewarn process. Default `forewarn`.
+    pub consumer: String,
+    /// Stream that keeps dead letters. Default `FOREWARN_DLQ`.
+    pub dlq_stream: String,
+    /// Dead letters go to `<dlq_subject_prefix>.<reason>`. Default `forewarn.dlq`.
+    pub dlq_subject_prefix: String,
+    /// Removed from each event's `type` before lookup, e.g. `com.shop.`. Default none.
+    pub type_prefix: Option<String>,
+    /// File with NATS credentials (`.creds`), if the server needs them. Default none.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        NatsSettings {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "FOREWARN_EVENTS".into(),
+            subjects: vec!["events.>".into()],
+            consumer: "forewarn".into(),
+            dlq_stream: "FOREWARN_DLQ".into(),
+            dlq_subject_prefix: "forewarn.dlq".into(),
+            type_prefix: None,
+            credentials_file: None,
+        }
+    }
+}
+
+/// `[intake]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeSettings {
+    /// Most events decided and committed in one database transaction. Larger batches amortise
+    /// the commit; the batch is whatever has arrived, so a quiet stream is not delayed. Default 1000.
+    pub batch_size: usize,
+    /// How long the server waits for an ack before redelivering. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Most unacknowledged events per consumer, across all processes: bounds in-flight work.
+    /// Default 10000.
+    pub max_ack_pending: i64,
+    /// Delay before a batch that failed (database unavailable) is redelivered. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub retry_delay: Duration,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        IntakeSettings {
+            batch_size: 1000,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 10_000,
+            retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path` (created if missing). Default `sqlite://forewarn.db`.
+    pub url: String,
+    /// Connections in the pool. Default 4.
+    pub max_connections: u32,
+    /// How long a statement waits for another writer's lock. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: "sqlite://forewarn.db".into(),
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[paths]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathSettings {
+    /// Folder of `*.toml` rule files. Default `rules`.
+    pub rules: PathBuf,
+    /// Folder of `<template>/<part>[.<locale>].hbs` files. Default `templates`.
+    pub templates: PathBuf,
+    /// Where the sandbox gateway writes `<channel>.jsonl`. Default `outbox`.
+    pub outbox: PathBuf,
+}
+
+impl Default for PathSettings {
+    fn default() -> Self {
+        PathSettings {
+            rules: "rules".into(),
+            templates: "templates".into(),
+            outbox: "outbox".into(),
+        }
+    }
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Run the dispatcher in this process. Turn off for intake-only processes. Default true.
+    pub dispatch: bool,
+    /// Most messages claimed at once. Default 500.
+    pub batch_size: usize,
+    /// Most messages in flight to gateways at once. Default 64.
+    pub concurrency: usize,
+    /// How often an idle dispatcher looks for due messages (new outreach wakes it at once in
+    /// the same process). Default 500 ms.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a claim holds before another dispatcher may take the message over, treating
+    /// the attempt as ambiguous. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub claim_lease: Duration,
+    /// Attempts before a message is marked failed. Default 8.
+    pub max_attempts: u32,
+    /// First retry delay; doubled each attempt, with full jitter. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// Longest retry delay. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            dispatch: true,
+            batch_size: 500,
+            concurrency: 64,
+            poll_interval: Duration::from_millis(500),
+            claim_lease: Duration::from_secs(60),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `[gateways]`: one provider per channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// `[gateways.sms]`. Default sandbox.
+    pub sms: GatewayConfig,
+    /// `[gateways.email]`. Default sandbox.
+    pub email: GatewayConfig,
+    /// `[gateways.push]`. Default sandbox.
+    pub push: GatewayConfig,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            sms: GatewayConfig::Sandbox,
+            email: GatewayConfig::Sandbox,
+            push: GatewayConfig::Sandbox,
+        }
+    }
+}
+
+/// A gateway, chosen by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum GatewayConfig {
+    /// Appends each message to `<paths.outbox>/<channel>.jsonl`; needs no credentials.
+    Sandbox,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Serve HTTP at all. Default true.
+    pub enabled: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            enabled: true,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (for people) or `json` (for log pipelines). Default `text`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `forewarn=debug`; `RUST_LOG` wins when set.
+    /// Default `info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Settings {
+    /// Loads settings: defaults, then the file (`explicit`, else `FOREWARN_CONFIG`, else
+    /// `./forewarn.toml` if present), then `FOREWARN_<SECTION>__<KEY>` variables.
+    pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let file = match explicit.map(Path::to_path_buf).or(from_env) {
+            Some(path) if !path.exists() => return Err(ConfigError::Missing(path)),
+            Some(path) => Some(path),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        Self::figment(file.as_deref())
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))
+    }
+
+    /// The file that [`Settings::load`] would read, for logs.
+    pub fn source_file(explicit: Option<&Path>) -> Option<PathBuf> {
+        explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()))
+    }
+
+    fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
+    }
+
+    /// The sandbox gateway's folder.
+    pub fn sandbox_dir(&self) -> &Path {
+        &self.paths.outbox
+    }
+}
+
+/// One line per problem: the key as users write it (`outbox.batch_size`), what is wrong, and
+/// where the value came from — the file, or the exact environment variable to fix.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let path: Vec<String> = e
+                .path
+                .iter()
+                .filter(|p| p.as_str() != "default")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            let source = match &e.metadata {
+                Some(m) if m.name.contains("environment") && !path.is_empty() => format!(
+                    " (from {ENV_PREFIX}{})",
+                    path.iter()
+                        .map(|p| p.to_ascii_uppercase())
+                        .collect::<Vec<_>>()
+                        .join("__")
+                ),
+                Some(m) => m
+                    .source
+                    .as_ref()
+                    .map(|s| format!(" (in {s})"))
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            if path.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{}: {}{source}", path.join("."), e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn file(contents: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(contents.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn no_file_means_the_embedded_defaults() {
+        // The jail isolates the environment from tests that set FOREWARN_* variables.
+        figment::Jail::expect_with(|_| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.nats.url, "nats://127.0.0.1:4222");
+            assert_eq!(settings.database.url, "sqlite://forewarn.db");
+            assert_eq!(settings.gateways.sms, GatewayConfig::Sandbox);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let f = file("[nats]\nulr = \"nats://x\"\n");
+        let err = describe(
+            Settings::figment(Some(f.path()))
+                .extract::<Settings>()
+                .unwrap_err(),
+        );
+        assert!(err.contains("ulr"), "{err}");
+        assert!(err.contains("nats"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_its_key() {
+        let f = file("[outbox]\nbatch_size = \"many\"\n");
+        let err = describe(
+            Settings::figment(Some(f.path()))
+                .extract::<Settings>()
+                .unwrap_err(),
+        );
+        assert!(err.contains("outbox.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_gateway_kind_is_refused() {
+        let f = file("[gateways.sms]\nkind = \"pigeon\"\n");
+        let err = describe(
+            Settings::figment(Some(f.path()))
+                .extract::<Settings>()
+                .unwrap_err(),
+        );
+        assert!(err.contains("pigeon"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "forewarn.toml",
+                "[nats]\nurl = \"nats://file:4222\"\n[outbox]\nretry_base = \"5s\"\n",
+            )?;
+            jail.set_env("FOREWARN_NATS__URL", "nats://env:4222");
+            jail.set_env("FOREWARN_OUTBOX__BATCH_SIZE", "42");
+            jail.set_env("FOREWARN_CONFIG", "forewarn.toml");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.nats.url, "nats://env:4222");
+            assert_eq!(settings.outbox.batch_size, 42);
+            assert_eq!(settings.outbox.retry_base, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_named_file_that_is_missing_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/forewarn.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing(_)));
+    }
+}

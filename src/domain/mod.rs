@@ -1,0 +1,27 @@
+//! Pure domain types: what an event, a customer, a channel and an outreach *are*.
+//!
+//! Everything here is parsed once at the edge ("parse, don't validate"): a `PhoneE164` is a
+//! phone number in E.164 form by construction, so nothing downstream re-checks it. No I/O.
+
+mod catalogue;
+mod channel;
+mod contact;
+mod customer;
+mod event;
+mod outreach;
+mod rejection;
+mod state;
+
+pub use catalogue::{
+    Affected, Alternative, AlternativeKind, CustomerRef, DataError, ExceptionKind, OptOutScope,
+    OptOutTarget, OrderItem, Payload, Scores, Severity, Store,
+};
+pub use channel::{Category, Channel};
+pub use contact::{
+    CustomerId, EmailAddress, EntityId, Locale, Money, PhoneE164, PushToken, TimeZoneName,
+};
+pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
+pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
+pub use outreach::{IdempotencyKey, MessageContent, Outreach};
+pub use rejection::{RejectReason, Rejection};
+pub use state::{Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus};

@@ -1,0 +1,152 @@
+//! ⑦ Gateways: the providers that carry a message to a customer.
+//!
+//! One [`Gateway`] per channel, chosen in config. Every provider answers in the same terms —
+//! [`SendOutcome`] — so retry, fallback and pacing live once, in the dispatcher, and a new
+//! provider is one new module here.
+
+mod sandbox;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{GatewayConfig, Settings};
+use crate::domain::{Channel, IdempotencyKey, MessageContent};
+
+pub use sandbox::SandboxGateway;
+
+/// A message handed to a gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundMessage<'a> {
+    /// Idempotency key; providers that accept one get it, so a resend is recognised.
+    pub key: &'a IdempotencyKey,
+    /// The rule that decided it.
+    pub rule_id: &'a str,
+    /// The recipient's id (not an address).
+    pub customer_id: &'a str,
+    /// What to send, with the address.
+    pub content: &'a MessageContent,
+}
+
+/// The provider's proof of acceptance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's message id (Twilio `sid`, SendGrid `X-Message-Id`, …).
+    pub provider_id: String,
+}
+
+/// How a send ended, in terms the dispatcher acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the provider.
+    Sent(Receipt),
+    /// A passing failure: try again, not before `after` if the provider said so.
+    Retry {
+        /// Provider's `Retry-After`, if any.
+        after: Option<Duration>,
+        /// What happened.
+        reason: String,
+    },
+    /// A failure that will not change on retry.
+    Reject {
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// What a gateway knows about a message whose attempt was cut off by a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciliation {
+    /// It was delivered; do not resend.
+    Delivered(Receipt),
+    /// It was not; send it.
+    NotDelivered,
+    /// The provider cannot say; resend (at-least-once at the provider boundary).
+    Unknown,
+}
+
+/// A provider for one channel.
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    /// Name for logs, metrics and attempt records, e.g. `sandbox`.
+    fn name(&self) -> &str;
+
+    /// Sends one message. Never panics on a provider's answer; classifies it.
+    async fn send(&self, message: &OutboundMessage<'_>) -> SendOutcome;
+
+    /// Asks whether an ambiguous attempt was delivered. Most providers cannot say.
+    async fn reconcile(&self, _key: &IdempotencyKey) -> Reconciliation {
+        Reconciliation::Unknown
+    }
+}
+
+/// The gateway of each channel.
+#[derive(Clone)]
+pub struct Gateways {
+    sms: Arc<dyn Gateway>,
+    email: Arc<dyn Gateway>,
+    push: Arc<dyn Gateway>,
+}
+
+impl std::fmt::Debug for Gateways {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateways")
+            .field("sms", &self.sms.name())
+            .field("email", &self.email.name())
+            .field("push", &self.push.name())
+            .finish()
+    }
+}
+
+/// A gateway that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("gateway for {channel}: {message}")]
+pub struct GatewayError {
+    /// Its channel.
+    pub channel: Channel,
+    /// What failed.
+    pub message: String,
+}
+
+impl Gateways {
+    /// Builds each channel's gateway from `[gateways.<channel>]`.
+    pub fn from_settings(settings: &Settings) -> Result<Self, GatewayError> {
+        let build =
+            |channel: Channel, config: &GatewayConfig| -> Result<Arc<dyn Gateway>, GatewayError> {
+                match config {
+                    GatewayConfig::Sandbox => {
+                        let gateway = SandboxGateway::open(settings.sandbox_dir(), channel)
+                            .map_err(|e| GatewayError {
+                                channel,
+                                message: format!(
+                                    "cannot open the sandbox file in {}: {e}",
+                                    settings.sandbox_dir().display()
+                                ),
+                            })?;
+                        Ok(Arc::new(gateway))
+                    }
+                }
+            };
+        Ok(Gateways {
+            sms: build(Channel::Sms, &settings.gateways.sms)?,
+            email: build(Channel::Email, &settings.gateways.email)?,
+            push: build(Channel::Push, &settings.gateways.push)?,
+        })
+    }
+
+    /// The gateway for `channel`.
+    pub fn for_channel(&self, channel: Channel) -> &Arc<dyn Gateway> {
+        match channel {
+            Channel::Sms => &self.sms,
+            Channel::Email => &self.email,
+            Channel::Push => &self.push,
+        }
+    }
+}
+
+/// The sandbox file of `channel` in `dir`: `outbox/sms.jsonl`.
+pub fn sandbox_file(dir: &Path, channel: Channel) -> std::path::PathBuf {
+    dir.join(format!("{}.jsonl", channel.as_str()))
+}

@@ -1,0 +1,322 @@
+//! The intake loop and one batch's journey: parse → record → decide → commit → dead-letter → ack.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::jetstream::consumer::{pull, Consumer};
+use async_nats::jetstream::{AckKind, Message};
+use chrono::Utc;
+use futures::StreamExt;
+use metrics::{counter, histogram};
+use tokio::sync::Notify;
+
+use super::{DeadLetterPublisher, IntakeError};
+use crate::config::IntakeSettings;
+use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
+use crate::metrics as m;
+use crate::pipeline::{self, Accepted};
+use crate::render::Templates;
+use crate::rules::RuleSet;
+use crate::shutdown::Shutdown;
+use crate::store::{EventRecord, Store, StoreError};
+
+/// What CX teams authored: the rules and the templates they use, validated together.
+#[derive(Debug)]
+pub struct Authoring {
+    /// Loaded rules.
+    pub rules: RuleSet,
+    /// Loaded templates.
+    pub templates: Templates,
+}
+
+/// What a batch did, for logs, metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// New events committed.
+    pub processed: usize,
+    /// Redeliveries of events already processed.
+    pub duplicates: usize,
+    /// Events dead-lettered.
+    pub dead_lettered: usize,
+    /// Outreach rows written (an existing idempotency key makes a write a no-op).
+    pub outreach: usize,
+    /// Messages left for redelivery because the batch could not be committed.
+    pub redelivered: usize,
+}
+
+/// Takes events from the stream into the database.
+pub struct Intake {
+    store: Arc<dyn Store>,
+    authoring: Arc<Authoring>,
+    dead_letters: DeadLetterPublisher,
+    type_prefix: Option<String>,
+    settings: IntakeSettings,
+    wake: Arc<Notify>,
+}
+
+/// Where one message of a batch stands.
+enum Fate {
+    /// Parsed; index into the accepted list.
+    Accepted(usize),
+    /// Refused at parsing.
+    Rejected(Rejection),
+}
+
+impl Intake {
+    /// An intake that notifies `wake` when it queues outreach.
+    pub fn new(
+        store: Arc<dyn Store>,
+        authoring: Arc<Authoring>,
+        dead_letters: DeadLetterPublisher,
+        type_prefix: Option<String>,
+        settings: IntakeSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Intake {
+            store,
+            authoring,
+            dead_letters,
+            type_prefix,
+            settings,
+            wake,
+        }
+    }
+
+    /// Pulls and processes batches until shutdown; the batch in progress is finished and acked.
+    pub async fn run(
+        self,
+        consumer: Consumer<pull::Config>,
+        mut shutdown: Shutdown,
+    ) -> Result<(), IntakeError> {
+        let batch_size = self.settings.batch_size.max(1);
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch_size)
+            .messages()
+            .await
+            .map_err(|e| IntakeError::Setup(format!("cannot start pulling: {e}")))?;
+        // `ready_chunks` hands over whatever has already arrived: large batches under load,
+        // single events when it is quiet, so batching never adds latency.
+        let mut batches = messages.ready_chunks(batch_size);
+        tracing::info!(batch_size, "Intake started.");
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                batch = batches.next() => batch,
+            };
+            let Some(batch) = batch else {
+                tracing::warn!("The consumer's message stream ended.");
+                break;
+            };
+            let mut messages = Vec::with_capacity(batch.len());
+            for item in batch {
+                match item {
+                    Ok(message) => messages.push(message),
+                    Err(e) => tracing::warn!(error = %e, "Pull error; continuing."),
+                }
+            }
+            if !messages.is_empty() {
+                self.process(messages).await;
+            }
+        }
+        tracing::info!("Intake stopped.");
+        Ok(())
+    }
+
+    /// Processes one batch and acks (or naks) every message in it.
+    pub async fn process(&self, messages: Vec<Message>) -> BatchReport {
+        let started = Instant::now();
+        let received_at = Utc::now();
+        let mut accepted: Vec<Accepted> = Vec::with_capacity(messages.len());
+        let fates: Vec<Fate> = messages
+            .iter()
+            .map(|message| match self.parse(&message.payload) {
+                Ok(a) => {
+                    accepted.push(a);
+                    Fate::Accepted(accepted.len() - 1)
+                }
+                Err(rejection) => Fate::Rejected(rejection),
+            })
+            .collect();
+
+        let mut committed = self.commit(&accepted, received_at).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut report = BatchReport::default();
+        match &committed {
+            Ok(outcome) => {
+                report.outreach = outcome.outreach;
+                if outcome.outreach > 0 {
+                    self.wake.notify_one();
+                }
+            }
+            Err(e) => {
+                counter!(m::BATCH_FAILURES).increment(1);
+                tracing::warn!(error = %e, events = accepted.len(), "Batch not committed; it will be redelivered.");
+            }
+        }
+
+        // Every message is now dead-lettered, acked or naked, in order.
+        for (message, fate) in messages.iter().zip(&fates) {
+            let (event_type, rejection) = match fate {
+                Fate::Rejected(r) => ("invalid", Some(r)),
+                Fate::Accepted(i) => {
+                    let event = &accepted[*i].event;
+                    let rejection = committed
+                        .as_ref()
+                        .ok()
+                        .and_then(|o| o.rejected.get(&event.key));
+                    (event.event_type.as_str(), rejection)
+                }
+            };
+            if let Some(rejection) = rejection {
+                match self.dead_letter(message, rejection).await {
+                    Ok(()) => {
+                        report.dead_lettered += 1;
+                        counter!(m::EVENTS, "type" => event_type, "outcome" => "dead_letter")
+                            .increment(1);
+                        counter!(m::DEAD_LETTERS, "reason" => rejection.reason.as_str())
+                            .increment(1);
+                        tracing::info!(reason = rejection.reason.as_str(), error = %rejection.detail, subject = %message.subject, "Event dead-lettered.");
+                        ack(message, AckKind::Ack).await;
+                    }
+                    Err(e) => {
+                        report.redelivered += 1;
+                        tracing::warn!(error = %e, "Dead letter not published; the event will be redelivered.");
+                        ack(message, AckKind::Nak(Some(self.settings.retry_delay))).await;
+                    }
+                }
+                continue;
+            }
+            let Fate::Accepted(i) = fate else { continue };
+            match &mut committed {
+                Err(_) => {
+                    report.redelivered += 1;
+                    ack(message, AckKind::Nak(Some(self.settings.retry_delay))).await;
+                }
+                Ok(outcome) => {
+                    // The first copy of a new key is the processed one; any other is a duplicate.
+                    let outcome_label = if outcome.fresh.remove(&accepted[*i].event.key) {
+                        report.processed += 1;
+                        histogram!(m::PROCESSING_SECONDS).record(elapsed);
+                        "processed"
+                    } else {
+                        report.duplicates += 1;
+                        "duplicate"
+                    };
+                    counter!(m::EVENTS, "type" => event_type, "outcome" => outcome_label)
+                        .increment(1);
+                    ack(message, AckKind::Ack).await;
+                }
+            }
+        }
+        histogram!(m::BATCH_SIZE).record(messages.len() as f64);
+        tracing::debug!(?report, seconds = elapsed, "Batch done.");
+        report
+    }
+
+    /// Envelope, then catalogue.
+    fn parse(&self, body: &[u8]) -> Result<Accepted, Rejection> {
+        let event = CloudEvent::parse(body, self.type_prefix.as_deref())?;
+        let payload = Payload::parse(event.event_type, &event.data)?;
+        Ok(Accepted { event, payload })
+    }
+
+    /// The batch's transaction: record events, load state, decide, write, commit.
+    async fn commit(
+        &self,
+        accepted: &[Accepted],
+        received_at: chrono::DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        if accepted.is_empty() {
+            return Ok(Committed::default());
+        }
+        let mut tx = self.store.begin_intake().await?;
+        let records: Vec<EventRecord> = accepted
+            .iter()
+            .map(|a| EventRecord {
+                key: a.event.key.clone(),
+                event_type: a.event.event_type,
+                subject: a.event.subject.clone(),
+                time: a.event.time,
+                customer_id: a.payload.customer().map(|c| c.id().clone()),
+                data: a.event.data.to_string(),
+                received_at,
+            })
+            .collect();
+        let new_keys = tx.record_events(&records).await?;
+        // A key twice in one batch is recorded once; only its first copy is decided.
+        let mut first_copies = new_keys.clone();
+        let fresh: Vec<&Accepted> = accepted
+            .iter()
+            .filter(|a| first_copies.remove(&a.event.key))
+            .collect();
+        let snapshot = tx.load(&pipeline::refs_of(fresh.iter().copied())).await?;
+        let authoring = &self.authoring;
+        let plan = pipeline::decide(
+            &fresh,
+            snapshot,
+            &authoring.rules,
+            &authoring.templates,
+            received_at,
+        );
+        let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
+        tx.forget_events(&rejected_keys).await?;
+        tx.apply(&plan.changes, received_at).await?;
+        tx.commit().await?;
+
+        for skipped in &plan.skipped {
+            counter!(m::OUTREACH, "rule" => skipped.rule_id.clone(), "channel" => "none", "status" => "skipped")
+                .increment(1);
+            tracing::info!(rule = %skipped.rule_id, customer = ?skipped.customer_id.as_ref().map(|c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
+        }
+        for outreach in &plan.changes.outreach {
+            counter!(m::OUTREACH, "rule" => outreach.rule_id.clone(), "channel" => outreach.content.channel().as_str(), "status" => "queued")
+                .increment(1);
+        }
+        let mut fresh_keys = new_keys;
+        for key in &rejected_keys {
+            fresh_keys.remove(key);
+        }
+        Ok(Committed {
+            fresh: fresh_keys,
+            rejected: plan.rejected.into_iter().collect(),
+            outreach: plan.changes.outreach.len(),
+        })
+    }
+
+    /// Publishes a dead letter for `message`.
+    async fn dead_letter(&self, message: &Message, rejection: &Rejection) -> Result<(), String> {
+        let dedup_id = message
+            .info()
+            .map(|info| format!("{}-{}", info.stream, info.stream_sequence))
+            .unwrap_or_else(|_| format!("{:x}", fastrand::u64(..)));
+        self.dead_letters
+            .publish(
+                rejection,
+                message.subject.as_str(),
+                &dedup_id,
+                message.payload.clone(),
+            )
+            .await
+    }
+}
+
+/// What a committed batch produced.
+#[derive(Debug, Default)]
+struct Committed {
+    /// Keys processed for the first time (not dead-lettered).
+    fresh: std::collections::HashSet<EventKey>,
+    /// Events refused while deciding (unknown customer).
+    rejected: HashMap<EventKey, Rejection>,
+    /// Outreach rows written.
+    outreach: usize,
+}
+
+/// Acks or naks; a failure is logged, and the server's redelivery covers it.
+async fn ack(message: &Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(error = %e, "Could not acknowledge a message; it will be redelivered.");
+    }
+}

@@ -1,0 +1,84 @@
+//! Connecting to NATS and making sure the streams and the durable consumer exist.
+
+use async_nats::jetstream::{self, consumer, stream};
+
+use crate::config::{IntakeSettings, NatsSettings};
+
+/// NATS could not be reached or set up.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// No connection to the server.
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect {
+        /// Server URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// A stream or consumer could not be created or read.
+    #[error("JetStream setup failed: {0}")]
+    Setup(String),
+}
+
+/// Connects to the server in `[nats]`, with credentials when configured.
+pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, IntakeError> {
+    let connect_error = |message: String| IntakeError::Connect {
+        url: settings.url.clone(),
+        message,
+    };
+    let mut options = async_nats::ConnectOptions::new().name("forewarn");
+    if let Some(path) = &settings.credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| connect_error(format!("credentials file {}: {e}", path.display())))?;
+    }
+    options
+        .connect(settings.url.as_str())
+        .await
+        .map_err(|e| connect_error(e.to_string()))
+}
+
+/// Ensures the events stream, the dead-letter stream and the durable pull consumer exist, and
+/// returns the consumer. Existing streams are left as they are (operators may have tuned them).
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    nats: &NatsSettings,
+    intake: &IntakeSettings,
+) -> Result<consumer::Consumer<consumer::pull::Config>, IntakeError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| IntakeError::Setup(format!("{what}: {e}"));
+    let events = js
+        .get_or_create_stream(stream::Config {
+            name: nats.stream.clone(),
+            subjects: nats.subjects.clone(),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup(&format!("stream {}", nats.stream), &e))?;
+    js.get_or_create_stream(stream::Config {
+        name: nats.dlq_stream.clone(),
+        subjects: vec![format!("{}.>", nats.dlq_subject_prefix)],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| setup(&format!("stream {}", nats.dlq_stream), &e))?;
+    events
+        .get_or_create_consumer(
+            &nats.consumer,
+            consumer::pull::Config {
+                durable_name: Some(nats.consumer.clone()),
+                description: Some("forewarn intake".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: intake.ack_wait,
+                max_ack_pending: intake.max_ack_pending,
+                // Unlimited redelivery: a message forewarn could not commit (database down) must
+                // not be dropped. Poison input never loops: it is dead-lettered and acked.
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| setup(&format!("consumer {}", nats.consumer), &e))
+}

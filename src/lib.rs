@@ -1,0 +1,44 @@
+//! Forewarn tells customers about a problem before they notice it.
+//!
+//! Backends publish order, shipment and outage events to NATS JetStream; forewarn matches each
+//! one against the rules customer-experience teams write, renders the message from a handlebars
+//! template in the customer's language, and dispatches it through the customer's channel —
+//! exactly once, even across crashes.
+//!
+//! ```text
+//!  NATS JetStream ──① intake ──② rules ──③ risk ──④ policy ──⑤ render ──⑥ outbox ──⑦ gateway ──⑧ delivery
+//!  events.>          parse,       match,    (later)   (later)    locale,     enqueue,    sandbox,
+//!                    dead-letter  priority                       parts       claim,      twilio, smtp, …
+//!                                                                            retry
+//! ```
+//!
+//! # Layout
+//! - [`config`]: typed settings, embedded defaults, `FOREWARN_<SECTION>__<KEY>` overrides.
+//! - [`domain`]: pure types — the CloudEvent envelope, the event catalogue, customers, channels,
+//!   outreach. Parsed once at the edge; nothing past it holds a raw string where a type exists.
+//! - [`intake`]: ① JetStream stream and durable consumer, batch pulls, dead letters, acks.
+//! - [`rules`]: ② rule files and matching by event type and priority.
+//! - [`render`]: ⑤ the handlebars registry, locale resolution and channel parts.
+//! - [`pipeline`]: ②→⑤ as one function over domain types, with no I/O.
+//! - [`outbox`]: ⑥ idempotency keys, the dispatcher that claims due rows, retry schedule.
+//! - [`gateway`]: ⑦ the `Gateway` trait and one module per provider (`sandbox` today).
+//! - [`store`]: the database behind a narrow interface (SQLite today).
+//! - [`http`]: health, readiness and Prometheus metrics.
+//! - [`cli`]: one module per subcommand; [`shutdown`], [`telemetry`], [`metrics`] and
+//!   [`nats_server`] are the plumbing around them.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod gateway;
+pub mod http;
+pub mod intake;
+pub mod metrics;
+pub mod nats_server;
+pub mod outbox;
+pub mod pipeline;
+pub mod render;
+pub mod rules;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

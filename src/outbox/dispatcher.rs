@@ -1,0 +1,205 @@
+//! The dispatcher: claim due messages, send them, record what happened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use metrics::{counter, histogram};
+use tokio::sync::Notify;
+
+use super::RetryPolicy;
+use crate::config::OutboxSettings;
+use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
+use crate::metrics as m;
+use crate::shutdown::Shutdown;
+use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
+
+/// What one dispatch step did; lets tests and tools drive the dispatcher step by step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// This many messages were attempted.
+    Dispatched(usize),
+    /// Nothing was due.
+    Empty,
+}
+
+/// Sends what the outbox holds.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    gateways: Gateways,
+    settings: OutboxSettings,
+    retry: RetryPolicy,
+    wake: Arc<Notify>,
+}
+
+/// Attempts to record the outcome of a batch before leaving it to lease expiry.
+const RECORD_TRIES: u32 = 5;
+
+impl Dispatcher {
+    /// A dispatcher; `wake` is notified by intake when it queues new outreach.
+    pub fn new(
+        store: Arc<dyn Store>,
+        gateways: Gateways,
+        settings: OutboxSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let retry = RetryPolicy::from_settings(&settings);
+        Dispatcher {
+            store,
+            gateways,
+            settings,
+            retry,
+            wake,
+        }
+    }
+
+    /// Claims one batch of due messages, sends them concurrently and records the outcomes.
+    pub async fn dispatch_once(&self) -> Result<DispatchOutcome, StoreError> {
+        let claimed = self
+            .store
+            .claim_due(
+                Utc::now(),
+                self.settings.claim_lease,
+                self.settings.batch_size.max(1),
+            )
+            .await?;
+        if claimed.is_empty() {
+            return Ok(DispatchOutcome::Empty);
+        }
+        let count = claimed.len();
+        let records: Vec<AttemptRecord> = futures::stream::iter(claimed)
+            .map(|message| self.attempt(message))
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut tries = 0;
+        loop {
+            match self.store.record_attempts(&records).await {
+                Ok(()) => break,
+                Err(e) if tries + 1 < RECORD_TRIES => {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "Could not record attempts; trying again.");
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                }
+                // The rows stay `sending`; when their lease expires they are reconciled with
+                // the gateway before any resend, so nothing is lost or sent twice here.
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(DispatchOutcome::Dispatched(count))
+    }
+
+    /// One attempt at one message.
+    async fn attempt(&self, message: ClaimedMessage) -> AttemptRecord {
+        let gateway = self.gateways.for_channel(message.channel);
+        let started_at = Utc::now();
+        let record = |result: AttemptResult| AttemptRecord {
+            outbox_id: message.id,
+            attempt: message.attempt,
+            gateway: gateway.name().to_owned(),
+            started_at,
+            finished_at: Utc::now(),
+            result,
+        };
+        let labels = [
+            ("rule", message.rule_id.clone()),
+            ("channel", message.channel.as_str().to_owned()),
+        ];
+        if message.ambiguous {
+            match gateway.reconcile(&message.key).await {
+                Reconciliation::Delivered(receipt) => {
+                    counter!(m::RECONCILED, "channel" => message.channel.as_str()).increment(1);
+                    tracing::info!(key = %message.key, "Ambiguous attempt was delivered; not resending.");
+                    return record(AttemptResult::Reconciled {
+                        provider_id: receipt.provider_id,
+                    });
+                }
+                Reconciliation::NotDelivered => {}
+                Reconciliation::Unknown => {
+                    counter!(m::AMBIGUOUS_RESENDS, "channel" => message.channel.as_str())
+                        .increment(1);
+                    tracing::warn!(key = %message.key, "Resending an ambiguous attempt the gateway cannot confirm.");
+                }
+            }
+        }
+        let outcome = gateway
+            .send(&OutboundMessage {
+                key: &message.key,
+                rule_id: &message.rule_id,
+                customer_id: &message.customer_id,
+                content: &message.content,
+            })
+            .await;
+        let waited = (Utc::now() - message.created_at)
+            .to_std()
+            .unwrap_or_default();
+        histogram!(m::DISPATCH_SECONDS, "channel" => message.channel.as_str())
+            .record(waited.as_secs_f64());
+        let result = match outcome {
+            SendOutcome::Sent(receipt) => AttemptResult::Sent {
+                provider_id: receipt.provider_id,
+            },
+            SendOutcome::Retry { after, reason } if !self.retry.exhausted(message.attempt) => {
+                let delay = self.retry.delay(message.attempt, after);
+                tracing::warn!(key = %message.key, attempt = message.attempt, ?delay, %reason, "Send failed; will retry.");
+                AttemptResult::Retry {
+                    next_at: Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    error: reason,
+                }
+            }
+            SendOutcome::Retry { reason, .. } => {
+                tracing::error!(key = %message.key, attempt = message.attempt, %reason, "Giving up after the last attempt.");
+                AttemptResult::Failed {
+                    error: format!("gave up after {} attempts: {reason}", message.attempt),
+                }
+            }
+            SendOutcome::Reject { reason } => {
+                tracing::error!(key = %message.key, %reason, "Gateway rejected the message.");
+                AttemptResult::Failed { error: reason }
+            }
+        };
+        let status = match &result {
+            AttemptResult::Sent { .. } | AttemptResult::Reconciled { .. } => "sent",
+            AttemptResult::Retry { .. } => "retry",
+            AttemptResult::Failed { .. } => "failed",
+        };
+        counter!(m::OUTREACH, "rule" => labels[0].1.clone(), "channel" => labels[1].1.clone(), "status" => status)
+            .increment(1);
+        record(result)
+    }
+
+    /// Dispatches until shutdown. Between batches it waits for new outreach, the next due
+    /// retry, or the poll interval, whichever comes first; a batch in flight is finished.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        tracing::info!(gateways = ?self.gateways, "Dispatcher started.");
+        while !shutdown.is_triggered() {
+            let idle = match self.dispatch_once().await {
+                Ok(DispatchOutcome::Dispatched(_)) => continue,
+                Ok(DispatchOutcome::Empty) => self.idle_time().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Dispatch failed; retrying after the poll interval.");
+                    self.settings.poll_interval
+                }
+            };
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+        tracing::info!("Dispatcher stopped.");
+    }
+
+    /// How long to sleep when nothing is due: until the next retry, at most the poll interval.
+    async fn idle_time(&self) -> Duration {
+        match self.store.next_due().await {
+            Ok(Some(next)) => (next - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(self.settings.poll_interval),
+            _ => self.settings.poll_interval,
+        }
+    }
+}

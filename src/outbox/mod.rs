@@ -1,0 +1,18 @@
+//! ⑥ The outbox: messages wait here, durably, until a gateway has them.
+//!
+//! ```text
+//!   pending ──claim──▶ sending ──Sent──▶ sent
+//!      ▲                  │  └──Reject / attempts exhausted──▶ failed
+//!      └──Retry (backoff)─┘
+//!   sending, lease expired (a dispatcher died mid-request) ──claim──▶ ambiguous:
+//!      gateway.reconcile(key): delivered → sent; otherwise resend
+//! ```
+//! Rows are written by intake in the same transaction as the event that caused them, under a
+//! unique idempotency key; the dispatcher claims them in batches, sends concurrently, and
+//! records every attempt.
+
+mod dispatcher;
+mod retry;
+
+pub use dispatcher::{DispatchOutcome, Dispatcher};
+pub use retry::RetryPolicy;

@@ -1,0 +1,405 @@
+//! ②→⑤ as one function over domain types: events in, state changes and rendered outreach out.
+//!
+//! No I/O: intake loads a [`Snapshot`] of the state a batch touches, calls [`decide`], and
+//! writes the returned [`Plan`] in the same transaction. That keeps every decision testable
+//! without a database or a broker, and makes a batch's effect a pure function of its input.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::domain::{
+    Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, EventKey, IdempotencyKey,
+    Incident, MessageContent, OptOuts, Order, Outreach, Payload, RejectReason, Rejection, Shipment,
+};
+use crate::render::{Part, Templates};
+use crate::rules::{Rule, RuleSet};
+use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
+
+/// An event whose envelope and `data` passed the catalogue.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The envelope, with `data` kept whole.
+    pub event: CloudEvent,
+    /// `data`, typed.
+    pub payload: Payload,
+}
+
+/// Why a matching rule produced no message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The rule.
+    pub rule_id: String,
+    /// The customer, when known.
+    pub customer_id: Option<CustomerId>,
+    /// The event.
+    pub event: EventKey,
+    /// A short, stable reason (`no_customer`, `no_usable_channel`, `render_failed`, …).
+    pub reason: &'static str,
+    /// Details for the log.
+    pub detail: String,
+}
+
+/// What a batch decided.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// State changes and outreach to write.
+    pub changes: Changes,
+    /// Events refused after all (unknown customer); they are dead-lettered, not recorded.
+    pub rejected: Vec<(EventKey, Rejection)>,
+    /// Rules that matched but sent nothing, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// What a batch needs loaded before [`decide`].
+pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>) -> Refs {
+    let mut refs = Refs::default();
+    for accepted in events {
+        let payload = &accepted.payload;
+        if let Some(customer) = payload.customer() {
+            refs.customers.insert(customer.id().clone());
+        }
+        if let Payload::CustomerOptedOut { customer_id, .. } = payload {
+            refs.customers.insert(customer_id.clone());
+        }
+        if let Some(id) = Shipment::id_of(payload) {
+            refs.shipments.insert(id.clone());
+        }
+        if let Some(id) = order_id_of(payload) {
+            refs.orders.insert(id.clone());
+        }
+        if let Some(id) = Incident::id_of(payload) {
+            refs.incidents.insert(id.clone());
+        }
+    }
+    refs
+}
+
+fn order_id_of(payload: &Payload) -> Option<&crate::domain::EntityId> {
+    match payload {
+        Payload::OrderPlaced { order_id, .. }
+        | Payload::OrderBackordered { order_id, .. }
+        | Payload::OrderCancelled { order_id, .. }
+        | Payload::OrderPaymentFailed { order_id, .. } => Some(order_id),
+        _ => None,
+    }
+}
+
+/// Applies `events` in order to `snapshot` and decides each one's outreach.
+pub fn decide(
+    events: &[&Accepted],
+    mut snapshot: Snapshot,
+    rules: &RuleSet,
+    templates: &Templates,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut plan = Plan::default();
+    // Aggregates touched by the batch, written once each at the end.
+    let mut touched_customers: BTreeMap<CustomerId, ()> = BTreeMap::new();
+    let mut touched_orders = Vec::new();
+    let mut touched_shipments = Vec::new();
+    let mut touched_incidents = Vec::new();
+
+    for accepted in events {
+        let event = &accepted.event;
+        let payload = &accepted.payload;
+        let at = event.time.unwrap_or(now);
+
+        // 1. The customer: merge an inline object, or require a known one.
+        match payload.customer() {
+            Some(CustomerRef::Inline { id, object }) => {
+                snapshot
+                    .customers
+                    .entry(id.clone())
+                    .or_default()
+                    .merge(object);
+                touched_customers.insert(id.clone(), ());
+            }
+            Some(CustomerRef::Id(id)) if !snapshot.customers.contains_key(id) => {
+                plan.rejected.push((
+                    event.key.clone(),
+                    Rejection {
+                        reason: RejectReason::UnknownCustomer,
+                        detail: format!(
+                            "data.customer_id: customer `{id}` is unknown; publish \
+                             customer.upserted first or send an inline data.customer object"
+                        ),
+                    },
+                ));
+                continue;
+            }
+            _ => {}
+        }
+
+        // 2. Domain state.
+        if let Payload::CustomerOptedOut {
+            customer_id,
+            channel,
+            scope,
+        } = payload
+        {
+            let opt_outs = snapshot.opt_outs.entry(customer_id.clone()).or_default();
+            for c in channel.channels() {
+                opt_outs.record(*c, *scope);
+                let widest = opt_outs
+                    .iter()
+                    .find(|(ch, _)| ch == c)
+                    .map_or(*scope, |(_, s)| s);
+                plan.changes.opt_outs.push(OptOutRecord {
+                    customer_id: customer_id.clone(),
+                    channel: *c,
+                    scope: widest,
+                    at,
+                });
+            }
+        }
+        if let Some(id) = order_id_of(payload) {
+            let existing = snapshot.orders.remove(id);
+            if let Some(order) = Order::apply(existing, payload, at) {
+                touched_orders.push(order.id.clone());
+                snapshot.orders.insert(order.id.clone(), order);
+            }
+        }
+        if let Some(id) = Shipment::id_of(payload) {
+            let existing = snapshot.shipments.remove(id);
+            if let Some(shipment) = Shipment::apply(existing, payload, at) {
+                touched_shipments.push(shipment.id.clone());
+                snapshot.shipments.insert(shipment.id.clone(), shipment);
+            }
+        }
+        if let Some(id) = Incident::id_of(payload) {
+            let existing = snapshot.incidents.remove(id);
+            if let Some(incident) = Incident::apply(existing, payload, at) {
+                touched_incidents.push(incident.id.clone());
+                snapshot.incidents.insert(incident.id.clone(), incident);
+            }
+        }
+        if let Payload::RiskScored {
+            customer_id,
+            shipment_id,
+            order_id,
+            scores,
+            model,
+        } = payload
+        {
+            plan.changes.risk_scores.push(RiskScoreRecord {
+                event: event.key.clone(),
+                customer_id: customer_id.clone(),
+                shipment_id: shipment_id.clone(),
+                order_id: order_id.clone(),
+                delay: scores.delay,
+                churn: scores.churn,
+                model: model.clone(),
+                scored_at: at,
+            });
+        }
+
+        // 3. Rules: the highest-priority rule for this event decides.
+        let Some(rule) = rules.candidates(event.event_type).next() else {
+            continue;
+        };
+        let recipient = recipient_of(payload, &snapshot);
+        let skip =
+            |reason: &'static str, customer_id: Option<CustomerId>, detail: String| Skipped {
+                rule_id: rule.id.clone(),
+                customer_id,
+                event: event.key.clone(),
+                reason,
+                detail,
+            };
+        let Some(customer_id) = recipient else {
+            plan.skipped.push(skip(
+                "no_customer",
+                None,
+                "the event names no customer forewarn knows".into(),
+            ));
+            continue;
+        };
+        let Some(doc) = snapshot.customers.get(&customer_id) else {
+            plan.skipped.push(skip(
+                "no_customer",
+                Some(customer_id),
+                "the customer record is missing".into(),
+            ));
+            continue;
+        };
+        match outreach_for(rule, accepted, doc, &snapshot, templates) {
+            Ok(outreach) => plan.changes.outreach.push(outreach),
+            Err((reason, detail)) => plan.skipped.push(skip(reason, Some(customer_id), detail)),
+        }
+    }
+
+    plan.changes.customers = touched_customers
+        .into_keys()
+        .filter_map(|id| snapshot.customers.get(&id).cloned().map(|doc| (id, doc)))
+        .collect();
+    plan.changes.orders = take_touched(touched_orders, &snapshot.orders);
+    plan.changes.shipments = take_touched(touched_shipments, &snapshot.shipments);
+    plan.changes.incidents = take_touched(touched_incidents, &snapshot.incidents);
+    plan
+}
+
+/// Each touched aggregate once, in first-touched order.
+fn take_touched<T: Clone>(
+    mut ids: Vec<crate::domain::EntityId>,
+    map: &std::collections::HashMap<crate::domain::EntityId, T>,
+) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    ids.iter().filter_map(|id| map.get(id).cloned()).collect()
+}
+
+/// Who an event is about: its own customer, else the customer of its shipment or order.
+fn recipient_of(payload: &Payload, snapshot: &Snapshot) -> Option<CustomerId> {
+    if let Some(customer) = payload.customer() {
+        return Some(customer.id().clone());
+    }
+    if let Some(id) = Shipment::id_of(payload) {
+        if let Some(customer) = snapshot
+            .shipments
+            .get(id)
+            .and_then(|s| s.customer_id.clone())
+        {
+            return Some(customer);
+        }
+    }
+    if let Payload::ShipmentDelivered {
+        order_id: Some(order_id),
+        ..
+    } = payload
+    {
+        return snapshot
+            .orders
+            .get(order_id)
+            .and_then(|o| o.customer_id.clone());
+    }
+    None
+}
+
+/// Chooses the channel, renders the message and derives its key.
+fn outreach_for(
+    rule: &Rule,
+    accepted: &Accepted,
+    doc: &CustomerDoc,
+    snapshot: &Snapshot,
+    templates: &Templates,
+) -> Result<Outreach, (&'static str, String)> {
+    let event = &accepted.event;
+    let customer = Customer::from_doc(doc).map_err(|e| ("customer_unreadable", e.to_string()))?;
+    let no_opt_outs = OptOuts::default();
+    let opt_outs = snapshot.opt_outs.get(&customer.id).unwrap_or(&no_opt_outs);
+    let mut usable = Vec::new();
+    let mut refused = Vec::new();
+    for channel in rule.channels_for(&customer) {
+        let why_not = if !templates.serves(&rule.template, channel) {
+            Some("no template parts")
+        } else if !customer.has_address_for(channel) {
+            Some("no address")
+        } else if opt_outs.blocks(channel, rule.category) {
+            Some("opted out")
+        } else if !customer.consent.allows(channel, rule.category) {
+            Some("no consent")
+        } else {
+            None
+        };
+        match why_not {
+            None => usable.push(channel),
+            Some(reason) => refused.push(format!("{channel}: {reason}")),
+        }
+    }
+    let Some((&channel, fallback)) = usable.split_first() else {
+        return Err(("no_usable_channel", refused.join(", ")));
+    };
+
+    let entity = format!("event:{}/{}", event.key.source, event.key.id);
+    let context = render_context(rule, accepted, doc, snapshot);
+    let mut parts = templates
+        .render(&rule.template, channel, customer.locale.as_ref(), &context)
+        .map_err(|e| ("render_failed", e.to_string()))?;
+    let content = match channel {
+        Channel::Sms => MessageContent::Sms {
+            to: customer
+                .phone
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            body: parts.take(Part::Sms).unwrap_or_default(),
+        },
+        Channel::Email => MessageContent::Email {
+            to: customer
+                .email
+                .as_ref()
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default(),
+            subject: parts.take(Part::EmailSubject).unwrap_or_default(),
+            text: parts.take(Part::EmailText),
+            html: parts.take(Part::EmailHtml),
+        },
+        Channel::Push => MessageContent::Push {
+            to: customer
+                .push_tokens
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
+            title: parts.take(Part::PushTitle).unwrap_or_default(),
+            body: parts.take(Part::PushBody).unwrap_or_default(),
+        },
+    };
+    Ok(Outreach {
+        key: IdempotencyKey::derive(&rule.id, &customer.id, &entity, channel),
+        rule_id: rule.id.clone(),
+        customer_id: customer.id.clone(),
+        entity,
+        category: rule.category,
+        priority: rule.priority,
+        fallback: fallback.to_vec(),
+        event: event.key.clone(),
+        locale: parts.locale,
+        content,
+    })
+}
+
+/// The template context of SPEC §3. Keys are present only when there is a value, so strict
+/// mode turns a template's use of something the event lacks into an error.
+fn render_context(
+    rule: &Rule,
+    accepted: &Accepted,
+    doc: &CustomerDoc,
+    snapshot: &Snapshot,
+) -> Value {
+    let event = &accepted.event;
+    let mut envelope = Map::new();
+    envelope.insert("id".into(), json!(event.key.id));
+    envelope.insert("source".into(), json!(event.key.source));
+    envelope.insert("type".into(), json!(event.event_type.as_str()));
+    if let Some(time) = event.time {
+        envelope.insert("time".into(), json!(time.to_rfc3339()));
+    }
+    if let Some(subject) = &event.subject {
+        envelope.insert("subject".into(), json!(subject));
+    }
+    envelope.insert("data".into(), event.data.clone());
+
+    let mut links = Map::new();
+    let tracking = event
+        .data
+        .get("tracking_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            Shipment::id_of(&accepted.payload)
+                .and_then(|id| snapshot.shipments.get(id))
+                .and_then(|s| s.tracking_url.clone())
+        });
+    if let Some(tracking) = tracking {
+        links.insert("tracking".into(), json!(tracking));
+    }
+    json!({
+        "customer": Value::Object(doc.as_object().clone()),
+        "event": Value::Object(envelope),
+        "data": event.data,
+        "rule": {"id": rule.id},
+        "links": Value::Object(links),
+    })
+}

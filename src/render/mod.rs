@@ -1,0 +1,10 @@
+//! ⑤ Rendering: handlebars templates per channel part and locale (SPEC §3).
+//!
+//! `templates/<template>/<part>[.<locale>].hbs`. Parts: `sms`, `email.subject`, `email.html`,
+//! `email.text`, `push.title`, `push.body`. Locale resolution: `ko-KR` → `ko` → no locale.
+//! Strict mode: a missing variable is an error, never a blank in a customer's message.
+
+mod helpers;
+mod templates;
+
+pub use templates::{Part, RenderError, RenderedParts, TemplateError, Templates};

@@ -1,0 +1,464 @@
+//! Reading `rules/*.toml` into a [`RuleSet`], collecting every error with its location.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::rule::{ChannelChoice, Expression, Location, OfferSpec, Rule, RuleSet};
+use crate::domain::{Category, Channel, EventType};
+
+/// What the rule loader needs to know about templates: which channels each one serves.
+/// Implemented by the template registry, so rules need not depend on rendering.
+pub trait TemplateIndex {
+    /// The channels `template` has parts for, or `None` if there is no such template.
+    fn channels_of(&self, template: &str) -> Option<BTreeSet<Channel>>;
+}
+
+/// A problem in a rule file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// File, line, column.
+    pub location: Location,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    on: Spanned<Vec<Spanned<String>>>,
+    when: Option<Spanned<String>>,
+    template: Spanned<String>,
+    channels: Spanned<Vec<Spanned<String>>>,
+    category: Option<Spanned<String>>,
+    priority: Option<Spanned<i64>>,
+    once_per: Option<Spanned<String>>,
+    offer: Option<Spanned<RawOffer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffer {
+    discount_percent: Spanned<String>,
+    valid_days: Option<Spanned<i64>>,
+}
+
+/// Default validity of an offer code, in days.
+const DEFAULT_OFFER_DAYS: u32 = 30;
+
+/// Maps byte offsets of one file to lines and columns.
+struct SourceMap<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl SourceMap<'_> {
+    fn at(&self, offset: usize) -> Location {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Location {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+        }
+    }
+
+    fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> LoadError {
+        LoadError {
+            location: self.at(spanned.span().start),
+            message: message.into(),
+        }
+    }
+}
+
+impl RuleSet {
+    /// Loads every `*.toml` in `dir` (sorted by name). All errors are returned, not just the first.
+    pub fn load(dir: &Path, templates: &dyn TemplateIndex) -> Result<RuleSet, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => {
+                return Err(vec![LoadError {
+                    location: Location {
+                        file: dir.to_path_buf(),
+                        line: 1,
+                        col: 1,
+                    },
+                    message: format!("cannot read the rules folder: {e}"),
+                }])
+            }
+        };
+        files.sort();
+        let mut rules = Vec::new();
+        for file in &files {
+            match std::fs::read_to_string(file) {
+                Ok(text) => parse_file(file, &text, templates, &mut rules, &mut errors),
+                Err(e) => errors.push(LoadError {
+                    location: Location {
+                        file: file.clone(),
+                        line: 1,
+                        col: 1,
+                    },
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        let mut seen: HashMap<&str, &Location> = HashMap::new();
+        for rule in &rules {
+            if let Some(first) = seen.insert(&rule.id, &rule.location) {
+                errors.push(LoadError {
+                    location: rule.location.clone(),
+                    message: format!(
+                        "rule id `{}` is already used at {first}; ids must be unique",
+                        rule.id
+                    ),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(RuleSet::new(rules))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Parses one file; appends its rules and its errors.
+fn parse_file(
+    file: &Path,
+    text: &str,
+    templates: &dyn TemplateIndex,
+    rules: &mut Vec<Rule>,
+    errors: &mut Vec<LoadError>,
+) {
+    let map = SourceMap { file, text };
+    let parsed: RuleFile = match toml::from_str(text) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            errors.push(LoadError {
+                location: map.at(e.span().map_or(0, |s| s.start)),
+                message: e.message().to_owned(),
+            });
+            return;
+        }
+    };
+    for raw in parsed.rule {
+        let start = map.at(raw.span().start);
+        if let Some(rule) = validate(&map, start, raw.into_inner(), templates, errors) {
+            rules.push(rule);
+        }
+    }
+}
+
+fn validate(
+    map: &SourceMap<'_>,
+    location: Location,
+    raw: RawRule,
+    templates: &dyn TemplateIndex,
+    errors: &mut Vec<LoadError>,
+) -> Option<Rule> {
+    let before = errors.len();
+    let id = raw.id.get_ref().trim().to_owned();
+    let id_ok = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if !id_ok {
+        errors.push(map.error(
+            &raw.id,
+            format!("rule id `{id}` must be lower-case letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+
+    let mut on = Vec::new();
+    if raw.on.get_ref().is_empty() {
+        errors.push(map.error(&raw.on, "`on` must list at least one event type"));
+    }
+    for t in raw.on.get_ref() {
+        match EventType::parse(t.get_ref()) {
+            Some(event_type) => on.push(event_type),
+            None => errors.push(map.error(
+                t,
+                format!(
+                    "unknown event type `{}` (known: {})",
+                    t.get_ref(),
+                    EventType::ALL.map(EventType::as_str).join(", ")
+                ),
+            )),
+        }
+    }
+
+    let mut channels = Vec::new();
+    if raw.channels.get_ref().is_empty() {
+        errors.push(map.error(&raw.channels, "`channels` must list at least one channel"));
+    }
+    for c in raw.channels.get_ref() {
+        match c.get_ref().as_str() {
+            "preferred" => channels.push(ChannelChoice::Preferred),
+            other => match Channel::from_str(other) {
+                Ok(channel) => channels.push(ChannelChoice::Channel(channel)),
+                Err(message) => errors.push(map.error(
+                    c,
+                    format!("{message}, or `preferred` for the customer's own order"),
+                )),
+            },
+        }
+    }
+
+    let category = match &raw.category {
+        None => Category::Transactional,
+        Some(c) => Category::from_str(c.get_ref()).unwrap_or_else(|message| {
+            errors.push(map.error(c, message));
+            Category::Transactional
+        }),
+    };
+
+    let priority = match &raw.priority {
+        None => 0,
+        Some(p) => i32::try_from(*p.get_ref()).unwrap_or_else(|_| {
+            errors.push(map.error(p, "`priority` is out of range"));
+            0
+        }),
+    };
+
+    let template = raw.template.get_ref().trim().to_owned();
+    match templates.channels_of(&template) {
+        None => errors.push(map.error(
+            &raw.template,
+            format!(
+                "template `{template}` does not exist (expected a folder templates/{template}/)"
+            ),
+        )),
+        Some(served) => {
+            let serves_one = channels.iter().any(|choice| match choice {
+                ChannelChoice::Preferred => !served.is_empty(),
+                ChannelChoice::Channel(c) => served.contains(c),
+            });
+            if !serves_one && !channels.is_empty() {
+                errors.push(map.error(
+                    &raw.template,
+                    format!(
+                        "template `{template}` has parts for none of this rule's channels \
+                         (it serves: {})",
+                        if served.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            served
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+
+    // CEL conditions, keys and offers arrive with the rules engine; until then a rule that uses
+    // them is refused, because silently ignoring a condition would message the wrong people.
+    let expression = |s: &Spanned<String>| Expression {
+        source: s.get_ref().clone(),
+        location: map.at(s.span().start),
+    };
+    for (name, value) in [("when", &raw.when), ("once_per", &raw.once_per)] {
+        if let Some(value) = value {
+            errors.push(map.error(
+                value,
+                format!(
+                    "`{name}` needs CEL expressions, which this version of forewarn does not \
+                     evaluate yet; remove it to load this rule"
+                ),
+            ));
+        }
+    }
+    if let Some(offer) = &raw.offer {
+        errors.push(map.error(
+            offer,
+            "`[rule.offer]` needs CEL expressions and offer codes, which this version of \
+             forewarn does not have yet; remove it to load this rule",
+        ));
+    }
+
+    if errors.len() > before {
+        return None;
+    }
+    Some(Rule {
+        id,
+        on,
+        when: raw.when.as_ref().map(expression),
+        template,
+        channels,
+        category,
+        priority,
+        once_per: raw.once_per.as_ref().map(expression),
+        offer: raw.offer.map(|o| {
+            let o = o.into_inner();
+            OfferSpec {
+                discount_percent: expression(&o.discount_percent),
+                valid_days: o
+                    .valid_days
+                    .and_then(|d| u32::try_from(*d.get_ref()).ok())
+                    .unwrap_or(DEFAULT_OFFER_DAYS),
+            }
+        }),
+        location,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Templates;
+    impl TemplateIndex for Templates {
+        fn channels_of(&self, template: &str) -> Option<BTreeSet<Channel>> {
+            (template == "delay-apology").then(|| [Channel::Sms, Channel::Email].into())
+        }
+    }
+
+    /// Loads `files` from a temporary folder; errors are shown relative to it.
+    fn load(files: &[(&str, &str)]) -> Result<RuleSet, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let prefix = format!("{}/", dir.path().display());
+        RuleSet::load(dir.path(), &Templates).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string().replace(&prefix, ""))
+                .collect()
+        })
+    }
+
+    const GOOD: &str = r#"
+[[rule]]
+id = "shipment-delay-apology"
+on = ["shipment.delayed"]
+template = "delay-apology"
+channels = ["preferred", "sms"]
+priority = 50
+"#;
+
+    #[test]
+    fn a_valid_rule_loads_with_its_defaults() {
+        let set = load(&[("a.toml", GOOD)]).unwrap();
+        let rule = &set.rules()[0];
+        assert_eq!(rule.category, Category::Transactional);
+        assert_eq!(rule.location.line, 2);
+        assert_eq!(set.candidates(EventType::ShipmentDelayed).count(), 1);
+        assert_eq!(set.candidates(EventType::OrderPlaced).count(), 0);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_file_line_and_column() {
+        let bad = r#"[[rule]]
+id = "x"
+on = ["shipment.teleported"]
+template = "nope"
+channels = ["fax"]
+"#;
+        let errors = load(&[("bad.toml", bad)]).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("bad.toml:3:7: unknown event type `shipment.teleported`"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with("bad.toml:5:13: unknown channel `fax`"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[2].starts_with("bad.toml:4:12: template `nope` does not exist"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_toml_syntax_error_points_at_its_line() {
+        let errors = load(&[("broken.toml", "[[rule]]\nid = \n")]).unwrap_err();
+        assert!(errors[0].starts_with("broken.toml:2:"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_missing_field_and_an_unknown_key_are_refused() {
+        let errors = load(&[(
+            "m.toml",
+            "[[rule]]\nid = \"x\"\non = [\"order.placed\"]\nchannels = [\"sms\"]\n",
+        )])
+        .unwrap_err();
+        assert!(errors[0].contains("missing field `template`"), "{errors:?}");
+        let errors = load(&[("u.toml", &GOOD.replace("priority", "prioritty"))]).unwrap_err();
+        assert!(errors[0].contains("prioritty"), "{errors:?}");
+    }
+
+    #[test]
+    fn duplicate_ids_across_files_are_refused() {
+        let errors = load(&[("a.toml", GOOD), ("b.toml", GOOD)]).unwrap_err();
+        assert!(
+            errors[0].starts_with(
+                "b.toml:2:1: rule id `shipment-delay-apology` is already used at a.toml:2:1"
+            ),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_template_that_serves_none_of_the_channels_is_refused() {
+        let errors = load(&[(
+            "p.toml",
+            &GOOD.replace("\"preferred\", \"sms\"", "\"push\""),
+        )])
+        .unwrap_err();
+        assert!(
+            errors[0].contains("has parts for none of this rule's channels"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn conditions_are_refused_until_they_can_be_evaluated() {
+        let with_when = GOOD.replace("priority = 50", "priority = 50\nwhen = \"true\"");
+        let errors = load(&[("w.toml", &with_when)]).unwrap_err();
+        assert!(
+            errors[0].contains("`when` needs CEL expressions"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_highest_priority_comes_first_then_the_id() {
+        let two = format!(
+            "{GOOD}\n[[rule]]\nid = \"a-low\"\non = [\"shipment.delayed\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\npriority = 50\n\n[[rule]]\nid = \"z-high\"\non = [\"shipment.delayed\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\npriority = 90\n"
+        );
+        let set = load(&[("r.toml", &two)]).unwrap();
+        let ids: Vec<&str> = set
+            .candidates(EventType::ShipmentDelayed)
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(ids, ["z-high", "a-low", "shipment-delay-apology"]);
+    }
+}

@@ -1,0 +1,11 @@
+//! ② Rules: which event, for whom, with which template, on which channels.
+//!
+//! CX teams write `rules/*.toml` (SPEC §2). A rule set is loaded whole and validated whole —
+//! every error reported as `file:line:col: message` — and then is immutable: matching is a
+//! lookup by event type into rules pre-sorted by priority.
+
+mod load;
+mod rule;
+
+pub use load::{LoadError, TemplateIndex};
+pub use rule::{ChannelChoice, Expression, Location, OfferSpec, Rule, RuleSet};

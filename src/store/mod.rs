@@ -1,0 +1,311 @@
+//! The database behind a narrow interface.
+//!
+//! The pipeline and the dispatcher see only [`Store`] and [`IntakeTx`] and the plain data types
+//! below; SQL lives in one module per database (`sqlite` today; PostgreSQL plugs in beside it).
+//! An intake batch is one transaction: record the events (learning which are new), load the
+//! state they touch, write what the pipeline decided, commit — and only then are they acked.
+
+mod sqlite;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    Channel, CustomerDoc, CustomerId, EntityId, EventKey, EventType, IdempotencyKey, Incident,
+    MessageContent, OptOutScope, OptOuts, Order, Outreach, Shipment,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Database failures. Intake and dispatch retry on any of them; nothing is acked or marked sent
+/// until a write succeeds.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back.
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    /// The URL names a database this build does not support.
+    #[error("unsupported database URL `{0}` (expected sqlite://path)")]
+    UnsupportedUrl(String),
+}
+
+/// An event as recorded for deduplication and the customer timeline.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// `source` + `id`.
+    pub key: EventKey,
+    /// Catalogue type.
+    pub event_type: EventType,
+    /// CloudEvents `subject`.
+    pub subject: Option<String>,
+    /// CloudEvents `time`.
+    pub time: Option<DateTime<Utc>>,
+    /// The customer it names directly, if any.
+    pub customer_id: Option<CustomerId>,
+    /// `data` as JSON text.
+    pub data: String,
+    /// When forewarn took it from the stream.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What an intake batch needs loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Refs {
+    /// Customers named by the events.
+    pub customers: BTreeSet<CustomerId>,
+    /// Orders named by the events.
+    pub orders: BTreeSet<EntityId>,
+    /// Shipments named by the events (their customers are loaded too).
+    pub shipments: BTreeSet<EntityId>,
+    /// Incidents named by the events.
+    pub incidents: BTreeSet<EntityId>,
+}
+
+/// The stored state an intake batch touches.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Customer records by id.
+    pub customers: HashMap<CustomerId, CustomerDoc>,
+    /// Opt-outs by customer.
+    pub opt_outs: HashMap<CustomerId, OptOuts>,
+    /// Orders by id.
+    pub orders: HashMap<EntityId, Order>,
+    /// Shipments by id.
+    pub shipments: HashMap<EntityId, Shipment>,
+    /// Incidents by id.
+    pub incidents: HashMap<EntityId, Incident>,
+}
+
+/// One opt-out to record.
+#[derive(Debug, Clone)]
+pub struct OptOutRecord {
+    /// Who.
+    pub customer_id: CustomerId,
+    /// Which channel.
+    pub channel: Channel,
+    /// Widest scope so far.
+    pub scope: OptOutScope,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One external risk score to record.
+#[derive(Debug, Clone)]
+pub struct RiskScoreRecord {
+    /// The `risk.scored` event.
+    pub event: EventKey,
+    /// Scored customer.
+    pub customer_id: Option<CustomerId>,
+    /// Scored shipment.
+    pub shipment_id: Option<EntityId>,
+    /// Scored order.
+    pub order_id: Option<EntityId>,
+    /// Delay probability.
+    pub delay: Option<f64>,
+    /// Churn probability.
+    pub churn: Option<f64>,
+    /// Model name.
+    pub model: String,
+    /// When.
+    pub scored_at: DateTime<Utc>,
+}
+
+/// Everything an intake batch writes, each aggregate once.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Customer records to upsert.
+    pub customers: Vec<(CustomerId, CustomerDoc)>,
+    /// Opt-outs to upsert.
+    pub opt_outs: Vec<OptOutRecord>,
+    /// Orders to upsert.
+    pub orders: Vec<Order>,
+    /// Shipments to upsert.
+    pub shipments: Vec<Shipment>,
+    /// Incidents to upsert.
+    pub incidents: Vec<Incident>,
+    /// Risk scores to insert.
+    pub risk_scores: Vec<RiskScoreRecord>,
+    /// Outreach to queue; an existing idempotency key makes an insert a no-op.
+    pub outreach: Vec<Outreach>,
+}
+
+/// A message the dispatcher claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    /// Outbox row id.
+    pub id: i64,
+    /// Idempotency key.
+    pub key: IdempotencyKey,
+    /// The deciding rule.
+    pub rule_id: String,
+    /// Recipient.
+    pub customer_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Rendered message.
+    pub content: MessageContent,
+    /// Attempts including this one.
+    pub attempt: u32,
+    /// A previous attempt was in flight when its dispatcher stopped: it may have been delivered.
+    pub ambiguous: bool,
+    /// When the row was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How an attempt ended, as the outbox records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// Delivered to the provider.
+    Sent {
+        /// The provider's message id.
+        provider_id: String,
+    },
+    /// An earlier, ambiguous attempt turned out to have been delivered.
+    Reconciled {
+        /// The provider's message id.
+        provider_id: String,
+    },
+    /// Try again at `next_at`.
+    Retry {
+        /// When.
+        next_at: DateTime<Utc>,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// Give up.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl AttemptResult {
+    /// The name stored in `attempts.outcome` and used as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptResult::Sent { .. } => "sent",
+            AttemptResult::Reconciled { .. } => "reconciled",
+            AttemptResult::Retry { .. } => "retry",
+            AttemptResult::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One attempt to record.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Outbox row id.
+    pub outbox_id: i64,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Gateway name.
+    pub gateway: String,
+    /// When the request started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub result: AttemptResult,
+}
+
+/// Counts of outbox rows by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Waiting for a (re)try.
+    pub pending: u64,
+    /// Claimed, in flight.
+    pub sending: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Given up.
+    pub failed: u64,
+}
+
+/// The database operations forewarn needs, and nothing more.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Starts an intake batch's transaction.
+    async fn begin_intake(&self) -> Result<Box<dyn IntakeTx + '_>, StoreError>;
+
+    /// Claims up to `limit` due messages for `lease`: pending rows whose time has come, and
+    /// rows whose previous claim expired (marked ambiguous). Higher priority first.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedMessage>, StoreError>;
+
+    /// Records attempts and moves their rows to the resulting status, in one transaction.
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError>;
+
+    /// The earliest `next_attempt_at` of a pending row, to sleep until then.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Outbox rows by status.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Events recorded.
+    async fn event_count(&self) -> Result<u64, StoreError>;
+
+    /// A cheap query, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// One intake batch's transaction. Dropping it without `commit` rolls back.
+#[async_trait]
+pub trait IntakeTx: Send {
+    /// Records events; returns the keys that were new. A key already stored (a redelivery) is
+    /// left out, and so is a second copy within the batch.
+    async fn record_events(
+        &mut self,
+        events: &[EventRecord],
+    ) -> Result<HashSet<EventKey>, StoreError>;
+
+    /// Removes events recorded earlier in this transaction (they were dead-lettered after
+    /// all), so their redelivery is processed again.
+    async fn forget_events(&mut self, keys: &[EventKey]) -> Result<(), StoreError>;
+
+    /// Loads the state the batch touches. Customers of the named shipments and orders are
+    /// loaded too.
+    async fn load(&mut self, refs: &Refs) -> Result<Snapshot, StoreError>;
+
+    /// Writes the batch's changes.
+    async fn apply(&mut self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names and applies pending migrations.
+pub async fn connect(
+    settings: &crate::config::DatabaseSettings,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if settings.url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(settings).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
+    } else {
+        Err(StoreError::UnsupportedUrl(settings.url.clone()))
+    }
+}
+
+/// Unix milliseconds, the stored form of every time.
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`millis`].
+pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}

@@ -1,0 +1,672 @@
+//! [`Store`] on SQLite: WAL journal, multi-row statements, one transaction per batch.
+//!
+//! SQLite allows one writer at a time and sqlx runs each connection on a worker thread, so the
+//! cost is per statement, not per row: every write here is a multi-row statement built with
+//! `QueryBuilder`, chunked below SQLite's bound-parameter limit.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::{
+    from_millis, millis, AttemptRecord, AttemptResult, Changes, ClaimedMessage, EventRecord,
+    IntakeTx, OutboxCounts, Refs, Snapshot, Store, StoreError,
+};
+use crate::config::DatabaseSettings;
+use crate::domain::{
+    Channel, CustomerDoc, CustomerId, EntityId, EventKey, IdempotencyKey, Incident, IncidentStatus,
+    Money, OptOutScope, OptOuts, Order, OrderStatus, Shipment, ShipmentStatus,
+};
+
+/// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
+const MAX_BINDS: usize = 30_000;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file in WAL mode.
+    ///
+    /// `synchronous = FULL` makes every commit durable before intake acks the batch; at one
+    /// commit per batch its cost is small, and an acked event is never lost to a power cut.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(settings.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the migrations in `migrations/sqlite` that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The pool, for tools and tests that read state directly.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin_intake(&self) -> Result<Box<dyn IntakeTx + '_>, StoreError> {
+        Ok(Box::new(SqliteIntakeTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let now_ms = millis(now);
+        let until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        // SET expressions read the row as it was, so `ambiguous` records whether this row was
+        // still `sending` (a claim that expired with its outcome unknown).
+        let rows = sqlx::query(
+            "UPDATE outbox
+                SET ambiguous = (status = 'sending'),
+                    status = 'sending',
+                    attempts = attempts + 1,
+                    claimed_until = ?1,
+                    updated_at = ?2
+              WHERE id IN (
+                    SELECT id FROM outbox
+                     WHERE (status = 'pending' AND next_attempt_at <= ?2)
+                        OR (status = 'sending' AND claimed_until <= ?2)
+                     ORDER BY priority DESC, id
+                     LIMIT ?3)
+          RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
+                    ambiguous, created_at",
+        )
+        .bind(until)
+        .bind(now_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(claimed_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in attempts.chunks(MAX_BINDS / 8) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO attempts (outbox_id, attempt, gateway, started_at, finished_at, \
+                 outcome, provider_id, error) ",
+            );
+            insert.push_values(chunk, |mut row, a| {
+                let (provider_id, error) = match &a.result {
+                    AttemptResult::Sent { provider_id }
+                    | AttemptResult::Reconciled { provider_id } => {
+                        (Some(provider_id.clone()), None)
+                    }
+                    AttemptResult::Retry { error, .. } | AttemptResult::Failed { error } => {
+                        (None, Some(error.clone()))
+                    }
+                };
+                row.push_bind(a.outbox_id)
+                    .push_bind(i64::from(a.attempt))
+                    .push_bind(a.gateway.clone())
+                    .push_bind(millis(a.started_at))
+                    .push_bind(millis(a.finished_at))
+                    .push_bind(a.result.as_str())
+                    .push_bind(provider_id)
+                    .push_bind(error);
+            });
+            insert.push(" ON CONFLICT (outbox_id, attempt) DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
+
+            // One UPDATE … FROM a VALUES list moves every row to its new status.
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "WITH result(id, status, next_attempt_at, sent_at, provider_id, last_error) AS (",
+            );
+            update.push_values(chunk, |mut row, a| {
+                let (status, next, sent_at, provider_id, error) = match &a.result {
+                    AttemptResult::Sent { provider_id }
+                    | AttemptResult::Reconciled { provider_id } => (
+                        "sent",
+                        None,
+                        Some(millis(a.finished_at)),
+                        Some(provider_id.clone()),
+                        None,
+                    ),
+                    AttemptResult::Retry { next_at, error } => (
+                        "pending",
+                        Some(millis(*next_at)),
+                        None,
+                        None,
+                        Some(error.clone()),
+                    ),
+                    AttemptResult::Failed { error } => {
+                        ("failed", None, None, None, Some(error.clone()))
+                    }
+                };
+                row.push_bind(a.outbox_id)
+                    .push_bind(status)
+                    .push_bind(next)
+                    .push_bind(sent_at)
+                    .push_bind(provider_id)
+                    .push_bind(error);
+            });
+            update.push(
+                ") UPDATE outbox SET
+                     status = result.status,
+                     next_attempt_at = COALESCE(result.next_attempt_at, outbox.next_attempt_at),
+                     sent_at = COALESCE(result.sent_at, outbox.sent_at),
+                     provider_id = COALESCE(result.provider_id, outbox.provider_id),
+                     last_error = result.last_error,
+                     claimed_until = NULL,
+                     ambiguous = 0,
+                     updated_at = ",
+            );
+            update.push_bind(millis(Utc::now()));
+            update.push(" FROM result WHERE outbox.id = result.id");
+            // The CTE's header names the VALUES columns, which SQLite would call column1….
+            update.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        next.map(from_millis).transpose()
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = OutboxCounts::default();
+        for row in rows {
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            match row.try_get::<String, _>("status")?.as_str() {
+                "pending" => counts.pending = n,
+                "sending" => counts.sending = n,
+                "sent" => counts.sent = n,
+                "failed" => counts.failed = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
+    let channel: String = row.try_get("channel")?;
+    let content: String = row.try_get("content")?;
+    Ok(ClaimedMessage {
+        id: row.try_get("id")?,
+        key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
+        rule_id: row.try_get("rule_id")?,
+        customer_id: row.try_get("customer_id")?,
+        channel: Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
+        content: serde_json::from_str(&content)
+            .map_err(|e| StoreError::Corrupt(format!("outbox content: {e}")))?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        ambiguous: row.try_get::<i64, _>("ambiguous")? != 0,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}
+
+/// An intake batch's transaction on SQLite.
+struct SqliteIntakeTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl IntakeTx for SqliteIntakeTx {
+    async fn record_events(
+        &mut self,
+        events: &[EventRecord],
+    ) -> Result<HashSet<EventKey>, StoreError> {
+        let mut fresh = HashSet::with_capacity(events.len());
+        for chunk in events.chunks(MAX_BINDS / 8) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (source, id, type, subject, time, customer_id, data, \
+                 received_at) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.key.source.clone())
+                    .push_bind(e.key.id.clone())
+                    .push_bind(e.event_type.as_str())
+                    .push_bind(e.subject.clone())
+                    .push_bind(e.time.map(millis))
+                    .push_bind(e.customer_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(e.data.clone())
+                    .push_bind(millis(e.received_at));
+            });
+            insert.push(" ON CONFLICT (source, id) DO NOTHING RETURNING source, id");
+            for row in insert.build().fetch_all(&mut *self.tx).await? {
+                fresh.insert(EventKey {
+                    source: row.try_get("source")?,
+                    id: row.try_get("id")?,
+                });
+            }
+        }
+        Ok(fresh)
+    }
+
+    async fn forget_events(&mut self, keys: &[EventKey]) -> Result<(), StoreError> {
+        for key in keys {
+            sqlx::query("DELETE FROM events WHERE source = ?1 AND id = ?2")
+                .bind(&key.source)
+                .bind(&key.id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn load(&mut self, refs: &Refs) -> Result<Snapshot, StoreError> {
+        let mut snapshot = Snapshot::default();
+        let shipment_ids: Vec<&str> = refs.shipments.iter().map(EntityId::as_str).collect();
+        for row in select_in(
+            &mut self.tx,
+            SHIPMENT_COLUMNS,
+            "shipments",
+            "id",
+            &shipment_ids,
+        )
+        .await?
+        {
+            let shipment = shipment_from_row(&row)?;
+            snapshot.shipments.insert(shipment.id.clone(), shipment);
+        }
+        let order_ids: Vec<&str> = refs.orders.iter().map(EntityId::as_str).collect();
+        for row in select_in(&mut self.tx, ORDER_COLUMNS, "orders", "id", &order_ids).await? {
+            let order = order_from_row(&row)?;
+            snapshot.orders.insert(order.id.clone(), order);
+        }
+        let incident_ids: Vec<&str> = refs.incidents.iter().map(EntityId::as_str).collect();
+        for row in select_in(
+            &mut self.tx,
+            INCIDENT_COLUMNS,
+            "incidents",
+            "id",
+            &incident_ids,
+        )
+        .await?
+        {
+            let incident = incident_from_row(&row)?;
+            snapshot.incidents.insert(incident.id.clone(), incident);
+        }
+
+        // Shipment and order events without a customer still reach the shipment's customer.
+        let mut customer_ids: Vec<&str> = refs.customers.iter().map(CustomerId::as_str).collect();
+        customer_ids.extend(
+            snapshot
+                .shipments
+                .values()
+                .filter_map(|s| s.customer_id.as_ref())
+                .chain(
+                    snapshot
+                        .orders
+                        .values()
+                        .filter_map(|o| o.customer_id.as_ref()),
+                )
+                .map(CustomerId::as_str),
+        );
+        customer_ids.sort_unstable();
+        customer_ids.dedup();
+        for row in select_in(&mut self.tx, "id, doc", "customers", "id", &customer_ids).await? {
+            let id = parse_customer_id(row.try_get("id")?)?;
+            let doc: String = row.try_get("doc")?;
+            let object = serde_json::from_str(&doc)
+                .map_err(|e| StoreError::Corrupt(format!("customer {id}: {e}")))?;
+            snapshot
+                .customers
+                .insert(id, CustomerDoc::from_object(object));
+        }
+        for row in select_in(
+            &mut self.tx,
+            "customer_id, channel, scope",
+            "opt_outs",
+            "customer_id",
+            &customer_ids,
+        )
+        .await?
+        {
+            let id = parse_customer_id(row.try_get("customer_id")?)?;
+            let channel: String = row.try_get("channel")?;
+            let scope = match row.try_get::<String, _>("scope")?.as_str() {
+                "all" => OptOutScope::All,
+                _ => OptOutScope::Marketing,
+            };
+            snapshot
+                .opt_outs
+                .entry(id)
+                .or_insert_with(OptOuts::default)
+                .record(
+                    Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
+                    scope,
+                );
+        }
+        Ok(snapshot)
+    }
+
+    async fn apply(&mut self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let tx = &mut self.tx;
+        let now_ms = millis(now);
+        for chunk in changes.customers.chunks(MAX_BINDS / 5) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO customers (id, doc, region, segment, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (id, doc)| {
+                let object = doc.as_object();
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(serde_json::Value::Object(object.clone()).to_string())
+                    .push_bind(
+                        object
+                            .get("region")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned),
+                    )
+                    .push_bind(
+                        object
+                            .get("segment")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned),
+                    )
+                    .push_bind(now_ms);
+            });
+            q.push(
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, region = excluded.region, \
+                 segment = excluded.segment, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in changes.opt_outs.chunks(MAX_BINDS / 4) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO opt_outs (customer_id, channel, scope, at) ",
+            );
+            q.push_values(chunk, |mut row, o| {
+                row.push_bind(o.customer_id.as_str().to_owned())
+                    .push_bind(o.channel.as_str())
+                    .push_bind(o.scope.as_str())
+                    .push_bind(millis(o.at));
+            });
+            // The pipeline already merged scopes with what was stored.
+            q.push(
+                " ON CONFLICT (customer_id, channel) DO UPDATE SET scope = excluded.scope, \
+                 at = excluded.at",
+            );
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in changes.orders.chunks(MAX_BINDS / 8) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO orders (id, customer_id, status, total_minor, currency, \
+                 promised_by, placed_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, o| {
+                row.push_bind(o.id.as_str().to_owned())
+                    .push_bind(o.customer_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(o.status.as_str())
+                    .push_bind(o.total.as_ref().map(|m| m.minor))
+                    .push_bind(o.total.as_ref().map(|m| m.currency.clone()))
+                    .push_bind(o.promised_by.map(millis))
+                    .push_bind(o.placed_at.map(millis))
+                    .push_bind(millis(o.updated_at));
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in changes.shipments.chunks(MAX_BINDS / 14) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT OR REPLACE INTO shipments ({SHIPMENT_COLUMNS}) "
+            ));
+            q.push_values(chunk, |mut row, s| {
+                row.push_bind(s.id.as_str().to_owned())
+                    .push_bind(s.order_id.as_ref().map(|o| o.as_str().to_owned()))
+                    .push_bind(s.customer_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(s.carrier.clone())
+                    .push_bind(s.tracking_number.clone())
+                    .push_bind(s.tracking_url.clone())
+                    .push_bind(s.promised_by.map(millis))
+                    .push_bind(s.new_eta.map(millis))
+                    .push_bind(s.status.as_str())
+                    .push_bind(s.region.clone())
+                    .push_bind(s.last_scan_at.map(millis))
+                    .push_bind(s.delivered_at.map(millis))
+                    .push_bind(s.exception_kind.clone())
+                    .push_bind(millis(s.updated_at));
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in changes.incidents.chunks(MAX_BINDS / 8) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS}) "
+            ));
+            q.push_values(chunk, |mut row, i| {
+                row.push_bind(i.id.as_str().to_owned())
+                    .push_bind(i.title.clone())
+                    .push_bind(i.severity.clone())
+                    .push_bind(i.status.as_str())
+                    .push_bind(i.affected.to_string())
+                    .push_bind(i.started_at.map(millis))
+                    .push_bind(i.resolved_at.map(millis))
+                    .push_bind(millis(i.updated_at));
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in changes.risk_scores.chunks(MAX_BINDS / 9) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO risk_scores (event_source, event_id, customer_id, shipment_id, \
+                 order_id, delay, churn, model, scored_at) ",
+            );
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.event.source.clone())
+                    .push_bind(r.event.id.clone())
+                    .push_bind(r.customer_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(r.shipment_id.as_ref().map(|s| s.as_str().to_owned()))
+                    .push_bind(r.order_id.as_ref().map(|o| o.as_str().to_owned()))
+                    .push_bind(r.delay)
+                    .push_bind(r.churn)
+                    .push_bind(r.model.clone())
+                    .push_bind(millis(r.scored_at));
+            });
+            q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in changes.outreach.chunks(MAX_BINDS / 17) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
+                 category, priority, fallback, event_source, event_id, locale, content, status, \
+                 attempts, next_attempt_at, created_at, updated_at) ",
+            );
+            let mut encode_error = None;
+            q.push_values(chunk, |mut row, o| {
+                let content = serde_json::to_string(&o.content).unwrap_or_else(|e| {
+                    encode_error = Some(e.to_string());
+                    String::new()
+                });
+                let fallback: Vec<&str> = o.fallback.iter().map(|c| c.as_str()).collect();
+                row.push_bind(o.key.as_str().to_owned())
+                    .push_bind(o.rule_id.clone())
+                    .push_bind(o.customer_id.as_str().to_owned())
+                    .push_bind(o.entity.clone())
+                    .push_bind(o.content.channel().as_str())
+                    .push_bind(o.category.as_str())
+                    .push_bind(o.priority)
+                    .push_bind(serde_json::json!(fallback).to_string())
+                    .push_bind(o.event.source.clone())
+                    .push_bind(o.event.id.clone())
+                    .push_bind(o.locale.clone())
+                    .push_bind(content)
+                    .push_bind("pending")
+                    .push_bind(0_i64)
+                    .push_bind(now_ms)
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            if let Some(error) = encode_error {
+                return Err(StoreError::Corrupt(format!("outreach content: {error}")));
+            }
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+const SHIPMENT_COLUMNS: &str = "id, order_id, customer_id, carrier, tracking_number, \
+    tracking_url, promised_by, new_eta, status, region, last_scan_at, delivered_at, \
+    exception_kind, updated_at";
+const ORDER_COLUMNS: &str =
+    "id, customer_id, status, total_minor, currency, promised_by, placed_at, updated_at";
+const INCIDENT_COLUMNS: &str =
+    "id, title, severity, status, affected, started_at, resolved_at, updated_at";
+
+/// `SELECT columns FROM table WHERE key IN (ids…)`, chunked.
+async fn select_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    columns: &str,
+    table: &str,
+    key: &str,
+    ids: &[&str],
+) -> Result<Vec<SqliteRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(MAX_BINDS) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {columns} FROM {table} WHERE {key} IN ("));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        rows.extend(q.build().persistent(false).fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
+fn parse_customer_id(raw: String) -> Result<CustomerId, StoreError> {
+    CustomerId::parse(&raw).map_err(|e| StoreError::Corrupt(format!("customer id {raw:?}: {e}")))
+}
+
+fn parse_entity_id(raw: String) -> Result<EntityId, StoreError> {
+    EntityId::parse(&raw).map_err(|e| StoreError::Corrupt(format!("id {raw:?}: {e}")))
+}
+
+fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(from_millis)
+        .transpose()
+}
+
+fn order_from_row(row: &SqliteRow) -> Result<Order, StoreError> {
+    let status: String = row.try_get("status")?;
+    let total = match (
+        row.try_get::<Option<i64>, _>("total_minor")?,
+        row.try_get::<Option<String>, _>("currency")?,
+    ) {
+        (Some(minor), Some(currency)) => Some(Money { minor, currency }),
+        _ => None,
+    };
+    Ok(Order {
+        id: parse_entity_id(row.try_get("id")?)?,
+        customer_id: row
+            .try_get::<Option<String>, _>("customer_id")?
+            .map(parse_customer_id)
+            .transpose()?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("order status {status:?}")))?,
+        total,
+        promised_by: opt_time(row, "promised_by")?,
+        placed_at: opt_time(row, "placed_at")?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+fn shipment_from_row(row: &SqliteRow) -> Result<Shipment, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(Shipment {
+        id: parse_entity_id(row.try_get("id")?)?,
+        order_id: row
+            .try_get::<Option<String>, _>("order_id")?
+            .map(parse_entity_id)
+            .transpose()?,
+        customer_id: row
+            .try_get::<Option<String>, _>("customer_id")?
+            .map(parse_customer_id)
+            .transpose()?,
+        carrier: row.try_get("carrier")?,
+        tracking_number: row.try_get("tracking_number")?,
+        tracking_url: row.try_get("tracking_url")?,
+        promised_by: opt_time(row, "promised_by")?,
+        new_eta: opt_time(row, "new_eta")?,
+        status: ShipmentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("shipment status {status:?}")))?,
+        region: row.try_get("region")?,
+        last_scan_at: opt_time(row, "last_scan_at")?,
+        delivered_at: opt_time(row, "delivered_at")?,
+        exception_kind: row.try_get("exception_kind")?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+fn incident_from_row(row: &SqliteRow) -> Result<Incident, StoreError> {
+    let status: String = row.try_get("status")?;
+    let affected: String = row.try_get("affected")?;
+    Ok(Incident {
+        id: parse_entity_id(row.try_get("id")?)?,
+        title: row.try_get("title")?,
+        severity: row.try_get("severity")?,
+        status: IncidentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("incident status {status:?}")))?,
+        affected: serde_json::from_str(&affected)
+            .map_err(|e| StoreError::Corrupt(format!("incident affected: {e}")))?,
+        started_at: opt_time(row, "started_at")?,
+        resolved_at: opt_time(row, "resolved_at")?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}

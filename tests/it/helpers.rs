@@ -1,0 +1,344 @@
+//! `spawn_app()`: a private nats-server, a fresh folder with the SQLite file and sandbox
+//! outbox, and the forewarn binary running against them with the repository's own rules and
+//! templates. Helpers publish events and await conditions; nothing sleeps to synchronise.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use forewarn::nats_server::{free_port, NatsServer};
+use forewarn::store::{OutboxCounts, SqliteStore, Store};
+use serde_json::{json, Value};
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub struct App {
+    pub nats: NatsServer,
+    pub dir: tempfile::TempDir,
+    pub http_port: u16,
+    pub js: jetstream::Context,
+    pub store: SqliteStore,
+    child: Option<Child>,
+    extra_config: String,
+}
+
+/// Options for the `[outbox]` and `[intake]` tables of the test's config.
+#[derive(Clone)]
+pub struct Options {
+    pub dispatch: bool,
+    pub outbox_batch: usize,
+    pub concurrency: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dispatch: true,
+            outbox_batch: 500,
+            concurrency: 64,
+        }
+    }
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> App {
+    let nats = NatsServer::start_local().expect("a nats-server for the test");
+    let dir = tempfile::tempdir().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let mut app = App {
+        http_port: free_port().unwrap(),
+        js,
+        store: SqliteStore::connect(&forewarn::config::DatabaseSettings {
+            url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+        nats,
+        dir,
+        child: None,
+        extra_config: String::new(),
+    };
+    app.write_config(&options);
+    app.start();
+    app.wait_ready().await;
+    app
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl App {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("forewarn.toml")
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    /// Writes the config; `extra` is appended (used to break it on purpose).
+    pub fn write_config(&mut self, options: &Options) {
+        let text = format!(
+            r#"
+[nats]
+url = "{nats}"
+
+[database]
+url = "sqlite://{dir}/forewarn.db"
+
+[paths]
+rules = "{repo}/rules"
+templates = "{repo}/templates"
+outbox = "{dir}/outbox"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[intake]
+ack_wait = "3s"
+retry_delay = "100ms"
+
+[outbox]
+dispatch = {dispatch}
+batch_size = {batch}
+concurrency = {concurrency}
+poll_interval = "50ms"
+claim_lease = "1s"
+{extra}"#,
+            nats = self.nats.url(),
+            dir = self.dir.path().display(),
+            repo = repo().display(),
+            port = self.http_port,
+            dispatch = options.dispatch,
+            batch = options.outbox_batch,
+            concurrency = options.concurrency,
+            extra = self.extra_config,
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Starts `forewarn run` with this app's config.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "forewarn is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("forewarn.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+            .args(["--config", self.config_path().to_str().unwrap(), "run"])
+            .env_remove("FOREWARN_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Restarts with new options.
+    pub async fn restart_with(&mut self, options: Options) {
+        self.write_config(&options);
+        self.start();
+        self.wait_ready().await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("forewarn.log")).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("forewarn exited at start ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "forewarn never became ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("forewarn is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the process to exit and returns its status.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("forewarn is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for("forewarn to exit after SIGTERM", || {
+            let exited = child.try_wait().unwrap();
+            async move { exited.is_some() }
+        })
+        .await;
+        child.wait().unwrap()
+    }
+
+    pub async fn publish(&self, event: &Value) {
+        let subject = format!("events.{}", event["type"].as_str().unwrap_or("unknown"));
+        self.publish_raw(&subject, event.to_string().into_bytes())
+            .await;
+    }
+
+    pub async fn publish_raw(&self, subject: &str, body: Vec<u8>) {
+        self.js
+            .publish(subject.to_owned(), body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Publishes every line of an `examples/events` file; returns how many.
+    pub async fn publish_example(&self, name: &str) -> usize {
+        let text = std::fs::read_to_string(repo().join("examples/events").join(name)).unwrap();
+        let mut n = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let subject = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(|t| format!("events.{t}")))
+                .unwrap_or_else(|| "events.unknown".into());
+            self.publish_raw(&subject, line.as_bytes().to_vec()).await;
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether intake has acked everything published so far.
+    pub async fn intake_idle(&self) -> bool {
+        let Ok(stream) = self.js.get_stream("FOREWARN_EVENTS").await else {
+            return false;
+        };
+        let Ok(consumer) = stream
+            .get_consumer::<jetstream::consumer::pull::Config>("forewarn")
+            .await
+        else {
+            return false;
+        };
+        match consumer.get_info().await {
+            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    }
+
+    pub async fn wait_intake_idle(&self) {
+        wait_for("intake to ack everything", || self.intake_idle()).await;
+    }
+
+    pub async fn counts(&self) -> OutboxCounts {
+        self.store.outbox_counts().await.unwrap()
+    }
+
+    pub async fn wait_sent(&self, n: u64) {
+        wait_for(&format!("{n} messages sent"), || async {
+            self.counts().await.sent >= n
+        })
+        .await;
+    }
+
+    /// Every line the sandbox wrote for `channel`.
+    pub fn sandbox(&self, channel: &str) -> Vec<Value> {
+        read_jsonl(&self.outbox_dir().join(format!("{channel}.jsonl")))
+    }
+
+    /// Every sandbox line of every channel.
+    pub fn sandbox_all(&self) -> Vec<Value> {
+        ["sms", "email", "push"]
+            .iter()
+            .flat_map(|c| self.sandbox(c))
+            .collect()
+    }
+
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Polls `condition` until it holds; fails the test after [`PATIENCE`].
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `shipment.delayed` for customer `c-{i}` carrying the customer inline, so every event
+/// stands alone.
+pub fn delayed_event(i: usize) -> Value {
+    json!({
+        "specversion": "1.0", "id": format!("evt-delay-{i}"), "source": "test/carrier",
+        "type": "shipment.delayed", "time": "2026-11-23T09:15:00Z", "subject": format!("shp-{i}"),
+        "data": {
+            "shipment_id": format!("shp-{i}"), "order_id": format!("ord-{i}"),
+            "customer": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR",
+                         "timezone": "Asia/Seoul", "phone": format!("+8210{:08}", i),
+                         "channels": ["sms"]},
+            "carrier": "CJ대한통운", "promised_by": "2026-11-25T09:00:00Z",
+            "new_eta": "2026-11-27T09:00:00Z",
+            "alternatives": [{"kind": "pickup", "sku": "SHOE-270", "name": "러닝화 270",
+                              "store": {"id": "st-12", "name": "강남점", "address": "서울 강남구 테헤란로 1"}}]
+        }
+    })
+}
+
+/// Asserts each key appears exactly once across the sandbox files.
+pub fn assert_each_key_once(lines: &[Value], expected: usize) {
+    let mut keys: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    let total = keys.len();
+    keys.dedup();
+    assert_eq!(total, keys.len(), "a message was sent twice");
+    assert_eq!(keys.len(), expected, "messages missing");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `forewarn` binary, a real nats-server per test, real SQLite files.
+#![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+mod helpers;
+
+mod config;
+mod crash;
+mod dead_letters;
+mod http;
+mod pipeline;
