@@ -1,1 +1,238 @@
-fn main() {}
+//! Intake throughput, end to end, beside the ceilings it runs under.
+//!
+//! `cargo bench --bench intake` (release build). Environment: `BENCH_EVENTS` (default 100000),
+//! `BENCH_CUSTOMERS` (default 10000). Prints three figures measured in the same run:
+//!
+//! 1. bare JetStream: a durable pull consumer acking every message, no processing;
+//! 2. bare SQLite: multi-row INSERTs of 1000 rows per transaction (WAL, synchronous = FULL);
+//! 3. forewarn: `shipment.delayed` events for known customers, from the stream until every
+//!    outreach row is committed (dispatch off, so the figure is intake alone).
+//!
+//! Forewarn writes three rows per event (event, shipment, outreach), so its ceiling is the
+//! lower of (1) and (2) / 3.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use forewarn::config::Settings;
+use forewarn::nats_server::NatsServer;
+use forewarn::store::SqliteStore;
+use futures::StreamExt;
+use serde_json::json;
+use sqlx::QueryBuilder;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn delayed(i: usize, customers: usize) -> String {
+    json!({
+        "specversion": "1.0", "id": format!("evt-{i}"), "source": "bench/carrier",
+        "type": "shipment.delayed", "time": "2026-11-23T09:15:00Z",
+        "data": {
+            "shipment_id": format!("shp-{i}"), "order_id": format!("ord-{i}"),
+            "customer_id": format!("c-{}", i % customers), "carrier": "CJ대한통운",
+            "promised_by": "2026-11-25T09:00:00Z", "new_eta": "2026-11-27T09:00:00Z",
+            "alternatives": [{"kind": "pickup", "sku": "SHOE-270", "name": "러닝화 270",
+                              "store": {"id": "st-12", "name": "강남점", "address": "서울 강남구 테헤란로 1"}}]
+        }
+    })
+    .to_string()
+}
+
+fn customer(i: usize) -> String {
+    json!({
+        "specversion": "1.0", "id": format!("cust-{i}"), "source": "bench/crm",
+        "type": "customer.upserted",
+        "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
+                 "phone": format!("+8210{i:08}"), "channels": ["sms", "email"],
+                 "email": format!("c{i}@example.com")}
+    })
+    .to_string()
+}
+
+async fn publish_all(js: &jetstream::Context, subject: &str, bodies: impl Iterator<Item = String>) {
+    let mut pending = Vec::with_capacity(500);
+    for body in bodies {
+        pending.push(
+            js.publish(subject.to_owned(), body.into())
+                .await
+                .expect("publish"),
+        );
+        if pending.len() == 500 {
+            for ack in pending.drain(..) {
+                ack.await.expect("publish ack");
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.expect("publish ack");
+    }
+}
+
+/// (1) Bare JetStream consume rate, messages per second.
+async fn bare_jetstream(js: &jetstream::Context, n: usize) -> f64 {
+    let events = js
+        .get_or_create_stream(stream::Config {
+            name: "BARE".into(),
+            subjects: vec!["bare.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    publish_all(js, "bare.x", (0..n).map(|i| delayed(i, 1000))).await;
+    let consumer = events
+        .get_or_create_consumer(
+            "bare",
+            consumer::pull::Config {
+                durable_name: Some("bare".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("consumer");
+    let started = Instant::now();
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await
+        .expect("messages");
+    let mut seen = 0;
+    while seen < n {
+        let message = messages
+            .next()
+            .await
+            .expect("stream open")
+            .expect("message");
+        message.ack().await.expect("ack");
+        seen += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// (2) Bare multi-row insert rate, rows per second.
+async fn bare_sqlite(dir: &std::path::Path, n: usize) -> f64 {
+    let store = SqliteStore::connect(&forewarn::config::DatabaseSettings {
+        url: format!("sqlite://{}", dir.join("bare.db").display()),
+        ..Default::default()
+    })
+    .await
+    .expect("sqlite");
+    sqlx::query(
+        "CREATE TABLE rows (source TEXT, id TEXT, data TEXT, at INTEGER, PRIMARY KEY (source, id))",
+    )
+    .execute(store.pool())
+    .await
+    .expect("table");
+    let body = delayed(0, 1);
+    let started = Instant::now();
+    for chunk_start in (0..n).step_by(1000) {
+        let mut tx = store.pool().begin().await.expect("begin");
+        let mut q = QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO rows (source, id, data, at) ");
+        q.push_values(chunk_start..(chunk_start + 1000).min(n), |mut row, i| {
+            row.push_bind("bench")
+                .push_bind(format!("evt-{i}"))
+                .push_bind(body.clone())
+                .push_bind(i as i64);
+        });
+        q.build().execute(&mut *tx).await.expect("insert");
+        tx.commit().await.expect("commit");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn settings_db(dir: &std::path::Path) -> forewarn::config::DatabaseSettings {
+    forewarn::config::DatabaseSettings {
+        url: format!("sqlite://{}", dir.join("forewarn.db").display()),
+        ..Default::default()
+    }
+}
+
+/// (3) Forewarn end to end, events per second, and the peak of outbox rows per second.
+async fn forewarn_intake(
+    server: &NatsServer,
+    dir: &std::path::Path,
+    n: usize,
+    customers: usize,
+) -> f64 {
+    let mut settings = Settings::default();
+    settings.nats.url = server.url();
+    settings.database.url = format!("sqlite://{}", dir.join("forewarn.db").display());
+    settings.paths.rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into();
+    settings.paths.templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into();
+    settings.paths.outbox = dir.join("outbox");
+    settings.http.enabled = false;
+    settings.outbox.dispatch = false;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
+
+    // Customers first, processed before the clock starts.
+    let running = forewarn::cli::start(settings.clone(), None)
+        .await
+        .expect("start");
+    publish_all(
+        &js,
+        "events.customer.upserted",
+        (0..customers).map(customer),
+    )
+    .await;
+    let store = running.store().clone();
+    while (store.event_count().await.expect("count") as usize) < customers {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.wait(std::future::ready(())).await.expect("stop");
+
+    // The events wait in the stream; forewarn starts and drains them.
+    publish_all(
+        &js,
+        "events.shipment.delayed",
+        (0..n).map(|i| delayed(i, customers)),
+    )
+    .await;
+    let started = Instant::now();
+    let running = forewarn::cli::start(settings, None).await.expect("start");
+    // MAX(id) is one index probe: polling must not compete with the work it measures.
+    let probe = SqliteStore::connect(&settings_db(dir))
+        .await
+        .expect("probe");
+    loop {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM outbox")
+            .fetch_one(probe.pool())
+            .await
+            .expect("probe");
+        if max.unwrap_or(0) as usize >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    running.wait(std::future::ready(())).await.expect("stop");
+    n as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("BENCH_EVENTS", 100_000);
+    let customers = env_usize("BENCH_CUSTOMERS", 10_000);
+    let server = NatsServer::start_local().expect("nats-server");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
+
+    println!("forewarn intake benchmark: {n} shipment.delayed events, {customers} known customers");
+    let consume = bare_jetstream(&js, n).await;
+    println!("  bare JetStream pull+ack        {consume:>10.0} msgs/s");
+    let insert = bare_sqlite(dir.path(), n).await;
+    println!("  bare SQLite multi-row insert   {insert:>10.0} rows/s  (= {:.0} events/s at 3 rows per event)", insert / 3.0);
+    let end_to_end = forewarn_intake(&server, dir.path(), n, customers).await;
+    let ceiling = consume.min(insert / 3.0);
+    println!("  forewarn end to end            {end_to_end:>10.0} events/s  (every outreach row committed)");
+    println!(
+        "  ratio to ceiling               {:>10.0} %",
+        100.0 * end_to_end / ceiling
+    );
+}

@@ -361,6 +361,7 @@ fn describe(error: figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return its own error type.
 mod tests {
     use std::io::Write;
 

@@ -315,7 +315,7 @@ fn outreach_for(
     let entity = format!("event:{}/{}", event.key.source, event.key.id);
     let context = render_context(rule, accepted, doc, snapshot);
     let mut parts = templates
-        .render(&rule.template, channel, customer.locale.as_ref(), &context)
+        .render(&rule.template, channel, customer.locale.as_ref(), context)
         .map_err(|e| ("render_failed", e.to_string()))?;
     let content = match channel {
         Channel::Sms => MessageContent::Sms {

@@ -104,7 +104,9 @@ impl Intake {
             let batch = tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
-                batch = batches.next() => batch,
+                // Tokio's cooperative budget would cut a chunk at 128 messages; the chunk is
+                // bounded by `batch_size` anyway, so the budget only shrinks batches.
+                batch = tokio::task::unconstrained(batches.next()) => batch,
             };
             let Some(batch) = batch else {
                 tracing::warn!("The consumer's message stream ended.");

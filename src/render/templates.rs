@@ -249,7 +249,7 @@ impl Templates {
         template: &str,
         channel: Channel,
         locale: Option<&Locale>,
-        context: &Value,
+        context: Value,
     ) -> Result<RenderedParts, RenderError> {
         let not_served = || RenderError::ChannelNotServed {
             template: template.to_owned(),
@@ -272,6 +272,8 @@ impl Templates {
             ],
             None => vec![String::new()],
         };
+        // One context for every part, moved in rather than re-serialised per render.
+        let context = handlebars::Context::from(context);
         let mut rendered = RenderedParts::default();
         for part in wanted {
             let Some(present) = parts.get(part) else {
@@ -289,13 +291,14 @@ impl Templates {
                 &self.text
             };
             let name = key(template, *part, chosen);
-            let text = registry
-                .render(&name, context)
-                .map_err(|e| RenderError::Part {
-                    template: template.to_owned(),
-                    part: name[template.len() + 1..].to_owned(),
-                    message: e.reason().to_string(),
-                })?;
+            let text =
+                registry
+                    .render_with_context(&name, &context)
+                    .map_err(|e| RenderError::Part {
+                        template: template.to_owned(),
+                        part: name[template.len() + 1..].to_owned(),
+                        message: e.reason().to_string(),
+                    })?;
             rendered.parts.insert(*part, text);
         }
         Ok(rendered)
@@ -380,11 +383,13 @@ mod tests {
         ])
         .unwrap();
         let ctx = json!({"customer": {"name": "지수"}});
-        let sms = t.render("t", Channel::Sms, Some(&ko()), &ctx).unwrap();
+        let sms = t
+            .render("t", Channel::Sms, Some(&ko()), ctx.clone())
+            .unwrap();
         assert_eq!(sms.parts[&Part::Sms], "안녕하세요 지수님");
         assert_eq!(sms.locale, "ko");
         let en = Locale::parse("en-US").unwrap();
-        let sms = t.render("t", Channel::Sms, Some(&en), &ctx).unwrap();
+        let sms = t.render("t", Channel::Sms, Some(&en), ctx.clone()).unwrap();
         assert_eq!(sms.parts[&Part::Sms], "Hello 지수");
     }
 
@@ -392,7 +397,7 @@ mod tests {
     fn a_missing_variable_is_an_error_not_a_blank() {
         let t = templates(&[("t/sms.hbs", "Hi {{customer.nickname}}")]).unwrap();
         let err = t
-            .render("t", Channel::Sms, None, &json!({"customer": {}}))
+            .render("t", Channel::Sms, None, json!({"customer": {}}))
             .unwrap_err();
         assert!(matches!(err, RenderError::Part { .. }), "{err}");
     }
@@ -410,7 +415,7 @@ mod tests {
                 "t",
                 Channel::Email,
                 None,
-                &json!({"data": {"item": "Tom & Jerry <3>"}}),
+                json!({"data": {"item": "Tom & Jerry <3>"}}),
             )
             .unwrap();
         assert_eq!(email.take(Part::EmailText).unwrap(), "Tom & Jerry <3>");
@@ -442,7 +447,7 @@ mod tests {
         let t = templates(&[("t/sms.hbs", "{{date data.eta}}")]).unwrap();
         let ctx = json!({"customer": {"timezone": "Asia/Seoul", "locale": "ko-KR"},
                          "data": {"eta": "2026-11-26T18:00:00Z"}});
-        let sms = t.render("t", Channel::Sms, None, &ctx).unwrap();
+        let sms = t.render("t", Channel::Sms, None, ctx).unwrap();
         assert_eq!(sms.parts[&Part::Sms], "11월 27일");
     }
 }
