@@ -1,7 +1,8 @@
 //! Intake throughput, end to end, beside the ceilings it runs under.
 //!
 //! `cargo bench --bench intake` (release build). Environment: `BENCH_EVENTS` (default 100000),
-//! `BENCH_CUSTOMERS` (default 10000). Prints three figures measured in the same run:
+//! `BENCH_CUSTOMERS` (default 10000), `BENCH_BATCH` (`[intake] batch_size`, default 1000).
+//! Prints three figures measured in the same run:
 //!
 //! 1. bare JetStream: a durable pull consumer acking every message, no processing;
 //! 2. bare SQLite: multi-row INSERTs of 1000 rows per transaction (WAL, synchronous = FULL);
@@ -169,6 +170,7 @@ async fn forewarn_intake(
     settings.paths.outbox = dir.join("outbox");
     settings.http.enabled = false;
     settings.outbox.dispatch = false;
+    settings.intake.batch_size = env_usize("BENCH_BATCH", settings.intake.batch_size);
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 
     // Customers first, processed before the clock starts.

@@ -95,6 +95,7 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
+    let mut jobs: Vec<Job<'_>> = Vec::new();
     // Aggregates touched by the batch, written once each at the end.
     let mut touched_customers: BTreeMap<CustomerId, ()> = BTreeMap::new();
     let mut touched_orders = Vec::new();
@@ -195,11 +196,11 @@ pub fn decide(
             });
         }
 
-        // 3. Rules: the highest-priority rule for this event decides.
+        // 3. Rules: the highest-priority rule for this event decides. Rendering is deferred to
+        //    the parallel pass below, with the state as it stands at this event.
         let Some(rule) = rules.candidates(event.event_type).next() else {
             continue;
         };
-        let recipient = recipient_of(payload, &snapshot);
         let skip =
             |reason: &'static str, customer_id: Option<CustomerId>, detail: String| Skipped {
                 rule_id: rule.id.clone(),
@@ -208,7 +209,7 @@ pub fn decide(
                 reason,
                 detail,
             };
-        let Some(customer_id) = recipient else {
+        let Some(customer_id) = recipient_of(payload, &snapshot) else {
             plan.skipped.push(skip(
                 "no_customer",
                 None,
@@ -224,9 +225,30 @@ pub fn decide(
             ));
             continue;
         };
-        match outreach_for(rule, accepted, doc, &snapshot, templates) {
+        jobs.push(Job {
+            rule,
+            accepted,
+            doc: doc.clone(),
+            customer_id: customer_id.clone(),
+            opt_outs: snapshot
+                .opt_outs
+                .get(&customer_id)
+                .cloned()
+                .unwrap_or_default(),
+            tracking: tracking_link(accepted, &snapshot),
+        });
+    }
+
+    for (job, result) in jobs.iter().zip(render_all(&jobs, templates)) {
+        match result {
             Ok(outreach) => plan.changes.outreach.push(outreach),
-            Err((reason, detail)) => plan.skipped.push(skip(reason, Some(customer_id), detail)),
+            Err((reason, detail)) => plan.skipped.push(Skipped {
+                rule_id: job.rule.id.clone(),
+                customer_id: Some(job.customer_id.clone()),
+                event: job.accepted.event.key.clone(),
+                reason,
+                detail,
+            }),
         }
     }
 
@@ -277,18 +299,65 @@ fn recipient_of(payload: &Payload, snapshot: &Snapshot) -> Option<CustomerId> {
     None
 }
 
-/// Chooses the channel, renders the message and derives its key.
-fn outreach_for(
-    rule: &Rule,
-    accepted: &Accepted,
-    doc: &CustomerDoc,
-    snapshot: &Snapshot,
+/// One outreach to render: the rule that won and the state as it stood at its event.
+struct Job<'a> {
+    rule: &'a Rule,
+    accepted: &'a Accepted,
+    customer_id: CustomerId,
+    doc: CustomerDoc,
+    opt_outs: OptOuts,
+    tracking: Option<String>,
+}
+
+/// Below this many jobs a second thread costs more than it saves.
+const PARALLEL_RENDER_MIN: usize = 64;
+
+/// Renders every job, in order, on all cores: rendering is most of a batch's CPU time, and
+/// the database is idle meanwhile.
+fn render_all(
+    jobs: &[Job<'_>],
     templates: &Templates,
-) -> Result<Outreach, (&'static str, String)> {
+) -> Vec<Result<Outreach, (&'static str, String)>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || jobs.len() < PARALLEL_RENDER_MIN {
+        return jobs
+            .iter()
+            .map(|job| outreach_for(job, templates))
+            .collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = jobs.chunks(chunk);
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|job| outreach_for(job, templates))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut results: Vec<_> = first
+            .iter()
+            .map(|job| outreach_for(job, templates))
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => results.extend(part),
+                // A panic while rendering is a bug; re-raise it rather than drop messages.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        results
+    })
+}
+
+/// Chooses the channel, renders the message and derives its key.
+fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'static str, String)> {
+    let (rule, accepted, doc, opt_outs) = (job.rule, job.accepted, &job.doc, &job.opt_outs);
     let event = &accepted.event;
     let customer = Customer::from_doc(doc).map_err(|e| ("customer_unreadable", e.to_string()))?;
-    let no_opt_outs = OptOuts::default();
-    let opt_outs = snapshot.opt_outs.get(&customer.id).unwrap_or(&no_opt_outs);
     let mut usable = Vec::new();
     let mut refused = Vec::new();
     for channel in rule.channels_for(&customer) {
@@ -313,7 +382,7 @@ fn outreach_for(
     };
 
     let entity = format!("event:{}/{}", event.key.source, event.key.id);
-    let context = render_context(rule, accepted, doc, snapshot);
+    let context = render_context(rule, accepted, doc, job.tracking.as_deref());
     let mut parts = templates
         .render(&rule.template, channel, customer.locale.as_ref(), context)
         .map_err(|e| ("render_failed", e.to_string()))?;
@@ -360,13 +429,28 @@ fn outreach_for(
     })
 }
 
+/// The tracking link: the event's own, else its shipment's.
+fn tracking_link(accepted: &Accepted, snapshot: &Snapshot) -> Option<String> {
+    accepted
+        .event
+        .data
+        .get("tracking_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            Shipment::id_of(&accepted.payload)
+                .and_then(|id| snapshot.shipments.get(id))
+                .and_then(|s| s.tracking_url.clone())
+        })
+}
+
 /// The template context of SPEC §3. Keys are present only when there is a value, so strict
 /// mode turns a template's use of something the event lacks into an error.
 fn render_context(
     rule: &Rule,
     accepted: &Accepted,
     doc: &CustomerDoc,
-    snapshot: &Snapshot,
+    tracking: Option<&str>,
 ) -> Value {
     let event = &accepted.event;
     let mut envelope = Map::new();
@@ -382,24 +466,15 @@ fn render_context(
     envelope.insert("data".into(), event.data.clone());
 
     let mut links = Map::new();
-    let tracking = event
-        .data
-        .get("tracking_url")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| {
-            Shipment::id_of(&accepted.payload)
-                .and_then(|id| snapshot.shipments.get(id))
-                .and_then(|s| s.tracking_url.clone())
-        });
     if let Some(tracking) = tracking {
         links.insert("tracking".into(), json!(tracking));
     }
-    json!({
-        "customer": Value::Object(doc.as_object().clone()),
-        "event": Value::Object(envelope),
-        "data": event.data,
-        "rule": {"id": rule.id},
-        "links": Value::Object(links),
-    })
+    // Built by hand: `json!` would re-serialise the nested values instead of cloning them.
+    let mut context = Map::with_capacity(5);
+    context.insert("customer".into(), doc.as_value().clone());
+    context.insert("event".into(), Value::Object(envelope));
+    context.insert("data".into(), event.data.clone());
+    context.insert("rule".into(), json!({"id": rule.id}));
+    context.insert("links".into(), Value::Object(links));
+    Value::Object(context)
 }

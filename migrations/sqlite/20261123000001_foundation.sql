@@ -1,9 +1,11 @@
 -- Forewarn's state on SQLite. Times are Unix milliseconds (UTC): compact, fast to compare, and
 -- free of text-format ambiguity. JSON documents are stored as TEXT.
 
--- Every event processed, keyed by its CloudEvents identity: a redelivery hits the primary key
--- and is skipped. Dead-lettered events are not here; the DLQ stream keeps them.
+-- Every event processed, keyed by its CloudEvents identity: a redelivery hits the unique key
+-- and is skipped. Dead-lettered events are not here; the DLQ stream keeps them. A rowid table
+-- (not WITHOUT ROWID): rows carry the event's data, too large to keep inside the key's B-tree.
 CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,
     source       TEXT    NOT NULL,
     id           TEXT    NOT NULL,
     type         TEXT    NOT NULL,
@@ -12,8 +14,8 @@ CREATE TABLE events (
     customer_id  TEXT,
     data         TEXT    NOT NULL,
     received_at  INTEGER NOT NULL,
-    PRIMARY KEY (source, id)
-) WITHOUT ROWID;
+    UNIQUE (source, id)
+);
 CREATE INDEX events_by_customer ON events (customer_id, received_at);
 
 -- The merged customer record (JSON Merge Patch of every inline object and customer.upserted).

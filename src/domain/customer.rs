@@ -15,22 +15,40 @@ use super::{
 /// Merging follows JSON Merge Patch (RFC 7396): a field an event sends replaces the stored one,
 /// a field it leaves out is kept, `null` removes it. So a backend that sends only
 /// `{"id","phone"}` updates the phone without wiping the rest.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct CustomerDoc(Map<String, Value>);
+///
+/// Held as a `Value` (always an object) so typed views and templates borrow it without a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerDoc(Value);
+
+impl Default for CustomerDoc {
+    fn default() -> Self {
+        Self(Value::Object(Map::new()))
+    }
+}
 
 impl CustomerDoc {
     /// A record from stored JSON.
     pub fn from_object(object: Map<String, Value>) -> Self {
-        Self(object)
+        Self(Value::Object(object))
     }
 
     /// Applies an inline customer object on top of this record.
     pub fn merge(&mut self, patch: &Map<String, Value>) {
-        merge_patch(&mut self.0, patch);
+        if let Value::Object(target) = &mut self.0 {
+            merge_patch(target, patch);
+        }
     }
 
-    /// The record as JSON, for storage and templates.
+    /// The record's fields.
     pub fn as_object(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        self.0
+            .as_object()
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    /// The record as a JSON value, for storage and templates.
+    pub fn as_value(&self) -> &Value {
         &self.0
     }
 }
@@ -169,8 +187,8 @@ impl Customer {
     /// Reads the typed fields of a record. Inline objects are validated before they are merged,
     /// so this fails only on records written by something other than forewarn.
     pub fn from_doc(doc: &CustomerDoc) -> Result<Self, DataError> {
-        let view: CustomerView = serde_path_to_error::deserialize(Value::Object(doc.0.clone()))
-            .map_err(|e| DataError {
+        let view: CustomerView =
+            serde_path_to_error::deserialize(&doc.0).map_err(|e| DataError {
                 field: format!("customer.{}", e.path()),
                 message: e.inner().to_string(),
             })?;

@@ -29,10 +29,12 @@ impl IdempotencyKey {
             hasher.update(part.as_bytes());
             hasher.update([0x1f]);
         }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let digest = hasher.finalize();
         let mut hex = String::with_capacity(Self::HEX_LEN);
         for byte in digest.iter().take(Self::HEX_LEN / 2) {
-            hex.push_str(&format!("{byte:02x}"));
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
         }
         Self(hex)
     }

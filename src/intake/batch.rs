@@ -9,7 +9,7 @@ use async_nats::jetstream::{AckKind, Message};
 use chrono::Utc;
 use futures::StreamExt;
 use metrics::{counter, histogram};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use super::{DeadLetterPublisher, IntakeError};
 use crate::config::IntakeSettings;
@@ -92,7 +92,8 @@ impl Intake {
         let batch_size = self.settings.batch_size.max(1);
         let messages = consumer
             .stream()
-            .max_messages_per_batch(batch_size)
+            // Twice the batch, so a full batch is buffered while the previous one is parsed.
+            .max_messages_per_batch(batch_size.saturating_mul(2))
             .messages()
             .await
             .map_err(|e| IntakeError::Setup(format!("cannot start pulling: {e}")))?;
@@ -100,6 +101,33 @@ impl Intake {
         // single events when it is quiet, so batching never adds latency.
         let mut batches = messages.ready_chunks(batch_size);
         tracing::info!(batch_size, "Intake started.");
+
+        // Three stages, one batch in each at most: parse the next batch and settle (ack) the
+        // previous one while the database commits this one. The bounded channels keep the
+        // work in flight to three batches.
+        let this = Arc::new(self);
+        let (to_commit, mut commit_rx) = mpsc::channel::<Prepared>(1);
+        let (to_settle, mut settle_rx) = mpsc::channel::<Decided>(1);
+        let committer = tokio::spawn({
+            let this = this.clone();
+            async move {
+                while let Some(prepared) = commit_rx.recv().await {
+                    let decided = this.commit(prepared).await;
+                    if to_settle.send(decided).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let settler = tokio::spawn({
+            let this = this.clone();
+            async move {
+                while let Some(decided) = settle_rx.recv().await {
+                    this.settle(decided).await;
+                }
+            }
+        });
+
         loop {
             let batch = tokio::select! {
                 biased;
@@ -119,16 +147,29 @@ impl Intake {
                     Err(e) => tracing::warn!(error = %e, "Pull error; continuing."),
                 }
             }
-            if !messages.is_empty() {
-                self.process(messages).await;
+            if !messages.is_empty() && to_commit.send(this.prepare(messages)).await.is_err() {
+                break;
             }
+        }
+        // Batches already parsed are committed and acked before intake reports stopped.
+        drop(to_commit);
+        let (committed, settled) = tokio::join!(committer, settler);
+        if let Err(e) = committed.and(settled) {
+            tracing::error!(error = %e, "An intake stage panicked; its batch will be redelivered.");
         }
         tracing::info!("Intake stopped.");
         Ok(())
     }
 
-    /// Processes one batch and acks (or naks) every message in it.
+    /// Processes one batch start to end and acks (or naks) every message in it.
     pub async fn process(&self, messages: Vec<Message>) -> BatchReport {
+        let prepared = self.prepare(messages);
+        let decided = self.commit(prepared).await;
+        self.settle(decided).await
+    }
+
+    /// Stage 1: parse every message and prepare the event records.
+    fn prepare(&self, messages: Vec<Message>) -> Prepared {
         let started = Instant::now();
         let received_at = Utc::now();
         let mut accepted: Vec<Accepted> = Vec::with_capacity(messages.len());
@@ -142,23 +183,65 @@ impl Intake {
                 Err(rejection) => Fate::Rejected(rejection),
             })
             .collect();
+        let records = accepted
+            .iter()
+            .map(|a| EventRecord {
+                key: a.event.key.clone(),
+                event_type: a.event.event_type,
+                subject: a.event.subject.clone(),
+                time: a.event.time,
+                customer_id: a.payload.customer().map(|c| c.id().clone()),
+                data: a.event.data.to_string(),
+                received_at,
+            })
+            .collect();
+        Prepared {
+            messages,
+            fates,
+            accepted,
+            records,
+            started,
+            received_at,
+        }
+    }
 
-        let mut committed = self.commit(&accepted, received_at).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut report = BatchReport::default();
+    /// Stage 2: the batch's transaction.
+    async fn commit(&self, prepared: Prepared) -> Decided {
+        let committed = self
+            .transact(&prepared.accepted, &prepared.records, prepared.received_at)
+            .await;
         match &committed {
-            Ok(outcome) => {
-                report.outreach = outcome.outreach;
-                if outcome.outreach > 0 {
-                    self.wake.notify_one();
-                }
-            }
+            Ok(outcome) if outcome.outreach > 0 => self.wake.notify_one(),
+            Ok(_) => {}
             Err(e) => {
                 counter!(m::BATCH_FAILURES).increment(1);
-                tracing::warn!(error = %e, events = accepted.len(), "Batch not committed; it will be redelivered.");
+                tracing::warn!(error = %e, events = prepared.accepted.len(), "Batch not committed; it will be redelivered.");
             }
         }
+        Decided {
+            elapsed: prepared.started.elapsed().as_secs_f64(),
+            prepared,
+            committed,
+        }
+    }
 
+    /// Stage 3: dead-letter, ack or nak every message, in order.
+    async fn settle(&self, decided: Decided) -> BatchReport {
+        let Decided {
+            prepared,
+            mut committed,
+            elapsed,
+        } = decided;
+        let Prepared {
+            messages,
+            fates,
+            accepted,
+            ..
+        } = prepared;
+        let mut report = BatchReport::default();
+        if let Ok(outcome) = &committed {
+            report.outreach = outcome.outreach;
+        }
         // Every message is now dead-lettered, acked or naked, in order.
         for (message, fate) in messages.iter().zip(&fates) {
             let (event_type, rejection) = match fate {
@@ -226,28 +309,17 @@ impl Intake {
     }
 
     /// The batch's transaction: record events, load state, decide, write, commit.
-    async fn commit(
+    async fn transact(
         &self,
         accepted: &[Accepted],
+        records: &[EventRecord],
         received_at: chrono::DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
         if accepted.is_empty() {
             return Ok(Committed::default());
         }
         let mut tx = self.store.begin_intake().await?;
-        let records: Vec<EventRecord> = accepted
-            .iter()
-            .map(|a| EventRecord {
-                key: a.event.key.clone(),
-                event_type: a.event.event_type,
-                subject: a.event.subject.clone(),
-                time: a.event.time,
-                customer_id: a.payload.customer().map(|c| c.id().clone()),
-                data: a.event.data.to_string(),
-                received_at,
-            })
-            .collect();
-        let new_keys = tx.record_events(&records).await?;
+        let new_keys = tx.record_events(records).await?;
         // A key twice in one batch is recorded once; only its first copy is decided.
         let mut first_copies = new_keys.clone();
         let fresh: Vec<&Accepted> = accepted
@@ -303,6 +375,24 @@ impl Intake {
             )
             .await
     }
+}
+
+/// A parsed batch, on its way to the database.
+struct Prepared {
+    messages: Vec<Message>,
+    fates: Vec<Fate>,
+    accepted: Vec<Accepted>,
+    records: Vec<EventRecord>,
+    started: Instant,
+    received_at: chrono::DateTime<Utc>,
+}
+
+/// A batch after its transaction, on its way to be acked.
+struct Decided {
+    prepared: Prepared,
+    committed: Result<Committed, StoreError>,
+    /// Seconds from arrival to the end of the transaction.
+    elapsed: f64,
 }
 
 /// What a committed batch produced.
