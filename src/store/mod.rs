@@ -134,7 +134,7 @@ pub struct Changes {
     pub incidents: Vec<Incident>,
     /// Risk scores to insert.
     pub risk_scores: Vec<RiskScoreRecord>,
-    /// Outreach to queue; an existing idempotency key makes an insert a no-op.
+    /// Outreach to queue; an existing (rule, entity, customer, channel) makes an insert a no-op.
     pub outreach: Vec<Outreach>,
 }
 

@@ -579,7 +579,7 @@ impl IntakeTx for SqliteIntakeTx {
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));
             }
-            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+            q.push(" ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
         Ok(())
