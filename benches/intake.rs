@@ -1,7 +1,7 @@
 //! Intake throughput, end to end, beside the ceilings it runs under.
 //!
 //! `cargo bench --bench intake` (release build). Environment: `BENCH_EVENTS` (default 100000),
-//! `BENCH_CUSTOMERS` (default 10000), `BENCH_BATCH` (`[intake] batch_size`, default 1000).
+//! `BENCH_CUSTOMERS` (default 10000), `BENCH_BATCH` (`[intake] batch_size`, default 2000).
 //! Prints three figures measured in the same run:
 //!
 //! 1. bare JetStream: a durable pull consumer acking every message, no processing;

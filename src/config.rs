@@ -95,7 +95,7 @@ impl Default for NatsSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct IntakeSettings {
     /// Most events decided and committed in one database transaction. Larger batches amortise
-    /// the commit; the batch is whatever has arrived, so a quiet stream is not delayed. Default 1000.
+    /// the commit; the batch is whatever has arrived, so a quiet stream is not delayed. Default 2000.
     pub batch_size: usize,
     /// How long the server waits for an ack before redelivering. Default 30 s.
     #[serde(with = "humantime_serde")]
@@ -111,7 +111,7 @@ pub struct IntakeSettings {
 impl Default for IntakeSettings {
     fn default() -> Self {
         IntakeSettings {
-            batch_size: 1000,
+            batch_size: 2000,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 10_000,
             retry_delay: Duration::from_secs(2),
