@@ -34,6 +34,7 @@ async fn killed_while_dispatching_nothing_is_lost_or_sent_twice() {
         dispatch: true,
         outbox_batch: 5,
         concurrency: 1,
+        ..Options::default()
     };
     let mut app = spawn_app_with(slow.clone()).await;
     for i in 0..n {
@@ -84,4 +85,37 @@ async fn sigterm_under_load_drains_and_exits_zero_with_nothing_lost() {
     app.wait_sent(n as u64).await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, n as i64);
     assert_each_key_once(&app.sandbox_all(), n);
+}
+
+#[tokio::test]
+async fn an_event_whose_batch_cannot_be_committed_is_redelivered_not_lost() {
+    let app = spawn_app_with(Options {
+        busy_timeout: "50ms",
+        ..Options::default()
+    })
+    .await;
+    // Another writer holds the database: forewarn's transaction cannot commit.
+    let mut blocker = app.store.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    app.publish(&delayed_event(1)).await;
+    wait_for("a failed batch", || async {
+        app.log()
+            .contains("Batch not committed; it will be redelivered.")
+    })
+    .await;
+    // Nothing was acked: the event is still pending on the consumer.
+    assert!(!app.intake_idle().await);
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    drop(blocker);
+    app.wait_intake_idle().await;
+    app.wait_sent(1).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 1);
+    assert_each_key_once(&app.sandbox_all(), 1);
 }

@@ -31,6 +31,8 @@ pub struct Options {
     pub dispatch: bool,
     pub outbox_batch: usize,
     pub concurrency: usize,
+    /// `[database] busy_timeout`: how long forewarn waits for a lock the test holds.
+    pub busy_timeout: &'static str,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             dispatch: true,
             outbox_batch: 500,
             concurrency: 64,
+            busy_timeout: "5s",
         }
     }
 }
@@ -94,6 +97,7 @@ url = "{nats}"
 
 [database]
 url = "sqlite://{dir}/forewarn.db"
+busy_timeout = "{busy}"
 
 [paths]
 rules = "{repo}/rules"
@@ -121,6 +125,7 @@ claim_lease = "1s"
             dispatch = options.dispatch,
             batch = options.outbox_batch,
             concurrency = options.concurrency,
+            busy = options.busy_timeout,
             extra = self.extra_config,
         );
         std::fs::write(self.config_path(), text).unwrap();
