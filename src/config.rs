@@ -290,18 +290,17 @@ impl Settings {
     /// Loads settings: defaults, then the file (`explicit`, else `FOREWARN_CONFIG`, else
     /// `./forewarn.toml` if present), then `FOREWARN_<SECTION>__<KEY>` variables.
     pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
-        let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
-        let file = match explicit.map(Path::to_path_buf).or(from_env) {
+        let file = match Self::source_file(explicit) {
             Some(path) if !path.exists() => return Err(ConfigError::Missing(path)),
-            Some(path) => Some(path),
-            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+            file => file,
         };
         Self::figment(file.as_deref())
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))
     }
 
-    /// The file that [`Settings::load`] would read, for logs.
+    /// The file [`Settings::load`] reads: `explicit`, else `FOREWARN_CONFIG`, else
+    /// `./forewarn.toml` if it exists; `None` means the embedded defaults.
     pub fn source_file(explicit: Option<&Path>) -> Option<PathBuf> {
         explicit
             .map(Path::to_path_buf)

@@ -102,10 +102,6 @@ impl Dispatcher {
             finished_at: Utc::now(),
             result,
         };
-        let labels = [
-            ("rule", message.rule_id.clone()),
-            ("channel", message.channel.as_str().to_owned()),
-        ];
         if message.ambiguous {
             match gateway.reconcile(&message.key).await {
                 Reconciliation::Delivered(receipt) => {
@@ -165,7 +161,7 @@ impl Dispatcher {
             AttemptResult::Retry { .. } => "retry",
             AttemptResult::Failed { .. } => "failed",
         };
-        counter!(m::OUTREACH, "rule" => labels[0].1.clone(), "channel" => labels[1].1.clone(), "status" => status)
+        counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);
         record(result)
     }
