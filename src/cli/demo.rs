@@ -197,8 +197,15 @@ fn print_messages(outbox: &Path) -> anyhow::Result<()> {
                 Value::Array(tokens) => format!("{} device(s)", tokens.len()),
                 _ => "?".into(),
             };
+            let size = match channel {
+                "sms" => {
+                    let size = crate::render::measure_sms(m["body"].as_str().unwrap_or(""));
+                    format!(" · {}, {} segment(s)", size.encoding, size.segments)
+                }
+                _ => String::new(),
+            };
             println!(
-                "  ── {} to {} · customer {} · rule {}",
+                "  ── {} to {} · customer {} · rule {}{size}",
                 channel.to_uppercase(),
                 to,
                 customer,

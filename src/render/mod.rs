@@ -5,6 +5,8 @@
 //! Strict mode: a missing variable is an error, never a blank in a customer's message.
 
 mod helpers;
+mod sms;
 mod templates;
 
+pub use sms::{measure as measure_sms, SmsEncoding, SmsSize};
 pub use templates::{Part, RenderError, RenderedParts, TemplateError, Templates};
