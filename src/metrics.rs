@@ -21,6 +21,8 @@ pub const AMBIGUOUS_RESENDS: &str = "forewarn_outbox_ambiguous_resends_total";
 pub const RECONCILED: &str = "forewarn_outbox_reconciled_total";
 /// Seconds from outbox row creation to a gateway's answer.
 pub const DISPATCH_SECONDS: &str = "forewarn_dispatch_seconds";
+/// Rule expressions (`when`, `once_per`) that failed on an event, by `rule`.
+pub const RULE_ERRORS: &str = "forewarn_rule_errors_total";
 /// Intake batches that failed and were redelivered.
 pub const BATCH_FAILURES: &str = "forewarn_intake_batch_failures_total";
 

@@ -14,7 +14,7 @@ use crate::domain::{
     Incident, MessageContent, OptOuts, Order, Outreach, Payload, RejectReason, Rejection, Shipment,
 };
 use crate::render::{Part, Templates};
-use crate::rules::{Rule, RuleSet};
+use crate::rules::{key_text, Bindings, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
 
 /// An event whose envelope and `data` passed the catalogue.
@@ -41,6 +41,31 @@ pub struct Skipped {
     pub detail: String,
 }
 
+/// A rule whose expression failed on an event. The rule does not match; the failure is logged
+/// and counted, so a CX author sees it without any customer receiving a wrong message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFailure {
+    /// The rule.
+    pub rule_id: String,
+    /// Where the rule is written.
+    pub location: String,
+    /// The event.
+    pub event: EventKey,
+    /// What failed.
+    pub message: String,
+}
+
+impl RuleFailure {
+    fn new(rule: &Rule, event: &CloudEvent, message: String) -> Self {
+        RuleFailure {
+            rule_id: rule.id.clone(),
+            location: rule.location.to_string(),
+            event: event.key.clone(),
+            message,
+        }
+    }
+}
+
 /// What a batch decided.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -50,6 +75,8 @@ pub struct Plan {
     pub rejected: Vec<(EventKey, Rejection)>,
     /// Rules that matched but sent nothing, and why.
     pub skipped: Vec<Skipped>,
+    /// Rules whose expressions failed on an event.
+    pub rule_errors: Vec<RuleFailure>,
 }
 
 /// What a batch needs loaded before [`decide`].
@@ -196,21 +223,25 @@ pub fn decide(
             });
         }
 
-        // 3. Rules: the highest-priority rule for this event decides. Rendering is deferred to
-        //    the parallel pass below, with the state as it stands at this event.
-        let Some(rule) = rules.candidates(event.event_type).next() else {
+        // 3. Rules: the highest-priority rule whose `when` holds decides. Rendering is deferred
+        //    to the parallel pass below, with the state as it stands at this event.
+        let mut candidates = rules.candidates(event.event_type).peekable();
+        let Some(first) = candidates.peek().copied() else {
             continue;
         };
         let skip =
-            |reason: &'static str, customer_id: Option<CustomerId>, detail: String| Skipped {
-                rule_id: rule.id.clone(),
-                customer_id,
-                event: event.key.clone(),
-                reason,
-                detail,
+            |rule: &Rule, reason: &'static str, customer_id: Option<CustomerId>, detail: String| {
+                Skipped {
+                    rule_id: rule.id.clone(),
+                    customer_id,
+                    event: event.key.clone(),
+                    reason,
+                    detail,
+                }
             };
         let Some(customer_id) = recipient_of(payload, &snapshot) else {
             plan.skipped.push(skip(
+                first,
                 "no_customer",
                 None,
                 "the event names no customer forewarn knows".into(),
@@ -219,15 +250,86 @@ pub fn decide(
         };
         let Some(doc) = snapshot.customers.get(&customer_id) else {
             plan.skipped.push(skip(
+                first,
                 "no_customer",
                 Some(customer_id),
                 "the customer record is missing".into(),
             ));
             continue;
         };
+        // Built only when a candidate has an expression: most events never pay for it.
+        let mut bindings: Option<Bindings> = None;
+        let mut bind = || {
+            let incident = Incident::id_of(payload)
+                .and_then(|id| snapshot.incidents.get(id))
+                .map_or(Value::Null, incident_json);
+            Bindings::new(
+                &envelope_json(event),
+                doc.as_value(),
+                &json!({}),
+                &incident,
+                now,
+            )
+        };
+        let mut winner = None;
+        for rule in candidates {
+            let Some(when) = &rule.when else {
+                winner = Some(rule);
+                break;
+            };
+            match when.evaluate(bindings.get_or_insert_with(&mut bind)) {
+                Ok(cel::Value::Bool(true)) => {
+                    winner = Some(rule);
+                    break;
+                }
+                Ok(cel::Value::Bool(false)) => {}
+                Ok(other) => plan.rule_errors.push(RuleFailure::new(
+                    rule,
+                    event,
+                    format!("`when` gave {other:?}, not true or false"),
+                )),
+                Err(e) => {
+                    plan.rule_errors
+                        .push(RuleFailure::new(rule, event, format!("`when`: {e}")))
+                }
+            }
+        }
+        let Some(rule) = winner else {
+            continue;
+        };
+        let entity = match &rule.once_per {
+            None => format!("event:{}/{}", event.key.source, event.key.id),
+            Some(once_per) => {
+                match once_per
+                    .evaluate(bindings.get_or_insert_with(&mut bind))
+                    .map(|v| key_text(&v).ok_or(v))
+                {
+                    Ok(Ok(value)) => format!("once:{value}"),
+                    Ok(Err(other)) => {
+                        plan.rule_errors.push(RuleFailure::new(
+                            rule,
+                            event,
+                            format!(
+                                "`once_per` gave {other:?}; it must be a string, number or boolean"
+                            ),
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        plan.rule_errors.push(RuleFailure::new(
+                            rule,
+                            event,
+                            format!("`once_per`: {e}"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
         jobs.push(Job {
             rule,
             accepted,
+            entity,
             doc: doc.clone(),
             customer_id: customer_id.clone(),
             opt_outs: snapshot
@@ -303,6 +405,8 @@ fn recipient_of(payload: &Payload, snapshot: &Snapshot) -> Option<CustomerId> {
 struct Job<'a> {
     rule: &'a Rule,
     accepted: &'a Accepted,
+    /// The `once_per` value, or the event's own identity.
+    entity: String,
     customer_id: CustomerId,
     doc: CustomerDoc,
     opt_outs: OptOuts,
@@ -381,7 +485,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
         return Err(("no_usable_channel", refused.join(", ")));
     };
 
-    let entity = format!("event:{}/{}", event.key.source, event.key.id);
+    let entity = job.entity.clone();
     let context = render_context(rule, accepted, doc, job.tracking.as_deref());
     let mut parts = templates
         .render(&rule.template, channel, customer.locale.as_ref(), context)
@@ -429,6 +533,34 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     })
 }
 
+/// The CloudEvent as rules and templates see it: `id`, `source`, `type`, `time`, `subject`,
+/// `data`.
+fn envelope_json(event: &CloudEvent) -> Value {
+    let mut envelope = Map::new();
+    envelope.insert("id".into(), json!(event.key.id));
+    envelope.insert("source".into(), json!(event.key.source));
+    envelope.insert("type".into(), json!(event.event_type.as_str()));
+    if let Some(time) = event.time {
+        envelope.insert("time".into(), json!(time.to_rfc3339()));
+    }
+    if let Some(subject) = &event.subject {
+        envelope.insert("subject".into(), json!(subject));
+    }
+    envelope.insert("data".into(), event.data.clone());
+    Value::Object(envelope)
+}
+
+/// An incident as rules see it.
+fn incident_json(incident: &Incident) -> Value {
+    json!({
+        "id": incident.id.as_str(),
+        "title": incident.title,
+        "severity": incident.severity,
+        "status": incident.status.as_str(),
+        "affected": incident.affected,
+    })
+}
+
 /// The tracking link: the event's own, else its shipment's.
 fn tracking_link(accepted: &Accepted, snapshot: &Snapshot) -> Option<String> {
     accepted
@@ -453,17 +585,6 @@ fn render_context(
     tracking: Option<&str>,
 ) -> Value {
     let event = &accepted.event;
-    let mut envelope = Map::new();
-    envelope.insert("id".into(), json!(event.key.id));
-    envelope.insert("source".into(), json!(event.key.source));
-    envelope.insert("type".into(), json!(event.event_type.as_str()));
-    if let Some(time) = event.time {
-        envelope.insert("time".into(), json!(time.to_rfc3339()));
-    }
-    if let Some(subject) = &event.subject {
-        envelope.insert("subject".into(), json!(subject));
-    }
-    envelope.insert("data".into(), event.data.clone());
 
     let mut links = Map::new();
     if let Some(tracking) = tracking {
@@ -472,9 +593,173 @@ fn render_context(
     // Built by hand: `json!` would re-serialise the nested values instead of cloning them.
     let mut context = Map::with_capacity(5);
     context.insert("customer".into(), doc.as_value().clone());
-    context.insert("event".into(), Value::Object(envelope));
+    context.insert("event".into(), envelope_json(event));
     context.insert("data".into(), event.data.clone());
     context.insert("rule".into(), json!({"id": rule.id}));
     context.insert("links".into(), Value::Object(links));
     Value::Object(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::CustomerDoc;
+
+    /// Templates and rules written to a temporary folder, loaded as forewarn loads them.
+    fn authoring(rules: &str) -> (Templates, RuleSet) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates/t")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/t/sms.hbs"),
+            "{{rule.id}}: hi {{customer.name}}",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("rules/r.toml"), rules).unwrap();
+        let templates = Templates::load(&dir.path().join("templates")).unwrap();
+        let rules = RuleSet::load(&dir.path().join("rules"), &templates).unwrap();
+        (templates, rules)
+    }
+
+    fn rule(id: &str, priority: i32, extra: &str) -> String {
+        format!(
+            "[[rule]]\nid = \"{id}\"\non = [\"shipment.delayed\"]\ntemplate = \"t\"\nchannels = [\"sms\"]\npriority = {priority}\n{extra}\n"
+        )
+    }
+
+    fn delayed(id: &str, shipment: &str, reason: &str, days_late: i64) -> Accepted {
+        let body = json!({"specversion": "1.0", "id": id, "source": "test", "type": "shipment.delayed",
+            "data": {"shipment_id": shipment, "order_id": "o-1", "customer_id": "c-1", "carrier": "CJ",
+                     "promised_by": "2026-11-25T09:00:00Z", "new_eta": "2026-11-27T09:00:00Z",
+                     "reason": reason, "days_late": days_late}});
+        let event = CloudEvent::parse(body.to_string().as_bytes(), None).unwrap();
+        let payload = Payload::parse(event.event_type, &event.data).unwrap();
+        Accepted { event, payload }
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let doc = json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142", "segment": "vip"});
+        snapshot.customers.insert(
+            CustomerId::parse("c-1").unwrap(),
+            CustomerDoc::from_object(doc.as_object().unwrap().clone()),
+        );
+        snapshot
+    }
+
+    fn run(rules: &str, events: &[Accepted]) -> Plan {
+        let (templates, rules) = authoring(rules);
+        let refs: Vec<&Accepted> = events.iter().collect();
+        decide(&refs, snapshot(), &rules, &templates, Utc::now())
+    }
+
+    fn bodies(plan: &Plan) -> Vec<String> {
+        plan.changes
+            .outreach
+            .iter()
+            .map(|o| match &o.content {
+                MessageContent::Sms { body, .. } => body.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rule_whose_condition_is_false_sends_nothing() {
+        let plan = run(
+            &rule("weather-only", 50, "when = \"data.reason == 'weather'\""),
+            &[delayed("e1", "s1", "backlog", 1)],
+        );
+        assert!(plan.changes.outreach.is_empty());
+        assert!(plan.rule_errors.is_empty());
+    }
+
+    #[test]
+    fn the_highest_priority_rule_whose_condition_holds_wins() {
+        let rules = [
+            rule(
+                "vip-big-delay",
+                90,
+                "when = \"customer.segment == 'vip' && data.days_late + 1 > 3\"",
+            ),
+            rule("any-delay", 10, ""),
+            rule("weather", 50, "when = \"data.reason == 'weather'\""),
+        ]
+        .join("\n");
+        let plan = run(
+            &rules,
+            &[
+                delayed("e1", "s1", "weather", 1),
+                delayed("e2", "s2", "backlog", 5),
+                delayed("e3", "s3", "backlog", 1),
+            ],
+        );
+        assert_eq!(
+            bodies(&plan),
+            [
+                "weather: hi Jamie",
+                "vip-big-delay: hi Jamie",
+                "any-delay: hi Jamie"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_condition_does_not_match_and_is_reported() {
+        let rules = [
+            rule("broken", 90, "when = \"data.no_such_field > 1\""),
+            rule("fallback", 10, ""),
+        ]
+        .join("\n");
+        let plan = run(&rules, &[delayed("e1", "s1", "backlog", 1)]);
+        assert_eq!(bodies(&plan), ["fallback: hi Jamie"]);
+        assert_eq!(plan.rule_errors.len(), 1);
+        assert_eq!(plan.rule_errors[0].rule_id, "broken");
+        assert!(plan.rule_errors[0].location.ends_with("r.toml:1:1"));
+    }
+
+    #[test]
+    fn once_per_gives_two_events_about_one_shipment_the_same_key() {
+        let plan = run(
+            &rule("per-shipment", 50, "once_per = \"data.shipment_id\""),
+            &[
+                delayed("e1", "s1", "backlog", 1),
+                delayed("e2", "s1", "weather", 2),
+                delayed("e3", "s2", "backlog", 1),
+            ],
+        );
+        let keys: Vec<&str> = plan
+            .changes
+            .outreach
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(
+            keys[0], keys[1],
+            "same shipment, same key: the outbox keeps one"
+        );
+        assert_ne!(keys[0], keys[2]);
+        assert_eq!(plan.changes.outreach[0].entity, "once:s1");
+    }
+
+    #[test]
+    fn without_once_per_each_event_is_its_own_outreach() {
+        let plan = run(
+            &rule("per-event", 50, ""),
+            &[
+                delayed("e1", "s1", "backlog", 1),
+                delayed("e2", "s1", "backlog", 1),
+            ],
+        );
+        let keys: Vec<&str> = plan
+            .changes
+            .outreach
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        assert_ne!(keys[0], keys[1]);
+    }
 }

@@ -340,6 +340,10 @@ impl Intake {
         tx.apply(&plan.changes, received_at).await?;
         tx.commit().await?;
 
+        for failure in &plan.rule_errors {
+            counter!(m::RULE_ERRORS, "rule" => failure.rule_id.clone()).increment(1);
+            tracing::warn!(rule = %failure.rule_id, at = %failure.location, event = %failure.event, error = %failure.message, "Rule expression failed; the rule did not match.");
+        }
         for skipped in &plan.skipped {
             counter!(m::OUTREACH, "rule" => skipped.rule_id.clone(), "channel" => "none", "status" => "skipped")
                 .increment(1);

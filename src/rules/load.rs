@@ -8,7 +8,8 @@ use std::str::FromStr;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::rule::{ChannelChoice, Expression, Location, OfferSpec, Rule, RuleSet};
+use super::rule::{ChannelChoice, Location, Rule, RuleSet};
+use super::Expression;
 use crate::domain::{Category, Channel, EventType};
 
 /// What the rule loader needs to know about templates: which channels each one serves.
@@ -56,13 +57,11 @@ struct RawRule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Parsed so the format is checked; offers are refused until codes exist.
 struct RawOffer {
     discount_percent: Spanned<String>,
     valid_days: Option<Spanned<i64>>,
 }
-
-/// Default validity of an offer code, in days.
-const DEFAULT_OFFER_DAYS: u32 = 30;
 
 /// Maps byte offsets of one file to lines and columns.
 struct SourceMap<'a> {
@@ -80,6 +79,30 @@ impl SourceMap<'_> {
             line,
             col,
         }
+    }
+
+    /// The file position of line `line`, column `col` (1-based) inside a string value.
+    fn inside_string(&self, value: &Spanned<String>, line: usize, col: usize) -> Location {
+        let span = value.span();
+        let raw = &self.text[span.start.min(self.text.len())..span.end.min(self.text.len())];
+        let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+            3
+        } else {
+            1
+        };
+        let body = &raw[quote.min(raw.len())..];
+        let mut offset = 0;
+        for (i, text_line) in body.split_inclusive('\n').enumerate() {
+            if i + 1 == line {
+                offset += text_line
+                    .char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map_or(text_line.len(), |(at, _)| at);
+                break;
+            }
+            offset += text_line.len();
+        }
+        self.at(span.start + quote + offset)
     }
 
     fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> LoadError {
@@ -277,28 +300,33 @@ fn validate(
         }
     }
 
-    // CEL conditions, keys and offers arrive with the rules engine; until then a rule that uses
-    // them is refused, because silently ignoring a condition would message the wrong people.
-    let expression = |s: &Spanned<String>| Expression {
-        source: s.get_ref().clone(),
-        location: map.at(s.span().start),
-    };
-    for (name, value) in [("when", &raw.when), ("once_per", &raw.once_per)] {
-        if let Some(value) = value {
-            errors.push(map.error(
-                value,
-                format!(
-                    "`{name}` needs CEL expressions, which this version of forewarn does not \
-                     evaluate yet; remove it to load this rule"
-                ),
-            ));
+    // `when` and `once_per` compile now, so a syntax error is reported at load with where it
+    // is, never at the first matching event.
+    let mut compile = |value: &Option<Spanned<String>>| -> Option<Expression> {
+        let value = value.as_ref()?;
+        let start = map.at(value.span().start);
+        match Expression::compile(value.get_ref(), start) {
+            Ok(expression) => Some(expression),
+            Err(syntax) => {
+                for e in syntax {
+                    errors.push(LoadError {
+                        location: map.inside_string(value, e.line, e.col),
+                        message: format!("invalid CEL expression: {}", e.message),
+                    });
+                }
+                None
+            }
         }
-    }
+    };
+    let when = compile(&raw.when);
+    let once_per = compile(&raw.once_per);
+    // Offers need discount codes, which arrive with the offers feature; until then a rule that
+    // promises one is refused rather than sent without it.
     if let Some(offer) = &raw.offer {
         errors.push(map.error(
             offer,
-            "`[rule.offer]` needs CEL expressions and offer codes, which this version of \
-             forewarn does not have yet; remove it to load this rule",
+            "`[rule.offer]` needs offer codes, which this version of forewarn does not issue \
+             yet; remove it to load this rule",
         ));
     }
 
@@ -308,22 +336,13 @@ fn validate(
     Some(Rule {
         id,
         on,
-        when: raw.when.as_ref().map(expression),
+        when,
         template,
         channels,
         category,
         priority,
-        once_per: raw.once_per.as_ref().map(expression),
-        offer: raw.offer.map(|o| {
-            let o = o.into_inner();
-            OfferSpec {
-                discount_percent: expression(&o.discount_percent),
-                valid_days: o
-                    .valid_days
-                    .and_then(|d| u32::try_from(*d.get_ref()).ok())
-                    .unwrap_or(DEFAULT_OFFER_DAYS),
-            }
-        }),
+        once_per,
+        offer: None,
         location,
     })
 }
@@ -440,11 +459,30 @@ channels = ["fax"]
     }
 
     #[test]
-    fn conditions_are_refused_until_they_can_be_evaluated() {
-        let with_when = GOOD.replace("priority = 50", "priority = 50\nwhen = \"true\"");
+    fn a_cel_syntax_error_points_at_its_line_and_column_in_the_rule_file() {
+        let with_when = GOOD.replace("priority = 50", "priority = 50\nwhen = \"data.reason == \"");
         let errors = load(&[("w.toml", &with_when)]).unwrap_err();
+        assert!(errors[0].starts_with("w.toml:8:"), "{errors:?}");
+        assert!(errors[0].contains("invalid CEL expression"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_valid_condition_and_key_compile_at_load() {
+        let rule = GOOD.replace(
+            "priority = 50",
+            "priority = 50\nwhen = \"data.reason == 'weather'\"\nonce_per = \"data.shipment_id\"",
+        );
+        let set = load(&[("w.toml", &rule)]).unwrap();
+        assert!(set.rules()[0].when.is_some());
+        assert!(set.rules()[0].once_per.is_some());
+    }
+
+    #[test]
+    fn offers_are_refused_until_codes_can_be_issued() {
+        let with_offer = format!("{GOOD}[rule.offer]\ndiscount_percent = \"10\"\n");
+        let errors = load(&[("o.toml", &with_offer)]).unwrap_err();
         assert!(
-            errors[0].contains("`when` needs CEL expressions"),
+            errors[0].contains("`[rule.offer]` needs offer codes"),
             "{errors:?}"
         );
     }

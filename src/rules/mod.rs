@@ -4,8 +4,10 @@
 //! every error reported as `file:line:col: message` — and then is immutable: matching is a
 //! lookup by event type into rules pre-sorted by priority.
 
+mod expr;
 mod load;
 mod rule;
 
+pub use expr::{key_text, to_cel, Bindings, Expression, SyntaxError};
 pub use load::{LoadError, TemplateIndex};
-pub use rule::{ChannelChoice, Expression, Location, OfferSpec, Rule, RuleSet};
+pub use rule::{ChannelChoice, Location, OfferSpec, Rule, RuleSet};

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use super::Expression;
 use crate::domain::{Category, Channel, Customer, EventType};
 
 /// Where something was written: file, line and column (1-based).
@@ -23,18 +24,8 @@ impl fmt::Display for Location {
     }
 }
 
-/// A CEL expression as written in a rule (`when`, `once_per`, `offer.discount_percent`).
-/// Kept with its location so evaluation errors can point back at the rule file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expression {
-    /// The source text.
-    pub source: String,
-    /// Where it was written.
-    pub location: Location,
-}
-
 /// An offer attached to an outreach.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OfferSpec {
     /// CEL → number; 0 means no offer.
     pub discount_percent: Expression,

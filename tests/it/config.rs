@@ -100,3 +100,28 @@ fn every_command_explains_itself() {
         assert!(text.len() > 200, "{command:?} says too little:\n{text}");
     }
 }
+
+#[test]
+fn a_cel_syntax_error_in_a_rule_stops_forewarn_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("vip.toml"),
+        "[[rule]]\nid = \"vip\"\non = [\"shipment.delayed\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\nwhen = \"customer.segment == 'vip' &&\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("forewarn.toml"),
+        format!(
+            "[paths]\nrules = \"{}\"\ntemplates = \"{}/templates\"\n",
+            rules.display(),
+            repo().display()
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = run(&["run"], dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("vip.toml:6:"), "{stderr}");
+    assert!(stderr.contains("invalid CEL expression"), "{stderr}");
+}
