@@ -666,6 +666,14 @@ mod tests {
             .collect()
     }
 
+    fn keys(plan: &Plan) -> Vec<&str> {
+        plan.changes
+            .outreach
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect()
+    }
+
     #[test]
     fn a_rule_whose_condition_is_false_sends_nothing() {
         let plan = run(
@@ -730,12 +738,7 @@ mod tests {
                 delayed("e3", "s2", "backlog", 1),
             ],
         );
-        let keys: Vec<&str> = plan
-            .changes
-            .outreach
-            .iter()
-            .map(|o| o.key.as_str())
-            .collect();
+        let keys = keys(&plan);
         assert_eq!(keys.len(), 3);
         assert_eq!(
             keys[0], keys[1],
@@ -754,12 +757,7 @@ mod tests {
                 delayed("e2", "s1", "backlog", 1),
             ],
         );
-        let keys: Vec<&str> = plan
-            .changes
-            .outreach
-            .iter()
-            .map(|o| o.key.as_str())
-            .collect();
+        let keys = keys(&plan);
         assert_ne!(keys[0], keys[1]);
     }
 }

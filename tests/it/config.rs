@@ -17,6 +17,24 @@ fn run(args: &[&str], dir: &std::path::Path) -> (i32, String) {
     )
 }
 
+/// Runs `forewarn run` with `rule` as the only rule file, and the repository's templates.
+fn run_with_rule(file: &str, rule: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join(file), rule).unwrap();
+    std::fs::write(
+        dir.path().join("forewarn.toml"),
+        format!(
+            "[paths]\nrules = \"{}\"\ntemplates = \"{}/templates\"\n",
+            rules.display(),
+            repo().display()
+        ),
+    )
+    .unwrap();
+    run(&["run"], dir.path())
+}
+
 #[test]
 fn an_unknown_config_key_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,24 +66,10 @@ fn an_environment_override_with_a_bad_value_names_the_variable() {
 
 #[test]
 fn a_bad_rule_stops_forewarn_at_start_with_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(
-        rules.join("broken.toml"),
+    let (code, stderr) = run_with_rule(
+        "broken.toml",
         "[[rule]]\nid = \"x\"\non = [\"shipment.teleported\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("forewarn.toml"),
-        format!(
-            "[paths]\nrules = \"{}\"\ntemplates = \"{}/templates\"\n",
-            rules.display(),
-            repo().display()
-        ),
-    )
-    .unwrap();
-    let (code, stderr) = run(&["run"], dir.path());
+    );
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("broken.toml:3:7: unknown event type `shipment.teleported`"),
@@ -103,25 +107,13 @@ fn every_command_explains_itself() {
 
 #[test]
 fn a_cel_syntax_error_in_a_rule_stops_forewarn_with_its_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(
-        rules.join("vip.toml"),
+    let (code, stderr) = run_with_rule(
+        "vip.toml",
         "[[rule]]\nid = \"vip\"\non = [\"shipment.delayed\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\nwhen = \"customer.segment == 'vip' &&\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("forewarn.toml"),
-        format!(
-            "[paths]\nrules = \"{}\"\ntemplates = \"{}/templates\"\n",
-            rules.display(),
-            repo().display()
-        ),
-    )
-    .unwrap();
-    let (code, stderr) = run(&["run"], dir.path());
+    );
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("vip.toml:6:"), "{stderr}");
-    assert!(stderr.contains("invalid CEL expression"), "{stderr}");
+    assert!(
+        stderr.contains("vip.toml:6:38: invalid CEL expression"),
+        "{stderr}"
+    );
 }
