@@ -51,6 +51,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `[log]`: log format and level.
     pub log: LogSettings,
+    /// `[render]`: limits on rendered messages.
+    pub render: RenderSettings,
 }
 
 /// `[nats]`
@@ -152,6 +154,9 @@ pub struct PathSettings {
     pub templates: PathBuf,
     /// Where the sandbox gateway writes `<channel>.jsonl`. Default `outbox`.
     pub outbox: PathBuf,
+    /// Sample events (`*.jsonl`) that `check` renders every template against. Default
+    /// `examples/events`.
+    pub examples: PathBuf,
 }
 
 impl Default for PathSettings {
@@ -160,6 +165,7 @@ impl Default for PathSettings {
             rules: "rules".into(),
             templates: "templates".into(),
             outbox: "outbox".into(),
+            examples: "examples/events".into(),
         }
     }
 }
@@ -252,6 +258,23 @@ impl Default for HttpSettings {
         HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             enabled: true,
+        }
+    }
+}
+
+/// `[render]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderSettings {
+    /// Most SMS segments one message may take; `check` refuses a template over it (each segment
+    /// is billed, and long texts arrive split on older phones). Default 3.
+    pub sms_max_segments: usize,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        RenderSettings {
+            sms_max_segments: 3,
         }
     }
 }

@@ -533,6 +533,22 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     })
 }
 
+/// Renders `rule`'s template for one event and customer, on `channel` in `locale`, exactly as
+/// an outreach would be rendered — for `check` and previews, which try every channel and
+/// locale rather than the one a customer would get.
+pub fn render_preview(
+    rule: &Rule,
+    accepted: &Accepted,
+    customer: &CustomerDoc,
+    templates: &Templates,
+    channel: Channel,
+    locale: Option<&crate::domain::Locale>,
+) -> Result<crate::render::RenderedParts, crate::render::RenderError> {
+    let tracking = tracking_link(accepted, &Snapshot::default());
+    let context = render_context(rule, accepted, customer, tracking.as_deref());
+    templates.render(&rule.template, channel, locale, context)
+}
+
 /// The CloudEvent as rules and templates see it: `id`, `source`, `type`, `time`, `subject`,
 /// `data`.
 fn envelope_json(event: &CloudEvent) -> Value {

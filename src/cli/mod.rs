@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand (SPEC §6). Exit codes: 0 ok, 1 failed, 2 usage.
 
+mod check;
 mod demo;
 mod migrate;
 mod run;
@@ -41,6 +42,11 @@ pub enum Command {
     Run,
     /// Apply database migrations and exit (`run` also applies them at start).
     Migrate,
+    /// Check the config, every rule and every template: each template is rendered against
+    /// every example event of its rules' types, on every channel and in every locale it has.
+    /// Prints one `file:line:col: message` line per problem and exits 1, or a one-line
+    /// summary and exits 0.
+    Check,
     /// Show forewarn end to end on sample events: starts a private nats-server, runs forewarn
     /// on its embedded defaults in a fresh folder, publishes examples/events/*.jsonl and prints
     /// every message it sent. Run it from the forewarn checkout.
@@ -52,6 +58,7 @@ pub async fn execute(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run => run::execute(cli.config.as_deref(), cli.log_json).await,
         Command::Migrate => migrate::execute(cli.config.as_deref(), cli.log_json).await,
+        Command::Check => check::execute(cli.config.as_deref()).await,
         Command::Demo(args) => demo::execute(args, cli.log_json).await,
     };
     match result {

@@ -236,6 +236,14 @@ impl Templates {
         self.index.keys().map(String::as_str)
     }
 
+    /// The locales `template` has files for, `""` meaning the files without a locale.
+    pub fn locales(&self, template: &str) -> BTreeSet<String> {
+        self.index
+            .get(template)
+            .map(|parts| parts.values().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether `template` can render `channel`.
     pub fn serves(&self, template: &str, channel: Channel) -> bool {
         self.index

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod check;
 mod config;
 mod crash;
 mod dead_letters;
