@@ -486,7 +486,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     };
 
     let entity = job.entity.clone();
-    let context = render_context(rule, accepted, doc, job.tracking.as_deref());
+    let context = render_context(&rule.id, accepted, doc, job.tracking.as_deref());
     let mut parts = templates
         .render(&rule.template, channel, customer.locale.as_ref(), context)
         .map_err(|e| ("render_failed", e.to_string()))?;
@@ -533,20 +533,37 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     })
 }
 
-/// Renders `rule`'s template for one event and customer, on `channel` in `locale`, exactly as
-/// an outreach would be rendered — for `check` and previews, which try every channel and
-/// locale rather than the one a customer would get.
+/// What a preview renders: a template, as rule `rule_id` would use it, for one event and
+/// customer.
+#[derive(Debug, Clone, Copy)]
+pub struct PreviewInput<'a> {
+    /// `rule.id` in the template context.
+    pub rule_id: &'a str,
+    /// The template folder.
+    pub template: &'a str,
+    /// The event.
+    pub accepted: &'a Accepted,
+    /// The customer record.
+    pub customer: &'a CustomerDoc,
+}
+
+/// Renders a template on `channel` in `locale`, exactly as an outreach would be rendered — for
+/// `check` and `preview`, which try every channel and locale rather than the one a customer
+/// would get.
 pub fn render_preview(
-    rule: &Rule,
-    accepted: &Accepted,
-    customer: &CustomerDoc,
+    input: PreviewInput<'_>,
     templates: &Templates,
     channel: Channel,
     locale: Option<&crate::domain::Locale>,
 ) -> Result<crate::render::RenderedParts, crate::render::RenderError> {
-    let tracking = tracking_link(accepted, &Snapshot::default());
-    let context = render_context(rule, accepted, customer, tracking.as_deref());
-    templates.render(&rule.template, channel, locale, context)
+    let tracking = tracking_link(input.accepted, &Snapshot::default());
+    let context = render_context(
+        input.rule_id,
+        input.accepted,
+        input.customer,
+        tracking.as_deref(),
+    );
+    templates.render(input.template, channel, locale, context)
 }
 
 /// The CloudEvent as rules and templates see it: `id`, `source`, `type`, `time`, `subject`,
@@ -595,7 +612,7 @@ fn tracking_link(accepted: &Accepted, snapshot: &Snapshot) -> Option<String> {
 /// The template context of SPEC §3. Keys are present only when there is a value, so strict
 /// mode turns a template's use of something the event lacks into an error.
 fn render_context(
-    rule: &Rule,
+    rule_id: &str,
     accepted: &Accepted,
     doc: &CustomerDoc,
     tracking: Option<&str>,
@@ -611,7 +628,7 @@ fn render_context(
     context.insert("customer".into(), doc.as_value().clone());
     context.insert("event".into(), envelope_json(event));
     context.insert("data".into(), event.data.clone());
-    context.insert("rule".into(), json!({"id": rule.id}));
+    context.insert("rule".into(), json!({"id": rule_id}));
     context.insert("links".into(), Value::Object(links));
     Value::Object(context)
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::{Channel, CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
-use crate::pipeline::{render_preview, Accepted};
+use crate::pipeline::{render_preview, Accepted, PreviewInput};
 use crate::render::{measure_sms, Part};
 
 /// An example event and where it was written.
@@ -92,14 +92,13 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
                         example.file.display(),
                         example.line
                     );
-                    match render_preview(
-                        rule,
-                        &example.accepted,
-                        &doc,
-                        &authoring.templates,
-                        channel,
-                        parsed.as_ref(),
-                    ) {
+                    let input = PreviewInput {
+                        rule_id: &rule.id,
+                        template,
+                        accepted: &example.accepted,
+                        customer: &doc,
+                    };
+                    match render_preview(input, &authoring.templates, channel, parsed.as_ref()) {
                         Err(e) => problems.push(format!("{at}: {e}")),
                         Ok(mut parts) if channel == Channel::Sms => {
                             let body = parts.take(Part::Sms).unwrap_or_default();

@@ -3,6 +3,7 @@
 mod check;
 mod demo;
 mod migrate;
+mod preview;
 mod run;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use demo::DemoArgs;
+pub use preview::PreviewArgs;
 pub use run::{load_authoring, start, Running, StartError};
 
 /// Forewarn tells customers about a problem before they notice it.
@@ -47,6 +49,10 @@ pub enum Command {
     /// Prints one `file:line:col: message` line per problem and exits 1, or a one-line
     /// summary and exits 0.
     Check,
+    /// Render one template for one event on every channel and in every locale it has: SMS
+    /// with its encoding and segment count, e-mail subject and text (HTML to a file), push
+    /// with its FCM payload size.
+    Preview(PreviewArgs),
     /// Show forewarn end to end on sample events: starts a private nats-server, runs forewarn
     /// on its embedded defaults in a fresh folder, publishes examples/events/*.jsonl and prints
     /// every message it sent. Run it from the forewarn checkout.
@@ -59,6 +65,7 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Run => run::execute(cli.config.as_deref(), cli.log_json).await,
         Command::Migrate => migrate::execute(cli.config.as_deref(), cli.log_json).await,
         Command::Check => check::execute(cli.config.as_deref()).await,
+        Command::Preview(args) => preview::execute(args, cli.config.as_deref()).await,
         Command::Demo(args) => demo::execute(args, cli.log_json).await,
     };
     match result {

@@ -78,3 +78,48 @@ fn an_sms_over_the_segment_budget_is_reported() {
     let (code, out) = check(dir.path(), &[("FOREWARN_RENDER__SMS_MAX_SEGMENTS", "4")]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(repo().join("examples/events/01-shoe-delay.jsonl")).unwrap();
+    let event = dir.path().join("delay.json");
+    std::fs::write(&event, example.lines().nth(4).unwrap()).unwrap();
+    let html = dir.path().join("apology.html");
+    let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args([
+            "preview",
+            "--template",
+            "delay-apology",
+            "--locale",
+            "ko-KR",
+            "--event",
+        ])
+        .arg(&event)
+        .arg("--html-out")
+        .arg(&html)
+        .current_dir(repo())
+        .env_remove("FOREWARN_CONFIG")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "── SMS · ko-KR",
+        "UCS-2 ·",
+        "── EMAIL · ko-KR",
+        "Subject: [슈즈샵]",
+        "── PUSH · ko-KR",
+        "FCM payload",
+    ] {
+        assert!(out.contains(expected), "missing {expected} in:\n{out}");
+    }
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.contains("<strong>SORRY10</strong>"), "{html}");
+    assert!(html.contains("강남점"), "{html}");
+}

@@ -1,0 +1,220 @@
+//! `forewarn preview`: how one template reads on every channel and in every locale, for one
+//! event — what a CX author looks at before saving.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Map, Value};
+
+use crate::config::Settings;
+use crate::domain::{Channel, CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
+use crate::pipeline::{render_preview, Accepted, PreviewInput};
+use crate::render::{measure_sms, Part, RenderedParts, Templates};
+
+/// FCM refuses a message whose payload exceeds this many bytes.
+const FCM_MAX_PAYLOAD: usize = 4096;
+
+/// Options of `forewarn preview`.
+#[derive(Debug, clap::Args)]
+pub struct PreviewArgs {
+    /// The template folder name, e.g. `delay-apology`.
+    #[arg(long, value_name = "NAME")]
+    pub template: String,
+    /// A CloudEvent as JSON (or JSON Lines: the first line is used).
+    #[arg(long, value_name = "FILE")]
+    pub event: PathBuf,
+    /// A customer record as JSON; default: the event's inline customer, else a sample one.
+    #[arg(long, value_name = "FILE")]
+    pub customer: Option<PathBuf>,
+    /// Render this locale only; default: every locale the template has.
+    #[arg(long, value_name = "LOCALE")]
+    pub locale: Option<String>,
+    /// Write the e-mail's HTML part to this file (`<name>.<locale>.html` per locale when there
+    /// are several).
+    #[arg(long, value_name = "FILE")]
+    pub html_out: Option<PathBuf>,
+}
+
+/// Renders and prints; fails if any part fails.
+pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let templates = Templates::load(&settings.paths.templates).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    if !templates.names().any(|n| n == args.template) {
+        bail!(
+            "no template `{}` in {} (there are: {})",
+            args.template,
+            settings.paths.templates.display(),
+            templates.names().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let accepted = read_event(&args.event)?;
+    let customer = match &args.customer {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("Failed to read {}", path.display()))?;
+            let Value::Object(object) = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?
+            else {
+                bail!("{} must hold a JSON object", path.display());
+            };
+            CustomerDoc::from_object(object)
+        }
+        None => match accepted.payload.customer() {
+            Some(CustomerRef::Inline { object, .. }) => CustomerDoc::from_object(object.clone()),
+            _ => CustomerDoc::from_object(sample_customer()),
+        },
+    };
+    let locales: Vec<String> = match &args.locale {
+        Some(l) => vec![Locale::parse(l)
+            .map_err(anyhow::Error::msg)?
+            .as_str()
+            .to_owned()],
+        None => templates.locales(&args.template).into_iter().collect(),
+    };
+
+    let mut failures = 0;
+    for channel in Channel::ALL
+        .into_iter()
+        .filter(|c| templates.serves(&args.template, *c))
+    {
+        for locale in &locales {
+            let parsed = Locale::parse(locale).ok();
+            let mut doc = customer.clone();
+            if let Some(l) = &parsed {
+                doc.merge(
+                    json!({"locale": l.as_str()})
+                        .as_object()
+                        .expect("an object"),
+                );
+            }
+            let input = PreviewInput {
+                rule_id: "preview",
+                template: &args.template,
+                accepted: &accepted,
+                customer: &doc,
+            };
+            let shown = parsed.as_ref().map_or("default", |l| l.as_str());
+            println!("── {} · {shown}", channel.as_str().to_uppercase());
+            match render_preview(input, &templates, channel, parsed.as_ref()) {
+                Ok(parts) => print_parts(channel, parts, &args, shown, locales.len() > 1)?,
+                Err(e) => {
+                    failures += 1;
+                    println!("   ✗ {e}");
+                }
+            }
+            println!();
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} rendering(s) failed");
+    }
+    Ok(())
+}
+
+fn print_parts(
+    channel: Channel,
+    mut parts: RenderedParts,
+    args: &PreviewArgs,
+    locale: &str,
+    several: bool,
+) -> anyhow::Result<()> {
+    let indent = |text: &str| {
+        for line in text.lines() {
+            println!("   │ {line}");
+        }
+    };
+    match channel {
+        Channel::Sms => {
+            let body = parts.take(Part::Sms).unwrap_or_default();
+            indent(&body);
+            let size = measure_sms(&body);
+            println!(
+                "   {} · {} units · {} segment(s)",
+                size.encoding, size.units, size.segments
+            );
+        }
+        Channel::Email => {
+            println!(
+                "   Subject: {}",
+                parts.take(Part::EmailSubject).unwrap_or_default()
+            );
+            if let Some(text) = parts.take(Part::EmailText) {
+                indent(&text);
+            }
+            if let Some(html) = parts.take(Part::EmailHtml) {
+                match &args.html_out {
+                    Some(path) => {
+                        let path = if several {
+                            path.with_extension(format!("{locale}.html"))
+                        } else {
+                            path.clone()
+                        };
+                        std::fs::write(&path, &html)
+                            .with_context(|| format!("Failed to write {}", path.display()))?;
+                        println!(
+                            "   HTML: {} bytes, written to {}",
+                            html.len(),
+                            path.display()
+                        );
+                    }
+                    None => println!("   HTML: {} bytes (--html-out FILE to see it)", html.len()),
+                }
+            }
+        }
+        Channel::Push => {
+            let title = parts.take(Part::PushTitle).unwrap_or_default();
+            let body = parts.take(Part::PushBody).unwrap_or_default();
+            println!("   {title}");
+            indent(&body);
+            // The FCM HTTP v1 message as forewarn will send it, with a typical token length.
+            let payload = json!({"message": {"token": "x".repeat(163),
+                "notification": {"title": title, "body": body}}});
+            let size = payload.to_string().len();
+            println!(
+                "   FCM payload {size} of {FCM_MAX_PAYLOAD} bytes{}",
+                if size > FCM_MAX_PAYLOAD {
+                    " — TOO LARGE"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The event in `path`: a JSON object, or the first line of a JSON Lines file.
+fn read_event(path: &Path) -> anyhow::Result<Accepted> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("Failed to read {}", path.display()))?;
+    let body = if text.trim_start().starts_with('{') && serde_json::from_str::<Value>(&text).is_ok()
+    {
+        text.trim().to_owned()
+    } else {
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let event = CloudEvent::parse(body.as_bytes(), None)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let payload = Payload::parse(event.event_type, &event.data)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Accepted { event, payload })
+}
+
+fn sample_customer() -> Map<String, Value> {
+    json!({"id": "sample", "name": "Sample Customer", "timezone": "UTC"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
