@@ -13,6 +13,7 @@
 //! ```
 //!
 //! # Layout
+//! - [`authoring`]: rules and templates as one validated set, hot-reloaded.
 //! - [`config`]: typed settings, embedded defaults, `FOREWARN_<SECTION>__<KEY>` overrides.
 //! - [`domain`]: pure types — the CloudEvent envelope, the event catalogue, customers, channels,
 //!   outreach. Parsed once at the edge; nothing past it holds a raw string where a type exists.
@@ -27,6 +28,7 @@
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`telemetry`], [`metrics`] and
 //!   [`nats_server`] are the plumbing around them.
 
+pub mod authoring;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -23,6 +23,10 @@ pub const RECONCILED: &str = "forewarn_outbox_reconciled_total";
 pub const DISPATCH_SECONDS: &str = "forewarn_dispatch_seconds";
 /// Rule expressions (`when`, `once_per`) that failed on an event, by `rule`.
 pub const RULE_ERRORS: &str = "forewarn_rule_errors_total";
+/// The version of the rules and templates in use (1 at start, +1 per accepted reload).
+pub const AUTHORING_VERSION: &str = "forewarn_authoring_version";
+/// Reloads refused because the new rules or templates had errors.
+pub const AUTHORING_REJECTED: &str = "forewarn_authoring_reloads_refused_total";
 /// Intake batches that failed and were redelivered.
 pub const BATCH_FAILURES: &str = "forewarn_intake_batch_failures_total";
 

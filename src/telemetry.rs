@@ -21,6 +21,8 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskingWriter)
+        // Colours only for a person at a terminal; files and log pipelines get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false);
     // A second init (tests, `demo` running `run` in-process) keeps the first subscriber.
     let _ = match settings.format {

@@ -9,12 +9,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::authoring::Authoring;
 use crate::config::Settings;
 use crate::gateway::Gateways;
-use crate::intake::{self, Authoring, DeadLetterPublisher, Intake};
+use crate::intake::{self, DeadLetterPublisher, Intake};
 use crate::outbox::Dispatcher;
-use crate::render::Templates;
-use crate::rules::RuleSet;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::Store;
 
@@ -29,13 +28,9 @@ pub enum StartError {
     Unexpected(#[from] anyhow::Error),
 }
 
-/// Loads and cross-checks templates and rules. Every error is returned, not just the first.
+/// Loads and cross-checks templates and rules (see [`crate::authoring::load`]).
 pub fn load_authoring(settings: &Settings) -> Result<Authoring, Vec<String>> {
-    let templates = Templates::load(&settings.paths.templates)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let rules = RuleSet::load(&settings.paths.rules, &templates)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    Ok(Authoring { rules, templates })
+    crate::authoring::load(settings)
 }
 
 /// A started forewarn: its tasks, and the handle to stop them.
@@ -119,7 +114,7 @@ pub async fn start(
     settings: Settings,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, StartError> {
-    let authoring = Arc::new(load_authoring(&settings).map_err(StartError::Authoring)?);
+    let authoring = load_authoring(&settings).map_err(StartError::Authoring)?;
     tracing::info!(
         rules = authoring.rules.len(),
         templates = authoring.templates.names().count(),
@@ -141,6 +136,15 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 
+    let (authoring, reloader) = crate::authoring::serve(authoring, &settings);
+    let reload_shutdown = shutdown.clone();
+    tasks.push((
+        "reload",
+        tokio::spawn(async move {
+            reloader.run(reload_shutdown).await;
+            Ok(())
+        }),
+    ));
     let intake = Intake::new(
         store.clone(),
         authoring,

@@ -12,23 +12,13 @@ use metrics::{counter, histogram};
 use tokio::sync::{mpsc, Notify};
 
 use super::{DeadLetterPublisher, IntakeError};
+use crate::authoring::AuthoringHandle;
 use crate::config::IntakeSettings;
 use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
 use crate::metrics as m;
 use crate::pipeline::{self, Accepted};
-use crate::render::Templates;
-use crate::rules::RuleSet;
 use crate::shutdown::Shutdown;
 use crate::store::{EventRecord, Store, StoreError};
-
-/// What CX teams authored: the rules and the templates they use, validated together.
-#[derive(Debug)]
-pub struct Authoring {
-    /// Loaded rules.
-    pub rules: RuleSet,
-    /// Loaded templates.
-    pub templates: Templates,
-}
 
 /// What a batch did, for logs, metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,7 +38,7 @@ pub struct BatchReport {
 /// Takes events from the stream into the database.
 pub struct Intake {
     store: Arc<dyn Store>,
-    authoring: Arc<Authoring>,
+    authoring: AuthoringHandle,
     dead_letters: DeadLetterPublisher,
     type_prefix: Option<String>,
     settings: IntakeSettings,
@@ -67,7 +57,7 @@ impl Intake {
     /// An intake that notifies `wake` when it queues outreach.
     pub fn new(
         store: Arc<dyn Store>,
-        authoring: Arc<Authoring>,
+        authoring: AuthoringHandle,
         dead_letters: DeadLetterPublisher,
         type_prefix: Option<String>,
         settings: IntakeSettings,
@@ -327,7 +317,8 @@ impl Intake {
             .filter(|a| first_copies.remove(&a.event.key))
             .collect();
         let snapshot = tx.load(&pipeline::refs_of(fresh.iter().copied())).await?;
-        let authoring = &self.authoring;
+        // The set in use when the batch is decided; a reload applies from the next batch.
+        let authoring = self.authoring.borrow().clone();
         let plan = pipeline::decide(
             &fresh,
             snapshot,

@@ -10,6 +10,6 @@ mod batch;
 mod dead_letter;
 mod jetstream;
 
-pub use batch::{Authoring, BatchReport, Intake};
+pub use batch::{BatchReport, Intake};
 pub use dead_letter::{DeadLetterPublisher, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_REASON};
 pub use jetstream::{connect, ensure_consumer, IntakeError};

@@ -33,6 +33,8 @@ pub struct Options {
     pub concurrency: usize,
     /// `[database] busy_timeout`: how long forewarn waits for a lock the test holds.
     pub busy_timeout: &'static str,
+    /// Copy the repository's rules and templates into the app's folder, for tests that edit them.
+    pub own_authoring: bool,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             outbox_batch: 500,
             concurrency: 64,
             busy_timeout: "5s",
+            own_authoring: false,
         }
     }
 }
@@ -69,6 +72,10 @@ pub async fn spawn_app_with(options: Options) -> App {
         child: None,
         extra_config: String::new(),
     };
+    if options.own_authoring {
+        copy_dir(&repo().join("rules"), &app.dir.path().join("rules"));
+        copy_dir(&repo().join("templates"), &app.dir.path().join("templates"));
+    }
     app.write_config(&options);
     app.start();
     app.wait_ready().await;
@@ -100,8 +107,8 @@ url = "sqlite://{dir}/forewarn.db"
 busy_timeout = "{busy}"
 
 [paths]
-rules = "{repo}/rules"
-templates = "{repo}/templates"
+rules = "{authoring}/rules"
+templates = "{authoring}/templates"
 outbox = "{dir}/outbox"
 
 [http]
@@ -120,7 +127,11 @@ claim_lease = "1s"
 {extra}"#,
             nats = self.nats.url(),
             dir = self.dir.path().display(),
-            repo = repo().display(),
+            authoring = if options.own_authoring {
+                self.dir.path().display().to_string()
+            } else {
+                repo().display().to_string()
+            },
             port = self.http_port,
             dispatch = options.dispatch,
             batch = options.outbox_batch,
@@ -181,6 +192,16 @@ claim_lease = "1s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) to the running forewarn.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("forewarn is running");
+        let status = Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -294,6 +315,18 @@ impl Drop for App {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }

@@ -1,0 +1,99 @@
+//! Rules and templates change while forewarn runs; a bad change never stops the good set.
+
+use crate::helpers::*;
+
+fn last_sms_body(app: &App) -> String {
+    app.sandbox("sms")
+        .last()
+        .and_then(|m| m["body"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_set() {
+    let app = spawn_app_with(Options {
+        own_authoring: true,
+        ..Options::default()
+    })
+    .await;
+    app.publish(&delayed_event(1)).await;
+    app.wait_sent(1).await;
+    assert!(last_sms_body(&app).contains("SORRY10"));
+
+    let template = app.dir.path().join("templates/delay-apology/sms.ko.hbs");
+    std::fs::write(
+        &template,
+        "[슈즈샵] {{customer.name}}님, 배송이 늦어져 죄송합니다. (v2)",
+    )
+    .unwrap();
+    wait_for("the reload", || async {
+        app.log().contains("Rules and templates reloaded.")
+    })
+    .await;
+    app.publish(&delayed_event(2)).await;
+    app.wait_sent(2).await;
+    assert!(
+        last_sms_body(&app).ends_with("(v2)"),
+        "{}",
+        last_sms_body(&app)
+    );
+
+    std::fs::write(
+        app.dir.path().join("rules/bad.toml"),
+        "[[rule]]\nid = \"bad\"\non = [\"shipment.teleported\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\n",
+    )
+    .unwrap();
+    wait_for("the refusal", || async {
+        app.log().contains("the last good set keeps serving")
+    })
+    .await;
+    assert!(
+        app.log().contains("bad.toml:3:7: unknown event type"),
+        "{}",
+        app.log()
+    );
+    app.publish(&delayed_event(3)).await;
+    app.wait_sent(3).await;
+    assert!(
+        last_sms_body(&app).ends_with("(v2)"),
+        "{}",
+        last_sms_body(&app)
+    );
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", app.http_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forewarn_authoring_version 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("forewarn_authoring_reloads_refused_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_rules_and_templates() {
+    let app = spawn_app().await;
+    assert!(!app.log().contains("Rules and templates reloaded."));
+    app.signal("HUP");
+    wait_for("the reload", || async {
+        app.log().contains("Rules and templates reloaded.")
+    })
+    .await;
+    assert!(app.log().contains("version=2"), "{}", app.log());
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", app.http_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forewarn_authoring_version 2"),
+        "{metrics}"
+    );
+}
