@@ -103,7 +103,8 @@ pub struct IntakeSettings {
     #[serde(with = "humantime_serde")]
     pub ack_wait: Duration,
     /// Most unacknowledged events per consumer, across all processes: bounds in-flight work.
-    /// Default 10000.
+    /// Keep it at least 6 × `batch_size` per process (two batches buffered, three in the
+    /// stages): at the limit the server stops delivering and intake stalls. Default 50000.
     pub max_ack_pending: i64,
     /// Delay before a batch that failed (database unavailable) is redelivered. Default 2 s.
     #[serde(with = "humantime_serde")]
@@ -115,7 +116,7 @@ impl Default for IntakeSettings {
         IntakeSettings {
             batch_size: 2000,
             ack_wait: Duration::from_secs(30),
-            max_ack_pending: 10_000,
+            max_ack_pending: 50_000,
             retry_delay: Duration::from_secs(2),
         }
     }

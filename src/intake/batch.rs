@@ -90,6 +90,16 @@ impl Intake {
         // `ready_chunks` hands over whatever has already arrived: large batches under load,
         // single events when it is quiet, so batching never adds latency.
         let mut batches = messages.ready_chunks(batch_size);
+        // Two batches buffered plus one in each of the three stages are unacked at once; keep
+        // a batch of headroom above that.
+        let needed = batch_size.saturating_mul(6);
+        if i64::try_from(needed).unwrap_or(i64::MAX) > self.settings.max_ack_pending {
+            tracing::warn!(
+                batch_size,
+                max_ack_pending = self.settings.max_ack_pending,
+                "intake.max_ack_pending is below 6 x batch_size; intake will stall at the limit."
+            );
+        }
         tracing::info!(batch_size, "Intake started.");
 
         // Three stages, one batch in each at most: parse the next batch and settle (ack) the
