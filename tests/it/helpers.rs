@@ -168,6 +168,16 @@ claim_lease = "1s"
         self.wait_ready().await;
     }
 
+    /// The Prometheus text forewarn serves on `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("forewarn.log")).unwrap_or_default()
     }

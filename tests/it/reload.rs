@@ -60,12 +60,7 @@ async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_s
         last_sms_body(&app)
     );
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", app.http_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("forewarn_authoring_version 2"),
         "{metrics}"
@@ -86,12 +81,7 @@ async fn sighup_reloads_the_rules_and_templates() {
     })
     .await;
     assert!(app.log().contains("version=2"), "{}", app.log());
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", app.http_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("forewarn_authoring_version 2"),
         "{metrics}"
