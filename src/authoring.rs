@@ -33,7 +33,8 @@ pub struct Authoring {
 /// Loads and cross-checks templates and rules. Every error is returned, not just the first.
 pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
     let templates = Templates::load(&settings.paths.templates)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?
+        .with_default_locale(settings.render.default_locale.clone());
     let rules = RuleSet::load(&settings.paths.rules, &templates)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     Ok(Authoring {

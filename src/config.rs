@@ -270,12 +270,16 @@ pub struct RenderSettings {
     /// Most SMS segments one message may take; `check` refuses a template over it (each segment
     /// is billed, and long texts arrive split on older phones). Default 3.
     pub sms_max_segments: usize,
+    /// The language of template files without a locale suffix (`sms.hbs`): dates and money in
+    /// them read this way when a customer's own language has no file. Default `en-US`.
+    pub default_locale: crate::domain::Locale,
 }
 
 impl Default for RenderSettings {
     fn default() -> Self {
         RenderSettings {
             sms_max_segments: 3,
+            default_locale: crate::domain::Locale::parse("en-US").expect("a valid language tag"),
         }
     }
 }

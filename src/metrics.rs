@@ -29,6 +29,10 @@ pub const AUTHORING_VERSION: &str = "forewarn_authoring_version";
 pub const AUTHORING_REJECTED: &str = "forewarn_authoring_reloads_refused_total";
 /// Intake batches that failed and were redelivered.
 pub const BATCH_FAILURES: &str = "forewarn_intake_batch_failures_total";
+/// Discount codes queued with outreach, by rule (a repeat the outbox ignores is counted too).
+pub const DISCOUNT_CODES_ISSUED: &str = "forewarn_discount_codes_issued_total";
+/// Discount codes redeemed through the HTTP API.
+pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_total";
 
 /// Buckets for latency histograms, in seconds: 1 ms to 1 min.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -77,4 +81,9 @@ fn describe() {
         BATCH_FAILURES,
         "Intake batches that failed and were redelivered."
     );
+    describe_counter!(
+        DISCOUNT_CODES_ISSUED,
+        "Discount codes decided with outreach, by rule."
+    );
+    describe_counter!(DISCOUNT_CODES_REDEEMED, "Discount codes redeemed.");
 }

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::domain::{
-    Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, EventKey, IdempotencyKey,
-    Incident, MessageContent, OptOuts, Order, Outreach, Payload, RejectReason, Rejection, Shipment,
+    Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, DiscountCode, EventKey,
+    IdempotencyKey, Incident, MessageContent, Offer, OptOuts, Order, Outreach, Payload, RejectReason, Rejection, Shipment,
 };
 use crate::render::{Part, Templates};
-use crate::rules::{key_text, Bindings, Rule, RuleSet};
+use crate::rules::{key_text, Bindings, OfferSpec, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
 
 /// An event whose envelope and `data` passed the catalogue.
@@ -326,10 +326,25 @@ pub fn decide(
                 }
             }
         };
+        let offer = match &rule.offer {
+            None => None,
+            Some(spec) => {
+                let percent = offer_percent(spec, bindings.get_or_insert_with(&mut bind));
+                match percent.and_then(|p| issue_offer(p, spec, now)) {
+                    Ok(offer) => offer,
+                    Err(message) => {
+                        plan.rule_errors
+                            .push(RuleFailure::new(rule, event, message));
+                        continue;
+                    }
+                }
+            }
+        };
         jobs.push(Job {
             rule,
             accepted,
             entity,
+            offer,
             doc: doc.clone(),
             customer_id: customer_id.clone(),
             opt_outs: snapshot
@@ -407,6 +422,8 @@ struct Job<'a> {
     accepted: &'a Accepted,
     /// The `once_per` value, or the event's own identity.
     entity: String,
+    /// The discount issued with it, if any.
+    offer: Option<Offer>,
     customer_id: CustomerId,
     doc: CustomerDoc,
     opt_outs: OptOuts,
@@ -486,7 +503,13 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     };
 
     let entity = job.entity.clone();
-    let context = render_context(&rule.id, accepted, doc, job.tracking.as_deref());
+    let context = render_context(
+        &rule.id,
+        accepted,
+        doc,
+        job.tracking.as_deref(),
+        job.offer.as_ref(),
+    );
     let mut parts = templates
         .render(&rule.template, channel, customer.locale.as_ref(), context)
         .map_err(|e| ("render_failed", e.to_string()))?;
@@ -530,7 +553,43 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
         event: event.key.clone(),
         locale: parts.locale,
         content,
+        offer: job.offer.clone(),
     })
+}
+
+/// `discount_percent` on one event: a whole number from 0 to 100 (0 = no offer).
+pub fn offer_percent(spec: &OfferSpec, bindings: &Bindings) -> Result<u8, String> {
+    let value = spec
+        .discount_percent
+        .evaluate(bindings)
+        .map_err(|e| format!("`discount_percent`: {e}"))?;
+    let whole = match value {
+        cel::Value::Int(n) => Some(n),
+        cel::Value::UInt(n) => i64::try_from(n).ok(),
+        cel::Value::Float(f) if f.fract() == 0.0 && f.abs() <= 1e6 => Some(f as i64),
+        _ => None,
+    };
+    whole
+        .and_then(|n| u8::try_from(n).ok())
+        .filter(|n| *n <= 100)
+        .ok_or_else(|| {
+            format!("`discount_percent` gave {value:?}; it must be a whole number from 0 to 100")
+        })
+}
+
+/// A fresh code for `percent` off, valid `spec.valid_days` from `now`; none for 0 %.
+/// Random, so it lives in the plan the batch commits, and a retried batch draws anew.
+pub fn issue_offer(percent: u8, spec: &OfferSpec, now: DateTime<Utc>) -> Result<Option<Offer>, String> {
+    if percent == 0 {
+        return Ok(None);
+    }
+    let code = DiscountCode::generate()
+        .map_err(|e| format!("no random source for a discount code: {e}"))?;
+    Ok(Some(Offer {
+        code,
+        percent,
+        expires_at: now + chrono::Duration::days(i64::from(spec.valid_days)),
+    }))
 }
 
 /// What a preview renders: a template, as rule `rule_id` would use it, for one event and
@@ -545,6 +604,8 @@ pub struct PreviewInput<'a> {
     pub accepted: &'a Accepted,
     /// The customer record.
     pub customer: &'a CustomerDoc,
+    /// An offer to show, as a rule with `[rule.offer]` would issue it.
+    pub offer: Option<&'a Offer>,
 }
 
 /// Renders a template on `channel` in `locale`, exactly as an outreach would be rendered — for
@@ -562,8 +623,23 @@ pub fn render_preview(
         input.accepted,
         input.customer,
         tracking.as_deref(),
+        input.offer,
     );
     templates.render(input.template, channel, locale, context)
+}
+
+/// The bindings rule expressions see for one event on its own (no stored state but what the
+/// event itself says): for `check`, which tries expressions on example events.
+pub fn example_bindings(accepted: &Accepted, customer: &CustomerDoc, now: DateTime<Utc>) -> Bindings {
+    let at = accepted.event.time.unwrap_or(now);
+    let incident = Incident::apply(None, &accepted.payload, at).map_or(Value::Null, |i| incident_json(&i));
+    Bindings::new(
+        &envelope_json(&accepted.event),
+        customer.as_value(),
+        &json!({}),
+        &incident,
+        now,
+    )
 }
 
 /// The CloudEvent as rules and templates see it: `id`, `source`, `type`, `time`, `subject`,
@@ -616,6 +692,7 @@ fn render_context(
     accepted: &Accepted,
     doc: &CustomerDoc,
     tracking: Option<&str>,
+    offer: Option<&Offer>,
 ) -> Value {
     let event = &accepted.event;
 
@@ -630,6 +707,13 @@ fn render_context(
     context.insert("data".into(), event.data.clone());
     context.insert("rule".into(), json!({"id": rule_id}));
     context.insert("links".into(), Value::Object(links));
+    if let Some(offer) = offer {
+        context.insert(
+            "offer".into(),
+            json!({"code": offer.code.to_string(), "percent": offer.percent,
+                   "expires_at": offer.expires_at.to_rfc3339()}),
+        );
+    }
     Value::Object(context)
 }
 
@@ -646,7 +730,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("templates/t")).unwrap();
         std::fs::write(
             dir.path().join("templates/t/sms.hbs"),
-            "{{rule.id}}: hi {{customer.name}}",
+            "{{rule.id}}: hi {{customer.name}}{{#if offer}} {{offer.percent}}% off with {{offer.code}}{{/if}}",
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("rules")).unwrap();
@@ -792,5 +876,53 @@ mod tests {
         );
         let keys = keys(&plan);
         assert_ne!(keys[0], keys[1]);
+    }
+
+    #[test]
+    fn an_offer_issues_a_code_for_the_computed_percent_valid_for_its_days() {
+        let now = Utc::now();
+        let (templates, rules) = authoring(&rule(
+            "sorry",
+            50,
+            "[rule.offer]\ndiscount_percent = \"data.days_late >= 3 ? 20 : 10\"\nvalid_days = 14",
+        ));
+        let events = [delayed("e1", "s1", "backlog", 1), delayed("e2", "s2", "backlog", 4)];
+        let refs: Vec<&Accepted> = events.iter().collect();
+        let plan = decide(&refs, snapshot(), &rules, &templates, now);
+        let offers: Vec<&Offer> = plan
+            .changes
+            .outreach
+            .iter()
+            .map(|o| o.offer.as_ref().unwrap())
+            .collect();
+        assert_eq!(offers[0].percent, 10);
+        assert_eq!(offers[1].percent, 20);
+        assert_ne!(offers[0].code, offers[1].code);
+        assert_eq!(offers[0].expires_at, now + chrono::Duration::days(14));
+        assert_eq!(
+            bodies(&plan)[1],
+            format!("sorry: hi Jamie 20% off with {}", offers[1].code)
+        );
+    }
+
+    #[test]
+    fn zero_percent_means_no_offer_and_a_bad_percent_means_no_match() {
+        let plan = run(
+            &rule("maybe", 50, "[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 15 : 0\""),
+            &[delayed("e1", "s1", "backlog", 1)],
+        );
+        assert_eq!(bodies(&plan), ["maybe: hi Jamie"]);
+        assert!(plan.changes.outreach[0].offer.is_none());
+
+        let plan = run(
+            &rule("greedy", 50, "[rule.offer]\ndiscount_percent = \"data.days_late * 100\""),
+            &[delayed("e1", "s1", "backlog", 2)],
+        );
+        assert!(plan.changes.outreach.is_empty());
+        assert!(
+            plan.rule_errors[0].message.contains("whole number from 0 to 100"),
+            "{:?}",
+            plan.rule_errors
+        );
     }
 }

@@ -1,26 +1,23 @@
 //! `forewarn check`: everything a CX author can get wrong, found before a customer sees it.
 //!
-//! Validates the config, every template and every rule, then renders each rule's template
-//! against every example event of the rule's types, on every channel and in every locale the
-//! template has — so a variable an event does not carry, or an SMS over the segment budget,
-//! is an error here and never a blank or a surprise bill in production.
+//! Validates the config, every template and every rule, then tries each rule on every example
+//! event of its types: its expressions (`when`, `once_per`, `discount_percent`) must evaluate,
+//! and its template must render on every channel and in every locale it has — so a variable
+//! an event does not carry, a condition that fails on real data, or an SMS over the segment
+//! budget is an error here and never a blank, a silent non-match or a surprise bill in
+//! production.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::json;
+use chrono::{DateTime, Utc};
 
+use super::examples::{in_locale, Example, Examples};
+use crate::authoring::Authoring;
 use crate::config::Settings;
-use crate::domain::{Channel, CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
-use crate::pipeline::{render_preview, Accepted, PreviewInput};
+use crate::domain::{Channel, CustomerDoc, Locale, Offer};
+use crate::pipeline::{example_bindings, issue_offer, offer_percent, render_preview, PreviewInput};
 use crate::render::{measure_sms, Part};
-
-/// An example event and where it was written.
-struct Example {
-    accepted: Accepted,
-    file: PathBuf,
-    line: usize,
-}
+use crate::rules::Rule;
 
 /// Runs every check; prints one `file:line:col: message` line per problem.
 pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
@@ -43,77 +40,24 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
             anyhow::bail!("{} problem(s) in rules or templates", errors.len());
         }
     };
-    let (examples, customers) = read_examples(&settings.paths.examples)?;
-    let fallback_customer = CustomerDoc::from_object(
-        json!({"id": "sample", "name": "Sample Customer"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    );
+    let examples = Examples::read(&settings.paths.examples)?;
+    let checker = Checker {
+        authoring: &authoring,
+        sms_max_segments: settings.render.sms_max_segments,
+        now: Utc::now(),
+    };
 
     let mut problems = Vec::new();
     let mut renders = 0;
     for rule in authoring.rules.rules() {
-        let template = &rule.template;
         for example in examples
+            .events
             .iter()
             .filter(|e| rule.on.contains(&e.accepted.event.event_type))
         {
-            let base = example
-                .accepted
-                .payload
-                .customer()
-                .and_then(|c| customers.get(c.id().as_str()))
-                .unwrap_or(&fallback_customer);
-            for channel in Channel::ALL
-                .into_iter()
-                .filter(|c| authoring.templates.serves(template, *c))
-            {
-                for locale in authoring.templates.locales(template) {
-                    let parsed = Locale::parse(&locale).ok();
-                    let mut doc = base.clone();
-                    if let Some(l) = &parsed {
-                        doc.merge(
-                            json!({"locale": l.as_str()})
-                                .as_object()
-                                .expect("an object"),
-                        );
-                    }
-                    renders += 1;
-                    let shown = if locale.is_empty() {
-                        "default"
-                    } else {
-                        &locale
-                    };
-                    let at = format!(
-                        "{}: rule `{}`, template `{template}` {channel} ({shown}), example {}:{}",
-                        rule.location,
-                        rule.id,
-                        example.file.display(),
-                        example.line
-                    );
-                    let input = PreviewInput {
-                        rule_id: &rule.id,
-                        template,
-                        accepted: &example.accepted,
-                        customer: &doc,
-                    };
-                    match render_preview(input, &authoring.templates, channel, parsed.as_ref()) {
-                        Err(e) => problems.push(format!("{at}: {e}")),
-                        Ok(mut parts) if channel == Channel::Sms => {
-                            let body = parts.take(Part::Sms).unwrap_or_default();
-                            let size = measure_sms(&body);
-                            if size.segments > settings.render.sms_max_segments {
-                                problems.push(format!(
-                                    "{at}: the SMS takes {} segments ({}, {} units), over the budget of {} ([render] sms_max_segments)",
-                                    size.segments, size.encoding, size.units, settings.render.sms_max_segments
-                                ));
-                            }
-                        }
-                        Ok(_) => {}
-                    }
-                }
-            }
+            let customer = examples.customer_for(&example.accepted);
+            let offer = checker.expressions(rule, example, &customer, &mut problems);
+            renders += checker.renders(rule, example, &customer, offer.as_ref(), &mut problems);
         }
     }
     if !problems.is_empty() {
@@ -127,46 +71,114 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
         authoring.rules.len(),
         authoring.templates.names().count(),
         renders,
-        examples.len()
+        examples.events.len()
     );
     Ok(())
 }
 
-/// Every valid event of `dir/*.jsonl`, and the customers they define (inline objects and
-/// `customer.upserted`, merged in order). Lines that are not valid events are skipped: example
-/// folders also hold samples of what forewarn refuses.
-fn read_examples(dir: &Path) -> anyhow::Result<(Vec<Example>, HashMap<String, CustomerDoc>)> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    files.sort();
-    let mut examples = Vec::new();
-    let mut customers: HashMap<String, CustomerDoc> = HashMap::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)?;
-        for (i, line) in text.lines().enumerate() {
-            let Ok(event) = CloudEvent::parse(line.as_bytes(), None) else {
-                continue;
-            };
-            let Ok(payload) = Payload::parse(event.event_type, &event.data) else {
-                continue;
-            };
-            if let Some(CustomerRef::Inline { id, object }) = payload.customer() {
-                customers
-                    .entry(id.as_str().to_owned())
-                    .or_default()
-                    .merge(object);
+/// What every check needs.
+struct Checker<'a> {
+    authoring: &'a Authoring,
+    sms_max_segments: usize,
+    now: DateTime<Utc>,
+}
+
+impl Checker<'_> {
+    /// The rule's expressions on one example: one that fails here would fail on the same event
+    /// in production, and the rule would not match. Returns the offer it would issue.
+    fn expressions(
+        &self,
+        rule: &Rule,
+        example: &Example,
+        customer: &CustomerDoc,
+        problems: &mut Vec<String>,
+    ) -> Option<Offer> {
+        let bindings = example_bindings(&example.accepted, customer, self.now);
+        let mut failed = |what: &str, e: String| {
+            problems.push(format!(
+                "{}: rule `{}`: `{what}` fails on example {}:{}: {e}",
+                rule.location,
+                rule.id,
+                example.file.display(),
+                example.line
+            ));
+        };
+        if let Some(Err(e)) = rule.when.as_ref().map(|w| w.evaluate(&bindings)) {
+            failed("when", e);
+        }
+        if let Some(Err(e)) = rule.once_per.as_ref().map(|o| o.evaluate(&bindings)) {
+            failed("once_per", e);
+        }
+        let spec = rule.offer.as_ref()?;
+        match offer_percent(spec, &bindings).and_then(|p| issue_offer(p, spec, self.now)) {
+            Ok(offer) => offer,
+            Err(e) => {
+                failed("[rule.offer]", e);
+                None
             }
-            examples.push(Example {
-                accepted: Accepted { event, payload },
-                file: file.clone(),
-                line: i + 1,
-            });
         }
     }
-    Ok((examples, customers))
+
+    /// The rule's template for one example on every channel and locale it has; returns how
+    /// many renders were tried.
+    fn renders(
+        &self,
+        rule: &Rule,
+        example: &Example,
+        customer: &CustomerDoc,
+        offer: Option<&Offer>,
+        problems: &mut Vec<String>,
+    ) -> usize {
+        let templates = &self.authoring.templates;
+        let template = &rule.template;
+        let mut renders = 0;
+        for channel in Channel::ALL
+            .into_iter()
+            .filter(|c| templates.serves(template, *c))
+        {
+            for locale in templates.locales(template) {
+                renders += 1;
+                let parsed = Locale::parse(&locale).ok();
+                let doc = in_locale(customer, parsed.as_ref());
+                let shown = if locale.is_empty() { "default" } else { &locale };
+                // What was being checked, after the place to fix it.
+                let context = format!(
+                    "(rule `{}` at {}; {channel}, {shown}; example {}:{})",
+                    rule.id,
+                    rule.location,
+                    example.file.display(),
+                    example.line
+                );
+                let input = PreviewInput {
+                    rule_id: &rule.id,
+                    template,
+                    accepted: &example.accepted,
+                    customer: &doc,
+                    offer,
+                };
+                match render_preview(input, templates, channel, parsed.as_ref()) {
+                    Err(e) => problems.push(format!("{e} {context}")),
+                    Ok(mut parts) if channel == Channel::Sms => {
+                        let body = parts.take(Part::Sms).unwrap_or_default();
+                        let size = measure_sms(&body);
+                        if size.segments > self.sms_max_segments {
+                            let file = templates
+                                .file(template, Part::Sms, &parts.locale)
+                                .map_or_else(
+                                    || rule.location.to_string(),
+                                    |f| format!("{}:1:1", f.display()),
+                                );
+                            problems.push(format!(
+                                "{file}: the SMS takes {} segments ({}, {} units), over the \
+                                 budget of {} ([render] sms_max_segments) {context}",
+                                size.segments, size.encoding, size.units, self.sms_max_segments
+                            ));
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        renders
+    }
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod demo;
+mod examples;
 mod migrate;
 mod preview;
 mod run;

@@ -4,12 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::examples::{in_locale, Examples};
 use crate::config::Settings;
-use crate::domain::{Channel, CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
+use crate::domain::{
+    Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload,
+};
 use crate::pipeline::{render_preview, Accepted, PreviewInput};
 use crate::render::{measure_sms, Part, RenderedParts, Templates};
+use crate::rules::OfferSpec;
 
 /// FCM refuses a message whose payload exceeds this many bytes.
 const FCM_MAX_PAYLOAD: usize = 4096;
@@ -23,7 +27,8 @@ pub struct PreviewArgs {
     /// A CloudEvent as JSON (or JSON Lines: the first line is used).
     #[arg(long, value_name = "FILE")]
     pub event: PathBuf,
-    /// A customer record as JSON; default: the event's inline customer, else a sample one.
+    /// A customer record as JSON; default: the customer the event names, as the example
+    /// events (`paths.examples`) define it, else a sample one.
     #[arg(long, value_name = "FILE")]
     pub customer: Option<PathBuf>,
     /// Render this locale only; default: every locale the template has.
@@ -33,6 +38,13 @@ pub struct PreviewArgs {
     /// are several).
     #[arg(long, value_name = "FILE")]
     pub html_out: Option<PathBuf>,
+    /// Show the message as a rule with `[rule.offer]` sends it: with a sample discount code
+    /// for this many percent off, valid `--valid-days`.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub offer: Option<u8>,
+    /// Days the sample code is valid.
+    #[arg(long, value_name = "DAYS", default_value_t = OfferSpec::DEFAULT_VALID_DAYS, requires = "offer")]
+    pub valid_days: u32,
 }
 
 /// Renders and prints; fails if any part fails.
@@ -48,6 +60,7 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
                 .join("\n")
         )
     })?;
+    let templates = templates.with_default_locale(settings.render.default_locale.clone());
     if !templates.names().any(|n| n == args.template) {
         bail!(
             "no template `{}` in {} (there are: {})",
@@ -68,10 +81,9 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
             };
             CustomerDoc::from_object(object)
         }
-        None => match accepted.payload.customer() {
-            Some(CustomerRef::Inline { object, .. }) => CustomerDoc::from_object(object.clone()),
-            _ => CustomerDoc::from_object(sample_customer()),
-        },
+        // The customer the event names, as the example events define it (inline objects are
+        // merged over what the examples know), else a sample customer.
+        None => Examples::read(&settings.paths.examples)?.customer_for(&accepted),
     };
     let locales: Vec<String> = match &args.locale {
         Some(l) => vec![Locale::parse(l)
@@ -81,6 +93,12 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
         None => templates.locales(&args.template).into_iter().collect(),
     };
 
+    let offer = args.offer.map(|percent| Offer {
+        code: DiscountCode::from_stored("SAMP1E0FFER0".into()),
+        percent,
+        expires_at: chrono::Utc::now() + chrono::Duration::days(i64::from(args.valid_days)),
+    });
+
     let mut failures = 0;
     for channel in Channel::ALL
         .into_iter()
@@ -88,19 +106,13 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     {
         for locale in &locales {
             let parsed = Locale::parse(locale).ok();
-            let mut doc = customer.clone();
-            if let Some(l) = &parsed {
-                doc.merge(
-                    json!({"locale": l.as_str()})
-                        .as_object()
-                        .expect("an object"),
-                );
-            }
+            let doc = in_locale(&customer, parsed.as_ref());
             let input = PreviewInput {
                 rule_id: "preview",
                 template: &args.template,
                 accepted: &accepted,
                 customer: &doc,
+                offer: offer.as_ref(),
             };
             let shown = parsed.as_ref().map_or("default", |l| l.as_str());
             println!("── {} · {shown}", channel.as_str().to_uppercase());
@@ -212,9 +224,3 @@ fn read_event(path: &Path) -> anyhow::Result<Accepted> {
     Ok(Accepted { event, payload })
 }
 
-fn sample_customer() -> Map<String, Value> {
-    json!({"id": "sample", "name": "Sample Customer", "timezone": "UTC"})
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-}

@@ -342,6 +342,16 @@ pub enum Payload {
         scores: Scores,
         model: String,
     },
+    ShipmentOverdue {
+        shipment_id: EntityId,
+        order_id: EntityId,
+        customer: CustomerRef,
+        promised_by: DateTime<Utc>,
+    },
+    CsatDue {
+        order_id: EntityId,
+        customer: CustomerRef,
+    },
 }
 
 impl Payload {
@@ -507,6 +517,22 @@ impl Payload {
                     model: d.model,
                 }
             }
+            EventType::ShipmentOverdue => {
+                let d: ShipmentOverdueData = typed(data, "data")?;
+                Payload::ShipmentOverdue {
+                    shipment_id: d.shipment_id,
+                    order_id: d.order_id,
+                    customer: customer_ref(data, d.customer)?,
+                    promised_by: d.promised_by,
+                }
+            }
+            EventType::CsatDue => {
+                let d: CsatDueData = typed(data, "data")?;
+                Payload::CsatDue {
+                    order_id: d.order_id,
+                    customer: customer_ref(data, d.customer)?,
+                }
+            }
         })
     }
 
@@ -520,7 +546,9 @@ impl Payload {
             | Payload::OrderPaymentFailed { customer: c, .. }
             | Payload::ShipmentCreated { customer: c, .. }
             | Payload::ShipmentDelayed { customer: c, .. }
-            | Payload::ShipmentException { customer: c, .. } => Some(c),
+            | Payload::ShipmentException { customer: c, .. }
+            | Payload::ShipmentOverdue { customer: c, .. }
+            | Payload::CsatDue { customer: c, .. } => Some(c),
             _ => None,
         }
     }
@@ -717,6 +745,42 @@ struct RiskScoredData {
     order_id: Option<EntityId>,
     scores: Scores,
     model: String,
+}
+
+#[derive(Deserialize)]
+struct ShipmentOverdueData {
+    shipment_id: EntityId,
+    order_id: EntityId,
+    customer: Option<CustomerInput>,
+    #[allow(dead_code)] // Validated; templates read it from raw data.
+    carrier: String,
+    promised_by: DateTime<Utc>,
+    #[allow(dead_code)]
+    hours_overdue: u32,
+    #[allow(dead_code)]
+    last_scan_at: Option<DateTime<Utc>>,
+    #[allow(dead_code)]
+    alternatives: Option<Vec<Alternative>>,
+}
+
+#[derive(Deserialize)]
+struct CsatDueData {
+    order_id: EntityId,
+    customer: Option<CustomerInput>,
+    #[allow(dead_code)]
+    survey_url: String,
+    #[allow(dead_code)]
+    about: CsatTopic,
+}
+
+/// What a CSAT follow-up asks about.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CsatTopic {
+    Delivery,
+    Delay,
+    Exception,
+    Outage,
 }
 
 #[cfg(test)]

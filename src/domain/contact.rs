@@ -260,14 +260,14 @@ deserialize_via_parse!(TimeZoneName);
 pub struct Money {
     /// Amount in the currency's minor unit: `129000` KRW is ₩129,000; `1299` USD is $12.99.
     pub minor: i64,
-    /// Three upper-case letters.
+    /// An ISO 4217 code (`KRW`, `USD`): one forewarn can show with its symbol and decimals.
     #[serde(deserialize_with = "currency_code")]
     pub currency: String,
 }
 
 fn currency_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let raw = String::deserialize(d)?;
-    if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
+    if iso_currency::Currency::from_code(&raw).is_some() {
         Ok(raw)
     } else {
         Err(serde::de::Error::custom(

@@ -57,11 +57,16 @@ pub enum EventType {
     OutageResolved,
     /// An external model scored a customer, shipment or order.
     RiskScored,
+    /// Synthetic (forewarn's schedules, or a backend that knows): a parcel is past its promise
+    /// and nobody announced a delay.
+    ShipmentOverdue,
+    /// Synthetic: time to ask a customer how an experience went.
+    CsatDue,
 }
 
 impl EventType {
     /// The whole catalogue, in SPEC order.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 18] = [
         EventType::CustomerUpserted,
         EventType::CustomerOptedOut,
         EventType::OrderPlaced,
@@ -78,6 +83,8 @@ impl EventType {
         EventType::OutageUpdated,
         EventType::OutageResolved,
         EventType::RiskScored,
+        EventType::ShipmentOverdue,
+        EventType::CsatDue,
     ];
 
     /// The CloudEvents `type`, e.g. `shipment.delayed`.
@@ -99,6 +106,8 @@ impl EventType {
             EventType::OutageUpdated => "outage.updated",
             EventType::OutageResolved => "outage.resolved",
             EventType::RiskScored => "risk.scored",
+            EventType::ShipmentOverdue => "shipment.overdue",
+            EventType::CsatDue => "csat.due",
         }
     }
 

@@ -8,6 +8,7 @@ mod channel;
 mod contact;
 mod customer;
 mod event;
+mod offer;
 mod outreach;
 mod rejection;
 mod state;
@@ -22,6 +23,7 @@ pub use contact::{
 };
 pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
 pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
+pub use offer::{DiscountCode, Offer, Redemption};
 pub use outreach::{IdempotencyKey, MessageContent, Outreach};
 pub use rejection::{RejectReason, Rejection};
 pub use state::{Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus};

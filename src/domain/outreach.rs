@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Category, Channel, CustomerId, EventKey};
+use super::{Category, Channel, CustomerId, EventKey, Offer};
 
 /// The deterministic key that makes an outreach happen at most once.
 ///
@@ -123,6 +123,8 @@ pub struct Outreach {
     pub locale: String,
     /// What to send.
     pub content: MessageContent,
+    /// The discount issued with it, if the rule offers one.
+    pub offer: Option<Offer>,
 }
 
 #[cfg(test)]

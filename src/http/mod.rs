@@ -1,12 +1,15 @@
 //! HTTP for operators: `/healthz` (the process is up), `/readyz` (NATS and the database are
-//! reachable) and `/metrics` (Prometheus text format).
+//! reachable) and `/metrics` (Prometheus text format); and for the shop's checkout, discount
+//! codes under `/v1/discount-codes` (see [`offers`]).
+
+mod offers;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -32,6 +35,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/discount-codes/{code}", get(offers::show))
+        .route("/v1/discount-codes/{code}/redeem", post(offers::redeem))
         .with_state(state)
 }
 

@@ -353,6 +353,9 @@ impl Intake {
         for outreach in &plan.changes.outreach {
             counter!(m::OUTREACH, "rule" => outreach.rule_id.clone(), "channel" => outreach.content.channel().as_str(), "status" => "queued")
                 .increment(1);
+            if outreach.offer.is_some() {
+                counter!(m::DISCOUNT_CODES_ISSUED, "rule" => outreach.rule_id.clone()).increment(1);
+            }
         }
         let mut fresh_keys = new_keys;
         for key in &rejected_keys {

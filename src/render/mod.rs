@@ -4,9 +4,11 @@
 //! `email.text`, `push.title`, `push.body`. Locale resolution: `ko-KR` → `ko` → no locale.
 //! Strict mode: a missing variable is an error, never a blank in a customer's message.
 
+mod format;
 mod helpers;
 mod sms;
 mod templates;
 
+pub use format::{format_date, format_money, DateStyle, FormatLocale, MoneyError};
 pub use sms::{measure as measure_sms, SmsEncoding, SmsSize};
 pub use templates::{Part, RenderError, RenderedParts, TemplateError, Templates};

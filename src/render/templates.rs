@@ -1,6 +1,6 @@
 //! The template registry: loading, validation and rendering.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -93,12 +93,18 @@ pub enum RenderError {
         channel: Channel,
     },
     /// A part failed: usually a variable the event does not carry.
-    #[error("{template}/{part}: {message}")]
+    #[error("{}:{}:{}: {message}", file.display(), line.unwrap_or(1), col.unwrap_or(1))]
     Part {
         /// Template name.
         template: String,
         /// Part file stem, with locale.
         part: String,
+        /// The template file.
+        file: PathBuf,
+        /// Line of the failing expression, when handlebars knows it.
+        line: Option<usize>,
+        /// Its column.
+        col: Option<usize>,
         /// Handlebars' message.
         message: String,
     },
@@ -129,6 +135,10 @@ pub struct Templates {
     html: Handlebars<'static>,
     /// Template → part → locales present (`""` = the default file).
     index: BTreeMap<String, BTreeMap<Part, BTreeSet<String>>>,
+    /// Registry name → the file it came from, for errors at render time.
+    files: HashMap<String, PathBuf>,
+    /// The language of the files without a locale.
+    default_locale: Option<Locale>,
 }
 
 impl Templates {
@@ -138,6 +148,8 @@ impl Templates {
             text: registry(false),
             html: registry(true),
             index: BTreeMap::new(),
+            files: HashMap::new(),
+            default_locale: None,
         };
         let mut errors = Vec::new();
         let at_file = |file: &Path, message: String| TemplateError {
@@ -211,9 +223,11 @@ impl Templates {
                 };
                 // Trailing newlines are an editor's habit, not part of the message.
                 let body = text.trim_end_matches(['\n', '\r']);
-                match registry.register_template_string(&key(&name, part, &locale), body) {
+                let registered = key(&name, part, &locale);
+                match registry.register_template_string(&registered, body) {
                     Ok(()) => {
                         entry.entry(part).or_default().insert(locale);
+                        templates.files.insert(registered, file.clone());
                     }
                     Err(e) => errors.push(TemplateError {
                         file: file.clone(),
@@ -231,6 +245,13 @@ impl Templates {
         }
     }
 
+    /// Says which language the files without a locale are written in (`render.default_locale`),
+    /// so dates and money in them read that way.
+    pub fn with_default_locale(mut self, locale: Locale) -> Self {
+        self.default_locale = Some(locale);
+        self
+    }
+
     /// Template names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
@@ -242,6 +263,13 @@ impl Templates {
             .get(template)
             .map(|parts| parts.values().flatten().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The file behind one part in one locale (`""` = the file without a locale).
+    pub fn file(&self, template: &str, part: Part, locale: &str) -> Option<&Path> {
+        self.files
+            .get(&key(template, part, locale))
+            .map(PathBuf::as_path)
     }
 
     /// Whether `template` can render `channel`.
@@ -280,8 +308,9 @@ impl Templates {
             ],
             None => vec![String::new()],
         };
-        // One context for every part, moved in rather than re-serialised per render.
-        let context = handlebars::Context::from(context);
+        // One context for every part, moved in rather than re-serialised per render; only its
+        // `locale` changes between parts.
+        let mut context = handlebars::Context::from(context);
         let mut rendered = RenderedParts::default();
         for part in wanted {
             let Some(present) = parts.get(part) else {
@@ -298,6 +327,12 @@ impl Templates {
             } else {
                 &self.text
             };
+            // Dates and money follow the language of the file used: a Korean customer reading
+            // the English default file sees English dates, in their own time zone.
+            let format_locale = self.format_locale(chosen, locale);
+            if let Some(object) = context.data_mut().as_object_mut() {
+                object.insert("locale".into(), Value::String(format_locale));
+            }
             let name = key(template, *part, chosen);
             let text =
                 registry
@@ -305,11 +340,34 @@ impl Templates {
                     .map_err(|e| RenderError::Part {
                         template: template.to_owned(),
                         part: name[template.len() + 1..].to_owned(),
+                        file: self.files.get(&name).cloned().unwrap_or_else(|| name.clone().into()),
+                        line: e.line_no,
+                        col: e.column_no,
                         message: e.reason().to_string(),
                     })?;
             rendered.parts.insert(*part, text);
         }
         Ok(rendered)
+    }
+}
+
+impl Templates {
+    /// The locale dates and money use in a part from file locale `chosen` (`""` = default):
+    /// the customer's own tag when it is the same language (`en-GB` keeps its day-month
+    /// order with an `en` file), else the file's.
+    fn format_locale(&self, chosen: &str, customer: Option<&Locale>) -> String {
+        let file = if chosen.is_empty() {
+            self.default_locale
+                .as_ref()
+                .map_or("en-US", Locale::as_str)
+        } else {
+            chosen
+        };
+        let file_language = file.split('-').next().unwrap_or(file);
+        match customer {
+            Some(c) if c.language() == file_language => c.as_str().to_owned(),
+            _ => file.to_owned(),
+        }
     }
 }
 
@@ -407,7 +465,12 @@ mod tests {
         let err = t
             .render("t", Channel::Sms, None, json!({"customer": {}}))
             .unwrap_err();
-        assert!(matches!(err, RenderError::Part { .. }), "{err}");
+        let RenderError::Part { file, line, col, .. } = &err else {
+            panic!("{err}")
+        };
+        assert!(file.ends_with("t/sms.hbs"), "{err}");
+        assert_eq!((*line, *col), (Some(1), Some(4)), "{err}");
+        assert!(err.to_string().contains("customer.nickname"), "{err}");
     }
 
     #[test]
@@ -452,10 +515,53 @@ mod tests {
 
     #[test]
     fn dates_are_shown_in_the_customers_zone_and_language() {
-        let t = templates(&[("t/sms.hbs", "{{date data.eta}}")]).unwrap();
+        let parts = "{{date data.eta}} | {{date data.eta \"day\"}} | {{money data.total}}";
+        let t = templates(&[("t/sms.hbs", parts), ("t/sms.ko.hbs", parts)]).unwrap();
+        let ctx = json!({"customer": {"timezone": "Asia/Seoul", "locale": "ko-KR"},
+                         "data": {"eta": "2026-11-26T18:00:00Z",
+                                  "total": {"minor": 129000, "currency": "KRW"}}});
+        let sms = t.render("t", Channel::Sms, Some(&ko()), ctx).unwrap();
+        assert_eq!(
+            sms.parts[&Part::Sms],
+            "11월 27일 (금) 오전 3시 | 11월 27일 (금) | ₩129,000"
+        );
+        let ctx = json!({"customer": {"timezone": "America/New_York", "locale": "en-US"},
+                         "data": {"eta": "2026-11-26T18:00:00Z",
+                                  "total": {"minor": 1299, "currency": "USD"}}});
+        let en = Locale::parse("en-US").unwrap();
+        let sms = t.render("t", Channel::Sms, Some(&en), ctx).unwrap();
+        assert_eq!(sms.parts[&Part::Sms], "Thu, Nov 26, 1 PM | Thu, Nov 26 | $12.99");
+    }
+
+    #[test]
+    fn dates_follow_the_language_of_the_file_used_in_the_customers_zone() {
+        let t = templates(&[
+            ("t/sms.hbs", "Arrives {{date data.eta}}"),
+            ("t/push.title.ko.hbs", "{{date data.eta \"day\"}} 도착"),
+            ("t/push.body.hbs", "Arrives {{date data.eta \"day\"}}"),
+        ])
+        .unwrap();
         let ctx = json!({"customer": {"timezone": "Asia/Seoul", "locale": "ko-KR"},
                          "data": {"eta": "2026-11-26T18:00:00Z"}});
+        // No Korean SMS: the English file, in English, at Seoul's time.
+        let sms = t.render("t", Channel::Sms, Some(&ko()), ctx.clone()).unwrap();
+        assert_eq!(sms.parts[&Part::Sms], "Arrives Fri, Nov 27, 3 AM");
+        // One push part in Korean, the other in English: each reads its own way.
+        let push = t.render("t", Channel::Push, Some(&ko()), ctx.clone()).unwrap();
+        assert_eq!(push.parts[&Part::PushTitle], "11월 27일 (금) 도착");
+        assert_eq!(push.parts[&Part::PushBody], "Arrives Fri, Nov 27");
+        // A shop whose unsuffixed files are Korean says so once.
+        let t = t.with_default_locale(ko());
         let sms = t.render("t", Channel::Sms, None, ctx).unwrap();
-        assert_eq!(sms.parts[&Part::Sms], "11월 27일");
+        assert_eq!(sms.parts[&Part::Sms], "Arrives 11월 27일 (금) 오전 3시");
+    }
+
+    #[test]
+    fn a_helper_given_the_wrong_value_is_an_error_naming_what_it_wants() {
+        let t = templates(&[("t/sms.hbs", "{{money data.total}}")]).unwrap();
+        let err = t
+            .render("t", Channel::Sms, None, json!({"data": {"total": "12.99"}}))
+            .unwrap_err();
+        assert!(err.to_string().contains("a money object"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::rule::{ChannelChoice, Location, Rule, RuleSet};
+use super::rule::{ChannelChoice, Location, OfferSpec, Rule, RuleSet};
 use super::Expression;
 use crate::domain::{Category, Channel, EventType};
 
@@ -57,10 +57,17 @@ struct RawRule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Parsed so the format is checked; offers are refused until codes exist.
 struct RawOffer {
-    discount_percent: Spanned<String>,
+    discount_percent: Spanned<RawPercent>,
     valid_days: Option<Spanned<i64>>,
+}
+
+/// `discount_percent = 10` or `discount_percent = "risk.churn >= 0.7 ? 20 : 10"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPercent {
+    Fixed(i64),
+    Expression(String),
 }
 
 /// Maps byte offsets of one file to lines and columns.
@@ -300,35 +307,14 @@ fn validate(
         }
     }
 
-    // `when` and `once_per` compile now, so a syntax error is reported at load with where it
-    // is, never at the first matching event.
-    let mut compile = |value: &Option<Spanned<String>>| -> Option<Expression> {
-        let value = value.as_ref()?;
-        let start = map.at(value.span().start);
-        match Expression::compile(value.get_ref(), start) {
-            Ok(expression) => Some(expression),
-            Err(syntax) => {
-                for e in syntax {
-                    errors.push(LoadError {
-                        location: map.inside_string(value, e.line, e.col),
-                        message: format!("invalid CEL expression: {}", e.message),
-                    });
-                }
-                None
-            }
-        }
-    };
-    let when = compile(&raw.when);
-    let once_per = compile(&raw.once_per);
-    // Offers need discount codes, which arrive with the offers feature; until then a rule that
-    // promises one is refused rather than sent without it.
-    if let Some(offer) = &raw.offer {
-        errors.push(map.error(
-            offer,
-            "`[rule.offer]` needs offer codes, which this version of forewarn does not issue \
-             yet; remove it to load this rule",
-        ));
-    }
+    // Expressions compile now, so a syntax error is reported at load with where it is, never
+    // at the first matching event.
+    let when = compile(map, raw.when.as_ref(), errors);
+    let once_per = compile(map, raw.once_per.as_ref(), errors);
+    let offer = raw
+        .offer
+        .as_ref()
+        .and_then(|offer| offer_spec(map, offer.get_ref(), errors));
 
     if errors.len() > before {
         return None;
@@ -342,8 +328,72 @@ fn validate(
         category,
         priority,
         once_per,
-        offer: None,
+        offer,
         location,
+    })
+}
+
+/// Compiles one CEL expression, reporting syntax errors at their place in the file.
+fn compile(
+    map: &SourceMap<'_>,
+    value: Option<&Spanned<String>>,
+    errors: &mut Vec<LoadError>,
+) -> Option<Expression> {
+    let value = value?;
+    let start = map.at(value.span().start);
+    match Expression::compile(value.get_ref(), start) {
+        Ok(expression) => Some(expression),
+        Err(syntax) => {
+            for e in syntax {
+                errors.push(LoadError {
+                    location: map.inside_string(value, e.line, e.col),
+                    message: format!("invalid CEL expression: {}", e.message),
+                });
+            }
+            None
+        }
+    }
+}
+
+/// `[rule.offer]`: a fixed percent or a CEL expression, and how long the code is valid.
+fn offer_spec(
+    map: &SourceMap<'_>,
+    offer: &RawOffer,
+    errors: &mut Vec<LoadError>,
+) -> Option<OfferSpec> {
+    let percent = &offer.discount_percent;
+    let discount_percent = match percent.get_ref() {
+        RawPercent::Fixed(n) if (0..=100).contains(n) => {
+            Expression::compile(&n.to_string(), map.at(percent.span().start)).ok()
+        }
+        RawPercent::Fixed(_) => {
+            errors.push(map.error(percent, "`discount_percent` must be between 0 and 100"));
+            None
+        }
+        RawPercent::Expression(text) => {
+            let spanned = Spanned::new(percent.span(), text.clone());
+            compile(map, Some(&spanned), errors)
+        }
+    };
+    let valid_days = match &offer.valid_days {
+        None => Some(OfferSpec::DEFAULT_VALID_DAYS),
+        Some(days) => match u32::try_from(*days.get_ref()) {
+            Ok(d) if (1..=OfferSpec::MAX_VALID_DAYS).contains(&d) => Some(d),
+            _ => {
+                errors.push(map.error(
+                    days,
+                    format!(
+                        "`valid_days` must be between 1 and {}",
+                        OfferSpec::MAX_VALID_DAYS
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    Some(OfferSpec {
+        discount_percent: discount_percent?,
+        valid_days: valid_days?,
     })
 }
 
@@ -478,13 +528,32 @@ channels = ["fax"]
     }
 
     #[test]
-    fn offers_are_refused_until_codes_can_be_issued() {
-        let with_offer = format!("{GOOD}[rule.offer]\ndiscount_percent = \"10\"\n");
-        let errors = load(&[("o.toml", &with_offer)]).unwrap_err();
-        assert!(
-            errors[0].contains("`[rule.offer]` needs offer codes"),
-            "{errors:?}"
+    fn an_offer_is_a_fixed_percent_or_an_expression() {
+        let fixed = format!("{GOOD}[rule.offer]\ndiscount_percent = 10\nvalid_days = 14\n");
+        let set = load(&[("o.toml", &fixed)]).unwrap();
+        let offer = set.rules()[0].offer.as_ref().unwrap();
+        assert_eq!(offer.valid_days, 14);
+        let computed =
+            format!("{GOOD}[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 20 : 10\"\n");
+        let set = load(&[("o.toml", &computed)]).unwrap();
+        assert_eq!(
+            set.rules()[0].offer.as_ref().unwrap().valid_days,
+            OfferSpec::DEFAULT_VALID_DAYS
         );
+    }
+
+    #[test]
+    fn a_bad_offer_is_refused_where_it_is_written() {
+        let bad = format!(
+            "{GOOD}[rule.offer]\ndiscount_percent = \"data.reason ==\"\nvalid_days = 0\n"
+        );
+        let errors = load(&[("o.toml", &bad)]).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("o.toml:9:36: invalid CEL"), "{errors:?}");
+        assert!(errors[1].starts_with("o.toml:10:14: `valid_days` must be between 1 and"), "{errors:?}");
+        let too_much = format!("{GOOD}[rule.offer]\ndiscount_percent = 150\n");
+        let errors = load(&[("o.toml", &too_much)]).unwrap_err();
+        assert!(errors[0].contains("between 0 and 100"), "{errors:?}");
     }
 
     #[test]

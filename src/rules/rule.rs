@@ -33,6 +33,13 @@ pub struct OfferSpec {
     pub valid_days: u32,
 }
 
+impl OfferSpec {
+    /// `valid_days` when a rule does not say.
+    pub const DEFAULT_VALID_DAYS: u32 = 30;
+    /// A year: a longer promise is a liability, not an apology.
+    pub const MAX_VALID_DAYS: u32 = 366;
+}
+
 /// One entry of a rule's `channels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelChoice {

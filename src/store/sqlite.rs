@@ -18,12 +18,13 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{
     from_millis, millis, AttemptRecord, AttemptResult, Changes, ClaimedMessage, EventRecord,
-    IntakeTx, OutboxCounts, Refs, Snapshot, Store, StoreError,
+    IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
-    Channel, CustomerDoc, CustomerId, EntityId, EventKey, IdempotencyKey, Incident, IncidentStatus,
-    Money, OptOutScope, OptOuts, Order, OrderStatus, Shipment, ShipmentStatus,
+    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, IdempotencyKey, Incident,
+    IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order, OrderStatus, Outreach, Redemption,
+    Shipment, ShipmentStatus,
 };
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
@@ -246,6 +247,77 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn discount_code(&self, code: &DiscountCode) -> Result<Option<IssuedCode>, StoreError> {
+        let row = sqlx::query(
+            "SELECT code, percent, customer_id, rule_id, idempotency_key, issued_at, expires_at, \
+             redeemed_at, redeemed_order_id FROM discount_codes WHERE code = ?",
+        )
+        .bind(code.as_stored())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let percent: i64 = row.try_get("percent")?;
+            Ok(IssuedCode {
+                code: DiscountCode::from_stored(row.try_get("code")?),
+                percent: u8::try_from(percent)
+                    .map_err(|_| StoreError::Corrupt(format!("discount percent {percent}")))?,
+                customer_id: row.try_get("customer_id")?,
+                rule_id: row.try_get("rule_id")?,
+                idempotency_key: row.try_get("idempotency_key")?,
+                issued_at: from_millis(row.try_get("issued_at")?)?,
+                expires_at: from_millis(row.try_get("expires_at")?)?,
+                redeemed_at: row
+                    .try_get::<Option<i64>, _>("redeemed_at")?
+                    .map(from_millis)
+                    .transpose()?,
+                redeemed_order_id: row.try_get("redeemed_order_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &DiscountCode,
+        customer_id: Option<&str>,
+        order_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Redemption, StoreError> {
+        // One statement: two checkouts racing for the same code cannot both win.
+        let redeemed = sqlx::query(
+            "UPDATE discount_codes SET redeemed_at = ?1, redeemed_order_id = ?2 \
+             WHERE code = ?3 AND redeemed_at IS NULL AND expires_at > ?1 \
+               AND (?4 IS NULL OR customer_id = ?4) \
+             RETURNING percent, customer_id",
+        )
+        .bind(millis(now))
+        .bind(order_id)
+        .bind(code.as_stored())
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = redeemed {
+            let percent: i64 = row.try_get("percent")?;
+            return Ok(Redemption::Redeemed {
+                percent: u8::try_from(percent)
+                    .map_err(|_| StoreError::Corrupt(format!("discount percent {percent}")))?,
+                customer_id: row.try_get("customer_id")?,
+            });
+        }
+        // Not redeemed: say why.
+        Ok(match self.discount_code(code).await? {
+            None => Redemption::Unknown,
+            Some(IssuedCode {
+                redeemed_at: Some(at),
+                ..
+            }) => Redemption::AlreadyRedeemed { at },
+            Some(issued) if issued.expires_at <= now => Redemption::Expired {
+                at: issued.expires_at,
+            },
+            Some(_) => Redemption::OtherCustomer,
+        })
     }
 }
 
@@ -580,6 +652,30 @@ impl IntakeTx for SqliteIntakeTx {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));
             }
             q.push(" ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        // Codes after their outreach, keyed the same way: a repeat the outbox ignored issues
+        // no second code. A clash on the random code itself fails the batch, which is retried.
+        let offers: Vec<(&Outreach, &Offer)> = changes
+            .outreach
+            .iter()
+            .filter_map(|o| o.offer.as_ref().map(|offer| (o, offer)))
+            .collect();
+        for chunk in offers.chunks(MAX_BINDS / 7) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO discount_codes (code, idempotency_key, rule_id, customer_id, \
+                 percent, issued_at, expires_at) ",
+            );
+            q.push_values(chunk, |mut row, (o, offer)| {
+                row.push_bind(offer.code.as_stored().to_owned())
+                    .push_bind(o.key.as_str().to_owned())
+                    .push_bind(o.rule_id.clone())
+                    .push_bind(o.customer_id.as_str().to_owned())
+                    .push_bind(i64::from(offer.percent))
+                    .push_bind(now_ms)
+                    .push_bind(millis(offer.expires_at));
+            });
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
         Ok(())

@@ -1,0 +1,110 @@
+//! The example events CX authors keep in `examples/` (`paths.examples`), as `check` and
+//! `preview` read them: every valid event with where it is written, and the customers the
+//! examples define, so a template is tried with the customer an event really names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::domain::{CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
+use crate::pipeline::Accepted;
+
+/// An example event and where it was written.
+pub(super) struct Example {
+    pub(super) accepted: Accepted,
+    pub(super) file: PathBuf,
+    pub(super) line: usize,
+}
+
+/// Every valid event of `dir/*.jsonl` in file order, and the customers they define.
+pub(super) struct Examples {
+    pub(super) events: Vec<Example>,
+    customers: HashMap<String, CustomerDoc>,
+}
+
+impl Examples {
+    /// Reads `dir`; a missing folder is no examples. Lines that are not valid events are
+    /// skipped: example folders also hold samples of what forewarn refuses.
+    pub(super) fn read(dir: &Path) -> anyhow::Result<Self> {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        let mut examples = Examples {
+            events: Vec::new(),
+            customers: HashMap::new(),
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file)?;
+            for (i, line) in text.lines().enumerate() {
+                let Some(accepted) = accept(line) else {
+                    continue;
+                };
+                examples.learn_customer(&accepted);
+                examples.events.push(Example {
+                    accepted,
+                    file: file.clone(),
+                    line: i + 1,
+                });
+            }
+        }
+        Ok(examples)
+    }
+
+    /// Merges an event's inline customer (and `customer.upserted`) into what is known.
+    fn learn_customer(&mut self, accepted: &Accepted) {
+        if let Some(CustomerRef::Inline { id, object }) = accepted.payload.customer() {
+            self.customers
+                .entry(id.as_str().to_owned())
+                .or_default()
+                .merge(object);
+        }
+    }
+
+    /// The customer `accepted` names, as the examples define it; else a sample customer.
+    pub(super) fn customer_for(&self, accepted: &Accepted) -> CustomerDoc {
+        let named = accepted.payload.customer().and_then(|c| match c {
+            CustomerRef::Inline { id, object } => {
+                let mut doc = self.customers.get(id.as_str()).cloned().unwrap_or_default();
+                doc.merge(object);
+                Some(doc)
+            }
+            CustomerRef::Id(id) => self.customers.get(id.as_str()).cloned(),
+        });
+        named.unwrap_or_else(|| CustomerDoc::from_object(sample_customer()))
+    }
+}
+
+/// One line as an accepted event, if it is one.
+fn accept(line: &str) -> Option<Accepted> {
+    let event = CloudEvent::parse(line.as_bytes(), None).ok()?;
+    let payload = Payload::parse(event.event_type, &event.data).ok()?;
+    Some(Accepted { event, payload })
+}
+
+/// `doc` as it reads in `locale`: the template's locale forced onto the customer, so every
+/// locale a template has can be tried with the same customer.
+pub(super) fn in_locale(doc: &CustomerDoc, locale: Option<&Locale>) -> CustomerDoc {
+    let mut doc = doc.clone();
+    if let Some(l) = locale {
+        doc.merge(
+            json!({"locale": l.as_str()})
+                .as_object()
+                .expect("a JSON object literal"),
+        );
+    }
+    doc
+}
+
+/// The customer used when an event names none the examples know.
+fn sample_customer() -> Map<String, Value> {
+    json!({"id": "sample", "name": "Sample Customer", "timezone": "UTC"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
