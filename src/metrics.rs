@@ -29,7 +29,7 @@ pub const AUTHORING_VERSION: &str = "forewarn_authoring_version";
 pub const AUTHORING_REJECTED: &str = "forewarn_authoring_reloads_refused_total";
 /// Intake batches that failed and were redelivered.
 pub const BATCH_FAILURES: &str = "forewarn_intake_batch_failures_total";
-/// Discount codes queued with outreach, by rule (a repeat the outbox ignores is counted too).
+/// Discount codes issued with queued outreach, by rule.
 pub const DISCOUNT_CODES_ISSUED: &str = "forewarn_discount_codes_issued_total";
 /// Discount codes redeemed through the HTTP API.
 pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_total";
@@ -83,7 +83,7 @@ fn describe() {
     );
     describe_counter!(
         DISCOUNT_CODES_ISSUED,
-        "Discount codes decided with outreach, by rule."
+        "Discount codes issued with queued outreach, by rule."
     );
     describe_counter!(DISCOUNT_CODES_REDEEMED, "Discount codes redeemed.");
 }

@@ -338,7 +338,7 @@ impl Intake {
         );
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
         tx.forget_events(&rejected_keys).await?;
-        tx.apply(&plan.changes, received_at).await?;
+        let mut queued = tx.apply(&plan.changes, received_at).await?;
         tx.commit().await?;
 
         for failure in &plan.rule_errors {
@@ -350,7 +350,8 @@ impl Intake {
                 .increment(1);
             tracing::info!(rule = %skipped.rule_id, customer = ?skipped.customer_id.as_ref().map(|c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
         }
-        for outreach in &plan.changes.outreach {
+        // `remove`: two decisions with one key in a batch are one message.
+        for outreach in plan.changes.outreach.iter().filter(|o| queued.remove(&o.key)) {
             counter!(m::OUTREACH, "rule" => outreach.rule_id.clone(), "channel" => outreach.content.channel().as_str(), "status" => "queued")
                 .increment(1);
             if outreach.offer.is_some() {

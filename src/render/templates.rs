@@ -343,7 +343,7 @@ impl Templates {
                         file: self.files.get(&name).cloned().unwrap_or_else(|| name.clone().into()),
                         line: e.line_no,
                         col: e.column_no,
-                        message: e.reason().to_string(),
+                        message: explain(e.reason()),
                     })?;
             rendered.parts.insert(*part, text);
         }
@@ -380,6 +380,23 @@ impl TemplateIndex for Templates {
                 .filter(|c| serves(parts, *c))
                 .collect(),
         )
+    }
+}
+
+/// Handlebars' reason in words for a CX author.
+fn explain(reason: &handlebars::RenderErrorReason) -> String {
+    use handlebars::RenderErrorReason as R;
+    match reason {
+        R::MissingVariable(Some(path)) => format!(
+            "`{path}` is missing from this event or customer; guard optional fields with \
+             {{{{#if {path}}}}}…{{{{/if}}}}"
+        ),
+        R::MissingVariable(None) => "a variable is missing from this event or customer".into(),
+        R::HelperNotFound(name) => format!(
+            "there is no helper `{name}` (helpers: date, money, and handlebars' own: if, \
+             unless, each, with, eq, ne, gt, lt, and, or, not, len)"
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -316,8 +316,14 @@ pub trait IntakeTx: Send {
     /// loaded too.
     async fn load(&mut self, refs: &Refs) -> Result<Snapshot, StoreError>;
 
-    /// Writes the batch's changes.
-    async fn apply(&mut self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Writes the batch's changes. Returns the keys of the outreach actually queued: a repeat
+    /// the unique constraint turned into a no-op is not among them, so metrics count messages,
+    /// not decisions.
+    async fn apply(
+        &mut self,
+        changes: &Changes,
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<IdempotencyKey>, StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

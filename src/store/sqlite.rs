@@ -495,8 +495,13 @@ impl IntakeTx for SqliteIntakeTx {
         Ok(snapshot)
     }
 
-    async fn apply(&mut self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn apply(
+        &mut self,
+        changes: &Changes,
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<IdempotencyKey>, StoreError> {
         let tx = &mut self.tx;
+        let mut queued = HashSet::with_capacity(changes.outreach.len());
         let now_ms = millis(now);
         for chunk in changes.customers.chunks(MAX_BINDS / 5) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -651,8 +656,12 @@ impl IntakeTx for SqliteIntakeTx {
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));
             }
-            q.push(" ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING");
-            q.build().execute(&mut **tx).await?;
+            q.push(
+                " ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING \
+                 RETURNING idempotency_key",
+            );
+            let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
+            queued.extend(inserted.into_iter().map(IdempotencyKey::from_stored));
         }
         // Codes after their outreach, keyed the same way: a repeat the outbox ignored issues
         // no second code. A clash on the random code itself fails the batch, which is retried.
@@ -678,7 +687,7 @@ impl IntakeTx for SqliteIntakeTx {
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
-        Ok(())
+        Ok(queued)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

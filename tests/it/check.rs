@@ -48,7 +48,7 @@ fn the_shipped_rules_and_templates_pass_check() {
     let (code, out) = check(&repo(), &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.starts_with("ok: config, 4 rules, 4 templates;"),
+        out.starts_with("ok: config, 9 rules, 8 templates;"),
         "{out}"
     );
 }
@@ -58,11 +58,18 @@ fn a_variable_an_example_event_does_not_carry_is_reported_with_the_rule_and_exam
     let dir = workspace("Hi {{customer.name}}, your {{data.parcel_colour}} parcel is late.");
     let (code, out) = check(dir.path(), &[]);
     assert_eq!(code, 1, "{out}");
+    // The template file and the place of the variable first: that is what to fix. Then what
+    // was being checked.
     assert!(
-        out.contains("rules/r.toml:1:1: rule `delay`, template `t` sms (default), example examples/events/01-shoe-delay.jsonl:5"),
+        out.contains("templates/t/sms.hbs:1:28: `data.parcel_colour` is missing from this event or customer; guard optional fields with {{#if data.parcel_colour}}…{{/if}}"),
         "{out}"
     );
-    assert!(out.contains("data.parcel_colour"), "{out}");
+    assert!(
+        out.contains("(rule `delay` at rules/r.toml:1:1; sms, default; example examples/events/01-shoe-delay.jsonl:5)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().filter(|l| l.starts_with("templates/")).count(), 2, "{out}");
+    assert!(out.ends_with("2 problem(s) found\n"), "{out}");
 }
 
 #[test]
@@ -94,6 +101,8 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
             "delay-apology",
             "--locale",
             "ko-KR",
+            "--offer",
+            "15",
             "--event",
         ])
         .arg(&event)
@@ -111,7 +120,10 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
     );
     for expected in [
         "── SMS · ko-KR",
-        "UCS-2 ·",
+        // The customer the event names, from the examples: her name, Seoul time, the store.
+        "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 도착해요. \
+         급하시면 강남점에서 오늘 바로 받아 가세요. 사과의 뜻으로 15% 할인 코드 SAMP-1E0F-FER0를 드려요.",
+        "UCS-2 · 123 units · 2 segment(s)",
         "── EMAIL · ko-KR",
         "Subject: [슈즈샵]",
         "── PUSH · ko-KR",
@@ -120,6 +132,38 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
         assert!(out.contains(expected), "missing {expected} in:\n{out}");
     }
     let html = std::fs::read_to_string(html).unwrap();
-    assert!(html.contains("<strong>SORRY10</strong>"), "{html}");
+    assert!(html.contains("15% 할인 코드 <strong>SAMP-1E0F-FER0</strong>"), "{html}");
     assert!(html.contains("강남점"), "{html}");
+}
+
+#[test]
+fn every_shipped_korean_sms_fits_in_two_segments() {
+    // Two UCS-2 segments (134 characters) for every Korean SMS on every example, offer
+    // included; English texts may take three when the example carries Korean names.
+    let (code, out) = check(&repo(), &[("FOREWARN_RENDER__SMS_MAX_SEGMENTS", "2")]);
+    let korean: Vec<&str> = out.lines().filter(|l| l.contains("/sms.ko.hbs")).collect();
+    assert!(korean.is_empty(), "{}", korean.join("\n"));
+    // The budget did apply: the English renders of Korean examples are over it.
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/sms.hbs:1:1: the SMS takes 3 segments"), "{out}");
+}
+
+#[test]
+fn a_rule_expression_that_fails_on_an_example_is_reported_at_the_rule() {
+    let dir = workspace("Hi {{customer.name}}");
+    std::fs::write(
+        dir.path().join("rules/r.toml"),
+        "[[rule]]\nid = \"delay\"\non = [\"shipment.delayed\"]\ntemplate = \"t\"\nchannels = [\"sms\"]\nwhen = \"data.days_late > 2\"\n[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 20 : 120\"\n",
+    )
+    .unwrap();
+    let (code, out) = check(dir.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rules/r.toml:1:1: rule `delay`: `when` fails on example examples/events/01-shoe-delay.jsonl:5: No such key: days_late"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/r.toml:1:1: rule `delay`: `[rule.offer]` fails on example examples/events/01-shoe-delay.jsonl:5: `discount_percent` gave Int(120); it must be a whole number from 0 to 100"),
+        "{out}"
+    );
 }

@@ -8,5 +8,6 @@ mod config;
 mod crash;
 mod dead_letters;
 mod http;
+mod offers;
 mod pipeline;
 mod reload;

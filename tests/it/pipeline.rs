@@ -6,13 +6,14 @@ use crate::helpers::*;
 async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_message() {
     let app = spawn_app().await;
     let published = app.publish_example("01-shoe-delay.jsonl").await
-        + app.publish_example("02-catalogue.jsonl").await;
+        + app.publish_example("02-catalogue.jsonl").await
+        + app.publish_example("04-more-scenarios.jsonl").await;
     app.wait_intake_idle().await;
-    app.wait_sent(4).await;
+    app.wait_sent(11).await;
 
-    // 21 lines, one of them a second delivery of the same shipment.delayed.
-    assert_eq!(published, 21);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 20);
+    // 31 lines, one of them a second delivery of the same shipment.delayed.
+    assert_eq!(published, 31);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 30);
     let types: Vec<String> = sqlx::query_scalar("SELECT DISTINCT type FROM events ORDER BY type")
         .fetch_all(app.store.pool())
         .await
@@ -54,35 +55,81 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
             .await,
         1
     );
-    // Two customers from customer.upserted, one from an inline object on order.placed.
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM customers").await, 3);
+    // Three customers from customer.upserted, one from an inline object on order.placed.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM customers").await, 4);
 
-    // The story: one Korean SMS to 김지수 with the pickup alternative and the discount.
+    // The story: a Korean SMS to 김지수 with the exact new time in Seoul, the store nearby and a
+    // discount code of her own (two days late: 15 %).
     let sms = app.sandbox("sms");
-    assert_eq!(sms.len(), 1, "{sms:#?}");
-    assert_eq!(sms[0]["customer_id"], "c-1001");
-    assert_eq!(sms[0]["rule_id"], "shipment-delay-apology");
-    assert_eq!(sms[0]["to"], "+821012345678");
-    let body = sms[0]["body"].as_str().unwrap();
-    assert!(body.contains("김지수님"), "{body}");
-    assert!(body.contains("11월 27일"), "{body}");
-    assert!(body.contains("강남점(서울 강남구 테헤란로 1)"), "{body}");
-    assert!(body.contains("10% 할인"), "{body}");
+    let to_jisoo: Vec<&serde_json::Value> =
+        sms.iter().filter(|m| m["customer_id"] == "c-1001").collect();
+    assert_eq!(to_jisoo.len(), 1, "{sms:#?}");
+    assert_eq!(to_jisoo[0]["rule_id"], "shipment-delay-apology");
+    assert_eq!(to_jisoo[0]["to"], "+821012345678");
+    let code: String = sqlx::query_scalar(
+        "SELECT code FROM discount_codes WHERE customer_id = 'c-1001' AND percent = 15",
+    )
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    let shown = format!("{}-{}-{}", &code[..4], &code[4..8], &code[8..]);
+    assert_eq!(
+        to_jisoo[0]["body"],
+        format!(
+            "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 \
+             도착해요. 급하시면 강남점에서 오늘 바로 받아 가세요. 사과의 뜻으로 15% 할인 코드 \
+             {shown}를 드려요."
+        )
+    );
 
-    // Jamie prefers push: the payment rule's template has push parts, the exception rule's
-    // does not, so it falls to e-mail.
-    let push = app.sandbox("push");
-    assert_eq!(push.len(), 1);
-    assert_eq!(push[0]["rule_id"], "order-payment-failed");
-    let email = app.sandbox("email");
-    let rules: Vec<&str> = email
+    // Each rule's winner on each customer's first usable channel: 박민준 prefers SMS; Jamie
+    // prefers push, but the exception and survey templates have no push parts, so e-mail.
+    let mut sent: Vec<(String, String, String)> = app
+        .sandbox_all()
         .iter()
-        .map(|e| e["rule_id"].as_str().unwrap())
+        .map(|m| {
+            let field = |k: &str| m[k].as_str().unwrap().to_owned();
+            (field("customer_id"), field("rule_id"), field("channel"))
+        })
         .collect();
-    assert_eq!(email.len(), 2, "{rules:?}");
-    assert!(rules.contains(&"shipment-exception-help"));
-    assert!(rules.contains(&"order-backordered-alternatives"));
-    assert_each_key_once(&app.sandbox_all(), 4);
+    sent.sort();
+    let expected: Vec<(String, String, String)> = [
+        ("c-1001", "shipment-delay-apology", "sms"),
+        ("c-1002", "order-backordered-alternatives", "sms"),
+        ("c-1002", "order-payment-failed", "sms"),
+        ("c-1002", "shipment-exception-help", "sms"),
+        ("c-1002", "shipment-exception-help", "sms"),
+        ("c-1002", "shipment-overdue-checkin", "sms"),
+        ("c-2002", "csat-follow-up", "email"),
+        ("c-2002", "order-payment-failed", "push"),
+        ("c-2002", "shipment-delay-vip", "push"),
+        ("c-2002", "shipment-exception-help", "email"),
+        ("c-2003", "order-backordered-alternatives", "email"),
+    ]
+    .iter()
+    .map(|(c, r, ch)| (c.to_string(), r.to_string(), ch.to_string()))
+    .collect();
+    assert_eq!(sent, expected);
+    assert_each_key_once(&app.sandbox_all(), 11);
+
+    // Offers where the rules give them: 15 % for a two-day delay, lost and damaged parcels;
+    // 10 % for an overdue one; 20 % for the VIP; none for an address check.
+    let mut offers: Vec<(String, i64)> =
+        sqlx::query_as("SELECT rule_id, percent FROM discount_codes ORDER BY rule_id, percent")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    offers.sort();
+    assert_eq!(
+        offers,
+        [
+            ("shipment-delay-apology".to_owned(), 15),
+            ("shipment-delay-vip".to_owned(), 20),
+            ("shipment-exception-help".to_owned(), 15),
+            ("shipment-exception-help".to_owned(), 15),
+            ("shipment-overdue-checkin".to_owned(), 10),
+        ]
+    );
 }
 
 #[tokio::test]
