@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::domain::{
     Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, DiscountCode, EventKey,
-    IdempotencyKey, Incident, MessageContent, Offer, OptOuts, Order, Outreach, Payload, RejectReason, Rejection, Shipment,
+    IdempotencyKey, Incident, MessageContent, Offer, OptOuts, Order, Outreach, Payload,
+    RejectReason, Rejection, Shipment,
 };
 use crate::render::{Part, Templates};
 use crate::rules::{key_text, Bindings, OfferSpec, Rule, RuleSet};
@@ -271,74 +272,29 @@ pub fn decide(
                 now,
             )
         };
+        // The first candidate, best first, whose expressions all hold and evaluate: a rule
+        // whose `when`, `once_per` or offer fails does not match, and the next one is tried.
         let mut winner = None;
         for rule in candidates {
-            let Some(when) = &rule.when else {
-                winner = Some(rule);
-                break;
+            let outcome = if rule.has_expressions() {
+                evaluate_rule(rule, bindings.get_or_insert_with(&mut bind), event, now)
+            } else {
+                Ok(Some(Decision {
+                    entity: event_entity(event),
+                    offer: None,
+                }))
             };
-            match when.evaluate(bindings.get_or_insert_with(&mut bind)) {
-                Ok(cel::Value::Bool(true)) => {
-                    winner = Some(rule);
+            match outcome {
+                Ok(Some(decision)) => {
+                    winner = Some((rule, decision));
                     break;
                 }
-                Ok(cel::Value::Bool(false)) => {}
-                Ok(other) => plan.rule_errors.push(RuleFailure::new(
-                    rule,
-                    event,
-                    format!("`when` gave {other:?}, not true or false"),
-                )),
-                Err(e) => {
-                    plan.rule_errors
-                        .push(RuleFailure::new(rule, event, format!("`when`: {e}")))
-                }
+                Ok(None) => {}
+                Err(failure) => plan.rule_errors.push(failure),
             }
         }
-        let Some(rule) = winner else {
+        let Some((rule, Decision { entity, offer })) = winner else {
             continue;
-        };
-        let entity = match &rule.once_per {
-            None => format!("event:{}/{}", event.key.source, event.key.id),
-            Some(once_per) => {
-                match once_per
-                    .evaluate(bindings.get_or_insert_with(&mut bind))
-                    .map(|v| key_text(&v).ok_or(v))
-                {
-                    Ok(Ok(value)) => format!("once:{value}"),
-                    Ok(Err(other)) => {
-                        plan.rule_errors.push(RuleFailure::new(
-                            rule,
-                            event,
-                            format!(
-                                "`once_per` gave {other:?}; it must be a string, number or boolean"
-                            ),
-                        ));
-                        continue;
-                    }
-                    Err(e) => {
-                        plan.rule_errors.push(RuleFailure::new(
-                            rule,
-                            event,
-                            format!("`once_per`: {e}"),
-                        ));
-                        continue;
-                    }
-                }
-            }
-        };
-        let offer = match &rule.offer {
-            None => None,
-            Some(spec) => {
-                let percent = offer_percent(spec, bindings.get_or_insert_with(&mut bind));
-                match percent.and_then(|p| issue_offer(p, spec, now)) {
-                    Ok(offer) => offer,
-                    Err(message) => {
-                        plan.rule_errors
-                            .push(RuleFailure::new(rule, event, message));
-                        continue;
-                    }
-                }
-            }
         };
         jobs.push(Job {
             rule,
@@ -377,6 +333,57 @@ pub fn decide(
     plan.changes.shipments = take_touched(touched_shipments, &snapshot.shipments);
     plan.changes.incidents = take_touched(touched_incidents, &snapshot.incidents);
     plan
+}
+
+/// What a matching rule decided beyond "send": the outreach's entity and its offer.
+struct Decision {
+    /// `once:<value>` or the event's own identity.
+    entity: String,
+    offer: Option<Offer>,
+}
+
+/// Without `once_per`, each event is its own outreach.
+fn event_entity(event: &CloudEvent) -> String {
+    format!("event:{}/{}", event.key.source, event.key.id)
+}
+
+/// One rule on one event: `None` when `when` is false, an error when an expression fails.
+fn evaluate_rule(
+    rule: &Rule,
+    bindings: &Bindings,
+    event: &CloudEvent,
+    now: DateTime<Utc>,
+) -> Result<Option<Decision>, RuleFailure> {
+    let fail = |message: String| RuleFailure::new(rule, event, message);
+    if let Some(when) = &rule.when {
+        match when.evaluate(bindings) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(cel::Value::Bool(false)) => return Ok(None),
+            Ok(other) => return Err(fail(format!("`when` gave {other:?}, not true or false"))),
+            Err(e) => return Err(fail(format!("`when`: {e}"))),
+        }
+    }
+    let entity = match &rule.once_per {
+        None => event_entity(event),
+        Some(once_per) => {
+            let value = once_per
+                .evaluate(bindings)
+                .map_err(|e| fail(format!("`once_per`: {e}")))?;
+            let text = key_text(&value).ok_or_else(|| {
+                fail(format!(
+                    "`once_per` gave {value:?}; it must be a string, number or boolean"
+                ))
+            })?;
+            format!("once:{text}")
+        }
+    };
+    let offer = match &rule.offer {
+        None => None,
+        Some(spec) => offer_percent(spec, bindings)
+            .and_then(|percent| issue_offer(percent, spec, now))
+            .map_err(fail)?,
+    };
+    Ok(Some(Decision { entity, offer }))
 }
 
 /// Each touched aggregate once, in first-touched order.
@@ -579,7 +586,11 @@ pub fn offer_percent(spec: &OfferSpec, bindings: &Bindings) -> Result<u8, String
 
 /// A fresh code for `percent` off, valid `spec.valid_days` from `now`; none for 0 %.
 /// Random, so it lives in the plan the batch commits, and a retried batch draws anew.
-pub fn issue_offer(percent: u8, spec: &OfferSpec, now: DateTime<Utc>) -> Result<Option<Offer>, String> {
+pub fn issue_offer(
+    percent: u8,
+    spec: &OfferSpec,
+    now: DateTime<Utc>,
+) -> Result<Option<Offer>, String> {
     if percent == 0 {
         return Ok(None);
     }
@@ -630,9 +641,14 @@ pub fn render_preview(
 
 /// The bindings rule expressions see for one event on its own (no stored state but what the
 /// event itself says): for `check`, which tries expressions on example events.
-pub fn example_bindings(accepted: &Accepted, customer: &CustomerDoc, now: DateTime<Utc>) -> Bindings {
+pub fn example_bindings(
+    accepted: &Accepted,
+    customer: &CustomerDoc,
+    now: DateTime<Utc>,
+) -> Bindings {
     let at = accepted.event.time.unwrap_or(now);
-    let incident = Incident::apply(None, &accepted.payload, at).map_or(Value::Null, |i| incident_json(&i));
+    let incident =
+        Incident::apply(None, &accepted.payload, at).map_or(Value::Null, |i| incident_json(&i));
     Bindings::new(
         &envelope_json(&accepted.event),
         customer.as_value(),
@@ -886,7 +902,10 @@ mod tests {
             50,
             "[rule.offer]\ndiscount_percent = \"data.days_late >= 3 ? 20 : 10\"\nvalid_days = 14",
         ));
-        let events = [delayed("e1", "s1", "backlog", 1), delayed("e2", "s2", "backlog", 4)];
+        let events = [
+            delayed("e1", "s1", "backlog", 1),
+            delayed("e2", "s2", "backlog", 4),
+        ];
         let refs: Vec<&Accepted> = events.iter().collect();
         let plan = decide(&refs, snapshot(), &rules, &templates, now);
         let offers: Vec<&Offer> = plan
@@ -908,19 +927,32 @@ mod tests {
     #[test]
     fn zero_percent_means_no_offer_and_a_bad_percent_means_no_match() {
         let plan = run(
-            &rule("maybe", 50, "[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 15 : 0\""),
+            &rule(
+                "maybe",
+                50,
+                "[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 15 : 0\"",
+            ),
             &[delayed("e1", "s1", "backlog", 1)],
         );
         assert_eq!(bodies(&plan), ["maybe: hi Jamie"]);
         assert!(plan.changes.outreach[0].offer.is_none());
 
-        let plan = run(
-            &rule("greedy", 50, "[rule.offer]\ndiscount_percent = \"data.days_late * 100\""),
-            &[delayed("e1", "s1", "backlog", 2)],
-        );
-        assert!(plan.changes.outreach.is_empty());
+        let rules = [
+            rule(
+                "greedy",
+                50,
+                "[rule.offer]\ndiscount_percent = \"data.days_late * 100\"",
+            ),
+            rule("plain", 10, ""),
+        ]
+        .join("\n");
+        let plan = run(&rules, &[delayed("e1", "s1", "backlog", 2)]);
+        // Like a failing `when`: the rule does not match and the next one is tried.
+        assert_eq!(bodies(&plan), ["plain: hi Jamie"]);
         assert!(
-            plan.rule_errors[0].message.contains("whole number from 0 to 100"),
+            plan.rule_errors[0]
+                .message
+                .contains("whole number from 0 to 100"),
             "{:?}",
             plan.rule_errors
         );

@@ -140,7 +140,11 @@ impl Checker<'_> {
                 renders += 1;
                 let parsed = Locale::parse(&locale).ok();
                 let doc = in_locale(customer, parsed.as_ref());
-                let shown = if locale.is_empty() { "default" } else { &locale };
+                let shown = if locale.is_empty() {
+                    "default"
+                } else {
+                    &locale
+                };
                 // What was being checked, after the place to fix it.
                 let context = format!(
                     "(rule `{}` at {}; {channel}, {shown}; example {}:{})",

@@ -143,6 +143,10 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     );
     print_messages(&settings.paths.outbox)?;
     println!(
+        "Discount codes in these messages are stored with the outreach that issued them and are \
+         single-use: a checkout redeems one with POST /v1/discount-codes/<code>/redeem."
+    );
+    println!(
         "Sandbox outbox: {}/{{sms,email,push}}.jsonl — one JSON line per message, as a real gateway would receive it.",
         settings.paths.outbox.display()
     );

@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 
 use super::examples::{in_locale, Examples};
 use crate::config::Settings;
-use crate::domain::{
-    Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload,
-};
+use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
 use crate::pipeline::{render_preview, Accepted, PreviewInput};
 use crate::render::{measure_sms, Part, RenderedParts, Templates};
 use crate::rules::OfferSpec;
@@ -223,4 +221,3 @@ fn read_event(path: &Path) -> anyhow::Result<Accepted> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(Accepted { event, payload })
 }
-

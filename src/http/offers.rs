@@ -114,10 +114,9 @@ pub(super) async fn redeem(
             StatusCode::GONE,
             json!({"status": "expired", "expired_at": at}),
         ),
-        Ok(Redemption::OtherCustomer) => (
-            StatusCode::FORBIDDEN,
-            json!({"status": "other_customer"}),
-        ),
+        Ok(Redemption::OtherCustomer) => {
+            (StatusCode::FORBIDDEN, json!({"status": "other_customer"}))
+        }
         Ok(Redemption::Unknown) => return unknown(),
         Err(e) => return unavailable(e),
     };

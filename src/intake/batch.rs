@@ -351,7 +351,12 @@ impl Intake {
             tracing::info!(rule = %skipped.rule_id, customer = ?skipped.customer_id.as_ref().map(|c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
         }
         // `remove`: two decisions with one key in a batch are one message.
-        for outreach in plan.changes.outreach.iter().filter(|o| queued.remove(&o.key)) {
+        for outreach in plan
+            .changes
+            .outreach
+            .iter()
+            .filter(|o| queued.remove(&o.key))
+        {
             counter!(m::OUTREACH, "rule" => outreach.rule_id.clone(), "channel" => outreach.content.channel().as_str(), "status" => "queued")
                 .increment(1);
             if outreach.offer.is_some() {

@@ -62,9 +62,9 @@ impl FormatLocale {
             .unwrap_or_else(|| language.to_ascii_uppercase());
         let data = LocaleData::try_from(format!("{language}_{region}").as_str())
             .or_else(|_| {
-                main_region(&language)
-                    .ok_or(())
-                    .and_then(|r| LocaleData::try_from(format!("{language}_{r}").as_str()).map_err(|_| ()))
+                main_region(&language).ok_or(()).and_then(|r| {
+                    LocaleData::try_from(format!("{language}_{r}").as_str()).map_err(|_| ())
+                })
             })
             .unwrap_or(LocaleData::en_US);
         let language = match language.as_str() {
@@ -99,13 +99,22 @@ fn main_region(language: &str) -> Option<&'static str> {
 }
 
 /// `time` in `zone`, shown the way `locale` reads it.
-pub fn format_date(time: DateTime<Utc>, zone: Tz, locale: FormatLocale, style: DateStyle) -> String {
+pub fn format_date(
+    time: DateTime<Utc>,
+    zone: Tz,
+    locale: FormatLocale,
+    style: DateStyle,
+) -> String {
     let local = time.with_timezone(&zone);
     let on_the_hour = local.minute() == 0;
     let (day, hour, joiner) = match locale.language {
         Language::Korean => (
             "%-m월 %-d일 (%a)",
-            if on_the_hour { "%p %-I시" } else { "%p %-I시 %-M분" },
+            if on_the_hour {
+                "%p %-I시"
+            } else {
+                "%p %-I시 %-M분"
+            },
             " ",
         ),
         Language::English => (
@@ -134,7 +143,11 @@ pub enum MoneyError {
 /// `129000 KRW` → `₩129,000`; `1299 USD` → `$12.99`; `1299 EUR` in de-DE → `12,99 €`.
 /// Symbol and decimals from the currency; grouping, separators and symbol position from the
 /// customer's locale.
-pub fn format_money(minor: i64, currency: &str, locale: FormatLocale) -> Result<String, MoneyError> {
+pub fn format_money(
+    minor: i64,
+    currency: &str,
+    locale: FormatLocale,
+) -> Result<String, MoneyError> {
     let unknown = || MoneyError::UnknownCurrency(currency.to_owned());
     let iso = iso_currency::Currency::from_code(currency).ok_or_else(unknown)?;
     let exponent = u32::from(iso.exponent().unwrap_or(0));
@@ -151,7 +164,11 @@ pub fn format_money(minor: i64, currency: &str, locale: FormatLocale) -> Result<
     let whole = group_digits(&(magnitude / scale).to_string(), grouping, thousands);
     let mut number = whole;
     if exponent > 0 {
-        number.push_str(if decimal_point.is_empty() { "." } else { decimal_point });
+        number.push_str(if decimal_point.is_empty() {
+            "."
+        } else {
+            decimal_point
+        });
         number.push_str(&format!(
             "{:0width$}",
             magnitude % scale,
@@ -195,7 +212,9 @@ mod tests {
     use super::*;
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -226,7 +245,12 @@ mod tests {
             "Wed, Nov 25, 3 PM"
         );
         assert_eq!(
-            format_date(at("2026-11-25T14:45:00Z"), chrono_tz::UTC, en, DateStyle::Time),
+            format_date(
+                at("2026-11-25T14:45:00Z"),
+                chrono_tz::UTC,
+                en,
+                DateStyle::Time
+            ),
             "2:45 PM"
         );
     }
@@ -236,7 +260,10 @@ mod tests {
         let en = FormatLocale::for_tag(Some("en"));
         // 23:00 UTC on the 25th is already the 26th in Seoul.
         let t = at("2026-11-25T23:00:00Z");
-        assert_eq!(format_date(t, chrono_tz::UTC, en, DateStyle::Day), "Wed, Nov 25");
+        assert_eq!(
+            format_date(t, chrono_tz::UTC, en, DateStyle::Day),
+            "Wed, Nov 25"
+        );
         assert_eq!(
             format_date(t, chrono_tz::Asia::Seoul, en, DateStyle::Day),
             "Thu, Nov 26"
@@ -246,7 +273,12 @@ mod tests {
     #[test]
     fn other_languages_use_their_own_names() {
         let de = FormatLocale::for_tag(Some("de"));
-        let text = format_date(at("2026-11-25T14:00:00Z"), chrono_tz::UTC, de, DateStyle::DayAndTime);
+        let text = format_date(
+            at("2026-11-25T14:00:00Z"),
+            chrono_tz::UTC,
+            de,
+            DateStyle::DayAndTime,
+        );
         assert_eq!(text, "Mi 25 Nov 14:00");
     }
 
@@ -256,7 +288,10 @@ mod tests {
         let en = FormatLocale::for_tag(Some("en-US"));
         assert_eq!(format_money(129_000, "KRW", ko).unwrap(), "₩129,000");
         assert_eq!(format_money(1299, "USD", en).unwrap(), "$12.99");
-        assert_eq!(format_money(123_456_789, "USD", en).unwrap(), "$1,234,567.89");
+        assert_eq!(
+            format_money(123_456_789, "USD", en).unwrap(),
+            "$1,234,567.89"
+        );
         assert_eq!(format_money(5, "USD", en).unwrap(), "$0.05");
         assert_eq!(format_money(-1299, "USD", en).unwrap(), "-$12.99");
         assert_eq!(format_money(1500, "JPY", en).unwrap(), "¥1,500");

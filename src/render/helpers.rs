@@ -18,15 +18,11 @@ pub(super) fn register(registry: &mut Handlebars<'static>) {
 /// registry to the file's language), else `customer.locale`, else en-US.
 fn customer_locale(ctx: &Context) -> FormatLocale {
     let data = ctx.data();
-    FormatLocale::for_tag(
-        data.get("locale")
+    FormatLocale::for_tag(data.get("locale").and_then(Value::as_str).or_else(|| {
+        data.get("customer")
+            .and_then(|c| c.get("locale"))
             .and_then(Value::as_str)
-            .or_else(|| {
-                data.get("customer")
-                    .and_then(|c| c.get("locale"))
-                    .and_then(Value::as_str)
-            }),
-    )
+    }))
 }
 
 /// `{{date data.new_eta}}` → `11월 25일 (수) 오후 3시` / `Wed, Nov 25, 3 PM`, in
@@ -52,7 +48,9 @@ fn date(
     let style = match h.param(1) {
         None => DateStyle::DayAndTime,
         Some(p) => p.value().as_str().and_then(DateStyle::parse).ok_or(
-            RenderErrorReason::InvalidParamType("\"day\", \"time\" or \"day-time\" as the second argument of `date`"),
+            RenderErrorReason::InvalidParamType(
+                "\"day\", \"time\" or \"day-time\" as the second argument of `date`",
+            ),
         )?,
     };
     let zone: chrono_tz::Tz = ctx

@@ -11,4 +11,4 @@ mod templates;
 
 pub use format::{format_date, format_money, DateStyle, FormatLocale, MoneyError};
 pub use sms::{measure as measure_sms, SmsEncoding, SmsSize};
-pub use templates::{Part, RenderError, RenderedParts, TemplateError, Templates};
+pub use templates::{Part, PartFailure, RenderError, RenderedParts, TemplateError, Templates};

@@ -93,21 +93,26 @@ pub enum RenderError {
         channel: Channel,
     },
     /// A part failed: usually a variable the event does not carry.
-    #[error("{}:{}:{}: {message}", file.display(), line.unwrap_or(1), col.unwrap_or(1))]
-    Part {
-        /// Template name.
-        template: String,
-        /// Part file stem, with locale.
-        part: String,
-        /// The template file.
-        file: PathBuf,
-        /// Line of the failing expression, when handlebars knows it.
-        line: Option<usize>,
-        /// Its column.
-        col: Option<usize>,
-        /// Handlebars' message.
-        message: String,
-    },
+    #[error("{0}")]
+    Part(Box<PartFailure>),
+}
+
+/// Where and why one part failed to render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{}:{}: {message}", file.display(), line.unwrap_or(1), col.unwrap_or(1))]
+pub struct PartFailure {
+    /// Template name.
+    pub template: String,
+    /// Part file stem, with locale.
+    pub part: String,
+    /// The template file.
+    pub file: PathBuf,
+    /// Line of the failing expression, when handlebars knows it.
+    pub line: Option<usize>,
+    /// Its column.
+    pub col: Option<usize>,
+    /// What went wrong, in words for a CX author.
+    pub message: String,
 }
 
 /// The rendered parts of one channel.
@@ -334,17 +339,20 @@ impl Templates {
                 object.insert("locale".into(), Value::String(format_locale));
             }
             let name = key(template, *part, chosen);
-            let text =
-                registry
-                    .render_with_context(&name, &context)
-                    .map_err(|e| RenderError::Part {
-                        template: template.to_owned(),
-                        part: name[template.len() + 1..].to_owned(),
-                        file: self.files.get(&name).cloned().unwrap_or_else(|| name.clone().into()),
-                        line: e.line_no,
-                        col: e.column_no,
-                        message: explain(e.reason()),
-                    })?;
+            let text = registry.render_with_context(&name, &context).map_err(|e| {
+                RenderError::Part(Box::new(PartFailure {
+                    template: template.to_owned(),
+                    part: name[template.len() + 1..].to_owned(),
+                    file: self
+                        .files
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| name.clone().into()),
+                    line: e.line_no,
+                    col: e.column_no,
+                    message: explain(e.reason()),
+                }))
+            })?;
             rendered.parts.insert(*part, text);
         }
         Ok(rendered)
@@ -357,9 +365,7 @@ impl Templates {
     /// order with an `en` file), else the file's.
     fn format_locale(&self, chosen: &str, customer: Option<&Locale>) -> String {
         let file = if chosen.is_empty() {
-            self.default_locale
-                .as_ref()
-                .map_or("en-US", Locale::as_str)
+            self.default_locale.as_ref().map_or("en-US", Locale::as_str)
         } else {
             chosen
         };
@@ -482,11 +488,11 @@ mod tests {
         let err = t
             .render("t", Channel::Sms, None, json!({"customer": {}}))
             .unwrap_err();
-        let RenderError::Part { file, line, col, .. } = &err else {
+        let RenderError::Part(failure) = &err else {
             panic!("{err}")
         };
-        assert!(file.ends_with("t/sms.hbs"), "{err}");
-        assert_eq!((*line, *col), (Some(1), Some(4)), "{err}");
+        assert!(failure.file.ends_with("t/sms.hbs"), "{err}");
+        assert_eq!((failure.line, failure.col), (Some(1), Some(4)), "{err}");
         assert!(err.to_string().contains("customer.nickname"), "{err}");
     }
 
@@ -547,7 +553,10 @@ mod tests {
                                   "total": {"minor": 1299, "currency": "USD"}}});
         let en = Locale::parse("en-US").unwrap();
         let sms = t.render("t", Channel::Sms, Some(&en), ctx).unwrap();
-        assert_eq!(sms.parts[&Part::Sms], "Thu, Nov 26, 1 PM | Thu, Nov 26 | $12.99");
+        assert_eq!(
+            sms.parts[&Part::Sms],
+            "Thu, Nov 26, 1 PM | Thu, Nov 26 | $12.99"
+        );
     }
 
     #[test]
@@ -561,10 +570,14 @@ mod tests {
         let ctx = json!({"customer": {"timezone": "Asia/Seoul", "locale": "ko-KR"},
                          "data": {"eta": "2026-11-26T18:00:00Z"}});
         // No Korean SMS: the English file, in English, at Seoul's time.
-        let sms = t.render("t", Channel::Sms, Some(&ko()), ctx.clone()).unwrap();
+        let sms = t
+            .render("t", Channel::Sms, Some(&ko()), ctx.clone())
+            .unwrap();
         assert_eq!(sms.parts[&Part::Sms], "Arrives Fri, Nov 27, 3 AM");
         // One push part in Korean, the other in English: each reads its own way.
-        let push = t.render("t", Channel::Push, Some(&ko()), ctx.clone()).unwrap();
+        let push = t
+            .render("t", Channel::Push, Some(&ko()), ctx.clone())
+            .unwrap();
         assert_eq!(push.parts[&Part::PushTitle], "11월 27일 (금) 도착");
         assert_eq!(push.parts[&Part::PushBody], "Arrives Fri, Nov 27");
         // A shop whose unsuffixed files are Korean says so once.

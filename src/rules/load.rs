@@ -533,8 +533,9 @@ channels = ["fax"]
         let set = load(&[("o.toml", &fixed)]).unwrap();
         let offer = set.rules()[0].offer.as_ref().unwrap();
         assert_eq!(offer.valid_days, 14);
-        let computed =
-            format!("{GOOD}[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 20 : 10\"\n");
+        let computed = format!(
+            "{GOOD}[rule.offer]\ndiscount_percent = \"data.reason == 'weather' ? 20 : 10\"\n"
+        );
         let set = load(&[("o.toml", &computed)]).unwrap();
         assert_eq!(
             set.rules()[0].offer.as_ref().unwrap().valid_days,
@@ -544,13 +545,18 @@ channels = ["fax"]
 
     #[test]
     fn a_bad_offer_is_refused_where_it_is_written() {
-        let bad = format!(
-            "{GOOD}[rule.offer]\ndiscount_percent = \"data.reason ==\"\nvalid_days = 0\n"
-        );
+        let bad =
+            format!("{GOOD}[rule.offer]\ndiscount_percent = \"data.reason ==\"\nvalid_days = 0\n");
         let errors = load(&[("o.toml", &bad)]).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].starts_with("o.toml:9:36: invalid CEL"), "{errors:?}");
-        assert!(errors[1].starts_with("o.toml:10:14: `valid_days` must be between 1 and"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("o.toml:9:36: invalid CEL"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("o.toml:10:14: `valid_days` must be between 1 and"),
+            "{errors:?}"
+        );
         let too_much = format!("{GOOD}[rule.offer]\ndiscount_percent = 150\n");
         let errors = load(&[("o.toml", &too_much)]).unwrap_err();
         assert!(errors[0].contains("between 0 and 100"), "{errors:?}");

@@ -75,6 +75,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether deciding needs the CEL bindings (`when`, `once_per` or an offer).
+    pub fn has_expressions(&self) -> bool {
+        self.when.is_some() || self.once_per.is_some() || self.offer.is_some()
+    }
+
     /// The rule's channels for `customer`, with `preferred` expanded to the customer's own order
     /// and duplicates removed (first occurrence wins).
     pub fn channels_for(&self, customer: &Customer) -> Vec<Channel> {

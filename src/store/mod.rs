@@ -14,9 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType,
-    IdempotencyKey, Incident, MessageContent, OptOutScope, OptOuts, Order, Outreach, Redemption,
-    Shipment,
+    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType, IdempotencyKey,
+    Incident, MessageContent, OptOutScope, OptOuts, Order, Outreach, Redemption, Shipment,
 };
 
 pub use sqlite::SqliteStore;

@@ -68,7 +68,11 @@ fn a_variable_an_example_event_does_not_carry_is_reported_with_the_rule_and_exam
         out.contains("(rule `delay` at rules/r.toml:1:1; sms, default; example examples/events/01-shoe-delay.jsonl:5)"),
         "{out}"
     );
-    assert_eq!(out.lines().filter(|l| l.starts_with("templates/")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("templates/")).count(),
+        2,
+        "{out}"
+    );
     assert!(out.ends_with("2 problem(s) found\n"), "{out}");
 }
 
@@ -132,7 +136,10 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
         assert!(out.contains(expected), "missing {expected} in:\n{out}");
     }
     let html = std::fs::read_to_string(html).unwrap();
-    assert!(html.contains("15% 할인 코드 <strong>SAMP-1E0F-FER0</strong>"), "{html}");
+    assert!(
+        html.contains("15% 할인 코드 <strong>SAMP-1E0F-FER0</strong>"),
+        "{html}"
+    );
     assert!(html.contains("강남점"), "{html}");
 }
 
@@ -145,7 +152,10 @@ fn every_shipped_korean_sms_fits_in_two_segments() {
     assert!(korean.is_empty(), "{}", korean.join("\n"));
     // The budget did apply: the English renders of Korean examples are over it.
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("/sms.hbs:1:1: the SMS takes 3 segments"), "{out}");
+    assert!(
+        out.contains("/sms.hbs:1:1: the SMS takes 3 segments"),
+        "{out}"
+    );
 }
 
 #[test]

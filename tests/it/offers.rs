@@ -109,7 +109,10 @@ async fn a_code_is_redeemed_once_by_its_customer_before_it_expires() {
 
     // Single use.
     let (status, body) = redeem(&app, &first, json!({})).await;
-    assert_eq!((status, body["status"].as_str()), (409, Some("already_redeemed")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (409, Some("already_redeemed"))
+    );
 
     // Someone else's code is refused and stays usable by its owner.
     let (status, _) = redeem(&app, &second, json!({"customer_id": "c-0"})).await;

@@ -61,8 +61,10 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     // The story: a Korean SMS to 김지수 with the exact new time in Seoul, the store nearby and a
     // discount code of her own (two days late: 15 %).
     let sms = app.sandbox("sms");
-    let to_jisoo: Vec<&serde_json::Value> =
-        sms.iter().filter(|m| m["customer_id"] == "c-1001").collect();
+    let to_jisoo: Vec<&serde_json::Value> = sms
+        .iter()
+        .filter(|m| m["customer_id"] == "c-1001")
+        .collect();
     assert_eq!(to_jisoo.len(), 1, "{sms:#?}");
     assert_eq!(to_jisoo[0]["rule_id"], "shipment-delay-apology");
     assert_eq!(to_jisoo[0]["to"], "+821012345678");

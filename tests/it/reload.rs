@@ -18,7 +18,11 @@ async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_s
     .await;
     app.publish(&delayed_event(1)).await;
     app.wait_sent(1).await;
-    assert!(last_sms_body(&app).contains("죄송해요"), "{}", last_sms_body(&app));
+    assert!(
+        last_sms_body(&app).contains("죄송해요"),
+        "{}",
+        last_sms_body(&app)
+    );
 
     let template = app.dir.path().join("templates/delay-apology/sms.ko.hbs");
     std::fs::write(
