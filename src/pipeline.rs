@@ -4,6 +4,7 @@
 //! writes the returned [`Plan`] in the same transaction. That keeps every decision testable
 //! without a database or a broker, and makes a batch's effect a pure function of its input.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -265,10 +266,11 @@ pub fn decide(
                 .and_then(|id| snapshot.incidents.get(id))
                 .map_or(Value::Null, incident_json);
             Bindings::new(
-                &envelope_json(event),
-                doc.as_value(),
-                &json!({}),
-                &incident,
+                attributes_json(event),
+                &event.data,
+                Cow::Borrowed(doc.as_value()),
+                Cow::Owned(json!({})),
+                Cow::Owned(incident),
                 now,
             )
         };
@@ -350,7 +352,7 @@ fn event_entity(event: &CloudEvent) -> String {
 /// One rule on one event: `None` when `when` is false, an error when an expression fails.
 fn evaluate_rule(
     rule: &Rule,
-    bindings: &Bindings,
+    bindings: &mut Bindings<'_>,
     event: &CloudEvent,
     now: DateTime<Utc>,
 ) -> Result<Option<Decision>, RuleFailure> {
@@ -565,7 +567,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
 }
 
 /// `discount_percent` on one event: a whole number from 0 to 100 (0 = no offer).
-pub fn offer_percent(spec: &OfferSpec, bindings: &Bindings) -> Result<u8, String> {
+pub fn offer_percent(spec: &OfferSpec, bindings: &mut Bindings<'_>) -> Result<u8, String> {
     let value = spec
         .discount_percent
         .evaluate(bindings)
@@ -641,19 +643,20 @@ pub fn render_preview(
 
 /// The bindings rule expressions see for one event on its own (no stored state but what the
 /// event itself says): for `check`, which tries expressions on example events.
-pub fn example_bindings(
-    accepted: &Accepted,
-    customer: &CustomerDoc,
+pub fn example_bindings<'a>(
+    accepted: &'a Accepted,
+    customer: &'a CustomerDoc,
     now: DateTime<Utc>,
-) -> Bindings {
+) -> Bindings<'a> {
     let at = accepted.event.time.unwrap_or(now);
     let incident =
         Incident::apply(None, &accepted.payload, at).map_or(Value::Null, |i| incident_json(&i));
     Bindings::new(
-        &envelope_json(&accepted.event),
-        customer.as_value(),
-        &json!({}),
-        &incident,
+        attributes_json(&accepted.event),
+        &accepted.event.data,
+        Cow::Borrowed(customer.as_value()),
+        Cow::Owned(json!({})),
+        Cow::Owned(incident),
         now,
     )
 }
@@ -661,6 +664,15 @@ pub fn example_bindings(
 /// The CloudEvent as rules and templates see it: `id`, `source`, `type`, `time`, `subject`,
 /// `data`.
 fn envelope_json(event: &CloudEvent) -> Value {
+    let mut envelope = attributes_json(event);
+    if let Value::Object(map) = &mut envelope {
+        map.insert("data".into(), event.data.clone());
+    }
+    envelope
+}
+
+/// The envelope without `data`: rule bindings add `data` only if `event` is read.
+fn attributes_json(event: &CloudEvent) -> Value {
     let mut envelope = Map::new();
     envelope.insert("id".into(), json!(event.key.id));
     envelope.insert("source".into(), json!(event.key.source));
@@ -671,7 +683,6 @@ fn envelope_json(event: &CloudEvent) -> Value {
     if let Some(subject) = &event.subject {
         envelope.insert("subject".into(), json!(subject));
     }
-    envelope.insert("data".into(), event.data.clone());
     Value::Object(envelope)
 }
 

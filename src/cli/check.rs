@@ -47,7 +47,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
         now: Utc::now(),
     };
 
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let mut renders = 0;
     for rule in authoring.rules.rules() {
         for example in examples
@@ -61,9 +61,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
         }
     }
     if !problems.is_empty() {
-        for p in &problems {
-            println!("{p}");
-        }
+        problems.print();
         anyhow::bail!("{} problem(s) found", problems.len());
     }
     println!(
@@ -91,26 +89,23 @@ impl Checker<'_> {
         rule: &Rule,
         example: &Example,
         customer: &CustomerDoc,
-        problems: &mut Vec<String>,
+        problems: &mut Problems,
     ) -> Option<Offer> {
-        let bindings = example_bindings(&example.accepted, customer, self.now);
+        let mut bindings = example_bindings(&example.accepted, customer, self.now);
         let mut failed = |what: &str, e: String| {
-            problems.push(format!(
-                "{}: rule `{}`: `{what}` fails on example {}:{}: {e}",
-                rule.location,
-                rule.id,
-                example.file.display(),
-                example.line
-            ));
+            problems.add(
+                format!("{}: rule `{}`: `{what}` fails: {e}", rule.location, rule.id),
+                format!("(example {}:{})", example.file.display(), example.line),
+            );
         };
-        if let Some(Err(e)) = rule.when.as_ref().map(|w| w.evaluate(&bindings)) {
+        if let Some(Err(e)) = rule.when.as_ref().map(|w| w.evaluate(&mut bindings)) {
             failed("when", e);
         }
-        if let Some(Err(e)) = rule.once_per.as_ref().map(|o| o.evaluate(&bindings)) {
+        if let Some(Err(e)) = rule.once_per.as_ref().map(|o| o.evaluate(&mut bindings)) {
             failed("once_per", e);
         }
         let spec = rule.offer.as_ref()?;
-        match offer_percent(spec, &bindings).and_then(|p| issue_offer(p, spec, self.now)) {
+        match offer_percent(spec, &mut bindings).and_then(|p| issue_offer(p, spec, self.now)) {
             Ok(offer) => offer,
             Err(e) => {
                 failed("[rule.offer]", e);
@@ -127,7 +122,7 @@ impl Checker<'_> {
         example: &Example,
         customer: &CustomerDoc,
         offer: Option<&Offer>,
-        problems: &mut Vec<String>,
+        problems: &mut Problems,
     ) -> usize {
         let templates = &self.authoring.templates;
         let template = &rule.template;
@@ -161,7 +156,7 @@ impl Checker<'_> {
                     offer,
                 };
                 match render_preview(input, templates, channel, parsed.as_ref()) {
-                    Err(e) => problems.push(format!("{e} {context}")),
+                    Err(e) => problems.add(e.to_string(), context),
                     Ok(mut parts) if channel == Channel::Sms => {
                         let body = parts.take(Part::Sms).unwrap_or_default();
                         let size = measure_sms(&body);
@@ -172,11 +167,14 @@ impl Checker<'_> {
                                     || rule.location.to_string(),
                                     |f| format!("{}:1:1", f.display()),
                                 );
-                            problems.push(format!(
-                                "{file}: the SMS takes {} segments ({}, {} units), over the \
-                                 budget of {} ([render] sms_max_segments) {context}",
-                                size.segments, size.encoding, size.units, self.sms_max_segments
-                            ));
+                            problems.add(
+                                format!(
+                                    "{file}: the SMS takes {} segments ({}, {} units), over \
+                                     the budget of {} ([render] sms_max_segments)",
+                                    size.segments, size.encoding, size.units, self.sms_max_segments
+                                ),
+                                context,
+                            );
                         }
                     }
                     Ok(_) => {}
@@ -184,5 +182,39 @@ impl Checker<'_> {
             }
         }
         renders
+    }
+}
+
+/// Problems found, each once: the same mistake met on several rules, examples or locales is
+/// one line with the first place it was met and how many more.
+#[derive(Default)]
+struct Problems {
+    /// `file:line:col: message` → where it was met, in order.
+    found: Vec<(String, Vec<String>)>,
+}
+
+impl Problems {
+    fn add(&mut self, problem: String, context: String) {
+        match self.found.iter_mut().find(|(p, _)| *p == problem) {
+            Some((_, contexts)) => contexts.push(context),
+            None => self.found.push((problem, vec![context])),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.found.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    fn print(&self) {
+        for (problem, contexts) in &self.found {
+            match contexts.len() {
+                1 => println!("{problem} {}", contexts[0]),
+                n => println!("{problem} {} and {} more like it", contexts[0], n - 1),
+            }
+        }
     }
 }

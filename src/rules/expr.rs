@@ -6,6 +6,7 @@
 //! `event`, `data`, `customer`, `risk`, `incident` and `now`. JSON integers become CEL `int`
 //! (serde's positive integers would otherwise be `uint`, and `data.days_late + 1` would fail).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -29,6 +30,8 @@ pub struct Expression {
     /// Where it was written.
     pub location: Location,
     program: Arc<cel::Program>,
+    /// The variables it reads: only those are converted for an event.
+    reads: Variables,
 }
 
 impl fmt::Debug for Expression {
@@ -51,6 +54,29 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The variables rules see, as a set of bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Variables(u8);
+
+impl Variables {
+    const NAMES: [&'static str; 6] = ["event", "data", "customer", "risk", "incident", "now"];
+
+    fn of(program: &cel::Program) -> Self {
+        let references = program.references();
+        let mut bits = 0;
+        for (i, name) in Self::NAMES.iter().enumerate() {
+            if references.has_variable(name) {
+                bits |= 1 << i;
+            }
+        }
+        Variables(bits)
+    }
+
+    fn missing_from(self, bound: Variables) -> impl Iterator<Item = usize> {
+        (0..Self::NAMES.len()).filter(move |i| self.0 & !bound.0 & (1 << i) != 0)
+    }
+}
+
 impl Expression {
     /// Compiles `source`; all syntax errors are returned.
     pub fn compile(source: &str, location: Location) -> Result<Self, Vec<SyntaxError>> {
@@ -58,6 +84,7 @@ impl Expression {
             Ok(program) => Ok(Expression {
                 source: source.to_owned(),
                 location,
+                reads: Variables::of(&program),
                 program: Arc::new(program),
             }),
             Err(errors) => Err(errors
@@ -72,43 +99,73 @@ impl Expression {
         }
     }
 
-    /// Evaluates against `bindings`.
-    pub fn evaluate(&self, bindings: &Bindings) -> Result<cel::Value, String> {
-        let mut scope = bindings.root.new_inner_scope();
-        for (name, value) in &bindings.variables {
-            scope.add_variable_from_value(*name, value.clone());
-        }
-        self.program.execute(&scope).map_err(|e| e.to_string())
+    /// Evaluates against `bindings`, binding first whatever it reads that no earlier
+    /// expression on this event did.
+    pub fn evaluate(&self, bindings: &mut Bindings<'_>) -> Result<cel::Value, String> {
+        bindings.bind(self.reads);
+        self.program
+            .execute(&bindings.context)
+            .map_err(|e| e.to_string())
     }
 }
 
-/// The variables one event's expressions see.
-pub struct Bindings {
-    root: cel::Context<'static, 'static>,
-    variables: Vec<(&'static str, cel::Value)>,
+/// The variables one event's expressions see, converted to CEL only when an expression reads
+/// them and then kept for the event's other expressions: an event whose rules read only
+/// `data` never pays for converting the customer record.
+pub struct Bindings<'a> {
+    /// The envelope's attributes, without `data`.
+    attributes: Json,
+    data: &'a Json,
+    customer: Cow<'a, Json>,
+    risk: Cow<'a, Json>,
+    incident: Cow<'a, Json>,
+    now: DateTime<Utc>,
+    context: cel::Context<'static, 'static>,
+    bound: Variables,
 }
 
-impl Bindings {
-    /// Binds `event`, `data`, `customer`, `risk`, `incident` (null outside outage events) and
-    /// `now`.
+impl<'a> Bindings<'a> {
+    /// `event` (the CloudEvent: `attributes` plus `data`), `data`, `customer`, `risk`,
+    /// `incident` (null outside outage events) and `now`.
     pub fn new(
-        event: &Json,
-        customer: &Json,
-        risk: &Json,
-        incident: &Json,
+        attributes: Json,
+        data: &'a Json,
+        customer: Cow<'a, Json>,
+        risk: Cow<'a, Json>,
+        incident: Cow<'a, Json>,
         now: DateTime<Utc>,
     ) -> Self {
-        let data = event.get("data").cloned().unwrap_or(Json::Null);
         Bindings {
-            root: cel::Context::with_env(env().clone()),
-            variables: vec![
-                ("event", to_cel(event)),
-                ("data", to_cel(&data)),
-                ("customer", to_cel(customer)),
-                ("risk", to_cel(risk)),
-                ("incident", to_cel(incident)),
-                ("now", cel::Value::Timestamp(now.fixed_offset())),
-            ],
+            attributes,
+            data,
+            customer,
+            risk,
+            incident,
+            now,
+            context: cel::Context::with_env(env().clone()),
+            bound: Variables::default(),
+        }
+    }
+
+    fn bind(&mut self, wanted: Variables) {
+        for i in wanted.missing_from(self.bound) {
+            let value = match Variables::NAMES[i] {
+                "event" => {
+                    let mut event = self.attributes.clone();
+                    if let Json::Object(map) = &mut event {
+                        map.insert("data".into(), self.data.clone());
+                    }
+                    to_cel(&event)
+                }
+                "data" => to_cel(self.data),
+                "customer" => to_cel(&self.customer),
+                "risk" => to_cel(&self.risk),
+                "incident" => to_cel(&self.incident),
+                _ => cel::Value::Timestamp(self.now.fixed_offset()),
+            };
+            self.context
+                .add_variable_from_value(Variables::NAMES[i], value);
+            self.bound.0 |= 1 << i;
         }
     }
 }
@@ -158,21 +215,25 @@ mod tests {
         }
     }
 
-    fn bindings(data: Json) -> Bindings {
-        Bindings::new(
-            &json!({"type": "shipment.delayed", "data": data}),
-            &json!({"id": "c-1", "segment": "vip"}),
-            &json!({}),
-            &Json::Null,
+    /// `e` on an event with `data`, for a VIP customer.
+    fn eval(e: &Expression, data: Json) -> Result<cel::Value, String> {
+        let customer = json!({"id": "c-1", "segment": "vip"});
+        let mut bindings = Bindings::new(
+            json!({"type": "shipment.delayed"}),
+            &data,
+            Cow::Borrowed(&customer),
+            Cow::Owned(json!({})),
+            Cow::Owned(Json::Null),
             Utc::now(),
-        )
+        );
+        e.evaluate(&mut bindings)
     }
 
     #[test]
     fn json_integers_add_to_int_literals() {
         let e = Expression::compile("data.days_late + 1 == 3", location()).unwrap();
         assert_eq!(
-            e.evaluate(&bindings(json!({"days_late": 2}))),
+            eval(&e, json!({"days_late": 2})),
             Ok(cel::Value::Bool(true))
         );
     }
@@ -185,19 +246,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            e.evaluate(&bindings(json!({"reason": "weather"}))),
+            eval(&e, json!({"reason": "weather"})),
             Ok(cel::Value::Bool(true))
         );
-        assert_eq!(
-            e.evaluate(&bindings(json!({}))),
-            Ok(cel::Value::Bool(false))
-        );
+        assert_eq!(eval(&e, json!({})), Ok(cel::Value::Bool(false)));
     }
 
     #[test]
     fn a_missing_field_is_an_error_not_false() {
         let e = Expression::compile("data.reason == 'weather'", location()).unwrap();
-        assert!(e.evaluate(&bindings(json!({}))).is_err());
+        assert!(eval(&e, json!({})).is_err());
     }
 
     #[test]

@@ -663,12 +663,15 @@ impl IntakeTx for SqliteIntakeTx {
             let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
             queued.extend(inserted.into_iter().map(IdempotencyKey::from_stored));
         }
-        // Codes after their outreach, keyed the same way: a repeat the outbox ignored issues
-        // no second code. A clash on the random code itself fails the batch, which is retried.
+        // Codes for the outreach actually queued (the first of a key, as the outbox kept it):
+        // a repeat the outbox ignored issues no code. A clash on the random code itself fails
+        // the batch, which is retried with fresh codes.
+        let mut unclaimed: HashSet<&IdempotencyKey> = queued.iter().collect();
         let offers: Vec<(&Outreach, &Offer)> = changes
             .outreach
             .iter()
             .filter_map(|o| o.offer.as_ref().map(|offer| (o, offer)))
+            .filter(|(o, _)| unclaimed.remove(&o.key))
             .collect();
         for chunk in offers.chunks(MAX_BINDS / 7) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -684,7 +687,6 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(now_ms)
                     .push_bind(millis(offer.expires_at));
             });
-            q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
         Ok(queued)
