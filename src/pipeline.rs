@@ -16,7 +16,7 @@ use crate::domain::{
     RejectReason, Rejection, Shipment,
 };
 use crate::render::{Part, Templates};
-use crate::rules::{key_text, Bindings, OfferSpec, Rule, RuleSet};
+use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
 
 /// An event whose envelope and `data` passed the catalogue.
@@ -58,10 +58,11 @@ pub struct RuleFailure {
 }
 
 impl RuleFailure {
-    fn new(rule: &Rule, event: &CloudEvent, message: String) -> Self {
+    /// `at`: the failing expression's place in the rule file.
+    fn new(rule: &Rule, at: &Expression, event: &CloudEvent, message: String) -> Self {
         RuleFailure {
             rule_id: rule.id.clone(),
-            location: rule.location.to_string(),
+            location: at.location.to_string(),
             event: event.key.clone(),
             message,
         }
@@ -356,13 +357,18 @@ fn evaluate_rule(
     event: &CloudEvent,
     now: DateTime<Utc>,
 ) -> Result<Option<Decision>, RuleFailure> {
-    let fail = |message: String| RuleFailure::new(rule, event, message);
+    let fail = |at: &Expression, message: String| RuleFailure::new(rule, at, event, message);
     if let Some(when) = &rule.when {
         match when.evaluate(bindings) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => return Ok(None),
-            Ok(other) => return Err(fail(format!("`when` gave {other:?}, not true or false"))),
-            Err(e) => return Err(fail(format!("`when`: {e}"))),
+            Ok(other) => {
+                return Err(fail(
+                    when,
+                    format!("`when` gave {other:?}, not true or false"),
+                ))
+            }
+            Err(e) => return Err(fail(when, format!("`when`: {e}"))),
         }
     }
     let entity = match &rule.once_per {
@@ -370,11 +376,12 @@ fn evaluate_rule(
         Some(once_per) => {
             let value = once_per
                 .evaluate(bindings)
-                .map_err(|e| fail(format!("`once_per`: {e}")))?;
+                .map_err(|e| fail(once_per, format!("`once_per`: {e}")))?;
             let text = key_text(&value).ok_or_else(|| {
-                fail(format!(
-                    "`once_per` gave {value:?}; it must be a string, number or boolean"
-                ))
+                fail(
+                    once_per,
+                    format!("`once_per` gave {value:?}; it must be a string, number or boolean"),
+                )
             })?;
             format!("once:{text}")
         }
@@ -383,7 +390,7 @@ fn evaluate_rule(
         None => None,
         Some(spec) => offer_percent(spec, bindings)
             .and_then(|percent| issue_offer(percent, spec, now))
-            .map_err(fail)?,
+            .map_err(|e| fail(&spec.discount_percent, e))?,
     };
     Ok(Some(Decision { entity, offer }))
 }
@@ -869,7 +876,11 @@ mod tests {
         assert_eq!(bodies(&plan), ["fallback: hi Jamie"]);
         assert_eq!(plan.rule_errors.len(), 1);
         assert_eq!(plan.rule_errors[0].rule_id, "broken");
-        assert!(plan.rule_errors[0].location.ends_with("r.toml:1:1"));
+        assert!(
+            plan.rule_errors[0].location.ends_with("r.toml:7:8"),
+            "at the expression: {}",
+            plan.rule_errors[0].location
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::{Channel, CustomerDoc, Locale, Offer};
 use crate::pipeline::{example_bindings, issue_offer, offer_percent, render_preview, PreviewInput};
 use crate::render::{measure_sms, Part};
-use crate::rules::Rule;
+use crate::rules::{Location, Rule};
 
 /// Runs every check; prints one `file:line:col: message` line per problem.
 pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
@@ -92,23 +92,28 @@ impl Checker<'_> {
         problems: &mut Problems,
     ) -> Option<Offer> {
         let mut bindings = example_bindings(&example.accepted, customer, self.now);
-        let mut failed = |what: &str, e: String| {
+        // At the expression itself, which is what to fix.
+        let mut failed = |at: &Location, message: String| {
             problems.add(
-                format!("{}: rule `{}`: `{what}` fails: {e}", rule.location, rule.id),
+                format!("{at}: rule `{}`: {message}", rule.id),
                 format!("(example {}:{})", example.file.display(), example.line),
             );
         };
-        if let Some(Err(e)) = rule.when.as_ref().map(|w| w.evaluate(&mut bindings)) {
-            failed("when", e);
+        if let Some(when) = &rule.when {
+            if let Err(e) = when.evaluate(&mut bindings) {
+                failed(&when.location, format!("`when` fails: {e}"));
+            }
         }
-        if let Some(Err(e)) = rule.once_per.as_ref().map(|o| o.evaluate(&mut bindings)) {
-            failed("once_per", e);
+        if let Some(once_per) = &rule.once_per {
+            if let Err(e) = once_per.evaluate(&mut bindings) {
+                failed(&once_per.location, format!("`once_per` fails: {e}"));
+            }
         }
         let spec = rule.offer.as_ref()?;
         match offer_percent(spec, &mut bindings).and_then(|p| issue_offer(p, spec, self.now)) {
             Ok(offer) => offer,
             Err(e) => {
-                failed("[rule.offer]", e);
+                failed(&spec.discount_percent.location, e);
                 None
             }
         }

@@ -170,11 +170,11 @@ fn a_rule_expression_that_fails_on_an_example_is_reported_at_the_rule() {
     let (code, out) = check(dir.path(), &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("rules/r.toml:1:1: rule `delay`: `when` fails: No such key: days_late (example examples/events/01-shoe-delay.jsonl:5)"),
+        out.contains("rules/r.toml:6:8: rule `delay`: `when` fails: No such key: days_late (example examples/events/01-shoe-delay.jsonl:5)"),
         "{out}"
     );
     assert!(
-        out.contains("rules/r.toml:1:1: rule `delay`: `[rule.offer]` fails: `discount_percent` gave Int(120); it must be a whole number from 0 to 100 (example examples/events/01-shoe-delay.jsonl:5)"),
+        out.contains("rules/r.toml:8:20: rule `delay`: `discount_percent` gave Int(120); it must be a whole number from 0 to 100 (example examples/events/01-shoe-delay.jsonl:5)"),
         "{out}"
     );
 }
