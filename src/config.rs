@@ -242,6 +242,44 @@ impl Default for GatewaySettings {
 pub enum GatewayConfig {
     /// Appends each message to `<paths.outbox>/<channel>.jsonl`; needs no credentials.
     Sandbox,
+    /// Twilio's Messages API (SMS only).
+    Twilio(TwilioConfig),
+}
+
+/// `[gateways.sms] kind = "twilio"`. The auth token is read from the environment variable
+/// named by `auth_token_env`, never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// API root; tests and staging point it at a local server. Default
+    /// `https://api.twilio.com`.
+    #[serde(default = "TwilioConfig::default_base_url")]
+    pub base_url: String,
+    /// Account SID (`AC…`): not a secret, it names the account in the URL.
+    pub account_sid: String,
+    /// Name of the environment variable holding the auth token. Default `TWILIO_AUTH_TOKEN`.
+    #[serde(default = "TwilioConfig::default_token_env")]
+    pub auth_token_env: String,
+    /// Sender: an E.164 number or a messaging service's number.
+    pub from: String,
+    /// URL Twilio posts delivery status to, if any.
+    #[serde(default)]
+    pub status_callback: Option<String>,
+    /// A request not answered in this time is retried. Default 10s.
+    #[serde(default = "TwilioConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl TwilioConfig {
+    fn default_base_url() -> String {
+        "https://api.twilio.com".into()
+    }
+    fn default_token_env() -> String {
+        "TWILIO_AUTH_TOKEN".into()
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 /// `[http]`

@@ -4,7 +4,9 @@
 //! [`SendOutcome`] — so retry, fallback and pacing live once, in the dispatcher, and a new
 //! provider is one new module here.
 
+mod http;
 mod sandbox;
+mod twilio;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use async_trait::async_trait;
 use crate::config::{GatewayConfig, Settings};
 use crate::domain::{Channel, IdempotencyKey, MessageContent};
 
+pub use http::install_tls_provider;
 pub use sandbox::SandboxGateway;
+pub use twilio::TwilioGateway;
 
 /// A message handed to a gateway.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +131,15 @@ impl Gateways {
                             })?;
                         Ok(Arc::new(gateway))
                     }
+                    GatewayConfig::Twilio(twilio) if channel == Channel::Sms => {
+                        let gateway = TwilioGateway::new(twilio)
+                            .map_err(|message| GatewayError { channel, message })?;
+                        Ok(Arc::new(gateway))
+                    }
+                    GatewayConfig::Twilio(_) => Err(GatewayError {
+                        channel,
+                        message: "`twilio` sends SMS only; use it in [gateways.sms]".into(),
+                    }),
                 }
             };
         Ok(Gateways {

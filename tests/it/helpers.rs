@@ -23,6 +23,7 @@ pub struct App {
     pub store: SqliteStore,
     child: Option<Child>,
     extra_config: String,
+    env: Vec<(String, String)>,
 }
 
 /// Options for the `[outbox]` and `[intake]` tables of the test's config.
@@ -35,6 +36,10 @@ pub struct Options {
     pub busy_timeout: &'static str,
     /// Copy the repository's rules and templates into the app's folder, for tests that edit them.
     pub own_authoring: bool,
+    /// Appended to the config (gateways, retry bounds).
+    pub extra_config: String,
+    /// Environment of the forewarn process (secrets).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -45,6 +50,8 @@ impl Default for Options {
             concurrency: 64,
             busy_timeout: "5s",
             own_authoring: false,
+            extra_config: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -54,6 +61,8 @@ pub async fn spawn_app() -> App {
 }
 
 pub async fn spawn_app_with(options: Options) -> App {
+    // The tests' own HTTP clients (readiness, metrics, stand-ins) use the same TLS set-up.
+    forewarn::gateway::install_tls_provider();
     let nats = NatsServer::start_local().expect("a nats-server for the test");
     let dir = tempfile::tempdir().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -70,7 +79,8 @@ pub async fn spawn_app_with(options: Options) -> App {
         nats,
         dir,
         child: None,
-        extra_config: String::new(),
+        extra_config: options.extra_config.clone(),
+        env: options.env.clone(),
     };
     if options.own_authoring {
         copy_dir(&repo().join("rules"), &app.dir.path().join("rules"));
@@ -154,6 +164,7 @@ claim_lease = "1s"
             .args(["--config", self.config_path().to_str().unwrap(), "run"])
             .env_remove("FOREWARN_CONFIG")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -11,3 +11,4 @@ mod http;
 mod offers;
 mod pipeline;
 mod reload;
+mod twilio;

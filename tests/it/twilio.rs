@@ -1,0 +1,294 @@
+//! SMS through Twilio: a local stand-in checks what Twilio checks (path, HTTP Basic, form
+//! fields) and answers as Twilio documents, scripted per test.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Router};
+
+use crate::helpers::*;
+
+const SID: &str = "AC00000000000000000000000000000001";
+const TOKEN: &str = "tw-s3cret";
+/// `base64("AC…01:tw-s3cret")`: what Twilio expects in `Authorization: Basic`.
+const BASIC: &str = "Basic QUMwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMTp0dy1zM2NyZXQ=";
+const FROM: &str = "+15005550006";
+
+/// One scripted answer: status, `Retry-After`, body, and a delay before answering.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    retry_after: Option<&'static str>,
+    body: &'static str,
+    delay: Duration,
+}
+
+fn answer(status: u16, body: &'static str) -> Answer {
+    Answer {
+        status,
+        retry_after: None,
+        body,
+        delay: Duration::ZERO,
+    }
+}
+
+/// A request as Twilio received it.
+#[derive(Debug, Clone)]
+struct Received {
+    at: Instant,
+    account: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    form: HashMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Twilio {
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Twilio {
+    /// Starts the stand-in; answers `script` in order, then 201 to everything.
+    async fn start(script: Vec<Answer>) -> (Twilio, String) {
+        let twilio = Twilio {
+            script: Arc::new(Mutex::new(script.into())),
+            ..Twilio::default()
+        };
+        let app = Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                post(messages),
+            )
+            .with_state(twilio.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (twilio, url)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn messages(
+    State(twilio): State<Twilio>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let n = {
+        let mut received = twilio.received.lock().unwrap();
+        received.push(Received {
+            at: Instant::now(),
+            account,
+            authorization: text(header::AUTHORIZATION),
+            content_type: text(header::CONTENT_TYPE),
+            form,
+        });
+        received.len()
+    };
+    let next = twilio.script.lock().unwrap().pop_front();
+    let Some(answer) = next else {
+        let body = format!(r#"{{"sid":"SM{n:032}","status":"queued"}}"#);
+        return (StatusCode::CREATED, body).into_response();
+    };
+    tokio::time::sleep(answer.delay).await;
+    let mut response = (
+        StatusCode::from_u16(answer.status).unwrap(),
+        answer.body.to_owned(),
+    )
+        .into_response();
+    if let Some(seconds) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.parse().unwrap());
+    }
+    response
+}
+
+async fn spawn_with_twilio(script: Vec<Answer>) -> (App, Twilio) {
+    let (twilio, url) = Twilio::start(script).await;
+    let app = spawn_app_with(Options {
+        extra_config: format!(
+            r#"retry_base = "50ms"
+retry_max = "200ms"
+
+[gateways.sms]
+kind = "twilio"
+base_url = "{url}"
+account_sid = "{SID}"
+auth_token_env = "TEST_TWILIO_TOKEN"
+from = "{FROM}"
+status_callback = "https://forewarn.example/twilio/status"
+timeout = "500ms"
+"#
+        ),
+        env: vec![("TEST_TWILIO_TOKEN".into(), TOKEN.into())],
+        ..Options::default()
+    })
+    .await;
+    (app, twilio)
+}
+
+async fn outbox_row(app: &App) -> (String, i64, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT status, attempts, provider_id, last_error FROM outbox")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn wait_settled(app: &App) {
+    wait_for("the message to be sent or failed", || async {
+        let c = app.counts().await;
+        c.sent + c.failed >= 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn twilio_gets_the_documented_request_and_its_sid_is_recorded() {
+    let (app, twilio) = spawn_with_twilio(vec![]).await;
+    app.publish(&delayed_event(7)).await;
+    wait_settled(&app).await;
+
+    let received = twilio.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(request.account, SID);
+    assert_eq!(request.authorization.as_deref(), Some(BASIC));
+    assert_eq!(
+        request.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(request.form["To"], "+821000000007");
+    assert_eq!(request.form["From"], FROM);
+    assert!(
+        request.form["Body"].starts_with("[슈즈샵] 김지수님, 죄송해요."),
+        "{}",
+        request.form["Body"]
+    );
+    assert_eq!(
+        request.form["StatusCallback"],
+        "https://forewarn.example/twilio/status"
+    );
+    assert_eq!(request.form.len(), 4, "{:?}", request.form.keys());
+
+    let (status, attempts, provider_id, _) = outbox_row(&app).await;
+    assert_eq!((status.as_str(), attempts), ("sent", 1));
+    assert_eq!(provider_id.as_deref(), Some(&*format!("SM{:032}", 1)));
+    assert!(!app.log().contains(TOKEN), "the token must never be logged");
+}
+
+#[tokio::test]
+async fn passing_failures_are_retried_until_twilio_accepts_and_one_message_results() {
+    let (app, twilio) = spawn_with_twilio(vec![
+        answer(503, ""),
+        answer(503, r#"{"code":20500,"message":"Internal error"}"#),
+    ])
+    .await;
+    app.publish(&delayed_event(1)).await;
+    wait_settled(&app).await;
+
+    assert_eq!(twilio.received().len(), 3);
+    let (status, attempts, _, _) = outbox_row(&app).await;
+    assert_eq!((status.as_str(), attempts), ("sent", 3));
+    let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM attempts ORDER BY attempt")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(outcomes, ["retry", "retry", "sent"]);
+}
+
+#[tokio::test]
+async fn a_429_waits_at_least_its_retry_after() {
+    let (app, twilio) = spawn_with_twilio(vec![Answer {
+        retry_after: Some("2"),
+        ..answer(429, r#"{"code":20429,"message":"Too Many Requests"}"#)
+    }])
+    .await;
+    app.publish(&delayed_event(1)).await;
+    wait_settled(&app).await;
+
+    let received = twilio.received();
+    assert_eq!(received.len(), 2);
+    let waited = received[1].at - received[0].at;
+    assert!(waited >= Duration::from_secs(2), "waited only {waited:?}");
+}
+
+#[tokio::test]
+async fn an_invalid_number_is_final_and_not_retried() {
+    let (app, twilio) = spawn_with_twilio(vec![answer(
+        400,
+        r#"{"code":21211,"message":"The 'To' number +821000000001 is not a valid phone number.","status":400}"#,
+    )])
+    .await;
+    app.publish(&delayed_event(1)).await;
+    wait_settled(&app).await;
+
+    assert_eq!(twilio.received().len(), 1);
+    let (status, attempts, _, error) = outbox_row(&app).await;
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
+    assert_eq!(
+        error.as_deref(),
+        Some("twilio 21211 (HTTP 400): the To number is not a valid phone number")
+    );
+}
+
+#[tokio::test]
+async fn a_twilio_that_hangs_times_out_and_is_retried() {
+    let (app, twilio) = spawn_with_twilio(vec![Answer {
+        delay: Duration::from_secs(5),
+        ..answer(201, r#"{"sid":"SMlate"}"#)
+    }])
+    .await;
+    app.publish(&delayed_event(1)).await;
+    wait_settled(&app).await;
+
+    assert_eq!(twilio.received().len(), 2);
+    let (status, attempts, provider_id, _) = outbox_row(&app).await;
+    assert_eq!((status.as_str(), attempts), ("sent", 2));
+    assert_eq!(provider_id.as_deref(), Some(&*format!("SM{:032}", 2)));
+    let first_error: String = sqlx::query_scalar("SELECT error FROM attempts WHERE attempt = 1")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert!(first_error.starts_with("timed out"), "{first_error}");
+}
+
+#[tokio::test]
+async fn twilio_without_its_token_in_the_environment_stops_forewarn_with_the_variable_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forewarn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateways.sms]\nkind = \"twilio\"\naccount_sid = \"{SID}\"\nfrom = \"{FROM}\"\nauth_token_env = \"NOT_SET_TWILIO_TOKEN\"\n\n[http]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env_remove("NOT_SET_TWILIO_TOKEN")
+        .env("FOREWARN_NATS__URL", "nats://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("environment variable NOT_SET_TWILIO_TOKEN, which is not set"),
+        "{err}"
+    );
+}
