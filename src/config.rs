@@ -244,6 +244,35 @@ pub enum GatewayConfig {
     Sandbox,
     /// Twilio's Messages API (SMS only).
     Twilio(TwilioConfig),
+    /// SendGrid's v3 Mail Send API (e-mail only).
+    Sendgrid(SendgridConfig),
+}
+
+/// `[gateways.email] kind = "sendgrid"`. The API key is read from the environment variable
+/// named by `api_key_env`, never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridConfig {
+    /// API root. Default `https://api.sendgrid.com`.
+    #[serde(default = "SendgridConfig::default_base_url")]
+    pub base_url: String,
+    /// Name of the environment variable holding the API key. Default `SENDGRID_API_KEY`.
+    #[serde(default = "SendgridConfig::default_key_env")]
+    pub api_key_env: String,
+    /// Sender, `Name <address>` or a bare address, from a domain verified in SendGrid.
+    pub from: String,
+    /// A request not answered in this time is retried. Default 10s.
+    #[serde(default = "TwilioConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl SendgridConfig {
+    fn default_base_url() -> String {
+        "https://api.sendgrid.com".into()
+    }
+    fn default_key_env() -> String {
+        "SENDGRID_API_KEY".into()
+    }
 }
 
 /// `[gateways.sms] kind = "twilio"`. The auth token is read from the environment variable

@@ -6,6 +6,7 @@
 
 mod http;
 mod sandbox;
+mod sendgrid;
 mod twilio;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use crate::domain::{Channel, IdempotencyKey, MessageContent};
 
 pub use http::install_tls_provider;
 pub use sandbox::SandboxGateway;
+pub use sendgrid::SendgridGateway;
 pub use twilio::TwilioGateway;
 
 /// A message handed to a gateway.
@@ -136,6 +138,15 @@ impl Gateways {
                             .map_err(|message| GatewayError { channel, message })?;
                         Ok(Arc::new(gateway))
                     }
+                    GatewayConfig::Sendgrid(sendgrid) if channel == Channel::Email => {
+                        let gateway = SendgridGateway::new(sendgrid)
+                            .map_err(|message| GatewayError { channel, message })?;
+                        Ok(Arc::new(gateway))
+                    }
+                    GatewayConfig::Sendgrid(_) => Err(GatewayError {
+                        channel,
+                        message: "`sendgrid` sends e-mail only; use it in [gateways.email]".into(),
+                    }),
                     GatewayConfig::Twilio(_) => Err(GatewayError {
                         channel,
                         message: "`twilio` sends SMS only; use it in [gateways.sms]".into(),

@@ -11,4 +11,5 @@ mod http;
 mod offers;
 mod pipeline;
 mod reload;
+mod sendgrid;
 mod twilio;
