@@ -59,7 +59,28 @@ pub enum SendOutcome {
     Reject {
         /// What happened.
         reason: String,
+        /// What the failure says about the address, when it says something lasting.
+        effect: Option<AddressEffect>,
     },
+}
+
+/// What a permanent failure says about the customer's address on this channel, so it is
+/// never tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressEffect {
+    /// The recipient refused this channel at the provider (Twilio 21610: replied STOP):
+    /// recorded as an opt-out from everything on the channel.
+    OptedOut,
+}
+
+impl SendOutcome {
+    /// A final failure with nothing to learn about the address.
+    pub fn reject(reason: impl Into<String>) -> Self {
+        SendOutcome::Reject {
+            reason: reason.into(),
+            effect: None,
+        }
+    }
 }
 
 /// What a gateway knows about a message whose attempt was cut off by a crash.

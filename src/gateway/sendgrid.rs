@@ -125,7 +125,7 @@ fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &str
             reason,
         }
     } else {
-        SendOutcome::Reject { reason }
+        SendOutcome::reject(reason)
     }
 }
 
@@ -137,9 +137,10 @@ impl Gateway for SendgridGateway {
 
     async fn send(&self, message: &OutboundMessage<'_>) -> SendOutcome {
         let Some(body) = body(&self.from, message) else {
-            return SendOutcome::Reject {
-                reason: format!("sendgrid sends e-mail, not {}", message.content.channel()),
-            };
+            return SendOutcome::reject(format!(
+                "sendgrid sends e-mail, not {}",
+                message.content.channel()
+            ));
         };
         let response = match self
             .http
@@ -234,9 +235,9 @@ mod tests {
         );
         assert_eq!(
             rejected,
-            SendOutcome::Reject {
-                reason: "sendgrid HTTP 400: personalizations.0.to.0.email: Does not contain a valid address.".into()
-            }
+            SendOutcome::reject(
+                "sendgrid HTTP 400: personalizations.0.to.0.email: Does not contain a valid address."
+            )
         );
     }
 }

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::http::{client, passing, retry_after, transport_failure};
-use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
+use super::{AddressEffect, Gateway, OutboundMessage, Receipt, SendOutcome};
 use crate::config::TwilioConfig;
 use crate::domain::MessageContent;
 
@@ -92,7 +92,12 @@ fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &str
             after: retry_after(headers),
             reason,
         },
-        _ => SendOutcome::Reject { reason },
+        // The recipient replied STOP: Twilio will refuse this number from now on.
+        Some(21610) => SendOutcome::Reject {
+            reason,
+            effect: Some(AddressEffect::OptedOut),
+        },
+        _ => SendOutcome::reject(reason),
     }
 }
 
@@ -119,9 +124,10 @@ impl Gateway for TwilioGateway {
 
     async fn send(&self, message: &OutboundMessage<'_>) -> SendOutcome {
         let MessageContent::Sms { to, body } = message.content else {
-            return SendOutcome::Reject {
-                reason: format!("twilio sends SMS, not {}", message.content.channel()),
-            };
+            return SendOutcome::reject(format!(
+                "twilio sends SMS, not {}",
+                message.content.channel()
+            ));
         };
         let mut form = vec![("To", to.as_str()), ("From", &self.from), ("Body", body)];
         if let Some(callback) = &self.status_callback {
@@ -215,7 +221,7 @@ mod tests {
 
     #[test]
     fn reasons_never_quote_the_number_twilio_put_in_its_message() {
-        let SendOutcome::Reject { reason } = outcome(
+        let SendOutcome::Reject { reason, effect } = outcome(
             400,
             r#"{"code":21211,"message":"The 'To' number +15005550001 is not a valid phone number."}"#,
         ) else {
@@ -225,6 +231,11 @@ mod tests {
             reason,
             "twilio 21211 (HTTP 400): the To number is not a valid phone number"
         );
+        assert_eq!(effect, None);
+        let SendOutcome::Reject { effect, .. } = outcome(400, r#"{"code":21610}"#) else {
+            panic!("not a reject")
+        };
+        assert_eq!(effect, Some(AddressEffect::OptedOut));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::RetryPolicy;
 use crate::config::OutboxSettings;
-use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
+use crate::gateway::{AddressEffect, Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
@@ -101,6 +101,7 @@ impl Dispatcher {
             started_at,
             finished_at: Utc::now(),
             result,
+            opted_out: false,
         };
         if message.ambiguous {
             match gateway.reconcile(&message.key).await {
@@ -132,6 +133,13 @@ impl Dispatcher {
             .unwrap_or_default();
         histogram!(m::DISPATCH_SECONDS, "channel" => message.channel.as_str())
             .record(waited.as_secs_f64());
+        let opted_out = matches!(
+            outcome,
+            SendOutcome::Reject {
+                effect: Some(AddressEffect::OptedOut),
+                ..
+            }
+        );
         let result = match outcome {
             SendOutcome::Sent(receipt) => AttemptResult::Sent {
                 provider_id: receipt.provider_id,
@@ -151,8 +159,8 @@ impl Dispatcher {
                     error: format!("gave up after {} attempts: {reason}", message.attempt),
                 }
             }
-            SendOutcome::Reject { reason } => {
-                tracing::error!(key = %message.key, %reason, "Gateway rejected the message.");
+            SendOutcome::Reject { reason, effect } => {
+                tracing::error!(key = %message.key, %reason, ?effect, "Gateway rejected the message.");
                 AttemptResult::Failed { error: reason }
             }
         };
@@ -163,7 +171,10 @@ impl Dispatcher {
         };
         counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);
-        record(result)
+        AttemptRecord {
+            opted_out,
+            ..record(result)
+        }
     }
 
     /// Dispatches until shutdown. Between batches it waits for new outreach, the next due

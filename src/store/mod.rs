@@ -215,6 +215,8 @@ pub struct AttemptRecord {
     pub finished_at: DateTime<Utc>,
     /// How it ended.
     pub result: AttemptResult,
+    /// The recipient refused the channel at the provider: record an opt-out with the attempt.
+    pub opted_out: bool,
 }
 
 /// Counts of outbox rows by status.

@@ -207,6 +207,19 @@ impl Store for SqliteStore {
             // The CTE's header names the VALUES columns, which SQLite would call column1….
             update.build().execute(&mut *tx).await?;
         }
+        // A recipient who refused the channel at the provider (STOP) is opted out of it, in
+        // the same transaction as the attempt that learnt it: no later outreach tries it.
+        for a in attempts.iter().filter(|a| a.opted_out) {
+            sqlx::query(
+                "INSERT INTO opt_outs (customer_id, channel, scope, at) \
+                 SELECT customer_id, channel, 'all', ?1 FROM outbox WHERE id = ?2 \
+                 ON CONFLICT (customer_id, channel) DO UPDATE SET scope = 'all', at = excluded.at",
+            )
+            .bind(millis(a.finished_at))
+            .bind(a.outbox_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -292,3 +292,31 @@ async fn twilio_without_its_token_in_the_environment_stops_forewarn_with_the_var
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_recipient_who_replied_stop_is_opted_out_and_never_texted_again() {
+    let (app, twilio) = spawn_with_twilio(vec![answer(
+        400,
+        r#"{"code":21610,"message":"Attempt to send to unsubscribed recipient","status":400}"#,
+    )])
+    .await;
+    app.publish(&delayed_event(1)).await;
+    wait_settled(&app).await;
+    let (status, _, _, error) = outbox_row(&app).await;
+    assert_eq!(status, "failed");
+    assert!(error.unwrap().starts_with("twilio 21610"));
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM opt_outs WHERE customer_id = 'c-1' AND channel = 'sms' AND scope = 'all'")
+            .await,
+        1
+    );
+
+    // The next delay for the same customer (another shipment) queues nothing on SMS.
+    let mut next = delayed_event(1);
+    next["id"] = serde_json::json!("evt-delay-1-second-parcel");
+    next["data"]["shipment_id"] = serde_json::json!("shp-1b");
+    app.publish(&next).await;
+    app.wait_intake_idle().await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(twilio.received().len(), 1);
+}
