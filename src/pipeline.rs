@@ -498,18 +498,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     let mut usable = Vec::new();
     let mut refused = Vec::new();
     for channel in rule.channels_for(&customer) {
-        let why_not = if !templates.serves(&rule.template, channel) {
-            Some("no template parts")
-        } else if !customer.has_address_for(channel) {
-            Some("no address")
-        } else if opt_outs.blocks(channel, rule.category) {
-            Some("opted out")
-        } else if !customer.consent.allows(channel, rule.category) {
-            Some("no consent")
-        } else {
-            None
-        };
-        match why_not {
+        match channel_refusal(rule, &customer, opt_outs, templates, channel) {
             None => usable.push(channel),
             Some(reason) => refused.push(format!("{channel}: {reason}")),
         }
@@ -517,18 +506,91 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     let Some((&channel, fallback)) = usable.split_first() else {
         return Err(("no_usable_channel", refused.join(", ")));
     };
-
-    let entity = job.entity.clone();
-    let context = render_context(
-        &rule.id,
+    let message = RenderInput {
+        rule,
         accepted,
         doc,
-        job.tracking.as_deref(),
-        job.offer.as_ref(),
+        customer: &customer,
+        tracking: job.tracking.as_deref(),
+        offer: job.offer.as_ref(),
+    };
+    let (content, locale) =
+        render_on(&message, channel, templates).map_err(|e| ("render_failed", e))?;
+    let entity = job.entity.clone();
+    Ok(Outreach {
+        key: IdempotencyKey::derive(&rule.id, &customer.id, &entity, channel),
+        rule_id: rule.id.clone(),
+        customer_id: customer.id.clone(),
+        entity,
+        category: rule.category,
+        priority: rule.priority,
+        fallback: fallback.to_vec(),
+        event: event.key.clone(),
+        locale,
+        content,
+        offer: job.offer.clone(),
+    })
+}
+
+/// Why `channel` cannot carry `rule`'s message to `customer` now, if it cannot.
+pub fn channel_refusal(
+    rule: &Rule,
+    customer: &Customer,
+    opt_outs: &OptOuts,
+    templates: &Templates,
+    channel: Channel,
+) -> Option<&'static str> {
+    if !templates.serves(&rule.template, channel) {
+        Some("no template parts")
+    } else if !customer.has_address_for(channel) {
+        Some("no address")
+    } else if opt_outs.blocks(channel, rule.category) {
+        Some("opted out")
+    } else if !customer.consent.allows(channel, rule.category) {
+        Some("no consent")
+    } else {
+        None
+    }
+}
+
+/// Everything one message is rendered from.
+pub struct RenderInput<'a> {
+    /// The rule that decided it.
+    pub rule: &'a Rule,
+    /// Its event.
+    pub accepted: &'a Accepted,
+    /// The customer record, as templates see it.
+    pub doc: &'a CustomerDoc,
+    /// The same, typed: addresses and locale.
+    pub customer: &'a Customer,
+    /// `links.tracking`.
+    pub tracking: Option<&'a str>,
+    /// The discount issued with it.
+    pub offer: Option<&'a Offer>,
+}
+
+/// Renders the message for `channel`, addressed; returns it with the locale used.
+pub fn render_on(
+    input: &RenderInput<'_>,
+    channel: Channel,
+    templates: &Templates,
+) -> Result<(MessageContent, String), String> {
+    let customer = input.customer;
+    let context = render_context(
+        &input.rule.id,
+        input.accepted,
+        input.doc,
+        input.tracking,
+        input.offer,
     );
     let mut parts = templates
-        .render(&rule.template, channel, customer.locale.as_ref(), context)
-        .map_err(|e| ("render_failed", e.to_string()))?;
+        .render(
+            &input.rule.template,
+            channel,
+            customer.locale.as_ref(),
+            context,
+        )
+        .map_err(|e| e.to_string())?;
     let content = match channel {
         Channel::Sms => MessageContent::Sms {
             to: customer
@@ -558,19 +620,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
             body: parts.take(Part::PushBody).unwrap_or_default(),
         },
     };
-    Ok(Outreach {
-        key: IdempotencyKey::derive(&rule.id, &customer.id, &entity, channel),
-        rule_id: rule.id.clone(),
-        customer_id: customer.id.clone(),
-        entity,
-        category: rule.category,
-        priority: rule.priority,
-        fallback: fallback.to_vec(),
-        event: event.key.clone(),
-        locale: parts.locale,
-        content,
-        offer: job.offer.clone(),
-    })
+    Ok((content, parts.locale))
 }
 
 /// `discount_percent` on one event: a whole number from 0 to 100 (0 = no offer).

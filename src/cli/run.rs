@@ -13,7 +13,7 @@ use crate::authoring::Authoring;
 use crate::config::Settings;
 use crate::gateway::Gateways;
 use crate::intake::{self, DeadLetterPublisher, Intake};
-use crate::outbox::Dispatcher;
+use crate::outbox::{Dispatcher, Fallback};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::Store;
 
@@ -145,6 +145,7 @@ pub async fn start(
             Ok(())
         }),
     ));
+    let fallback = Fallback::new(store.clone(), authoring.clone());
     let intake = Intake::new(
         store.clone(),
         authoring,
@@ -160,7 +161,13 @@ pub async fn start(
     ));
 
     if settings.outbox.dispatch {
-        let dispatcher = Dispatcher::new(store.clone(), gateways, settings.outbox.clone(), wake);
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            gateways,
+            fallback,
+            settings.outbox.clone(),
+            wake,
+        );
         let dispatcher_shutdown = shutdown.clone();
         tasks.push((
             "dispatcher",

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A single-use discount code: 12 symbols of Crockford base32 (60 random bits), shown in
 /// groups of four (`7KQ2-M9XD-4RTB`).
@@ -83,9 +83,17 @@ impl Serialize for DiscountCode {
     }
 }
 
+impl<'de> Deserialize<'de> for DiscountCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        DiscountCode::parse(&raw)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{raw}` is not a discount code")))
+    }
+}
+
 /// A discount offered with an outreach. Stored with the outreach that issued it, so a
 /// redelivered event or a `once_per` repeat never issues a second code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
     /// The code the customer types at checkout.
     pub code: DiscountCode,

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::sync::Notify;
 
-use super::RetryPolicy;
+use super::{Fallback, RetryPolicy};
 use crate::config::OutboxSettings;
 use crate::gateway::{AddressEffect, Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
@@ -28,6 +28,7 @@ pub enum DispatchOutcome {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     gateways: Gateways,
+    fallback: Fallback,
     settings: OutboxSettings,
     retry: RetryPolicy,
     wake: Arc<Notify>,
@@ -41,6 +42,7 @@ impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         gateways: Gateways,
+        fallback: Fallback,
         settings: OutboxSettings,
         wake: Arc<Notify>,
     ) -> Self {
@@ -48,6 +50,7 @@ impl Dispatcher {
         Dispatcher {
             store,
             gateways,
+            fallback,
             settings,
             retry,
             wake,
@@ -102,6 +105,7 @@ impl Dispatcher {
             finished_at: Utc::now(),
             result,
             opted_out: false,
+            switch: None,
         };
         if message.ambiguous {
             match gateway.reconcile(&message.key).await {
@@ -144,8 +148,10 @@ impl Dispatcher {
             SendOutcome::Sent(receipt) => AttemptResult::Sent {
                 provider_id: receipt.provider_id,
             },
-            SendOutcome::Retry { after, reason } if !self.retry.exhausted(message.attempt) => {
-                let delay = self.retry.delay(message.attempt, after);
+            SendOutcome::Retry { after, reason }
+                if !self.retry.exhausted(message.channel_attempt) =>
+            {
+                let delay = self.retry.delay(message.channel_attempt, after);
                 tracing::warn!(key = %message.key, attempt = message.attempt, ?delay, %reason, "Send failed; will retry.");
                 AttemptResult::Retry {
                     next_at: Utc::now()
@@ -156,7 +162,10 @@ impl Dispatcher {
             SendOutcome::Retry { reason, .. } => {
                 tracing::error!(key = %message.key, attempt = message.attempt, %reason, "Giving up after the last attempt.");
                 AttemptResult::Failed {
-                    error: format!("gave up after {} attempts: {reason}", message.attempt),
+                    error: format!(
+                        "gave up after {} attempts on {}: {reason}",
+                        message.channel_attempt, message.channel
+                    ),
                 }
             }
             SendOutcome::Reject { reason, effect } => {
@@ -171,8 +180,24 @@ impl Dispatcher {
         };
         counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);
+        // A channel that failed for good hands the outreach to the next one, if any is left.
+        let switch = match &result {
+            AttemptResult::Failed { .. } => match self.fallback.next(&message).await {
+                Ok(switch) => switch,
+                Err(reason) => {
+                    tracing::error!(key = %message.key, %reason, "No fallback channel could be prepared.");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(switch) = &switch {
+            counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => switch.channel.as_str(), "status" => "fallback")
+                .increment(1);
+        }
         AttemptRecord {
             opted_out,
+            switch,
             ..record(result)
         }
     }

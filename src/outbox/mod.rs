@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!   pending ──claim──▶ sending ──Sent──▶ sent
-//!      ▲                  │  └──Reject / attempts exhausted──▶ failed
-//!      └──Retry (backoff)─┘
+//!      ▲  ▲               │  └──Reject / attempts exhausted──▶ failed (no channel left)
+//!      │  └──Retry (backoff)─┤
+//!      └── next channel, re-rendered (Reject / attempts exhausted, a channel left)
 //!   sending, lease expired (a dispatcher died mid-request) ──claim──▶ ambiguous:
 //!      gateway.reconcile(key): delivered → sent; otherwise resend
 //! ```
@@ -12,7 +13,9 @@
 //! records every attempt.
 
 mod dispatcher;
+mod fallback;
 mod retry;
 
 pub use dispatcher::{DispatchOutcome, Dispatcher};
+pub use fallback::Fallback;
 pub use retry::RetryPolicy;

@@ -136,6 +136,11 @@ impl RuleSet {
             .map(|i| &self.rules[*i])
     }
 
+    /// The rule with this id.
+    pub fn by_id(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
     /// Every rule, in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules

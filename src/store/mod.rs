@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType, IdempotencyKey,
-    Incident, MessageContent, OptOutScope, OptOuts, Order, Outreach, Redemption, Shipment,
+    Incident, MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach, Redemption, Shipment,
 };
 
 pub use sqlite::SqliteStore;
@@ -159,6 +159,38 @@ pub struct ClaimedMessage {
     pub ambiguous: bool,
     /// When the row was queued.
     pub created_at: DateTime<Utc>,
+    /// Attempts on the current channel, this one included: each channel has its own budget.
+    pub channel_attempt: u32,
+    /// Channels still to try after this one, in order.
+    pub fallback: Vec<Channel>,
+    /// The event that caused it (to re-render on a fallback channel).
+    pub event: EventKey,
+    /// The discount it carries, kept when the channel changes.
+    pub offer: Option<Offer>,
+}
+
+/// An outreach moving to its next channel, re-rendered there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelSwitch {
+    /// The new channel.
+    pub channel: Channel,
+    /// The message rendered for it.
+    pub content: MessageContent,
+    /// The locale it was rendered in.
+    pub locale: String,
+    /// Channels left after it.
+    pub fallback: Vec<Channel>,
+}
+
+/// What a fallback channel is rendered from, as stored now.
+#[derive(Debug, Clone)]
+pub struct FallbackInputs {
+    /// The event, as recorded.
+    pub event: Option<EventRecord>,
+    /// The customer record as it stands.
+    pub customer: Option<CustomerDoc>,
+    /// The customer's opt-outs.
+    pub opt_outs: OptOuts,
 }
 
 /// How an attempt ended, as the outbox records it.
@@ -217,6 +249,9 @@ pub struct AttemptRecord {
     pub result: AttemptResult,
     /// The recipient refused the channel at the provider: record an opt-out with the attempt.
     pub opted_out: bool,
+    /// The attempt failed for good and the outreach moves to its next channel, in the same
+    /// transaction.
+    pub switch: Option<ChannelSwitch>,
 }
 
 /// Counts of outbox rows by status.
@@ -261,6 +296,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap query, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// What re-rendering an outreach on its next channel needs.
+    async fn fallback_inputs(
+        &self,
+        event: &EventKey,
+        customer_id: &str,
+    ) -> Result<FallbackInputs, StoreError>;
 
     /// A discount code as issued, for checkout and support.
     async fn discount_code(&self, code: &DiscountCode) -> Result<Option<IssuedCode>, StoreError>;

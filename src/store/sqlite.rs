@@ -18,13 +18,13 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{
     from_millis, millis, AttemptRecord, AttemptResult, Changes, ClaimedMessage, EventRecord,
-    IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError,
+    FallbackInputs, IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
-    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, IdempotencyKey, Incident,
-    IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order, OrderStatus, Outreach, Redemption,
-    Shipment, ShipmentStatus,
+    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType, IdempotencyKey,
+    Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order, OrderStatus, Outreach,
+    Redemption, Shipment, ShipmentStatus,
 };
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
@@ -103,6 +103,7 @@ impl Store for SqliteStore {
                 SET ambiguous = (status = 'sending'),
                     status = 'sending',
                     attempts = attempts + 1,
+                    channel_attempts = channel_attempts + 1,
                     claimed_until = ?1,
                     updated_at = ?2
               WHERE id IN (
@@ -112,7 +113,8 @@ impl Store for SqliteStore {
                      ORDER BY priority DESC, id
                      LIMIT ?3)
           RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
-                    ambiguous, created_at",
+                    ambiguous, created_at, channel_attempts, fallback, event_source,
+                    event_id, offer",
         )
         .bind(until)
         .bind(now_ms)
@@ -207,6 +209,36 @@ impl Store for SqliteStore {
             // The CTE's header names the VALUES columns, which SQLite would call column1….
             update.build().execute(&mut *tx).await?;
         }
+        // An outreach moving to its next channel: re-rendered content, a fresh retry budget,
+        // due now. The key stays: it names the outreach, whatever carries it.
+        for (a, switch) in attempts
+            .iter()
+            .filter_map(|a| a.switch.as_ref().map(|s| (a, s)))
+        {
+            let content = serde_json::to_string(&switch.content)
+                .map_err(|e| StoreError::Corrupt(format!("outreach content: {e}")))?;
+            let fallback: Vec<&str> = switch.fallback.iter().map(|c| c.as_str()).collect();
+            let moved = sqlx::query(
+                "UPDATE outbox SET channel = ?1, content = ?2, locale = ?3, fallback = ?4, \
+                 status = 'pending', channel_attempts = 0, next_attempt_at = ?5, updated_at = ?5 \
+                 WHERE id = ?6",
+            )
+            .bind(switch.channel.as_str())
+            .bind(content)
+            .bind(&switch.locale)
+            .bind(serde_json::json!(fallback).to_string())
+            .bind(millis(a.finished_at))
+            .bind(a.outbox_id)
+            .execute(&mut *tx)
+            .await;
+            match moved {
+                Ok(_) => {}
+                // The same rule already queued this entity on that channel for this customer:
+                // that message stands; this one stays failed.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         // A recipient who refused the channel at the provider (STOP) is opted out of it, in
         // the same transaction as the attempt that learnt it: no later outreach tries it.
         for a in attempts.iter().filter(|a| a.opted_out) {
@@ -260,6 +292,73 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn fallback_inputs(
+        &self,
+        event: &EventKey,
+        customer_id: &str,
+    ) -> Result<FallbackInputs, StoreError> {
+        let event_row = sqlx::query(
+            "SELECT type, subject, time, customer_id, data, received_at FROM events \
+             WHERE source = ? AND id = ?",
+        )
+        .bind(&event.source)
+        .bind(&event.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let event = event_row
+            .map(|row| -> Result<EventRecord, StoreError> {
+                let raw_type: String = row.try_get("type")?;
+                Ok(EventRecord {
+                    key: event.clone(),
+                    event_type: EventType::parse(&raw_type)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event type {raw_type}")))?,
+                    subject: row.try_get("subject")?,
+                    time: row
+                        .try_get::<Option<i64>, _>("time")?
+                        .map(from_millis)
+                        .transpose()?,
+                    customer_id: row
+                        .try_get::<Option<String>, _>("customer_id")?
+                        .map(parse_customer_id)
+                        .transpose()?,
+                    data: row.try_get("data")?,
+                    received_at: from_millis(row.try_get("received_at")?)?,
+                })
+            })
+            .transpose()?;
+        let customer = sqlx::query_scalar::<_, String>("SELECT doc FROM customers WHERE id = ?")
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|doc| {
+                serde_json::from_str(&doc)
+                    .map(CustomerDoc::from_object)
+                    .map_err(|e| StoreError::Corrupt(format!("customer {customer_id}: {e}")))
+            })
+            .transpose()?;
+        let mut opt_outs = OptOuts::default();
+        for row in sqlx::query("SELECT channel, scope FROM opt_outs WHERE customer_id = ?")
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let channel: String = row.try_get("channel")?;
+            let scope = match row.try_get::<String, _>("scope")?.as_str() {
+                "all" => OptOutScope::All,
+                _ => OptOutScope::Marketing,
+            };
+            opt_outs.record(
+                Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
+                scope,
+            );
+        }
+        Ok(FallbackInputs {
+            event,
+            customer,
+            opt_outs,
+        })
     }
 
     async fn discount_code(&self, code: &DiscountCode) -> Result<Option<IssuedCode>, StoreError> {
@@ -348,7 +447,31 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
         attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
         ambiguous: row.try_get::<i64, _>("ambiguous")? != 0,
         created_at: from_millis(row.try_get("created_at")?)?,
+        channel_attempt: u32::try_from(row.try_get::<i64, _>("channel_attempts")?)
+            .unwrap_or(u32::MAX),
+        fallback: parse_channels(&row.try_get::<String, _>("fallback")?)?,
+        event: EventKey {
+            source: row.try_get("event_source")?,
+            id: row.try_get("event_id")?,
+        },
+        offer: row
+            .try_get::<Option<String>, _>("offer")?
+            .map(|o| {
+                serde_json::from_str(&o)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox offer: {e}")))
+            })
+            .transpose()?,
     })
+}
+
+/// `["email","push"]` as stored in `outbox.fallback`.
+fn parse_channels(raw: &str) -> Result<Vec<Channel>, StoreError> {
+    let names: Vec<String> = serde_json::from_str(raw)
+        .map_err(|e| StoreError::Corrupt(format!("outbox fallback: {e}")))?;
+    names
+        .iter()
+        .map(|n| Channel::from_str(n).map_err(StoreError::Corrupt))
+        .collect()
 }
 
 /// An intake batch's transaction on SQLite.
@@ -635,11 +758,11 @@ impl IntakeTx for SqliteIntakeTx {
             q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
-        for chunk in changes.outreach.chunks(MAX_BINDS / 17) {
+        for chunk in changes.outreach.chunks(MAX_BINDS / 18) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
                  category, priority, fallback, event_source, event_id, locale, content, status, \
-                 attempts, next_attempt_at, created_at, updated_at) ",
+                 attempts, next_attempt_at, created_at, updated_at, offer) ",
             );
             let mut encode_error = None;
             q.push_values(chunk, |mut row, o| {
@@ -664,7 +787,8 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(0_i64)
                     .push_bind(now_ms)
                     .push_bind(now_ms)
-                    .push_bind(now_ms);
+                    .push_bind(now_ms)
+                    .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()));
             });
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));

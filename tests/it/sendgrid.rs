@@ -116,20 +116,29 @@ async fn sendgrid_gets_one_personalization_text_before_html_and_the_key_in_custo
 }
 
 #[tokio::test]
-async fn a_refused_sender_is_final_with_sendgrids_reason() {
+async fn a_refused_message_is_final_on_e_mail_and_falls_back_to_the_next_channel() {
     let (app, sendgrid) = spawn_with_sendgrid(true).await;
     app.publish(&delayed_by_email()).await;
-    wait_for("the message to fail", || async {
-        app.counts().await.failed == 1
-    })
-    .await;
+    app.wait_sent(1).await;
+    // Tried once on e-mail (a 403 is not retried)…
     assert_eq!(sendgrid.received.lock().unwrap().len(), 1);
-    let error: String = sqlx::query_scalar("SELECT last_error FROM outbox")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let attempts: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT gateway, outcome, error FROM attempts ORDER BY attempt")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
     assert_eq!(
-        error,
-        "sendgrid HTTP 403: from: The from address does not match a verified Sender Identity."
+        attempts[0],
+        (
+            "sendgrid".to_owned(),
+            "failed".to_owned(),
+            Some(
+                "sendgrid HTTP 403: from: The from address does not match a verified Sender Identity."
+                    .to_owned()
+            )
+        )
     );
+    // …then the rule's next channel (`channels = ["preferred", "sms", "email"]`) carried it.
+    assert_eq!(attempts[1].1, "sent");
+    assert_eq!(app.sandbox("sms").len(), 1);
 }

@@ -320,3 +320,52 @@ async fn a_recipient_who_replied_stop_is_opted_out_and_never_texted_again() {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 1);
     assert_eq!(twilio.received().len(), 1);
 }
+
+#[tokio::test]
+async fn an_invalid_number_falls_back_to_e_mail_with_the_same_offer() {
+    let (app, twilio) = spawn_with_twilio(vec![answer(
+        400,
+        r#"{"code":21211,"message":"The 'To' number is not a valid phone number.","status":400}"#,
+    )])
+    .await;
+    let mut event = delayed_event(1);
+    event["data"]["customer"]["channels"] = serde_json::json!(["sms", "email"]);
+    event["data"]["customer"]["email"] = serde_json::json!("jisoo@example.com");
+    app.publish(&event).await;
+    app.wait_sent(1).await;
+
+    assert_eq!(twilio.received().len(), 1);
+    let emails = app.sandbox("email");
+    assert_eq!(emails.len(), 1);
+    let (channel, status, key): (String, String, String) =
+        sqlx::query_as("SELECT channel, status, idempotency_key FROM outbox")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((channel.as_str(), status.as_str()), ("email", "sent"));
+    assert_eq!(emails[0]["key"], key.as_str());
+    assert_eq!(emails[0]["to"], "jisoo@example.com");
+    // The customer sees the code issued with the outreach, not a second one.
+    let code: String = sqlx::query_scalar("SELECT code FROM discount_codes")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    let shown = format!("{}-{}-{}", &code[..4], &code[4..8], &code[8..]);
+    assert!(
+        emails[0]["text"].as_str().unwrap().contains(&shown),
+        "{}",
+        emails[0]["text"]
+    );
+    let attempts: Vec<(String, String)> =
+        sqlx::query_as("SELECT gateway, outcome FROM attempts ORDER BY attempt")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        attempts,
+        [
+            ("twilio".to_owned(), "failed".to_owned()),
+            ("sandbox".to_owned(), "sent".to_owned())
+        ]
+    );
+}
