@@ -246,6 +246,30 @@ pub enum GatewayConfig {
     Twilio(TwilioConfig),
     /// SendGrid's v3 Mail Send API (e-mail only).
     Sendgrid(SendgridConfig),
+    /// A signed JSON POST to your own endpoint (any channel).
+    Webhook(WebhookConfig),
+}
+
+/// `kind = "webhook"`: each message is POSTed as JSON to `url`, signed with HMAC-SHA256 using
+/// the secret in the environment variable `secret_env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The endpoint.
+    pub url: String,
+    /// Name of the environment variable holding the shared secret. Default
+    /// `FOREWARN_WEBHOOK_SECRET`.
+    #[serde(default = "WebhookConfig::default_secret_env")]
+    pub secret_env: String,
+    /// A request not answered in this time is retried. Default 10s.
+    #[serde(default = "TwilioConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl WebhookConfig {
+    fn default_secret_env() -> String {
+        "FOREWARN_WEBHOOK_SECRET".into()
+    }
 }
 
 /// `[gateways.email] kind = "sendgrid"`. The API key is read from the environment variable

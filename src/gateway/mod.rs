@@ -8,6 +8,7 @@ mod http;
 mod sandbox;
 mod sendgrid;
 mod twilio;
+mod webhook;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use http::install_tls_provider;
 pub use sandbox::SandboxGateway;
 pub use sendgrid::SendgridGateway;
 pub use twilio::TwilioGateway;
+pub use webhook::{signature as webhook_signature, WebhookGateway};
 
 /// A message handed to a gateway.
 #[derive(Debug, Clone, Copy)]
@@ -168,6 +170,11 @@ impl Gateways {
                         channel,
                         message: "`sendgrid` sends e-mail only; use it in [gateways.email]".into(),
                     }),
+                    GatewayConfig::Webhook(webhook) => {
+                        let gateway = WebhookGateway::new(webhook)
+                            .map_err(|message| GatewayError { channel, message })?;
+                        Ok(Arc::new(gateway))
+                    }
                     GatewayConfig::Twilio(_) => Err(GatewayError {
                         channel,
                         message: "`twilio` sends SMS only; use it in [gateways.sms]".into(),

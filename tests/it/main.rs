@@ -13,3 +13,4 @@ mod pipeline;
 mod reload;
 mod sendgrid;
 mod twilio;
+mod webhook;
