@@ -23,7 +23,11 @@ pub use http::install_tls_provider;
 pub use sandbox::SandboxGateway;
 pub use sendgrid::SendgridGateway;
 pub use twilio::TwilioGateway;
-pub use webhook::{signature as webhook_signature, WebhookGateway};
+pub use webhook::{
+    signature as webhook_signature, WebhookGateway,
+    IDEMPOTENCY_HEADER as WEBHOOK_IDEMPOTENCY_HEADER, SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER,
+    TIMESTAMP_HEADER as WEBHOOK_TIMESTAMP_HEADER,
+};
 
 /// A message handed to a gateway.
 #[derive(Debug, Clone, Copy)]
