@@ -248,6 +248,38 @@ pub enum GatewayConfig {
     Sendgrid(SendgridConfig),
     /// A signed JSON POST to your own endpoint (any channel).
     Webhook(WebhookConfig),
+    /// An SMTP relay (e-mail only).
+    Smtp(SmtpConfig),
+}
+
+/// `[gateways.email] kind = "smtp"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://host:port` (plain; add `?tls=required` for STARTTLS) or `smtps://host:port`.
+    /// No credentials here: see `username` and `password_env`.
+    pub url: String,
+    /// Sender, `Name <address>`.
+    pub from: String,
+    /// SMTP user, if the relay wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the SMTP password. Default `SMTP_PASSWORD`.
+    #[serde(default = "SmtpConfig::default_password_env")]
+    pub password_env: String,
+    /// One-click unsubscribe URL for marketing mail; `{key}` becomes the outreach key (no
+    /// personal data in the link). Marketing mail is refused without it.
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
+    /// A conversation not finished in this time is retried. Default 10s.
+    #[serde(default = "TwilioConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl SmtpConfig {
+    fn default_password_env() -> String {
+        "SMTP_PASSWORD".into()
+    }
 }
 
 /// `kind = "webhook"`: each message is POSTed as JSON to `url`, signed with HMAC-SHA256 using

@@ -7,6 +7,7 @@
 mod http;
 mod sandbox;
 mod sendgrid;
+mod smtp;
 mod twilio;
 mod webhook;
 
@@ -17,11 +18,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{GatewayConfig, Settings};
-use crate::domain::{Channel, IdempotencyKey, MessageContent};
+use crate::domain::{Category, Channel, IdempotencyKey, MessageContent};
 
 pub use http::install_tls_provider;
 pub use sandbox::SandboxGateway;
 pub use sendgrid::SendgridGateway;
+pub use smtp::SmtpGateway;
 pub use twilio::TwilioGateway;
 pub use webhook::{
     signature as webhook_signature, WebhookGateway,
@@ -38,6 +40,8 @@ pub struct OutboundMessage<'a> {
     pub rule_id: &'a str,
     /// The recipient's id (not an address).
     pub customer_id: &'a str,
+    /// Marketing mail carries unsubscribe headers.
+    pub category: Category,
     /// What to send, with the address.
     pub content: &'a MessageContent,
 }
@@ -170,6 +174,15 @@ impl Gateways {
                             .map_err(|message| GatewayError { channel, message })?;
                         Ok(Arc::new(gateway))
                     }
+                    GatewayConfig::Smtp(smtp) if channel == Channel::Email => {
+                        let gateway = SmtpGateway::new(smtp)
+                            .map_err(|message| GatewayError { channel, message })?;
+                        Ok(Arc::new(gateway))
+                    }
+                    GatewayConfig::Smtp(_) => Err(GatewayError {
+                        channel,
+                        message: "`smtp` sends e-mail only; use it in [gateways.email]".into(),
+                    }),
                     GatewayConfig::Sendgrid(_) => Err(GatewayError {
                         channel,
                         message: "`sendgrid` sends e-mail only; use it in [gateways.email]".into(),

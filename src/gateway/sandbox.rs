@@ -130,6 +130,7 @@ mod tests {
             body: "hi".into(),
         };
         let message = OutboundMessage {
+            category: crate::domain::Category::Transactional,
             key: &key,
             rule_id: "r",
             customer_id: "c",

@@ -190,6 +190,7 @@ mod tests {
             html: Some("<p>html</p>".into()),
         };
         let message = OutboundMessage {
+            category: crate::domain::Category::Transactional,
             key: &key,
             rule_id: "shipment-delay-apology",
             customer_id: "c-1001",

@@ -129,6 +129,7 @@ impl Dispatcher {
                 key: &message.key,
                 rule_id: &message.rule_id,
                 customer_id: &message.customer_id,
+                category: message.category,
                 content: &message.content,
             })
             .await;

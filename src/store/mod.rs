@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType, IdempotencyKey,
-    Incident, MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach, Redemption, Shipment,
+    Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType,
+    IdempotencyKey, Incident, MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach,
+    Redemption, Shipment,
 };
 
 pub use sqlite::SqliteStore;
@@ -163,6 +164,8 @@ pub struct ClaimedMessage {
     pub channel_attempt: u32,
     /// Channels still to try after this one, in order.
     pub fallback: Vec<Channel>,
+    /// Transactional or marketing.
+    pub category: Category,
     /// The event that caused it (to re-render on a fallback channel).
     pub event: EventKey,
     /// The discount it carries, kept when the channel changes.

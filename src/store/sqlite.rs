@@ -22,9 +22,9 @@ use super::{
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
-    Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType, IdempotencyKey,
-    Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order, OrderStatus, Outreach,
-    Redemption, Shipment, ShipmentStatus,
+    Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType,
+    IdempotencyKey, Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order,
+    OrderStatus, Outreach, Redemption, Shipment, ShipmentStatus,
 };
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
@@ -114,7 +114,7 @@ impl Store for SqliteStore {
                      LIMIT ?3)
           RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
                     ambiguous, created_at, channel_attempts, fallback, event_source,
-                    event_id, offer",
+                    event_id, offer, category",
         )
         .bind(until)
         .bind(now_ms)
@@ -450,6 +450,8 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
         channel_attempt: u32::try_from(row.try_get::<i64, _>("channel_attempts")?)
             .unwrap_or(u32::MAX),
         fallback: parse_channels(&row.try_get::<String, _>("fallback")?)?,
+        category: Category::from_str(&row.try_get::<String, _>("category")?)
+            .map_err(StoreError::Corrupt)?,
         event: EventKey {
             source: row.try_get("event_source")?,
             id: row.try_get("event_id")?,

@@ -40,6 +40,8 @@ pub struct Options {
     pub extra_config: String,
     /// Environment of the forewarn process (secrets).
     pub env: Vec<(String, String)>,
+    /// With `own_authoring`: one more rule file, `rules/zz-test.toml`.
+    pub extra_rules: Option<String>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             own_authoring: false,
             extra_config: String::new(),
             env: Vec::new(),
+            extra_rules: None,
         }
     }
 }
@@ -85,6 +88,9 @@ pub async fn spawn_app_with(options: Options) -> App {
     if options.own_authoring {
         copy_dir(&repo().join("rules"), &app.dir.path().join("rules"));
         copy_dir(&repo().join("templates"), &app.dir.path().join("templates"));
+        if let Some(rules) = &options.extra_rules {
+            std::fs::write(app.dir.path().join("rules/zz-test.toml"), rules).unwrap();
+        }
     }
     app.write_config(&options);
     app.start();

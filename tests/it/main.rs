@@ -12,5 +12,6 @@ mod offers;
 mod pipeline;
 mod reload;
 mod sendgrid;
+mod smtp;
 mod twilio;
 mod webhook;
