@@ -250,6 +250,30 @@ pub enum GatewayConfig {
     Webhook(WebhookConfig),
     /// An SMTP relay (e-mail only).
     Smtp(SmtpConfig),
+    /// Firebase Cloud Messaging HTTP v1 (push only).
+    Fcm(FcmConfig),
+}
+
+/// `[gateways.push] kind = "fcm"`. Credentials come from a service-account key file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// API root. Default `https://fcm.googleapis.com`.
+    #[serde(default = "FcmConfig::default_base_url")]
+    pub base_url: String,
+    /// The Firebase project.
+    pub project_id: String,
+    /// The service-account JSON key file (its `token_uri` is where tokens are fetched).
+    pub credentials_file: PathBuf,
+    /// A request not answered in this time is retried. Default 10s.
+    #[serde(default = "TwilioConfig::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl FcmConfig {
+    fn default_base_url() -> String {
+        "https://fcm.googleapis.com".into()
+    }
 }
 
 /// `[gateways.email] kind = "smtp"`.

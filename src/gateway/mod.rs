@@ -4,6 +4,7 @@
 //! [`SendOutcome`] — so retry, fallback and pacing live once, in the dispatcher, and a new
 //! provider is one new module here.
 
+mod fcm;
 mod http;
 mod sandbox;
 mod sendgrid;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use crate::config::{GatewayConfig, Settings};
 use crate::domain::{Category, Channel, IdempotencyKey, MessageContent};
 
+pub use fcm::FcmGateway;
 pub use http::install_tls_provider;
 pub use sandbox::SandboxGateway;
 pub use sendgrid::SendgridGateway;
@@ -76,11 +78,13 @@ pub enum SendOutcome {
 
 /// What a permanent failure says about the customer's address on this channel, so it is
 /// never tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddressEffect {
     /// The recipient refused this channel at the provider (Twilio 21610: replied STOP):
     /// recorded as an opt-out from everything on the channel.
     OptedOut,
+    /// These push tokens no longer exist (FCM `UNREGISTERED`): removed from the customer.
+    Gone(Vec<String>),
 }
 
 impl SendOutcome {
@@ -174,6 +178,15 @@ impl Gateways {
                             .map_err(|message| GatewayError { channel, message })?;
                         Ok(Arc::new(gateway))
                     }
+                    GatewayConfig::Fcm(fcm) if channel == Channel::Push => {
+                        let gateway = FcmGateway::new(fcm)
+                            .map_err(|message| GatewayError { channel, message })?;
+                        Ok(Arc::new(gateway))
+                    }
+                    GatewayConfig::Fcm(_) => Err(GatewayError {
+                        channel,
+                        message: "`fcm` sends push only; use it in [gateways.push]".into(),
+                    }),
                     GatewayConfig::Smtp(smtp) if channel == Channel::Email => {
                         let gateway = SmtpGateway::new(smtp)
                             .map_err(|message| GatewayError { channel, message })?;

@@ -105,6 +105,7 @@ impl Dispatcher {
             finished_at: Utc::now(),
             result,
             opted_out: false,
+            gone_tokens: Vec::new(),
             switch: None,
         };
         if message.ambiguous {
@@ -145,6 +146,13 @@ impl Dispatcher {
                 ..
             }
         );
+        let gone_tokens = match &outcome {
+            SendOutcome::Reject {
+                effect: Some(AddressEffect::Gone(tokens)),
+                ..
+            } => tokens.clone(),
+            _ => Vec::new(),
+        };
         let result = match outcome {
             SendOutcome::Sent(receipt) => AttemptResult::Sent {
                 provider_id: receipt.provider_id,
@@ -198,6 +206,7 @@ impl Dispatcher {
         }
         AttemptRecord {
             opted_out,
+            gone_tokens,
             switch,
             ..record(result)
         }

@@ -252,6 +252,9 @@ pub struct AttemptRecord {
     pub result: AttemptResult,
     /// The recipient refused the channel at the provider: record an opt-out with the attempt.
     pub opted_out: bool,
+    /// Push tokens the provider says no longer exist: removed from the customer with the
+    /// attempt.
+    pub gone_tokens: Vec<String>,
     /// The attempt failed for good and the outreach moves to its next channel, in the same
     /// transaction.
     pub switch: Option<ChannelSwitch>,

@@ -239,6 +239,22 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Push tokens the provider no longer knows leave the customer's record, so no later
+        // outreach tries them (and push stops being a usable channel when none is left).
+        for a in attempts.iter().filter(|a| !a.gone_tokens.is_empty()) {
+            let gone = serde_json::json!(a.gone_tokens).to_string();
+            sqlx::query(
+                "UPDATE customers SET doc = json_set(doc, '$.push_tokens', \
+                   json((SELECT json_group_array(value) FROM json_each(doc, '$.push_tokens') \
+                     WHERE value NOT IN (SELECT value FROM json_each(?1))))) \
+                 WHERE id = (SELECT customer_id FROM outbox WHERE id = ?2) \
+                   AND json_type(doc, '$.push_tokens') = 'array'",
+            )
+            .bind(gone)
+            .bind(a.outbox_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         // A recipient who refused the channel at the provider (STOP) is opted out of it, in
         // the same transaction as the attempt that learnt it: no later outreach tries it.
         for a in attempts.iter().filter(|a| a.opted_out) {

@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod crash;
 mod dead_letters;
+mod fcm;
 mod http;
 mod offers;
 mod pipeline;
