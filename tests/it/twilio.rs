@@ -120,11 +120,15 @@ async fn messages(
 }
 
 async fn spawn_with_twilio(script: Vec<Answer>) -> (App, Twilio) {
+    spawn_with_twilio_retrying(script, "50ms").await
+}
+
+async fn spawn_with_twilio_retrying(script: Vec<Answer>, retry_base: &str) -> (App, Twilio) {
     let (twilio, url) = Twilio::start(script).await;
     let app = spawn_app_with(Options {
         extra_config: format!(
-            r#"retry_base = "50ms"
-retry_max = "200ms"
+            r#"retry_base = "{retry_base}"
+retry_max = "2s"
 
 [gateways.sms]
 kind = "twilio"
@@ -368,4 +372,22 @@ async fn an_invalid_number_falls_back_to_e_mail_with_the_same_offer() {
             ("sandbox".to_owned(), "sent".to_owned())
         ]
     );
+}
+
+#[tokio::test]
+async fn killed_while_a_retry_waits_it_is_sent_once_after_restart() {
+    let (mut app, twilio) = spawn_with_twilio_retrying(vec![answer(503, "")], "1500ms").await;
+    app.publish(&delayed_event(1)).await;
+    wait_for("the first attempt to be recorded", || async {
+        app.scalar("SELECT COUNT(*) FROM attempts").await == 1
+    })
+    .await;
+    app.kill();
+    assert_eq!(outbox_row(&app).await.0, "pending");
+
+    app.restart_with(Options::default()).await;
+    wait_settled(&app).await;
+    assert_eq!(twilio.received().len(), 2);
+    let (status, attempts, _, _) = outbox_row(&app).await;
+    assert_eq!((status.as_str(), attempts), ("sent", 2));
 }
