@@ -53,6 +53,33 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[render]`: limits on rendered messages.
     pub render: RenderSettings,
+    /// `[pacing.<channel>]`: how fast each channel's gateway is called.
+    pub pacing: PacingSettings,
+}
+
+/// `[pacing]`: per-channel limits, to stay inside each provider's rate limits and keep a burst
+/// (an outage notice to a million customers) from being throttled into retries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingSettings {
+    /// `[pacing.sms]`.
+    pub sms: Pacing,
+    /// `[pacing.email]`.
+    pub email: Pacing,
+    /// `[pacing.push]`.
+    pub push: Pacing,
+}
+
+/// Limits for one gateway. None set means as fast as `outbox.concurrency` allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pacing {
+    /// Sustained requests per second (a token bucket).
+    pub rate_per_second: Option<std::num::NonZeroU32>,
+    /// Requests allowed at once above the sustained rate. Default: one second's worth.
+    pub burst: Option<std::num::NonZeroU32>,
+    /// Requests in flight to this gateway at most.
+    pub concurrency: Option<std::num::NonZeroUsize>,
 }
 
 /// `[nats]`

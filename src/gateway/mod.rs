@@ -6,6 +6,7 @@
 
 mod fcm;
 mod http;
+mod paced;
 mod sandbox;
 mod sendgrid;
 mod smtp;
@@ -23,6 +24,7 @@ use crate::domain::{Category, Channel, IdempotencyKey, MessageContent};
 
 pub use fcm::FcmGateway;
 pub use http::install_tls_provider;
+pub use paced::Paced;
 pub use sandbox::SandboxGateway;
 pub use sendgrid::SendgridGateway;
 pub use smtp::SmtpGateway;
@@ -211,10 +213,34 @@ impl Gateways {
                     }),
                 }
             };
+        let pacing = &settings.pacing;
+        for (channel, limits) in [
+            (Channel::Sms, &pacing.sms),
+            (Channel::Email, &pacing.email),
+            (Channel::Push, &pacing.push),
+        ] {
+            // A claimed batch must be sent well within its lease, or another process takes
+            // the rest over as ambiguous and may send them twice.
+            if let Some(rate) = limits.rate_per_second {
+                let batch_seconds = settings.outbox.batch_size as f64 / f64::from(rate.get());
+                if batch_seconds > settings.outbox.claim_lease.as_secs_f64() / 2.0 {
+                    tracing::warn!(
+                        %channel,
+                        batch_seconds,
+                        claim_lease = ?settings.outbox.claim_lease,
+                        "pacing.{channel}.rate_per_second sends one outbox batch in more than half \
+                         the claim lease; lower outbox.batch_size or raise outbox.claim_lease."
+                    );
+                }
+            }
+        }
         Ok(Gateways {
-            sms: build(Channel::Sms, &settings.gateways.sms)?,
-            email: build(Channel::Email, &settings.gateways.email)?,
-            push: build(Channel::Push, &settings.gateways.push)?,
+            sms: Paced::wrap(build(Channel::Sms, &settings.gateways.sms)?, &pacing.sms),
+            email: Paced::wrap(
+                build(Channel::Email, &settings.gateways.email)?,
+                &pacing.email,
+            ),
+            push: Paced::wrap(build(Channel::Push, &settings.gateways.push)?, &pacing.push),
         })
     }
 

@@ -10,6 +10,7 @@ mod dead_letters;
 mod fcm;
 mod http;
 mod offers;
+mod pacing;
 mod pipeline;
 mod reload;
 mod sendgrid;
