@@ -80,6 +80,12 @@ pub struct Pacing {
     pub burst: Option<std::num::NonZeroU32>,
     /// Requests in flight to this gateway at most.
     pub concurrency: Option<std::num::NonZeroUsize>,
+    /// Consecutive passing failures (timeouts, 5xx, 429) that open the circuit: the gateway
+    /// is left alone for `breaker_cooldown`, then probed with one request. Default 5.
+    pub breaker_failures: Option<std::num::NonZeroU32>,
+    /// How long an open circuit waits before probing. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Option<Duration>,
 }
 
 /// `[nats]`

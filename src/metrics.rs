@@ -31,6 +31,8 @@ pub const AUTHORING_REJECTED: &str = "forewarn_authoring_reloads_refused_total";
 pub const BATCH_FAILURES: &str = "forewarn_intake_batch_failures_total";
 /// Discount codes issued with queued outreach, by rule.
 pub const DISCOUNT_CODES_ISSUED: &str = "forewarn_discount_codes_issued_total";
+/// Times a gateway's circuit breaker opened, by gateway.
+pub const CIRCUIT_OPENED: &str = "forewarn_gateway_circuit_opened_total";
 /// Discount codes redeemed through the HTTP API.
 pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_total";
 
@@ -86,4 +88,8 @@ fn describe() {
         "Discount codes issued with queued outreach, by rule."
     );
     describe_counter!(DISCOUNT_CODES_REDEEMED, "Discount codes redeemed.");
+    describe_counter!(
+        CIRCUIT_OPENED,
+        "Times a gateway kept failing and its circuit opened."
+    );
 }

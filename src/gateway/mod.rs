@@ -4,6 +4,7 @@
 //! [`SendOutcome`] — so retry, fallback and pacing live once, in the dispatcher, and a new
 //! provider is one new module here.
 
+mod breaker;
 mod fcm;
 mod http;
 mod paced;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use crate::config::{GatewayConfig, Settings};
 use crate::domain::{Category, Channel, IdempotencyKey, MessageContent};
 
+pub use breaker::Breaker;
 pub use fcm::FcmGateway;
 pub use http::install_tls_provider;
 pub use paced::Paced;
@@ -67,6 +69,14 @@ pub enum SendOutcome {
         /// Provider's `Retry-After`, if any.
         after: Option<Duration>,
         /// What happened.
+        reason: String,
+    },
+    /// Not attempted: the gateway is being left alone (open circuit). Not counted against
+    /// the message's retry budget.
+    Deferred {
+        /// Try again after this long.
+        after: Duration,
+        /// Why.
         reason: String,
     },
     /// A failure that will not change on retry.
@@ -235,12 +245,21 @@ impl Gateways {
             }
         }
         Ok(Gateways {
-            sms: Paced::wrap(build(Channel::Sms, &settings.gateways.sms)?, &pacing.sms),
-            email: Paced::wrap(
-                build(Channel::Email, &settings.gateways.email)?,
+            sms: Breaker::wrap(
+                Paced::wrap(build(Channel::Sms, &settings.gateways.sms)?, &pacing.sms),
+                &pacing.sms,
+            ),
+            email: Breaker::wrap(
+                Paced::wrap(
+                    build(Channel::Email, &settings.gateways.email)?,
+                    &pacing.email,
+                ),
                 &pacing.email,
             ),
-            push: Paced::wrap(build(Channel::Push, &settings.gateways.push)?, &pacing.push),
+            push: Breaker::wrap(
+                Paced::wrap(build(Channel::Push, &settings.gateways.push)?, &pacing.push),
+                &pacing.push,
+            ),
         })
     }
 

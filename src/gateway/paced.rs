@@ -24,7 +24,7 @@ pub struct Paced {
 impl Paced {
     /// `inner` as is when `pacing` sets nothing.
     pub fn wrap(inner: Arc<dyn Gateway>, pacing: &Pacing) -> Arc<dyn Gateway> {
-        if pacing == &Pacing::default() {
+        if pacing.rate_per_second.is_none() && pacing.concurrency.is_none() {
             return inner;
         }
         let rate = pacing.rate_per_second.map(|per_second| {

@@ -177,6 +177,13 @@ impl Dispatcher {
                     ),
                 }
             }
+            SendOutcome::Deferred { after, reason } => {
+                tracing::debug!(key = %message.key, ?after, %reason, "Send deferred.");
+                AttemptResult::Deferred {
+                    next_at: Utc::now()
+                        + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX),
+                }
+            }
             SendOutcome::Reject { reason, effect } => {
                 tracing::error!(key = %message.key, %reason, ?effect, "Gateway rejected the message.");
                 AttemptResult::Failed { error: reason }
@@ -186,6 +193,7 @@ impl Dispatcher {
             AttemptResult::Sent { .. } | AttemptResult::Reconciled { .. } => "sent",
             AttemptResult::Retry { .. } => "retry",
             AttemptResult::Failed { .. } => "failed",
+            AttemptResult::Deferred { .. } => "deferred",
         };
         counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);

@@ -216,6 +216,12 @@ pub enum AttemptResult {
         /// Why this attempt failed.
         error: String,
     },
+    /// Not attempted (the gateway's circuit is open): back to pending at `next_at`, the
+    /// attempt not counted and not recorded.
+    Deferred {
+        /// When.
+        next_at: DateTime<Utc>,
+    },
     /// Give up.
     Failed {
         /// Why.
@@ -231,6 +237,7 @@ impl AttemptResult {
             AttemptResult::Reconciled { .. } => "reconciled",
             AttemptResult::Retry { .. } => "retry",
             AttemptResult::Failed { .. } => "failed",
+            AttemptResult::Deferred { .. } => "deferred",
         }
     }
 }

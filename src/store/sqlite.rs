@@ -134,6 +134,24 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // Deferred sends were never attempted: un-count the claim and put them back.
+        let (deferred, attempts): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) = attempts
+            .iter()
+            .partition(|a| matches!(a.result, AttemptResult::Deferred { .. }));
+        for a in &deferred {
+            if let AttemptResult::Deferred { next_at } = a.result {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'pending', next_attempt_at = ?1, \
+                     attempts = attempts - 1, channel_attempts = channel_attempts - 1, \
+                     claimed_until = NULL, ambiguous = 0, updated_at = ?2 WHERE id = ?3",
+                )
+                .bind(millis(next_at))
+                .bind(millis(a.finished_at))
+                .bind(a.outbox_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         for chunk in attempts.chunks(MAX_BINDS / 8) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO attempts (outbox_id, attempt, gateway, started_at, finished_at, \
@@ -148,6 +166,7 @@ impl Store for SqliteStore {
                     AttemptResult::Retry { error, .. } | AttemptResult::Failed { error } => {
                         (None, Some(error.clone()))
                     }
+                    AttemptResult::Deferred { .. } => (None, None),
                 };
                 row.push_bind(a.outbox_id)
                     .push_bind(i64::from(a.attempt))
@@ -184,6 +203,9 @@ impl Store for SqliteStore {
                     ),
                     AttemptResult::Failed { error } => {
                         ("failed", None, None, None, Some(error.clone()))
+                    }
+                    AttemptResult::Deferred { next_at } => {
+                        ("pending", Some(millis(*next_at)), None, None, None)
                     }
                 };
                 row.push_bind(a.outbox_id)

@@ -391,3 +391,59 @@ async fn killed_while_a_retry_waits_it_is_sent_once_after_restart() {
     let (status, attempts, _, _) = outbox_row(&app).await;
     assert_eq!((status.as_str(), attempts), ("sent", 2));
 }
+
+#[tokio::test]
+async fn a_twilio_that_keeps_failing_is_left_alone_then_probed_back() {
+    let (twilio, url) = Twilio::start(vec![answer(503, ""); 4]).await;
+    let app = spawn_app_with(Options {
+        extra_config: format!(
+            r#"retry_base = "50ms"
+retry_max = "100ms"
+max_attempts = 20
+
+[gateways.sms]
+kind = "twilio"
+base_url = "{url}"
+account_sid = "{SID}"
+auth_token_env = "TEST_TWILIO_TOKEN"
+from = "{FROM}"
+
+[pacing.sms]
+breaker_failures = 3
+breaker_cooldown = "1s"
+"#
+        ),
+        env: vec![("TEST_TWILIO_TOKEN".into(), TOKEN.into())],
+        // One request at a time, so each outcome is known before the next call.
+        concurrency: 1,
+        ..Options::default()
+    })
+    .await;
+    for i in 0..5 {
+        app.publish(&delayed_event(i)).await;
+    }
+    app.wait_sent(5).await;
+
+    // Three failures open the circuit; the probe after the cool-down fails and reopens it;
+    // the next probe succeeds and the rest follow: 4 failed requests, 5 good ones.
+    let received = twilio.received();
+    assert_eq!(received.len(), 9);
+    let gap = |a: usize, b: usize| received[b].at - received[a].at;
+    assert!(
+        gap(2, 3) >= Duration::from_millis(950),
+        "probed after {:?}",
+        gap(2, 3)
+    );
+    assert!(
+        gap(3, 4) >= Duration::from_millis(950),
+        "probed after {:?}",
+        gap(3, 4)
+    );
+    // Deferred sends were not attempts: 9 requests, 9 attempt rows.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM attempts").await, 9);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("forewarn_gateway_circuit_opened_total{gateway=\"twilio\"} 2"),
+        "{metrics}"
+    );
+}
