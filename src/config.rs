@@ -222,8 +222,12 @@ pub struct OutboxSettings {
     /// the attempt as ambiguous. Default 60 s.
     #[serde(with = "humantime_serde")]
     pub claim_lease: Duration,
-    /// Attempts before a message is marked failed. Default 8.
+    /// Attempts per channel before it is given up (and the next channel tried). Default 8.
     pub max_attempts: u32,
+    /// A message not delivered this long after it was queued is given up rather than retried:
+    /// news of a delay that arrives days later helps nobody. Default 24h.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
     /// First retry delay; doubled each attempt, with full jitter. Default 2 s.
     #[serde(with = "humantime_serde")]
     pub retry_base: Duration,
@@ -241,6 +245,7 @@ impl Default for OutboxSettings {
             poll_interval: Duration::from_millis(500),
             claim_lease: Duration::from_secs(60),
             max_attempts: 8,
+            max_age: Duration::from_secs(24 * 3600),
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
         }

@@ -157,6 +157,15 @@ impl Dispatcher {
             SendOutcome::Sent(receipt) => AttemptResult::Sent {
                 provider_id: receipt.provider_id,
             },
+            SendOutcome::Retry { reason, .. } if waited > self.settings.max_age => {
+                tracing::error!(key = %message.key, ?waited, %reason, "Giving up: the message is too old to be useful.");
+                AttemptResult::Failed {
+                    error: format!(
+                        "gave up: still undelivered {} after it was queued (outbox.max_age): {reason}",
+                        humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                    ),
+                }
+            }
             SendOutcome::Retry { after, reason }
                 if !self.retry.exhausted(message.channel_attempt) =>
             {
@@ -198,8 +207,10 @@ impl Dispatcher {
         counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);
         // A channel that failed for good hands the outreach to the next one, if any is left.
+        // A message too old to be useful is not worth another channel either.
+        let expired = waited > self.settings.max_age;
         let switch = match &result {
-            AttemptResult::Failed { .. } => match self.fallback.next(&message).await {
+            AttemptResult::Failed { .. } if !expired => match self.fallback.next(&message).await {
                 Ok(switch) => switch,
                 Err(reason) => {
                     tracing::error!(key = %message.key, %reason, "No fallback channel could be prepared.");

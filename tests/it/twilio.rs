@@ -447,3 +447,39 @@ breaker_cooldown = "1s"
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_message_still_failing_after_max_age_is_given_up_not_retried_forever() {
+    let (twilio, url) = Twilio::start(vec![answer(503, ""); 1000]).await;
+    let app = spawn_app_with(Options {
+        extra_config: format!(
+            r#"retry_base = "50ms"
+retry_max = "100ms"
+max_attempts = 1000
+max_age = "700ms"
+
+[gateways.sms]
+kind = "twilio"
+base_url = "{url}"
+account_sid = "{SID}"
+auth_token_env = "TEST_TWILIO_TOKEN"
+from = "{FROM}"
+
+[pacing.sms]
+breaker_failures = 1000
+"#
+        ),
+        env: vec![("TEST_TWILIO_TOKEN".into(), TOKEN.into())],
+        ..Options::default()
+    })
+    .await;
+    app.publish(&delayed_event(1)).await;
+    wait_settled(&app).await;
+    let (status, attempts, _, error) = outbox_row(&app).await;
+    assert_eq!(status, "failed");
+    assert!(attempts > 1);
+    let error = error.unwrap();
+    assert!(error.starts_with("gave up: still undelivered"), "{error}");
+    assert!(error.contains("(outbox.max_age)"), "{error}");
+    assert_eq!(twilio.received().len() as i64, attempts);
+}
