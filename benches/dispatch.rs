@@ -1,0 +1,198 @@
+//! Dispatch throughput: a full outbox drained to a gateway that answers at once.
+//!
+//! `cargo bench --bench dispatch` (release). `BENCH_MESSAGES` (default 20000). Two runs in one
+//! process: a local Twilio-shaped HTTP server (form POST, Basic auth, 201 with a `sid`), and
+//! the sandbox gateway (a JSON line per message, fsync'd per batch by the OS only). For each:
+//! messages per second from the first claim to the last `sent`, p50/p99 from the outbox row's
+//! creation to the request's arrival (for a full outbox this is mostly queueing: it says how
+//! long the last of a burst waits), and at the end the process's peak RSS.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use forewarn::config::{GatewayConfig, Settings, TwilioConfig};
+use forewarn::domain::{
+    Category, Channel, CustomerId, EventKey, IdempotencyKey, MessageContent, Outreach,
+};
+use forewarn::gateway::Gateways;
+use forewarn::outbox::{Dispatcher, Fallback};
+use forewarn::store::{Changes, Store};
+use tokio::sync::Notify;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` SMS outreach rows, queued in one transaction.
+async fn fill(store: &Arc<dyn Store>, n: usize) {
+    let outreach: Vec<Outreach> = (0..n)
+        .map(|i| {
+            let customer = CustomerId::parse(&format!("c-{i}")).expect("id");
+            let entity = format!("event:bench/{i}");
+            Outreach {
+                key: IdempotencyKey::derive("bench", &customer, &entity, Channel::Sms),
+                rule_id: "bench".into(),
+                customer_id: customer,
+                entity,
+                category: Category::Transactional,
+                priority: 50,
+                fallback: Vec::new(),
+                event: EventKey {
+                    source: "bench".into(),
+                    id: i.to_string(),
+                },
+                locale: "ko".into(),
+                content: MessageContent::Sms {
+                    to: format!("+8210{i:08}"),
+                    body: "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 도착해요.".into(),
+                },
+                offer: None,
+            }
+        })
+        .collect();
+    let mut tx = store.begin_intake().await.expect("transaction");
+    tx.apply(
+        &Changes {
+            outreach,
+            ..Changes::default()
+        },
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("outbox rows");
+    tx.commit().await.expect("commit");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Queues `n` messages and drains them through `settings`' gateways; returns msgs/s and when
+/// the rows were queued.
+async fn drain(settings: &Settings, n: usize) -> (f64, Instant) {
+    let store = forewarn::store::connect(&settings.database)
+        .await
+        .expect("store");
+    fill(&store, n).await;
+    let queued_at = Instant::now();
+    let gateways = Gateways::from_settings(settings).expect("gateways");
+    let authoring = forewarn::cli::load_authoring(settings).expect("rules and templates");
+    let (_keep, handle) = tokio::sync::watch::channel(Arc::new(authoring));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        gateways,
+        Fallback::new(store.clone(), handle),
+        settings.outbox.clone(),
+        Arc::new(Notify::new()),
+    );
+    let (trigger, shutdown) = forewarn::shutdown::channel();
+    let started = Instant::now();
+    let task = tokio::spawn(dispatcher.run(shutdown));
+    loop {
+        let counts = store.outbox_counts().await.expect("counts");
+        if counts.sent + counts.failed >= n as u64 {
+            assert_eq!(counts.failed, 0, "messages failed");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    trigger.trigger();
+    let _ = task.await;
+    (n as f64 / elapsed, queued_at)
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("BENCH_MESSAGES", 20_000);
+    forewarn::gateway::install_tls_provider();
+    let base = Settings {
+        paths: forewarn::config::PathSettings {
+            rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into(),
+            templates: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    println!(
+        "forewarn dispatch benchmark: {n} queued SMS, outbox batch {}, concurrency {}",
+        base.outbox.batch_size, base.outbox.concurrency
+    );
+
+    // 1. A Twilio-shaped server that answers at once and notes when each request arrived.
+    let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = arrivals.clone();
+    let router = Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        post(move || {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut seen = seen.lock().expect("lock");
+                    seen.push(Instant::now());
+                    seen.len()
+                };
+                (
+                    axum::http::StatusCode::CREATED,
+                    format!(r#"{{"sid":"SM{n:032}","status":"queued"}}"#),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    // Set before any gateway reads the environment; nothing else runs yet.
+    std::env::set_var("BENCH_TWILIO_TOKEN", "bench-token");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut twilio = base.clone();
+    twilio.database.url = format!("sqlite://{}", dir.path().join("twilio.db").display());
+    twilio.gateways.sms = GatewayConfig::Twilio(TwilioConfig {
+        base_url: url,
+        account_sid: "AC00000000000000000000000000000001".into(),
+        auth_token_env: "BENCH_TWILIO_TOKEN".into(),
+        from: "+15005550006".into(),
+        status_callback: None,
+        timeout: Duration::from_secs(10),
+    });
+    let (rate, queued_at) = drain(&twilio, n).await;
+    let mut waits: Vec<Duration> = arrivals
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|t| *t - queued_at)
+        .collect();
+    waits.sort();
+    println!(
+        "  twilio-shaped HTTP gateway   {rate:>8.0} msgs/s   outbox row → request p50 {:>6.0} ms  p99 {:>6.0} ms",
+        percentile(&waits, 0.50).as_secs_f64() * 1000.0,
+        percentile(&waits, 0.99).as_secs_f64() * 1000.0,
+    );
+
+    // 2. The sandbox gateway.
+    let mut sandbox = base.clone();
+    sandbox.database.url = format!("sqlite://{}", dir.path().join("sandbox.db").display());
+    sandbox.paths.outbox = dir.path().join("outbox");
+    let (rate, _) = drain(&sandbox, n).await;
+    println!("  sandbox gateway              {rate:>8.0} msgs/s");
+    println!("  peak RSS (whole process)     {:>8.1} MiB", peak_rss_mib());
+}
