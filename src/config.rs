@@ -437,6 +437,9 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Serve HTTP at all. Default true.
     pub enabled: bool,
+    /// Name of the environment variable holding the bearer token the `/v1/` API (discount
+    /// codes) requires. Unset: the API is open to whoever reaches `listen`.
+    pub api_token_env: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -444,6 +447,7 @@ impl Default for HttpSettings {
         HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             enabled: true,
+            api_token_env: None,
         }
     }
 }

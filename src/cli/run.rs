@@ -185,10 +185,20 @@ pub async fn start(
         let addr = listener
             .local_addr()
             .context("Failed to read the HTTP address")?;
+        let api_token = match &settings.http.api_token_env {
+            None => None,
+            Some(name) => Some(Arc::<str>::from(std::env::var(name).map_err(|_| {
+                anyhow::anyhow!(
+                    "the API token is read from the environment variable {name} \
+                     (http.api_token_env), which is not set"
+                )
+            })?)),
+        };
         let state = crate::http::HttpState {
             store: store.clone(),
             nats: nats.clone(),
             metrics,
+            api_token,
         };
         let http_shutdown: Shutdown = shutdown.clone();
         tasks.push((

@@ -27,6 +27,8 @@ pub struct HttpState {
     pub nats: async_nats::Client,
     /// For `/metrics`; `None` when another recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
+    /// The bearer token `/v1/` requires, when one is configured.
+    pub api_token: Option<Arc<str>>,
 }
 
 /// The router.

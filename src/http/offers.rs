@@ -8,12 +8,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::HttpState;
 use crate::domain::{DiscountCode, Redemption};
@@ -26,6 +27,29 @@ struct RedeemRequest {
     customer_id: Option<String>,
     /// Recorded with the redemption.
     order_id: Option<String>,
+}
+
+/// Whether the request carries the configured bearer token. Digests are compared, so the time
+/// a comparison takes says nothing about the token.
+fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.api_token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes())
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"status": "unauthorized"})),
+    )
+        .into_response()
 }
 
 fn unknown() -> Response {
@@ -41,7 +65,14 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-pub(super) async fn show(State(state): State<HttpState>, Path(raw): Path<String>) -> Response {
+pub(super) async fn show(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
     let Some(code) = DiscountCode::parse(&raw) else {
         return unknown();
     };
@@ -65,9 +96,13 @@ pub(super) async fn show(State(state): State<HttpState>, Path(raw): Path<String>
 
 pub(super) async fn redeem(
     State(state): State<HttpState>,
+    headers: HeaderMap,
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
     let request: RedeemRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedeemRequest::default()
     } else {

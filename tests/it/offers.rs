@@ -145,3 +145,45 @@ async fn a_code_is_redeemed_once_by_its_customer_before_it_expires() {
     assert_eq!(shown["redeemed_order_id"], "ord-next-1");
     assert_eq!(shown["rule_id"], "shipment-delay-apology");
 }
+
+#[tokio::test]
+async fn with_an_api_token_configured_the_codes_api_wants_it() {
+    let app = spawn_app_with(Options {
+        env: vec![
+            (
+                "FOREWARN_HTTP__API_TOKEN_ENV".into(),
+                "TEST_API_TOKEN".into(),
+            ),
+            ("TEST_API_TOKEN".into(), "checkout-s3cret".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    app.publish(&delayed_event(0)).await;
+    app.wait_intake_idle().await;
+    let (_, code, _) = issued(&app).await.remove(0);
+    let url = format!(
+        "http://127.0.0.1:{}/v1/discount-codes/{code}/redeem",
+        app.http_port
+    );
+    let client = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(client.post(&url).send().await.unwrap()), 401);
+    assert_eq!(
+        status(client.post(&url).bearer_auth("wrong").send().await.unwrap()),
+        401
+    );
+    // Health and metrics stay open to the operators' tools.
+    assert!(app.metrics().await.contains("forewarn_events_total"));
+    assert_eq!(
+        status(
+            client
+                .post(&url)
+                .bearer_auth("checkout-s3cret")
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
+}
