@@ -379,6 +379,10 @@ pub struct SendgridConfig {
     pub api_key_env: String,
     /// Sender, `Name <address>` or a bare address, from a domain verified in SendGrid.
     pub from: String,
+    /// One-click unsubscribe URL for marketing mail; `{key}` becomes the outreach key.
+    /// Marketing mail is refused without it.
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
     /// A request not answered in this time is retried. Default 10s.
     #[serde(default = "TwilioConfig::default_timeout", with = "humantime_serde")]
     pub timeout: Duration,

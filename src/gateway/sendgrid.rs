@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::http::{client, passing, retry_after, transport_failure};
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
 use crate::config::SendgridConfig;
-use crate::domain::MessageContent;
+use crate::domain::{Category, MessageContent};
 
 /// The SendGrid gateway.
 pub struct SendgridGateway {
@@ -21,6 +21,7 @@ pub struct SendgridGateway {
     url: String,
     api_key: String,
     from: Value,
+    unsubscribe_url: Option<String>,
 }
 
 impl SendgridGateway {
@@ -37,6 +38,7 @@ impl SendgridGateway {
             url: format!("{}/v3/mail/send", config.base_url.trim_end_matches('/')),
             api_key,
             from: sender(&config.from)?,
+            unsubscribe_url: config.unsubscribe_url.clone(),
         })
     }
 }
@@ -60,8 +62,13 @@ fn sender(raw: &str) -> Result<Value, String> {
     })
 }
 
-/// The Mail Send body for one message.
-fn body(from: &Value, message: &OutboundMessage<'_>) -> Option<Value> {
+/// The Mail Send body for one message; marketing mail carries RFC 8058 one-click unsubscribe
+/// headers built from `unsubscribe_url` (an error without it).
+fn body(
+    from: &Value,
+    unsubscribe_url: Option<&str>,
+    message: &OutboundMessage<'_>,
+) -> Result<Value, String> {
     let MessageContent::Email {
         to,
         subject,
@@ -69,7 +76,10 @@ fn body(from: &Value, message: &OutboundMessage<'_>) -> Option<Value> {
         html,
     } = message.content
     else {
-        return None;
+        return Err(format!(
+            "sendgrid sends e-mail, not {}",
+            message.content.channel()
+        ));
     };
     // text/plain first, then text/html: SendGrid refuses any other order.
     let mut content = Vec::with_capacity(2);
@@ -79,13 +89,22 @@ fn body(from: &Value, message: &OutboundMessage<'_>) -> Option<Value> {
     if let Some(html) = html {
         content.push(json!({"type": "text/html", "value": html}));
     }
-    Some(json!({
+    let mut body = json!({
         "personalizations": [{"to": [{"email": to}]}],
         "from": from,
         "subject": subject,
         "content": content,
         "custom_args": {"outreach_key": message.key.as_str(), "rule": message.rule_id},
-    }))
+    });
+    if message.category == Category::Marketing {
+        let url = unsubscribe_url
+            .ok_or("marketing mail needs [gateways.email] unsubscribe_url (List-Unsubscribe)")?;
+        body["headers"] = json!({
+            "List-Unsubscribe": format!("<{}>", url.replace("{key}", message.key.as_str())),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        });
+    }
+    Ok(body)
 }
 
 /// 2xx is accepted; 429 and 5xx pass (with `Retry-After`); other 4xx are final, with
@@ -136,11 +155,9 @@ impl Gateway for SendgridGateway {
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> SendOutcome {
-        let Some(body) = body(&self.from, message) else {
-            return SendOutcome::reject(format!(
-                "sendgrid sends e-mail, not {}",
-                message.content.channel()
-            ));
+        let body = match body(&self.from, self.unsubscribe_url.as_deref(), message) {
+            Ok(body) => body,
+            Err(reason) => return SendOutcome::reject(reason),
         };
         let response = match self
             .http
@@ -196,7 +213,7 @@ mod tests {
             customer_id: "c-1001",
             content: &content,
         };
-        let body = body(&json!({"email": "care@shop.example"}), &message).unwrap();
+        let body = body(&json!({"email": "care@shop.example"}), None, &message).unwrap();
         assert_eq!(
             body,
             json!({
@@ -240,5 +257,35 @@ mod tests {
                 "sendgrid HTTP 400: personalizations.0.to.0.email: Does not contain a valid address."
             )
         );
+    }
+
+    #[test]
+    fn marketing_mail_carries_one_click_unsubscribe_headers_or_is_refused() {
+        let key = IdempotencyKey::from_stored("0123456789abcdef0123456789abcdef".into());
+        let content = MessageContent::Email {
+            to: "jisoo@example.com".into(),
+            subject: "New season".into(),
+            text: Some("plain".into()),
+            html: None,
+        };
+        let message = OutboundMessage {
+            key: &key,
+            rule_id: "promo",
+            customer_id: "c-1001",
+            category: Category::Marketing,
+            content: &content,
+        };
+        let from = json!({"email": "care@shop.example"});
+        let built = body(&from, Some("https://shop.example/u/{key}"), &message).unwrap();
+        assert_eq!(
+            built["headers"],
+            json!({
+                "List-Unsubscribe": "<https://shop.example/u/0123456789abcdef0123456789abcdef>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            })
+        );
+        assert!(body(&from, None, &message)
+            .unwrap_err()
+            .contains("unsubscribe_url"));
     }
 }
