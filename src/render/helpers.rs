@@ -7,11 +7,13 @@ use handlebars::{
 use serde_json::Value;
 
 use super::format::{format_date, format_money, DateStyle, FormatLocale};
+use super::korean::Particle;
 
 /// Registers every helper on a registry.
 pub(super) fn register(registry: &mut Handlebars<'static>) {
     registry.register_helper("date", Box::new(date));
     registry.register_helper("money", Box::new(money));
+    registry.register_helper("josa", Box::new(josa));
 }
 
 /// The locale data of the part being rendered: `locale` in the context (set per part by the
@@ -89,5 +91,33 @@ fn money(
     let text = format_money(minor, currency, customer_locale(ctx))
         .map_err(|e| RenderErrorReason::Other(e.to_string()))?;
     out.write(&text)?;
+    Ok(())
+}
+
+/// `{{name}}{{josa name "을/를"}}` → `러닝화를`, `양말을`: the Korean particle that fits the
+/// word before it (see `render::korean`).
+fn josa(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    const WANT: &str = "a word and a particle pair such as \"을/를\" for `josa`";
+    let word = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("josa", 0))?
+        .value();
+    let word = match word {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(RenderErrorReason::InvalidParamType(WANT).into()),
+    };
+    let particle = h
+        .param(1)
+        .and_then(|p| p.value().as_str())
+        .and_then(Particle::parse)
+        .ok_or(RenderErrorReason::InvalidParamType(WANT))?;
+    out.write(&particle.after(&word))?;
     Ok(())
 }

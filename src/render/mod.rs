@@ -6,9 +6,11 @@
 
 mod format;
 mod helpers;
+mod korean;
 mod sms;
 mod templates;
 
 pub use format::{format_date, format_money, DateStyle, FormatLocale, MoneyError};
+pub use korean::Particle;
 pub use sms::{measure as measure_sms, SmsEncoding, SmsSize};
 pub use templates::{Part, PartFailure, RenderError, RenderedParts, TemplateError, Templates};

@@ -587,6 +587,24 @@ mod tests {
     }
 
     #[test]
+    fn korean_particles_follow_the_word_before_them() {
+        let t = templates(&[(
+            "t/sms.hbs",
+            "{{data.a}}{{josa data.a \"을/를\"}} {{data.b}}{{josa data.b \"을/를\"}}",
+        )])
+        .unwrap();
+        let sms = t
+            .render(
+                "t",
+                Channel::Sms,
+                None,
+                json!({"data": {"a": "러닝화", "b": "양말"}}),
+            )
+            .unwrap();
+        assert_eq!(sms.parts[&Part::Sms], "러닝화를 양말을");
+    }
+
+    #[test]
     fn a_helper_given_the_wrong_value_is_an_error_naming_what_it_wants() {
         let t = templates(&[("t/sms.hbs", "{{money data.total}}")]).unwrap();
         let err = t
