@@ -507,6 +507,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// A secret from the environment variable a setting names (`auth_token_env = "…"`): secrets
+/// never live in the config file. The error names the secret and the variable.
+pub fn secret_from_env(what: &str, variable: &str) -> Result<String, String> {
+    std::env::var(variable).map_err(|_| {
+        format!("the {what} is read from the environment variable {variable}, which is not set")
+    })
+}
+
 impl Settings {
     /// Loads settings: defaults, then the file (`explicit`, else `FOREWARN_CONFIG`, else
     /// `./forewarn.toml` if present), then `FOREWARN_<SECTION>__<KEY>` variables.

@@ -507,15 +507,15 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
         return Err(("no_usable_channel", refused.join(", ")));
     };
     let message = RenderInput {
-        rule,
+        rule_id: &rule.id,
+        template: &rule.template,
         accepted,
         doc,
-        customer: &customer,
         tracking: job.tracking.as_deref(),
         offer: job.offer.as_ref(),
     };
     let (content, locale) =
-        render_on(&message, channel, templates).map_err(|e| ("render_failed", e))?;
+        render_on(&message, &customer, channel, templates).map_err(|e| ("render_failed", e))?;
     let entity = job.entity.clone();
     Ok(Outreach {
         key: IdempotencyKey::derive(&rule.id, &customer.id, &entity, channel),
@@ -553,43 +553,32 @@ pub fn channel_refusal(
     }
 }
 
-/// Everything one message is rendered from.
+/// Everything one message is rendered from: for outreach, fallbacks, `check` and `preview`.
+#[derive(Debug, Clone, Copy)]
 pub struct RenderInput<'a> {
-    /// The rule that decided it.
-    pub rule: &'a Rule,
+    /// `rule.id` in the template context.
+    pub rule_id: &'a str,
+    /// The template folder.
+    pub template: &'a str,
     /// Its event.
     pub accepted: &'a Accepted,
     /// The customer record, as templates see it.
     pub doc: &'a CustomerDoc,
-    /// The same, typed: addresses and locale.
-    pub customer: &'a Customer,
     /// `links.tracking`.
     pub tracking: Option<&'a str>,
     /// The discount issued with it.
     pub offer: Option<&'a Offer>,
 }
 
-/// Renders the message for `channel`, addressed; returns it with the locale used.
+/// Renders the message for `channel` in `customer`'s locale, addressed to them; returns it
+/// with the locale used.
 pub fn render_on(
     input: &RenderInput<'_>,
+    customer: &Customer,
     channel: Channel,
     templates: &Templates,
 ) -> Result<(MessageContent, String), String> {
-    let customer = input.customer;
-    let context = render_context(
-        &input.rule.id,
-        input.accepted,
-        input.doc,
-        input.tracking,
-        input.offer,
-    );
-    let mut parts = templates
-        .render(
-            &input.rule.template,
-            channel,
-            customer.locale.as_ref(),
-            context,
-        )
+    let mut parts = render_parts(input, templates, channel, customer.locale.as_ref())
         .map_err(|e| e.to_string())?;
     let content = match channel {
         Channel::Sms => MessageContent::Sms {
@@ -662,40 +651,15 @@ pub fn issue_offer(
     }))
 }
 
-/// What a preview renders: a template, as rule `rule_id` would use it, for one event and
-/// customer.
-#[derive(Debug, Clone, Copy)]
-pub struct PreviewInput<'a> {
-    /// `rule.id` in the template context.
-    pub rule_id: &'a str,
-    /// The template folder.
-    pub template: &'a str,
-    /// The event.
-    pub accepted: &'a Accepted,
-    /// The customer record.
-    pub customer: &'a CustomerDoc,
-    /// An offer to show, as a rule with `[rule.offer]` would issue it.
-    pub offer: Option<&'a Offer>,
-}
-
-/// Renders a template on `channel` in `locale`, exactly as an outreach would be rendered — for
-/// `check` and `preview`, which try every channel and locale rather than the one a customer
-/// would get.
-pub fn render_preview(
-    input: PreviewInput<'_>,
+/// Renders a template's parts for `channel` in `locale`: how every message is rendered, and
+/// how `check` and `preview` try every channel and locale rather than the one a customer gets.
+pub fn render_parts(
+    input: &RenderInput<'_>,
     templates: &Templates,
     channel: Channel,
     locale: Option<&crate::domain::Locale>,
 ) -> Result<crate::render::RenderedParts, crate::render::RenderError> {
-    let tracking = tracking_link(input.accepted, &Snapshot::default());
-    let context = render_context(
-        input.rule_id,
-        input.accepted,
-        input.customer,
-        tracking.as_deref(),
-        input.offer,
-    );
-    templates.render(input.template, channel, locale, context)
+    templates.render(input.template, channel, locale, render_context(input))
 }
 
 /// The bindings rule expressions see for one event on its own (no stored state but what the
@@ -754,13 +718,18 @@ fn incident_json(incident: &Incident) -> Value {
     })
 }
 
-/// The tracking link: the event's own, else its shipment's.
-fn tracking_link(accepted: &Accepted, snapshot: &Snapshot) -> Option<String> {
+/// The event's own tracking link (`data.tracking_url`), if it carries one.
+pub fn event_tracking_link(accepted: &Accepted) -> Option<&str> {
     accepted
         .event
         .data
         .get("tracking_url")
         .and_then(Value::as_str)
+}
+
+/// The tracking link: the event's own, else its shipment's.
+fn tracking_link(accepted: &Accepted, snapshot: &Snapshot) -> Option<String> {
+    event_tracking_link(accepted)
         .map(str::to_owned)
         .or_else(|| {
             Shipment::id_of(&accepted.payload)
@@ -771,27 +740,21 @@ fn tracking_link(accepted: &Accepted, snapshot: &Snapshot) -> Option<String> {
 
 /// The template context of SPEC §3. Keys are present only when there is a value, so strict
 /// mode turns a template's use of something the event lacks into an error.
-fn render_context(
-    rule_id: &str,
-    accepted: &Accepted,
-    doc: &CustomerDoc,
-    tracking: Option<&str>,
-    offer: Option<&Offer>,
-) -> Value {
-    let event = &accepted.event;
+fn render_context(input: &RenderInput<'_>) -> Value {
+    let event = &input.accepted.event;
 
     let mut links = Map::new();
-    if let Some(tracking) = tracking {
+    if let Some(tracking) = input.tracking {
         links.insert("tracking".into(), json!(tracking));
     }
     // Built by hand: `json!` would re-serialise the nested values instead of cloning them.
     let mut context = Map::with_capacity(5);
-    context.insert("customer".into(), doc.as_value().clone());
+    context.insert("customer".into(), input.doc.as_value().clone());
     context.insert("event".into(), envelope_json(event));
     context.insert("data".into(), event.data.clone());
-    context.insert("rule".into(), json!({"id": rule_id}));
+    context.insert("rule".into(), json!({"id": input.rule_id}));
     context.insert("links".into(), Value::Object(links));
-    if let Some(offer) = offer {
+    if let Some(offer) = input.offer {
         context.insert(
             "offer".into(),
             json!({"code": offer.code.to_string(), "percent": offer.percent,

@@ -15,7 +15,9 @@ use super::examples::{in_locale, Example, Examples};
 use crate::authoring::Authoring;
 use crate::config::Settings;
 use crate::domain::{Channel, CustomerDoc, Locale, Offer};
-use crate::pipeline::{example_bindings, issue_offer, offer_percent, render_preview, PreviewInput};
+use crate::pipeline::{
+    event_tracking_link, example_bindings, issue_offer, offer_percent, render_parts, RenderInput,
+};
 use crate::render::{measure_sms, Part};
 use crate::rules::{Location, Rule};
 
@@ -153,14 +155,15 @@ impl Checker<'_> {
                     example.file.display(),
                     example.line
                 );
-                let input = PreviewInput {
+                let input = RenderInput {
                     rule_id: &rule.id,
                     template,
                     accepted: &example.accepted,
-                    customer: &doc,
+                    doc: &doc,
+                    tracking: event_tracking_link(&example.accepted),
                     offer,
                 };
-                match render_preview(input, templates, channel, parsed.as_ref()) {
+                match render_parts(&input, templates, channel, parsed.as_ref()) {
                     Err(e) => problems.add(e.to_string(), context),
                     Ok(mut parts) if channel == Channel::Sms => {
                         let body = parts.take(Part::Sms).unwrap_or_default();

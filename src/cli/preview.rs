@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::examples::{in_locale, Examples};
 use crate::config::Settings;
 use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
-use crate::pipeline::{render_preview, Accepted, PreviewInput};
+use crate::pipeline::{event_tracking_link, render_parts, Accepted, RenderInput};
 use crate::render::{measure_sms, Part, RenderedParts, Templates};
 use crate::rules::OfferSpec;
 
@@ -105,16 +105,17 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
         for locale in &locales {
             let parsed = Locale::parse(locale).ok();
             let doc = in_locale(&customer, parsed.as_ref());
-            let input = PreviewInput {
+            let input = RenderInput {
                 rule_id: "preview",
                 template: &args.template,
                 accepted: &accepted,
-                customer: &doc,
+                doc: &doc,
+                tracking: event_tracking_link(&accepted),
                 offer: offer.as_ref(),
             };
             let shown = parsed.as_ref().map_or("default", |l| l.as_str());
             println!("── {} · {shown}", channel.as_str().to_uppercase());
-            match render_preview(input, &templates, channel, parsed.as_ref()) {
+            match render_parts(&input, &templates, channel, parsed.as_ref()) {
                 Ok(parts) => print_parts(channel, parts, &args, shown, locales.len() > 1)?,
                 Err(e) => {
                     failures += 1;

@@ -187,12 +187,10 @@ pub async fn start(
             .context("Failed to read the HTTP address")?;
         let api_token = match &settings.http.api_token_env {
             None => None,
-            Some(name) => Some(Arc::<str>::from(std::env::var(name).map_err(|_| {
-                anyhow::anyhow!(
-                    "the API token is read from the environment variable {name} \
-                     (http.api_token_env), which is not set"
-                )
-            })?)),
+            Some(name) => Some(Arc::<str>::from(
+                crate::config::secret_from_env("API token (http.api_token_env)", name)
+                    .map_err(anyhow::Error::msg)?,
+            )),
         };
         let state = crate::http::HttpState {
             store: store.clone(),

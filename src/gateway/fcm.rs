@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::http::{client, passing, retry_after, transport_failure};
+use super::http::{client, exchange, passing, retry_after};
 use super::{AddressEffect, Gateway, OutboundMessage, Receipt, SendOutcome};
 use crate::config::FcmConfig;
 use crate::domain::MessageContent;
@@ -116,19 +116,13 @@ impl FcmGateway {
             }
         }
         let assertion = self.assertion().map_err(SendOutcome::reject)?;
-        let response = self
-            .http
-            .post(&self.account.token_uri)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", &assertion),
-            ])
-            .send()
-            .await
-            .map_err(|e| transport_failure(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body: Value = response.json().await.unwrap_or_default();
+        let reply = exchange(self.http.post(&self.account.token_uri).form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ]))
+        .await?;
+        let (status, headers) = (reply.status, &reply.headers);
+        let body: Value = serde_json::from_str(reply.text()).unwrap_or_default();
         if !status.is_success() {
             let reason = format!(
                 "fcm token exchange HTTP {}: {}",
@@ -140,7 +134,7 @@ impl FcmGateway {
             // A refused grant (bad key, wrong clock) does not heal by itself, but the
             // message is not at fault: let it wait for an operator within its retry budget.
             return Err(SendOutcome::Retry {
-                after: retry_after(&headers),
+                after: retry_after(headers),
                 reason,
             });
         }
@@ -252,25 +246,20 @@ impl Gateway for FcmGateway {
                 "notification": {"title": title, "body": body},
                 "data": {"outreach_key": message.key.as_str(), "rule": message.rule_id},
             }});
-            let outcome = match self
+            let request = self
                 .http
                 .post(&self.send_url)
                 .bearer_auth(&access)
-                .json(&request)
-                .send()
-                .await
-            {
-                Ok(response) => {
-                    let status = response.status();
-                    if status == StatusCode::UNAUTHORIZED {
+                .json(&request);
+            let outcome = match exchange(request).await {
+                Ok(reply) => {
+                    if reply.status == StatusCode::UNAUTHORIZED {
                         // The cached token was revoked early: fetch a new one next time.
                         *self.token.lock().await = None;
                     }
-                    let headers = response.headers().clone();
-                    let text = response.text().await.unwrap_or_default();
-                    classify(status, &headers, &text)
+                    classify(reply.status, &reply.headers, reply.text())
                 }
-                Err(e) => DeviceOutcome::Failed(transport_failure(&e)),
+                Err(outcome) => DeviceOutcome::Failed(outcome),
             };
             match outcome {
                 DeviceOutcome::Sent(name) => sent.push(name),

@@ -26,6 +26,34 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A provider's reply. A body that could not be read is kept as the error: whether that is a
+/// transport failure depends on what the status already said.
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Result<String, reqwest::Error>,
+}
+
+impl Reply {
+    /// The body, or nothing if it could not be read.
+    pub(super) fn text(&self) -> &str {
+        self.body.as_deref().unwrap_or_default()
+    }
+}
+
+/// Sends `request`. No answer at all (timeout, connection refused) is a retry.
+pub(super) async fn exchange(request: reqwest::RequestBuilder) -> Result<Reply, SendOutcome> {
+    let response = request.send().await.map_err(|e| transport_failure(&e))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// A request that got no answer: always worth another try.
 pub(super) fn transport_failure(error: &reqwest::Error) -> SendOutcome {
     let what = if error.is_timeout() {

@@ -166,63 +166,33 @@ pub struct GatewayError {
 impl Gateways {
     /// Builds each channel's gateway from `[gateways.<channel>]`.
     pub fn from_settings(settings: &Settings) -> Result<Self, GatewayError> {
-        let build =
-            |channel: Channel, config: &GatewayConfig| -> Result<Arc<dyn Gateway>, GatewayError> {
-                match config {
-                    GatewayConfig::Sandbox => {
-                        let gateway = SandboxGateway::open(settings.sandbox_dir(), channel)
-                            .map_err(|e| GatewayError {
-                                channel,
-                                message: format!(
-                                    "cannot open the sandbox file in {}: {e}",
-                                    settings.sandbox_dir().display()
-                                ),
-                            })?;
-                        Ok(Arc::new(gateway))
-                    }
-                    GatewayConfig::Twilio(twilio) if channel == Channel::Sms => {
-                        let gateway = TwilioGateway::new(twilio)
-                            .map_err(|message| GatewayError { channel, message })?;
-                        Ok(Arc::new(gateway))
-                    }
-                    GatewayConfig::Sendgrid(sendgrid) if channel == Channel::Email => {
-                        let gateway = SendgridGateway::new(sendgrid)
-                            .map_err(|message| GatewayError { channel, message })?;
-                        Ok(Arc::new(gateway))
-                    }
-                    GatewayConfig::Fcm(fcm) if channel == Channel::Push => {
-                        let gateway = FcmGateway::new(fcm)
-                            .map_err(|message| GatewayError { channel, message })?;
-                        Ok(Arc::new(gateway))
-                    }
-                    GatewayConfig::Fcm(_) => Err(GatewayError {
-                        channel,
-                        message: "`fcm` sends push only; use it in [gateways.push]".into(),
-                    }),
-                    GatewayConfig::Smtp(smtp) if channel == Channel::Email => {
-                        let gateway = SmtpGateway::new(smtp)
-                            .map_err(|message| GatewayError { channel, message })?;
-                        Ok(Arc::new(gateway))
-                    }
-                    GatewayConfig::Smtp(_) => Err(GatewayError {
-                        channel,
-                        message: "`smtp` sends e-mail only; use it in [gateways.email]".into(),
-                    }),
-                    GatewayConfig::Sendgrid(_) => Err(GatewayError {
-                        channel,
-                        message: "`sendgrid` sends e-mail only; use it in [gateways.email]".into(),
-                    }),
-                    GatewayConfig::Webhook(webhook) => {
-                        let gateway = WebhookGateway::new(webhook)
-                            .map_err(|message| GatewayError { channel, message })?;
-                        Ok(Arc::new(gateway))
-                    }
-                    GatewayConfig::Twilio(_) => Err(GatewayError {
-                        channel,
-                        message: "`twilio` sends SMS only; use it in [gateways.sms]".into(),
-                    }),
+        let build = |channel: Channel,
+                     config: &GatewayConfig|
+         -> Result<Arc<dyn Gateway>, GatewayError> {
+            let refuse = |message: String| GatewayError { channel, message };
+            if let Some((kind, only, words)) = single_channel(config) {
+                if only != channel {
+                    return Err(refuse(format!(
+                        "`{kind}` sends {words} only; use it in [gateways.{only}]"
+                    )));
                 }
-            };
+            }
+            Ok(match config {
+                GatewayConfig::Sandbox => Arc::new(
+                    SandboxGateway::open(settings.sandbox_dir(), channel).map_err(|e| {
+                        refuse(format!(
+                            "cannot open the sandbox file in {}: {e}",
+                            settings.sandbox_dir().display()
+                        ))
+                    })?,
+                ),
+                GatewayConfig::Twilio(c) => Arc::new(TwilioGateway::new(c).map_err(refuse)?),
+                GatewayConfig::Sendgrid(c) => Arc::new(SendgridGateway::new(c).map_err(refuse)?),
+                GatewayConfig::Smtp(c) => Arc::new(SmtpGateway::new(c).map_err(refuse)?),
+                GatewayConfig::Fcm(c) => Arc::new(FcmGateway::new(c).map_err(refuse)?),
+                GatewayConfig::Webhook(c) => Arc::new(WebhookGateway::new(c).map_err(refuse)?),
+            })
+        };
         let pacing = &settings.pacing;
         for (channel, limits) in [
             (Channel::Sms, &pacing.sms),
@@ -270,6 +240,18 @@ impl Gateways {
             Channel::Email => &self.email,
             Channel::Push => &self.push,
         }
+    }
+}
+
+/// The one channel a provider carries, with its kind and how to say the channel; `None` for
+/// those that carry any.
+fn single_channel(config: &GatewayConfig) -> Option<(&'static str, Channel, &'static str)> {
+    match config {
+        GatewayConfig::Twilio(_) => Some(("twilio", Channel::Sms, "SMS")),
+        GatewayConfig::Sendgrid(_) => Some(("sendgrid", Channel::Email, "e-mail")),
+        GatewayConfig::Smtp(_) => Some(("smtp", Channel::Email, "e-mail")),
+        GatewayConfig::Fcm(_) => Some(("fcm", Channel::Push, "push")),
+        GatewayConfig::Sandbox | GatewayConfig::Webhook(_) => None,
     }
 }
 

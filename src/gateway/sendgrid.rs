@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::http::{client, passing, retry_after, transport_failure};
+use super::http::{client, exchange, passing, retry_after};
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::SendgridConfig;
+use crate::config::{secret_from_env, SendgridConfig};
 use crate::domain::{Category, MessageContent};
 
 /// The SendGrid gateway.
@@ -27,12 +27,7 @@ pub struct SendgridGateway {
 impl SendgridGateway {
     /// Reads the API key from the environment variable the config names.
     pub fn new(config: &SendgridConfig) -> Result<Self, String> {
-        let api_key = std::env::var(&config.api_key_env).map_err(|_| {
-            format!(
-                "the SendGrid API key is read from the environment variable {}, which is not set",
-                config.api_key_env
-            )
-        })?;
+        let api_key = secret_from_env("SendGrid API key", &config.api_key_env)?;
         Ok(SendgridGateway {
             http: client(config.timeout)?,
             url: format!("{}/v3/mail/send", config.base_url.trim_end_matches('/')),
@@ -159,21 +154,15 @@ impl Gateway for SendgridGateway {
             Ok(body) => body,
             Err(reason) => return SendOutcome::reject(reason),
         };
-        let response = match self
+        let request = self
             .http
             .post(&self.url)
             .bearer_auth(&self.api_key)
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => return transport_failure(&e),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        classify(status, &headers, &text)
+            .json(&body);
+        match exchange(request).await {
+            Ok(reply) => classify(reply.status, &reply.headers, reply.text()),
+            Err(outcome) => outcome,
+        }
     }
 }
 

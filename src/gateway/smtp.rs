@@ -13,7 +13,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::SmtpConfig;
+use crate::config::{secret_from_env, SmtpConfig};
 use crate::domain::{Category, MessageContent};
 
 /// The SMTP gateway.
@@ -36,12 +36,7 @@ impl SmtpGateway {
             .map_err(|e| format!("`url` = {:?}: {e}", config.url))?
             .timeout(Some(config.timeout));
         if let Some(username) = &config.username {
-            let password = std::env::var(&config.password_env).map_err(|_| {
-                format!(
-                    "the SMTP password is read from the environment variable {}, which is not set",
-                    config.password_env
-                )
-            })?;
+            let password = secret_from_env("SMTP password", &config.password_env)?;
             builder = builder.credentials(Credentials::new(username.clone(), password));
         }
         Ok(SmtpGateway {

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::http::{client, passing, retry_after, transport_failure};
+use super::http::{client, exchange, passing, retry_after, transport_failure};
 use super::{AddressEffect, Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::TwilioConfig;
+use crate::config::{secret_from_env, TwilioConfig};
 use crate::domain::MessageContent;
 
 /// Twilio error codes that pass: 20429 (too many requests), 30003 (handset unreachable).
@@ -30,12 +30,7 @@ pub struct TwilioGateway {
 impl TwilioGateway {
     /// Reads the auth token from the environment variable the config names.
     pub fn new(config: &TwilioConfig) -> Result<Self, String> {
-        let auth_token = std::env::var(&config.auth_token_env).map_err(|_| {
-            format!(
-                "the Twilio auth token is read from the environment variable {}, which is not set",
-                config.auth_token_env
-            )
-        })?;
+        let auth_token = secret_from_env("Twilio auth token", &config.auth_token_env)?;
         Ok(TwilioGateway {
             http: client(config.timeout)?,
             url: format!(
@@ -133,29 +128,25 @@ impl Gateway for TwilioGateway {
         if let Some(callback) = &self.status_callback {
             form.push(("StatusCallback", callback));
         }
-        let response = match self
+        let request = self
             .http
             .post(&self.url)
             .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .form(&form)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => return transport_failure(&e),
+            .form(&form);
+        let reply = match exchange(request).await {
+            Ok(reply) => reply,
+            Err(outcome) => return outcome,
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        match response.text().await {
-            Ok(text) => classify(status, &headers, &text),
-            Err(e) if status.is_success() => {
+        match &reply.body {
+            Ok(text) => classify(reply.status, &reply.headers, text),
+            Err(e) if reply.status.is_success() => {
                 // Accepted, but the body was lost: it was sent; say so without an id.
                 tracing::warn!(error = %e, "Twilio accepted a message but its answer was cut off");
                 SendOutcome::Sent(Receipt {
                     provider_id: String::new(),
                 })
             }
-            Err(e) => transport_failure(&e),
+            Err(e) => transport_failure(e),
         }
     }
 }

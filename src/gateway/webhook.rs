@@ -14,9 +14,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::http::{client, passing, retry_after, transport_failure};
+use super::http::{client, exchange, passing, retry_after};
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::WebhookConfig;
+use crate::config::{secret_from_env, WebhookConfig};
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "Forewarn-Signature";
@@ -35,12 +35,7 @@ pub struct WebhookGateway {
 impl WebhookGateway {
     /// Reads the secret from the environment variable the config names.
     pub fn new(config: &WebhookConfig) -> Result<Self, String> {
-        let secret = std::env::var(&config.secret_env).map_err(|_| {
-            format!(
-                "the webhook secret is read from the environment variable {}, which is not set",
-                config.secret_env
-            )
-        })?;
+        let secret = secret_from_env("webhook secret", &config.secret_env)?;
         if secret.len() < 16 {
             return Err(format!(
                 "the webhook secret in {} is shorter than 16 characters",
@@ -88,7 +83,7 @@ impl Gateway for WebhookGateway {
         })
         .to_string();
         let timestamp = chrono::Utc::now().timestamp();
-        let response = match self
+        let request = self
             .http
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -98,27 +93,22 @@ impl Gateway for WebhookGateway {
                 signature(&self.secret, timestamp, body.as_bytes()),
             )
             .header(IDEMPOTENCY_HEADER, message.key.as_str())
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => return transport_failure(&e),
+            .body(body);
+        let reply = match exchange(request).await {
+            Ok(reply) => reply,
+            Err(outcome) => return outcome,
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            let provider_id = serde_json::from_str::<Value>(&text)
+        if reply.status.is_success() {
+            let provider_id = serde_json::from_str::<Value>(reply.text())
                 .ok()
                 .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_default();
             return SendOutcome::Sent(Receipt { provider_id });
         }
-        let reason = format!("webhook HTTP {}", status.as_u16());
-        if passing(status) {
+        let reason = format!("webhook HTTP {}", reply.status.as_u16());
+        if passing(reply.status) {
             SendOutcome::Retry {
-                after: retry_after(&headers),
+                after: retry_after(&reply.headers),
                 reason,
             }
         } else {

@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use crate::authoring::AuthoringHandle;
 use crate::domain::{CloudEvent, Customer, Payload};
-use crate::pipeline::{channel_refusal, render_on, Accepted, RenderInput};
+use crate::pipeline::{channel_refusal, event_tracking_link, render_on, Accepted, RenderInput};
 use crate::store::{ChannelSwitch, ClaimedMessage, Store};
 
 /// Finds and renders an outreach's next channel.
@@ -64,17 +64,12 @@ impl Fallback {
             payload,
         };
         let customer = Customer::from_doc(&doc).map_err(|e| format!("fallback: {e}"))?;
-        let tracking = accepted
-            .event
-            .data
-            .get("tracking_url")
-            .and_then(serde_json::Value::as_str);
         let input = RenderInput {
-            rule,
+            rule_id: &rule.id,
+            template: &rule.template,
             accepted: &accepted,
             doc: &doc,
-            customer: &customer,
-            tracking,
+            tracking: event_tracking_link(&accepted),
             offer: message.offer.as_ref(),
         };
         for (i, &channel) in message.fallback.iter().enumerate() {
@@ -88,7 +83,7 @@ impl Fallback {
                 tracing::info!(key = %message.key, %channel, reason, "Fallback channel skipped.");
                 continue;
             }
-            let (content, locale) = render_on(&input, channel, &authoring.templates)
+            let (content, locale) = render_on(&input, &customer, channel, &authoring.templates)
                 .map_err(|e| format!("fallback to {channel}: {e}"))?;
             tracing::info!(key = %message.key, from = %message.channel, to = %channel, at = %Utc::now(), "Falling back to the next channel.");
             return Ok(Some(ChannelSwitch {

@@ -370,11 +370,7 @@ impl Store for SqliteStore {
             .bind(customer_id)
             .fetch_optional(&self.pool)
             .await?
-            .map(|doc| {
-                serde_json::from_str(&doc)
-                    .map(CustomerDoc::from_object)
-                    .map_err(|e| StoreError::Corrupt(format!("customer {customer_id}: {e}")))
-            })
+            .map(|doc| customer_doc(&doc, customer_id))
             .transpose()?;
         let mut opt_outs = OptOuts::default();
         for row in sqlx::query("SELECT channel, scope FROM opt_outs WHERE customer_id = ?")
@@ -382,15 +378,8 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
         {
-            let channel: String = row.try_get("channel")?;
-            let scope = match row.try_get::<String, _>("scope")?.as_str() {
-                "all" => OptOutScope::All,
-                _ => OptOutScope::Marketing,
-            };
-            opt_outs.record(
-                Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
-                scope,
-            );
+            let (channel, scope) = opt_out_from_row(&row)?;
+            opt_outs.record(channel, scope);
         }
         Ok(FallbackInputs {
             event,
@@ -638,11 +627,8 @@ impl IntakeTx for SqliteIntakeTx {
         for row in select_in(&mut self.tx, "id, doc", "customers", "id", &customer_ids).await? {
             let id = parse_customer_id(row.try_get("id")?)?;
             let doc: String = row.try_get("doc")?;
-            let object = serde_json::from_str(&doc)
-                .map_err(|e| StoreError::Corrupt(format!("customer {id}: {e}")))?;
-            snapshot
-                .customers
-                .insert(id, CustomerDoc::from_object(object));
+            let doc = customer_doc(&doc, id.as_str())?;
+            snapshot.customers.insert(id, doc);
         }
         for row in select_in(
             &mut self.tx,
@@ -654,19 +640,12 @@ impl IntakeTx for SqliteIntakeTx {
         .await?
         {
             let id = parse_customer_id(row.try_get("customer_id")?)?;
-            let channel: String = row.try_get("channel")?;
-            let scope = match row.try_get::<String, _>("scope")?.as_str() {
-                "all" => OptOutScope::All,
-                _ => OptOutScope::Marketing,
-            };
+            let (channel, scope) = opt_out_from_row(&row)?;
             snapshot
                 .opt_outs
                 .entry(id)
                 .or_insert_with(OptOuts::default)
-                .record(
-                    Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
-                    scope,
-                );
+                .record(channel, scope);
         }
         Ok(snapshot)
     }
@@ -903,6 +882,26 @@ async fn select_in(
         rows.extend(q.build().persistent(false).fetch_all(&mut **tx).await?);
     }
     Ok(rows)
+}
+
+/// A stored customer record (`customers.doc`).
+fn customer_doc(raw: &str, id: &str) -> Result<CustomerDoc, StoreError> {
+    serde_json::from_str(raw)
+        .map(CustomerDoc::from_object)
+        .map_err(|e| StoreError::Corrupt(format!("customer {id}: {e}")))
+}
+
+/// One `opt_outs` row's channel and scope.
+fn opt_out_from_row(row: &SqliteRow) -> Result<(Channel, OptOutScope), StoreError> {
+    let channel: String = row.try_get("channel")?;
+    let scope = match row.try_get::<String, _>("scope")?.as_str() {
+        "all" => OptOutScope::All,
+        _ => OptOutScope::Marketing,
+    };
+    Ok((
+        Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
+        scope,
+    ))
 }
 
 fn parse_customer_id(raw: String) -> Result<CustomerId, StoreError> {
