@@ -189,16 +189,12 @@ async fn an_unregistered_token_is_removed_and_the_message_falls_back() {
     app.wait_sent(1).await;
 
     assert_eq!(google.sends.lock().unwrap().len(), 1);
-    let doc: String = sqlx::query_scalar("SELECT doc FROM customers WHERE id = 'c-1'")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let doc = app.text("SELECT doc FROM customers WHERE id = 'c-1'").await;
     let doc: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["push_tokens"], json!([]));
     assert_eq!(app.sandbox("sms").len(), 1);
-    let error: String = sqlx::query_scalar("SELECT error FROM attempts WHERE attempt = 1")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let error = app
+        .text("SELECT error FROM attempts WHERE attempt = 1")
+        .await;
     assert_eq!(error, "fcm: every device token is unregistered");
 }

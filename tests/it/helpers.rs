@@ -335,6 +335,14 @@ claim_lease = "1s"
             .await
             .unwrap()
     }
+
+    /// The one text value `sql` selects.
+    pub async fn text(&self, sql: &'static str) -> String {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for App {

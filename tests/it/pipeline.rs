@@ -68,12 +68,9 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     assert_eq!(to_jisoo.len(), 1, "{sms:#?}");
     assert_eq!(to_jisoo[0]["rule_id"], "shipment-delay-apology");
     assert_eq!(to_jisoo[0]["to"], "+821012345678");
-    let code: String = sqlx::query_scalar(
-        "SELECT code FROM discount_codes WHERE customer_id = 'c-1001' AND percent = 15",
-    )
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
+    let code = app
+        .text("SELECT code FROM discount_codes WHERE customer_id = 'c-1001' AND percent = 15")
+        .await;
     let shown = format!("{}-{}-{}", &code[..4], &code[4..8], &code[8..]);
     assert_eq!(
         to_jisoo[0]["body"],
@@ -165,10 +162,9 @@ async fn a_customer_announced_earlier_is_found_by_id_and_partial_updates_keep_ot
     }))
     .await;
     app.wait_intake_idle().await;
-    let doc: String = sqlx::query_scalar("SELECT doc FROM customers WHERE id = 'c-1001'")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let doc = app
+        .text("SELECT doc FROM customers WHERE id = 'c-1001'")
+        .await;
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["name"], "김지수B");
     assert_eq!(doc["phone"], "+821012345678");

@@ -100,18 +100,12 @@ async fn sendgrid_gets_one_personalization_text_before_html_and_the_key_in_custo
         .map(|c| c["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["text/plain", "text/html"]);
-    let key: String = sqlx::query_scalar("SELECT idempotency_key FROM outbox")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let key = app.text("SELECT idempotency_key FROM outbox").await;
     assert_eq!(
         body["custom_args"],
         json!({"outreach_key": key, "rule": "shipment-delay-apology"})
     );
-    let provider_id: String = sqlx::query_scalar("SELECT provider_id FROM outbox")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let provider_id = app.text("SELECT provider_id FROM outbox").await;
     assert_eq!(provider_id, "sg-msg-0001");
 }
 

@@ -124,11 +124,22 @@ async fn spawn_with_twilio(script: Vec<Answer>) -> (App, Twilio) {
 }
 
 async fn spawn_with_twilio_retrying(script: Vec<Answer>, retry_base: &str) -> (App, Twilio) {
+    let outbox = format!("retry_base = \"{retry_base}\"\nretry_max = \"2s\"");
+    spawn_twilio(script, &outbox, "", Options::default()).await
+}
+
+/// Forewarn with the SMS gateway pointed at a stand-in answering `script`: `outbox` lines go
+/// into `[outbox]`, `tables` after the gateway's table.
+async fn spawn_twilio(
+    script: Vec<Answer>,
+    outbox: &str,
+    tables: &str,
+    options: Options,
+) -> (App, Twilio) {
     let (twilio, url) = Twilio::start(script).await;
     let app = spawn_app_with(Options {
         extra_config: format!(
-            r#"retry_base = "{retry_base}"
-retry_max = "2s"
+            r#"{outbox}
 
 [gateways.sms]
 kind = "twilio"
@@ -138,10 +149,12 @@ auth_token_env = "TEST_TWILIO_TOKEN"
 from = "{FROM}"
 status_callback = "https://forewarn.example/twilio/status"
 timeout = "500ms"
+
+{tables}
 "#
         ),
         env: vec![("TEST_TWILIO_TOKEN".into(), TOKEN.into())],
-        ..Options::default()
+        ..options
     })
     .await;
     (app, twilio)
@@ -265,10 +278,9 @@ async fn a_twilio_that_hangs_times_out_and_is_retried() {
     let (status, attempts, provider_id, _) = outbox_row(&app).await;
     assert_eq!((status.as_str(), attempts), ("sent", 2));
     assert_eq!(provider_id.as_deref(), Some(&*format!("SM{:032}", 2)));
-    let first_error: String = sqlx::query_scalar("SELECT error FROM attempts WHERE attempt = 1")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let first_error = app
+        .text("SELECT error FROM attempts WHERE attempt = 1")
+        .await;
     assert!(first_error.starts_with("timed out"), "{first_error}");
 }
 
@@ -350,10 +362,7 @@ async fn an_invalid_number_falls_back_to_e_mail_with_the_same_offer() {
     assert_eq!(emails[0]["key"], key.as_str());
     assert_eq!(emails[0]["to"], "jisoo@example.com");
     // The customer sees the code issued with the outreach, not a second one.
-    let code: String = sqlx::query_scalar("SELECT code FROM discount_codes")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let code = app.text("SELECT code FROM discount_codes").await;
     let shown = format!("{}-{}-{}", &code[..4], &code[4..8], &code[8..]);
     assert!(
         emails[0]["text"].as_str().unwrap().contains(&shown),
@@ -394,30 +403,16 @@ async fn killed_while_a_retry_waits_it_is_sent_once_after_restart() {
 
 #[tokio::test]
 async fn a_twilio_that_keeps_failing_is_left_alone_then_probed_back() {
-    let (twilio, url) = Twilio::start(vec![answer(503, ""); 4]).await;
-    let app = spawn_app_with(Options {
-        extra_config: format!(
-            r#"retry_base = "50ms"
-retry_max = "100ms"
-max_attempts = 20
-
-[gateways.sms]
-kind = "twilio"
-base_url = "{url}"
-account_sid = "{SID}"
-auth_token_env = "TEST_TWILIO_TOKEN"
-from = "{FROM}"
-
-[pacing.sms]
-breaker_failures = 3
-breaker_cooldown = "1s"
-"#
-        ),
-        env: vec![("TEST_TWILIO_TOKEN".into(), TOKEN.into())],
+    let (app, twilio) = spawn_twilio(
+        vec![answer(503, ""); 4],
+        "retry_base = \"50ms\"\nretry_max = \"100ms\"\nmax_attempts = 20",
+        "[pacing.sms]\nbreaker_failures = 3\nbreaker_cooldown = \"1s\"",
         // One request at a time, so each outcome is known before the next call.
-        concurrency: 1,
-        ..Options::default()
-    })
+        Options {
+            concurrency: 1,
+            ..Options::default()
+        },
+    )
     .await;
     for i in 0..5 {
         app.publish(&delayed_event(i)).await;
@@ -450,28 +445,12 @@ breaker_cooldown = "1s"
 
 #[tokio::test]
 async fn a_message_still_failing_after_max_age_is_given_up_not_retried_forever() {
-    let (twilio, url) = Twilio::start(vec![answer(503, ""); 1000]).await;
-    let app = spawn_app_with(Options {
-        extra_config: format!(
-            r#"retry_base = "50ms"
-retry_max = "100ms"
-max_attempts = 1000
-max_age = "700ms"
-
-[gateways.sms]
-kind = "twilio"
-base_url = "{url}"
-account_sid = "{SID}"
-auth_token_env = "TEST_TWILIO_TOKEN"
-from = "{FROM}"
-
-[pacing.sms]
-breaker_failures = 1000
-"#
-        ),
-        env: vec![("TEST_TWILIO_TOKEN".into(), TOKEN.into())],
-        ..Options::default()
-    })
+    let (app, twilio) = spawn_twilio(
+        vec![answer(503, ""); 1000],
+        "retry_base = \"50ms\"\nretry_max = \"100ms\"\nmax_attempts = 1000\nmax_age = \"700ms\"",
+        "[pacing.sms]\nbreaker_failures = 1000",
+        Options::default(),
+    )
     .await;
     app.publish(&delayed_event(1)).await;
     wait_settled(&app).await;
