@@ -24,6 +24,6 @@ pub use contact::{
 pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
 pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
 pub use offer::{DiscountCode, Offer, Redemption};
-pub use outreach::{IdempotencyKey, MessageContent, Outreach};
+pub use outreach::{AddressEffect, IdempotencyKey, MessageContent, Outreach};
 pub use rejection::{RejectReason, Rejection};
 pub use state::{Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus};

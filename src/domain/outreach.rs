@@ -100,6 +100,17 @@ impl MessageContent {
     }
 }
 
+/// What a permanent failure says about the customer's address on a channel, so it is never
+/// tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressEffect {
+    /// The recipient refused the channel at the provider (Twilio 21610: replied STOP):
+    /// recorded as an opt-out from everything on the channel.
+    OptedOut,
+    /// These push tokens no longer exist (FCM `UNREGISTERED`): removed from the customer.
+    Gone(Vec<String>),
+}
+
 /// A decided, rendered outreach, ready for the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outreach {

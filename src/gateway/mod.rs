@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{GatewayConfig, Settings};
+pub use crate::domain::AddressEffect;
 use crate::domain::{Category, Channel, IdempotencyKey, MessageContent};
 
 pub use breaker::Breaker;
@@ -86,17 +87,6 @@ pub enum SendOutcome {
         /// What the failure says about the address, when it says something lasting.
         effect: Option<AddressEffect>,
     },
-}
-
-/// What a permanent failure says about the customer's address on this channel, so it is
-/// never tried again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddressEffect {
-    /// The recipient refused this channel at the provider (Twilio 21610: replied STOP):
-    /// recorded as an opt-out from everything on the channel.
-    OptedOut,
-    /// These push tokens no longer exist (FCM `UNREGISTERED`): removed from the customer.
-    Gone(Vec<String>),
 }
 
 impl SendOutcome {

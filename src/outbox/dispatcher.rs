@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::{Fallback, RetryPolicy};
 use crate::config::OutboxSettings;
-use crate::gateway::{AddressEffect, Gateways, OutboundMessage, Reconciliation, SendOutcome};
+use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
@@ -104,8 +104,8 @@ impl Dispatcher {
             started_at,
             finished_at: Utc::now(),
             result,
-            opted_out: false,
-            gone_tokens: Vec::new(),
+            channel: message.channel,
+            effect: None,
             switch: None,
         };
         if message.ambiguous {
@@ -139,25 +139,14 @@ impl Dispatcher {
             .unwrap_or_default();
         histogram!(m::DISPATCH_SECONDS, "channel" => message.channel.as_str())
             .record(waited.as_secs_f64());
-        let opted_out = matches!(
-            outcome,
-            SendOutcome::Reject {
-                effect: Some(AddressEffect::OptedOut),
-                ..
-            }
-        );
-        let gone_tokens = match &outcome {
-            SendOutcome::Reject {
-                effect: Some(AddressEffect::Gone(tokens)),
-                ..
-            } => tokens.clone(),
-            _ => Vec::new(),
-        };
+        // Too old to be useful: neither retried nor handed to another channel.
+        let expired = waited > self.settings.max_age;
+        let mut learnt = None;
         let result = match outcome {
             SendOutcome::Sent(receipt) => AttemptResult::Sent {
                 provider_id: receipt.provider_id,
             },
-            SendOutcome::Retry { reason, .. } if waited > self.settings.max_age => {
+            SendOutcome::Retry { reason, .. } if expired => {
                 tracing::error!(key = %message.key, ?waited, %reason, "Giving up: the message is too old to be useful.");
                 AttemptResult::Failed {
                     error: format!(
@@ -195,6 +184,7 @@ impl Dispatcher {
             }
             SendOutcome::Reject { reason, effect } => {
                 tracing::error!(key = %message.key, %reason, ?effect, "Gateway rejected the message.");
+                learnt = effect;
                 AttemptResult::Failed { error: reason }
             }
         };
@@ -207,8 +197,6 @@ impl Dispatcher {
         counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);
         // A channel that failed for good hands the outreach to the next one, if any is left.
-        // A message too old to be useful is not worth another channel either.
-        let expired = waited > self.settings.max_age;
         let switch = match &result {
             AttemptResult::Failed { .. } if !expired => match self.fallback.next(&message).await {
                 Ok(switch) => switch,
@@ -224,8 +212,7 @@ impl Dispatcher {
                 .increment(1);
         }
         AttemptRecord {
-            opted_out,
-            gone_tokens,
+            effect: learnt,
             switch,
             ..record(result)
         }

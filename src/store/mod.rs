@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType,
-    IdempotencyKey, Incident, MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach,
-    Redemption, Shipment,
+    AddressEffect, Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey,
+    EventType, IdempotencyKey, Incident, MessageContent, Offer, OptOutScope, OptOuts, Order,
+    Outreach, Redemption, Shipment,
 };
 
 pub use sqlite::SqliteStore;
@@ -257,11 +257,10 @@ pub struct AttemptRecord {
     pub finished_at: DateTime<Utc>,
     /// How it ended.
     pub result: AttemptResult,
-    /// The recipient refused the channel at the provider: record an opt-out with the attempt.
-    pub opted_out: bool,
-    /// Push tokens the provider says no longer exist: removed from the customer with the
-    /// attempt.
-    pub gone_tokens: Vec<String>,
+    /// The channel attempted.
+    pub channel: Channel,
+    /// What the attempt taught about the address (an opt-out, tokens gone), recorded with it.
+    pub effect: Option<AddressEffect>,
     /// The attempt failed for good and the outreach moves to its next channel, in the same
     /// transaction.
     pub switch: Option<ChannelSwitch>,

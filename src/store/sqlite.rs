@@ -22,8 +22,8 @@ use super::{
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
-    Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey, EventType,
-    IdempotencyKey, Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order,
+    AddressEffect, Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey,
+    EventType, IdempotencyKey, Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order,
     OrderStatus, Outreach, Redemption, Shipment, ShipmentStatus,
 };
 
@@ -263,8 +263,11 @@ impl Store for SqliteStore {
         }
         // Push tokens the provider no longer knows leave the customer's record, so no later
         // outreach tries them (and push stops being a usable channel when none is left).
-        for a in attempts.iter().filter(|a| !a.gone_tokens.is_empty()) {
-            let gone = serde_json::json!(a.gone_tokens).to_string();
+        for (a, tokens) in attempts.iter().filter_map(|a| match &a.effect {
+            Some(AddressEffect::Gone(tokens)) => Some((a, tokens)),
+            _ => None,
+        }) {
+            let gone = serde_json::json!(tokens).to_string();
             sqlx::query(
                 "UPDATE customers SET doc = json_set(doc, '$.push_tokens', \
                    json((SELECT json_group_array(value) FROM json_each(doc, '$.push_tokens') \
@@ -278,15 +281,20 @@ impl Store for SqliteStore {
             .await?;
         }
         // A recipient who refused the channel at the provider (STOP) is opted out of it, in
-        // the same transaction as the attempt that learnt it: no later outreach tries it.
-        for a in attempts.iter().filter(|a| a.opted_out) {
+        // the same transaction as the attempt that learnt it: no later outreach tries it. The
+        // channel is the attempt's: the row may already have moved on to its fallback.
+        for a in attempts
+            .iter()
+            .filter(|a| a.effect == Some(AddressEffect::OptedOut))
+        {
             sqlx::query(
                 "INSERT INTO opt_outs (customer_id, channel, scope, at) \
-                 SELECT customer_id, channel, 'all', ?1 FROM outbox WHERE id = ?2 \
+                 SELECT customer_id, ?3, 'all', ?1 FROM outbox WHERE id = ?2 \
                  ON CONFLICT (customer_id, channel) DO UPDATE SET scope = 'all', at = excluded.at",
             )
             .bind(millis(a.finished_at))
             .bind(a.outbox_id)
+            .bind(a.channel.as_str())
             .execute(&mut *tx)
             .await?;
         }

@@ -462,3 +462,26 @@ async fn a_message_still_failing_after_max_age_is_given_up_not_retried_forever()
     assert!(error.contains("(outbox.max_age)"), "{error}");
     assert_eq!(twilio.received().len() as i64, attempts);
 }
+
+#[tokio::test]
+async fn a_stop_reply_opts_out_of_sms_only_and_the_message_falls_back_to_e_mail() {
+    let (app, twilio) = spawn_with_twilio(vec![answer(
+        400,
+        r#"{"code":21610,"message":"Attempt to send to unsubscribed recipient","status":400}"#,
+    )])
+    .await;
+    let mut event = delayed_event(1);
+    event["data"]["customer"]["channels"] = serde_json::json!(["sms", "email"]);
+    event["data"]["customer"]["email"] = serde_json::json!("jisoo@example.com");
+    app.publish(&event).await;
+    app.wait_sent(1).await;
+
+    assert_eq!(twilio.received().len(), 1);
+    assert_eq!(app.sandbox("email").len(), 1);
+    // The refusal was of SMS, whatever channel the outreach moved on to.
+    assert_eq!(
+        app.text("SELECT channel || ':' || scope FROM opt_outs WHERE customer_id = 'c-1'")
+            .await,
+        "sms:all"
+    );
+}
