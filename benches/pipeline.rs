@@ -47,7 +47,7 @@ fn main() {
         );
     }
     let refs: Vec<&Accepted> = events.iter().collect();
-    let _ = refs_of(refs.iter().copied());
+    let _ = refs_of(refs.iter().copied(), &authoring.rules);
     let started = Instant::now();
     let mut queued = 0;
     for chunk in refs.chunks(1000) {
@@ -56,6 +56,7 @@ fn main() {
             snapshot.clone(),
             &authoring.rules,
             &authoring.templates,
+            &authoring.risk,
             Utc::now(),
         );
         queued += plan.changes.outreach.len();

@@ -16,16 +16,19 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::metrics as m;
 use crate::render::Templates;
+use crate::risk::RiskModel;
 use crate::rules::RuleSet;
 use crate::shutdown::Shutdown;
 
-/// Rules and the templates they use, validated together.
+/// Rules, the templates they use and the risk model they read, validated together.
 #[derive(Debug)]
 pub struct Authoring {
     /// Loaded rules.
     pub rules: RuleSet,
     /// Loaded templates.
     pub templates: Templates,
+    /// `rules/risk.toml`, or the embedded default.
+    pub risk: RiskModel,
     /// 1 for the set loaded at start, one more for each accepted reload.
     pub version: u64,
 }
@@ -37,9 +40,12 @@ pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
         .with_default_locale(settings.render.default_locale.clone());
     let rules = RuleSet::load(&settings.paths.rules, &templates)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let risk = RiskModel::load(&settings.paths.rules)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     Ok(Authoring {
         rules,
         templates,
+        risk,
         version: 1,
     })
 }

@@ -40,6 +40,7 @@ pub mod nats_server;
 pub mod outbox;
 pub mod pipeline;
 pub mod render;
+pub mod risk;
 pub mod rules;
 pub mod shutdown;
 pub mod store;

@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::domain::{
-    Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, DiscountCode, EventKey,
-    IdempotencyKey, Incident, MessageContent, Offer, OptOuts, Order, Outreach, Payload,
-    RejectReason, Rejection, Shipment,
+    day_number, Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, Dimension,
+    DiscountCode, EntityId, EventKey, Experience, ExperienceKind, ExternalScore, IdempotencyKey,
+    Incident, MessageContent, Offer, OptOuts, Order, Outreach, PastOrder, Payload, RejectReason,
+    Rejection, RiskScores, Shipment, ShipmentStatus,
 };
+use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::render::{Part, Templates};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
@@ -82,13 +84,37 @@ pub struct Plan {
     pub rule_errors: Vec<RuleFailure>,
 }
 
-/// What a batch needs loaded before [`decide`].
-pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>) -> Refs {
+/// What a batch needs loaded before [`decide`]. Risk history is loaded only for events some
+/// rule reacts to: most events (orders placed, scans) are never scored.
+pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>, rules: &RuleSet) -> Refs {
     let mut refs = Refs::default();
     for accepted in events {
         let payload = &accepted.payload;
         if let Some(customer) = payload.customer() {
             refs.customers.insert(customer.id().clone());
+        }
+        if let Some(id) = subject_shipment(payload) {
+            refs.shipments.insert(id.clone());
+        }
+        if rules.candidates(accepted.event.event_type).next().is_some() {
+            let at = decision_time(&accepted.event, Utc::now());
+            refs.earliest = Some(refs.earliest.map_or(at, |e| e.min(at)));
+            if let Some(customer) = payload.customer() {
+                refs.scored_customers.insert(customer.id().clone());
+            }
+            if let Some(id) = subject_shipment(payload) {
+                refs.scored_shipments.insert(id.clone());
+            }
+            match payload {
+                Payload::ShipmentCreated { carrier, region, .. } => {
+                    refs.lanes.insert((Dimension::Carrier, carrier.clone()));
+                    refs.lanes.insert((Dimension::Region, region.clone()));
+                }
+                Payload::ShipmentDelayed { carrier, .. } => {
+                    refs.lanes.insert((Dimension::Carrier, carrier.clone()));
+                }
+                _ => {}
+            }
         }
         if let Payload::CustomerOptedOut { customer_id, .. } = payload {
             refs.customers.insert(customer_id.clone());
@@ -106,6 +132,33 @@ pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>) -> Refs {
     refs
 }
 
+/// The decision time of an event: its own time, never later than now. Risk features read
+/// nothing after it.
+fn decision_time(event: &CloudEvent, now: DateTime<Utc>) -> DateTime<Utc> {
+    event.time.map_or(now, |t| t.min(now))
+}
+
+/// The shipment an event is about, including `shipment.overdue`, which changes no state.
+fn subject_shipment(payload: &Payload) -> Option<&EntityId> {
+    match payload {
+        Payload::ShipmentOverdue { shipment_id, .. } => Some(shipment_id),
+        other => Shipment::id_of(other),
+    }
+}
+
+/// The order an event is about: its own, or the one a shipment event names.
+fn subject_order(payload: &Payload) -> Option<&EntityId> {
+    match payload {
+        Payload::ShipmentCreated { order_id, .. }
+        | Payload::ShipmentDelayed { order_id, .. }
+        | Payload::ShipmentException { order_id, .. }
+        | Payload::ShipmentOverdue { order_id, .. }
+        | Payload::CsatDue { order_id, .. } => Some(order_id),
+        Payload::ShipmentDelivered { order_id, .. } => order_id.as_ref(),
+        other => order_id_of(other),
+    }
+}
+
 fn order_id_of(payload: &Payload) -> Option<&crate::domain::EntityId> {
     match payload {
         Payload::OrderPlaced { order_id, .. }
@@ -116,12 +169,13 @@ fn order_id_of(payload: &Payload) -> Option<&crate::domain::EntityId> {
     }
 }
 
-/// Applies `events` in order to `snapshot` and decides each one's outreach.
+/// Applies `events` in order to `snapshot` and decides each one's outreach, scored by `risk`.
 pub fn decide(
     events: &[&Accepted],
     mut snapshot: Snapshot,
     rules: &RuleSet,
     templates: &Templates,
+    risk: &RiskModel,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -170,6 +224,12 @@ pub fn decide(
             scope,
         } = payload
         {
+            snapshot
+                .history
+                .opt_outs
+                .entry(customer_id.clone())
+                .or_default()
+                .push(at);
             let opt_outs = snapshot.opt_outs.entry(customer_id.clone()).or_default();
             for c in channel.channels() {
                 opt_outs.record(*c, *scope);
@@ -188,16 +248,40 @@ pub fn decide(
         if let Some(id) = order_id_of(payload) {
             let existing = snapshot.orders.remove(id);
             if let Some(order) = Order::apply(existing, payload, at) {
+                if let Some(customer) = &order.customer_id {
+                    snapshot
+                        .history
+                        .record_order(customer, PastOrder::from_order(&order));
+                }
                 touched_orders.push(order.id.clone());
                 snapshot.orders.insert(order.id.clone(), order);
             }
         }
         if let Some(id) = Shipment::id_of(payload) {
             let existing = snapshot.shipments.remove(id);
+            let was_delivered =
+                existing.as_ref().map(|s| s.status) == Some(ShipmentStatus::Delivered);
             if let Some(shipment) = Shipment::apply(existing, payload, at) {
+                if !was_delivered {
+                    settle(&shipment, &mut snapshot.history, &mut plan.changes);
+                }
                 touched_shipments.push(shipment.id.clone());
                 snapshot.shipments.insert(shipment.id.clone(), shipment);
             }
+        }
+        if let (Some((kind, entity)), Some(customer)) =
+            (crate::risk::features::experience_of(payload), payload.customer())
+        {
+            remember(
+                customer.id(),
+                Experience {
+                    kind,
+                    entity: entity.as_str().to_owned(),
+                    at,
+                },
+                &mut snapshot.history,
+                &mut plan.changes,
+            );
         }
         if let Some(id) = Incident::id_of(payload) {
             let existing = snapshot.incidents.remove(id);
@@ -214,6 +298,15 @@ pub fn decide(
             model,
         } = payload
         {
+            snapshot.history.external.push(ExternalScore {
+                customer_id: customer_id.clone(),
+                shipment_id: shipment_id.clone(),
+                order_id: order_id.clone(),
+                delay: scores.delay,
+                churn: scores.churn,
+                model: model.clone(),
+                scored_at: at,
+            });
             plan.changes.risk_scores.push(RiskScoreRecord {
                 event: event.key.clone(),
                 customer_id: customer_id.clone(),
@@ -260,6 +353,22 @@ pub fn decide(
             ));
             continue;
         };
+        // Every decision is scored: the scores are stored with the outreach and order a burst.
+        let assessment = assess(
+            &Subject {
+                at: decision_time(event, now),
+                customer: &customer_id,
+                shipment: subject_shipment(payload).and_then(|id| snapshot.shipments.get(id)),
+                order: subject_order(payload),
+                promised_by: match payload {
+                    Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
+                    _ => None,
+                },
+            },
+            &snapshot.history,
+            risk,
+        );
+        let scores = assessment.scores();
         // Built only when a candidate has an expression: most events never pay for it.
         let mut bindings: Option<Bindings> = None;
         let mut bind = || {
@@ -270,7 +379,7 @@ pub fn decide(
                 attributes_json(event),
                 &event.data,
                 Cow::Borrowed(doc.as_value()),
-                Cow::Owned(json!({})),
+                Cow::Owned(scores.to_json()),
                 Cow::Owned(incident),
                 now,
             )
@@ -312,6 +421,7 @@ pub fn decide(
                 .cloned()
                 .unwrap_or_default(),
             tracking: tracking_link(accepted, &snapshot),
+            risk: assessment,
         });
     }
 
@@ -336,6 +446,45 @@ pub fn decide(
     plan.changes.shipments = take_touched(touched_shipments, &snapshot.shipments);
     plan.changes.incidents = take_touched(touched_incidents, &snapshot.incidents);
     plan
+}
+
+/// A shipment that has just been delivered counts towards its carrier's and region's late
+/// shares on its delivery day; if it came a day or more late, that is a bad experience of its
+/// customer even without a delay notice.
+fn settle(shipment: &Shipment, history: &mut crate::domain::History, changes: &mut Changes) {
+    let (Some(delivered), Some(promised)) = (shipment.delivered_at, shipment.promised_by) else {
+        return;
+    };
+    let late = delivered - promised >= chrono::Duration::days(1);
+    let day = day_number(delivered);
+    for (dimension, key) in [
+        (Dimension::Carrier, &shipment.carrier),
+        (Dimension::Region, &shipment.region),
+    ] {
+        if let Some(key) = key {
+            history.record_settled(dimension, key, day, late);
+            changes.settled.push((dimension, key.clone(), day, late));
+        }
+    }
+    if let (true, Some(customer)) = (late, &shipment.customer_id) {
+        let experience = Experience {
+            kind: ExperienceKind::Delay,
+            entity: shipment.id.as_str().to_owned(),
+            at: delivered,
+        };
+        remember(customer, experience, history, changes);
+    }
+}
+
+/// Records a bad experience in the batch's history and for the store.
+fn remember(
+    customer: &CustomerId,
+    experience: Experience,
+    history: &mut crate::domain::History,
+    changes: &mut Changes,
+) {
+    history.record_experience(customer, experience.clone());
+    changes.experiences.push((customer.clone(), experience));
 }
 
 /// What a matching rule decided beyond "send": the outreach's entity and its offer.
@@ -444,6 +593,8 @@ struct Job<'a> {
     doc: CustomerDoc,
     opt_outs: OptOuts,
     tracking: Option<String>,
+    /// The decision's scores and why.
+    risk: RiskAssessment,
 }
 
 /// Below this many jobs a second thread costs more than it saves.
@@ -513,6 +664,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
         doc,
         tracking: job.tracking.as_deref(),
         offer: job.offer.as_ref(),
+        risk: Some(job.risk.scores()),
     };
     let (content, locale) =
         render_on(&message, &customer, channel, templates).map_err(|e| ("render_failed", e))?;
@@ -529,6 +681,7 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
         locale,
         content,
         offer: job.offer.clone(),
+        risk: Some(job.risk.record()),
     })
 }
 
@@ -568,6 +721,8 @@ pub struct RenderInput<'a> {
     pub tracking: Option<&'a str>,
     /// The discount issued with it.
     pub offer: Option<&'a Offer>,
+    /// `risk` in the template context.
+    pub risk: Option<RiskScores>,
 }
 
 /// Renders the message for `channel` in `customer`'s locale, addressed to them; returns it
@@ -662,11 +817,53 @@ pub fn render_parts(
     templates.render(input.template, channel, locale, render_context(input))
 }
 
+/// The scores of one event on its own, with no history but what the event itself says: for
+/// `check` and `preview`, which try rules and templates on example events.
+pub fn example_assessment(
+    accepted: &Accepted,
+    customer: &CustomerId,
+    risk: &RiskModel,
+    now: DateTime<Utc>,
+) -> RiskAssessment {
+    let at = decision_time(&accepted.event, now);
+    let shipment = Shipment::apply(None, &accepted.payload, at);
+    let mut history = crate::domain::History::default();
+    if let Some(order) = Order::apply(None, &accepted.payload, at) {
+        history.record_order(customer, PastOrder::from_order(&order));
+    }
+    if let Some((kind, entity)) = crate::risk::features::experience_of(&accepted.payload) {
+        history.record_experience(
+            customer,
+            Experience {
+                kind,
+                entity: entity.as_str().to_owned(),
+                at,
+            },
+        );
+    }
+    assess(
+        &Subject {
+            at,
+            customer,
+            shipment: shipment.as_ref(),
+            order: subject_order(&accepted.payload),
+            promised_by: match &accepted.payload {
+                Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
+                _ => None,
+            },
+        },
+        &history,
+        risk,
+    )
+}
+
 /// The bindings rule expressions see for one event on its own (no stored state but what the
-/// event itself says): for `check`, which tries expressions on example events.
+/// event itself says, `risk` from [`example_assessment`]): for `check`, which tries
+/// expressions on example events.
 pub fn example_bindings<'a>(
     accepted: &'a Accepted,
     customer: &'a CustomerDoc,
+    risk: RiskScores,
     now: DateTime<Utc>,
 ) -> Bindings<'a> {
     let at = accepted.event.time.unwrap_or(now);
@@ -676,7 +873,7 @@ pub fn example_bindings<'a>(
         attributes_json(&accepted.event),
         &accepted.event.data,
         Cow::Borrowed(customer.as_value()),
-        Cow::Owned(json!({})),
+        Cow::Owned(risk.to_json()),
         Cow::Owned(incident),
         now,
     )
@@ -754,6 +951,9 @@ fn render_context(input: &RenderInput<'_>) -> Value {
     context.insert("data".into(), event.data.clone());
     context.insert("rule".into(), json!({"id": input.rule_id}));
     context.insert("links".into(), Value::Object(links));
+    if let Some(risk) = input.risk {
+        context.insert("risk".into(), risk.to_json());
+    }
     if let Some(offer) = input.offer {
         context.insert(
             "offer".into(),
@@ -816,7 +1016,7 @@ mod tests {
     fn run(rules: &str, events: &[Accepted]) -> Plan {
         let (templates, rules) = authoring(rules);
         let refs: Vec<&Accepted> = events.iter().collect();
-        decide(&refs, snapshot(), &rules, &templates, Utc::now())
+        decide(&refs, snapshot(), &rules, &templates, &RiskModel::embedded(), Utc::now())
     }
 
     fn bodies(plan: &Plan) -> Vec<String> {
@@ -942,7 +1142,7 @@ mod tests {
             delayed("e2", "s2", "backlog", 4),
         ];
         let refs: Vec<&Accepted> = events.iter().collect();
-        let plan = decide(&refs, snapshot(), &rules, &templates, now);
+        let plan = decide(&refs, snapshot(), &rules, &templates, &RiskModel::embedded(), now);
         let offers: Vec<&Offer> = plan
             .changes
             .outreach

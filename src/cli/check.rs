@@ -14,9 +14,10 @@ use chrono::{DateTime, Utc};
 use super::examples::{in_locale, Example, Examples};
 use crate::authoring::Authoring;
 use crate::config::Settings;
-use crate::domain::{Channel, CustomerDoc, Locale, Offer};
+use crate::domain::{Channel, CustomerDoc, CustomerId, Locale, Offer, RiskScores};
 use crate::pipeline::{
-    event_tracking_link, example_bindings, issue_offer, offer_percent, render_parts, RenderInput,
+    event_tracking_link, example_assessment, example_bindings, issue_offer, offer_percent,
+    render_parts, RenderInput,
 };
 use crate::render::{measure_sms, Part};
 use crate::rules::{Location, Rule};
@@ -58,8 +59,10 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
             .filter(|e| rule.on.contains(&e.accepted.event.event_type))
         {
             let customer = examples.customer_for(&example.accepted);
-            let offer = checker.expressions(rule, example, &customer, &mut problems);
-            renders += checker.renders(rule, example, &customer, offer.as_ref(), &mut problems);
+            let risk = checker.risk(example, &customer);
+            let offer = checker.expressions(rule, example, &customer, risk, &mut problems);
+            renders +=
+                checker.renders(rule, example, &customer, offer.as_ref(), risk, &mut problems);
         }
     }
     if !problems.is_empty() {
@@ -84,6 +87,17 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// The example's scores from the event alone (no history): what rules and templates see.
+    fn risk(&self, example: &Example, customer: &CustomerDoc) -> RiskScores {
+        let id = customer
+            .as_object()
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|id| CustomerId::parse(id).ok())
+            .unwrap_or_else(|| CustomerId::parse("example").expect("a valid id"));
+        example_assessment(&example.accepted, &id, &self.authoring.risk, self.now).scores()
+    }
+
     /// The rule's expressions on one example: one that fails here would fail on the same event
     /// in production, and the rule would not match. Returns the offer it would issue.
     fn expressions(
@@ -91,9 +105,10 @@ impl Checker<'_> {
         rule: &Rule,
         example: &Example,
         customer: &CustomerDoc,
+        risk: RiskScores,
         problems: &mut Problems,
     ) -> Option<Offer> {
-        let mut bindings = example_bindings(&example.accepted, customer, self.now);
+        let mut bindings = example_bindings(&example.accepted, customer, risk, self.now);
         // At the expression itself, which is what to fix.
         let mut failed = |at: &Location, message: String| {
             problems.add(
@@ -129,6 +144,7 @@ impl Checker<'_> {
         example: &Example,
         customer: &CustomerDoc,
         offer: Option<&Offer>,
+        risk: RiskScores,
         problems: &mut Problems,
     ) -> usize {
         let templates = &self.authoring.templates;
@@ -162,6 +178,7 @@ impl Checker<'_> {
                     doc: &doc,
                     tracking: event_tracking_link(&example.accepted),
                     offer,
+                    risk: Some(risk),
                 };
                 match render_parts(&input, templates, channel, parsed.as_ref()) {
                     Err(e) => problems.add(e.to_string(), context),

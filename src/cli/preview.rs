@@ -8,8 +8,13 @@ use serde_json::{json, Value};
 
 use super::examples::{in_locale, Examples};
 use crate::config::Settings;
-use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
-use crate::pipeline::{event_tracking_link, render_parts, Accepted, RenderInput};
+use crate::domain::{
+    Channel, CloudEvent, CustomerDoc, CustomerId, DiscountCode, Locale, Offer, Payload,
+};
+use crate::pipeline::{
+    event_tracking_link, example_assessment, render_parts, Accepted, RenderInput,
+};
+use crate::risk::RiskModel;
 use crate::render::{measure_sms, Part, RenderedParts, Templates};
 use crate::rules::OfferSpec;
 
@@ -97,6 +102,22 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
         expires_at: chrono::Utc::now() + chrono::Duration::days(i64::from(args.valid_days)),
     });
 
+    // Scored from the event alone, as `check` does: no history.
+    let risk_model = RiskModel::load(&settings.paths.rules).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    let customer_id = customer
+        .as_object()
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| CustomerId::parse(id).ok())
+        .unwrap_or_else(|| CustomerId::parse("preview").expect("a valid id"));
+    let risk = example_assessment(&accepted, &customer_id, &risk_model, chrono::Utc::now());
+    println!("risk (from this event alone, no history): {}\n", risk.explain());
+
     let mut failures = 0;
     for channel in Channel::ALL
         .into_iter()
@@ -112,6 +133,7 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
                 doc: &doc,
                 tracking: event_tracking_link(&accepted),
                 offer: offer.as_ref(),
+                risk: Some(risk.scores()),
             };
             let shown = parsed.as_ref().map_or("default", |l| l.as_str());
             println!("── {} · {shown}", channel.as_str().to_uppercase());

@@ -8,6 +8,7 @@ mod channel;
 mod contact;
 mod customer;
 mod event;
+mod history;
 mod offer;
 mod outreach;
 mod rejection;
@@ -23,7 +24,13 @@ pub use contact::{
 };
 pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
 pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
+pub use history::{
+    day_number, DayCount, Dimension, Experience, ExperienceKind, ExternalScore, History,
+    PastOrder, PastOutreach, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
+};
 pub use offer::{DiscountCode, Offer, Redemption};
-pub use outreach::{AddressEffect, IdempotencyKey, MessageContent, Outreach};
+pub use outreach::{
+    AddressEffect, IdempotencyKey, MessageContent, Outreach, RiskRecord, RiskScores,
+};
 pub use rejection::{RejectReason, Rejection};
 pub use state::{Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus};

@@ -136,6 +136,41 @@ pub struct Outreach {
     pub content: MessageContent,
     /// The discount issued with it, if the rule offers one.
     pub offer: Option<Offer>,
+    /// The risk scores it was decided with, and their explanation.
+    pub risk: Option<RiskRecord>,
+}
+
+/// `risk.delay` and `risk.churn` of one decision, as rules and templates see them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RiskScores {
+    /// Probability this shipment misses its promise by a day or more, 0..1.
+    pub delay: f64,
+    /// Probability this customer is lost after this experience, 0..1.
+    pub churn: f64,
+}
+
+impl RiskScores {
+    /// `{"delay": …, "churn": …}`.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"delay": self.delay, "churn": self.churn})
+    }
+
+    /// The scores inside a stored explanation (`{"delay": {"score": …}, "churn": {…}}`).
+    pub fn from_explanation(explanation: &serde_json::Value) -> Option<Self> {
+        Some(RiskScores {
+            delay: explanation.pointer("/delay/score")?.as_f64()?,
+            churn: explanation.pointer("/churn/score")?.as_f64()?,
+        })
+    }
+}
+
+/// The scores an outreach was decided with, and why: stored with it for the customer timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskRecord {
+    /// The scores.
+    pub scores: RiskScores,
+    /// Models, feature values and contributions (see `risk::RiskAssessment::to_json`).
+    pub explanation: serde_json::Value,
 }
 
 #[cfg(test)]

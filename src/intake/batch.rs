@@ -326,14 +326,16 @@ impl Intake {
             .iter()
             .filter(|a| first_copies.remove(&a.event.key))
             .collect();
-        let snapshot = tx.load(&pipeline::refs_of(fresh.iter().copied())).await?;
         // The set in use when the batch is decided; a reload applies from the next batch.
         let authoring = self.authoring.borrow().clone();
+        let refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules);
+        let snapshot = tx.load(&refs).await?;
         let plan = pipeline::decide(
             &fresh,
             snapshot,
             &authoring.rules,
             &authoring.templates,
+            &authoring.risk,
             received_at,
         );
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();

@@ -71,6 +71,7 @@ impl Fallback {
             doc: &doc,
             tracking: event_tracking_link(&accepted),
             offer: message.offer.as_ref(),
+            risk: message.risk,
         };
         for (i, &channel) in message.fallback.iter().enumerate() {
             if let Some(reason) = channel_refusal(

@@ -19,6 +19,10 @@ pub trait TemplateIndex {
     fn channels_of(&self, template: &str) -> Option<BTreeSet<Channel>>;
 }
 
+/// The file beside the rules that holds the risk models' coefficients (see `risk`): in the
+/// rules folder because the same people review it, but it is not a rule file.
+pub const RISK_MODEL_FILE: &str = "risk.toml";
+
 /// A problem in a rule file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
@@ -78,14 +82,7 @@ struct SourceMap<'a> {
 
 impl SourceMap<'_> {
     fn at(&self, offset: usize) -> Location {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Location {
-            file: self.file.to_path_buf(),
-            line,
-            col,
-        }
+        Location::at_offset(self.file, self.text, offset)
     }
 
     /// The file position of line `line`, column `col` (1-based) inside a string value.
@@ -128,6 +125,7 @@ impl RuleSet {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .filter(|p| p.file_name().is_none_or(|n| n != RISK_MODEL_FILE))
                 .collect(),
             Err(e) => {
                 return Err(vec![LoadError {

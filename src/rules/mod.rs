@@ -9,5 +9,5 @@ mod load;
 mod rule;
 
 pub use expr::{key_text, to_cel, Bindings, Expression, SyntaxError};
-pub use load::{LoadError, TemplateIndex};
+pub use load::{LoadError, TemplateIndex, RISK_MODEL_FILE};
 pub use rule::{ChannelChoice, Location, OfferSpec, Rule, RuleSet};

@@ -18,6 +18,20 @@ pub struct Location {
     pub col: usize,
 }
 
+impl Location {
+    /// The line and column of byte `offset` in `text`, the contents of `file`.
+    pub fn at_offset(file: &std::path::Path, text: &str, offset: usize) -> Self {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Location {
+            file: file.to_path_buf(),
+            line,
+            col,
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)

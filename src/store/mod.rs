@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     AddressEffect, Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey,
     EventType, IdempotencyKey, Incident, MessageContent, Offer, OptOutScope, OptOuts, Order,
-    Outreach, Redemption, Shipment,
+    Outreach, Redemption, RiskScores, Shipment, Dimension, Experience, History,
 };
 
 pub use sqlite::SqliteStore;
@@ -69,6 +69,14 @@ pub struct Refs {
     pub shipments: BTreeSet<EntityId>,
     /// Incidents named by the events.
     pub incidents: BTreeSet<EntityId>,
+    /// Customers some rule may score: their risk history is loaded.
+    pub scored_customers: BTreeSet<CustomerId>,
+    /// Shipments some rule may score: their customers' history, carrier and region are loaded.
+    pub scored_shipments: BTreeSet<EntityId>,
+    /// Carriers and regions the events name themselves.
+    pub lanes: BTreeSet<(Dimension, String)>,
+    /// The earliest decision time in the batch: history older than any window is not loaded.
+    pub earliest: Option<DateTime<Utc>>,
 }
 
 /// The stored state an intake batch touches.
@@ -84,6 +92,8 @@ pub struct Snapshot {
     pub shipments: HashMap<EntityId, Shipment>,
     /// Incidents by id.
     pub incidents: HashMap<EntityId, Incident>,
+    /// What the risk features read.
+    pub history: History,
 }
 
 /// One opt-out to record.
@@ -137,6 +147,10 @@ pub struct Changes {
     pub risk_scores: Vec<RiskScoreRecord>,
     /// Outreach to queue; an existing (rule, entity, customer, channel) makes an insert a no-op.
     pub outreach: Vec<Outreach>,
+    /// Bad experiences to remember.
+    pub experiences: Vec<(CustomerId, Experience)>,
+    /// Deliveries to count: (carrier or region, name, day, late).
+    pub settled: Vec<(Dimension, String, i64, bool)>,
 }
 
 /// A message the dispatcher claimed.
@@ -170,6 +184,8 @@ pub struct ClaimedMessage {
     pub event: EventKey,
     /// The discount it carries, kept when the channel changes.
     pub offer: Option<Offer>,
+    /// The risk scores it was decided with, for a re-render on another channel.
+    pub risk: Option<RiskScores>,
 }
 
 /// An outreach moving to its next channel, re-rendered there.

@@ -24,8 +24,10 @@ use crate::config::DatabaseSettings;
 use crate::domain::{
     AddressEffect, Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey,
     EventType, IdempotencyKey, Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order,
-    OrderStatus, Outreach, Redemption, Shipment, ShipmentStatus,
+    OrderStatus, Outreach, Redemption, RiskScores, Shipment, ShipmentStatus, day_number, DayCount,
+    Dimension, Experience, ExperienceKind, ExternalScore, History, PastOrder, PastOutreach, LATE_SHARE_DAYS,
 };
+
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
 const MAX_BINDS: usize = 30_000;
@@ -110,23 +112,34 @@ impl Store for SqliteStore {
                     SELECT id FROM outbox
                      WHERE (status = 'pending' AND next_attempt_at <= ?2)
                         OR (status = 'sending' AND claimed_until <= ?2)
-                     ORDER BY priority DESC, id
+                     ORDER BY priority DESC, urgency DESC, id
                      LIMIT ?3)
           RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
                     ambiguous, created_at, channel_attempts, fallback, event_source,
-                    event_id, offer, category",
+                    event_id, offer, category, priority, urgency,
+                    json_extract(risk, '$.delay.score') AS risk_delay,
+                    json_extract(risk, '$.churn.score') AS risk_churn",
         )
         .bind(until)
         .bind(now_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
+        // Sent in the order they were chosen: priority, then the customers most likely to
+        // leave (a burst's urgency), then first queued.
         let mut claimed = rows
             .iter()
-            .map(claimed_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        claimed.sort_by_key(|m| m.id);
-        Ok(claimed)
+            .map(|row| {
+                let order = (
+                    std::cmp::Reverse(row.try_get::<i64, _>("priority")?),
+                    std::cmp::Reverse(OrderedUrgency(row.try_get::<f64, _>("urgency")?)),
+                    row.try_get::<i64, _>("id")?,
+                );
+                Ok((order, claimed_from_row(row)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(claimed.into_iter().map(|(_, m)| m).collect())
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
@@ -468,6 +481,18 @@ impl Store for SqliteStore {
     }
 }
 
+/// An urgency that sorts (stored urgencies are finite scores in 0..1).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct OrderedUrgency(f64);
+
+impl Eq for OrderedUrgency {}
+
+impl Ord for OrderedUrgency {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
     let channel: String = row.try_get("channel")?;
     let content: String = row.try_get("content")?;
@@ -498,6 +523,13 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
                     .map_err(|e| StoreError::Corrupt(format!("outbox offer: {e}")))
             })
             .transpose()?,
+        risk: match (
+            row.try_get::<Option<f64>, _>("risk_delay")?,
+            row.try_get::<Option<f64>, _>("risk_churn")?,
+        ) {
+            (Some(delay), Some(churn)) => Some(RiskScores { delay, churn }),
+            _ => None,
+        },
     })
 }
 
@@ -514,6 +546,158 @@ fn parse_channels(raw: &str) -> Result<Vec<Channel>, StoreError> {
 /// An intake batch's transaction on SQLite.
 struct SqliteIntakeTx {
     tx: Transaction<'static, Sqlite>,
+}
+
+impl SqliteIntakeTx {
+    /// The risk history of the customers, carriers and regions the batch may score, from the
+    /// oldest time any feature window of the batch reaches.
+    async fn load_history(&mut self, refs: &Refs, snapshot: &Snapshot) -> Result<History, StoreError> {
+        let mut history = History::default();
+        let Some(earliest) = refs.earliest else {
+            return Ok(history);
+        };
+        let scored_shipments = refs
+            .scored_shipments
+            .iter()
+            .filter_map(|id| snapshot.shipments.get(id));
+        let mut customers: Vec<&str> = refs.scored_customers.iter().map(CustomerId::as_str).collect();
+        let mut lanes: Vec<(Dimension, String)> = refs.lanes.iter().cloned().collect();
+        for shipment in scored_shipments {
+            customers.extend(shipment.customer_id.as_ref().map(CustomerId::as_str));
+            lanes.extend(shipment.carrier.clone().map(|c| (Dimension::Carrier, c)));
+            lanes.extend(shipment.region.clone().map(|r| (Dimension::Region, r)));
+        }
+        customers.sort_unstable();
+        customers.dedup();
+        lanes.sort();
+        lanes.dedup();
+        if customers.is_empty() {
+            return Ok(history);
+        }
+
+        let first_day = day_number(earliest) - LATE_SHARE_DAYS;
+        for chunk in lanes.chunks(MAX_BINDS / 3) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT dimension, key, day, settled, late FROM shipment_outcome_days \
+                 WHERE day >= ",
+            );
+            q.push_bind(first_day).push(" AND (dimension, key) IN (VALUES ");
+            let mut list = q.separated(", ");
+            for (dimension, key) in chunk {
+                list.push("(")
+                    .push_bind_unseparated(dimension.as_str())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(key.clone())
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().persistent(false).fetch_all(&mut *self.tx).await? {
+                let dimension: String = row.try_get("dimension")?;
+                let dimension = Dimension::parse(&dimension)
+                    .ok_or_else(|| StoreError::Corrupt(format!("lane dimension {dimension:?}")))?;
+                history
+                    .late_days
+                    .entry((dimension, row.try_get("key")?))
+                    .or_default()
+                    .insert(
+                        row.try_get("day")?,
+                        DayCount {
+                            settled: u32::try_from(row.try_get::<i64, _>("settled")?).unwrap_or(u32::MAX),
+                            late: u32::try_from(row.try_get::<i64, _>("late")?).unwrap_or(u32::MAX),
+                        },
+                    );
+            }
+        }
+
+        // Exceptions count for as long as their shipment is open, so all of them are read;
+        // windows are applied per decision.
+        for row in select_in(
+            &mut self.tx,
+            "customer_id, kind, entity, at",
+            "customer_experiences",
+            "customer_id",
+            &customers,
+        )
+        .await?
+        {
+            let kind: String = row.try_get("kind")?;
+            history.record_experience(
+                &parse_customer_id(row.try_get("customer_id")?)?,
+                Experience {
+                    kind: ExperienceKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("experience kind {kind:?}")))?,
+                    entity: row.try_get("entity")?,
+                    at: from_millis(row.try_get("at")?)?,
+                },
+            );
+        }
+        for row in select_in(&mut self.tx, ORDER_COLUMNS, "orders", "customer_id", &customers).await? {
+            let order = order_from_row(&row)?;
+            if let Some(customer) = order.customer_id.clone() {
+                history.record_order(&customer, PastOrder::from_order(&order));
+            }
+        }
+        for row in select_in(
+            &mut self.tx,
+            "o.customer_id AS customer_id, o.created_at AS created_at, o.status AS status, \
+             o.updated_at AS updated_at, d.redeemed_at AS redeemed_at",
+            "outbox o LEFT JOIN discount_codes d ON d.code = json_extract(o.offer, '$.code')",
+            "o.customer_id",
+            &customers,
+        )
+        .await?
+        {
+            let customer = parse_customer_id(row.try_get("customer_id")?)?;
+            let failed = row.try_get::<String, _>("status")? == "failed";
+            history.outreach.entry(customer).or_default().push(PastOutreach {
+                created_at: from_millis(row.try_get("created_at")?)?,
+                failed_at: if failed { Some(from_millis(row.try_get("updated_at")?)?) } else { None },
+                redeemed_at: opt_time(&row, "redeemed_at")?,
+            });
+        }
+        for row in select_in(&mut self.tx, "customer_id, at", "opt_outs", "customer_id", &customers).await? {
+            let customer = parse_customer_id(row.try_get("customer_id")?)?;
+            history.opt_outs.entry(customer).or_default().push(from_millis(row.try_get("at")?)?);
+        }
+
+        let shipments: Vec<&str> = refs.scored_shipments.iter().map(EntityId::as_str).collect();
+        let mut seen = HashSet::new();
+        for (column, ids) in [("customer_id", &customers), ("shipment_id", &shipments)] {
+            for row in select_in(
+                &mut self.tx,
+                "event_source, event_id, customer_id, shipment_id, order_id, delay, churn, model, scored_at",
+                "risk_scores",
+                column,
+                ids,
+            )
+            .await?
+            {
+                let key: (String, String) = (row.try_get("event_source")?, row.try_get("event_id")?);
+                if !seen.insert(key) {
+                    continue;
+                }
+                history.external.push(ExternalScore {
+                    customer_id: row
+                        .try_get::<Option<String>, _>("customer_id")?
+                        .map(parse_customer_id)
+                        .transpose()?,
+                    shipment_id: row
+                        .try_get::<Option<String>, _>("shipment_id")?
+                        .map(parse_entity_id)
+                        .transpose()?,
+                    order_id: row
+                        .try_get::<Option<String>, _>("order_id")?
+                        .map(parse_entity_id)
+                        .transpose()?,
+                    delay: row.try_get("delay")?,
+                    churn: row.try_get("churn")?,
+                    model: row.try_get("model")?,
+                    scored_at: from_millis(row.try_get("scored_at")?)?,
+                });
+            }
+        }
+        Ok(history)
+    }
 }
 
 #[async_trait]
@@ -655,6 +839,7 @@ impl IntakeTx for SqliteIntakeTx {
                 .or_insert_with(OptOuts::default)
                 .record(channel, scope);
         }
+        snapshot.history = self.load_history(refs, &snapshot).await?;
         Ok(snapshot)
     }
 
@@ -766,6 +951,46 @@ impl IntakeTx for SqliteIntakeTx {
             });
             q.build().execute(&mut **tx).await?;
         }
+        for chunk in changes.experiences.chunks(MAX_BINDS / 4) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO customer_experiences (customer_id, kind, entity, at) ",
+            );
+            q.push_values(chunk, |mut row, (customer, e)| {
+                row.push_bind(customer.as_str().to_owned())
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.entity.clone())
+                    .push_bind(millis(e.at));
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut **tx).await?;
+        }
+        // One row per (lane, day): several deliveries on one day in a batch add up first, as
+        // an upsert may not touch one row twice in a statement.
+        let mut settled: std::collections::BTreeMap<(&str, &str, i64), (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for (dimension, key, day, late) in &changes.settled {
+            let count = settled.entry((dimension.as_str(), key, *day)).or_default();
+            count.0 += 1;
+            count.1 += i64::from(*late);
+        }
+        let settled: Vec<_> = settled.into_iter().collect();
+        for chunk in settled.chunks(MAX_BINDS / 5) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO shipment_outcome_days (dimension, key, day, settled, late) ",
+            );
+            q.push_values(chunk, |mut row, ((dimension, key, day), (n, late))| {
+                row.push_bind(*dimension)
+                    .push_bind(key.to_string())
+                    .push_bind(*day)
+                    .push_bind(*n)
+                    .push_bind(*late);
+            });
+            q.push(
+                " ON CONFLICT (dimension, key, day) DO UPDATE SET \
+                 settled = settled + excluded.settled, late = late + excluded.late",
+            );
+            q.build().execute(&mut **tx).await?;
+        }
         for chunk in changes.risk_scores.chunks(MAX_BINDS / 9) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO risk_scores (event_source, event_id, customer_id, shipment_id, \
@@ -785,11 +1010,11 @@ impl IntakeTx for SqliteIntakeTx {
             q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
-        for chunk in changes.outreach.chunks(MAX_BINDS / 18) {
+        for chunk in changes.outreach.chunks(MAX_BINDS / 20) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
                  category, priority, fallback, event_source, event_id, locale, content, status, \
-                 attempts, next_attempt_at, created_at, updated_at, offer) ",
+                 attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency) ",
             );
             let mut encode_error = None;
             q.push_values(chunk, |mut row, o| {
@@ -815,7 +1040,9 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(now_ms)
                     .push_bind(now_ms)
                     .push_bind(now_ms)
-                    .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()));
+                    .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()))
+                    .push_bind(o.risk.as_ref().map(|r| r.explanation.to_string()))
+                    .push_bind(o.risk.as_ref().map_or(0.0, |r| r.scores.churn));
             });
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));

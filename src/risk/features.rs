@@ -1,0 +1,359 @@
+//! The features the built-in models read, each computed *as of* the decision time from the
+//! event, the state forewarn keeps and its [`History`].
+//!
+//! "As of" is strict: a feature reads only what happened at or before the decision time `at`
+//! (the event's own time). A delivery, exception or order stamped later — an event that arrived
+//! early, a replay, a backfill — is invisible to it, so a score is the same whenever it is
+//! recomputed, and `risk fit` learns from features the live service could have had.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::{Dimension, ExperienceKind, History, EXPERIENCE_DAYS, LATE_SHARE_DAYS};
+use crate::domain::{CustomerId, EntityId, Money, Shipment};
+
+/// Which score a feature feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// `risk.delay`: this shipment misses its promise by at least a day.
+    Delay,
+    /// `risk.churn`: this customer is lost after this experience.
+    Churn,
+}
+
+impl Target {
+    /// Both, in file order.
+    pub const ALL: [Target; 2] = [Target::Delay, Target::Churn];
+
+    /// `delay` or `churn`: the table in `risk.toml` and the key in `risk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Delay => "delay",
+            Target::Churn => "churn",
+        }
+    }
+
+    /// The CSV column holding the observed outcome (0 or 1) for `risk fit` and `risk eval`.
+    pub fn outcome_column(self) -> &'static str {
+        match self {
+            Target::Delay => "late",
+            Target::Churn => "churned",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Defines [`Feature`] with its name, target and meaning in one place, so the model file,
+/// `check`, the CSV columns and the README can never disagree.
+macro_rules! features {
+    ($($variant:ident => $name:literal, $target:ident, $doc:literal;)+) => {
+        /// One input of a built-in model.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Feature { $(#[doc = $doc] $variant),+ }
+
+        impl Feature {
+            /// Every feature, delay's first.
+            pub const ALL: &'static [Feature] = &[$(Feature::$variant),+];
+
+            /// The name used in `risk.toml`, CSV headers and explanations.
+            pub fn name(self) -> &'static str {
+                match self { $(Feature::$variant => $name),+ }
+            }
+
+            /// The score it feeds.
+            pub fn target(self) -> Target {
+                match self { $(Feature::$variant => Target::$target),+ }
+            }
+
+            /// What it measures, for the model file and the README.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Feature::$variant => $doc),+ }
+            }
+        }
+    };
+}
+
+features! {
+    CarrierLateShare30d => "carrier_late_share_30d", Delay,
+        "Share of this carrier's shipments delivered in the 30 whole UTC days before the decision's day that arrived a day or more after their promise (0..1).";
+    RegionLateShare30d => "region_late_share_30d", Delay,
+        "The same share for the destination region (0..1).";
+    HoursPastPromise => "hours_past_promise", Delay,
+        "Hours from the promised delivery time to the decision; negative while the promise is still ahead.";
+    AnnouncedDelayHours => "announced_delay_hours", Delay,
+        "Hours from the promise to the latest arrival the carrier announced (shipment.delayed); 0 when none was announced.";
+    ExceptionScans => "exception_scans", Delay,
+        "Exception events (lost, damaged, held, ...) for this shipment so far.";
+    HoursSinceLastScan => "hours_since_last_scan", Delay,
+        "Hours since the carrier last scanned the parcel.";
+    BadExperiences90d => "bad_experiences_90d", Churn,
+        "Distinct delays, exceptions, overdue parcels and outages that touched the customer in the last 90 days, this one included.";
+    DaysLate => "days_late", Churn,
+        "Days this order is late now: announced new ETA (or the decision time, once past the promise) minus the promise; 0 if on time.";
+    LogOrderValue => "log_order_value", Churn,
+        "ln(1 + this order's total in the model's currency unit).";
+    LogLifetimeValue => "log_lifetime_value", Churn,
+        "ln(1 + the total of the customer's orders placed before the decision, cancelled ones left out).";
+    LifetimeOrders => "lifetime_orders", Churn,
+        "Orders the customer placed before the decision, cancelled ones left out.";
+    FirstOrder => "first_order", Churn,
+        "1 if this is the customer's first order, else 0.";
+    LastOutreachFailed => "last_outreach_failed", Churn,
+        "1 if the last message forewarn sent the customer before this could not be delivered.";
+    LastOutreachOptedOut => "last_outreach_opted_out", Churn,
+        "1 if the customer opted out after the last message forewarn sent them.";
+    LastOutreachRedeemed => "last_outreach_redeemed", Churn,
+        "1 if the customer used the discount code of the last message forewarn sent them.";
+}
+
+impl Feature {
+    /// The feature named `name`.
+    pub fn by_name(name: &str) -> Option<Feature> {
+        Feature::ALL.iter().copied().find(|f| f.name() == name)
+    }
+
+    /// The features of one model, in order.
+    pub fn of(target: Target) -> impl Iterator<Item = Feature> {
+        Feature::ALL
+            .iter()
+            .copied()
+            .filter(move |f| f.target() == target)
+    }
+
+    fn index(self) -> usize {
+        Feature::ALL
+            .iter()
+            .position(|f| *f == self)
+            .unwrap_or_default()
+    }
+
+    /// A value as a person reads it in an explanation: "3 bad experiences in 90 days".
+    pub fn describe(self, value: f64) -> String {
+        let count = value.round();
+        match self {
+            Feature::CarrierLateShare30d => format!("carrier late {:.0}% of the time", value * 100.0),
+            Feature::RegionLateShare30d => format!("region late {:.0}% of the time", value * 100.0),
+            Feature::HoursPastPromise if value >= 0.0 => format!("{value:.0} h past the promise"),
+            Feature::HoursPastPromise => format!("{:.0} h before the promise", -value),
+            Feature::AnnouncedDelayHours => format!("announced {value:.0} h late"),
+            Feature::ExceptionScans => format!("{count} exception scan(s)"),
+            Feature::HoursSinceLastScan => format!("no scan for {value:.0} h"),
+            Feature::BadExperiences90d => format!("{count} bad experience(s) in 90 days"),
+            Feature::DaysLate => format!("{value:.1} days late"),
+            Feature::LogOrderValue => format!("order worth {:.0}", value.exp_m1()),
+            Feature::LogLifetimeValue => format!("lifetime value {:.0}", value.exp_m1()),
+            Feature::LifetimeOrders => format!("{count} order(s) so far"),
+            Feature::FirstOrder if value >= 0.5 => "first order".into(),
+            Feature::FirstOrder => "returning customer".into(),
+            Feature::LastOutreachFailed if value >= 0.5 => "last message undelivered".into(),
+            Feature::LastOutreachOptedOut if value >= 0.5 => "opted out after last message".into(),
+            Feature::LastOutreachRedeemed if value >= 0.5 => "used last discount".into(),
+            Feature::LastOutreachFailed
+            | Feature::LastOutreachOptedOut
+            | Feature::LastOutreachRedeemed => format!("{} = 0", self.name()),
+        }
+    }
+}
+
+/// Every feature's value for one decision; `None` where the event and history cannot tell
+/// (no carrier history, no promise, no order), which the model fills with its `when_unknown`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureValues {
+    values: [Option<f64>; FEATURE_COUNT],
+}
+
+/// How many features there are.
+pub const FEATURE_COUNT: usize = 15;
+
+impl FeatureValues {
+    /// The value of `feature`, if known.
+    pub fn get(&self, feature: Feature) -> Option<f64> {
+        self.values[feature.index()]
+    }
+
+    /// Sets `feature`; a non-finite value counts as unknown.
+    pub fn set(&mut self, feature: Feature, value: Option<f64>) {
+        self.values[feature.index()] = value.filter(|v| v.is_finite());
+    }
+}
+
+/// What one decision is about, with the state as it stands at the event.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The decision time: the event's time. Nothing after it is read.
+    pub at: DateTime<Utc>,
+    /// The customer the decision is for.
+    pub customer: &'a CustomerId,
+    /// The shipment the event is about, if any.
+    pub shipment: Option<&'a Shipment>,
+    /// The order the event is about, if any (its own, or its shipment's).
+    pub order: Option<&'a EntityId>,
+    /// A promise the event states itself (`shipment.overdue`), when there is no shipment.
+    pub promised_by: Option<DateTime<Utc>>,
+}
+
+/// Converts order totals into the model's one currency unit, so a ₩129,000 and a $99 order
+/// are comparable. A currency without a rate leaves value features unknown.
+pub trait ValueUnit {
+    /// `money` in the model's unit, if its currency has a rate.
+    fn value_of(&self, money: &Money) -> Option<f64>;
+}
+
+
+/// Computes every feature for `subject` from `history`.
+pub fn compute(subject: &Subject<'_>, history: &History, unit: &dyn ValueUnit) -> FeatureValues {
+    let mut v = FeatureValues::default();
+    let at = subject.at;
+    let hours = |d: Duration| d.num_seconds() as f64 / 3600.0;
+    let shipment = subject.shipment;
+
+    // Delay.
+    let carrier = shipment.and_then(|s| s.carrier.as_deref());
+    let region = shipment.and_then(|s| s.region.as_deref());
+    v.set(
+        Feature::CarrierLateShare30d,
+        carrier.and_then(|c| history.late_share(Dimension::Carrier, c, at, LATE_SHARE_DAYS)),
+    );
+    v.set(
+        Feature::RegionLateShare30d,
+        region.and_then(|r| history.late_share(Dimension::Region, r, at, LATE_SHARE_DAYS)),
+    );
+    let order = subject
+        .order
+        .or_else(|| shipment.and_then(|s| s.order_id.as_ref()))
+        .and_then(|id| history.order(subject.customer, id));
+    let promised_by = shipment
+        .and_then(|s| s.promised_by)
+        .or(subject.promised_by)
+        .or_else(|| order.and_then(|o| o.promised_by));
+    v.set(
+        Feature::HoursPastPromise,
+        promised_by.map(|p| hours(at - p)),
+    );
+    if let Some(s) = shipment {
+        v.set(
+            Feature::AnnouncedDelayHours,
+            Some(match (s.promised_by, s.new_eta) {
+                (Some(promised), Some(eta)) => hours(eta - promised).max(0.0),
+                _ => 0.0,
+            }),
+        );
+        v.set(
+            Feature::ExceptionScans,
+            Some(history.exception_scans(subject.customer, s.id.as_str(), at) as f64),
+        );
+        v.set(
+            Feature::HoursSinceLastScan,
+            s.last_scan_at.filter(|t| *t <= at).map(|t| hours(at - t)),
+        );
+    }
+
+    // Churn.
+    v.set(
+        Feature::BadExperiences90d,
+        Some(history.bad_experiences(subject.customer, at, EXPERIENCE_DAYS) as f64),
+    );
+    v.set(
+        Feature::DaysLate,
+        promised_by.map(|p| days_late(shipment, p, at)),
+    );
+    v.set(
+        Feature::LogOrderValue,
+        order
+            .and_then(|o| o.total.as_ref())
+            .and_then(|m| unit.value_of(m))
+            .map(f64::ln_1p),
+    );
+    let past = history.orders_before(subject.customer, at);
+    let lifetime_value: Option<f64> = past
+        .iter()
+        .filter_map(|o| o.total.as_ref())
+        .map(|m| unit.value_of(m))
+        .sum();
+    v.set(
+        Feature::LogLifetimeValue,
+        lifetime_value.map(|x| x.max(0.0).ln_1p()),
+    );
+    v.set(Feature::LifetimeOrders, Some(past.len() as f64));
+    v.set(
+        Feature::FirstOrder,
+        order.map(|o| {
+            let earlier = past
+                .iter()
+                .filter(|p| p.id != o.id && p.placed_at < Some(o.placed_at.unwrap_or(at)))
+                .count();
+            f64::from(u8::from(earlier == 0))
+        }),
+    );
+    let last = history.last_outreach(subject.customer, at);
+    v.set(
+        Feature::LastOutreachFailed,
+        Some(flag(last.is_some_and(|o| o.failed_by(at)))),
+    );
+    v.set(
+        Feature::LastOutreachOptedOut,
+        Some(flag(last.is_some_and(|o| {
+            history.opted_out_between(subject.customer, o.created_at, at)
+        }))),
+    );
+    v.set(
+        Feature::LastOutreachRedeemed,
+        Some(flag(last.is_some_and(|o| o.redeemed_by(at)))),
+    );
+    v
+}
+
+fn flag(b: bool) -> f64 {
+    f64::from(u8::from(b))
+}
+
+/// Days past `promised_by`: at delivery if delivered by `at`, else the later of the announced
+/// ETA and `at` itself; never negative.
+fn days_late(shipment: Option<&Shipment>, promised_by: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
+    let arrival = match shipment {
+        Some(s) => match s.delivered_at.filter(|d| *d <= at) {
+            Some(delivered) => delivered,
+            None => s.new_eta.map_or(at, |eta| eta.max(at)),
+        },
+        None => at,
+    };
+    ((arrival - promised_by).num_seconds() as f64 / 86_400.0).max(0.0)
+}
+
+/// The experience an event is, for the customer it touched.
+pub fn experience_of(payload: &crate::domain::Payload) -> Option<(ExperienceKind, &EntityId)> {
+    use crate::domain::Payload;
+    match payload {
+        Payload::ShipmentDelayed { shipment_id, .. } => Some((ExperienceKind::Delay, shipment_id)),
+        Payload::ShipmentException { shipment_id, .. } => {
+            Some((ExperienceKind::Exception, shipment_id))
+        }
+        Payload::ShipmentOverdue { shipment_id, .. } => {
+            Some((ExperienceKind::Overdue, shipment_id))
+        }
+        Payload::OutageStarted { incident_id, .. } => Some((ExperienceKind::Outage, incident_id)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feature_count_matches_the_list_and_names_are_unique() {
+        assert_eq!(Feature::ALL.len(), FEATURE_COUNT);
+        let mut names: Vec<&str> = Feature::ALL.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FEATURE_COUNT);
+        assert_eq!(Feature::of(Target::Delay).count(), 6);
+        assert_eq!(Feature::of(Target::Churn).count(), 9);
+    }
+}
