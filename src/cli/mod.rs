@@ -5,6 +5,7 @@ mod demo;
 mod examples;
 mod migrate;
 mod preview;
+mod risk;
 mod run;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 pub use demo::DemoArgs;
 pub use preview::PreviewArgs;
+pub use risk::{RiskArgs, RiskCommand};
 pub use run::{load_authoring, start, Running, StartError};
 
 /// Forewarn tells customers about a problem before they notice it.
@@ -58,6 +60,9 @@ pub enum Command {
     /// on its embedded defaults in a fresh folder, publishes examples/events/*.jsonl and prints
     /// every message it sent. Run it from the forewarn checkout.
     Demo(DemoArgs),
+    /// The built-in risk models (rules/risk.toml): `fit` learns their coefficients from a CSV
+    /// of outcomes, `eval` measures the current ones on it.
+    Risk(RiskArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -68,6 +73,7 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Check => check::execute(cli.config.as_deref()).await,
         Command::Preview(args) => preview::execute(args, cli.config.as_deref()).await,
         Command::Demo(args) => demo::execute(args, cli.log_json).await,
+        Command::Risk(args) => risk::execute(args, cli.config.as_deref()).await,
     };
     match result {
         Ok(()) => 0,

@@ -357,3 +357,79 @@ mod tests {
         assert_eq!(Feature::of(Target::Churn).count(), 9);
     }
 }
+
+#[cfg(test)]
+mod compute_tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::domain::{PastOrder, PastOutreach};
+
+    struct Usd;
+    impl ValueUnit for Usd {
+        fn value_of(&self, money: &Money) -> Option<f64> {
+            (money.currency == "USD").then(|| money.minor as f64 / 100.0)
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn order(id: &str, placed: &str, dollars: i64, cancelled: Option<&str>) -> PastOrder {
+        PastOrder {
+            id: EntityId::parse(id).unwrap(),
+            placed_at: Some(t(placed)),
+            promised_by: Some(t(placed) + Duration::days(3)),
+            total: Some(Money { minor: dollars * 100, currency: "USD".into() }),
+            cancelled_at: cancelled.map(t),
+        }
+    }
+
+    #[test]
+    fn order_and_outreach_features_read_only_what_was_known_at_the_decision() {
+        let c = CustomerId::parse("c-1").unwrap();
+        let mut h = History::default();
+        h.record_order(&c, order("o-1", "2026-10-01T00:00:00Z", 100, None));
+        h.record_order(&c, order("o-2", "2026-10-05T00:00:00Z", 40, Some("2026-10-06T00:00:00Z")));
+        h.record_order(&c, order("o-3", "2026-11-01T00:00:00Z", 60, None));
+        // Cancelled only after the decision: still counts.
+        h.record_order(&c, order("o-4", "2026-11-02T00:00:00Z", 10, Some("2026-11-30T00:00:00Z")));
+        h.outreach.insert(c.clone(), vec![
+            PastOutreach { created_at: t("2026-10-10T00:00:00Z"), failed_at: Some(t("2026-10-11T00:00:00Z")), redeemed_at: None },
+            // The last before the decision: its code used before it, then an opt-out.
+            PastOutreach { created_at: t("2026-11-05T00:00:00Z"), failed_at: None, redeemed_at: Some(t("2026-11-07T00:00:00Z")) },
+            // Queued after the decision: not "the last outreach" yet.
+            PastOutreach { created_at: t("2026-11-21T00:00:00Z"), failed_at: Some(t("2026-11-21T01:00:00Z")), redeemed_at: None },
+        ]);
+        h.opt_outs.insert(c.clone(), vec![t("2026-11-08T00:00:00Z")]);
+        let o3 = EntityId::parse("o-3").unwrap();
+        let subject = Subject {
+            at: t("2026-11-20T00:00:00Z"),
+            customer: &c,
+            shipment: None,
+            order: Some(&o3),
+            promised_by: None,
+        };
+        let v = compute(&subject, &h, &Usd);
+        assert_eq!(v.get(Feature::LifetimeOrders), Some(3.0));
+        assert_eq!(v.get(Feature::LogLifetimeValue), Some(170f64.ln_1p()));
+        assert_eq!(v.get(Feature::LogOrderValue), Some(60f64.ln_1p()));
+        assert_eq!(v.get(Feature::FirstOrder), Some(0.0));
+        assert_eq!(v.get(Feature::LastOutreachFailed), Some(0.0));
+        assert_eq!(v.get(Feature::LastOutreachRedeemed), Some(1.0));
+        assert_eq!(v.get(Feature::LastOutreachOptedOut), Some(1.0));
+        // o-3's promise was 4 November: 16 days late by now, with no shipment to say otherwise.
+        assert_eq!(v.get(Feature::DaysLate), Some(16.0));
+        assert_eq!(v.get(Feature::CarrierLateShare30d), None);
+
+        // On 15 October the first message had failed, and o-1 was the only order.
+        let o1 = EntityId::parse("o-1").unwrap();
+        let earlier = Subject { at: t("2026-10-15T00:00:00Z"), order: Some(&o1), ..subject };
+        let v = compute(&earlier, &h, &Usd);
+        assert_eq!(v.get(Feature::LifetimeOrders), Some(1.0));
+        assert_eq!(v.get(Feature::FirstOrder), Some(1.0));
+        assert_eq!(v.get(Feature::LastOutreachFailed), Some(1.0));
+        assert_eq!(v.get(Feature::LastOutreachOptedOut), Some(0.0));
+    }
+}

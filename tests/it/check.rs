@@ -265,3 +265,25 @@ fn a_broken_copy_of_the_shipped_rules_is_refused_with_every_error_at_its_place()
         "{out}"
     );
 }
+
+#[test]
+fn a_mistake_in_the_risk_model_is_reported_at_its_line() {
+    let dir = workspace("Hi {{customer.name}}, sorry.");
+    let model = std::fs::read_to_string(repo().join("rules/risk.toml"))
+        .unwrap()
+        .replace("exception_scans = 0.9", "exception_count = 0.9");
+    std::fs::write(dir.path().join("rules/risk.toml"), &model).unwrap();
+    let line = model
+        .lines()
+        .position(|l| l.starts_with("exception_count"))
+        .unwrap()
+        + 1;
+    let (code, out) = check(dir.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "rules/risk.toml:{line}:1: unknown feature `exception_count` in [delay.weights]"
+        )),
+        "{out}"
+    );
+}

@@ -13,6 +13,7 @@ mod offers;
 mod pacing;
 mod pipeline;
 mod reload;
+mod risk;
 mod sendgrid;
 mod smtp;
 mod twilio;

@@ -1,0 +1,224 @@
+//! `forewarn risk fit` and `forewarn risk eval`: learn the built-in models' coefficients from
+//! observed outcomes, and measure how well the current ones rank them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::config::Settings;
+use crate::risk::fit::{evaluate, fit, missing_columns, split, Evaluation, FitOptions, Outcomes, Row};
+use crate::risk::RiskModel;
+
+/// `forewarn risk …`.
+#[derive(Debug, Args)]
+pub struct RiskArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RiskCommand,
+}
+
+/// Risk subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RiskCommand {
+    /// Fit the delay and/or churn model on a CSV of outcomes (README, "Risk scores"): report
+    /// AUC and log-loss on a held-out share next to the current model's, and write risk.toml.
+    Fit(FitArgs),
+    /// Report the current model's AUC and log-loss on a CSV of outcomes.
+    Eval(EvalArgs),
+}
+
+/// `forewarn risk fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// The outcomes: a column per feature, `late` and/or `churned` (0 or 1).
+    #[arg(long, value_name = "CSV")]
+    pub input: PathBuf,
+    /// Where to write the model [default: risk.toml in the rules folder].
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Share of rows held out to measure the fit.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Seed of the shuffle that picks the held-out rows.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// L2 penalty on the standardised weights.
+    #[arg(long, default_value_t = FitOptions::default().alpha)]
+    pub alpha: f64,
+    /// Write a fitted model even when it ranks the held-out rows worse than the current one.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `forewarn risk eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The outcomes: a column per feature, `late` and/or `churned` (0 or 1).
+    #[arg(long, value_name = "CSV")]
+    pub input: PathBuf,
+}
+
+/// How much worse (held-out AUC) a fit may be before it is not written without `--force`.
+const AUC_TOLERANCE: f64 = 0.005;
+
+/// Runs a risk subcommand.
+pub(super) async fn execute(args: RiskArgs, config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let current = RiskModel::load(&settings.paths.rules).map_err(|errors| {
+        anyhow::anyhow!(
+            "the current risk model is invalid:\n{}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    match args.command {
+        RiskCommand::Eval(args) => eval(&args, &current),
+        RiskCommand::Fit(args) => {
+            let output = args
+                .output
+                .clone()
+                .unwrap_or_else(|| settings.paths.rules.join(crate::rules::RISK_MODEL_FILE));
+            fit_and_write(&args, current, &output)
+        }
+    }
+}
+
+fn read(input: &Path) -> anyhow::Result<Outcomes> {
+    let outcomes = Outcomes::read(input)?;
+    println!(
+        "{}: {} rows; {} feature column(s), outcome column(s): {}{}",
+        input.display(),
+        outcomes.rows.len(),
+        outcomes.features.len(),
+        outcomes
+            .targets
+            .iter()
+            .map(|t| t.outcome_column())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if outcomes.ignored.is_empty() {
+            String::new()
+        } else {
+            format!("; ignored: {}", outcomes.ignored.join(", "))
+        }
+    );
+    Ok(outcomes)
+}
+
+fn eval(args: &EvalArgs, current: &RiskModel) -> anyhow::Result<()> {
+    let outcomes = read(&args.input)?;
+    for &target in &outcomes.targets {
+        let rows = outcomes.labelled(target);
+        let model = current.model(target);
+        let e = evaluate(model, &rows);
+        println!(
+            "{target} ({}): {} rows, {} {} ({:.1}%); AUC {}, log-loss {:.4} (base rate {:.4})",
+            model.name,
+            e.rows,
+            e.positives,
+            target.outcome_column(),
+            100.0 * e.positives as f64 / e.rows.max(1) as f64,
+            auc_text(&e),
+            e.log_loss,
+            e.base_log_loss
+        );
+        let missing = missing_columns(&outcomes, target);
+        if !missing.is_empty() {
+            println!("  not in the file, so at their when_unknown value: {}", missing.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn auc_text(e: &Evaluation) -> String {
+    e.auc.map_or("n/a (one outcome only)".into(), |a| format!("{a:.4}"))
+}
+
+fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::Result<()> {
+    if !(0.05..=0.5).contains(&args.holdout) {
+        bail!("--holdout must be between 0.05 and 0.5");
+    }
+    let outcomes = read(&args.input)?;
+    let mut model = current.clone();
+    let mut written = Vec::new();
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    for &target in &outcomes.targets {
+        let rows = outcomes.labelled(target);
+        let (train, test) = split(rows.len(), args.holdout, args.seed);
+        let train: Vec<&Row> = train.iter().map(|&i| rows[i]).collect();
+        let test: Vec<&Row> = test.iter().map(|&i| rows[i]).collect();
+        let positives = train.iter().filter(|r| r.outcome(target) == Some(true)).count();
+        println!(
+            "\n{target}: fitting on {} rows ({:.1}% {}), holding out {} (seed {})",
+            train.len(),
+            100.0 * positives as f64 / train.len().max(1) as f64,
+            target.outcome_column(),
+            test.len(),
+            args.seed
+        );
+        let missing = missing_columns(&outcomes, target);
+        if !missing.is_empty() {
+            println!("  not in the file, so left out of the model: {}", missing.join(", "));
+        }
+        let (fitted, notes) = fit(
+            target,
+            format!("{target}-fit-{today}"),
+            &train,
+            &outcomes.features,
+            FitOptions {
+                alpha: args.alpha,
+                ..FitOptions::default()
+            },
+        )
+        .with_context(|| format!("Failed to fit the {target} model"))?;
+        for note in notes {
+            println!("  {note}");
+        }
+        let new = evaluate(&fitted, &test);
+        let old = evaluate(current.model(target), &test);
+        println!("  held out:        AUC       log-loss");
+        println!("    fitted         {:<9} {:.4}", auc_text(&new), new.log_loss);
+        println!(
+            "    current        {:<9} {:.4}   ({})",
+            auc_text(&old),
+            old.log_loss,
+            current.model(target).name
+        );
+        println!("    base rate      0.5000    {:.4}", new.base_log_loss);
+        println!(
+            "  intercept {:.4}; weights: {}",
+            fitted.intercept,
+            fitted
+                .terms
+                .iter()
+                .map(|t| format!("{} {:.4}", t.feature.name(), t.weight))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let worse = matches!((new.auc, old.auc), (Some(n), Some(o)) if n + AUC_TOLERANCE < o);
+        if worse && !args.force {
+            println!(
+                "  not written: it ranks the held-out rows worse than the current model (use --force to write it anyway)"
+            );
+            continue;
+        }
+        written.push(format!("{target} `{}`", fitted.name));
+        *model.model_mut(target) = fitted;
+    }
+    if written.is_empty() {
+        println!("\nnothing written; {} is unchanged", output.display());
+        return Ok(());
+    }
+    let text = model.to_toml();
+    // What is written must load: check it before it replaces a working file.
+    RiskModel::parse(output, &text).map_err(|errors| {
+        anyhow::anyhow!("the fitted model does not validate (a bug): {errors:?}")
+    })?;
+    let temporary = output.with_extension("toml.tmp");
+    std::fs::write(&temporary, text)
+        .with_context(|| format!("Failed to write {}", temporary.display()))?;
+    std::fs::rename(&temporary, output)
+        .with_context(|| format!("Failed to replace {}", output.display()))?;
+    println!("\nwrote {}: {}", output.display(), written.join(", "));
+    Ok(())
+}
