@@ -16,8 +16,8 @@ use crate::domain::{
     Incident, MessageContent, Offer, OptOuts, Order, Outreach, PastOrder, Payload, RejectReason,
     Rejection, RiskScores, Shipment, ShipmentStatus,
 };
-use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::render::{Part, Templates};
+use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
 
@@ -99,6 +99,7 @@ pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>, rules: &RuleS
         if rules.candidates(accepted.event.event_type).next().is_some() {
             let at = decision_time(&accepted.event, Utc::now());
             refs.earliest = Some(refs.earliest.map_or(at, |e| e.min(at)));
+            refs.latest = Some(refs.latest.map_or(at, |e| e.max(at)));
             if let Some(customer) = payload.customer() {
                 refs.scored_customers.insert(customer.id().clone());
             }
@@ -106,7 +107,9 @@ pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>, rules: &RuleS
                 refs.scored_shipments.insert(id.clone());
             }
             match payload {
-                Payload::ShipmentCreated { carrier, region, .. } => {
+                Payload::ShipmentCreated {
+                    carrier, region, ..
+                } => {
                     refs.lanes.insert((Dimension::Carrier, carrier.clone()));
                     refs.lanes.insert((Dimension::Region, region.clone()));
                 }
@@ -269,15 +272,18 @@ pub fn decide(
                 snapshot.shipments.insert(shipment.id.clone(), shipment);
             }
         }
-        if let (Some((kind, entity)), Some(customer)) =
-            (crate::risk::features::experience_of(payload), payload.customer())
-        {
+        if let (Some((kind, entity)), Some(customer)) = (
+            crate::risk::features::experience_of(payload),
+            payload.customer(),
+        ) {
+            // At the decision time, as its own decision reads it (an event stamped in the
+            // future counts from now).
             remember(
                 customer.id(),
                 Experience {
                     kind,
                     entity: entity.as_str().to_owned(),
-                    at,
+                    at: decision_time(event, now),
                 },
                 &mut snapshot.history,
                 &mut plan.changes,
@@ -355,16 +361,7 @@ pub fn decide(
         };
         // Every decision is scored: the scores are stored with the outreach and order a burst.
         let assessment = assess(
-            &Subject {
-                at: decision_time(event, now),
-                customer: &customer_id,
-                shipment: subject_shipment(payload).and_then(|id| snapshot.shipments.get(id)),
-                order: subject_order(payload),
-                promised_by: match payload {
-                    Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
-                    _ => None,
-                },
-            },
+            &subject_of(accepted, &customer_id, &snapshot, now),
             &snapshot.history,
             risk,
         );
@@ -485,6 +482,42 @@ fn remember(
 ) {
     history.record_experience(customer, experience.clone());
     changes.experiences.push((customer.clone(), experience));
+}
+
+/// What `accepted` is about for the risk models, as `snapshot` stands.
+fn subject_of<'a>(
+    accepted: &'a Accepted,
+    customer: &'a CustomerId,
+    snapshot: &'a Snapshot,
+    now: DateTime<Utc>,
+) -> Subject<'a> {
+    let payload = &accepted.payload;
+    Subject {
+        at: decision_time(&accepted.event, now),
+        customer,
+        shipment: subject_shipment(payload).and_then(|id| snapshot.shipments.get(id)),
+        order: subject_order(payload),
+        promised_by: match payload {
+            Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
+            _ => None,
+        },
+    }
+}
+
+/// The scores of one event for its recipient, with the batch's loaded state and history: what
+/// [`decide`] computes for every decision (used alone by the risk benchmark and dry runs).
+pub fn assess_event(
+    accepted: &Accepted,
+    snapshot: &Snapshot,
+    risk: &RiskModel,
+    now: DateTime<Utc>,
+) -> Option<RiskAssessment> {
+    let customer = recipient_of(&accepted.payload, snapshot)?;
+    Some(assess(
+        &subject_of(accepted, &customer, snapshot, now),
+        &snapshot.history,
+        risk,
+    ))
 }
 
 /// What a matching rule decided beyond "send": the outreach's entity and its offer.
@@ -1016,7 +1049,14 @@ mod tests {
     fn run(rules: &str, events: &[Accepted]) -> Plan {
         let (templates, rules) = authoring(rules);
         let refs: Vec<&Accepted> = events.iter().collect();
-        decide(&refs, snapshot(), &rules, &templates, &RiskModel::embedded(), Utc::now())
+        decide(
+            &refs,
+            snapshot(),
+            &rules,
+            &templates,
+            &RiskModel::embedded(),
+            Utc::now(),
+        )
     }
 
     fn bodies(plan: &Plan) -> Vec<String> {
@@ -1142,7 +1182,14 @@ mod tests {
             delayed("e2", "s2", "backlog", 4),
         ];
         let refs: Vec<&Accepted> = events.iter().collect();
-        let plan = decide(&refs, snapshot(), &rules, &templates, &RiskModel::embedded(), now);
+        let plan = decide(
+            &refs,
+            snapshot(),
+            &rules,
+            &templates,
+            &RiskModel::embedded(),
+            now,
+        );
         let offers: Vec<&Offer> = plan
             .changes
             .outreach

@@ -61,8 +61,14 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
             let customer = examples.customer_for(&example.accepted);
             let risk = checker.risk(example, &customer);
             let offer = checker.expressions(rule, example, &customer, risk, &mut problems);
-            renders +=
-                checker.renders(rule, example, &customer, offer.as_ref(), risk, &mut problems);
+            renders += checker.renders(
+                rule,
+                example,
+                &customer,
+                offer.as_ref(),
+                risk,
+                &mut problems,
+            );
         }
     }
     if !problems.is_empty() {

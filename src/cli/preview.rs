@@ -14,8 +14,8 @@ use crate::domain::{
 use crate::pipeline::{
     event_tracking_link, example_assessment, render_parts, Accepted, RenderInput,
 };
-use crate::risk::RiskModel;
 use crate::render::{measure_sms, Part, RenderedParts, Templates};
+use crate::risk::RiskModel;
 use crate::rules::OfferSpec;
 
 /// FCM refuses a message whose payload exceeds this many bytes.
@@ -106,7 +106,11 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     let risk_model = RiskModel::load(&settings.paths.rules).map_err(|errors| {
         anyhow::anyhow!(
             "{}",
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
     let customer_id = customer
@@ -116,7 +120,10 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
         .and_then(|id| CustomerId::parse(id).ok())
         .unwrap_or_else(|| CustomerId::parse("preview").expect("a valid id"));
     let risk = example_assessment(&accepted, &customer_id, &risk_model, chrono::Utc::now());
-    println!("risk (from this event alone, no history): {}\n", risk.explain());
+    println!(
+        "risk (from this event alone, no history): {}\n",
+        risk.explain()
+    );
 
     let mut failures = 0;
     for channel in Channel::ALL

@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 use crate::config::Settings;
-use crate::risk::fit::{evaluate, fit, missing_columns, split, Evaluation, FitOptions, Outcomes, Row};
+use crate::risk::fit::{
+    evaluate, fit, missing_columns, split, Evaluation, FitOptions, Outcomes, Row,
+};
 use crate::risk::RiskModel;
 
 /// `forewarn risk …`.
@@ -68,7 +70,11 @@ pub(super) async fn execute(args: RiskArgs, config: Option<&Path>) -> anyhow::Re
     let current = RiskModel::load(&settings.paths.rules).map_err(|errors| {
         anyhow::anyhow!(
             "the current risk model is invalid:\n{}",
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
     match args.command {
@@ -124,14 +130,18 @@ fn eval(args: &EvalArgs, current: &RiskModel) -> anyhow::Result<()> {
         );
         let missing = missing_columns(&outcomes, target);
         if !missing.is_empty() {
-            println!("  not in the file, so at their when_unknown value: {}", missing.join(", "));
+            println!(
+                "  not in the file, so at their when_unknown value: {}",
+                missing.join(", ")
+            );
         }
     }
     Ok(())
 }
 
 fn auc_text(e: &Evaluation) -> String {
-    e.auc.map_or("n/a (one outcome only)".into(), |a| format!("{a:.4}"))
+    e.auc
+        .map_or("n/a (one outcome only)".into(), |a| format!("{a:.4}"))
 }
 
 fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::Result<()> {
@@ -147,7 +157,10 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         let (train, test) = split(rows.len(), args.holdout, args.seed);
         let train: Vec<&Row> = train.iter().map(|&i| rows[i]).collect();
         let test: Vec<&Row> = test.iter().map(|&i| rows[i]).collect();
-        let positives = train.iter().filter(|r| r.outcome(target) == Some(true)).count();
+        let positives = train
+            .iter()
+            .filter(|r| r.outcome(target) == Some(true))
+            .count();
         println!(
             "\n{target}: fitting on {} rows ({:.1}% {}), holding out {} (seed {})",
             train.len(),
@@ -158,7 +171,10 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         );
         let missing = missing_columns(&outcomes, target);
         if !missing.is_empty() {
-            println!("  not in the file, so left out of the model: {}", missing.join(", "));
+            println!(
+                "  not in the file, so left out of the model: {}",
+                missing.join(", ")
+            );
         }
         let (fitted, notes) = fit(
             target,
@@ -177,7 +193,11 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         let new = evaluate(&fitted, &test);
         let old = evaluate(current.model(target), &test);
         println!("  held out:        AUC       log-loss");
-        println!("    fitted         {:<9} {:.4}", auc_text(&new), new.log_loss);
+        println!(
+            "    fitted         {:<9} {:.4}",
+            auc_text(&new),
+            new.log_loss
+        );
         println!(
             "    current        {:<9} {:.4}   ({})",
             auc_text(&old),

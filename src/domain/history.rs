@@ -257,10 +257,17 @@ impl History {
     }
 
     /// Exception events for `shipment` at or before `at`.
-    pub fn exception_scans(&self, customer: &CustomerId, shipment: &str, at: DateTime<Utc>) -> usize {
+    pub fn exception_scans(
+        &self,
+        customer: &CustomerId,
+        shipment: &str,
+        at: DateTime<Utc>,
+    ) -> usize {
         self.experiences.get(customer).map_or(0, |list| {
             list.iter()
-                .filter(|e| e.kind == ExperienceKind::Exception && e.entity == shipment && e.at <= at)
+                .filter(|e| {
+                    e.kind == ExperienceKind::Exception && e.entity == shipment && e.at <= at
+                })
                 .count()
         })
     }
@@ -367,13 +374,30 @@ mod tests {
         let c = customer();
         let at = t("2026-11-20T12:00:00Z");
         let add = |h: &mut History, kind, entity: &str, when: &str| {
-            h.record_experience(&c, Experience { kind, entity: entity.into(), at: t(when) })
+            h.record_experience(
+                &c,
+                Experience {
+                    kind,
+                    entity: entity.into(),
+                    at: t(when),
+                },
+            )
         };
         add(&mut h, ExperienceKind::Delay, "s1", "2026-08-22T11:00:00Z"); // 90 days + 1 h ago: out
         add(&mut h, ExperienceKind::Delay, "s2", "2026-08-22T13:00:00Z"); // inside
         add(&mut h, ExperienceKind::Delay, "s2", "2026-08-25T13:00:00Z"); // same delay again
-        add(&mut h, ExperienceKind::Exception, "s2", "2026-09-01T00:00:00Z"); // other kind
-        add(&mut h, ExperienceKind::Outage, "inc-1", "2026-11-20T12:00:00Z"); // at the decision
+        add(
+            &mut h,
+            ExperienceKind::Exception,
+            "s2",
+            "2026-09-01T00:00:00Z",
+        ); // other kind
+        add(
+            &mut h,
+            ExperienceKind::Outage,
+            "inc-1",
+            "2026-11-20T12:00:00Z",
+        ); // at the decision
         add(&mut h, ExperienceKind::Delay, "s9", "2026-11-20T12:00:01Z"); // after: out
         assert_eq!(h.bad_experiences(&c, at, 90), 3);
         assert_eq!(h.exception_scans(&c, "s2", at), 1);
@@ -386,18 +410,37 @@ mod tests {
         let c = customer();
         let s1 = EntityId::parse("s1").unwrap();
         let s2 = EntityId::parse("s2").unwrap();
-        let score = |shipment: Option<&EntityId>, delay, churn, model: &str, at: &str| ExternalScore {
-            customer_id: Some(c.clone()),
-            shipment_id: shipment.cloned(),
-            order_id: None,
-            delay,
-            churn,
-            model: model.into(),
-            scored_at: t(at),
-        };
-        h.external.push(score(Some(&s1), Some(0.9), None, "eta-v2", "2026-11-20T00:00:00Z"));
-        h.external.push(score(None, None, Some(0.2), "ltv-v1", "2026-11-19T12:00:00Z"));
-        h.external.push(score(None, None, Some(0.8), "ltv-v1", "2026-11-20T06:00:00Z"));
+        let score =
+            |shipment: Option<&EntityId>, delay, churn, model: &str, at: &str| ExternalScore {
+                customer_id: Some(c.clone()),
+                shipment_id: shipment.cloned(),
+                order_id: None,
+                delay,
+                churn,
+                model: model.into(),
+                scored_at: t(at),
+            };
+        h.external.push(score(
+            Some(&s1),
+            Some(0.9),
+            None,
+            "eta-v2",
+            "2026-11-20T00:00:00Z",
+        ));
+        h.external.push(score(
+            None,
+            None,
+            Some(0.2),
+            "ltv-v1",
+            "2026-11-19T12:00:00Z",
+        ));
+        h.external.push(score(
+            None,
+            None,
+            Some(0.8),
+            "ltv-v1",
+            "2026-11-20T06:00:00Z",
+        ));
         let day = Duration::hours(24);
         let (delay, churn) = h.external_at(&c, Some(&s1), None, t("2026-11-20T12:00:00Z"), day);
         assert_eq!(delay.unwrap().delay, Some(0.9));

@@ -25,8 +25,8 @@ pub use contact::{
 pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
 pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
 pub use history::{
-    day_number, DayCount, Dimension, Experience, ExperienceKind, ExternalScore, History,
-    PastOrder, PastOutreach, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
+    day_number, DayCount, Dimension, Experience, ExperienceKind, ExternalScore, History, PastOrder,
+    PastOutreach, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
 pub use offer::{DiscountCode, Offer, Redemption};
 pub use outreach::{

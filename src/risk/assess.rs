@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::features::{compute, Feature, Subject, Target};
-use crate::domain::History;
 use super::model::{RiskModel, Score};
+use crate::domain::History;
 use crate::domain::{RiskRecord, RiskScores};
 
 /// How many terms a one-line explanation names.
@@ -126,25 +126,29 @@ impl RiskAssessment {
 }
 
 impl Assessed {
+    /// `{"score", "model", "builtin": {"score", "logit", "intercept", "terms": [[feature,
+    /// value, contribution], …], "unknown": [features at their when_unknown value]},
+    /// "external"?: {"scored_at"}}`: compact, as one is stored with every outreach.
     fn to_json(&self) -> Value {
         let terms: Vec<Value> = self
             .builtin
             .terms
             .iter()
-            .map(|t| {
-                let mut term = json!({"feature": t.feature.name(), "value": round(t.value),
-                                      "contribution": round(t.contribution)});
-                if !t.known {
-                    term["unknown"] = json!(true);
-                }
-                term
-            })
+            .map(|t| json!([t.feature.name(), round(t.value), round(t.contribution)]))
+            .collect();
+        let unknown: Vec<&str> = self
+            .builtin
+            .terms
+            .iter()
+            .filter(|t| !t.known)
+            .map(|t| t.feature.name())
             .collect();
         let mut out = json!({
             "score": round(self.probability),
             "model": self.model,
             "builtin": {"score": round(self.builtin.probability), "logit": round(self.builtin.logit),
-                        "intercept": round(self.builtin.intercept), "terms": terms},
+                        "intercept": round(self.builtin.intercept), "terms": terms,
+                        "unknown": unknown},
         });
         if let Source::External { scored_at } = &self.source {
             out["external"] = json!({"scored_at": scored_at.to_rfc3339()});

@@ -10,8 +10,8 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::{Dimension, ExperienceKind, History, EXPERIENCE_DAYS, LATE_SHARE_DAYS};
 use crate::domain::{CustomerId, EntityId, Money, Shipment};
+use crate::domain::{Dimension, ExperienceKind, History, EXPERIENCE_DAYS, LATE_SHARE_DAYS};
 
 /// Which score a feature feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,7 +137,9 @@ impl Feature {
     pub fn describe(self, value: f64) -> String {
         let count = value.round();
         match self {
-            Feature::CarrierLateShare30d => format!("carrier late {:.0}% of the time", value * 100.0),
+            Feature::CarrierLateShare30d => {
+                format!("carrier late {:.0}% of the time", value * 100.0)
+            }
             Feature::RegionLateShare30d => format!("region late {:.0}% of the time", value * 100.0),
             Feature::HoursPastPromise if value >= 0.0 => format!("{value:.0} h past the promise"),
             Feature::HoursPastPromise => format!("{:.0} h before the promise", -value),
@@ -204,7 +206,6 @@ pub trait ValueUnit {
     /// `money` in the model's unit, if its currency has a rate.
     fn value_of(&self, money: &Money) -> Option<f64>;
 }
-
 
 /// Computes every feature for `subject` from `history`.
 pub fn compute(subject: &Subject<'_>, history: &History, unit: &dyn ValueUnit) -> FeatureValues {
@@ -381,7 +382,10 @@ mod compute_tests {
             id: EntityId::parse(id).unwrap(),
             placed_at: Some(t(placed)),
             promised_by: Some(t(placed) + Duration::days(3)),
-            total: Some(Money { minor: dollars * 100, currency: "USD".into() }),
+            total: Some(Money {
+                minor: dollars * 100,
+                currency: "USD".into(),
+            }),
             cancelled_at: cancelled.map(t),
         }
     }
@@ -391,18 +395,50 @@ mod compute_tests {
         let c = CustomerId::parse("c-1").unwrap();
         let mut h = History::default();
         h.record_order(&c, order("o-1", "2026-10-01T00:00:00Z", 100, None));
-        h.record_order(&c, order("o-2", "2026-10-05T00:00:00Z", 40, Some("2026-10-06T00:00:00Z")));
+        h.record_order(
+            &c,
+            order(
+                "o-2",
+                "2026-10-05T00:00:00Z",
+                40,
+                Some("2026-10-06T00:00:00Z"),
+            ),
+        );
         h.record_order(&c, order("o-3", "2026-11-01T00:00:00Z", 60, None));
         // Cancelled only after the decision: still counts.
-        h.record_order(&c, order("o-4", "2026-11-02T00:00:00Z", 10, Some("2026-11-30T00:00:00Z")));
-        h.outreach.insert(c.clone(), vec![
-            PastOutreach { created_at: t("2026-10-10T00:00:00Z"), failed_at: Some(t("2026-10-11T00:00:00Z")), redeemed_at: None },
-            // The last before the decision: its code used before it, then an opt-out.
-            PastOutreach { created_at: t("2026-11-05T00:00:00Z"), failed_at: None, redeemed_at: Some(t("2026-11-07T00:00:00Z")) },
-            // Queued after the decision: not "the last outreach" yet.
-            PastOutreach { created_at: t("2026-11-21T00:00:00Z"), failed_at: Some(t("2026-11-21T01:00:00Z")), redeemed_at: None },
-        ]);
-        h.opt_outs.insert(c.clone(), vec![t("2026-11-08T00:00:00Z")]);
+        h.record_order(
+            &c,
+            order(
+                "o-4",
+                "2026-11-02T00:00:00Z",
+                10,
+                Some("2026-11-30T00:00:00Z"),
+            ),
+        );
+        h.outreach.insert(
+            c.clone(),
+            vec![
+                PastOutreach {
+                    created_at: t("2026-10-10T00:00:00Z"),
+                    failed_at: Some(t("2026-10-11T00:00:00Z")),
+                    redeemed_at: None,
+                },
+                // The last before the decision: its code used before it, then an opt-out.
+                PastOutreach {
+                    created_at: t("2026-11-05T00:00:00Z"),
+                    failed_at: None,
+                    redeemed_at: Some(t("2026-11-07T00:00:00Z")),
+                },
+                // Queued after the decision: not "the last outreach" yet.
+                PastOutreach {
+                    created_at: t("2026-11-21T00:00:00Z"),
+                    failed_at: Some(t("2026-11-21T01:00:00Z")),
+                    redeemed_at: None,
+                },
+            ],
+        );
+        h.opt_outs
+            .insert(c.clone(), vec![t("2026-11-08T00:00:00Z")]);
         let o3 = EntityId::parse("o-3").unwrap();
         let subject = Subject {
             at: t("2026-11-20T00:00:00Z"),
@@ -425,7 +461,11 @@ mod compute_tests {
 
         // On 15 October the first message had failed, and o-1 was the only order.
         let o1 = EntityId::parse("o-1").unwrap();
-        let earlier = Subject { at: t("2026-10-15T00:00:00Z"), order: Some(&o1), ..subject };
+        let earlier = Subject {
+            at: t("2026-10-15T00:00:00Z"),
+            order: Some(&o1),
+            ..subject
+        };
         let v = compute(&earlier, &h, &Usd);
         assert_eq!(v.get(Feature::LifetimeOrders), Some(1.0));
         assert_eq!(v.get(Feature::FirstOrder), Some(1.0));

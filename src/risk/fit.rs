@@ -82,7 +82,8 @@ impl Outcomes {
     /// Reads `path`.
     pub fn read(path: &Path) -> Result<Outcomes, FitError> {
         let file = path.display().to_string();
-        let mut reader = csv::Reader::from_path(path).map_err(|e| FitError::Csv(format!("{file}: {e}")))?;
+        let mut reader =
+            csv::Reader::from_path(path).map_err(|e| FitError::Csv(format!("{file}: {e}")))?;
         let headers = reader
             .headers()
             .map_err(|e| FitError::Csv(format!("{file}: {e}")))?
@@ -100,7 +101,8 @@ impl Outcomes {
                 if let Some(f) = Feature::by_name(name) {
                     outcomes.features.push(f);
                     Column::Feature(f)
-                } else if let Some(t) = Target::ALL.into_iter().find(|t| t.outcome_column() == name) {
+                } else if let Some(t) = Target::ALL.into_iter().find(|t| t.outcome_column() == name)
+                {
                     outcomes.targets.push(t);
                     Column::Outcome(t)
                 } else {
@@ -159,7 +161,10 @@ impl Outcomes {
 
     /// The rows whose `target` outcome is known.
     pub fn labelled(&self, target: Target) -> Vec<&Row> {
-        self.rows.iter().filter(|r| r.outcome(target).is_some()).collect()
+        self.rows
+            .iter()
+            .filter(|r| r.outcome(target).is_some())
+            .collect()
     }
 }
 
@@ -201,7 +206,10 @@ pub fn fit(
     options: FitOptions,
 ) -> Result<(Logistic, Vec<String>), FitError> {
     let mut notes = Vec::new();
-    let positives = rows.iter().filter(|r| r.outcome(target) == Some(true)).count();
+    let positives = rows
+        .iter()
+        .filter(|r| r.outcome(target) == Some(true))
+        .count();
     if positives == 0 || positives == rows.len() {
         return Err(FitError::Data(format!(
             "{target}: the {} labelled rows are all one outcome; a model needs both",
@@ -226,7 +234,9 @@ pub fn fit(
         columns.push((feature, fill, var.sqrt()));
     }
     if columns.is_empty() {
-        return Err(FitError::Data(format!("{target}: no feature varies; nothing to fit")));
+        return Err(FitError::Data(format!(
+            "{target}: no feature varies; nothing to fit"
+        )));
     }
     let mut x = Array2::<f64>::zeros((rows.len(), columns.len()));
     let mut y = Array1::<usize>::zeros(rows.len());
@@ -242,7 +252,11 @@ pub fn fit(
         .fit(&Dataset::new(x, y))
         .map_err(|e| FitError::Solver(e.to_string()))?;
     // linfa names the "larger" class positive; make the logit point at outcome 1 either way.
-    let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+    let sign = if fitted.labels().pos.class == 1 {
+        1.0
+    } else {
+        -1.0
+    };
     let mut intercept = sign * fitted.intercept();
     let mut terms = Vec::with_capacity(columns.len());
     for ((feature, fill, sd), w) in columns.iter().zip(fitted.params().iter()) {
@@ -295,13 +309,23 @@ pub fn metrics(scored: &[(f64, bool)]) -> Evaluation {
     let positives = scored.iter().filter(|(_, y)| *y).count();
     let n = scored.len();
     let clip = |p: f64| p.clamp(1e-15, 1.0 - 1e-15);
-    let loss = |p: f64, y: bool| if y { -clip(p).ln() } else { -(1.0 - clip(p)).ln() };
+    let loss = |p: f64, y: bool| {
+        if y {
+            -clip(p).ln()
+        } else {
+            -(1.0 - clip(p)).ln()
+        }
+    };
     let log_loss = if n == 0 {
         0.0
     } else {
         scored.iter().map(|(p, y)| loss(*p, *y)).sum::<f64>() / n as f64
     };
-    let base = if n == 0 { 0.0 } else { positives as f64 / n as f64 };
+    let base = if n == 0 {
+        0.0
+    } else {
+        positives as f64 / n as f64
+    };
     let base_log_loss = if n == 0 {
         0.0
     } else {
@@ -381,11 +405,31 @@ mod tests {
             name: "truth".into(),
             intercept: -2.0,
             terms: vec![
-                Term { feature: Feature::BadExperiences90d, weight: 0.7, when_unknown: 0.0 },
-                Term { feature: Feature::DaysLate, weight: 0.4, when_unknown: 0.0 },
-                Term { feature: Feature::LogOrderValue, weight: 0.2, when_unknown: 0.0 },
-                Term { feature: Feature::FirstOrder, weight: 0.9, when_unknown: 0.0 },
-                Term { feature: Feature::LastOutreachRedeemed, weight: -1.0, when_unknown: 0.0 },
+                Term {
+                    feature: Feature::BadExperiences90d,
+                    weight: 0.7,
+                    when_unknown: 0.0,
+                },
+                Term {
+                    feature: Feature::DaysLate,
+                    weight: 0.4,
+                    when_unknown: 0.0,
+                },
+                Term {
+                    feature: Feature::LogOrderValue,
+                    weight: 0.2,
+                    when_unknown: 0.0,
+                },
+                Term {
+                    feature: Feature::FirstOrder,
+                    weight: 0.9,
+                    when_unknown: 0.0,
+                },
+                Term {
+                    feature: Feature::LastOutreachRedeemed,
+                    weight: -1.0,
+                    when_unknown: 0.0,
+                },
             ],
         };
         let mut rng = fastrand::Rng::with_seed(seed);
@@ -396,9 +440,16 @@ mod tests {
                 values.set(Feature::DaysLate, Some(rng.f64() * 5.0));
                 values.set(Feature::LogOrderValue, Some(2.0 + rng.f64() * 5.0));
                 values.set(Feature::FirstOrder, Some(f64::from(u8::from(rng.bool()))));
-                values.set(Feature::LastOutreachRedeemed, Some(f64::from(u8::from(rng.f64() < 0.2))));
+                values.set(
+                    Feature::LastOutreachRedeemed,
+                    Some(f64::from(u8::from(rng.f64() < 0.2))),
+                );
                 let p = truth.probability(&values);
-                Row { values, late: None, churned: Some(rng.f64() < p) }
+                Row {
+                    values,
+                    late: None,
+                    churned: Some(rng.f64() < p),
+                }
             })
             .collect();
         (truth, rows)
@@ -411,8 +462,14 @@ mod tests {
         let train: Vec<&Row> = train.iter().map(|&i| &rows[i]).collect();
         let test: Vec<&Row> = test.iter().map(|&i| &rows[i]).collect();
         let features: Vec<Feature> = truth.terms.iter().map(|t| t.feature).collect();
-        let (fitted, notes) =
-            fit(Target::Churn, "fitted".into(), &train, &features, FitOptions::default()).unwrap();
+        let (fitted, notes) = fit(
+            Target::Churn,
+            "fitted".into(),
+            &train,
+            &features,
+            FitOptions::default(),
+        )
+        .unwrap();
         assert!(notes.is_empty(), "{notes:?}");
         let truth_auc = evaluate(&truth, &test).auc.unwrap();
         let fitted_auc = evaluate(&fitted, &test).auc.unwrap();
@@ -430,7 +487,11 @@ mod tests {
                 truth.weight
             );
         }
-        assert!((fitted.intercept - truth.intercept).abs() < 0.3, "{}", fitted.intercept);
+        assert!(
+            (fitted.intercept - truth.intercept).abs() < 0.3,
+            "{}",
+            fitted.intercept
+        );
         // And the fitted model's probabilities match its logit.
         let score = fitted.score(&test[0].values);
         assert!((sigmoid(score.logit) - score.probability).abs() < 1e-15);

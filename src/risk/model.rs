@@ -220,7 +220,10 @@ impl RiskModel {
             message,
         };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            vec![error(e.span().map_or(0, |s| s.start), e.message().to_owned())]
+            vec![error(
+                e.span().map_or(0, |s| s.start),
+                e.message().to_owned(),
+            )]
         })?;
         let mut errors = Vec::new();
         let external_valid_for = match raw.external {
@@ -230,7 +233,9 @@ impl RiskModel {
                 if !(hours > 0.0 && hours <= 24.0 * 366.0) {
                     errors.push(error(
                         valid_for_hours.span().start,
-                        format!("`valid_for_hours` must be more than 0 and at most a year; got {hours}"),
+                        format!(
+                            "`valid_for_hours` must be more than 0 and at most a year; got {hours}"
+                        ),
                     ));
                 }
                 Duration::seconds((hours.clamp(0.0, 24.0 * 366.0) * 3600.0) as i64)
@@ -254,7 +259,10 @@ impl RiskModel {
                     if !(rate.get_ref().is_finite() && *rate.get_ref() > 0.0) {
                         errors.push(error(
                             rate.span().start,
-                            format!("the rate for `{}` must be a positive number", code.get_ref()),
+                            format!(
+                                "the rate for `{}` must be a positive number",
+                                code.get_ref()
+                            ),
                         ));
                     }
                     rates.insert(code.into_inner(), rate.into_inner());
@@ -307,7 +315,11 @@ impl RiskModel {
                 }
             }
             for (feature, _) in unknown.iter().filter(|(f, _)| !weights.contains_key(f)) {
-                if let Some((name, _)) = raw.when_unknown.iter().find(|(n, _)| n.get_ref() == feature.name()) {
+                if let Some((name, _)) = raw
+                    .when_unknown
+                    .iter()
+                    .find(|(n, _)| n.get_ref() == feature.name())
+                {
                     errors.push(error(
                         name.span().start,
                         format!("`{}` has a `when_unknown` but no weight", feature.name()),
@@ -407,7 +419,12 @@ impl RiskModel {
             }
             let _ = writeln!(out, "\n[{target}.when_unknown]");
             for term in model.terms.iter().filter(|t| t.when_unknown != 0.0) {
-                let _ = writeln!(out, "{} = {}", term.feature.name(), number(term.when_unknown));
+                let _ = writeln!(
+                    out,
+                    "{} = {}",
+                    term.feature.name(),
+                    number(term.when_unknown)
+                );
             }
         }
         out
@@ -433,7 +450,10 @@ fn check_number(
     if !value.get_ref().is_finite() || value.get_ref().abs() > 1e6 {
         errors.push(LoadError {
             location: at(value.span().start),
-            message: format!("`{what}` must be a finite number of reasonable size; got {}", value.get_ref()),
+            message: format!(
+                "`{what}` must be a finite number of reasonable size; got {}",
+                value.get_ref()
+            ),
         });
     }
 }
@@ -467,10 +487,25 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(errors.iter().any(|e| e.starts_with("risk.toml:15:1: `XYZ` is not an ISO 4217")), "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("risk.toml:15:1: `XYZ` is not an ISO 4217")),
+            "{errors:#?}"
+        );
         assert!(errors.iter().any(|e| e.starts_with("risk.toml:5:1: unknown feature `carrier_late_share` in [delay.weights]; delay features are: carrier_late_share_30d")), "{errors:#?}");
-        assert!(errors.iter().any(|e| e.starts_with("risk.toml:6:1: `first_order` is a churn feature")), "{errors:#?}");
-        assert!(errors.iter().any(|e| e.starts_with("risk.toml:11:13: `days_late` must be a finite number")), "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("risk.toml:6:1: `first_order` is a churn feature")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("risk.toml:11:13: `days_late` must be a finite number")),
+            "{errors:#?}"
+        );
     }
 
     #[test]
@@ -485,7 +520,11 @@ mod tests {
         assert!((sum - score.logit).abs() < 1e-12);
         assert!((sigmoid(score.logit) - score.probability).abs() < 1e-15);
         assert!((model.churn.probability(&values) - score.probability).abs() < 1e-15);
-        let unknown = score.terms.iter().find(|t| t.feature == Feature::LogOrderValue).unwrap();
+        let unknown = score
+            .terms
+            .iter()
+            .find(|t| t.feature == Feature::LogOrderValue)
+            .unwrap();
         assert!(!unknown.known);
     }
 }

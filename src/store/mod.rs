@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    AddressEffect, Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey,
-    EventType, IdempotencyKey, Incident, MessageContent, Offer, OptOutScope, OptOuts, Order,
-    Outreach, Redemption, RiskScores, Shipment, Dimension, Experience, History,
+    AddressEffect, Category, Channel, CustomerDoc, CustomerId, Dimension, DiscountCode, EntityId,
+    EventKey, EventType, Experience, History, IdempotencyKey, Incident, MessageContent, Offer,
+    OptOutScope, OptOuts, Order, Outreach, Redemption, RiskScores, Shipment,
 };
 
 pub use sqlite::SqliteStore;
@@ -77,6 +77,8 @@ pub struct Refs {
     pub lanes: BTreeSet<(Dimension, String)>,
     /// The earliest decision time in the batch: history older than any window is not loaded.
     pub earliest: Option<DateTime<Utc>>,
+    /// The latest decision time in the batch: the last message before it is loaded.
+    pub latest: Option<DateTime<Utc>>,
 }
 
 /// The stored state an intake batch touches.

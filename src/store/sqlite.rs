@@ -22,12 +22,12 @@ use super::{
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
-    AddressEffect, Category, Channel, CustomerDoc, CustomerId, DiscountCode, EntityId, EventKey,
-    EventType, IdempotencyKey, Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order,
-    OrderStatus, Outreach, Redemption, RiskScores, Shipment, ShipmentStatus, day_number, DayCount,
-    Dimension, Experience, ExperienceKind, ExternalScore, History, PastOrder, PastOutreach, LATE_SHARE_DAYS,
+    day_number, AddressEffect, Category, Channel, CustomerDoc, CustomerId, DayCount, Dimension,
+    DiscountCode, EntityId, EventKey, EventType, Experience, ExperienceKind, ExternalScore,
+    History, IdempotencyKey, Incident, IncidentStatus, Money, Offer, OptOutScope, OptOuts, Order,
+    OrderStatus, Outreach, PastOrder, PastOutreach, Redemption, RiskScores, Shipment,
+    ShipmentStatus, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
-
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
 const MAX_BINDS: usize = 30_000;
@@ -551,16 +551,24 @@ struct SqliteIntakeTx {
 impl SqliteIntakeTx {
     /// The risk history of the customers, carriers and regions the batch may score, from the
     /// oldest time any feature window of the batch reaches.
-    async fn load_history(&mut self, refs: &Refs, snapshot: &Snapshot) -> Result<History, StoreError> {
+    async fn load_history(
+        &mut self,
+        refs: &Refs,
+        snapshot: &Snapshot,
+    ) -> Result<History, StoreError> {
         let mut history = History::default();
-        let Some(earliest) = refs.earliest else {
+        let (Some(earliest), Some(latest)) = (refs.earliest, refs.latest) else {
             return Ok(history);
         };
         let scored_shipments = refs
             .scored_shipments
             .iter()
             .filter_map(|id| snapshot.shipments.get(id));
-        let mut customers: Vec<&str> = refs.scored_customers.iter().map(CustomerId::as_str).collect();
+        let mut customers: Vec<&str> = refs
+            .scored_customers
+            .iter()
+            .map(CustomerId::as_str)
+            .collect();
         let mut lanes: Vec<(Dimension, String)> = refs.lanes.iter().cloned().collect();
         for shipment in scored_shipments {
             customers.extend(shipment.customer_id.as_ref().map(CustomerId::as_str));
@@ -581,7 +589,8 @@ impl SqliteIntakeTx {
                 "SELECT dimension, key, day, settled, late FROM shipment_outcome_days \
                  WHERE day >= ",
             );
-            q.push_bind(first_day).push(" AND (dimension, key) IN (VALUES ");
+            q.push_bind(first_day)
+                .push(" AND (dimension, key) IN (VALUES ");
             let mut list = q.separated(", ");
             for (dimension, key) in chunk {
                 list.push("(")
@@ -602,20 +611,21 @@ impl SqliteIntakeTx {
                     .insert(
                         row.try_get("day")?,
                         DayCount {
-                            settled: u32::try_from(row.try_get::<i64, _>("settled")?).unwrap_or(u32::MAX),
+                            settled: u32::try_from(row.try_get::<i64, _>("settled")?)
+                                .unwrap_or(u32::MAX),
                             late: u32::try_from(row.try_get::<i64, _>("late")?).unwrap_or(u32::MAX),
                         },
                     );
             }
         }
 
-        // Exceptions count for as long as their shipment is open, so all of them are read;
-        // windows are applied per decision.
+        // Nothing older than the longest window (90 days) before the batch's earliest decision.
+        let since = millis(earliest - chrono::Duration::days(EXPERIENCE_DAYS));
         for row in select_in(
             &mut self.tx,
             "customer_id, kind, entity, at",
             "customer_experiences",
-            "customer_id",
+            &format!("at >= {since} AND customer_id"),
             &customers,
         )
         .await?
@@ -631,33 +641,67 @@ impl SqliteIntakeTx {
                 },
             );
         }
-        for row in select_in(&mut self.tx, ORDER_COLUMNS, "orders", "customer_id", &customers).await? {
+        for row in select_in(
+            &mut self.tx,
+            ORDER_COLUMNS,
+            "orders",
+            "customer_id",
+            &customers,
+        )
+        .await?
+        {
             let order = order_from_row(&row)?;
             if let Some(customer) = order.customer_id.clone() {
                 history.record_order(&customer, PastOrder::from_order(&order));
             }
         }
+        // The last message before the batch's latest decision, per customer: a customer's
+        // outbox grows with every outreach, and only the newest one is a feature.
+        for chunk in customers.chunks(MAX_BINDS - 1) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT o.customer_id, o.created_at, o.status, o.updated_at, d.redeemed_at \
+                 FROM outbox o LEFT JOIN discount_codes d \
+                   ON d.code = replace(json_extract(o.offer, '$.code'), '-', '') \
+                 WHERE o.id IN (SELECT (SELECT id FROM outbox i WHERE i.customer_id = c.value \
+                   AND i.created_at < ",
+            );
+            q.push_bind(millis(latest))
+                .push(" ORDER BY i.created_at DESC LIMIT 1) FROM json_each(")
+                .push_bind(serde_json::json!(chunk).to_string())
+                .push(") c)");
+            for row in q.build().persistent(false).fetch_all(&mut *self.tx).await? {
+                let customer = parse_customer_id(row.try_get("customer_id")?)?;
+                let failed = row.try_get::<String, _>("status")? == "failed";
+                history
+                    .outreach
+                    .entry(customer)
+                    .or_default()
+                    .push(PastOutreach {
+                        created_at: from_millis(row.try_get("created_at")?)?,
+                        failed_at: if failed {
+                            Some(from_millis(row.try_get("updated_at")?)?)
+                        } else {
+                            None
+                        },
+                        redeemed_at: opt_time(&row, "redeemed_at")?,
+                    });
+            }
+        }
         for row in select_in(
             &mut self.tx,
-            "o.customer_id AS customer_id, o.created_at AS created_at, o.status AS status, \
-             o.updated_at AS updated_at, d.redeemed_at AS redeemed_at",
-            "outbox o LEFT JOIN discount_codes d ON d.code = json_extract(o.offer, '$.code')",
-            "o.customer_id",
+            "customer_id, at",
+            "opt_outs",
+            "customer_id",
             &customers,
         )
         .await?
         {
             let customer = parse_customer_id(row.try_get("customer_id")?)?;
-            let failed = row.try_get::<String, _>("status")? == "failed";
-            history.outreach.entry(customer).or_default().push(PastOutreach {
-                created_at: from_millis(row.try_get("created_at")?)?,
-                failed_at: if failed { Some(from_millis(row.try_get("updated_at")?)?) } else { None },
-                redeemed_at: opt_time(&row, "redeemed_at")?,
-            });
-        }
-        for row in select_in(&mut self.tx, "customer_id, at", "opt_outs", "customer_id", &customers).await? {
-            let customer = parse_customer_id(row.try_get("customer_id")?)?;
-            history.opt_outs.entry(customer).or_default().push(from_millis(row.try_get("at")?)?);
+            history
+                .opt_outs
+                .entry(customer)
+                .or_default()
+                .push(from_millis(row.try_get("at")?)?);
         }
 
         let shipments: Vec<&str> = refs.scored_shipments.iter().map(EntityId::as_str).collect();
