@@ -52,6 +52,7 @@ async fn fill(store: &Arc<dyn Store>, n: usize) {
                     body: "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 도착해요.".into(),
                 },
                 offer: None,
+                risk: None,
             }
         })
         .collect();

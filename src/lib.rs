@@ -7,9 +7,9 @@
 //!
 //! ```text
 //!  NATS JetStream ──① intake ──② rules ──③ risk ──④ policy ──⑤ render ──⑥ outbox ──⑦ gateway ──⑧ delivery
-//!  events.>          parse,       match,    (later)   (later)    locale,     enqueue,    sandbox,
-//!                    dead-letter  priority                       parts       claim,      twilio, smtp, …
-//!                                                                            retry
+//!  events.>          parse,       match,    delay,    (later)    locale,     enqueue,    sandbox,
+//!                    dead-letter  priority  churn,               parts       claim,      twilio, smtp, …
+//!                                           why                              retry
 //! ```
 //!
 //! # Layout
@@ -19,6 +19,7 @@
 //!   outreach. Parsed once at the edge; nothing past it holds a raw string where a type exists.
 //! - [`intake`]: ① JetStream stream and durable consumer, batch pulls, dead letters, acks.
 //! - [`rules`]: ② rule files and matching by event type and priority.
+//! - [`risk`]: ③ delay and churn scores from history, their model file, explanations, fitting.
 //! - [`render`]: ⑤ the handlebars registry, locale resolution and channel parts.
 //! - [`pipeline`]: ②→⑤ as one function over domain types, with no I/O.
 //! - [`outbox`]: ⑥ idempotency keys, the dispatcher that claims due rows, retry schedule.

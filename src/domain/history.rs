@@ -251,7 +251,7 @@ impl History {
             orders
                 .iter()
                 .filter(|o| o.placed_at.is_some_and(|p| p <= at))
-                .filter(|o| !o.cancelled_at.is_some_and(|c| c <= at))
+                .filter(|o| o.cancelled_at.is_none_or(|c| c > at))
                 .collect()
         })
     }

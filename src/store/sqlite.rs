@@ -130,16 +130,15 @@ impl Store for SqliteStore {
         let mut claimed = rows
             .iter()
             .map(|row| {
-                let order = (
-                    std::cmp::Reverse(row.try_get::<i64, _>("priority")?),
-                    std::cmp::Reverse(OrderedUrgency(row.try_get::<f64, _>("urgency")?)),
-                    row.try_get::<i64, _>("id")?,
-                );
-                Ok((order, claimed_from_row(row)?))
+                let priority: i64 = row.try_get("priority")?;
+                let urgency: f64 = row.try_get("urgency")?;
+                Ok((priority, urgency, claimed_from_row(row)?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        claimed.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(claimed.into_iter().map(|(_, m)| m).collect())
+        claimed.sort_by(|(p1, u1, m1), (p2, u2, m2)| {
+            p2.cmp(p1).then(u2.total_cmp(u1)).then(m1.id.cmp(&m2.id))
+        });
+        Ok(claimed.into_iter().map(|(_, _, m)| m).collect())
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
@@ -481,18 +480,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// An urgency that sorts (stored urgencies are finite scores in 0..1).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-struct OrderedUrgency(f64);
-
-impl Eq for OrderedUrgency {}
-
-impl Ord for OrderedUrgency {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
 fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
     let channel: String = row.try_get("channel")?;
     let content: String = row.try_get("content")?;
@@ -621,11 +608,12 @@ impl SqliteIntakeTx {
 
         // Nothing older than the longest window (90 days) before the batch's earliest decision.
         let since = millis(earliest - chrono::Duration::days(EXPERIENCE_DAYS));
-        for row in select_in(
+        for row in select_in_where(
             &mut self.tx,
             "customer_id, kind, entity, at",
             "customer_experiences",
-            &format!("at >= {since} AND customer_id"),
+            &format!("at >= {since} AND"),
+            "customer_id",
             &customers,
         )
         .await?
@@ -1149,10 +1137,24 @@ async fn select_in(
     key: &str,
     ids: &[&str],
 ) -> Result<Vec<SqliteRow>, StoreError> {
+    select_in_where(tx, columns, table, "", key, ids).await
+}
+
+/// `SELECT columns FROM table WHERE condition key IN (ids…)`, chunked; `condition` is empty
+/// or ends in `AND`.
+async fn select_in_where(
+    tx: &mut Transaction<'static, Sqlite>,
+    columns: &str,
+    table: &str,
+    condition: &str,
+    key: &str,
+    ids: &[&str],
+) -> Result<Vec<SqliteRow>, StoreError> {
     let mut rows = Vec::new();
     for chunk in ids.chunks(MAX_BINDS) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {columns} FROM {table} WHERE {key} IN ("));
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {columns} FROM {table} WHERE {condition} {key} IN ("
+        ));
         let mut list = q.separated(", ");
         for id in chunk {
             list.push_bind(*id);
