@@ -141,7 +141,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         "  {} messages sent, {} failed\n",
         counts.sent, counts.failed
     );
-    print_messages(&settings.paths.outbox)?;
+    print_messages(&settings.paths.outbox, store.as_ref()).await?;
     println!(
         "Discount codes in these messages are stored with the outreach that issued them and are \
          single-use: a checkout redeems one with POST /v1/discount-codes/<code>/redeem."
@@ -179,8 +179,8 @@ fn read_events(dir: &Path) -> anyhow::Result<Vec<(String, Bytes)>> {
     Ok(events)
 }
 
-/// Prints each sandbox message, grouped by customer.
-fn print_messages(outbox: &Path) -> anyhow::Result<()> {
+/// Prints each sandbox message, grouped by customer, with the risk scores it was decided with.
+async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyhow::Result<()> {
     let mut by_customer: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for channel in Channel::ALL {
         let Ok(text) = std::fs::read_to_string(sandbox_file(outbox, channel)) else {
@@ -223,6 +223,14 @@ fn print_messages(outbox: &Path) -> anyhow::Result<()> {
             };
             for line in body.lines() {
                 println!("     │ {line}");
+            }
+            let key = crate::domain::IdempotencyKey::from_stored(text("key"));
+            if let Some(risk) = store.outreach_risk(&key).await? {
+                for target in ["delay", "churn"] {
+                    if let Some(why) = risk[target]["why"].as_str() {
+                        println!("     risk · {why}");
+                    }
+                }
             }
             println!();
         }

@@ -8,9 +8,10 @@ use clap::{Args, Subcommand};
 
 use crate::config::Settings;
 use crate::risk::fit::{
-    evaluate, fit, missing_columns, split, Evaluation, FitOptions, Outcomes, Row,
+    evaluate, fit, missing_columns, outcomes_of, split, values_of, Evaluation, FitOptions,
+    Outcomes, Row,
 };
-use crate::risk::RiskModel;
+use crate::risk::{Feature, RiskModel, Target};
 
 /// `forewarn risk …`.
 #[derive(Debug, Args)]
@@ -28,6 +29,22 @@ pub enum RiskCommand {
     Fit(FitArgs),
     /// Report the current model's AUC and log-loss on a CSV of outcomes.
     Eval(EvalArgs),
+    /// Write forewarn's own scored decisions and what became of them as a CSV for `risk fit`:
+    /// the features stored with each outreach, `late` once its shipment arrived (or is a day
+    /// past its promise), `churned` once the churn window has passed (no order in it).
+    Export(ExportArgs),
+}
+
+/// `forewarn risk export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Where to write the CSV.
+    #[arg(long, value_name = "CSV")]
+    pub output: PathBuf,
+    /// A customer who places no order this long after a decision counts as churned; decisions
+    /// younger than this have an empty `churned`.
+    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    pub churn_window: std::time::Duration,
 }
 
 /// `forewarn risk fit`.
@@ -79,6 +96,7 @@ pub(super) async fn execute(args: RiskArgs, config: Option<&Path>) -> anyhow::Re
     })?;
     match args.command {
         RiskCommand::Eval(args) => eval(&args, &current),
+        RiskCommand::Export(args) => export(&args, &settings).await,
         RiskCommand::Fit(args) => {
             let output = args
                 .output
@@ -87,6 +105,49 @@ pub(super) async fn execute(args: RiskArgs, config: Option<&Path>) -> anyhow::Re
             fit_and_write(&args, current, &output)
         }
     }
+}
+
+async fn export(args: &ExportArgs, settings: &Settings) -> anyhow::Result<()> {
+    let store = crate::store::connect(&settings.database).await?;
+    let window =
+        chrono::Duration::from_std(args.churn_window).context("--churn-window is too long")?;
+    let decisions = store.decision_outcomes(window).await?;
+    let now = chrono::Utc::now();
+    let mut writer = csv::Writer::from_path(&args.output)
+        .with_context(|| format!("Failed to create {}", args.output.display()))?;
+    let mut header = vec!["decided_at", "customer_id", "rule_id", "idempotency_key"];
+    header.extend(Feature::ALL.iter().map(|f| f.name()));
+    header.extend(Target::ALL.iter().map(|t| t.outcome_column()));
+    writer.write_record(&header)?;
+    let (mut late_known, mut churn_known) = (0, 0);
+    for decision in &decisions {
+        let values = values_of(&decision.explanation);
+        let (late, churned) = outcomes_of(decision, now, window);
+        late_known += usize::from(late.is_some());
+        churn_known += usize::from(churned.is_some());
+        let mut record = vec![
+            decision.decided_at.to_rfc3339(),
+            decision.customer_id.clone(),
+            decision.rule_id.clone(),
+            decision.key.to_string(),
+        ];
+        record.extend(
+            Feature::ALL
+                .iter()
+                .map(|f| values.get(*f).map_or(String::new(), |v| v.to_string())),
+        );
+        record
+            .extend([late, churned].map(|o| o.map_or(String::new(), |b| u8::from(b).to_string())));
+        writer.write_record(&record)?;
+    }
+    writer.flush()?;
+    println!(
+        "wrote {}: {} decisions; `late` known for {late_known}, `churned` for {churn_known} (window {})",
+        args.output.display(),
+        decisions.len(),
+        humantime::format_duration(args.churn_window)
+    );
+    Ok(())
 }
 
 fn read(input: &Path) -> anyhow::Result<Outcomes> {

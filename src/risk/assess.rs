@@ -126,7 +126,7 @@ impl RiskAssessment {
 }
 
 impl Assessed {
-    /// `{"score", "model", "builtin": {"score", "logit", "intercept", "terms": [[feature,
+    /// `{"score", "model", "why" (the one-line explanation), "builtin": {"score", "logit", "intercept", "terms": [[feature,
     /// value, contribution], …], "unknown": [features at their when_unknown value]},
     /// "external"?: {"scored_at"}}`: compact, as one is stored with every outreach.
     fn to_json(&self) -> Value {
@@ -146,6 +146,7 @@ impl Assessed {
         let mut out = json!({
             "score": round(self.probability),
             "model": self.model,
+            "why": self.explain(),
             "builtin": {"score": round(self.builtin.probability), "logit": round(self.builtin.logit),
                         "intercept": round(self.builtin.intercept), "terms": terms,
                         "unknown": unknown},

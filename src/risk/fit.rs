@@ -168,6 +168,46 @@ impl Outcomes {
     }
 }
 
+/// What became of a stored decision, as `now`: `late` once its shipment is delivered or a day
+/// past its promise; `churned` once `churn_window` has passed since it (no order in that window
+/// means churned). `None` while not yet known.
+pub fn outcomes_of(
+    decision: &crate::store::DecisionOutcome,
+    now: chrono::DateTime<chrono::Utc>,
+    churn_window: chrono::Duration,
+) -> (Option<bool>, Option<bool>) {
+    let day = chrono::Duration::days(1);
+    let late = decision
+        .promised_by
+        .and_then(|promised| match decision.delivered_at {
+            Some(delivered) => Some(delivered - promised >= day),
+            None => (now - promised >= day).then_some(true),
+        });
+    let churned = (now - decision.decided_at >= churn_window).then_some(decision.orders_after == 0);
+    (late, churned)
+}
+
+/// The feature values a stored explanation recorded (unknown ones left out).
+pub fn values_of(explanation: &serde_json::Value) -> FeatureValues {
+    let mut values = FeatureValues::default();
+    for target in Target::ALL {
+        let builtin = &explanation[target.as_str()]["builtin"];
+        let unknown: Vec<&str> = builtin["unknown"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        for term in builtin["terms"].as_array().into_iter().flatten() {
+            let (Some(name), Some(value)) = (term[0].as_str(), term[1].as_f64()) else {
+                continue;
+            };
+            if let Some(feature) = Feature::by_name(name).filter(|_| !unknown.contains(&name)) {
+                values.set(feature, Some(value));
+            }
+        }
+    }
+    values
+}
+
 /// A deterministic split into (training, held-out) index lists: a seeded shuffle, then the
 /// last `holdout` share held out.
 pub fn split(n: usize, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
