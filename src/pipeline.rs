@@ -304,7 +304,7 @@ pub fn decide(
             model,
         } = payload
         {
-            snapshot.history.external.push(ExternalScore {
+            let score = ExternalScore {
                 customer_id: customer_id.clone(),
                 shipment_id: shipment_id.clone(),
                 order_id: order_id.clone(),
@@ -312,16 +312,11 @@ pub fn decide(
                 churn: scores.churn,
                 model: model.clone(),
                 scored_at: at,
-            });
+            };
+            snapshot.history.external.push(score.clone());
             plan.changes.risk_scores.push(RiskScoreRecord {
                 event: event.key.clone(),
-                customer_id: customer_id.clone(),
-                shipment_id: shipment_id.clone(),
-                order_id: order_id.clone(),
-                delay: scores.delay,
-                churn: scores.churn,
-                model: model.clone(),
-                scored_at: at,
+                score,
             });
         }
 

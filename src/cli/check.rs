@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use super::examples::{in_locale, Example, Examples};
 use crate::authoring::Authoring;
 use crate::config::Settings;
-use crate::domain::{Channel, CustomerDoc, CustomerId, Locale, Offer, RiskScores};
+use crate::domain::{Channel, CustomerDoc, Locale, Offer, RiskScores};
 use crate::pipeline::{
     event_tracking_link, example_assessment, example_bindings, issue_offer, offer_percent,
     render_parts, RenderInput,
@@ -95,12 +95,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// The example's scores from the event alone (no history): what rules and templates see.
     fn risk(&self, example: &Example, customer: &CustomerDoc) -> RiskScores {
-        let id = customer
-            .as_object()
-            .get("id")
-            .and_then(|v| v.as_str())
-            .and_then(|id| CustomerId::parse(id).ok())
-            .unwrap_or_else(|| CustomerId::parse("example").expect("a valid id"));
+        let id = super::customer_id_of(customer, "example");
         example_assessment(&example.accepted, &id, &self.authoring.risk, self.now).scores()
     }
 

@@ -84,6 +84,28 @@ pub async fn execute(cli: Cli) -> i32 {
     }
 }
 
+/// Load errors (rules, templates, the risk model) as one error, a line each.
+fn load_errors(errors: &[impl std::fmt::Display]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// The customer id a customer record holds, or `fallback` for a sample without one.
+fn customer_id_of(doc: &crate::domain::CustomerDoc, fallback: &str) -> crate::domain::CustomerId {
+    doc.as_object()
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| crate::domain::CustomerId::parse(id).ok())
+        .or_else(|| crate::domain::CustomerId::parse(fallback).ok())
+        .expect("the fallback is a valid customer id")
+}
+
 /// Loads settings and installs logging, the start of every subcommand.
 fn settings(
     config: Option<&std::path::Path>,

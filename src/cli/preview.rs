@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 
 use super::examples::{in_locale, Examples};
 use crate::config::Settings;
-use crate::domain::{
-    Channel, CloudEvent, CustomerDoc, CustomerId, DiscountCode, Locale, Offer, Payload,
-};
+use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
 use crate::pipeline::{
     event_tracking_link, example_assessment, render_parts, Accepted, RenderInput,
 };
@@ -53,16 +51,8 @@ pub struct PreviewArgs {
 /// Renders and prints; fails if any part fails.
 pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
-    let templates = Templates::load(&settings.paths.templates).map_err(|errors| {
-        anyhow::anyhow!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let templates =
+        Templates::load(&settings.paths.templates).map_err(|errors| super::load_errors(&errors))?;
     let templates = templates.with_default_locale(settings.render.default_locale.clone());
     if !templates.names().any(|n| n == args.template) {
         bail!(
@@ -103,22 +93,9 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     });
 
     // Scored from the event alone, as `check` does: no history.
-    let risk_model = RiskModel::load(&settings.paths.rules).map_err(|errors| {
-        anyhow::anyhow!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
-    let customer_id = customer
-        .as_object()
-        .get("id")
-        .and_then(Value::as_str)
-        .and_then(|id| CustomerId::parse(id).ok())
-        .unwrap_or_else(|| CustomerId::parse("preview").expect("a valid id"));
+    let risk_model =
+        RiskModel::load(&settings.paths.rules).map_err(|errors| super::load_errors(&errors))?;
+    let customer_id = super::customer_id_of(&customer, "preview");
     let risk = example_assessment(&accepted, &customer_id, &risk_model, chrono::Utc::now());
     println!(
         "risk (from this event alone, no history): {}\n",

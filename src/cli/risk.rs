@@ -85,14 +85,7 @@ const AUC_TOLERANCE: f64 = 0.005;
 pub(super) async fn execute(args: RiskArgs, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let current = RiskModel::load(&settings.paths.rules).map_err(|errors| {
-        anyhow::anyhow!(
-            "the current risk model is invalid:\n{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
+        super::load_errors(&errors).context("The current risk model is invalid")
     })?;
     match args.command {
         RiskCommand::Eval(args) => eval(&args, &current),

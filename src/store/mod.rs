@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     AddressEffect, Category, Channel, CustomerDoc, CustomerId, Dimension, DiscountCode, EntityId,
-    EventKey, EventType, Experience, History, IdempotencyKey, Incident, MessageContent, Offer,
-    OptOutScope, OptOuts, Order, Outreach, Redemption, RiskScores, Shipment,
+    EventKey, EventType, Experience, ExternalScore, History, IdempotencyKey, Incident,
+    MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach, Redemption, RiskScores, Shipment,
 };
 
 pub use sqlite::SqliteStore;
@@ -116,20 +116,8 @@ pub struct OptOutRecord {
 pub struct RiskScoreRecord {
     /// The `risk.scored` event.
     pub event: EventKey,
-    /// Scored customer.
-    pub customer_id: Option<CustomerId>,
-    /// Scored shipment.
-    pub shipment_id: Option<EntityId>,
-    /// Scored order.
-    pub order_id: Option<EntityId>,
-    /// Delay probability.
-    pub delay: Option<f64>,
-    /// Churn probability.
-    pub churn: Option<f64>,
-    /// Model name.
-    pub model: String,
-    /// When.
-    pub scored_at: DateTime<Utc>,
+    /// The score.
+    pub score: ExternalScore,
 }
 
 /// Everything an intake batch writes, each aggregate once.

@@ -1089,13 +1089,13 @@ impl IntakeTx for SqliteIntakeTx {
             q.push_values(chunk, |mut row, r| {
                 row.push_bind(r.event.source.clone())
                     .push_bind(r.event.id.clone())
-                    .push_bind(r.customer_id.as_ref().map(|c| c.as_str().to_owned()))
-                    .push_bind(r.shipment_id.as_ref().map(|s| s.as_str().to_owned()))
-                    .push_bind(r.order_id.as_ref().map(|o| o.as_str().to_owned()))
-                    .push_bind(r.delay)
-                    .push_bind(r.churn)
-                    .push_bind(r.model.clone())
-                    .push_bind(millis(r.scored_at));
+                    .push_bind(r.score.customer_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(r.score.shipment_id.as_ref().map(|s| s.as_str().to_owned()))
+                    .push_bind(r.score.order_id.as_ref().map(|o| o.as_str().to_owned()))
+                    .push_bind(r.score.delay)
+                    .push_bind(r.score.churn)
+                    .push_bind(r.score.model.clone())
+                    .push_bind(millis(r.score.scored_at));
             });
             q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
             q.build().execute(&mut **tx).await?;

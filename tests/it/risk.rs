@@ -581,37 +581,82 @@ async fn risk_export_writes_each_scored_decision_with_its_features_and_known_out
         ..Options::default()
     })
     .await;
-    publish_all(&app, &[
-        // Decided on the 10th; delivered two days after its promise; the customer ordered
-        // again five days later.
-        delay("a", "s1", "o-1", "2026-11-10T12:00:00Z", "2026-11-11T09:00:00Z", "2026-11-13T09:00:00Z"),
-        event("s1-delivered", "shipment.delivered", "2026-11-13T09:00:00Z", json!({
-            "shipment_id": "s1", "delivered_at": "2026-11-13T09:00:00Z"})),
-        order("o-2", "2026-11-15T00:00:00Z", 4_000, "USD"),
-        // Decided on the 20th; its promise is still ahead.
-        delay("b", "s2", "o-3", "2026-11-20T12:00:00Z", "2026-12-01T09:00:00Z", "2026-12-03T09:00:00Z"),
-    ]).await;
+    publish_all(
+        &app,
+        &[
+            // Decided on the 10th; delivered two days after its promise; the customer ordered
+            // again five days later.
+            delay(
+                "a",
+                "s1",
+                "o-1",
+                "2026-11-10T12:00:00Z",
+                "2026-11-11T09:00:00Z",
+                "2026-11-13T09:00:00Z",
+            ),
+            event(
+                "s1-delivered",
+                "shipment.delivered",
+                "2026-11-13T09:00:00Z",
+                json!({
+            "shipment_id": "s1", "delivered_at": "2026-11-13T09:00:00Z"}),
+            ),
+            order("o-2", "2026-11-15T00:00:00Z", 4_000, "USD"),
+            // Decided on the 20th; its promise is still ahead.
+            delay(
+                "b",
+                "s2",
+                "o-3",
+                "2026-11-20T12:00:00Z",
+                "2026-12-01T09:00:00Z",
+                "2026-12-03T09:00:00Z",
+            ),
+        ],
+    )
+    .await;
 
     let out = app.dir.path().join("outcomes.csv");
     let config = app.config_path();
-    let (code, text) = forewarn(app.dir.path(), &[
-        "--config", config.to_str().unwrap(), "risk", "export",
-        "--output", out.to_str().unwrap(), "--churn-window", "10d"]);
+    let (code, text) = forewarn(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "risk",
+            "export",
+            "--output",
+            out.to_str().unwrap(),
+            "--churn-window",
+            "10d",
+        ],
+    );
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("2 decisions; `late` known for 1, `churned` for 1"), "{text}");
+    assert!(
+        text.contains("2 decisions; `late` known for 1, `churned` for 1"),
+        "{text}"
+    );
 
     let mut reader = csv::Reader::from_path(&out).unwrap();
     let header = reader.headers().unwrap().clone();
     let rows: Vec<std::collections::HashMap<String, String>> = reader
         .records()
-        .map(|r| header.iter().map(String::from).zip(r.unwrap().iter().map(String::from)).collect())
+        .map(|r| {
+            header
+                .iter()
+                .map(String::from)
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
         .collect();
     assert_eq!(rows.len(), 2);
     let (a, b) = (&rows[0], &rows[1]);
     assert_eq!(a["decided_at"], "2026-11-10T12:00:00+00:00");
     assert_eq!(a["announced_delay_hours"], "48");
     assert_eq!(a["late"], "1");
-    assert_eq!(a["churned"], "0", "the customer ordered again within the window");
+    assert_eq!(
+        a["churned"], "0",
+        "the customer ordered again within the window"
+    );
     // Unknown at the decision (no carrier history yet): left empty, as `risk fit` reads it.
     assert_eq!(a["carrier_late_share_30d"], "");
     assert_eq!(b["late"], "", "not yet known");
@@ -620,7 +665,13 @@ async fn risk_export_writes_each_scored_decision_with_its_features_and_known_out
     assert_eq!(b["carrier_late_share_30d"], "1");
 
     // What export writes, `risk eval` reads.
-    let (code, text) = forewarn(app.dir.path(), &["risk", "eval", "--input", out.to_str().unwrap()]);
+    let (code, text) = forewarn(
+        app.dir.path(),
+        &["risk", "eval", "--input", out.to_str().unwrap()],
+    );
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("delay (builtin-delay-2026-11): 1 rows"), "{text}");
+    assert!(
+        text.contains("delay (builtin-delay-2026-11): 1 rows"),
+        "{text}"
+    );
 }
