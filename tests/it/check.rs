@@ -1,26 +1,11 @@
 //! `forewarn check` finds what CX authors get wrong before a customer sees it.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::helpers::repo;
+use crate::helpers::{forewarn_cli, repo};
 
 fn check(dir: &Path, env: &[(&str, &str)]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .arg("check")
-        .current_dir(dir)
-        .env_remove("FOREWARN_CONFIG")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    forewarn_cli(dir, &["check"], env)
 }
 
 /// A folder with one rule on `shipment.delayed`, one template and the shipped example events.
@@ -99,8 +84,9 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
     let event = dir.path().join("delay.json");
     std::fs::write(&event, example.lines().nth(4).unwrap()).unwrap();
     let html = dir.path().join("apology.html");
-    let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .args([
+    let (code, out) = forewarn_cli(
+        &repo(),
+        &[
             "preview",
             "--template",
             "delay-apology",
@@ -109,21 +95,16 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
             "--offer",
             "15",
             "--event",
-        ])
-        .arg(&event)
-        .arg("--html-out")
-        .arg(&html)
-        .current_dir(repo())
-        .env_remove("FOREWARN_CONFIG")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
+            event.to_str().unwrap(),
+            "--html-out",
+            html.to_str().unwrap(),
+        ],
+        &[],
     );
+    assert_eq!(code, 0, "{out}");
     for expected in [
+        // Scored from the event alone, with the reasons.
+        "risk (from this event alone, no history): delay 0.",
         "── SMS · ko-KR",
         // The customer the event names, from the examples: her name, Seoul time, the store.
         "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 도착해요. \

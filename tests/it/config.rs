@@ -1,20 +1,9 @@
 //! Bad configuration, rules or templates stop forewarn at start, saying where.
 
-use std::process::Command;
-
-use crate::helpers::repo;
+use crate::helpers::{forewarn_cli, repo};
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FOREWARN_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    forewarn_cli(dir, args, &[])
 }
 
 /// Runs `forewarn run` with `rule` as the only rule file, and the repository's templates.
@@ -51,15 +40,12 @@ fn an_unknown_config_key_is_refused_with_its_name() {
 #[test]
 fn an_environment_override_with_a_bad_value_names_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .arg("migrate")
-        .current_dir(dir.path())
-        .env_remove("FOREWARN_CONFIG")
-        .env("FOREWARN_OUTBOX__BATCH_SIZE", "lots")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = forewarn_cli(
+        dir.path(),
+        &["migrate"],
+        &[("FOREWARN_OUTBOX__BATCH_SIZE", "lots")],
+    );
+    assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("outbox.batch_size"), "{stderr}");
     assert!(stderr.contains("FOREWARN_OUTBOX__BATCH_SIZE"), "{stderr}");
 }
@@ -93,14 +79,12 @@ fn every_command_explains_itself() {
         vec!["run", "--help"],
         vec!["migrate", "--help"],
         vec!["demo", "--help"],
+        vec!["risk", "--help"],
+        vec!["risk", "fit", "--help"],
+        vec!["risk", "export", "--help"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-            .args(&command)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(output.status.success());
-        let text = String::from_utf8_lossy(&output.stdout);
+        let (code, text) = forewarn_cli(dir.path(), &command, &[]);
+        assert_eq!(code, 0, "{text}");
         assert!(text.len() > 200, "{command:?} says too little:\n{text}");
     }
 }

@@ -366,6 +366,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs the `forewarn` binary with `args` in `dir` (no `FOREWARN_CONFIG` from the test's
+/// environment, `env` added); returns its exit code and its stdout followed by its stderr.
+pub fn forewarn_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FOREWARN_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()

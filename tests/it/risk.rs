@@ -392,20 +392,7 @@ async fn a_burst_is_sent_to_the_customers_most_likely_to_leave_first() {
 }
 
 fn forewarn(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FOREWARN_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    forewarn_cli(dir, args, &[])
 }
 
 /// The held-out AUC `risk fit` printed for the fitted model.
