@@ -36,6 +36,13 @@ pub const CIRCUIT_OPENED: &str = "forewarn_gateway_circuit_opened_total";
 /// Discount codes redeemed through the HTTP API.
 pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_total";
 
+/// Risk scores of queued outreach, by `score` (delay, churn) and `source` (builtin,
+/// external): how a model's distribution moves after a refit or a bad day.
+pub const RISK_SCORES: &str = "forewarn_outreach_risk_score";
+
+/// Buckets for probabilities.
+const PROBABILITY_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
 /// Buckets for latency histograms, in seconds: 1 ms to 1 min.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
@@ -49,6 +56,9 @@ pub fn install() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &BATCH_BUCKETS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(RISK_SCORES.into()), &PROBABILITY_BUCKETS)
+        })
         .ok()?;
     let handle = builder.install_recorder().ok()?;
     describe();
@@ -66,6 +76,10 @@ fn describe() {
         "From an event's arrival to the commit of what it caused."
     );
     describe_histogram!(BATCH_SIZE, "Events per committed intake batch.");
+    describe_histogram!(
+        RISK_SCORES,
+        "Risk scores of queued outreach, by score (delay, churn) and source (builtin, external)."
+    );
     describe_counter!(
         AMBIGUOUS_RESENDS,
         "Attempts resent after a crash left them ambiguous."

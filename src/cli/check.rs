@@ -75,8 +75,12 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
         problems.print();
         anyhow::bail!("{} problem(s) found", problems.len());
     }
+    let risk = authoring.risk.file.as_ref().map_or_else(
+        || "risk models embedded (no risk.toml)".to_owned(),
+        |file| format!("risk models from {}", file.display()),
+    );
     println!(
-        "ok: config, {} rules, {} templates; {} renders of {} example events checked",
+        "ok: config, {} rules, {} templates, {risk}; {} renders of {} example events checked",
         authoring.rules.len(),
         authoring.templates.names().count(),
         renders,

@@ -364,6 +364,16 @@ impl Intake {
             if outreach.offer.is_some() {
                 counter!(m::DISCOUNT_CODES_ISSUED, "rule" => outreach.rule_id.clone()).increment(1);
             }
+            if let Some(risk) = &outreach.risk {
+                for (score, value) in [("delay", risk.scores.delay), ("churn", risk.scores.churn)] {
+                    let source = if risk.explanation[score]["external"].is_null() {
+                        "builtin"
+                    } else {
+                        "external"
+                    };
+                    histogram!(m::RISK_SCORES, "score" => score, "source" => source).record(value);
+                }
+            }
         }
         let mut fresh_keys = new_keys;
         for key in &rejected_keys {

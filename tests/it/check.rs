@@ -33,7 +33,7 @@ fn the_shipped_rules_and_templates_pass_check() {
     let (code, out) = check(&repo(), &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.starts_with("ok: config, 9 rules, 8 templates;"),
+        out.starts_with("ok: config, 9 rules, 8 templates, risk models from rules/risk.toml;"),
         "{out}"
     );
 }

@@ -91,3 +91,61 @@ async fn sighup_reloads_the_rules_and_templates() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_edited_risk_model_applies_at_once_and_a_bad_one_keeps_the_last_good_model() {
+    let app = spawn_app_with(Options {
+        own_authoring: true,
+        dispatch: false,
+        ..Options::default()
+    })
+    .await;
+    let churn_model = |event: &'static str| {
+        let app = &app;
+        async move {
+            let raw: String = sqlx::query_scalar("SELECT risk FROM outbox WHERE event_id = ?1")
+                .bind(event)
+                .fetch_one(app.store.pool())
+                .await
+                .unwrap();
+            let risk: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            risk["churn"]["model"].as_str().unwrap().to_owned()
+        }
+    };
+    app.publish(&delayed_event(1)).await;
+    app.wait_intake_idle().await;
+    assert_eq!(churn_model("evt-delay-1").await, "builtin-churn-2026-11");
+
+    let file = app.dir.path().join("rules/risk.toml");
+    let shipped = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, shipped.replace("builtin-churn-2026-11", "churn-v2")).unwrap();
+    wait_for("the reload", || async {
+        app.log().contains("Rules and templates reloaded.")
+    })
+    .await;
+    app.publish(&delayed_event(2)).await;
+    app.wait_intake_idle().await;
+    assert_eq!(churn_model("evt-delay-2").await, "churn-v2");
+
+    // A weight for a feature that does not exist: refused, and churn-v2 keeps scoring.
+    std::fs::write(
+        &file,
+        shipped
+            .replace("builtin-churn-2026-11", "churn-v3")
+            .replace("first_order = 0.6", "first_orders = 0.6"),
+    )
+    .unwrap();
+    wait_for("the refusal", || async {
+        app.log().contains("the last good set keeps serving")
+    })
+    .await;
+    assert!(
+        app.log()
+            .contains("unknown feature `first_orders` in [churn.weights]"),
+        "{}",
+        app.log()
+    );
+    app.publish(&delayed_event(3)).await;
+    app.wait_intake_idle().await;
+    assert_eq!(churn_model("evt-delay-3").await, "churn-v2");
+}

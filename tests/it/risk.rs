@@ -344,6 +344,17 @@ async fn an_external_score_overrides_the_builtin_one_and_chooses_the_offer_until
     .await
     .unwrap();
     assert_eq!(percents, [("after".into(), 10), ("within".into(), 20)]);
+    let metrics = app.metrics().await;
+    for (labels, count) in [
+        ("score=\"churn\",source=\"external\"", 1),
+        ("score=\"churn\",source=\"builtin\"", 1),
+        ("score=\"delay\",source=\"builtin\"", 2),
+    ] {
+        assert!(
+            metrics.contains(&format!("forewarn_outreach_risk_score_count{{{labels}}} {count}")),
+            "{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
