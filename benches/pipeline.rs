@@ -47,7 +47,7 @@ fn main() {
         );
     }
     let refs: Vec<&Accepted> = events.iter().collect();
-    let _ = refs_of(refs.iter().copied(), &authoring.rules);
+    let _ = refs_of(refs.iter().copied(), &authoring.rules, Utc::now());
     let started = Instant::now();
     let mut queued = 0;
     for chunk in refs.chunks(1000) {

@@ -178,10 +178,10 @@ async fn main() {
     let started = Instant::now();
     for chunk in events.chunks(BATCH) {
         let mut tx = store.begin_intake().await.expect("transaction");
-        let snapshot = tx.load(&refs_of(chunk, &rules)).await.expect("load");
+        let now = Utc::now();
+        let snapshot = tx.load(&refs_of(chunk, &rules, now)).await.expect("load");
         drop(tx);
         let scoring_started = Instant::now();
-        let now = Utc::now();
         for accepted in chunk {
             if let Some(a) = assess_event(accepted, &snapshot, &model, now) {
                 scored += 1;

@@ -86,7 +86,12 @@ pub struct Plan {
 
 /// What a batch needs loaded before [`decide`]. Risk history is loaded only for events some
 /// rule reacts to: most events (orders placed, scans) are never scored.
-pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>, rules: &RuleSet) -> Refs {
+/// `now` is the time [`decide`] will be given.
+pub fn refs_of<'a>(
+    events: impl IntoIterator<Item = &'a Accepted>,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+) -> Refs {
     let mut refs = Refs::default();
     for accepted in events {
         let payload = &accepted.payload;
@@ -97,7 +102,7 @@ pub fn refs_of<'a>(events: impl IntoIterator<Item = &'a Accepted>, rules: &RuleS
             refs.shipments.insert(id.clone());
         }
         if rules.candidates(accepted.event.event_type).next().is_some() {
-            let at = decision_time(&accepted.event, Utc::now());
+            let at = decision_time(&accepted.event, now);
             refs.earliest = Some(refs.earliest.map_or(at, |e| e.min(at)));
             refs.latest = Some(refs.latest.map_or(at, |e| e.max(at)));
             if let Some(customer) = payload.customer() {

@@ -328,7 +328,7 @@ impl Intake {
             .collect();
         // The set in use when the batch is decided; a reload applies from the next batch.
         let authoring = self.authoring.borrow().clone();
-        let refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules);
+        let refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules, received_at);
         let snapshot = tx.load(&refs).await?;
         let plan = pipeline::decide(
             &fresh,

@@ -38,6 +38,8 @@ pub struct Assessed {
     /// The built-in model's score with its terms, kept even when an external score won, so
     /// the two can be compared.
     pub builtin: Score,
+    /// The currency unit order values are in, for explanations.
+    pub unit: String,
 }
 
 /// Both scores of one decision.
@@ -73,6 +75,7 @@ pub fn assess(subject: &Subject<'_>, history: &History, model: &RiskModel) -> Ri
                 model: name.to_owned(),
                 source: Source::External { scored_at },
                 builtin,
+                unit: model.currency.unit.clone(),
             },
             None => Assessed {
                 target,
@@ -80,6 +83,7 @@ pub fn assess(subject: &Subject<'_>, history: &History, model: &RiskModel) -> Ri
                 model: model.model(target).name.clone(),
                 source: Source::Builtin,
                 builtin,
+                unit: model.currency.unit.clone(),
             },
         }
     };
@@ -180,9 +184,9 @@ impl Assessed {
             .take(EXPLAINED_TERMS)
             .map(|t| {
                 let what = if t.known {
-                    t.feature.describe(t.value)
+                    t.feature.describe(t.value, &self.unit)
                 } else {
-                    format!("{} unknown", t.feature.name())
+                    t.feature.describe_unknown().to_owned()
                 };
                 format!("{what} ({:+.2})", t.contribution)
             })
@@ -207,4 +211,76 @@ impl Assessed {
 /// Six decimals: enough for any explanation, and half the stored size of a full f64.
 fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CustomerId, ExternalScore};
+
+    #[test]
+    fn an_explanation_names_the_terms_that_moved_the_score_most() {
+        let model = RiskModel::embedded();
+        let customer = CustomerId::parse("c-1").unwrap();
+        let mut history = History::default();
+        let at: DateTime<Utc> = "2026-11-20T12:00:00Z".parse().unwrap();
+        for (i, day) in ["2026-10-01", "2026-10-20", "2026-11-19"]
+            .iter()
+            .enumerate()
+        {
+            history.record_experience(
+                &customer,
+                crate::domain::Experience {
+                    kind: crate::domain::ExperienceKind::Delay,
+                    entity: format!("s{i}"),
+                    at: format!("{day}T00:00:00Z").parse().unwrap(),
+                },
+            );
+        }
+        let subject = Subject {
+            at,
+            customer: &customer,
+            shipment: None,
+            order: None,
+            promised_by: None,
+        };
+        let a = assess(&subject, &history, &model);
+        assert_eq!(a.churn.source, Source::Builtin);
+        let why = a.churn.explain();
+        assert!(
+            why.starts_with(&format!("churn {:.2} (builtin-churn-2026-11): 3 bad experience(s) in 90 days (+1.65), order value unknown (+0.60)", a.churn.probability)),
+            "{why}"
+        );
+        let stored = a.to_json();
+        assert_eq!(stored["churn"]["why"], why);
+        assert_eq!(
+            stored["churn"]["score"].as_f64(),
+            Some(round(a.churn.probability))
+        );
+
+        // An external churn score wins, and says so; the built-in one stays beside it.
+        history.external.push(ExternalScore {
+            customer_id: Some(customer.clone()),
+            shipment_id: None,
+            order_id: None,
+            delay: None,
+            churn: Some(0.9),
+            model: "ml-v7".into(),
+            scored_at: "2026-11-20T11:00:00Z".parse().unwrap(),
+        });
+        let b = assess(&subject, &history, &model);
+        assert_eq!(b.churn.probability, 0.9);
+        assert_eq!(
+            b.delay.model, "builtin-delay-2026-11",
+            "a churn score leaves delay alone"
+        );
+        assert!(
+            b.churn.explain().starts_with(
+                "churn 0.90 (ml-v7), external score of 2026-11-20 11:00 UTC; built-in says"
+            ),
+            "{}",
+            b.churn.explain()
+        );
+        assert_eq!(b.churn.builtin, a.churn.builtin);
+    }
 }

@@ -133,8 +133,9 @@ impl Feature {
             .unwrap_or_default()
     }
 
-    /// A value as a person reads it in an explanation: "3 bad experiences in 90 days".
-    pub fn describe(self, value: f64) -> String {
+    /// A value as a person reads it in an explanation: "3 bad experience(s) in 90 days";
+    /// `unit` is the model's currency unit.
+    pub fn describe(self, value: f64, unit: &str) -> String {
         let count = value.round();
         match self {
             Feature::CarrierLateShare30d => {
@@ -148,8 +149,8 @@ impl Feature {
             Feature::HoursSinceLastScan => format!("no scan for {value:.0} h"),
             Feature::BadExperiences90d => format!("{count} bad experience(s) in 90 days"),
             Feature::DaysLate => format!("{value:.1} days late"),
-            Feature::LogOrderValue => format!("order worth {:.0}", value.exp_m1()),
-            Feature::LogLifetimeValue => format!("lifetime value {:.0}", value.exp_m1()),
+            Feature::LogOrderValue => format!("order worth {:.0} {unit}", value.exp_m1()),
+            Feature::LogLifetimeValue => format!("lifetime value {:.0} {unit}", value.exp_m1()),
             Feature::LifetimeOrders => format!("{count} order(s) so far"),
             Feature::FirstOrder if value >= 0.5 => "first order".into(),
             Feature::FirstOrder => "returning customer".into(),
@@ -159,6 +160,25 @@ impl Feature {
             Feature::LastOutreachFailed
             | Feature::LastOutreachOptedOut
             | Feature::LastOutreachRedeemed => format!("{} = 0", self.name()),
+        }
+    }
+
+    /// What an explanation says when the feature could not be computed.
+    pub fn describe_unknown(self) -> &'static str {
+        match self {
+            Feature::CarrierLateShare30d => "no recent deliveries by this carrier",
+            Feature::RegionLateShare30d => "no recent deliveries to this region",
+            Feature::HoursPastPromise | Feature::DaysLate => "no promise known",
+            Feature::AnnouncedDelayHours | Feature::ExceptionScans => "no shipment known",
+            Feature::HoursSinceLastScan => "no scan yet",
+            Feature::BadExperiences90d => "no history",
+            Feature::LogOrderValue => "order value unknown",
+            Feature::LogLifetimeValue => "lifetime value unknown",
+            Feature::LifetimeOrders => "order count unknown",
+            Feature::FirstOrder => "order unknown",
+            Feature::LastOutreachFailed
+            | Feature::LastOutreachOptedOut
+            | Feature::LastOutreachRedeemed => "no message before",
         }
     }
 }

@@ -351,7 +351,9 @@ async fn an_external_score_overrides_the_builtin_one_and_chooses_the_offer_until
         ("score=\"delay\",source=\"builtin\"", 2),
     ] {
         assert!(
-            metrics.contains(&format!("forewarn_outreach_risk_score_count{{{labels}}} {count}")),
+            metrics.contains(&format!(
+                "forewarn_outreach_risk_score_count{{{labels}}} {count}"
+            )),
             "{metrics}"
         );
     }
