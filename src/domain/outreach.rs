@@ -154,14 +154,6 @@ impl RiskScores {
     pub fn to_json(self) -> serde_json::Value {
         serde_json::json!({"delay": self.delay, "churn": self.churn})
     }
-
-    /// The scores inside a stored explanation (`{"delay": {"score": …}, "churn": {…}}`).
-    pub fn from_explanation(explanation: &serde_json::Value) -> Option<Self> {
-        Some(RiskScores {
-            delay: explanation.pointer("/delay/score")?.as_f64()?,
-            churn: explanation.pointer("/churn/score")?.as_f64()?,
-        })
-    }
 }
 
 /// The scores an outreach was decided with, and why: stored with it for the customer timeline.
@@ -169,8 +161,11 @@ impl RiskScores {
 pub struct RiskRecord {
     /// The scores.
     pub scores: RiskScores,
-    /// Models, feature values and contributions (see `risk::RiskAssessment::to_json`).
-    pub explanation: serde_json::Value,
+    /// Whether the delay and the churn score came from an external model (`risk.scored`).
+    pub external: [bool; 2],
+    /// Models, feature values and contributions as JSON text (see
+    /// `risk::RiskAssessment::to_json`): written once per outreach, so built as text.
+    pub explanation: String,
 }
 
 #[cfg(test)]

@@ -365,12 +365,9 @@ impl Intake {
                 counter!(m::DISCOUNT_CODES_ISSUED, "rule" => outreach.rule_id.clone()).increment(1);
             }
             if let Some(risk) = &outreach.risk {
-                for (score, value) in [("delay", risk.scores.delay), ("churn", risk.scores.churn)] {
-                    let source = if risk.explanation[score]["external"].is_null() {
-                        "builtin"
-                    } else {
-                        "external"
-                    };
+                let scores = [("delay", risk.scores.delay), ("churn", risk.scores.churn)];
+                for ((score, value), external) in scores.into_iter().zip(risk.external) {
+                    let source = if external { "external" } else { "builtin" };
                     histogram!(m::RISK_SCORES, "score" => score, "source" => source).record(value);
                 }
             }

@@ -118,8 +118,8 @@ impl Store for SqliteStore {
           RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
                     ambiguous, created_at, channel_attempts, fallback, event_source,
                     event_id, offer, category, priority, urgency,
-                    json_extract(risk, '$.delay.score') AS risk_delay,
-                    json_extract(risk, '$.churn.score') AS risk_churn",
+                    CAST(json_extract(risk, '$.delay.score') AS REAL) AS risk_delay,
+                    CAST(json_extract(risk, '$.churn.score') AS REAL) AS risk_churn",
         )
         .bind(until)
         .bind(now_ms)
@@ -1131,7 +1131,7 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(now_ms)
                     .push_bind(now_ms)
                     .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()))
-                    .push_bind(o.risk.as_ref().map(|r| r.explanation.to_string()))
+                    .push_bind(o.risk.as_ref().map(|r| r.explanation.clone()))
                     .push_bind(o.risk.as_ref().map_or(0.0, |r| r.scores.churn));
             });
             if let Some(error) = encode_error {
