@@ -124,9 +124,28 @@ async fn main() {
         .execute(store.pool())
         .await
         .expect("analyze");
+    let mut sizes = Vec::new();
+    for table in [
+        "customers",
+        "orders",
+        "customer_experiences",
+        "outbox",
+        "discount_codes",
+        "risk_scores",
+        "shipments",
+        "shipment_outcome_days",
+    ] {
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+        sizes.push(format!("{table} {rows}"));
+    }
     println!(
-        "risk: history for {customers} customers built in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "risk: history for {customers} customers built in {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        sizes.join(", ")
     );
 
     let model = RiskModel::load(std::path::Path::new(concat!(

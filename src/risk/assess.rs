@@ -333,7 +333,10 @@ mod tests {
         assert_eq!(b.churn.builtin, a.churn.builtin);
         let stored = b.to_json();
         assert_eq!(stored["churn"]["model"], "ml \"v7\"");
-        assert_eq!(stored["churn"]["external"]["scored_at"], "2026-11-20T11:00:00+00:00");
+        assert_eq!(
+            stored["churn"]["external"]["scored_at"],
+            "2026-11-20T11:00:00+00:00"
+        );
         assert_eq!(b.record().external, [false, true]);
     }
 }
