@@ -128,14 +128,33 @@ impl Store for SqliteStore {
         .await?;
         // Sent in the order they were chosen: priority, then the customers most likely to
         // leave (a burst's urgency), then first queued.
-        let mut claimed = rows
-            .iter()
-            .map(|row| {
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            let read = || -> Result<_, StoreError> {
                 let priority: i64 = row.try_get("priority")?;
                 let urgency: f64 = row.try_get("urgency")?;
                 Ok((priority, urgency, claimed_from_row(row)?))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            };
+            match read() {
+                Ok(message) => claimed.push(message),
+                Err(e) => unreadable.push((row.try_get::<i64, _>("id")?, e.to_string())),
+            }
+        }
+        // A row that cannot be read would fail every claim that picks it and stall the whole
+        // outbox behind it: it is failed on its own, with the reason, and the rest go out.
+        for (id, error) in unreadable {
+            tracing::error!(outbox_id = id, %error, "An outbox row is unreadable; it is marked failed.");
+            sqlx::query(
+                "UPDATE outbox SET status = 'failed', last_error = ?1, claimed_until = NULL, \
+                 updated_at = ?2 WHERE id = ?3",
+            )
+            .bind(format!("unreadable: {error}"))
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        }
         claimed.sort_by(|(p1, u1, m1), (p2, u2, m2)| {
             p2.cmp(p1).then(u2.total_cmp(u1)).then(m1.id.cmp(&m2.id))
         });

@@ -119,3 +119,40 @@ async fn an_event_whose_batch_cannot_be_committed_is_redelivered_not_lost() {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 1);
     assert_each_key_once(&app.sandbox_all(), 1);
 }
+
+#[tokio::test]
+async fn an_unreadable_outbox_row_is_failed_alone_and_the_rest_are_sent() {
+    let mut app = spawn_app_with(Options {
+        dispatch: false,
+        ..Options::default()
+    })
+    .await;
+    for i in 0..3 {
+        app.publish(&delayed_event(i)).await;
+    }
+    app.wait_intake_idle().await;
+    app.terminate().await;
+    // Damaged by hand, by a bug, by a bad migration: the row can no longer be read.
+    sqlx::query("UPDATE outbox SET content = 'not json' WHERE customer_id = 'c-1'")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+
+    app.restart_with(Options::default()).await;
+    app.wait_sent(2).await;
+    wait_for("the unreadable row to be failed", || async {
+        app.counts().await.failed == 1
+    })
+    .await;
+    let error = app
+        .text("SELECT last_error FROM outbox WHERE customer_id = 'c-1'")
+        .await;
+    assert!(error.starts_with("unreadable: "), "{error}");
+    let sent: Vec<String> = app
+        .sandbox("sms")
+        .iter()
+        .map(|m| m["customer_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert!(!sent.contains(&"c-1".to_owned()));
+}
