@@ -53,6 +53,9 @@ async fn fill(store: &Arc<dyn Store>, n: usize) {
                 },
                 offer: None,
                 risk: None,
+                not_before: None,
+                timezone: None,
+                region: None,
             }
         })
         .collect();

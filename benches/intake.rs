@@ -170,6 +170,8 @@ async fn forewarn_intake(
     settings.paths.outbox = dir.join("outbox");
     settings.http.enabled = false;
     settings.outbox.dispatch = false;
+    // The figures must not depend on the hour the benchmark runs at.
+    settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
     settings.intake.batch_size = env_usize("BENCH_BATCH", settings.intake.batch_size);
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 

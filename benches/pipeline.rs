@@ -57,6 +57,7 @@ fn main() {
             &authoring.rules,
             &authoring.templates,
             &authoring.risk,
+            &forewarn::policy::QuietHours::none(),
             Utc::now(),
         );
         queued += plan.changes.outreach.len();

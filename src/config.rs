@@ -55,6 +55,8 @@ pub struct Settings {
     pub render: RenderSettings,
     /// `[pacing.<channel>]`: how fast each channel's gateway is called.
     pub pacing: PacingSettings,
+    /// `[quiet_hours]`: when messages wait for a decent hour, per category, channel and region.
+    pub quiet_hours: crate::policy::QuietHoursSettings,
 }
 
 /// `[pacing]`: per-channel limits, to stay inside each provider's rate limits and keep a burst
@@ -523,9 +525,16 @@ impl Settings {
             Some(path) if !path.exists() => return Err(ConfigError::Missing(path)),
             file => file,
         };
-        Self::figment(file.as_deref())
+        let settings: Settings = Self::figment(file.as_deref())
             .extract()
-            .map_err(|e| ConfigError::Invalid(describe(e)))
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        settings.quiet_hours()?;
+        Ok(settings)
+    }
+
+    /// The compiled quiet hours; an invalid window names its key.
+    pub fn quiet_hours(&self) -> Result<crate::policy::QuietHours, ConfigError> {
+        crate::policy::QuietHours::new(&self.quiet_hours).map_err(ConfigError::Invalid)
     }
 
     /// The file [`Settings::load`] reads: `explicit`, else `FOREWARN_CONFIG`, else

@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod nats_server;
 pub mod outbox;
 pub mod pipeline;
+pub mod policy;
 pub mod render;
 pub mod risk;
 pub mod rules;

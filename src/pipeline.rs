@@ -16,6 +16,7 @@ use crate::domain::{
     Incident, MessageContent, Offer, OptOuts, Order, Outreach, PastOrder, Payload, RejectReason,
     Rejection, RiskScores, Shipment, ShipmentStatus,
 };
+use crate::policy::QuietHours;
 use crate::render::{Part, Templates};
 use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
@@ -184,6 +185,7 @@ pub fn decide(
     rules: &RuleSet,
     templates: &Templates,
     risk: &RiskModel,
+    quiet: &QuietHours,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -422,7 +424,7 @@ pub fn decide(
         });
     }
 
-    for (job, result) in jobs.iter().zip(render_all(&jobs, templates)) {
+    for (job, result) in jobs.iter().zip(render_all(&jobs, templates, quiet, now)) {
         match result {
             Ok(outreach) => plan.changes.outreach.push(outreach),
             Err((reason, detail)) => plan.skipped.push(Skipped {
@@ -638,12 +640,14 @@ const PARALLEL_RENDER_MIN: usize = 64;
 fn render_all(
     jobs: &[Job<'_>],
     templates: &Templates,
+    quiet: &QuietHours,
+    now: DateTime<Utc>,
 ) -> Vec<Result<Outreach, (&'static str, String)>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || jobs.len() < PARALLEL_RENDER_MIN {
         return jobs
             .iter()
-            .map(|job| outreach_for(job, templates))
+            .map(|job| outreach_for(job, templates, quiet, now))
             .collect();
     }
     let chunk = jobs.len().div_ceil(threads);
@@ -654,14 +658,14 @@ fn render_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|job| outreach_for(job, templates))
+                        .map(|job| outreach_for(job, templates, quiet, now))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         let mut results: Vec<_> = first
             .iter()
-            .map(|job| outreach_for(job, templates))
+            .map(|job| outreach_for(job, templates, quiet, now))
             .collect();
         for handle in handles {
             match handle.join() {
@@ -675,7 +679,12 @@ fn render_all(
 }
 
 /// Chooses the channel, renders the message and derives its key.
-fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'static str, String)> {
+fn outreach_for(
+    job: &Job<'_>,
+    templates: &Templates,
+    quiet: &QuietHours,
+    now: DateTime<Utc>,
+) -> Result<Outreach, (&'static str, String)> {
     let (rule, accepted, doc, opt_outs) = (job.rule, job.accepted, &job.doc, &job.opt_outs);
     let event = &accepted.event;
     let customer = Customer::from_doc(doc).map_err(|e| ("customer_unreadable", e.to_string()))?;
@@ -702,6 +711,16 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
     let (content, locale) =
         render_on(&message, &customer, channel, templates).map_err(|e| ("render_failed", e))?;
     let entity = job.entity.clone();
+    let zone = customer.timezone.as_ref().map(|z| z.tz());
+    let not_before = quiet
+        .release_at(
+            now,
+            zone,
+            customer.region.as_deref(),
+            QuietHours::category_of(rule.category, job.offer.is_some()),
+            channel,
+        )
+        .map(|(release, _)| release);
     Ok(Outreach {
         key: IdempotencyKey::derive(&rule.id, &customer.id, &entity, channel),
         rule_id: rule.id.clone(),
@@ -715,6 +734,9 @@ fn outreach_for(job: &Job<'_>, templates: &Templates) -> Result<Outreach, (&'sta
         content,
         offer: job.offer.clone(),
         risk: Some(job.risk.record()),
+        not_before,
+        timezone: zone.map(|z| z.name().to_owned()),
+        region: customer.region.clone(),
     })
 }
 
@@ -1055,6 +1077,7 @@ mod tests {
             &rules,
             &templates,
             &RiskModel::embedded(),
+            &QuietHours::none(),
             Utc::now(),
         )
     }
@@ -1188,6 +1211,7 @@ mod tests {
             &rules,
             &templates,
             &RiskModel::embedded(),
+            &QuietHours::none(),
             now,
         );
         let offers: Vec<&Offer> = plan

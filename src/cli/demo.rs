@@ -105,7 +105,12 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         let info = consumer.info().await?;
         let counts = store.outbox_counts().await?;
         let consumed = info.num_pending == 0 && info.num_ack_pending == 0;
-        if consumed && counts.pending == 0 && counts.sending == 0 {
+        // Messages held for a customer's quiet hours wait for the morning, not for the demo.
+        let held = match store.next_due().await? {
+            Some(next) => next > chrono::Utc::now() + chrono::Duration::seconds(5),
+            None => true,
+        };
+        if consumed && counts.sending == 0 && (counts.pending == 0 || held) {
             break;
         }
         if Instant::now() > deadline {
@@ -137,10 +142,20 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
             .unwrap_or_default();
         println!("    {:<32} {error}", message.subject.as_str());
     }
-    println!(
-        "  {} messages sent, {} failed\n",
-        counts.sent, counts.failed
-    );
+    println!("  {} messages sent, {} failed", counts.sent, counts.failed);
+    if counts.pending > 0 {
+        let first = store
+            .next_due()
+            .await?
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        println!(
+            "  {} held for the customer's quiet hours (their time zone; [quiet_hours] in the \
+             config), the first going out at {first}",
+            counts.pending
+        );
+    }
+    println!();
     print_messages(&settings.paths.outbox, store.as_ref()).await?;
     println!(
         "Discount codes in these messages are stored with the outreach that issued them and are \

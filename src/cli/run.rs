@@ -115,6 +115,7 @@ pub async fn start(
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, StartError> {
     let authoring = load_authoring(&settings).map_err(StartError::Authoring)?;
+    let quiet = settings.quiet_hours().map_err(anyhow::Error::from)?;
     tracing::info!(
         rules = authoring.rules.len(),
         templates = authoring.templates.names().count(),
@@ -153,7 +154,8 @@ pub async fn start(
         settings.nats.type_prefix.clone(),
         settings.intake.clone(),
         wake.clone(),
-    );
+    )
+    .with_quiet_hours(quiet.clone());
     let intake_shutdown = shutdown.clone();
     tasks.push((
         "intake",
@@ -167,7 +169,8 @@ pub async fn start(
             fallback,
             settings.outbox.clone(),
             wake,
-        );
+        )
+        .with_quiet_hours(quiet.clone());
         let dispatcher_shutdown = shutdown.clone();
         tasks.push((
             "dispatcher",

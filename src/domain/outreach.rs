@@ -138,6 +138,12 @@ pub struct Outreach {
     pub offer: Option<Offer>,
     /// The risk scores it was decided with, and their explanation.
     pub risk: Option<RiskRecord>,
+    /// Not before this (a quiet window's end in the customer's time zone); `None` is now.
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// The customer's time zone and region, for quiet hours at send time.
+    pub timezone: Option<String>,
+    /// See `timezone`.
+    pub region: Option<String>,
 }
 
 /// `risk.delay` and `risk.churn` of one decision, as rules and templates see them.

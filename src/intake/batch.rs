@@ -17,6 +17,7 @@ use crate::config::IntakeSettings;
 use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
 use crate::metrics as m;
 use crate::pipeline::{self, Accepted};
+use crate::policy::QuietHours;
 use crate::shutdown::Shutdown;
 use crate::store::{EventRecord, Store, StoreError};
 
@@ -43,6 +44,7 @@ pub struct Intake {
     type_prefix: Option<String>,
     settings: IntakeSettings,
     wake: Arc<Notify>,
+    quiet: QuietHours,
 }
 
 /// Where one message of a batch stands.
@@ -70,7 +72,14 @@ impl Intake {
             type_prefix,
             settings,
             wake,
+            quiet: QuietHours::none(),
         }
+    }
+
+    /// Decides each message's earliest send time by `quiet` (none by default).
+    pub fn with_quiet_hours(mut self, quiet: QuietHours) -> Self {
+        self.quiet = quiet;
+        self
     }
 
     /// Pulls and processes batches until shutdown; the batch in progress is finished and acked.
@@ -336,6 +345,7 @@ impl Intake {
             &authoring.rules,
             &authoring.templates,
             &authoring.risk,
+            &self.quiet,
             received_at,
         );
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
@@ -361,6 +371,11 @@ impl Intake {
         {
             counter!(m::OUTREACH, "rule" => outreach.rule_id.clone(), "channel" => outreach.content.channel().as_str(), "status" => "queued")
                 .increment(1);
+            if let Some(release) = outreach.not_before {
+                counter!(m::OUTREACH, "rule" => outreach.rule_id.clone(), "channel" => outreach.content.channel().as_str(), "status" => "deferred_quiet_hours")
+                    .increment(1);
+                tracing::info!(rule = %outreach.rule_id, customer = %outreach.customer_id, %release, "Queued for the end of the customer's quiet hours.");
+            }
             if outreach.offer.is_some() {
                 counter!(m::DISCOUNT_CODES_ISSUED, "rule" => outreach.rule_id.clone()).increment(1);
             }

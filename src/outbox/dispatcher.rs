@@ -12,6 +12,7 @@ use super::{Fallback, RetryPolicy};
 use crate::config::OutboxSettings;
 use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
+use crate::policy::QuietHours;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
 
@@ -32,6 +33,8 @@ pub struct Dispatcher {
     settings: OutboxSettings,
     retry: RetryPolicy,
     wake: Arc<Notify>,
+    /// Checked again just before each send: a retry or a fallback can fall in a quiet window.
+    quiet: QuietHours,
 }
 
 /// Attempts to record the outcome of a batch before leaving it to lease expiry.
@@ -48,6 +51,7 @@ impl Dispatcher {
     ) -> Self {
         let retry = RetryPolicy::from_settings(&settings);
         Dispatcher {
+            quiet: QuietHours::none(),
             store,
             gateways,
             fallback,
@@ -93,6 +97,12 @@ impl Dispatcher {
         Ok(DispatchOutcome::Dispatched(count))
     }
 
+    /// Holds messages in the customer's quiet hours (none by default).
+    pub fn with_quiet_hours(mut self, quiet: QuietHours) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
     /// One attempt at one message.
     async fn attempt(&self, message: ClaimedMessage) -> AttemptRecord {
         let gateway = self.gateways.for_channel(message.channel);
@@ -108,6 +118,22 @@ impl Dispatcher {
             effect: None,
             switch: None,
         };
+        // An ambiguous attempt was already let through; only a fresh send waits.
+        if !message.ambiguous {
+            let category = QuietHours::category_of(message.category, message.offer.is_some());
+            if let Some((release, window)) = self.quiet.release_at(
+                started_at,
+                message.timezone,
+                message.region.as_deref(),
+                category,
+                message.channel,
+            ) {
+                counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => "deferred_quiet_hours")
+                    .increment(1);
+                tracing::info!(key = %message.key, %release, %window, "Held for the end of the customer's quiet hours.");
+                return record(AttemptResult::Deferred { next_at: release });
+            }
+        }
         if message.ambiguous {
             match gateway.reconcile(&message.key).await {
                 Reconciliation::Delivered(receipt) => {

@@ -176,6 +176,10 @@ pub struct ClaimedMessage {
     pub offer: Option<Offer>,
     /// The risk scores it was decided with, for a re-render on another channel.
     pub risk: Option<RiskScores>,
+    /// The customer's time zone when it was decided, for quiet hours.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// The customer's region when it was decided, for quiet hours.
+    pub region: Option<String>,
 }
 
 /// An outreach moving to its next channel, re-rendered there.

@@ -119,7 +119,8 @@ impl Store for SqliteStore {
                     ambiguous, created_at, channel_attempts, fallback, event_source,
                     event_id, offer, category, priority, urgency,
                     CAST(json_extract(risk, '$.delay.score') AS REAL) AS risk_delay,
-                    CAST(json_extract(risk, '$.churn.score') AS REAL) AS risk_churn",
+                    CAST(json_extract(risk, '$.churn.score') AS REAL) AS risk_churn,
+                    timezone, region",
         )
         .bind(until)
         .bind(now_ms)
@@ -594,6 +595,14 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
             (Some(delay), Some(churn)) => Some(RiskScores { delay, churn }),
             _ => None,
         },
+        timezone: row
+            .try_get::<Option<String>, _>("timezone")?
+            .map(|z| {
+                z.parse::<chrono_tz::Tz>()
+                    .map_err(|_| StoreError::Corrupt(format!("outbox timezone {z:?}")))
+            })
+            .transpose()?,
+        region: row.try_get("region")?,
     })
 }
 
@@ -1119,11 +1128,12 @@ impl IntakeTx for SqliteIntakeTx {
             q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
-        for chunk in changes.outreach.chunks(MAX_BINDS / 20) {
+        for chunk in changes.outreach.chunks(MAX_BINDS / 22) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
                  category, priority, fallback, event_source, event_id, locale, content, status, \
-                 attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency) ",
+                 attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency, \
+                 timezone, region) ",
             );
             let mut encode_error = None;
             q.push_values(chunk, |mut row, o| {
@@ -1146,12 +1156,14 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(content)
                     .push_bind("pending")
                     .push_bind(0_i64)
-                    .push_bind(now_ms)
+                    .push_bind(o.not_before.map_or(now_ms, millis))
                     .push_bind(now_ms)
                     .push_bind(now_ms)
                     .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()))
                     .push_bind(o.risk.as_ref().map(|r| r.explanation.clone()))
-                    .push_bind(o.risk.as_ref().map_or(0.0, |r| r.scores.churn));
+                    .push_bind(o.risk.as_ref().map_or(0.0, |r| r.scores.churn))
+                    .push_bind(o.timezone.clone())
+                    .push_bind(o.region.clone());
             });
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));

@@ -101,3 +101,18 @@ fn a_cel_syntax_error_in_a_rule_stops_forewarn_with_its_position() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_quiet_window_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = forewarn_cli(
+        dir.path(),
+        &["migrate"],
+        &[("FOREWARN_QUIET_HOURS__DEFAULT__TRANSACTIONAL_SMS", "10pm-7am")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("quiet_hours.default.transactional_sms: `10pm-7am` is not a quiet window; write it as HH:MM-HH:MM"),
+        "{out}"
+    );
+}

@@ -42,6 +42,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// With `own_authoring`: one more rule file, `rules/zz-test.toml`.
     pub extra_rules: Option<String>,
+    /// The `[quiet_hours.default]` table's body; none means every window off.
+    pub quiet_hours: Option<String>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             extra_config: String::new(),
             env: Vec::new(),
             extra_rules: None,
+            quiet_hours: None,
         }
     }
 }
@@ -134,6 +137,10 @@ listen = "127.0.0.1:{port}"
 ack_wait = "3s"
 retry_delay = "100ms"
 
+# Off unless the test sets them, so no test depends on the hour it runs at.
+[quiet_hours.default]
+{quiet}
+
 [outbox]
 dispatch = {dispatch}
 batch_size = {batch}
@@ -154,6 +161,18 @@ claim_lease = "1s"
             concurrency = options.concurrency,
             busy = options.busy_timeout,
             extra = self.extra_config,
+            quiet = options.quiet_hours.clone().unwrap_or_else(|| {
+                [
+                    "marketing_sms",
+                    "marketing_email",
+                    "marketing_push",
+                    "transactional_sms",
+                    "transactional_email",
+                    "transactional_push",
+                ]
+                .map(|key| format!("{key} = \"\""))
+                .join("\n")
+            }),
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
@@ -334,6 +353,23 @@ claim_lease = "1s"
             .fetch_one(self.store.pool())
             .await
             .unwrap()
+    }
+
+    /// Claims what the outbox would hand a dispatcher at `now` (no forewarn running); returns
+    /// the customers.
+    pub async fn store_claim(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: std::time::Duration,
+    ) -> Vec<String> {
+        use forewarn::store::Store;
+        self.store
+            .claim_due(now, lease, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.customer_id)
+            .collect()
     }
 
     /// The one text value `sql` selects.

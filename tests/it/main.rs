@@ -12,6 +12,7 @@ mod http;
 mod offers;
 mod pacing;
 mod pipeline;
+mod quiet_hours;
 mod reload;
 mod risk;
 mod sendgrid;
