@@ -207,7 +207,19 @@ async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyho
             by_customer.entry(customer).or_default().push(record);
         }
     }
-    println!("Messages sent (sandbox gateway), each before the customer had to ask");
+    // Held messages are shown too, as they will go out.
+    for waiting in store.waiting(100).await? {
+        let mut record = serde_json::to_value(&waiting.content)?;
+        record["customer_id"] = waiting.customer_id.clone().into();
+        record["rule_id"] = waiting.rule_id.into();
+        record["key"] = waiting.key.to_string().into();
+        record["held_until"] = waiting.due.format("%Y-%m-%d %H:%M UTC").to_string().into();
+        by_customer
+            .entry(waiting.customer_id)
+            .or_default()
+            .push(record);
+    }
+    println!("Messages (sandbox gateway), each before the customer had to ask");
     for (customer, messages) in by_customer {
         for m in messages {
             let channel = m["channel"].as_str().unwrap_or("?");
@@ -223,8 +235,12 @@ async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyho
                 }
                 _ => String::new(),
             };
+            let held = m["held_until"]
+                .as_str()
+                .map(|t| format!(" · held for quiet hours until {t}"))
+                .unwrap_or_default();
             println!(
-                "  ── {} to {} · customer {} · rule {}{size}",
+                "  ── {}{held} to {} · customer {} · rule {}{size}",
                 channel.to_uppercase(),
                 to,
                 customer,

@@ -326,6 +326,9 @@ pub trait Store: Send + Sync + 'static {
         customer_id: &str,
     ) -> Result<FallbackInputs, StoreError>;
 
+    /// Messages waiting (quiet hours, retries), soonest first, at most `limit`.
+    async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError>;
+
     /// The risk explanation stored with the outreach `key` (see `risk::RiskAssessment`).
     async fn outreach_risk(
         &self,
@@ -351,6 +354,21 @@ pub trait Store: Send + Sync + 'static {
         order_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Redemption, StoreError>;
+}
+
+/// A message queued but not yet due.
+#[derive(Debug, Clone)]
+pub struct WaitingMessage {
+    /// Idempotency key.
+    pub key: IdempotencyKey,
+    /// The deciding rule.
+    pub rule_id: String,
+    /// Recipient.
+    pub customer_id: String,
+    /// What will be sent.
+    pub content: MessageContent,
+    /// When it is due.
+    pub due: DateTime<Utc>,
 }
 
 /// One scored decision and the facts that settle its outcomes.

@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use super::{
     from_millis, millis, AttemptRecord, AttemptResult, Changes, ClaimedMessage, DecisionOutcome,
     EventRecord, FallbackInputs, IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store,
-    StoreError,
+    StoreError, WaitingMessage,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
@@ -427,6 +427,29 @@ impl Store for SqliteStore {
             customer,
             opt_outs,
         })
+    }
+
+    async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, rule_id, customer_id, content, next_attempt_at FROM outbox \
+             WHERE status = 'pending' ORDER BY next_attempt_at, id LIMIT ?1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let content: String = row.try_get("content")?;
+                Ok(WaitingMessage {
+                    key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
+                    rule_id: row.try_get("rule_id")?,
+                    customer_id: row.try_get("customer_id")?,
+                    content: serde_json::from_str(&content)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox content: {e}")))?,
+                    due: from_millis(row.try_get("next_attempt_at")?)?,
+                })
+            })
+            .collect()
     }
 
     async fn outreach_risk(

@@ -108,7 +108,10 @@ fn a_bad_quiet_window_is_refused_with_its_key() {
     let (code, out) = forewarn_cli(
         dir.path(),
         &["migrate"],
-        &[("FOREWARN_QUIET_HOURS__DEFAULT__TRANSACTIONAL_SMS", "10pm-7am")],
+        &[(
+            "FOREWARN_QUIET_HOURS__DEFAULT__TRANSACTIONAL_SMS",
+            "10pm-7am",
+        )],
     );
     assert_eq!(code, 1, "{out}");
     assert!(
