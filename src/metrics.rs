@@ -40,6 +40,9 @@ pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_tota
 /// external): how a model's distribution moves after a refit or a bad day.
 pub const RISK_SCORES: &str = "forewarn_outreach_risk_score";
 
+/// Offers left out of a message because the customer has not consented to marketing.
+pub const OFFERS_WITHHELD: &str = "forewarn_offers_withheld_total";
+
 /// Buckets for probabilities.
 const PROBABILITY_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
@@ -76,6 +79,10 @@ fn describe() {
         "From an event's arrival to the commit of what it caused."
     );
     describe_histogram!(BATCH_SIZE, "Events per committed intake batch.");
+    describe_counter!(
+        OFFERS_WITHHELD,
+        "Messages sent without their rule's offer: no marketing consent, by rule."
+    );
     describe_histogram!(
         RISK_SCORES,
         "Risk scores of queued outreach, by score (delay, churn) and source (builtin, external)."

@@ -83,6 +83,9 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// Rules whose expressions failed on an event.
     pub rule_errors: Vec<RuleFailure>,
+    /// Outreach sent without the discount its rule offered: an offer is marketing, and the
+    /// customer consented to marketing on none of the rule's channels.
+    pub withheld_offers: Vec<Skipped>,
 }
 
 /// What a batch needs loaded before [`decide`]. Risk history is loaded only for events some
@@ -426,7 +429,20 @@ pub fn decide(
 
     for (job, result) in jobs.iter().zip(render_all(&jobs, templates, quiet, now)) {
         match result {
-            Ok(outreach) => plan.changes.outreach.push(outreach),
+            Ok(outreach) => {
+                if job.offer.is_some() && outreach.offer.is_none() {
+                    plan.withheld_offers.push(Skipped {
+                        rule_id: job.rule.id.clone(),
+                        customer_id: Some(job.customer_id.clone()),
+                        event: job.accepted.event.key.clone(),
+                        reason: "no_marketing_consent",
+                        detail: "an offer is marketing; the customer has not consented to \
+                                 marketing on any of the rule's channels"
+                            .into(),
+                    });
+                }
+                plan.changes.outreach.push(outreach)
+            }
             Err((reason, detail)) => plan.skipped.push(Skipped {
                 rule_id: job.rule.id.clone(),
                 customer_id: Some(job.customer_id.clone()),
@@ -688,12 +704,15 @@ fn outreach_for(
     let (rule, accepted, doc, opt_outs) = (job.rule, job.accepted, &job.doc, &job.opt_outs);
     let event = &accepted.event;
     let customer = Customer::from_doc(doc).map_err(|e| ("customer_unreadable", e.to_string()))?;
-    let mut usable = Vec::new();
-    let mut refused = Vec::new();
-    for channel in rule.channels_for(&customer) {
-        match channel_refusal(rule, &customer, opt_outs, templates, channel) {
-            None => usable.push(channel),
-            Some(reason) => refused.push(format!("{channel}: {reason}")),
+    // An offer is marketing: without marketing consent on any channel the customer still hears
+    // about their problem, without the discount.
+    let mut offer = job.offer.as_ref();
+    let (mut usable, mut refused) =
+        usable_channels(rule, &customer, opt_outs, templates, offer.is_some());
+    if usable.is_empty() && offer.is_some() {
+        (usable, refused) = usable_channels(rule, &customer, opt_outs, templates, false);
+        if !usable.is_empty() {
+            offer = None;
         }
     }
     let Some((&channel, fallback)) = usable.split_first() else {
@@ -705,7 +724,7 @@ fn outreach_for(
         accepted,
         doc,
         tracking: job.tracking.as_deref(),
-        offer: job.offer.as_ref(),
+        offer,
         risk: Some(job.risk.scores()),
     };
     let (content, locale) =
@@ -717,7 +736,7 @@ fn outreach_for(
             now,
             zone,
             customer.region.as_deref(),
-            QuietHours::category_of(rule.category, job.offer.is_some()),
+            QuietHours::category_of(rule.category, offer.is_some()),
             channel,
         )
         .map(|(release, _)| release);
@@ -732,7 +751,7 @@ fn outreach_for(
         event: event.key.clone(),
         locale,
         content,
-        offer: job.offer.clone(),
+        offer: offer.cloned(),
         risk: Some(job.risk.record()),
         not_before,
         timezone: zone.map(|z| z.name().to_owned()),
@@ -740,25 +759,47 @@ fn outreach_for(
     })
 }
 
-/// Why `channel` cannot carry `rule`'s message to `customer` now, if it cannot.
+/// Why `channel` cannot carry `rule`'s message to `customer` now, if it cannot. `with_offer`:
+/// a message carrying a discount is marketing for consent and opt-outs, whatever the rule says.
 pub fn channel_refusal(
     rule: &Rule,
     customer: &Customer,
     opt_outs: &OptOuts,
     templates: &Templates,
     channel: Channel,
+    with_offer: bool,
 ) -> Option<&'static str> {
+    let category = QuietHours::category_of(rule.category, with_offer);
     if !templates.serves(&rule.template, channel) {
         Some("no template parts")
     } else if !customer.has_address_for(channel) {
         Some("no address")
-    } else if opt_outs.blocks(channel, rule.category) {
+    } else if opt_outs.blocks(channel, category) {
         Some("opted out")
-    } else if !customer.consent.allows(channel, rule.category) {
+    } else if !customer.consent.allows(channel, category) {
         Some("no consent")
     } else {
         None
     }
+}
+
+/// The channels that may carry the message, best first, and why the others may not.
+fn usable_channels(
+    rule: &Rule,
+    customer: &Customer,
+    opt_outs: &OptOuts,
+    templates: &Templates,
+    with_offer: bool,
+) -> (Vec<Channel>, Vec<String>) {
+    let mut usable = Vec::new();
+    let mut refused = Vec::new();
+    for channel in rule.channels_for(customer) {
+        match channel_refusal(rule, customer, opt_outs, templates, channel, with_offer) {
+            None => usable.push(channel),
+            Some(reason) => refused.push(format!("{channel}: {reason}")),
+        }
+    }
+    (usable, refused)
 }
 
 /// Everything one message is rendered from: for outreach, fallbacks, `check` and `preview`.
@@ -1060,7 +1101,8 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let mut snapshot = Snapshot::default();
-        let doc = json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142", "segment": "vip"});
+        let doc = json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142", "segment": "vip",
+                         "consent": {"marketing": true}});
         snapshot.customers.insert(
             CustomerId::parse("c-1").unwrap(),
             CustomerDoc::from_object(doc.as_object().unwrap().clone()),
@@ -1262,5 +1304,47 @@ mod tests {
             "{:?}",
             plan.rule_errors
         );
+    }
+
+    #[test]
+    fn an_offer_is_marketing_so_without_consent_the_message_goes_without_it() {
+        let (templates, rules) =
+            authoring(&rule("sorry", 50, "[rule.offer]\ndiscount_percent = 15"));
+        let events = [delayed("e1", "s1", "backlog", 1)];
+        let refs: Vec<&Accepted> = events.iter().collect();
+        let mut no_consent = snapshot();
+        let doc = json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142",
+                         "consent": {"marketing": false}});
+        no_consent.customers.insert(
+            CustomerId::parse("c-1").unwrap(),
+            CustomerDoc::from_object(doc.as_object().unwrap().clone()),
+        );
+        let plan = decide(
+            &refs,
+            no_consent,
+            &rules,
+            &templates,
+            &RiskModel::embedded(),
+            &QuietHours::none(),
+            Utc::now(),
+        );
+        // The apology still goes, on the transactional terms of its rule, without a code.
+        assert_eq!(bodies(&plan), ["sorry: hi Jamie"]);
+        assert!(plan.changes.outreach[0].offer.is_none());
+        assert_eq!(plan.withheld_offers.len(), 1);
+        assert_eq!(plan.withheld_offers[0].reason, "no_marketing_consent");
+
+        // With consent, the same decision carries the code.
+        let plan = decide(
+            &refs,
+            snapshot(),
+            &rules,
+            &templates,
+            &RiskModel::embedded(),
+            &QuietHours::none(),
+            Utc::now(),
+        );
+        assert!(plan.changes.outreach[0].offer.is_some());
+        assert!(plan.withheld_offers.is_empty());
     }
 }

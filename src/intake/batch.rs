@@ -357,6 +357,10 @@ impl Intake {
             counter!(m::RULE_ERRORS, "rule" => failure.rule_id.clone()).increment(1);
             tracing::warn!(rule = %failure.rule_id, at = %failure.location, event = %failure.event, error = %failure.message, "Rule expression failed; the rule did not match.");
         }
+        for withheld in &plan.withheld_offers {
+            counter!(m::OFFERS_WITHHELD, "rule" => withheld.rule_id.clone()).increment(1);
+            tracing::info!(rule = %withheld.rule_id, customer = ?withheld.customer_id.as_ref().map(|c| c.as_str()), event = %withheld.event, detail = %withheld.detail, "Offer withheld.");
+        }
         for skipped in &plan.skipped {
             counter!(m::OUTREACH, "rule" => skipped.rule_id.clone(), "channel" => "none", "status" => "skipped")
                 .increment(1);

@@ -80,6 +80,7 @@ impl Fallback {
                 &inputs.opt_outs,
                 &authoring.templates,
                 channel,
+                message.offer.is_some(),
             ) {
                 tracing::info!(key = %message.key, %channel, reason, "Fallback channel skipped.");
                 continue;

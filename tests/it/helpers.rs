@@ -453,7 +453,7 @@ pub fn delayed_event(i: usize) -> Value {
             "shipment_id": format!("shp-{i}"), "order_id": format!("ord-{i}"),
             "customer": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR",
                          "timezone": "Asia/Seoul", "phone": format!("+8210{:08}", i),
-                         "channels": ["sms"]},
+                         "channels": ["sms"], "consent": {"marketing": true}},
             "carrier": "CJ대한통운", "promised_by": "2026-11-25T09:00:00Z",
             "new_eta": "2026-11-27T09:00:00Z",
             "alternatives": [{"kind": "pickup", "sku": "SHOE-270", "name": "러닝화 270",

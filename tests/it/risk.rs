@@ -13,7 +13,7 @@ fn event(id: &str, kind: &str, time: &str, data: Value) -> Value {
 
 fn customer(id: &str) -> Value {
     json!({"id": id, "name": "Jamie", "locale": "en-US", "timezone": "America/New_York",
-           "phone": "+12125550142", "channels": ["sms"]})
+           "phone": "+12125550142", "channels": ["sms"], "consent": {"marketing": true}})
 }
 
 /// A shipment of `c-1` with carrier CJ to region Seoul, created and delivered.
