@@ -37,7 +37,8 @@ pub struct Authoring {
 pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
     let templates = Templates::load(&settings.paths.templates)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?
-        .with_default_locale(settings.render.default_locale.clone());
+        .with_default_locale(settings.render.default_locale.clone())
+        .with_korean_ad_label(settings.render.korean_ad_label());
     let rules = RuleSet::load(&settings.paths.rules, &templates)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let risk = RiskModel::load(&settings.paths.rules)

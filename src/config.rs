@@ -468,6 +468,22 @@ pub struct RenderSettings {
     /// The language of template files without a locale suffix (`sms.hbs`): dates and money in
     /// them read this way when a customer's own language has no file. Default `en-US`.
     pub default_locale: crate::domain::Locale,
+    /// Sender name an advertising SMS to a Korean phone carries after `(광고)`, unless the text
+    /// already names it. Default empty (the shipped templates start with `[슈즈샵]`).
+    pub korean_ad_sender: String,
+    /// The free opt-out line that ends an advertising SMS to a Korean phone; set your 080
+    /// number. Default `무료거부 080-000-0000`, a placeholder to replace.
+    pub korean_ad_opt_out: String,
+}
+
+impl RenderSettings {
+    /// The Korean advertising label these settings describe.
+    pub fn korean_ad_label(&self) -> crate::render::KoreanAdLabel {
+        crate::render::KoreanAdLabel {
+            sender: self.korean_ad_sender.clone(),
+            opt_out: self.korean_ad_opt_out.clone(),
+        }
+    }
 }
 
 impl Default for RenderSettings {
@@ -475,6 +491,8 @@ impl Default for RenderSettings {
         RenderSettings {
             sms_max_segments: 3,
             default_locale: crate::domain::Locale::parse("en-US").expect("a valid language tag"),
+            korean_ad_sender: String::new(),
+            korean_ad_opt_out: "무료거부 080-000-0000".into(),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::domain::{
     Rejection, RiskScores, Shipment, ShipmentStatus,
 };
 use crate::policy::QuietHours;
-use crate::render::{Part, Templates};
+use crate::render::{KoreanAdLabel, Part, Templates};
 use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
@@ -726,6 +726,7 @@ fn outreach_for(
         tracking: job.tracking.as_deref(),
         offer,
         risk: Some(job.risk.scores()),
+        category: rule.category,
     };
     let (content, locale) =
         render_on(&message, &customer, channel, templates).map_err(|e| ("render_failed", e))?;
@@ -819,6 +820,16 @@ pub struct RenderInput<'a> {
     pub offer: Option<&'a Offer>,
     /// `risk` in the template context.
     pub risk: Option<RiskScores>,
+    /// The rule's category; with an offer the message is marketing whatever it says.
+    pub category: crate::domain::Category,
+}
+
+impl RenderInput<'_> {
+    /// Advertising: a marketing rule, or any message with a discount.
+    pub fn is_marketing(&self) -> bool {
+        QuietHours::category_of(self.category, self.offer.is_some())
+            == crate::domain::Category::Marketing
+    }
 }
 
 /// Renders the message for `channel` in `customer`'s locale, addressed to them; returns it
@@ -832,14 +843,16 @@ pub fn render_on(
     let mut parts = render_parts(input, templates, channel, customer.locale.as_ref())
         .map_err(|e| e.to_string())?;
     let content = match channel {
-        Channel::Sms => MessageContent::Sms {
-            to: customer
+        Channel::Sms => {
+            let to = customer
                 .phone
                 .as_ref()
                 .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-            body: parts.take(Part::Sms).unwrap_or_default(),
-        },
+                .unwrap_or_default();
+            let body = parts.take(Part::Sms).unwrap_or_default();
+            let body = sms_as_sent(body, input, templates, KoreanAdLabel::applies_to(&to));
+            MessageContent::Sms { to, body }
+        }
         Channel::Email => MessageContent::Email {
             to: customer
                 .email
@@ -861,6 +874,21 @@ pub fn render_on(
         },
     };
     Ok((content, parts.locale))
+}
+
+/// An SMS body as it goes out: advertising to a Korean phone carries the label the law
+/// requires. `check` and `preview` pass `korean` for Korean-language texts, to measure the real
+/// size.
+pub fn sms_as_sent(
+    body: String,
+    input: &RenderInput<'_>,
+    templates: &Templates,
+    korean: bool,
+) -> String {
+    match templates.korean_ad_label() {
+        Some(label) if korean && input.is_marketing() => label.apply(&body),
+        _ => body,
+    }
 }
 
 /// `discount_percent` on one event: a whole number from 0 to 100 (0 = no offer).
@@ -1346,5 +1374,56 @@ mod tests {
         );
         assert!(plan.changes.outreach[0].offer.is_some());
         assert!(plan.withheld_offers.is_empty());
+    }
+
+    #[test]
+    fn only_advertising_to_a_korean_phone_carries_the_korean_ad_label() {
+        let (templates, rules) = authoring(
+            &[
+                rule(
+                    "sorry",
+                    50,
+                    "when = \"data.reason == 'weather'\"\n[rule.offer]\ndiscount_percent = 10",
+                ),
+                rule("plain", 10, ""),
+            ]
+            .join("\n"),
+        );
+        let templates = templates.with_korean_ad_label(crate::render::KoreanAdLabel {
+            sender: "슈즈샵".into(),
+            opt_out: "무료거부 080-123-4567".into(),
+        });
+        let decide_for = |phone: &str, reason: &str| {
+            let mut snapshot = snapshot();
+            let doc = json!({"id": "c-1", "name": "Jamie", "phone": phone,
+                             "consent": {"marketing": true}});
+            snapshot.customers.insert(
+                CustomerId::parse("c-1").unwrap(),
+                CustomerDoc::from_object(doc.as_object().unwrap().clone()),
+            );
+            let events = [delayed("e1", "s1", reason, 1)];
+            let refs: Vec<&Accepted> = events.iter().collect();
+            let plan = decide(
+                &refs,
+                snapshot,
+                &rules,
+                &templates,
+                &RiskModel::embedded(),
+                &QuietHours::none(),
+                Utc::now(),
+            );
+            bodies(&plan).remove(0)
+        };
+        let code_free = |body: String| body.split(" 10%").next().unwrap().to_owned();
+        // An offer to a Korean phone: labelled, with the sender and the free opt-out line.
+        let ad = decide_for("+821012345678", "weather");
+        assert!(ad.starts_with("(광고)슈즈샵 sorry: hi Jamie"), "{ad}");
+        assert!(ad.ends_with("\n무료거부 080-123-4567"), "{ad}");
+        // No offer, or not a Korean phone: as written.
+        assert_eq!(decide_for("+821012345678", "backlog"), "plain: hi Jamie");
+        assert_eq!(
+            code_free(decide_for("+12125550142", "weather")),
+            "sorry: hi Jamie"
+        );
     }
 }

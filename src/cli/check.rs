@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::{Channel, CustomerDoc, Locale, Offer, RiskScores};
 use crate::pipeline::{
     event_tracking_link, example_assessment, example_bindings, issue_offer, offer_percent,
-    render_parts, RenderInput,
+    render_parts, sms_as_sent, RenderInput,
 };
 use crate::render::{measure_sms, Part};
 use crate::rules::{Location, Rule};
@@ -184,11 +184,14 @@ impl Checker<'_> {
                     tracking: event_tracking_link(&example.accepted),
                     offer,
                     risk: Some(risk),
+                    category: rule.category,
                 };
                 match render_parts(&input, templates, channel, parsed.as_ref()) {
                     Err(e) => problems.add(e.to_string(), context),
                     Ok(mut parts) if channel == Channel::Sms => {
                         let body = parts.take(Part::Sms).unwrap_or_default();
+                        let korean = parts.locale.starts_with("ko");
+                        let body = sms_as_sent(body, &input, templates, korean);
                         let size = measure_sms(&body);
                         if size.segments > self.sms_max_segments {
                             let file = templates

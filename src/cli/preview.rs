@@ -10,7 +10,7 @@ use super::examples::{in_locale, Examples};
 use crate::config::Settings;
 use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
 use crate::pipeline::{
-    event_tracking_link, example_assessment, render_parts, Accepted, RenderInput,
+    event_tracking_link, example_assessment, render_parts, sms_as_sent, Accepted, RenderInput,
 };
 use crate::render::{measure_sms, Part, RenderedParts, Templates};
 use crate::risk::RiskModel;
@@ -53,7 +53,9 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     let settings = Settings::load(config)?;
     let templates =
         Templates::load(&settings.paths.templates).map_err(|errors| super::load_errors(&errors))?;
-    let templates = templates.with_default_locale(settings.render.default_locale.clone());
+    let templates = templates
+        .with_default_locale(settings.render.default_locale.clone())
+        .with_korean_ad_label(settings.render.korean_ad_label());
     if !templates.names().any(|n| n == args.template) {
         bail!(
             "no template `{}` in {} (there are: {})",
@@ -118,11 +120,21 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
                 tracking: event_tracking_link(&accepted),
                 offer: offer.as_ref(),
                 risk: Some(risk.scores()),
+                // A preview has no rule; `--offer` makes it advertising.
+                category: crate::domain::Category::Transactional,
             };
             let shown = parsed.as_ref().map_or("default", |l| l.as_str());
             println!("── {} · {shown}", channel.as_str().to_uppercase());
             match render_parts(&input, &templates, channel, parsed.as_ref()) {
-                Ok(parts) => print_parts(channel, parts, &args, shown, locales.len() > 1)?,
+                Ok(mut parts) => {
+                    // As sent: advertising to a Korean phone carries its label.
+                    let korean = parts.locale.starts_with("ko");
+                    let sms = (channel == Channel::Sms).then(|| {
+                        let body = parts.take(Part::Sms).unwrap_or_default();
+                        sms_as_sent(body, &input, &templates, korean)
+                    });
+                    print_parts(channel, parts, sms, &args, shown, locales.len() > 1)?
+                }
                 Err(e) => {
                     failures += 1;
                     println!("   ✗ {e}");
@@ -140,6 +152,7 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
 fn print_parts(
     channel: Channel,
     mut parts: RenderedParts,
+    sms: Option<String>,
     args: &PreviewArgs,
     locale: &str,
     several: bool,
@@ -151,7 +164,7 @@ fn print_parts(
     };
     match channel {
         Channel::Sms => {
-            let body = parts.take(Part::Sms).unwrap_or_default();
+            let body = sms.unwrap_or_default();
             indent(&body);
             let size = measure_sms(&body);
             println!(

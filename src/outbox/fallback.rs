@@ -72,6 +72,7 @@ impl Fallback {
             tracking: event_tracking_link(&accepted),
             offer: message.offer.as_ref(),
             risk: message.risk,
+            category: message.category,
         };
         for (i, &channel) in message.fallback.iter().enumerate() {
             if let Some(reason) = channel_refusal(

@@ -4,12 +4,14 @@
 //! `email.text`, `push.title`, `push.body`. Locale resolution: `ko-KR` → `ko` → no locale.
 //! Strict mode: a missing variable is an error, never a blank in a customer's message.
 
+mod advertising;
 mod format;
 mod helpers;
 mod korean;
 mod sms;
 mod templates;
 
+pub use advertising::KoreanAdLabel;
 pub use format::{format_date, format_money, DateStyle, FormatLocale, MoneyError};
 pub use korean::Particle;
 pub use sms::{measure as measure_sms, SmsEncoding, SmsSize};

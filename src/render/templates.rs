@@ -144,6 +144,8 @@ pub struct Templates {
     files: HashMap<String, PathBuf>,
     /// The language of the files without a locale.
     default_locale: Option<Locale>,
+    /// What advertising SMS to Korean phones must carry.
+    korean_ads: Option<super::KoreanAdLabel>,
 }
 
 impl Templates {
@@ -155,6 +157,7 @@ impl Templates {
             index: BTreeMap::new(),
             files: HashMap::new(),
             default_locale: None,
+            korean_ads: None,
         };
         let mut errors = Vec::new();
         let at_file = |file: &Path, message: String| TemplateError {
@@ -248,6 +251,17 @@ impl Templates {
         } else {
             Err(errors)
         }
+    }
+
+    /// The label advertising SMS to Korean phones carry (`render.korean_ad_*`).
+    pub fn with_korean_ad_label(mut self, label: super::KoreanAdLabel) -> Self {
+        self.korean_ads = Some(label);
+        self
+    }
+
+    /// The label for advertising SMS to Korean phones, if configured.
+    pub fn korean_ad_label(&self) -> Option<&super::KoreanAdLabel> {
+        self.korean_ads.as_ref()
     }
 
     /// Says which language the files without a locale are written in (`render.default_locale`),

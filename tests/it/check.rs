@@ -107,9 +107,10 @@ fn preview_shows_every_channel_and_locale_with_sms_size_and_push_payload() {
         "risk (from this event alone, no history): delay 0.",
         "── SMS · ko-KR",
         // The customer the event names, from the examples: her name, Seoul time, the store.
-        "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 도착해요. \
-         급하시면 강남점에서 오늘 바로 받아 가세요. 사과의 뜻으로 15% 할인 코드 SAMP-1E0F-FER0를 드려요.",
-        "UCS-2 · 123 units · 2 segment(s)",
+        // With an offer it is advertising: labelled as Korean law requires, and measured so.
+        "│ (광고)[슈즈샵] 김지수님, 죄송해요. 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 도착해요. \
+         강남점에서 오늘 픽업도 돼요. 15% 할인 코드 SAMP-1E0F-FER0를 드려요.\n   │ 무료거부 080-000-0000",
+        "UCS-2 · 124 units · 2 segment(s)",
         "── EMAIL · ko-KR",
         "Subject: [슈즈샵]",
         "── PUSH · ko-KR",

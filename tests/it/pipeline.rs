@@ -75,9 +75,9 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     assert_eq!(
         to_jisoo[0]["body"],
         format!(
-            "[슈즈샵] 김지수님, 죄송해요. 주문하신 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 \
-             도착해요. 급하시면 강남점에서 오늘 바로 받아 가세요. 사과의 뜻으로 15% 할인 코드 \
-             {shown}를 드려요."
+            "(광고)[슈즈샵] 김지수님, 죄송해요. 상품이 약속보다 늦은 11월 27일 (금) 오후 6시에 \
+             도착해요. 강남점에서 오늘 픽업도 돼요. 15% 할인 코드 {shown}를 드려요.\n\
+             무료거부 080-000-0000"
         )
     );
 

@@ -37,7 +37,7 @@ async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_s
     app.publish(&delayed_event(2)).await;
     app.wait_sent(2).await;
     assert!(
-        last_sms_body(&app).ends_with("(v2)"),
+        last_sms_body(&app).contains("(v2)"),
         "{}",
         last_sms_body(&app)
     );
@@ -59,7 +59,7 @@ async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_s
     app.publish(&delayed_event(3)).await;
     app.wait_sent(3).await;
     assert!(
-        last_sms_body(&app).ends_with("(v2)"),
+        last_sms_body(&app).contains("(v2)"),
         "{}",
         last_sms_body(&app)
     );

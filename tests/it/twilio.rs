@@ -193,7 +193,9 @@ async fn twilio_gets_the_documented_request_and_its_sid_is_recorded() {
     assert_eq!(request.form["To"], "+821000000007");
     assert_eq!(request.form["From"], FROM);
     assert!(
-        request.form["Body"].starts_with("[슈즈샵] 김지수님, 죄송해요."),
+        // An offer is advertising: a Korean phone gets the label the law requires.
+        request.form["Body"].starts_with("(광고)[슈즈샵] 김지수님, 죄송해요.")
+            && request.form["Body"].ends_with("\n무료거부 080-000-0000"),
         "{}",
         request.form["Body"]
     );

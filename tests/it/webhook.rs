@@ -86,7 +86,7 @@ async fn every_webhook_request_is_verifiable_with_the_shared_secret() {
         assert!(json["message"]["body"]
             .as_str()
             .unwrap()
-            .starts_with("[슈즈샵]"));
+            .starts_with("(광고)[슈즈샵]"));
         assert!(json["message"]["to"].as_str().unwrap().starts_with("+8210"));
         // A tampered body does not verify.
         let mut tampered = body.to_vec();
