@@ -172,6 +172,8 @@ async fn forewarn_intake(
     settings.outbox.dispatch = false;
     // The figures must not depend on the hour the benchmark runs at.
     settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
+    // Every customer gets ten delays: caps would withhold most offers and change the workload.
+    settings.caps = forewarn::policy::CapSettings::off();
     settings.intake.batch_size = env_usize("BENCH_BATCH", settings.intake.batch_size);
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 

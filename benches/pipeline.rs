@@ -57,7 +57,7 @@ fn main() {
             &authoring.rules,
             &authoring.templates,
             &authoring.risk,
-            &forewarn::policy::QuietHours::none(),
+            &forewarn::policy::Policy::none(),
             Utc::now(),
         );
         queued += plan.changes.outreach.len();

@@ -57,6 +57,8 @@ pub struct Settings {
     pub pacing: PacingSettings,
     /// `[quiet_hours]`: when messages wait for a decent hour, per category, channel and region.
     pub quiet_hours: crate::policy::QuietHoursSettings,
+    /// `[caps]`: how many marketing messages a customer may get in a rolling window.
+    pub caps: crate::policy::CapSettings,
 }
 
 /// `[pacing]`: per-channel limits, to stay inside each provider's rate limits and keep a burst
@@ -548,6 +550,14 @@ impl Settings {
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
         settings.quiet_hours()?;
         Ok(settings)
+    }
+
+    /// Quiet hours and caps, compiled.
+    pub fn policy(&self) -> Result<crate::policy::Policy, ConfigError> {
+        Ok(crate::policy::Policy {
+            quiet: self.quiet_hours()?,
+            caps: self.caps,
+        })
     }
 
     /// The compiled quiet hours; an invalid window names its key.

@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::domain::{
-    day_number, Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef, Dimension,
-    DiscountCode, EntityId, EventKey, Experience, ExperienceKind, ExternalScore, IdempotencyKey,
-    Incident, MessageContent, Offer, OptOuts, Order, Outreach, PastOrder, Payload, RejectReason,
-    Rejection, RiskScores, Shipment, ShipmentStatus,
+    day_number, Category, Channel, CloudEvent, Customer, CustomerDoc, CustomerId, CustomerRef,
+    Dimension, DiscountCode, EntityId, EventKey, Experience, ExperienceKind, ExternalScore,
+    IdempotencyKey, Incident, MessageContent, Offer, OptOuts, Order, Outreach, PastOrder, Payload,
+    RejectReason, Rejection, RiskScores, Shipment, ShipmentStatus,
 };
-use crate::policy::QuietHours;
+use crate::policy::{Policy, QuietHours};
 use crate::render::{KoreanAdLabel, Part, Templates};
 use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
@@ -188,7 +188,7 @@ pub fn decide(
     rules: &RuleSet,
     templates: &Templates,
     risk: &RiskModel,
-    quiet: &QuietHours,
+    policy: &Policy,
     now: DateTime<Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -407,9 +407,42 @@ pub fn decide(
                 Err(failure) => plan.rule_errors.push(failure),
             }
         }
-        let Some((rule, Decision { entity, offer })) = winner else {
+        let Some((rule, Decision { entity, mut offer })) = winner else {
             continue;
         };
+        // Frequency cap: marketing (any offer) beyond the cap is not sent; a transactional
+        // message still goes, without its discount. Counted in the customer's time — messages
+        // queued in the window up to now — whatever the events' own times.
+        if rule.category == Category::Marketing || offer.is_some() {
+            let window = policy.caps.window();
+            let sent = snapshot.history.marketing_within(&customer_id, now, window);
+            if !policy.caps.allows(sent) {
+                let capped = Skipped {
+                    rule_id: rule.id.clone(),
+                    customer_id: Some(customer_id.clone()),
+                    event: event.key.clone(),
+                    reason: "frequency_cap",
+                    detail: format!(
+                        "{sent} marketing message(s) in the last {}; the cap is {}",
+                        humantime::format_duration(policy.caps.marketing_window),
+                        policy.caps.marketing_max
+                    ),
+                };
+                if rule.category == Category::Marketing {
+                    plan.skipped.push(capped);
+                    continue;
+                }
+                plan.withheld_offers.push(capped);
+                offer = None;
+            } else {
+                snapshot
+                    .history
+                    .marketing
+                    .entry(customer_id.clone())
+                    .or_default()
+                    .push(now);
+            }
+        }
         jobs.push(Job {
             rule,
             accepted,
@@ -427,7 +460,10 @@ pub fn decide(
         });
     }
 
-    for (job, result) in jobs.iter().zip(render_all(&jobs, templates, quiet, now)) {
+    for (job, result) in jobs
+        .iter()
+        .zip(render_all(&jobs, templates, &policy.quiet, now))
+    {
         match result {
             Ok(outreach) => {
                 if job.offer.is_some() && outreach.offer.is_none() {
@@ -1147,7 +1183,7 @@ mod tests {
             &rules,
             &templates,
             &RiskModel::embedded(),
-            &QuietHours::none(),
+            &Policy::none(),
             Utc::now(),
         )
     }
@@ -1281,7 +1317,7 @@ mod tests {
             &rules,
             &templates,
             &RiskModel::embedded(),
-            &QuietHours::none(),
+            &Policy::none(),
             now,
         );
         let offers: Vec<&Offer> = plan
@@ -1353,7 +1389,7 @@ mod tests {
             &rules,
             &templates,
             &RiskModel::embedded(),
-            &QuietHours::none(),
+            &Policy::none(),
             Utc::now(),
         );
         // The apology still goes, on the transactional terms of its rule, without a code.
@@ -1369,7 +1405,7 @@ mod tests {
             &rules,
             &templates,
             &RiskModel::embedded(),
-            &QuietHours::none(),
+            &Policy::none(),
             Utc::now(),
         );
         assert!(plan.changes.outreach[0].offer.is_some());
@@ -1409,7 +1445,7 @@ mod tests {
                 &rules,
                 &templates,
                 &RiskModel::embedded(),
-                &QuietHours::none(),
+                &Policy::none(),
                 Utc::now(),
             );
             bodies(&plan).remove(0)
@@ -1425,5 +1461,80 @@ mod tests {
             code_free(decide_for("+12125550142", "weather")),
             "sorry: hi Jamie"
         );
+    }
+
+    #[test]
+    fn marketing_beyond_the_cap_is_skipped_and_an_offer_beyond_it_is_withheld() {
+        let now = Utc::now();
+        let policy = Policy {
+            quiet: QuietHours::none(),
+            caps: crate::policy::CapSettings::default(),
+        };
+        let (templates, rules) = authoring(
+            &[
+                rule(
+                    "promo",
+                    90,
+                    "category = \"marketing\"\nwhen = \"data.reason == 'promo'\"",
+                ),
+                rule("sorry", 50, "[rule.offer]\ndiscount_percent = 10"),
+            ]
+            .join("\n"),
+        );
+        let run_with = |hours_ago: &[i64], reason: &str| {
+            let mut snapshot = snapshot();
+            snapshot.history.marketing.insert(
+                CustomerId::parse("c-1").unwrap(),
+                hours_ago
+                    .iter()
+                    .map(|h| now - chrono::Duration::hours(*h))
+                    .collect(),
+            );
+            let events = [delayed("e1", "s1", reason, 1)];
+            let refs: Vec<&Accepted> = events.iter().collect();
+            decide(
+                &refs,
+                snapshot,
+                &rules,
+                &templates,
+                &RiskModel::embedded(),
+                &policy,
+                now,
+            )
+        };
+        // Two in the last 24 hours: the marketing rule is skipped, and the next rule does
+        // not take over — the cap is on the customer, not the rule.
+        let plan = run_with(&[1, 23], "promo");
+        assert!(plan.changes.outreach.is_empty());
+        assert_eq!(plan.skipped[0].reason, "frequency_cap");
+        // One of them 25 hours ago: the window has rolled past it.
+        let plan = run_with(&[1, 25], "promo");
+        assert_eq!(bodies(&plan), ["promo: hi Jamie"]);
+        // The transactional apology still goes, without its discount.
+        let plan = run_with(&[1, 23], "backlog");
+        assert_eq!(bodies(&plan), ["sorry: hi Jamie"]);
+        assert!(plan.changes.outreach[0].offer.is_none());
+        assert_eq!(plan.withheld_offers[0].reason, "frequency_cap");
+        // Within one batch, the third offer is the one withheld.
+        let events: Vec<Accepted> = (0..3)
+            .map(|i| delayed(&format!("e{i}"), &format!("s{i}"), "backlog", 1))
+            .collect();
+        let refs: Vec<&Accepted> = events.iter().collect();
+        let plan = decide(
+            &refs,
+            snapshot(),
+            &rules,
+            &templates,
+            &RiskModel::embedded(),
+            &policy,
+            now,
+        );
+        let offers: Vec<bool> = plan
+            .changes
+            .outreach
+            .iter()
+            .map(|o| o.offer.is_some())
+            .collect();
+        assert_eq!(offers, [true, true, false]);
     }
 }

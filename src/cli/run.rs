@@ -115,7 +115,7 @@ pub async fn start(
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, StartError> {
     let authoring = load_authoring(&settings).map_err(StartError::Authoring)?;
-    let quiet = settings.quiet_hours().map_err(anyhow::Error::from)?;
+    let policy = settings.policy().map_err(anyhow::Error::from)?;
     tracing::info!(
         rules = authoring.rules.len(),
         templates = authoring.templates.names().count(),
@@ -155,7 +155,7 @@ pub async fn start(
         settings.intake.clone(),
         wake.clone(),
     )
-    .with_quiet_hours(quiet.clone());
+    .with_policy(policy.clone());
     let intake_shutdown = shutdown.clone();
     tasks.push((
         "intake",
@@ -170,7 +170,7 @@ pub async fn start(
             settings.outbox.clone(),
             wake,
         )
-        .with_quiet_hours(quiet.clone());
+        .with_quiet_hours(policy.quiet.clone());
         let dispatcher_shutdown = shutdown.clone();
         tasks.push((
             "dispatcher",

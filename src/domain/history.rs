@@ -185,6 +185,8 @@ pub struct History {
     pub opt_outs: HashMap<CustomerId, Vec<DateTime<Utc>>>,
     /// External scores that may apply.
     pub external: Vec<ExternalScore>,
+    /// When marketing messages (any with an offer) were queued for each customer, recently.
+    pub marketing: HashMap<CustomerId, Vec<DateTime<Utc>>>,
 }
 
 /// Days since 1970-01-01 UTC.
@@ -291,6 +293,21 @@ impl History {
             .iter()
             .filter(|o| o.created_at < at)
             .max_by_key(|o| o.created_at)
+    }
+
+    /// Marketing messages queued for the customer in the `window` up to `at`.
+    pub fn marketing_within(
+        &self,
+        customer: &CustomerId,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> usize {
+        self.marketing.get(customer).map_or(0, |times| {
+            times
+                .iter()
+                .filter(|t| **t > at - window && **t <= at)
+                .count()
+        })
     }
 
     /// An opt-out after `from` and at or before `to`.

@@ -17,7 +17,7 @@ use crate::config::IntakeSettings;
 use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
 use crate::metrics as m;
 use crate::pipeline::{self, Accepted};
-use crate::policy::QuietHours;
+use crate::policy::Policy;
 use crate::shutdown::Shutdown;
 use crate::store::{EventRecord, Store, StoreError};
 
@@ -44,7 +44,7 @@ pub struct Intake {
     type_prefix: Option<String>,
     settings: IntakeSettings,
     wake: Arc<Notify>,
-    quiet: QuietHours,
+    policy: Policy,
 }
 
 /// Where one message of a batch stands.
@@ -72,13 +72,13 @@ impl Intake {
             type_prefix,
             settings,
             wake,
-            quiet: QuietHours::none(),
+            policy: Policy::none(),
         }
     }
 
-    /// Decides each message's earliest send time by `quiet` (none by default).
-    pub fn with_quiet_hours(mut self, quiet: QuietHours) -> Self {
-        self.quiet = quiet;
+    /// Decides with quiet hours and caps (none by default).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -337,7 +337,8 @@ impl Intake {
             .collect();
         // The set in use when the batch is decided; a reload applies from the next batch.
         let authoring = self.authoring.borrow().clone();
-        let refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules, received_at);
+        let mut refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules, received_at);
+        refs.marketing_since = Some(received_at - self.policy.caps.window());
         let snapshot = tx.load(&refs).await?;
         let plan = pipeline::decide(
             &fresh,
@@ -345,7 +346,7 @@ impl Intake {
             &authoring.rules,
             &authoring.templates,
             &authoring.risk,
-            &self.quiet,
+            &self.policy,
             received_at,
         );
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();

@@ -79,6 +79,8 @@ pub struct Refs {
     pub earliest: Option<DateTime<Utc>>,
     /// The latest decision time in the batch: the last message before it is loaded.
     pub latest: Option<DateTime<Utc>>,
+    /// Marketing messages queued since this time are loaded, for frequency caps.
+    pub marketing_since: Option<DateTime<Utc>>,
 }
 
 /// The stored state an intake batch touches.

@@ -801,6 +801,28 @@ impl SqliteIntakeTx {
                 .push(from_millis(row.try_get("at")?)?);
         }
 
+        if let Some(since) = refs.marketing_since {
+            for row in select_in_where(
+                &mut self.tx,
+                "customer_id, created_at",
+                "outbox",
+                &format!(
+                    "created_at >= {} AND (category = 'marketing' OR offer IS NOT NULL) AND",
+                    millis(since)
+                ),
+                "customer_id",
+                &customers,
+            )
+            .await?
+            {
+                let customer = parse_customer_id(row.try_get("customer_id")?)?;
+                history
+                    .marketing
+                    .entry(customer)
+                    .or_default()
+                    .push(from_millis(row.try_get("created_at")?)?);
+            }
+        }
         let shipments: Vec<&str> = refs.scored_shipments.iter().map(EntityId::as_str).collect();
         let mut seen = HashSet::new();
         for (column, ids) in [("customer_id", &customers), ("shipment_id", &shipments)] {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod caps;
 mod check;
 mod config;
 mod crash;
