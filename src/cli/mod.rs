@@ -3,6 +3,7 @@
 mod check;
 mod demo;
 mod examples;
+mod explain;
 mod migrate;
 mod preview;
 mod risk;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use demo::DemoArgs;
+pub use explain::ExplainArgs;
 pub use preview::PreviewArgs;
 pub use risk::{RiskArgs, RiskCommand};
 pub use run::{load_authoring, start, Running, StartError};
@@ -60,6 +62,10 @@ pub enum Command {
     /// on its embedded defaults in a fresh folder, publishes examples/events/*.jsonl and prints
     /// every message it sent. Run it from the forewarn checkout.
     Demo(DemoArgs),
+    /// Why a customer did (or didn't) get a message: the events forewarn acted on, each
+    /// message with its scores and every attempt, and everything held back with its reason.
+    /// Phone numbers, e-mail addresses and names are masked unless --reveal.
+    Explain(ExplainArgs),
     /// The built-in risk models (rules/risk.toml): `fit` learns their coefficients from a CSV
     /// of outcomes, `eval` measures the current ones on it.
     Risk(RiskArgs),
@@ -74,6 +80,7 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Preview(args) => preview::execute(args, cli.config.as_deref()).await,
         Command::Demo(args) => demo::execute(args, cli.log_json).await,
         Command::Risk(args) => risk::execute(args, cli.config.as_deref()).await,
+        Command::Explain(args) => explain::execute(args, cli.config.as_deref()).await,
     };
     match result {
         Ok(()) => 0,

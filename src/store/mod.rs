@@ -145,6 +145,101 @@ pub struct Changes {
     pub settled: Vec<(Dimension, String, i64, bool)>,
 }
 
+/// Why a customer did not get (all of) what a rule decided: for `forewarn explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionNote {
+    /// The customer, when known.
+    pub customer_id: Option<CustomerId>,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+    /// The event.
+    pub event: EventKey,
+    /// The rule.
+    pub rule_id: String,
+    /// `skipped`, `offer_withheld` or `deferred`.
+    pub outcome: &'static str,
+    /// A short stable reason (`frequency_cap`, `no_usable_channel`, `quiet_hours`, …).
+    pub reason: String,
+    /// For people.
+    pub detail: String,
+}
+
+/// What forewarn knows and did about one customer, for `forewarn explain`.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerTimeline {
+    /// The customer record, if known.
+    pub customer: Option<CustomerDoc>,
+    /// Opt-outs: channel, scope, when.
+    pub opt_outs: Vec<(Channel, OptOutScope, DateTime<Utc>)>,
+    /// The events behind the messages and notes.
+    pub events: Vec<TimelineEvent>,
+    /// Messages queued for the customer, oldest first.
+    pub messages: Vec<TimelineMessage>,
+    /// What was held back, oldest first.
+    pub notes: Vec<DecisionNote>,
+}
+
+/// An event on a customer's timeline.
+#[derive(Debug, Clone)]
+pub struct TimelineEvent {
+    /// Identity.
+    pub key: EventKey,
+    /// Catalogue type.
+    pub event_type: String,
+    /// Its own time.
+    pub time: Option<DateTime<Utc>>,
+    /// When forewarn took it.
+    pub received_at: DateTime<Utc>,
+    /// `data`.
+    pub data: serde_json::Value,
+}
+
+/// A message on a customer's timeline, with every attempt.
+#[derive(Debug, Clone)]
+pub struct TimelineMessage {
+    /// Idempotency key.
+    pub key: IdempotencyKey,
+    /// The rule.
+    pub rule_id: String,
+    /// The channel it is (now) on.
+    pub channel: Channel,
+    /// `pending`, `sending`, `sent` or `failed`.
+    pub status: String,
+    /// The event that caused it.
+    pub event: EventKey,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it is due, if still pending.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When the provider took it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The rendered message.
+    pub content: serde_json::Value,
+    /// Its discount, if any.
+    pub offer: Option<serde_json::Value>,
+    /// Its risk explanation.
+    pub risk: Option<serde_json::Value>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptSummary>,
+}
+
+/// One attempt at a gateway, as the timeline shows it.
+#[derive(Debug, Clone)]
+pub struct AttemptSummary {
+    /// 1, 2, …
+    pub attempt: u32,
+    /// The gateway's name.
+    pub gateway: String,
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// `sent`, `retry`, `failed`, `reconciled`.
+    pub outcome: String,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
 /// A message the dispatcher claimed.
 #[derive(Debug, Clone)]
 pub struct ClaimedMessage {
@@ -328,6 +423,13 @@ pub trait Store: Send + Sync + 'static {
         customer_id: &str,
     ) -> Result<FallbackInputs, StoreError>;
 
+    /// Everything about one customer since `since`, for `forewarn explain`.
+    async fn timeline(
+        &self,
+        customer_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<CustomerTimeline, StoreError>;
+
     /// Messages waiting (quiet hours, retries), soonest first, at most `limit`.
     async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError>;
 
@@ -443,6 +545,9 @@ pub trait IntakeTx: Send {
         changes: &Changes,
         now: DateTime<Utc>,
     ) -> Result<HashSet<IdempotencyKey>, StoreError>;
+
+    /// Records why outreach was held back.
+    async fn record_notes(&mut self, notes: &[DecisionNote]) -> Result<(), StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -17,9 +17,10 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{
-    from_millis, millis, AttemptRecord, AttemptResult, Changes, ClaimedMessage, DecisionOutcome,
-    EventRecord, FallbackInputs, IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store,
-    StoreError, WaitingMessage,
+    from_millis, millis, AttemptRecord, AttemptResult, AttemptSummary, Changes, ClaimedMessage,
+    CustomerTimeline, DecisionNote, DecisionOutcome, EventRecord, FallbackInputs, IntakeTx,
+    IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError, TimelineEvent, TimelineMessage,
+    WaitingMessage,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
@@ -427,6 +428,161 @@ impl Store for SqliteStore {
             customer,
             opt_outs,
         })
+    }
+
+    async fn timeline(
+        &self,
+        customer_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<CustomerTimeline, StoreError> {
+        let since = millis(since);
+        let mut timeline = CustomerTimeline {
+            customer: sqlx::query_scalar::<_, String>("SELECT doc FROM customers WHERE id = ?")
+                .bind(customer_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|doc| customer_doc(&doc, customer_id))
+                .transpose()?,
+            ..CustomerTimeline::default()
+        };
+        for row in sqlx::query("SELECT channel, scope, at FROM opt_outs WHERE customer_id = ?")
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let (channel, scope) = opt_out_from_row(&row)?;
+            timeline
+                .opt_outs
+                .push((channel, scope, from_millis(row.try_get("at")?)?));
+        }
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, rule_id, channel, status, event_source, event_id, \
+             created_at, next_attempt_at, sent_at, content, offer, risk, last_error FROM outbox \
+             WHERE customer_id = ?1 AND created_at >= ?2 ORDER BY created_at, id",
+        )
+        .bind(customer_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let json = |raw: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+            raw.map(|t| {
+                serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("outbox: {e}")))
+            })
+            .transpose()
+        };
+        let mut ids = Vec::new();
+        for row in &rows {
+            ids.push(row.try_get::<i64, _>("id")?);
+            let channel: String = row.try_get("channel")?;
+            timeline.messages.push(TimelineMessage {
+                key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
+                rule_id: row.try_get("rule_id")?,
+                channel: Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
+                status: row.try_get("status")?,
+                event: EventKey {
+                    source: row.try_get("event_source")?,
+                    id: row.try_get("event_id")?,
+                },
+                created_at: from_millis(row.try_get("created_at")?)?,
+                next_attempt_at: from_millis(row.try_get("next_attempt_at")?)?,
+                sent_at: opt_time(row, "sent_at")?,
+                content: json(row.try_get("content")?)?.unwrap_or_default(),
+                offer: json(row.try_get("offer")?)?,
+                risk: json(row.try_get("risk")?)?,
+                last_error: row.try_get("last_error")?,
+                attempts: Vec::new(),
+            });
+        }
+        // A customer has few messages: one indexed probe each.
+        for (message, id) in timeline.messages.iter_mut().zip(&ids) {
+            for row in sqlx::query(
+                "SELECT attempt, gateway, started_at, outcome, error FROM attempts \
+                 WHERE outbox_id = ?1",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            {
+                message.attempts.push(AttemptSummary {
+                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
+                    gateway: row.try_get("gateway")?,
+                    at: from_millis(row.try_get("started_at")?)?,
+                    outcome: row.try_get("outcome")?,
+                    error: row.try_get("error")?,
+                });
+            }
+        }
+        for message in &mut timeline.messages {
+            message.attempts.sort_by_key(|a| a.attempt);
+        }
+        for row in sqlx::query(
+            "SELECT at, event_source, event_id, rule_id, outcome, reason, detail FROM \
+             decision_notes WHERE customer_id = ?1 AND at >= ?2 ORDER BY at, id",
+        )
+        .bind(customer_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let outcome = match row.try_get::<String, _>("outcome")?.as_str() {
+                "skipped" => "skipped",
+                "offer_withheld" => "offer_withheld",
+                _ => "deferred",
+            };
+            timeline.notes.push(DecisionNote {
+                customer_id: Some(parse_customer_id(customer_id.to_owned())?),
+                at: from_millis(row.try_get("at")?)?,
+                event: EventKey {
+                    source: row.try_get("event_source")?,
+                    id: row.try_get("event_id")?,
+                },
+                rule_id: row.try_get("rule_id")?,
+                outcome,
+                reason: row.try_get("reason")?,
+                detail: row.try_get("detail")?,
+            });
+        }
+        let mut keys: Vec<&EventKey> = timeline
+            .messages
+            .iter()
+            .map(|m| &m.event)
+            .chain(timeline.notes.iter().map(|n| &n.event))
+            .collect();
+        keys.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        keys.dedup();
+        for chunk in keys.chunks(MAX_BINDS / 2) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT source, id, type, time, received_at, data FROM events \
+                 WHERE (source, id) IN (VALUES ",
+            );
+            let mut list = q.separated(", ");
+            for key in chunk {
+                list.push("(")
+                    .push_bind_unseparated(key.source.clone())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(key.id.clone())
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                let data: String = row.try_get("data")?;
+                timeline.events.push(TimelineEvent {
+                    key: EventKey {
+                        source: row.try_get("source")?,
+                        id: row.try_get("id")?,
+                    },
+                    event_type: row.try_get("type")?,
+                    time: opt_time(&row, "time")?,
+                    received_at: from_millis(row.try_get("received_at")?)?,
+                    data: serde_json::from_str(&data)
+                        .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+                });
+            }
+        }
+        timeline
+            .events
+            .sort_by_key(|e| (e.time.unwrap_or(e.received_at), e.received_at));
+        Ok(timeline)
     }
 
     async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError> {
@@ -1247,6 +1403,27 @@ impl IntakeTx for SqliteIntakeTx {
             q.build().execute(&mut **tx).await?;
         }
         Ok(queued)
+    }
+
+    async fn record_notes(&mut self, notes: &[DecisionNote]) -> Result<(), StoreError> {
+        for chunk in notes.chunks(MAX_BINDS / 8) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO decision_notes (customer_id, at, event_source, event_id, rule_id, \
+                 outcome, reason, detail) ",
+            );
+            q.push_values(chunk, |mut row, n| {
+                row.push_bind(n.customer_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .push_bind(millis(n.at))
+                    .push_bind(n.event.source.clone())
+                    .push_bind(n.event.id.clone())
+                    .push_bind(n.rule_id.clone())
+                    .push_bind(n.outcome)
+                    .push_bind(n.reason.clone())
+                    .push_bind(n.detail.clone());
+            });
+            q.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

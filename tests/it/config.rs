@@ -80,6 +80,7 @@ fn every_command_explains_itself() {
         vec!["migrate", "--help"],
         vec!["demo", "--help"],
         vec!["risk", "--help"],
+        vec!["explain", "--help"],
         vec!["risk", "fit", "--help"],
         vec!["risk", "export", "--help"],
     ] {

@@ -1,0 +1,251 @@
+//! `forewarn explain --customer ID`: why a customer did (or didn't) get a message — the events
+//! forewarn acted on, each decision with its scores, every message with every attempt, and
+//! everything held back with its reason. Personal data is masked unless `--reveal`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::store::{CustomerTimeline, DecisionNote, TimelineEvent, TimelineMessage};
+
+/// Options of `forewarn explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The customer's id.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// Only what happened in this last stretch of time (`30d`, `12h`); everything by default.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub since: Option<std::time::Duration>,
+    /// One JSON document instead of text, for tools.
+    #[arg(long)]
+    pub json: bool,
+    /// Show phone numbers, e-mail addresses and names in full.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+/// Prints the customer's timeline.
+pub(super) async fn execute(args: ExplainArgs, config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let store = crate::store::connect(&settings.database)
+        .await
+        .with_context(|| format!("Failed to open the database {}", settings.database.url))?;
+    let since = match args.since {
+        Some(d) => Utc::now() - chrono::Duration::from_std(d).context("--since is too long")?,
+        None => DateTime::<Utc>::MIN_UTC,
+    };
+    let timeline = store.timeline(&args.customer, since).await?;
+    let mask = |text: &str| {
+        if args.reveal {
+            text.to_owned()
+        } else {
+            crate::telemetry::mask_text(text)
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&as_json(&args.customer, &timeline, &mask))?
+        );
+    } else {
+        print_text(&args.customer, &timeline, &mask, args.reveal);
+    }
+    Ok(())
+}
+
+/// A name shown as its first letter unless revealed.
+fn mask_name(name: &str, reveal: bool) -> String {
+    if reveal {
+        return name.to_owned();
+    }
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| {
+        format!("{first}{}", "*".repeat(chars.count()))
+    })
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// One line about an event: its type and the ids it names.
+fn describe_event(event: &TimelineEvent) -> String {
+    let ids: Vec<String> = ["shipment_id", "order_id", "incident_id"]
+        .iter()
+        .filter_map(|k| {
+            event
+                .data
+                .get(*k)
+                .and_then(Value::as_str)
+                .map(|v| format!("{k} {v}"))
+        })
+        .collect();
+    format!("{} ({})", event.event_type, ids.join(", "))
+}
+
+fn recipient(message: &TimelineMessage, mask: &dyn Fn(&str) -> String) -> String {
+    match &message.content["to"] {
+        Value::String(to) => mask(to),
+        Value::Array(tokens) => format!("{} device(s)", tokens.len()),
+        _ => "?".into(),
+    }
+}
+
+fn print_text(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> String, reveal: bool) {
+    let Some(doc) = &t.customer else {
+        println!("customer {customer}: not known to forewarn (no customer.upserted or inline customer yet)");
+        return;
+    };
+    let object = doc.as_object();
+    let field = |k: &str| {
+        object
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let consent = object.get("consent").cloned().unwrap_or(Value::Null);
+    let said = |k: &str| match consent.get(k).and_then(Value::as_bool) {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "not given",
+    };
+    println!(
+        "customer {customer} ({}, {}, {}); consent: sms {}, email {}, push {}, marketing {}",
+        mask_name(&field("name"), reveal),
+        field("locale"),
+        field("timezone"),
+        said("sms"),
+        said("email"),
+        said("push"),
+        said("marketing")
+    );
+    for (channel, scope, at) in &t.opt_outs {
+        println!(
+            "  opted out of {} on {channel} at {}",
+            scope.as_str(),
+            when(*at)
+        );
+    }
+    if t.events.is_empty() {
+        println!("  nothing decided for this customer yet");
+    }
+    for event in &t.events {
+        println!(
+            "\n{}  {}",
+            when(event.time.unwrap_or(event.received_at)),
+            describe_event(event)
+        );
+        for m in t.messages.iter().filter(|m| m.event == event.key) {
+            let offer = m.offer.as_ref().map_or(String::new(), |o| {
+                format!(
+                    " · {}% off, code {}",
+                    o["percent"],
+                    o["code"].as_str().unwrap_or("?")
+                )
+            });
+            let state = match m.status.as_str() {
+                "sent" => format!("sent {}", m.sent_at.map_or("?".into(), when)),
+                "pending" if m.next_attempt_at > Utc::now() => {
+                    format!("waiting until {}", when(m.next_attempt_at))
+                }
+                other => other.to_owned(),
+            };
+            println!(
+                "  → rule {}: {} to {} · {state}{offer}",
+                m.rule_id,
+                m.channel.as_str().to_uppercase(),
+                recipient(m, mask)
+            );
+            for a in &m.attempts {
+                println!(
+                    "      attempt {} via {} at {}: {}{}",
+                    a.attempt,
+                    a.gateway,
+                    when(a.at),
+                    a.outcome,
+                    a.error
+                        .as_deref()
+                        .map(|e| format!(" ({})", mask(e)))
+                        .unwrap_or_default()
+                );
+            }
+            if let Some(error) = &m.last_error {
+                if m.status == "failed" {
+                    println!("      failed: {}", mask(error));
+                }
+            }
+            if let Some(risk) = &m.risk {
+                for target in ["delay", "churn"] {
+                    if let Some(why) = risk[target]["why"].as_str() {
+                        println!("      risk · {why}");
+                    }
+                }
+            }
+        }
+        for n in t.notes.iter().filter(|n| n.event == event.key) {
+            println!("  {}", note_line(n));
+        }
+    }
+    println!();
+}
+
+fn note_line(n: &DecisionNote) -> String {
+    let (mark, what) = match n.outcome {
+        "skipped" => ("✗", "nothing sent"),
+        "offer_withheld" => ("−", "sent without its offer"),
+        _ => ("…", "held"),
+    };
+    format!(
+        "{mark} rule {}: {what}, {}: {}",
+        n.rule_id, n.reason, n.detail
+    )
+}
+
+fn as_json(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> String) -> Value {
+    let events: Vec<Value> = t
+        .events
+        .iter()
+        .map(|e| {
+            let messages: Vec<Value> = t
+                .messages
+                .iter()
+                .filter(|m| m.event == e.key)
+                .map(|m| {
+                    json!({
+                        "rule": m.rule_id, "channel": m.channel.as_str(), "status": m.status,
+                        "to": recipient(m, mask), "queued_at": m.created_at,
+                        "due_at": m.next_attempt_at, "sent_at": m.sent_at, "offer": m.offer,
+                        "risk": m.risk, "last_error": m.last_error.as_deref().map(mask),
+                        "attempts": m.attempts.iter().map(|a| json!({
+                            "attempt": a.attempt, "gateway": a.gateway, "at": a.at,
+                            "outcome": a.outcome, "error": a.error.as_deref().map(mask)}))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let notes: Vec<Value> = t
+                .notes
+                .iter()
+                .filter(|n| n.event == e.key)
+                .map(|n| {
+                    json!({"rule": n.rule_id, "outcome": n.outcome, "reason": n.reason,
+                                "detail": n.detail, "at": n.at})
+                })
+                .collect();
+            json!({"source": e.key.source, "id": e.key.id, "type": e.event_type, "time": e.time,
+                   "received_at": e.received_at, "messages": messages, "held_back": notes})
+        })
+        .collect();
+    json!({
+        "customer": customer,
+        "known": t.customer.is_some(),
+        "opt_outs": t.opt_outs.iter().map(|(c, s, at)| json!({"channel": c.as_str(),
+            "scope": s.as_str(), "at": at})).collect::<Vec<_>>(),
+        "events": events,
+    })
+}
