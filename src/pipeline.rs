@@ -1164,9 +1164,15 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
+        snapshot_of(
+            json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142",
+                           "segment": "vip", "consent": {"marketing": true}}),
+        )
+    }
+
+    /// A snapshot that knows customer `c-1` as `doc`.
+    fn snapshot_of(doc: serde_json::Value) -> Snapshot {
         let mut snapshot = Snapshot::default();
-        let doc = json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142", "segment": "vip",
-                         "consent": {"marketing": true}});
         snapshot.customers.insert(
             CustomerId::parse("c-1").unwrap(),
             CustomerDoc::from_object(doc.as_object().unwrap().clone()),
@@ -1174,15 +1180,32 @@ mod tests {
         snapshot
     }
 
-    fn run(rules: &str, events: &[Accepted]) -> Plan {
-        let (templates, rules) = authoring(rules);
+    /// Decides `events` with the embedded risk model.
+    fn plan_for(
+        events: &[Accepted],
+        snapshot: Snapshot,
+        (rules, templates): (&RuleSet, &Templates),
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Plan {
         let refs: Vec<&Accepted> = events.iter().collect();
         decide(
             &refs,
-            snapshot(),
-            &rules,
-            &templates,
+            snapshot,
+            rules,
+            templates,
             &RiskModel::embedded(),
+            policy,
+            now,
+        )
+    }
+
+    fn run(rules: &str, events: &[Accepted]) -> Plan {
+        let (templates, rules) = authoring(rules);
+        plan_for(
+            events,
+            snapshot(),
+            (&rules, &templates),
             &Policy::none(),
             Utc::now(),
         )
@@ -1310,13 +1333,10 @@ mod tests {
             delayed("e1", "s1", "backlog", 1),
             delayed("e2", "s2", "backlog", 4),
         ];
-        let refs: Vec<&Accepted> = events.iter().collect();
-        let plan = decide(
-            &refs,
+        let plan = plan_for(
+            &events,
             snapshot(),
-            &rules,
-            &templates,
-            &RiskModel::embedded(),
+            (&rules, &templates),
             &Policy::none(),
             now,
         );
@@ -1375,23 +1395,10 @@ mod tests {
         let (templates, rules) =
             authoring(&rule("sorry", 50, "[rule.offer]\ndiscount_percent = 15"));
         let events = [delayed("e1", "s1", "backlog", 1)];
-        let refs: Vec<&Accepted> = events.iter().collect();
-        let mut no_consent = snapshot();
-        let doc = json!({"id": "c-1", "name": "Jamie", "phone": "+12125550142",
-                         "consent": {"marketing": false}});
-        no_consent.customers.insert(
-            CustomerId::parse("c-1").unwrap(),
-            CustomerDoc::from_object(doc.as_object().unwrap().clone()),
-        );
-        let plan = decide(
-            &refs,
-            no_consent,
-            &rules,
-            &templates,
-            &RiskModel::embedded(),
-            &Policy::none(),
-            Utc::now(),
-        );
+        let no_consent = snapshot_of(json!({"id": "c-1", "name": "Jamie",
+            "phone": "+12125550142", "consent": {"marketing": false}}));
+        let authored = (&rules, &templates);
+        let plan = plan_for(&events, no_consent, authored, &Policy::none(), Utc::now());
         // The apology still goes, on the transactional terms of its rule, without a code.
         assert_eq!(bodies(&plan), ["sorry: hi Jamie"]);
         assert!(plan.changes.outreach[0].offer.is_none());
@@ -1399,15 +1406,7 @@ mod tests {
         assert_eq!(plan.withheld_offers[0].reason, "no_marketing_consent");
 
         // With consent, the same decision carries the code.
-        let plan = decide(
-            &refs,
-            snapshot(),
-            &rules,
-            &templates,
-            &RiskModel::embedded(),
-            &Policy::none(),
-            Utc::now(),
-        );
+        let plan = plan_for(&events, snapshot(), authored, &Policy::none(), Utc::now());
         assert!(plan.changes.outreach[0].offer.is_some());
         assert!(plan.withheld_offers.is_empty());
     }
@@ -1430,21 +1429,13 @@ mod tests {
             opt_out: "무료거부 080-123-4567".into(),
         });
         let decide_for = |phone: &str, reason: &str| {
-            let mut snapshot = snapshot();
-            let doc = json!({"id": "c-1", "name": "Jamie", "phone": phone,
-                             "consent": {"marketing": true}});
-            snapshot.customers.insert(
-                CustomerId::parse("c-1").unwrap(),
-                CustomerDoc::from_object(doc.as_object().unwrap().clone()),
-            );
+            let snapshot = snapshot_of(json!({"id": "c-1", "name": "Jamie", "phone": phone,
+                                              "consent": {"marketing": true}}));
             let events = [delayed("e1", "s1", reason, 1)];
-            let refs: Vec<&Accepted> = events.iter().collect();
-            let plan = decide(
-                &refs,
+            let plan = plan_for(
+                &events,
                 snapshot,
-                &rules,
-                &templates,
-                &RiskModel::embedded(),
+                (&rules, &templates),
                 &Policy::none(),
                 Utc::now(),
             );
@@ -1491,16 +1482,7 @@ mod tests {
                     .collect(),
             );
             let events = [delayed("e1", "s1", reason, 1)];
-            let refs: Vec<&Accepted> = events.iter().collect();
-            decide(
-                &refs,
-                snapshot,
-                &rules,
-                &templates,
-                &RiskModel::embedded(),
-                &policy,
-                now,
-            )
+            plan_for(&events, snapshot, (&rules, &templates), &policy, now)
         };
         // Two in the last 24 hours: the marketing rule is skipped, and the next rule does
         // not take over — the cap is on the customer, not the rule.
@@ -1519,16 +1501,7 @@ mod tests {
         let events: Vec<Accepted> = (0..3)
             .map(|i| delayed(&format!("e{i}"), &format!("s{i}"), "backlog", 1))
             .collect();
-        let refs: Vec<&Accepted> = events.iter().collect();
-        let plan = decide(
-            &refs,
-            snapshot(),
-            &rules,
-            &templates,
-            &RiskModel::embedded(),
-            &policy,
-            now,
-        );
+        let plan = plan_for(&events, snapshot(), (&rules, &templates), &policy, now);
         let offers: Vec<bool> = plan
             .changes
             .outreach

@@ -5,11 +5,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn killed_between_intake_and_dispatch_every_outreach_is_sent_exactly_once() {
     let n = 300;
-    let mut app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_queueing_only().await;
     for i in 0..n {
         app.publish(&delayed_event(i)).await;
     }
@@ -122,11 +118,7 @@ async fn an_event_whose_batch_cannot_be_committed_is_redelivered_not_lost() {
 
 #[tokio::test]
 async fn an_unreadable_outbox_row_is_failed_alone_and_the_rest_are_sent() {
-    let mut app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_queueing_only().await;
     for i in 0..3 {
         app.publish(&delayed_event(i)).await;
     }

@@ -66,6 +66,15 @@ pub async fn spawn_app() -> App {
     spawn_app_with(Options::default()).await
 }
 
+/// An app that queues outreach but does not send it, for tests that read the outbox.
+pub async fn spawn_app_queueing_only() -> App {
+    spawn_app_with(Options {
+        dispatch: false,
+        ..Options::default()
+    })
+    .await
+}
+
 pub async fn spawn_app_with(options: Options) -> App {
     // The tests' own HTTP clients (readiness, metrics, stand-ins) use the same TLS set-up.
     forewarn::gateway::install_tls_provider();

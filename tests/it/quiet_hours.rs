@@ -88,11 +88,7 @@ async fn a_message_in_quiet_hours_waits_for_the_end_in_the_customers_zone_and_su
 
 #[tokio::test]
 async fn a_message_queued_before_quiet_hours_is_held_when_the_dispatcher_reaches_it_in_them() {
-    let mut app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_queueing_only().await;
     app.publish(&exception(1, "UTC")).await;
     app.wait_intake_idle().await;
     let (_, queued_for) = next_attempt(&app, "c-1").await;

@@ -100,11 +100,7 @@ async fn publish_all(app: &App, events: &[Value]) {
 
 #[tokio::test]
 async fn features_come_from_history_within_their_windows_and_never_from_after_the_decision() {
-    let app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_queueing_only().await;
     // The decision: a delay notice at noon on 20 November.
     let decided_at = "2026-11-20T12:00:00Z";
     let mut history = Vec::new();
@@ -242,11 +238,7 @@ async fn features_come_from_history_within_their_windows_and_never_from_after_th
 
 #[tokio::test]
 async fn explanations_sum_to_the_logit_and_the_score_is_its_probability() {
-    let app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_queueing_only().await;
     publish_all(
         &app,
         &[
@@ -361,11 +353,7 @@ async fn an_external_score_overrides_the_builtin_one_and_chooses_the_offer_until
 
 #[tokio::test]
 async fn a_burst_is_sent_to_the_customers_most_likely_to_leave_first() {
-    let mut app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_queueing_only().await;
     // Twenty customers with churn scores in a scrambled order, all delayed at once.
     let n = 20;
     let churn = |i: usize| ((i * 7) % n) as f64 / n as f64;
@@ -576,11 +564,7 @@ async fn the_last_message_before_a_decision_is_read_with_how_it_ended() {
 
 #[tokio::test]
 async fn risk_export_writes_each_scored_decision_with_its_features_and_known_outcomes() {
-    let app = spawn_app_with(Options {
-        dispatch: false,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_queueing_only().await;
     publish_all(
         &app,
         &[
