@@ -56,6 +56,7 @@ async fn fill(store: &Arc<dyn Store>, n: usize) {
                 not_before: None,
                 timezone: None,
                 region: None,
+                order_id: None,
             }
         })
         .collect();

@@ -793,6 +793,7 @@ fn outreach_for(
         not_before,
         timezone: zone.map(|z| z.name().to_owned()),
         region: customer.region.clone(),
+        order_id: subject_order(&accepted.payload).map(|o| o.as_str().to_owned()),
     })
 }
 

@@ -143,6 +143,13 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         println!("    {:<32} {error}", message.subject.as_str());
     }
     println!("  {} messages sent, {} failed", counts.sent, counts.failed);
+    if counts.cancelled > 0 {
+        println!(
+            "  {} retracted or superseded before sending: a later example resolved the problem \
+             or said something more important about the same order (`forewarn explain --customer …`)",
+            counts.cancelled
+        );
+    }
     if counts.pending > 0 {
         let first = store
             .next_due()

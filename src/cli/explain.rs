@@ -153,6 +153,7 @@ fn print_text(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> Strin
                 "pending" if m.next_attempt_at > Utc::now() => {
                     format!("waiting until {}", when(m.next_attempt_at))
                 }
+                "cancelled" => m.last_error.clone().unwrap_or_else(|| "cancelled".into()),
                 other => other.to_owned(),
             };
             println!(

@@ -144,6 +144,9 @@ pub struct Outreach {
     pub timezone: Option<String>,
     /// See `timezone`.
     pub region: Option<String>,
+    /// The order it is about, if any: a newer, more important outreach about the same order
+    /// supersedes it while it waits.
+    pub order_id: Option<String>,
 }
 
 /// `risk.delay` and `risk.churn` of one decision, as rules and templates see them.

@@ -118,7 +118,20 @@ impl Dispatcher {
             effect: None,
             switch: None,
         };
-        // An ambiguous attempt was already let through; only a fresh send waits.
+        // An ambiguous attempt was already let through (it may have been delivered); only a
+        // fresh send is retracted or waits.
+        let retraction = message
+            .current
+            .as_ref()
+            .and_then(crate::policy::retraction::resolved);
+        if let (false, Some(reason)) = (message.ambiguous, retraction) {
+            counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => "cancelled")
+                .increment(1);
+            tracing::info!(key = %message.key, reason, "Retracted before sending: the problem is gone.");
+            return record(AttemptResult::Cancelled {
+                reason: reason.to_owned(),
+            });
+        }
         if !message.ambiguous {
             let category = QuietHours::category_of(message.category, message.offer.is_some());
             if let Some((release, window)) = self.quiet.release_at(
@@ -219,6 +232,7 @@ impl Dispatcher {
             AttemptResult::Retry { .. } => "retry",
             AttemptResult::Failed { .. } => "failed",
             AttemptResult::Deferred { .. } => "deferred",
+            AttemptResult::Cancelled { .. } => "cancelled",
         };
         counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => status)
             .increment(1);

@@ -277,6 +277,22 @@ pub struct ClaimedMessage {
     pub timezone: Option<chrono_tz::Tz>,
     /// The customer's region when it was decided, for quiet hours.
     pub region: Option<String>,
+    /// The state its event was about, as it stands at the claim: the dispatcher retracts
+    /// the message if its problem is gone (`policy::retraction`).
+    pub current: Option<CurrentState>,
+}
+
+/// What the store knows now about the things an outreach's event was about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CurrentState {
+    /// The event's type.
+    pub event_type: String,
+    /// Its shipment's status now, if it names one.
+    pub shipment_status: Option<String>,
+    /// Its incident's status now.
+    pub incident_status: Option<String>,
+    /// Its order's status now.
+    pub order_status: Option<String>,
 }
 
 /// An outreach moving to its next channel, re-rendered there.
@@ -334,6 +350,11 @@ pub enum AttemptResult {
         /// Why.
         error: String,
     },
+    /// Not sent, and never will be: its problem is gone. Not an attempt at the gateway.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl AttemptResult {
@@ -345,6 +366,7 @@ impl AttemptResult {
             AttemptResult::Retry { .. } => "retry",
             AttemptResult::Failed { .. } => "failed",
             AttemptResult::Deferred { .. } => "deferred",
+            AttemptResult::Cancelled { .. } => "cancelled",
         }
     }
 }
@@ -384,6 +406,8 @@ pub struct OutboxCounts {
     pub sent: u64,
     /// Given up.
     pub failed: u64,
+    /// Retracted or superseded before they were sent.
+    pub cancelled: u64,
 }
 
 /// The database operations forewarn needs, and nothing more.

@@ -18,9 +18,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{
     from_millis, millis, AttemptRecord, AttemptResult, AttemptSummary, Changes, ClaimedMessage,
-    CustomerTimeline, DecisionNote, DecisionOutcome, EventRecord, FallbackInputs, IntakeTx,
-    IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError, TimelineEvent, TimelineMessage,
-    WaitingMessage,
+    CurrentState, CustomerTimeline, DecisionNote, DecisionOutcome, EventRecord, FallbackInputs,
+    IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError, TimelineEvent,
+    TimelineMessage, WaitingMessage,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
@@ -46,6 +46,49 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Reads the state each claimed message's event was about, as it stands now.
+    async fn mark_resolved(&self, claimed: &mut [ClaimedMessage]) -> Result<(), StoreError> {
+        let mut states: std::collections::HashMap<EventKey, CurrentState> =
+            std::collections::HashMap::new();
+        for chunk in claimed.chunks(MAX_BINDS / 2) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
+                 i.status AS incident_status, o.status AS order_status FROM events e \
+                 LEFT JOIN shipments s ON s.id = json_extract(e.data, '$.shipment_id') \
+                 LEFT JOIN incidents i ON i.id = json_extract(e.data, '$.incident_id') \
+                 LEFT JOIN orders o ON o.id = json_extract(e.data, '$.order_id') \
+                 WHERE (e.source, e.id) IN (VALUES ",
+            );
+            let mut list = q.separated(", ");
+            for m in chunk {
+                list.push("(")
+                    .push_bind_unseparated(m.event.source.clone())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(m.event.id.clone())
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().persistent(false).fetch_all(&self.pool).await? {
+                states.insert(
+                    EventKey {
+                        source: row.try_get("source")?,
+                        id: row.try_get("id")?,
+                    },
+                    CurrentState {
+                        event_type: row.try_get("type")?,
+                        shipment_status: row.try_get("shipment_status")?,
+                        incident_status: row.try_get("incident_status")?,
+                        order_status: row.try_get("order_status")?,
+                    },
+                );
+            }
+        }
+        for message in claimed {
+            message.current = states.get(&message.event).cloned();
+        }
+        Ok(())
+    }
+
     /// Opens (creating if missing) the database file in WAL mode.
     ///
     /// `synchronous = FULL` makes every commit durable before intake acks the batch; at one
@@ -160,7 +203,9 @@ impl Store for SqliteStore {
         claimed.sort_by(|(p1, u1, m1), (p2, u2, m2)| {
             p2.cmp(p1).then(u2.total_cmp(u1)).then(m1.id.cmp(&m2.id))
         });
-        Ok(claimed.into_iter().map(|(_, _, m)| m).collect())
+        let mut claimed: Vec<ClaimedMessage> = claimed.into_iter().map(|(_, _, m)| m).collect();
+        self.mark_resolved(&mut claimed).await?;
+        Ok(claimed)
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
@@ -169,10 +214,27 @@ impl Store for SqliteStore {
         }
         let mut tx = self.pool.begin().await?;
         // Deferred sends were never attempted: un-count the claim and put them back.
-        let (deferred, attempts): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) = attempts
-            .iter()
-            .partition(|a| matches!(a.result, AttemptResult::Deferred { .. }));
+        let (deferred, attempts): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+            attempts.iter().partition(|a| {
+                matches!(
+                    a.result,
+                    AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. }
+                )
+            });
         for a in &deferred {
+            // Cancelled: nothing was attempted either; the row ends with its reason.
+            if let AttemptResult::Cancelled { reason } = &a.result {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'cancelled', last_error = ?1, \
+                     attempts = attempts - 1, channel_attempts = channel_attempts - 1, \
+                     claimed_until = NULL, ambiguous = 0, updated_at = ?2 WHERE id = ?3",
+                )
+                .bind(format!("cancelled: {reason}"))
+                .bind(millis(a.finished_at))
+                .bind(a.outbox_id)
+                .execute(&mut *tx)
+                .await?;
+            }
             if let AttemptResult::Deferred { next_at } = a.result {
                 sqlx::query(
                     "UPDATE outbox SET status = 'pending', next_attempt_at = ?1, \
@@ -200,7 +262,9 @@ impl Store for SqliteStore {
                     AttemptResult::Retry { error, .. } | AttemptResult::Failed { error } => {
                         (None, Some(error.clone()))
                     }
-                    AttemptResult::Deferred { .. } => (None, None),
+                    AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. } => {
+                        (None, None)
+                    }
                 };
                 row.push_bind(a.outbox_id)
                     .push_bind(i64::from(a.attempt))
@@ -240,6 +304,9 @@ impl Store for SqliteStore {
                     }
                     AttemptResult::Deferred { next_at } => {
                         ("pending", Some(millis(*next_at)), None, None, None)
+                    }
+                    AttemptResult::Cancelled { reason } => {
+                        ("cancelled", None, None, None, Some(reason.clone()))
                     }
                 };
                 row.push_bind(a.outbox_id)
@@ -356,6 +423,7 @@ impl Store for SqliteStore {
                 "sending" => counts.sending = n,
                 "sent" => counts.sent = n,
                 "failed" => counts.failed = n,
+                "cancelled" => counts.cancelled = n,
                 _ => {}
             }
         }
@@ -782,6 +850,7 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
             })
             .transpose()?,
         region: row.try_get("region")?,
+        current: None,
     })
 }
 
@@ -1329,12 +1398,12 @@ impl IntakeTx for SqliteIntakeTx {
             q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
-        for chunk in changes.outreach.chunks(MAX_BINDS / 22) {
+        for chunk in changes.outreach.chunks(MAX_BINDS / 23) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
                  category, priority, fallback, event_source, event_id, locale, content, status, \
                  attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency, \
-                 timezone, region) ",
+                 timezone, region, order_id) ",
             );
             let mut encode_error = None;
             q.push_values(chunk, |mut row, o| {
@@ -1364,7 +1433,8 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(o.risk.as_ref().map(|r| r.explanation.clone()))
                     .push_bind(o.risk.as_ref().map_or(0.0, |r| r.scores.churn))
                     .push_bind(o.timezone.clone())
-                    .push_bind(o.region.clone());
+                    .push_bind(o.region.clone())
+                    .push_bind(o.order_id.clone());
             });
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));
@@ -1375,6 +1445,42 @@ impl IntakeTx for SqliteIntakeTx {
             );
             let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
             queued.extend(inserted.into_iter().map(IdempotencyKey::from_stored));
+        }
+        // Supersession: a message just queued about an order cancels the customer's older,
+        // pending, lower-priority ones about the same order — one conversation, the most
+        // important word. "Older" by row order, which is event order, even within a batch.
+        let newer: Vec<&Outreach> = changes
+            .outreach
+            .iter()
+            .filter(|o| o.order_id.is_some() && queued.contains(&o.key))
+            .collect();
+        for chunk in newer.chunks(MAX_BINDS / 6) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "WITH newer(customer_id, order_id, priority, rule_id, entity, channel) AS (",
+            );
+            q.push_values(chunk, |mut row, o| {
+                row.push_bind(o.customer_id.as_str().to_owned())
+                    .push_bind(o.order_id.clone())
+                    .push_bind(o.priority)
+                    .push_bind(o.rule_id.clone())
+                    .push_bind(o.entity.clone())
+                    .push_bind(o.content.channel().as_str());
+            });
+            q.push(
+                ") UPDATE outbox SET status = 'cancelled', \
+                 last_error = 'superseded by rule ' || newer.rule_id, claimed_until = NULL, \
+                 updated_at = ",
+            );
+            q.push_bind(now_ms);
+            q.push(
+                " FROM newer WHERE outbox.customer_id = newer.customer_id \
+                 AND outbox.order_id = newer.order_id AND outbox.status = 'pending' \
+                 AND outbox.priority < newer.priority \
+                 AND outbox.id < (SELECT n.id FROM outbox n WHERE n.rule_id = newer.rule_id \
+                     AND n.entity = newer.entity AND n.customer_id = newer.customer_id \
+                     AND n.channel = newer.channel)",
+            );
+            q.build().execute(&mut **tx).await?;
         }
         // Codes for the outreach actually queued (the first of a key, as the outbox kept it):
         // a repeat the outbox ignored issues no code. A clash on the random code itself fails

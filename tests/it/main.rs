@@ -15,6 +15,7 @@ mod pacing;
 mod pipeline;
 mod quiet_hours;
 mod reload;
+mod retraction;
 mod risk;
 mod sendgrid;
 mod smtp;

@@ -1,0 +1,82 @@
+//! A message whose problem is gone before it is sent is retracted; a newer, more important one
+//! about the same order supersedes a waiting one. Both are cancelled with their reason.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn status_of(app: &App, event_id: &str) -> (String, Option<String>) {
+    sqlx::query_as("SELECT status, last_error FROM outbox WHERE event_id = ?1")
+        .bind(event_id)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_apology_for_a_parcel_that_arrived_before_it_was_sent_is_retracted() {
+    let mut app = spawn_app_queueing_only().await;
+    app.publish(&delayed_event(1)).await;
+    app.wait_intake_idle().await;
+    // The parcel arrives while the apology waits (for quiet hours, a slow gateway, …).
+    app.publish(&json!({
+        "specversion": "1.0", "id": "evt-delivered-1", "source": "test/carrier",
+        "type": "shipment.delivered", "time": "2026-11-23T10:00:00Z",
+        "data": {"shipment_id": "shp-1", "delivered_at": "2026-11-23T10:00:00Z"}
+    }))
+    .await;
+    app.wait_intake_idle().await;
+
+    app.terminate().await;
+    app.restart_with(Options::default()).await;
+    wait_for("the retraction", || async {
+        app.counts().await.cancelled == 1
+    })
+    .await;
+    assert_eq!(
+        status_of(&app, "evt-delay-1").await,
+        (
+            "cancelled".into(),
+            Some("cancelled: the parcel was delivered".into())
+        )
+    );
+    assert!(app.sandbox("sms").is_empty(), "nothing was sent");
+    // Not an attempt at the gateway.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM attempts").await, 0);
+    assert!(app
+        .metrics()
+        .await
+        .contains("forewarn_outreach_total{rule=\"shipment-delay-apology\",channel=\"sms\",status=\"cancelled\"} 1"));
+}
+
+#[tokio::test]
+async fn a_more_important_message_about_the_same_order_supersedes_a_waiting_one() {
+    let app = spawn_app_queueing_only().await;
+    // A delay apology (priority 50) for order ord-1 waits…
+    app.publish(&delayed_event(1)).await;
+    app.wait_intake_idle().await;
+    // …then the parcel is lost (priority 60, same order): one conversation, the lost parcel.
+    let mut lost = delayed_event(1);
+    lost["id"] = json!("evt-lost-1");
+    lost["type"] = json!("shipment.exception");
+    lost["data"]["kind"] = json!("lost");
+    app.publish(&lost).await;
+    app.wait_intake_idle().await;
+    assert_eq!(
+        status_of(&app, "evt-delay-1").await,
+        (
+            "cancelled".into(),
+            Some("superseded by rule shipment-exception-help".into())
+        )
+    );
+    assert_eq!(status_of(&app, "evt-lost-1").await.0, "pending");
+
+    // A newer but less important message does not supersede the more important one.
+    let mut again = delayed_event(1);
+    again["id"] = json!("evt-delay-1b");
+    again["data"]["new_eta"] = json!("2026-11-28T09:00:00Z");
+    app.publish(&again).await;
+    app.wait_intake_idle().await;
+    assert_eq!(status_of(&app, "evt-lost-1").await.0, "pending");
+    assert_eq!(status_of(&app, "evt-delay-1b").await.0, "pending");
+}
