@@ -389,6 +389,8 @@ pub fn decide(
         // The first candidate, best first, whose expressions all hold and evaluate: a rule
         // whose `when`, `once_per` or offer fails does not match, and the next one is tried.
         let mut winner = None;
+        // Why each rule tried did not match, for `explain` when none does.
+        let mut misses = Vec::new();
         for rule in candidates {
             let outcome = if rule.has_expressions() {
                 evaluate_rule(rule, bindings.get_or_insert_with(&mut bind), event, now)
@@ -403,11 +405,20 @@ pub fn decide(
                     winner = Some((rule, decision));
                     break;
                 }
-                Ok(None) => {}
-                Err(failure) => plan.rule_errors.push(failure),
+                Ok(None) => misses.push(format!("{}: `when` is false", rule.id)),
+                Err(failure) => {
+                    misses.push(format!("{}: {}", rule.id, failure.message));
+                    plan.rule_errors.push(failure);
+                }
             }
         }
         let Some((rule, Decision { entity, mut offer })) = winner else {
+            plan.skipped.push(skip(
+                first,
+                "no_rule_matched",
+                Some(customer_id.clone()),
+                misses.join("; "),
+            ));
             continue;
         };
         // Frequency cap: marketing (any offer) beyond the cap is not sent; a transactional

@@ -196,6 +196,9 @@ fn print_text(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> Strin
 }
 
 fn note_line(n: &DecisionNote) -> String {
+    if n.reason == "no_rule_matched" {
+        return format!("✗ no rule matched: {}", n.detail);
+    }
     let (mark, what) = match n.outcome {
         "skipped" => ("✗", "nothing sent"),
         "offer_withheld" => ("−", "sent without its offer"),

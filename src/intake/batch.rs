@@ -365,6 +365,11 @@ impl Intake {
             tracing::info!(rule = %withheld.rule_id, customer = ?withheld.customer_id.as_ref().map(|c| c.as_str()), event = %withheld.event, detail = %withheld.detail, "Offer withheld.");
         }
         for skipped in &plan.skipped {
+            if skipped.reason == "no_rule_matched" {
+                // Normal: most events need no message. Recorded for `explain`, not counted.
+                tracing::debug!(event = %skipped.event, detail = %skipped.detail, "No rule matched.");
+                continue;
+            }
             counter!(m::OUTREACH, "rule" => skipped.rule_id.clone(), "channel" => "none", "status" => "skipped")
                 .increment(1);
             tracing::info!(rule = %skipped.rule_id, customer = ?skipped.customer_id.as_ref().map(|c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
