@@ -1455,6 +1455,8 @@ impl IntakeTx for SqliteIntakeTx {
             .filter(|o| o.order_id.is_some() && queued.contains(&o.key))
             .collect();
         for chunk in newer.chunks(MAX_BINDS / 6) {
+            // `newer CROSS JOIN outbox` keeps the batch as the outer loop, each probing the
+            // outbox by customer; the other order would scan the whole outbox per batch.
             let mut q = QueryBuilder::<Sqlite>::new(
                 "WITH newer(customer_id, order_id, priority, rule_id, entity, channel) AS (",
             );
@@ -1467,20 +1469,29 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(o.content.channel().as_str());
             });
             q.push(
-                ") UPDATE outbox SET status = 'cancelled', \
-                 last_error = 'superseded by rule ' || newer.rule_id, claimed_until = NULL, \
-                 updated_at = ",
-            );
-            q.push_bind(now_ms);
-            q.push(
-                " FROM newer WHERE outbox.customer_id = newer.customer_id \
-                 AND outbox.order_id = newer.order_id AND outbox.status = 'pending' \
-                 AND outbox.priority < newer.priority \
-                 AND outbox.id < (SELECT n.id FROM outbox n WHERE n.rule_id = newer.rule_id \
+                ") SELECT o.id, newer.rule_id FROM newer CROSS JOIN outbox o \
+                 WHERE o.customer_id = newer.customer_id AND o.order_id = newer.order_id \
+                 AND o.status = 'pending' AND o.priority < newer.priority \
+                 AND o.id < (SELECT n.id FROM outbox n WHERE n.rule_id = newer.rule_id \
                      AND n.entity = newer.entity AND n.customer_id = newer.customer_id \
                      AND n.channel = newer.channel)",
             );
-            q.build().execute(&mut **tx).await?;
+            let superseded: Vec<(i64, String)> = q
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut **tx)
+                .await?;
+            for (id, rule_id) in superseded {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'cancelled', last_error = ?1, \
+                     claimed_until = NULL, updated_at = ?2 WHERE id = ?3 AND status = 'pending'",
+                )
+                .bind(format!("superseded by rule {rule_id}"))
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            }
         }
         // Codes for the outreach actually queued (the first of a key, as the outbox kept it):
         // a repeat the outbox ignored issues no code. A clash on the random code itself fails
