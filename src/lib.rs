@@ -7,9 +7,10 @@
 //!
 //! ```text
 //!  NATS JetStream ──① intake ──② rules ──③ risk ──④ policy ──⑤ render ──⑥ outbox ──⑦ gateway ──⑧ delivery
-//!  events.>          parse,       match,    delay,    (later)    locale,     enqueue,    sandbox,
-//!                    dead-letter  priority  churn,               parts       claim,      twilio, smtp, …
-//!                                           why                              retry
+//!  events.>          parse,       match,    delay,    consent,   locale,     enqueue,    sandbox,
+//!                    dead-letter  priority  churn,    quiet      parts,      claim,      twilio, smtp, …
+//!                                           why       hours,     (광고)      retract,
+//!                                                     caps                   retry
 //! ```
 //!
 //! # Layout
@@ -20,10 +21,12 @@
 //! - [`intake`]: ① JetStream stream and durable consumer, batch pulls, dead letters, acks.
 //! - [`rules`]: ② rule files and matching by event type and priority.
 //! - [`risk`]: ③ delay and churn scores from history, their model file, explanations, fitting.
+//! - [`policy`]: ④ quiet hours, frequency caps, retraction of messages whose problem is gone.
 //! - [`render`]: ⑤ the handlebars registry, locale resolution and channel parts.
 //! - [`pipeline`]: ②→⑤ as one function over domain types, with no I/O.
 //! - [`outbox`]: ⑥ idempotency keys, the dispatcher that claims due rows, retry schedule.
-//! - [`gateway`]: ⑦ the `Gateway` trait and one module per provider (`sandbox` today).
+//! - [`gateway`]: ⑦ the `Gateway` trait and one module per provider: sandbox, twilio, smtp,
+//!   sendgrid, fcm, webhook; pacing and circuit breaking.
 //! - [`store`]: the database behind a narrow interface (SQLite today).
 //! - [`http`]: health, readiness and Prometheus metrics.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`telemetry`], [`metrics`] and

@@ -9,7 +9,7 @@
 //!   read as of a time; loaded by the store with the batch's snapshot.
 //! - [`features`]: the documented inputs, computed from the event, state and history.
 //! - [`model`]: the logistic regressions and their file.
-//! - [`assess`]: one decision's scores, external overrides, explanations.
+//! - [`assess`](mod@assess): one decision's scores, external overrides, explanations.
 //! - [`fit`]: `forewarn risk fit` / `risk eval` on observed outcomes.
 
 pub mod assess;
