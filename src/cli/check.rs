@@ -22,6 +22,9 @@ use crate::pipeline::{
 use crate::render::{measure_sms, Part};
 use crate::rules::{Location, Rule};
 
+/// The default opt-out line's number: fine for a demo, wrong for a real sender.
+const PLACEHOLDER_OPT_OUT: &str = "080-000-0000";
+
 /// Runs every check; prints one `file:line:col: message` line per problem.
 pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = match Settings::load(config) {
@@ -74,6 +77,17 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
     if !problems.is_empty() {
         problems.print();
         anyhow::bail!("{} problem(s) found", problems.len());
+    }
+    if settings
+        .render
+        .korean_ad_opt_out
+        .contains(PLACEHOLDER_OPT_OUT)
+    {
+        println!(
+            "warning: render.korean_ad_opt_out is still the placeholder `{}`; advertising SMS \
+             to Korean phones must carry your own free opt-out number",
+            settings.render.korean_ad_opt_out
+        );
     }
     let risk = authoring.risk.file.as_ref().map_or_else(
         || "risk models embedded (no risk.toml)".to_owned(),

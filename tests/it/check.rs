@@ -32,10 +32,24 @@ fn workspace(sms: &str) -> tempfile::TempDir {
 fn the_shipped_rules_and_templates_pass_check() {
     let (code, out) = check(&repo(), &[]);
     assert_eq!(code, 0, "{out}");
+    // The shipped config keeps the placeholder opt-out number, and says so.
     assert!(
-        out.starts_with("ok: config, 9 rules, 8 templates, risk models from rules/risk.toml;"),
+        out.starts_with("warning: render.korean_ad_opt_out is still the placeholder"),
         "{out}"
     );
+    assert!(
+        out.contains("\nok: config, 9 rules, 8 templates, risk models from rules/risk.toml;"),
+        "{out}"
+    );
+    let (code, out) = check(
+        &repo(),
+        &[(
+            "FOREWARN_RENDER__KOREAN_AD_OPT_OUT",
+            "무료거부 080-123-4567",
+        )],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
 }
 
 #[test]

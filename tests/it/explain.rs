@@ -73,6 +73,41 @@ async fn explain_says_why_a_customer_got_what_they_got() {
         .collect();
     assert_eq!(reasons, ["no_marketing_consent", "quiet_hours"]);
 
+    // Only the last stretch of time: nothing in the last second… but everything in a day.
+    // (The sleep is the time under test, not synchronisation: `--since` is wall-clock.)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (_, recent) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config,
+            "explain",
+            "--customer",
+            "c-1",
+            "--since",
+            "1s",
+        ],
+        &[],
+    );
+    assert!(
+        recent.contains("nothing decided for this customer yet"),
+        "{recent}"
+    );
+    let (_, day) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config,
+            "explain",
+            "--customer",
+            "c-1",
+            "--since",
+            "1d",
+        ],
+        &[],
+    );
+    assert!(day.contains("shipment.exception"), "{day}");
+
     let (code, out) = forewarn_cli(
         app.dir.path(),
         &["--config", config, "explain", "--customer", "c-404"],
