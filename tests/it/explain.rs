@@ -5,6 +5,20 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::quiet_hours::{exception, sms_only, window_around_now};
 
+/// `forewarn explain --customer <customer> <extra…>` against the app's database.
+fn explain(app: &App, customer: &str, extra: &[&str]) -> (i32, String) {
+    let config = app.config_path();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "explain",
+        "--customer",
+        customer,
+    ];
+    args.extend_from_slice(extra);
+    forewarn_cli(app.dir.path(), &args, &[])
+}
+
 #[tokio::test]
 async fn explain_says_why_a_customer_got_what_they_got() {
     let (window, end) = window_around_now();
@@ -21,13 +35,7 @@ async fn explain_says_why_a_customer_got_what_they_got() {
     app.publish(&lost).await;
     app.wait_intake_idle().await;
 
-    let config = app.config_path();
-    let config = config.to_str().unwrap();
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
-        &["--config", config, "explain", "--customer", "c-1"],
-        &[],
-    );
+    let (code, out) = explain(&app, "c-1", &[]);
     assert_eq!(code, 0, "{out}");
     for expected in [
         "customer c-1 (J****, en-US, UTC); consent: sms not given, email not given, push not given, marketing no",
@@ -41,26 +49,11 @@ async fn explain_says_why_a_customer_got_what_they_got() {
     }
     assert!(!out.contains("+12125550001"), "masked by default:\n{out}");
 
-    let (_, revealed) = forewarn_cli(
-        app.dir.path(),
-        &[
-            "--config",
-            config,
-            "explain",
-            "--customer",
-            "c-1",
-            "--reveal",
-        ],
-        &[],
-    );
+    let (_, revealed) = explain(&app, "c-1", &["--reveal"]);
     assert!(revealed.contains("SMS to +12125550001"), "{revealed}");
     assert!(revealed.contains("(Jamie, en-US"), "{revealed}");
 
-    let (_, json) = forewarn_cli(
-        app.dir.path(),
-        &["--config", config, "explain", "--customer", "c-1", "--json"],
-        &[],
-    );
+    let (_, json) = explain(&app, "c-1", &["--json"]);
     let json: Value = serde_json::from_str(&json).unwrap();
     let event = &json["events"][0];
     assert_eq!(event["messages"][0]["rule"], "shipment-exception-help");
@@ -76,43 +69,15 @@ async fn explain_says_why_a_customer_got_what_they_got() {
     // Only the last stretch of time: nothing in the last second… but everything in a day.
     // (The sleep is the time under test, not synchronisation: `--since` is wall-clock.)
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (_, recent) = forewarn_cli(
-        app.dir.path(),
-        &[
-            "--config",
-            config,
-            "explain",
-            "--customer",
-            "c-1",
-            "--since",
-            "1s",
-        ],
-        &[],
-    );
+    let (_, recent) = explain(&app, "c-1", &["--since", "1s"]);
     assert!(
         recent.contains("nothing decided for this customer yet"),
         "{recent}"
     );
-    let (_, day) = forewarn_cli(
-        app.dir.path(),
-        &[
-            "--config",
-            config,
-            "explain",
-            "--customer",
-            "c-1",
-            "--since",
-            "1d",
-        ],
-        &[],
-    );
+    let (_, day) = explain(&app, "c-1", &["--since", "1d"]);
     assert!(day.contains("shipment.exception"), "{day}");
 
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
-        &["--config", config, "explain", "--customer", "c-404"],
-        &[],
-    );
+    let (code, out) = explain(&app, "c-404", &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("customer c-404: not known to forewarn"),
@@ -139,18 +104,7 @@ async fn explain_says_when_no_rule_matched_and_why() {
         "customer": event["data"]["customer"].clone()});
     app.publish(&event).await;
     app.wait_intake_idle().await;
-    let config = app.config_path();
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "explain",
-            "--customer",
-            "c-7",
-        ],
-        &[],
-    );
+    let (code, out) = explain(&app, "c-7", &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("order.cancelled (order_id ord-7)"), "{out}");
     assert!(
