@@ -102,6 +102,7 @@ pub fn refs_of<'a>(
         if let Some(customer) = payload.customer() {
             refs.customers.insert(customer.id().clone());
         }
+        // Shipment events, and `shipment.overdue`, which names a shipment it does not change.
         if let Some(id) = subject_shipment(payload) {
             refs.shipments.insert(id.clone());
         }
@@ -130,9 +131,6 @@ pub fn refs_of<'a>(
         }
         if let Payload::CustomerOptedOut { customer_id, .. } = payload {
             refs.customers.insert(customer_id.clone());
-        }
-        if let Some(id) = Shipment::id_of(payload) {
-            refs.shipments.insert(id.clone());
         }
         if let Some(id) = order_id_of(payload) {
             refs.orders.insert(id.clone());
@@ -424,7 +422,7 @@ pub fn decide(
         // Frequency cap: marketing (any offer) beyond the cap is not sent; a transactional
         // message still goes, without its discount. Counted in the customer's time — messages
         // queued in the window up to now — whatever the events' own times.
-        if rule.category == Category::Marketing || offer.is_some() {
+        if rule.category.with_offer(offer.is_some()) == Category::Marketing {
             let window = policy.caps.window();
             let sent = snapshot.history.marketing_within(&customer_id, now, window);
             if !policy.caps.allows(sent) {
@@ -784,7 +782,7 @@ fn outreach_for(
             now,
             zone,
             customer.region.as_deref(),
-            QuietHours::category_of(rule.category, offer.is_some()),
+            rule.category.with_offer(offer.is_some()),
             channel,
         )
         .map(|(release, _)| release);
@@ -818,7 +816,7 @@ pub fn channel_refusal(
     channel: Channel,
     with_offer: bool,
 ) -> Option<&'static str> {
-    let category = QuietHours::category_of(rule.category, with_offer);
+    let category = rule.category.with_offer(with_offer);
     if !templates.serves(&rule.template, channel) {
         Some("no template parts")
     } else if !customer.has_address_for(channel) {
@@ -869,14 +867,13 @@ pub struct RenderInput<'a> {
     /// `risk` in the template context.
     pub risk: Option<RiskScores>,
     /// The rule's category; with an offer the message is marketing whatever it says.
-    pub category: crate::domain::Category,
+    pub category: Category,
 }
 
 impl RenderInput<'_> {
     /// Advertising: a marketing rule, or any message with a discount.
     pub fn is_marketing(&self) -> bool {
-        QuietHours::category_of(self.category, self.offer.is_some())
-            == crate::domain::Category::Marketing
+        self.category.with_offer(self.offer.is_some()) == Category::Marketing
     }
 }
 

@@ -71,6 +71,17 @@ impl Category {
             Category::Marketing => "marketing",
         }
     }
+
+    /// The category a message of this rule category really is: one that carries a discount is
+    /// marketing — for consent, opt-outs, quiet hours, caps and advertising labels — whatever
+    /// its rule says.
+    pub fn with_offer(self, has_offer: bool) -> Category {
+        if has_offer {
+            Category::Marketing
+        } else {
+            self
+        }
+    }
 }
 
 impl FromStr for Category {

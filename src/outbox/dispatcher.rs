@@ -133,7 +133,7 @@ impl Dispatcher {
             });
         }
         if !message.ambiguous {
-            let category = QuietHours::category_of(message.category, message.offer.is_some());
+            let category = message.category.with_offer(message.offer.is_some());
             if let Some((release, window)) = self.quiet.release_at(
                 started_at,
                 message.timezone,

@@ -281,16 +281,6 @@ impl QuietHours {
         }
     }
 
-    /// The category quiet hours apply to: a message with an offer is marketing, whatever its
-    /// rule says.
-    pub fn category_of(category: Category, has_offer: bool) -> Category {
-        if has_offer {
-            Category::Marketing
-        } else {
-            category
-        }
-    }
-
     /// The window for a customer in `region`, or none.
     pub fn window(
         &self,
