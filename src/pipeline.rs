@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::policy::{Policy, QuietHours};
 use crate::render::{KoreanAdLabel, Part, Templates};
+use crate::risk::features::{experience_of, stated_promise};
 use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
 use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
@@ -280,19 +281,15 @@ pub fn decide(
                 snapshot.shipments.insert(shipment.id.clone(), shipment);
             }
         }
-        if let (Some((kind, entity)), Some(customer)) = (
-            crate::risk::features::experience_of(payload),
+        // At the decision time, as its own decision reads it (an event stamped in the future
+        // counts from now).
+        if let (Some(experience), Some(customer)) = (
+            experience_of(payload, decision_time(event, now)),
             payload.customer(),
         ) {
-            // At the decision time, as its own decision reads it (an event stamped in the
-            // future counts from now).
             remember(
                 customer.id(),
-                Experience {
-                    kind,
-                    entity: entity.as_str().to_owned(),
-                    at: decision_time(event, now),
-                },
+                experience,
                 &mut snapshot.history,
                 &mut plan.changes,
             );
@@ -560,10 +557,7 @@ fn subject_of<'a>(
         customer,
         shipment: subject_shipment(payload).and_then(|id| snapshot.shipments.get(id)),
         order: subject_order(payload),
-        promised_by: match payload {
-            Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
-            _ => None,
-        },
+        promised_by: stated_promise(payload),
     }
 }
 
@@ -1000,15 +994,8 @@ pub fn example_assessment(
     if let Some(order) = Order::apply(None, &accepted.payload, at) {
         history.record_order(customer, PastOrder::from_order(&order));
     }
-    if let Some((kind, entity)) = crate::risk::features::experience_of(&accepted.payload) {
-        history.record_experience(
-            customer,
-            Experience {
-                kind,
-                entity: entity.as_str().to_owned(),
-                at,
-            },
-        );
+    if let Some(experience) = experience_of(&accepted.payload, at) {
+        history.record_experience(customer, experience);
     }
     assess(
         &Subject {
@@ -1016,10 +1003,7 @@ pub fn example_assessment(
             customer,
             shipment: shipment.as_ref(),
             order: subject_order(&accepted.payload),
-            promised_by: match &accepted.payload {
-                Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
-                _ => None,
-            },
+            promised_by: stated_promise(&accepted.payload),
         },
         &history,
         risk,

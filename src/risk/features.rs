@@ -11,7 +11,9 @@ use std::fmt;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{CustomerId, EntityId, Money, Shipment};
-use crate::domain::{Dimension, ExperienceKind, History, EXPERIENCE_DAYS, LATE_SHARE_DAYS};
+use crate::domain::{
+    Dimension, Experience, ExperienceKind, History, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
+};
 
 /// Which score a feature feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -347,18 +349,28 @@ fn days_late(shipment: Option<&Shipment>, promised_by: DateTime<Utc>, at: DateTi
     ((arrival - promised_by).num_seconds() as f64 / 86_400.0).max(0.0)
 }
 
-/// The experience an event is, for the customer it touched.
-pub fn experience_of(payload: &crate::domain::Payload) -> Option<(ExperienceKind, &EntityId)> {
+/// The bad experience an event is for the customer it touched, dated `at`.
+pub fn experience_of(payload: &crate::domain::Payload, at: DateTime<Utc>) -> Option<Experience> {
     use crate::domain::Payload;
+    let (kind, entity) = match payload {
+        Payload::ShipmentDelayed { shipment_id, .. } => (ExperienceKind::Delay, shipment_id),
+        Payload::ShipmentException { shipment_id, .. } => (ExperienceKind::Exception, shipment_id),
+        Payload::ShipmentOverdue { shipment_id, .. } => (ExperienceKind::Overdue, shipment_id),
+        Payload::OutageStarted { incident_id, .. } => (ExperienceKind::Outage, incident_id),
+        _ => return None,
+    };
+    Some(Experience {
+        kind,
+        entity: entity.as_str().to_owned(),
+        at,
+    })
+}
+
+/// A promise the event states itself (`shipment.overdue`), for events with no shipment to
+/// read it from.
+pub fn stated_promise(payload: &crate::domain::Payload) -> Option<DateTime<Utc>> {
     match payload {
-        Payload::ShipmentDelayed { shipment_id, .. } => Some((ExperienceKind::Delay, shipment_id)),
-        Payload::ShipmentException { shipment_id, .. } => {
-            Some((ExperienceKind::Exception, shipment_id))
-        }
-        Payload::ShipmentOverdue { shipment_id, .. } => {
-            Some((ExperienceKind::Overdue, shipment_id))
-        }
-        Payload::OutageStarted { incident_id, .. } => Some((ExperienceKind::Outage, incident_id)),
+        crate::domain::Payload::ShipmentOverdue { promised_by, .. } => Some(*promised_by),
         _ => None,
     }
 }
