@@ -59,15 +59,12 @@ impl SqliteStore {
                  LEFT JOIN orders o ON o.id = json_extract(e.data, '$.order_id') \
                  WHERE (e.source, e.id) IN (VALUES ",
             );
-            let mut list = q.separated(", ");
-            for m in chunk {
-                list.push("(")
-                    .push_bind_unseparated(m.event.source.clone())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(m.event.id.clone())
-                    .push_unseparated(")");
-            }
-            q.push(")");
+            push_pairs(
+                &mut q,
+                chunk
+                    .iter()
+                    .map(|m| (m.event.source.clone(), m.event.id.clone())),
+            );
             for row in q.build().persistent(false).fetch_all(&self.pool).await? {
                 states.insert(
                     EventKey {
@@ -623,15 +620,10 @@ impl Store for SqliteStore {
                 "SELECT source, id, type, time, received_at, data FROM events \
                  WHERE (source, id) IN (VALUES ",
             );
-            let mut list = q.separated(", ");
-            for key in chunk {
-                list.push("(")
-                    .push_bind_unseparated(key.source.clone())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(key.id.clone())
-                    .push_unseparated(")");
-            }
-            q.push(")");
+            push_pairs(
+                &mut q,
+                chunk.iter().map(|k| (k.source.clone(), k.id.clone())),
+            );
             for row in q.build().fetch_all(&self.pool).await? {
                 let data: String = row.try_get("data")?;
                 timeline.events.push(TimelineEvent {
@@ -912,15 +904,12 @@ impl SqliteIntakeTx {
             );
             q.push_bind(first_day)
                 .push(" AND (dimension, key) IN (VALUES ");
-            let mut list = q.separated(", ");
-            for (dimension, key) in chunk {
-                list.push("(")
-                    .push_bind_unseparated(dimension.as_str())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(key.clone())
-                    .push_unseparated(")");
-            }
-            q.push(")");
+            push_pairs(
+                &mut q,
+                chunk
+                    .iter()
+                    .map(|(dimension, key)| (dimension.as_str().to_owned(), key.clone())),
+            );
             for row in q.build().persistent(false).fetch_all(&mut *self.tx).await? {
                 let dimension: String = row.try_get("dimension")?;
                 let dimension = Dimension::parse(&dimension)
@@ -1101,15 +1090,12 @@ impl IntakeTx for SqliteIntakeTx {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "SELECT source, id FROM events WHERE (source, id) IN (VALUES ",
             );
-            let mut list = q.separated(", ");
-            for e in chunk {
-                list.push("(")
-                    .push_bind_unseparated(e.key.source.clone())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(e.key.id.clone())
-                    .push_unseparated(")");
-            }
-            q.push(")");
+            push_pairs(
+                &mut q,
+                chunk
+                    .iter()
+                    .map(|e| (e.key.source.clone(), e.key.id.clone())),
+            );
             for row in q.build().persistent(false).fetch_all(&mut *self.tx).await? {
                 known.insert(EventKey {
                     source: row.try_get("source")?,
@@ -1556,6 +1542,19 @@ const ORDER_COLUMNS: &str =
     "id, customer_id, status, total_minor, currency, promised_by, placed_at, updated_at";
 const INCIDENT_COLUMNS: &str =
     "id, title, severity, status, affected, started_at, resolved_at, updated_at";
+
+/// Completes a `(x, y) IN (VALUES ` list: `(a, b), (c, d), …)`, every value bound.
+fn push_pairs(q: &mut QueryBuilder<Sqlite>, pairs: impl IntoIterator<Item = (String, String)>) {
+    let mut list = q.separated(", ");
+    for (first, second) in pairs {
+        list.push("(")
+            .push_bind_unseparated(first)
+            .push_unseparated(", ")
+            .push_bind_unseparated(second)
+            .push_unseparated(")");
+    }
+    q.push(")");
+}
 
 /// `SELECT columns FROM table WHERE key IN (ids…)`, chunked.
 async fn select_in(
