@@ -419,7 +419,7 @@ pub fn decide(
         // Frequency cap: marketing (any offer) beyond the cap is not sent; a transactional
         // message still goes, without its discount. Counted in the customer's time — messages
         // queued in the window up to now — whatever the events' own times.
-        if rule.category.with_offer(offer.is_some()) == Category::Marketing {
+        if policy.caps.binds() && rule.category.with_offer(offer.is_some()) == Category::Marketing {
             let window = policy.caps.window();
             let sent = snapshot.history.marketing_within(&customer_id, now, window);
             if !policy.caps.allows(sent) {

@@ -230,11 +230,7 @@ async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyho
     for (customer, messages) in by_customer {
         for m in messages {
             let channel = m["channel"].as_str().unwrap_or("?");
-            let to = match &m["to"] {
-                Value::String(s) => crate::telemetry::mask_text(s),
-                Value::Array(tokens) => format!("{} device(s)", tokens.len()),
-                _ => "?".into(),
-            };
+            let to = super::recipient_shown(&m["to"], false);
             let size = match channel {
                 "sms" => {
                     let size = crate::render::measure_sms(m["body"].as_str().unwrap_or(""));

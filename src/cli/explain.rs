@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::config::Settings;
-use crate::store::{CustomerTimeline, DecisionNote, TimelineEvent, TimelineMessage};
+use crate::store::{CustomerTimeline, DecisionNote, TimelineEvent};
 
 /// Options of `forewarn explain`.
 #[derive(Debug, clap::Args)]
@@ -39,22 +39,24 @@ pub(super) async fn execute(args: ExplainArgs, config: Option<&Path>) -> anyhow:
         None => DateTime::<Utc>::MIN_UTC,
     };
     let timeline = store.timeline(&args.customer, since).await?;
-    let mask = |text: &str| {
-        if args.reveal {
-            text.to_owned()
-        } else {
-            crate::telemetry::mask_text(text)
-        }
-    };
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&args.customer, &timeline, &mask))?
+            serde_json::to_string_pretty(&as_json(&args.customer, &timeline, args.reveal))?
         );
     } else {
-        print_text(&args.customer, &timeline, &mask, args.reveal);
+        print_text(&args.customer, &timeline, args.reveal);
     }
     Ok(())
+}
+
+/// Text with phone numbers and e-mail addresses masked, unless revealed.
+fn masked(text: &str, reveal: bool) -> String {
+    if reveal {
+        text.to_owned()
+    } else {
+        crate::telemetry::mask_text(text)
+    }
 }
 
 /// A name shown as its first letter unless revealed.
@@ -87,15 +89,8 @@ fn describe_event(event: &TimelineEvent) -> String {
     format!("{} ({})", event.event_type, ids.join(", "))
 }
 
-fn recipient(message: &TimelineMessage, mask: &dyn Fn(&str) -> String) -> String {
-    match &message.content["to"] {
-        Value::String(to) => mask(to),
-        Value::Array(tokens) => format!("{} device(s)", tokens.len()),
-        _ => "?".into(),
-    }
-}
-
-fn print_text(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> String, reveal: bool) {
+fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {
+    let mask = |text: &str| masked(text, reveal);
     let Some(doc) = &t.customer else {
         println!("customer {customer}: not known to forewarn (no customer.upserted or inline customer yet)");
         return;
@@ -160,7 +155,7 @@ fn print_text(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> Strin
                 "  → rule {}: {} to {} · {state}{offer}",
                 m.rule_id,
                 m.channel.as_str().to_uppercase(),
-                recipient(m, mask)
+                super::recipient_shown(&m.content["to"], reveal)
             );
             for a in &m.attempts {
                 println!(
@@ -210,7 +205,8 @@ fn note_line(n: &DecisionNote) -> String {
     )
 }
 
-fn as_json(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> String) -> Value {
+fn as_json(customer: &str, t: &CustomerTimeline, reveal: bool) -> Value {
+    let mask = |text: &str| masked(text, reveal);
     let events: Vec<Value> = t
         .events
         .iter()
@@ -222,7 +218,7 @@ fn as_json(customer: &str, t: &CustomerTimeline, mask: &dyn Fn(&str) -> String) 
                 .map(|m| {
                     json!({
                         "rule": m.rule_id, "channel": m.channel.as_str(), "status": m.status,
-                        "to": recipient(m, mask), "queued_at": m.created_at,
+                        "to": super::recipient_shown(&m.content["to"], reveal), "queued_at": m.created_at,
                         "due_at": m.next_attempt_at, "sent_at": m.sent_at, "offer": m.offer,
                         "risk": m.risk, "last_error": m.last_error.as_deref().map(mask),
                         "attempts": m.attempts.iter().map(|a| json!({

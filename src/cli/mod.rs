@@ -113,6 +113,17 @@ fn customer_id_of(doc: &crate::domain::CustomerDoc, fallback: &str) -> crate::do
         .expect("the fallback is a valid customer id")
 }
 
+/// Who a rendered message goes to, as people may see it: a phone or address masked unless
+/// `reveal`, push tokens counted.
+fn recipient_shown(to: &serde_json::Value, reveal: bool) -> String {
+    match to {
+        serde_json::Value::String(to) if reveal => to.clone(),
+        serde_json::Value::String(to) => crate::telemetry::mask_text(to),
+        serde_json::Value::Array(tokens) => format!("{} device(s)", tokens.len()),
+        _ => "?".into(),
+    }
+}
+
 /// Loads settings and installs logging, the start of every subcommand.
 fn settings(
     config: Option<&std::path::Path>,

@@ -338,7 +338,9 @@ impl Intake {
         // The set in use when the batch is decided; a reload applies from the next batch.
         let authoring = self.authoring.borrow().clone();
         let mut refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules, received_at);
-        refs.marketing_since = Some(received_at - self.policy.caps.window());
+        if self.policy.caps.binds() {
+            refs.marketing_since = Some(received_at - self.policy.caps.window());
+        }
         let snapshot = tx.load(&refs).await?;
         let plan = pipeline::decide(
             &fresh,

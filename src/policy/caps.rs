@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapSettings {
-    /// Marketing messages per customer per window, across all rules. Default 2; 0 = none.
+    /// Marketing messages per customer per window, across all rules. Default 2; 0 allows none.
     pub marketing_max: u32,
     /// The rolling window. Default 24h.
     #[serde(with = "humantime_serde")]
@@ -34,6 +34,12 @@ impl CapSettings {
             marketing_max: u32::MAX,
             ..CapSettings::default()
         }
+    }
+
+    /// Whether the cap can ever hold a message back (not for [`CapSettings::off`]): otherwise
+    /// there is no need to read what was sent.
+    pub fn binds(&self) -> bool {
+        self.marketing_max != u32::MAX
     }
 
     /// The window as chrono's duration.
@@ -77,5 +83,6 @@ mod tests {
         assert!(!caps.allows(2));
         assert_eq!(caps.window(), chrono::Duration::hours(24));
         assert!(CapSettings::off().allows(1_000_000));
+        assert!(caps.binds() && !CapSettings::off().binds());
     }
 }

@@ -8,7 +8,6 @@
 //! regression by `linfa-logistic` on standardised features, converted back to raw units so the
 //! written weights read per hour, per order, per day.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use linfa::prelude::*;
@@ -406,9 +405,8 @@ pub fn auc(scored: &[(f64, bool)]) -> Option<f64> {
 
 /// Feature columns of `target` the file lacks, by name.
 pub fn missing_columns(outcomes: &Outcomes, target: Target) -> Vec<&'static str> {
-    let have: BTreeMap<Feature, ()> = outcomes.features.iter().map(|f| (*f, ())).collect();
     Feature::of(target)
-        .filter(|f| !have.contains_key(f))
+        .filter(|f| !outcomes.features.contains(f))
         .map(Feature::name)
         .collect()
 }
