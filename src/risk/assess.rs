@@ -56,9 +56,7 @@ pub struct RiskAssessment {
 pub fn assess(subject: &Subject<'_>, history: &History, model: &RiskModel) -> RiskAssessment {
     let values = compute(subject, history, &model.currency);
     let shipment = subject.shipment.map(|s| &s.id);
-    let order = subject
-        .order
-        .or_else(|| subject.shipment.and_then(|s| s.order_id.as_ref()));
+    let order = subject.order_id();
     let (external_delay, external_churn) = history.external_at(
         subject.customer,
         shipment,

@@ -221,6 +221,14 @@ pub struct Subject<'a> {
     pub promised_by: Option<DateTime<Utc>>,
 }
 
+impl Subject<'_> {
+    /// The order the decision is about: the event's own, else its shipment's.
+    pub fn order_id(&self) -> Option<&EntityId> {
+        self.order
+            .or_else(|| self.shipment.and_then(|s| s.order_id.as_ref()))
+    }
+}
+
 /// Converts order totals into the model's one currency unit, so a ₩129,000 and a $99 order
 /// are comparable. A currency without a rate leaves value features unknown.
 pub trait ValueUnit {
@@ -247,8 +255,7 @@ pub fn compute(subject: &Subject<'_>, history: &History, unit: &dyn ValueUnit) -
         region.and_then(|r| history.late_share(Dimension::Region, r, at, LATE_SHARE_DAYS)),
     );
     let order = subject
-        .order
-        .or_else(|| shipment.and_then(|s| s.order_id.as_ref()))
+        .order_id()
         .and_then(|id| history.order(subject.customer, id));
     let promised_by = shipment
         .and_then(|s| s.promised_by)
