@@ -4,7 +4,7 @@
 //! cost is per statement, not per row: every write here is a multi-row statement built with
 //! `QueryBuilder`, chunked below SQLite's bound-parameter limit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -48,8 +48,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Reads the state each claimed message's event was about, as it stands now.
     async fn mark_resolved(&self, claimed: &mut [ClaimedMessage]) -> Result<(), StoreError> {
-        let mut states: std::collections::HashMap<EventKey, CurrentState> =
-            std::collections::HashMap::new();
+        let mut states: HashMap<EventKey, CurrentState> = HashMap::new();
         for chunk in claimed.chunks(MAX_BINDS / 2) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
@@ -998,22 +997,6 @@ impl SqliteIntakeTx {
                     });
             }
         }
-        for row in select_in(
-            &mut self.tx,
-            "customer_id, at",
-            "opt_outs",
-            "customer_id",
-            &customers,
-        )
-        .await?
-        {
-            let customer = parse_customer_id(row.try_get("customer_id")?)?;
-            history
-                .opt_outs
-                .entry(customer)
-                .or_default()
-                .push(from_millis(row.try_get("at")?)?);
-        }
 
         if let Some(since) = refs.marketing_since {
             for row in select_in_where(
@@ -1196,9 +1179,11 @@ impl IntakeTx for SqliteIntakeTx {
             let doc = customer_doc(&doc, id.as_str())?;
             snapshot.customers.insert(id, doc);
         }
+        // One read serves both the opt-outs and, with their times, the risk history.
+        let mut opt_out_times: HashMap<CustomerId, Vec<DateTime<Utc>>> = HashMap::new();
         for row in select_in(
             &mut self.tx,
-            "customer_id, channel, scope",
+            "customer_id, channel, scope, at",
             "opt_outs",
             "customer_id",
             &customer_ids,
@@ -1207,6 +1192,10 @@ impl IntakeTx for SqliteIntakeTx {
         {
             let id = parse_customer_id(row.try_get("customer_id")?)?;
             let (channel, scope) = opt_out_from_row(&row)?;
+            opt_out_times
+                .entry(id.clone())
+                .or_default()
+                .push(from_millis(row.try_get("at")?)?);
             snapshot
                 .opt_outs
                 .entry(id)
@@ -1214,6 +1203,7 @@ impl IntakeTx for SqliteIntakeTx {
                 .record(channel, scope);
         }
         snapshot.history = self.load_history(refs, &snapshot).await?;
+        snapshot.history.opt_outs = opt_out_times;
         Ok(snapshot)
     }
 
