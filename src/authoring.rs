@@ -35,10 +35,7 @@ pub struct Authoring {
 
 /// Loads and cross-checks templates and rules. Every error is returned, not just the first.
 pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
-    let templates = Templates::load(&settings.paths.templates)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?
-        .with_default_locale(settings.render.default_locale.clone())
-        .with_korean_ad_label(settings.render.korean_ad_label());
+    let templates = load_templates(settings)?;
     let rules = RuleSet::load(&settings.paths.rules, &templates)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let risk = RiskModel::load(&settings.paths.rules)
@@ -49,6 +46,15 @@ pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
         risk,
         version: 1,
     })
+}
+
+/// The templates alone, configured as forewarn renders them (default locale, the Korean
+/// advertising label): for `preview`, which needs no rules.
+pub fn load_templates(settings: &Settings) -> Result<Templates, Vec<String>> {
+    Ok(Templates::load(&settings.paths.templates)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?
+        .with_default_locale(settings.render.default_locale.clone())
+        .with_korean_ad_label(settings.render.korean_ad_label()))
 }
 
 /// The set in use; cheap to clone, read once per batch.

@@ -12,7 +12,7 @@ use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offe
 use crate::pipeline::{
     event_tracking_link, example_assessment, render_parts, sms_as_sent, Accepted, RenderInput,
 };
-use crate::render::{measure_sms, Part, RenderedParts, Templates};
+use crate::render::{measure_sms, Part, RenderedParts};
 use crate::risk::RiskModel;
 use crate::rules::OfferSpec;
 
@@ -51,11 +51,8 @@ pub struct PreviewArgs {
 /// Renders and prints; fails if any part fails.
 pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
-    let templates =
-        Templates::load(&settings.paths.templates).map_err(|errors| super::load_errors(&errors))?;
-    let templates = templates
-        .with_default_locale(settings.render.default_locale.clone())
-        .with_korean_ad_label(settings.render.korean_ad_label());
+    let templates = crate::authoring::load_templates(&settings)
+        .map_err(|errors| super::load_errors(&errors))?;
     if !templates.names().any(|n| n == args.template) {
         bail!(
             "no template `{}` in {} (there are: {})",
