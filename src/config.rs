@@ -32,7 +32,7 @@ pub enum ConfigError {
 }
 
 /// All of forewarn's settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// `[nats]`: where events come from.
@@ -59,6 +59,33 @@ pub struct Settings {
     pub quiet_hours: crate::policy::QuietHoursSettings,
     /// `[caps]`: how many marketing messages a customer may get in a rolling window.
     pub caps: crate::policy::CapSettings,
+    /// `[scheduler]`: what all schedules share (the lease, where synthetic events go).
+    pub scheduler: crate::schedule::SchedulerSettings,
+    /// `[schedules.<name>]`: cron jobs — overdue parcels, stalled orders, CSAT, release of
+    /// held messages, retention.
+    pub schedules: std::collections::BTreeMap<String, crate::schedule::ScheduleSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nats: NatsSettings::default(),
+            intake: IntakeSettings::default(),
+            database: DatabaseSettings::default(),
+            paths: PathSettings::default(),
+            outbox: OutboxSettings::default(),
+            gateways: GatewaySettings::default(),
+            http: HttpSettings::default(),
+            log: LogSettings::default(),
+            render: RenderSettings::default(),
+            pacing: PacingSettings::default(),
+            quiet_hours: Default::default(),
+            caps: Default::default(),
+            scheduler: Default::default(),
+            // One schedule per job; a file changes keys of these or adds its own.
+            schedules: crate::schedule::settings::default_schedules(),
+        }
+    }
 }
 
 /// `[pacing]`: per-channel limits, to stay inside each provider's rate limits and keep a burst
@@ -549,6 +576,7 @@ impl Settings {
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
         settings.quiet_hours()?;
+        settings.schedules()?;
         Ok(settings)
     }
 
@@ -558,6 +586,11 @@ impl Settings {
             quiet: self.quiet_hours()?,
             caps: self.caps,
         })
+    }
+
+    /// The enabled schedules, compiled; an invalid one names its key.
+    pub fn schedules(&self) -> Result<Vec<crate::schedule::Schedule>, ConfigError> {
+        crate::schedule::settings::compile(&self.schedules).map_err(ConfigError::Invalid)
     }
 
     /// The compiled quiet hours; an invalid window names its key.

@@ -27,6 +27,8 @@
 //! - [`outbox`]: ⑥ idempotency keys, the dispatcher that claims due rows, retry schedule.
 //! - [`gateway`]: ⑦ the `Gateway` trait and one module per provider: sandbox, twilio, smtp,
 //!   sendgrid, fcm, webhook; pacing and circuit breaking.
+//! - [`schedule`]: cron jobs that emit synthetic events for what no event announces (overdue
+//!   parcels, stalled orders, CSAT), release held messages and purge old personal data.
 //! - [`store`]: the database behind a narrow interface (SQLite today).
 //! - [`http`]: health, readiness and Prometheus metrics.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`telemetry`], [`metrics`] and
@@ -47,6 +49,7 @@ pub mod policy;
 pub mod render;
 pub mod risk;
 pub mod rules;
+pub mod schedule;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

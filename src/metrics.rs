@@ -113,4 +113,5 @@ fn describe() {
         CIRCUIT_OPENED,
         "Times a gateway kept failing and its circuit opened."
     );
+    crate::schedule::describe_metrics();
 }

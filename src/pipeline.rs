@@ -164,7 +164,8 @@ fn subject_order(payload: &Payload) -> Option<&EntityId> {
         | Payload::ShipmentDelayed { order_id, .. }
         | Payload::ShipmentException { order_id, .. }
         | Payload::ShipmentOverdue { order_id, .. }
-        | Payload::CsatDue { order_id, .. } => Some(order_id),
+        | Payload::CsatDue { order_id, .. }
+        | Payload::OrderStalled { order_id, .. } => Some(order_id),
         Payload::ShipmentDelivered { order_id, .. } => order_id.as_ref(),
         other => order_id_of(other),
     }

@@ -8,6 +8,7 @@ mod migrate;
 mod preview;
 mod risk;
 mod run;
+mod schedule;
 
 use std::path::PathBuf;
 
@@ -17,7 +18,8 @@ pub use demo::DemoArgs;
 pub use explain::ExplainArgs;
 pub use preview::PreviewArgs;
 pub use risk::{RiskArgs, RiskCommand};
-pub use run::{load_authoring, start, Running, StartError};
+pub use run::{load_authoring, scheduler, start, Running, StartError};
+pub use schedule::{ScheduleArgs, ScheduleCommand};
 
 /// Forewarn tells customers about a problem before they notice it.
 ///
@@ -69,6 +71,9 @@ pub enum Command {
     /// The built-in risk models (rules/risk.toml): `fit` learns their coefficients from a CSV
     /// of outcomes, `eval` measures the current ones on it.
     Risk(RiskArgs),
+    /// The schedules of [schedules]: `list` shows each one's job, cron, next run and last
+    /// run; `run` runs some (or all) once, now or as of --at.
+    Schedule(ScheduleArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -81,6 +86,9 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Demo(args) => demo::execute(args, cli.log_json).await,
         Command::Risk(args) => risk::execute(args, cli.config.as_deref()).await,
         Command::Explain(args) => explain::execute(args, cli.config.as_deref()).await,
+        Command::Schedule(args) => {
+            schedule::execute(args, cli.config.as_deref(), cli.log_json).await
+        }
     };
     match result {
         Ok(()) => 0,

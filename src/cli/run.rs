@@ -1,4 +1,4 @@
-//! `forewarn run`: intake, dispatcher and HTTP as tasks under one shutdown signal.
+//! `forewarn run`: intake, dispatcher, schedules and HTTP as tasks under one shutdown signal.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::gateway::Gateways;
 use crate::intake::{self, DeadLetterPublisher, Intake};
 use crate::outbox::{Dispatcher, Fallback};
+use crate::schedule::{Emitter, JobContext, Scheduler, SystemClock};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::Store;
 
@@ -162,6 +163,7 @@ pub async fn start(
         tokio::spawn(async move { Ok(intake.run(consumer, intake_shutdown).await?) }),
     ));
 
+    let wake_for_schedules = wake.clone();
     if settings.outbox.dispatch {
         let dispatcher = Dispatcher::new(
             store.clone(),
@@ -176,6 +178,19 @@ pub async fn start(
             "dispatcher",
             tokio::spawn(async move {
                 dispatcher.run(dispatcher_shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
+
+    if settings.scheduler.enabled {
+        let scheduler = scheduler(&settings, store.clone(), js.clone(), wake_for_schedules)
+            .map_err(anyhow::Error::from)?;
+        let scheduler_shutdown = shutdown.clone();
+        tasks.push((
+            "scheduler",
+            tokio::spawn(async move {
+                scheduler.run(scheduler_shutdown).await;
                 Ok(())
             }),
         ));
@@ -223,6 +238,31 @@ pub async fn start(
         store,
         http,
     })
+}
+
+/// The scheduler of `[schedules]`, on the wall clock, publishing synthetic events through
+/// `js` and waking this process's dispatcher through `wake`.
+pub fn scheduler(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    js: async_nats::jetstream::Context,
+    wake: Arc<Notify>,
+) -> Result<Scheduler, crate::config::ConfigError> {
+    let ctx = JobContext {
+        store,
+        emitter: Emitter::new(
+            js,
+            &settings.scheduler.subject_prefix,
+            &settings.scheduler.source,
+        ),
+        wake,
+    };
+    Ok(Scheduler::new(
+        settings.schedules()?,
+        ctx,
+        Arc::new(SystemClock),
+        settings.scheduler.clone(),
+    ))
 }
 
 /// `forewarn run`.

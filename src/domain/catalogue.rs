@@ -352,6 +352,11 @@ pub enum Payload {
         order_id: EntityId,
         customer: CustomerRef,
     },
+    OrderStalled {
+        order_id: EntityId,
+        customer: CustomerRef,
+        placed_at: DateTime<Utc>,
+    },
 }
 
 impl Payload {
@@ -533,6 +538,14 @@ impl Payload {
                     customer: customer_ref(data, d.customer)?,
                 }
             }
+            EventType::OrderStalled => {
+                let d: OrderStalledData = typed(data, "data")?;
+                Payload::OrderStalled {
+                    order_id: d.order_id,
+                    customer: customer_ref(data, d.customer)?,
+                    placed_at: d.placed_at,
+                }
+            }
         })
     }
 
@@ -548,7 +561,8 @@ impl Payload {
             | Payload::ShipmentDelayed { customer: c, .. }
             | Payload::ShipmentException { customer: c, .. }
             | Payload::ShipmentOverdue { customer: c, .. }
-            | Payload::CsatDue { customer: c, .. } => Some(c),
+            | Payload::CsatDue { customer: c, .. }
+            | Payload::OrderStalled { customer: c, .. } => Some(c),
             _ => None,
         }
     }
@@ -771,6 +785,17 @@ struct CsatDueData {
     survey_url: String,
     #[allow(dead_code)]
     about: CsatTopic,
+}
+
+#[derive(Deserialize)]
+struct OrderStalledData {
+    order_id: EntityId,
+    customer: Option<CustomerInput>,
+    placed_at: DateTime<Utc>,
+    #[allow(dead_code)]
+    hours_waiting: u32,
+    #[allow(dead_code)]
+    promised_by: Option<DateTime<Utc>>,
 }
 
 /// What a CSAT follow-up asks about.

@@ -62,11 +62,13 @@ pub enum EventType {
     ShipmentOverdue,
     /// Synthetic: time to ask a customer how an experience went.
     CsatDue,
+    /// Synthetic: an order was placed and no parcel has been created since.
+    OrderStalled,
 }
 
 impl EventType {
     /// The whole catalogue, in SPEC order.
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 19] = [
         EventType::CustomerUpserted,
         EventType::CustomerOptedOut,
         EventType::OrderPlaced,
@@ -85,6 +87,7 @@ impl EventType {
         EventType::RiskScored,
         EventType::ShipmentOverdue,
         EventType::CsatDue,
+        EventType::OrderStalled,
     ];
 
     /// The CloudEvents `type`, e.g. `shipment.delayed`.
@@ -108,6 +111,7 @@ impl EventType {
             EventType::RiskScored => "risk.scored",
             EventType::ShipmentOverdue => "shipment.overdue",
             EventType::CsatDue => "csat.due",
+            EventType::OrderStalled => "order.stalled",
         }
     }
 

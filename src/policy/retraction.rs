@@ -16,9 +16,12 @@ pub fn resolved(state: &CurrentState) -> Option<&'static str> {
         "outage.started" | "outage.updated" if is(&state.incident_status, "resolved") => {
             Some("the incident was resolved")
         }
-        "order.backordered" | "order.payment_failed" if is(&state.order_status, "cancelled") => {
+        "order.backordered" | "order.payment_failed" | "order.stalled"
+            if is(&state.order_status, "cancelled") =>
+        {
             Some("the order was cancelled")
         }
+        "order.stalled" if state.order_shipped => Some("a parcel of the order has left"),
         _ => None,
     }
 }
@@ -33,6 +36,7 @@ mod tests {
             shipment_status: shipment.map(str::to_owned),
             incident_status: incident.map(str::to_owned),
             order_status: None,
+            order_shipped: false,
         }
     }
 

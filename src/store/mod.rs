@@ -5,6 +5,7 @@
 //! An intake batch is one transaction: record the events (learning which are new), load the
 //! state they touch, write what the pipeline decided, commit — and only then are they acked.
 
+mod schedules;
 mod sqlite;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -19,6 +20,10 @@ use crate::domain::{
     MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach, Redemption, RiskScores, Shipment,
 };
 
+pub use schedules::{
+    Emission, OverdueShipment, PurgeCursor, PurgeReport, ResolvedProblem, RunRecord,
+    ScheduleStatus, ScheduleStore, StalledOrder, TickClaim, TickOutcome,
+};
 pub use sqlite::SqliteStore;
 
 /// Database failures. Intake and dispatch retry on any of them; nothing is acked or marked sent
@@ -293,6 +298,8 @@ pub struct CurrentState {
     pub incident_status: Option<String>,
     /// Its order's status now.
     pub order_status: Option<String>,
+    /// Whether a parcel of its order exists now.
+    pub order_shipped: bool,
 }
 
 /// An outreach moving to its next channel, re-rendered there.
@@ -410,9 +417,10 @@ pub struct OutboxCounts {
     pub cancelled: u64,
 }
 
-/// The database operations forewarn needs, and nothing more.
+/// The database operations forewarn needs, and nothing more; those of schedules are in
+/// [`ScheduleStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ScheduleStore + Send + Sync + 'static {
     /// Starts an intake batch's transaction.
     async fn begin_intake(&self) -> Result<Box<dyn IntakeTx + '_>, StoreError>;
 

@@ -4,6 +4,8 @@
 //! cost is per statement, not per row: every write here is a multi-row statement built with
 //! `QueryBuilder`, chunked below SQLite's bound-parameter limit.
 
+mod schedules;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
@@ -52,7 +54,10 @@ impl SqliteStore {
         for chunk in claimed.chunks(MAX_BINDS / 2) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
-                 i.status AS incident_status, o.status AS order_status FROM events e \
+                 i.status AS incident_status, o.status AS order_status, \
+                 EXISTS (SELECT 1 FROM shipments p \
+                     WHERE p.order_id = json_extract(e.data, '$.order_id')) AS order_shipped \
+                 FROM events e \
                  LEFT JOIN shipments s ON s.id = json_extract(e.data, '$.shipment_id') \
                  LEFT JOIN incidents i ON i.id = json_extract(e.data, '$.incident_id') \
                  LEFT JOIN orders o ON o.id = json_extract(e.data, '$.order_id') \
@@ -75,6 +80,7 @@ impl SqliteStore {
                         shipment_status: row.try_get("shipment_status")?,
                         incident_status: row.try_get("incident_status")?,
                         order_status: row.try_get("order_status")?,
+                        order_shipped: row.try_get("order_shipped")?,
                     },
                 );
             }

@@ -1,0 +1,77 @@
+//! `order.stalled`: placed, paid, and no parcel created within `after`. The customer hears
+//! before they start wondering; one event per order.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use super::{before, JobContext, JobError, JobReport};
+use crate::domain::EventType;
+use crate::schedule::emit::Synthetic;
+use crate::store::StalledOrder;
+
+pub(super) async fn run(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    after: Duration,
+    lookback: Duration,
+    batch: usize,
+) -> Result<JobReport, JobError> {
+    let placed_before = before(now, after);
+    let found = ctx
+        .store
+        .stalled_orders(placed_before, before(placed_before, lookback), batch)
+        .await?;
+    let events: Vec<Synthetic> = found.iter().map(|o| event(o, now)).collect();
+    let count = events.len() as u64;
+    let emitted = ctx.emitter.emit(ctx.store.as_ref(), events, now).await?;
+    Ok(JobReport {
+        found: count,
+        emitted,
+        summary: format!("{emitted} order(s) placed with no parcel created"),
+        cursor: None,
+    })
+}
+
+fn event(o: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut data = json!({
+        "order_id": o.order_id,
+        "customer_id": o.customer_id,
+        "placed_at": time(o.placed_at),
+        "hours_waiting": (now - o.placed_at).num_hours().max(0),
+    });
+    if let Some(promise) = o.promised_by {
+        data["promised_by"] = json!(time(promise));
+    }
+    if let Some(total) = &o.total {
+        data["total"] = json!({"minor": total.minor, "currency": total.currency});
+    }
+    Synthetic {
+        kind: EventType::OrderStalled,
+        key: o.order_id.clone(),
+        subject: o.order_id.clone(),
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_says_how_long_the_order_has_waited() {
+        let o = StalledOrder {
+            order_id: "ord-9".into(),
+            customer_id: "c-1".into(),
+            placed_at: "2026-11-20T09:00:00Z".parse().unwrap(),
+            promised_by: Some("2026-11-24T18:00:00Z".parse().unwrap()),
+            total: None,
+        };
+        let e = event(&o, "2026-11-23T09:30:00Z".parse().unwrap());
+        assert_eq!(e.data["hours_waiting"], 72);
+        assert_eq!(e.id(), "order.stalled:ord-9");
+        crate::domain::Payload::parse(EventType::OrderStalled, &e.data).unwrap();
+    }
+}

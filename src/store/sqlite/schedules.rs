@@ -1,0 +1,545 @@
+//! [`ScheduleStore`] on SQLite: leases, sweeps, emissions and the retention purge.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::SqliteStore;
+use crate::domain::{day_number, Money};
+use crate::store::{
+    from_millis, millis, Emission, OverdueShipment, PurgeCursor, PurgeReport, ResolvedProblem,
+    RunRecord, ScheduleStatus, ScheduleStore, StalledOrder, StoreError, TickClaim, TickOutcome,
+};
+
+/// Rows per multi-row INSERT of emissions (four binds each).
+const EMISSION_CHUNK: usize = 5_000;
+
+/// Customer fields that identify nobody, kept when a record is purged.
+const KEPT_CUSTOMER_FIELDS: [&str; 8] = [
+    "id",
+    "locale",
+    "timezone",
+    "region",
+    "segment",
+    "channels",
+    "consent",
+    "lifetime_value",
+];
+
+fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(from_millis).transpose()
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn claim_tick(
+        &self,
+        schedule: &str,
+        tick: DateTime<Utc>,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<TickClaim, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT last_tick, lease_owner, lease_until, cursor FROM schedule_state \
+             WHERE schedule = ?",
+        )
+        .bind(schedule)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (previous, cursor) = match row {
+            None => (None, "{}".to_owned()),
+            Some(row) => {
+                let last_tick: i64 = row.try_get("last_tick")?;
+                if last_tick >= millis(tick) {
+                    return Ok(TickClaim::AlreadyDone);
+                }
+                let holder: Option<String> = row.try_get("lease_owner")?;
+                let until: Option<i64> = row.try_get("lease_until")?;
+                if let (Some(holder), Some(until)) = (holder, until) {
+                    if holder != owner && until > millis(now) {
+                        return Ok(TickClaim::Busy {
+                            owner: holder,
+                            until: from_millis(until)?,
+                        });
+                    }
+                }
+                let previous = (last_tick > 0).then(|| from_millis(last_tick)).transpose()?;
+                (previous, row.try_get("cursor")?)
+            }
+        };
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        sqlx::query(
+            "INSERT INTO schedule_state (schedule, last_tick, lease_owner, lease_until, cursor) \
+             VALUES (?, 0, ?, ?, '{}') \
+             ON CONFLICT (schedule) DO UPDATE SET lease_owner = excluded.lease_owner, \
+             lease_until = excluded.lease_until",
+        )
+        .bind(schedule)
+        .bind(owner)
+        .bind(millis(until))
+        .execute(&mut *tx)
+        .await?;
+        // A run left unfinished by a process that died is taken over.
+        sqlx::query(
+            "INSERT INTO schedule_runs (schedule, tick, owner, started_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (schedule, tick) DO UPDATE SET owner = excluded.owner, \
+             started_at = excluded.started_at, finished_at = NULL, error = NULL",
+        )
+        .bind(schedule)
+        .bind(millis(tick))
+        .bind(owner)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(TickClaim::Claimed { previous, cursor })
+    }
+
+    async fn finish_tick(
+        &self,
+        schedule: &str,
+        tick: DateTime<Utc>,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcome: &TickOutcome,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ok = outcome.error.is_none();
+        sqlx::query(
+            "UPDATE schedule_state SET \
+             last_tick = CASE WHEN ?1 THEN max(last_tick, ?2) ELSE last_tick END, \
+             last_success_at = CASE WHEN ?1 THEN ?3 ELSE last_success_at END, \
+             last_error = ?4, cursor = coalesce(?5, cursor), \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE schedule = ?6 AND lease_owner = ?7",
+        )
+        .bind(ok)
+        .bind(millis(tick))
+        .bind(millis(now))
+        .bind(&outcome.error)
+        .bind(&outcome.cursor)
+        .bind(schedule)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE schedule_runs SET finished_at = ?, found = ?, emitted = ?, error = ? \
+             WHERE schedule = ? AND tick = ? AND owner = ?",
+        )
+        .bind(millis(now))
+        .bind(outcome.found as i64)
+        .bind(outcome.emitted as i64)
+        .bind(&outcome.error)
+        .bind(schedule)
+        .bind(millis(tick))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn schedule_statuses(&self) -> Result<Vec<ScheduleStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT schedule, last_tick, lease_owner, lease_until, last_success_at, last_error \
+             FROM schedule_state ORDER BY schedule",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let last_tick: i64 = row.try_get("last_tick")?;
+                let owner: Option<String> = row.try_get("lease_owner")?;
+                let until: Option<i64> = row.try_get("lease_until")?;
+                Ok(ScheduleStatus {
+                    schedule: row.try_get("schedule")?,
+                    last_tick: (last_tick > 0).then(|| from_millis(last_tick)).transpose()?,
+                    last_success_at: opt_time(row.try_get("last_success_at")?)?,
+                    last_error: row.try_get("last_error")?,
+                    lease: match (owner, until) {
+                        (Some(o), Some(u)) => Some((o, from_millis(u)?)),
+                        _ => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn schedule_runs(
+        &self,
+        schedule: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tick, owner, started_at, finished_at, found, emitted, error \
+             FROM schedule_runs WHERE schedule = ? ORDER BY tick DESC LIMIT ?",
+        )
+        .bind(schedule)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(RunRecord {
+                    tick: from_millis(row.try_get("tick")?)?,
+                    owner: row.try_get("owner")?,
+                    started_at: from_millis(row.try_get("started_at")?)?,
+                    finished_at: opt_time(row.try_get("finished_at")?)?,
+                    found: row.try_get::<i64, _>("found")? as u64,
+                    emitted: row.try_get::<i64, _>("emitted")? as u64,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn overdue_shipments(
+        &self,
+        due_before: DateTime<Utc>,
+        due_after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OverdueShipment>, StoreError> {
+        // The expression and the status test match the partial index `shipments_open_by_due`.
+        // A parcel whose latest news is an exception the customer was told about is left
+        // alone: they know it is in trouble, and "we are tracing it" would contradict what
+        // they were told.
+        let rows = sqlx::query(
+            "SELECT s.id, s.order_id, s.customer_id, s.carrier, s.promised_by, s.last_scan_at, \
+                    s.tracking_url, s.status, coalesce(s.new_eta, s.promised_by) AS due \
+             FROM shipments s \
+             WHERE s.status <> 'delivered' \
+               AND coalesce(s.new_eta, s.promised_by) <= ?1 \
+               AND coalesce(s.new_eta, s.promised_by) > ?2 \
+               AND s.customer_id IS NOT NULL AND s.order_id IS NOT NULL \
+               AND s.carrier IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM schedule_emissions e \
+                   WHERE e.kind = 'shipment.overdue' \
+                     AND e.key = s.id || '@' || coalesce(s.new_eta, s.promised_by)) \
+               AND NOT EXISTS (SELECT 1 FROM orders o \
+                   WHERE o.id = s.order_id AND o.status = 'cancelled') \
+               AND NOT (s.status = 'exception' AND EXISTS ( \
+                   SELECT 1 FROM outbox m JOIN events ev \
+                     ON ev.source = m.event_source AND ev.id = m.event_id \
+                   WHERE m.customer_id = s.customer_id AND m.order_id = s.order_id \
+                     AND m.status IN ('pending', 'sending', 'sent') \
+                     AND ev.type = 'shipment.exception')) \
+             ORDER BY due, s.id LIMIT ?3",
+        )
+        .bind(millis(due_before))
+        .bind(millis(due_after))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(OverdueShipment {
+                    shipment_id: row.try_get("id")?,
+                    order_id: row.try_get("order_id")?,
+                    customer_id: row.try_get("customer_id")?,
+                    carrier: row.try_get("carrier")?,
+                    due: from_millis(row.try_get("due")?)?,
+                    promised_by: opt_time(row.try_get("promised_by")?)?,
+                    last_scan_at: opt_time(row.try_get("last_scan_at")?)?,
+                    tracking_url: row.try_get("tracking_url")?,
+                    status: row.try_get("status")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stalled_orders(
+        &self,
+        placed_before: DateTime<Utc>,
+        placed_after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StalledOrder>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.customer_id, o.placed_at, o.promised_by, o.total_minor, o.currency \
+             FROM orders o \
+             WHERE o.status = 'placed' AND o.placed_at <= ?1 AND o.placed_at > ?2 \
+               AND o.customer_id IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id) \
+               AND NOT EXISTS (SELECT 1 FROM schedule_emissions e \
+                   WHERE e.kind = 'order.stalled' AND e.key = o.id) \
+             ORDER BY o.placed_at, o.id LIMIT ?3",
+        )
+        .bind(millis(placed_before))
+        .bind(millis(placed_after))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let minor: Option<i64> = row.try_get("total_minor")?;
+                let currency: Option<String> = row.try_get("currency")?;
+                Ok(StalledOrder {
+                    order_id: row.try_get("id")?,
+                    customer_id: row.try_get("customer_id")?,
+                    placed_at: from_millis(row.try_get("placed_at")?)?,
+                    promised_by: opt_time(row.try_get("promised_by")?)?,
+                    total: match (minor, currency) {
+                        (Some(minor), Some(currency)) => Some(Money { minor, currency }),
+                        _ => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn resolved_problems(
+        &self,
+        resolved_before: DateTime<Utc>,
+        resolved_after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ResolvedProblem>, StoreError> {
+        // Problems are messages sent (not merely queued) about the order, from an event that
+        // reports trouble; an exception outranks a delay in what the survey asks about.
+        let rows = sqlx::query(
+            "SELECT s.id, s.order_id, s.customer_id, s.delivered_at, \
+                    max(ev.type = 'shipment.exception') AS had_exception \
+             FROM shipments s \
+             JOIN outbox m ON m.customer_id = s.customer_id AND m.order_id = s.order_id \
+                           AND m.status = 'sent' \
+             JOIN events ev ON ev.source = m.event_source AND ev.id = m.event_id \
+             WHERE s.delivered_at IS NOT NULL \
+               AND s.delivered_at <= ?1 AND s.delivered_at > ?2 \
+               AND ev.type IN ('shipment.delayed', 'shipment.exception', 'shipment.overdue', \
+                               'order.backordered', 'order.stalled') \
+               AND NOT EXISTS (SELECT 1 FROM schedule_emissions e \
+                   WHERE e.kind = 'csat.due' AND e.key = s.customer_id || '/' || s.order_id) \
+             GROUP BY s.customer_id, s.order_id \
+             ORDER BY s.delivered_at, s.id LIMIT ?3",
+        )
+        .bind(millis(resolved_before))
+        .bind(millis(resolved_after))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let had_exception: i64 = row.try_get("had_exception")?;
+                Ok(ResolvedProblem {
+                    customer_id: row.try_get("customer_id")?,
+                    order_id: row.try_get("order_id")?,
+                    shipment_id: row.try_get("id")?,
+                    resolved_at: from_millis(row.try_get("delivered_at")?)?,
+                    about: if had_exception == 1 {
+                        "exception"
+                    } else {
+                        "delay"
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn record_emissions(&self, emissions: &[Emission]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in emissions.chunks(EMISSION_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO schedule_emissions (kind, key, event_id, emitted_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.kind)
+                    .push_bind(&e.key)
+                    .push_bind(&e.event_id)
+                    .push_bind(millis(e.at));
+            });
+            q.build().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_count(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?",
+        )
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    async fn purge(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+        cursor: PurgeCursor,
+    ) -> Result<(PurgeReport, PurgeCursor), StoreError> {
+        let cutoff_ms = millis(cutoff);
+        let limit = limit as i64;
+        let mut report = PurgeReport::default();
+        let mut next = cursor;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+
+        // Events, in arrival order: stop at the first one too young.
+        let seqs: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seq, received_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(cursor.events)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let old: Vec<i64> = seqs
+            .iter()
+            .take_while(|(_, at)| *at < cutoff_ms)
+            .map(|(seq, _)| *seq)
+            .collect();
+        if let Some(last) = old.last() {
+            report.events = sqlx::query(
+                "UPDATE events SET data = '{}', customer_id = NULL, purged_at = ?1 \
+                 WHERE seq > ?2 AND seq <= ?3 AND purged_at IS NULL",
+            )
+            .bind(millis(Utc::now()))
+            .bind(cursor.events)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            next.events = *last;
+        }
+
+        // Messages, in queue order: stop at the first one too young or not yet final.
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT id, created_at, status FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(cursor.outbox)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let old: Vec<i64> = rows
+            .iter()
+            .take_while(|(_, at, status)| {
+                *at < cutoff_ms && matches!(status.as_str(), "sent" | "failed" | "cancelled")
+            })
+            .map(|(id, _, _)| *id)
+            .collect();
+        if let Some(last) = old.last() {
+            report.messages = sqlx::query(
+                "UPDATE outbox SET content = '{}', last_error = NULL, purged_at = ?1 \
+                 WHERE id > ?2 AND id <= ?3 AND purged_at IS NULL",
+            )
+            .bind(millis(Utc::now()))
+            .bind(cursor.outbox)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("UPDATE attempts SET error = NULL WHERE outbox_id > ? AND outbox_id <= ?")
+                .bind(cursor.outbox)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+            next.outbox = *last;
+        }
+
+        // Decision notes: counted per day, then deleted.
+        let notes: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, at, rule_id, outcome, reason FROM decision_notes WHERE at < ? \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !notes.is_empty() {
+            let mut counts: std::collections::BTreeMap<(i64, &str, &str, &str), i64> =
+                std::collections::BTreeMap::new();
+            for (_, at, rule, outcome, reason) in &notes {
+                *counts
+                    .entry((day_number(from_millis(*at)?), rule, outcome, reason))
+                    .or_default() += 1;
+            }
+            for ((day, rule, outcome, reason), n) in counts {
+                sqlx::query(
+                    "INSERT INTO decision_note_days (day, rule_id, outcome, reason, count) \
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, rule_id, outcome, reason) \
+                     DO UPDATE SET count = count + excluded.count",
+                )
+                .bind(day)
+                .bind(rule)
+                .bind(outcome)
+                .bind(reason)
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM decision_notes WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for (id, ..) in &notes {
+                ids.push_bind(id);
+            }
+            q.push(")");
+            report.notes = q.build().execute(&mut *tx).await?.rows_affected();
+        }
+
+        // Customers: a window of the table per run, wrapping around (records change, so
+        // there is no order in which old ones come first).
+        let customers: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT rowid, doc, updated_at FROM customers WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        )
+        .bind(cursor.customers)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        next.customers = match customers.last() {
+            Some((rowid, ..)) if customers.len() as i64 == limit => *rowid,
+            _ => 0,
+        };
+        for (rowid, doc, updated_at) in &customers {
+            if *updated_at >= cutoff_ms {
+                continue;
+            }
+            let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(doc) else {
+                continue;
+            };
+            let before = fields.len();
+            fields.retain(|k, _| KEPT_CUSTOMER_FIELDS.contains(&k.as_str()));
+            if fields.len() == before {
+                continue;
+            }
+            sqlx::query("UPDATE customers SET doc = ? WHERE rowid = ?")
+                .bind(serde_json::Value::Object(fields).to_string())
+                .bind(rowid)
+                .execute(&mut *tx)
+                .await?;
+            report.customers += 1;
+        }
+
+        report.experiences = sqlx::query(
+            "DELETE FROM customer_experiences WHERE (customer_id, kind, entity, at) IN \
+             (SELECT customer_id, kind, entity, at FROM customer_experiences WHERE at < ?1 \
+              LIMIT ?2)",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        report.schedule_rows = sqlx::query(
+            "DELETE FROM schedule_emissions WHERE (kind, key) IN \
+             (SELECT kind, key FROM schedule_emissions WHERE emitted_at < ?1 LIMIT ?2)",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            + sqlx::query(
+                "DELETE FROM schedule_runs WHERE (schedule, tick) IN \
+                 (SELECT schedule, tick FROM schedule_runs WHERE tick < ?1 LIMIT ?2)",
+            )
+            .bind(cutoff_ms)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((report, next))
+    }
+}
