@@ -99,6 +99,11 @@ impl Scheduler {
         &self.schedules
     }
 
+    /// The schedule named `name`, if it runs it.
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+
     /// Runs each schedule's due tick as time passes, until shutdown. At start, the latest tick
     /// of each schedule runs if it was not done: missed ticks run once, not once each.
     pub async fn run(self, mut shutdown: Shutdown) {

@@ -44,6 +44,8 @@ pub struct Options {
     pub extra_rules: Option<String>,
     /// The `[quiet_hours.default]` table's body; none means every window off.
     pub quiet_hours: Option<String>,
+    /// Run `[schedules]` inside `forewarn run` (off: tests drive schedules themselves).
+    pub scheduler: bool,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             env: Vec::new(),
             extra_rules: None,
             quiet_hours: None,
+            scheduler: false,
         }
     }
 }
@@ -150,6 +153,9 @@ retry_delay = "100ms"
 [quiet_hours.default]
 {quiet}
 
+[scheduler]
+enabled = {scheduler}
+
 [outbox]
 dispatch = {dispatch}
 batch_size = {batch}
@@ -166,6 +172,7 @@ claim_lease = "1s"
             },
             port = self.http_port,
             dispatch = options.dispatch,
+            scheduler = options.scheduler,
             batch = options.outbox_batch,
             concurrency = options.concurrency,
             busy = options.busy_timeout,
@@ -379,6 +386,33 @@ claim_lease = "1s"
             .into_iter()
             .map(|m| m.customer_id)
             .collect()
+    }
+
+    /// A scheduler in the test's own process, on `clock`, against this app's database and
+    /// NATS: the schedules of its config, changed by `adjust` first.
+    pub async fn scheduler(
+        &self,
+        clock: std::sync::Arc<forewarn::schedule::ManualClock>,
+        adjust: impl FnOnce(&mut forewarn::config::Settings),
+    ) -> forewarn::schedule::Scheduler {
+        let mut settings = forewarn::config::Settings::load(Some(&self.config_path())).unwrap();
+        adjust(&mut settings);
+        let store = forewarn::store::connect(&settings.database).await.unwrap();
+        let ctx = forewarn::schedule::JobContext {
+            store,
+            emitter: forewarn::schedule::Emitter::new(
+                self.js.clone(),
+                &settings.scheduler.subject_prefix,
+                &settings.scheduler.source,
+            ),
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        };
+        forewarn::schedule::Scheduler::new(
+            settings.schedules().unwrap(),
+            ctx,
+            clock,
+            settings.scheduler.clone(),
+        )
     }
 
     /// The one text value `sql` selects.

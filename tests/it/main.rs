@@ -18,6 +18,7 @@ mod quiet_hours;
 mod reload;
 mod retraction;
 mod risk;
+mod schedules;
 mod sendgrid;
 mod smtp;
 mod twilio;
