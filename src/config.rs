@@ -736,6 +736,30 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_is_changed_by_the_file_and_the_environment_and_checked_at_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "forewarn.toml",
+                "[schedules.overdue]\ncron = \"*/5 * * * *\"\n\n[schedules.express]\njob = \"shipment.overdue\"\ncron = \"@hourly\"\ngrace = \"1h\"\nlookback = \"2d\"\n",
+            )?;
+            jail.set_env("FOREWARN_CONFIG", "forewarn.toml");
+            jail.set_env("FOREWARN_SCHEDULES__OVERDUE__GRACE", "2h");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            let overdue = &settings.schedules["overdue"];
+            assert_eq!(overdue.cron, "*/5 * * * *");
+            assert_eq!(overdue.grace, Some(Duration::from_secs(7200)));
+            // The other embedded keys stay, and the added schedule joins them.
+            assert_eq!(overdue.lookback, Some(Duration::from_secs(14 * 24 * 3600)));
+            assert_eq!(settings.schedules().map_err(|e| e.to_string())?.len(), 6);
+
+            jail.set_env("FOREWARN_SCHEDULES__RETENTION__CRON", "whenever");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("schedules.retention.cron: `whenever`"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_named_file_that_is_missing_is_an_error() {
         let err = Settings::load(Some(Path::new("/nonexistent/forewarn.toml"))).unwrap_err();
         assert!(matches!(err, ConfigError::Missing(_)));

@@ -56,7 +56,15 @@ impl Cron {
         let schedule =
             cron::Schedule::from_str(&with_seconds).map_err(|e| CronError::Expression {
                 expression: expression.to_owned(),
-                reason: e.to_string(),
+                // The crate's message repeats the input with a caret under it; its last line
+                // says what is wrong.
+                reason: e
+                    .to_string()
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
             })?;
         Ok(Cron { schedule, zone })
     }

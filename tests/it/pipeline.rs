@@ -11,18 +11,18 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
         + app.publish_example("02-catalogue.jsonl").await
         + app.publish_example("04-more-scenarios.jsonl").await;
     app.wait_intake_idle().await;
-    assert_eq!(app.counts().await.pending, 11);
+    assert_eq!(app.counts().await.pending, 12);
     app.terminate().await;
     app.restart_with(Options::default()).await;
-    app.wait_sent(9).await;
+    app.wait_sent(10).await;
     wait_for("the retractions", || async {
         app.counts().await.cancelled == 2
     })
     .await;
 
-    // 31 lines, one of them a second delivery of the same shipment.delayed.
-    assert_eq!(published, 31);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 30);
+    // 32 lines, one of them a second delivery of the same shipment.delayed.
+    assert_eq!(published, 32);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 31);
     let types: Vec<String> = sqlx::query_scalar("SELECT DISTINCT type FROM events ORDER BY type")
         .fetch_all(app.store.pool())
         .await
@@ -105,6 +105,7 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
         ("c-1001", "shipment-delay-apology", "sms"),
         ("c-1002", "order-backordered-alternatives", "sms"),
         ("c-1002", "order-payment-failed", "sms"),
+        ("c-1002", "order-stalled-update", "sms"),
         ("c-1002", "shipment-exception-help", "sms"),
         ("c-1002", "shipment-exception-help", "sms"),
         ("c-1002", "shipment-overdue-checkin", "sms"),
@@ -116,7 +117,7 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     .map(|(c, r, ch)| (c.to_string(), r.to_string(), ch.to_string()))
     .collect();
     assert_eq!(sent, expected);
-    assert_each_key_once(&app.sandbox_all(), 9);
+    assert_each_key_once(&app.sandbox_all(), 10);
     // The damaged parcel was delivered and the backordered order cancelled before their
     // messages went out: retracted, with the reason.
     let mut cancelled: Vec<(String, String, String)> = sqlx::query_as(

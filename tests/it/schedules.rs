@@ -556,3 +556,49 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     // An opt-out is never forgotten.
     assert_eq!(count(&app, "SELECT COUNT(*) FROM opt_outs").await, 1);
 }
+
+#[tokio::test]
+async fn forewarn_run_runs_its_schedules_and_reports_them() {
+    let app = spawn_app_with(Options {
+        scheduler: true,
+        extra_config: "[schedules.release]\ncron = \"* * * * * *\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    // Every schedule's latest tick was never done: each runs once at start.
+    wait_for("every schedule's first run", || async {
+        count(&app, "SELECT COUNT(DISTINCT schedule) FROM schedule_runs WHERE finished_at IS NOT NULL")
+            .await
+            == 5
+    })
+    .await;
+    // The release schedule runs every second.
+    wait_for("a second release run", || async {
+        count(&app, "SELECT COUNT(*) FROM schedule_runs WHERE schedule = 'release'").await >= 2
+    })
+    .await;
+    let metrics = app.metrics().await;
+    for line in [
+        "forewarn_schedule_runs_total{schedule=\"release\",outcome=\"ok\"}",
+        "forewarn_schedule_found_total{schedule=\"overdue\"} 0",
+        "forewarn_schedule_last_success_timestamp_seconds{schedule=\"retention\"}",
+        "forewarn_schedule_run_seconds_count{schedule=\"csat\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(app.log().contains("held message(s) due, dispatcher woken"));
+
+    let config = app.config_path();
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &["--config", config.to_str().unwrap(), "schedule", "list"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("overdue  job shipment.overdue  cron `0 */10 * * * *`  next "),
+        "{out}"
+    );
+    assert!(out.contains("    last run: tick "), "{out}");
+    assert!(!out.contains("never run"), "{out}");
+}
