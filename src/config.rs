@@ -754,7 +754,10 @@ mod tests {
 
             jail.set_env("FOREWARN_SCHEDULES__RETENTION__CRON", "whenever");
             let err = Settings::load(None).unwrap_err().to_string();
-            assert!(err.contains("schedules.retention.cron: `whenever`"), "{err}");
+            assert!(
+                err.contains("schedules.retention.cron: `whenever`"),
+                "{err}"
+            );
             Ok(())
         });
     }

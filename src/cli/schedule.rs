@@ -58,12 +58,8 @@ pub(super) async fn execute(
             crate::intake::ensure_consumer(&js, &settings.nats, &settings.intake)
                 .await
                 .context("Failed to set up JetStream")?;
-            let scheduler = super::run::scheduler(
-                &settings,
-                store,
-                js,
-                Arc::new(tokio::sync::Notify::new()),
-            )?;
+            let scheduler =
+                super::run::scheduler(&settings, store, js, Arc::new(tokio::sync::Notify::new()))?;
             let at = at.unwrap_or_else(Utc::now);
             // Whole seconds, like cron ticks.
             let tick = DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at);

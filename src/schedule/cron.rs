@@ -79,7 +79,7 @@ impl Cron {
     pub fn latest(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Whole seconds: a tick at 10:20:00 is due at 10:20:00.250.
         let whole = self.zone.timestamp_opt(now.timestamp(), 0).single()?;
-        if self.schedule.includes(whole.clone()) {
+        if self.schedule.includes(whole) {
             return Some(whole.with_timezone(&Utc));
         }
         self.schedule
@@ -166,14 +166,24 @@ mod tests {
     fn missed_ticks_are_counted_up_to_a_cap() {
         let hourly = Cron::parse("@hourly", None).unwrap();
         let from = at("2026-11-23T00:00:00Z");
-        assert_eq!(hourly.count_between(from, at("2026-11-23T05:00:00Z"), 100), 4);
-        assert_eq!(hourly.count_between(from, at("2026-11-30T00:00:00Z"), 10), 10);
+        assert_eq!(
+            hourly.count_between(from, at("2026-11-23T05:00:00Z"), 100),
+            4
+        );
+        assert_eq!(
+            hourly.count_between(from, at("2026-11-30T00:00:00Z"), 10),
+            10
+        );
     }
 
     #[test]
     fn errors_say_what_is_wrong() {
         let err = Cron::parse("every tuesday", None).unwrap_err();
-        assert!(err.to_string().contains("`every tuesday` is not a cron expression"));
-        assert!(Cron::parse("@daily", Some("Mars/Olympus")).unwrap_err().is_timezone());
+        assert!(err
+            .to_string()
+            .contains("`every tuesday` is not a cron expression"));
+        assert!(Cron::parse("@daily", Some("Mars/Olympus"))
+            .unwrap_err()
+            .is_timezone());
     }
 }

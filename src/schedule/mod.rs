@@ -184,7 +184,9 @@ impl Scheduler {
             }
             Ok(TickClaim::Claimed { previous, cursor }) => {
                 if let Some(previous) = previous {
-                    let missed = schedule.cron.count_between(previous, tick, MISSED_COUNT_CAP);
+                    let missed = schedule
+                        .cron
+                        .count_between(previous, tick, MISSED_COUNT_CAP);
                     if missed > 0 {
                         tracing::info!(schedule = %schedule.name, missed, since = %previous, "Ticks were missed while forewarn was down; running once for all of them.");
                     }
@@ -236,7 +238,13 @@ impl Scheduler {
             }
         };
         if let Err(e) = store
-            .finish_tick(&schedule.name, tick, &self.owner, self.clock.now(), &outcome)
+            .finish_tick(
+                &schedule.name,
+                tick,
+                &self.owner,
+                self.clock.now(),
+                &outcome,
+            )
             .await
         {
             tracing::warn!(schedule = %schedule.name, error = %e, "Could not record the run; its lease expires on its own.");
@@ -264,7 +272,10 @@ pub(crate) fn describe_metrics() {
         RUNS_METRIC,
         "Schedule runs by schedule and outcome (ok, failed, busy: another process ran it)."
     );
-    describe_counter!(FOUND_METRIC, "Things schedule runs found to act on, by schedule.");
+    describe_counter!(
+        FOUND_METRIC,
+        "Things schedule runs found to act on, by schedule."
+    );
     describe_counter!(
         EMITTED_METRIC,
         "Synthetic events emitted, messages released or rows purged, by schedule."

@@ -241,8 +241,12 @@ fn compile_one(name: &str, s: &ScheduleSettings) -> Result<Option<Schedule>, Str
             key("job")
         )
     })?;
-    let cron = Cron::parse(&s.cron, s.timezone.as_deref())
-        .map_err(|e| format!("{}: {e}", key(if e.is_timezone() { "timezone" } else { "cron" })))?;
+    let cron = Cron::parse(&s.cron, s.timezone.as_deref()).map_err(|e| {
+        format!(
+            "{}: {e}",
+            key(if e.is_timezone() { "timezone" } else { "cron" })
+        )
+    })?;
     if s.batch == 0 {
         return Err(format!("{}: must be at least 1", key("batch")));
     }
@@ -274,7 +278,8 @@ fn compile_one(name: &str, s: &ScheduleSettings) -> Result<Option<Schedule>, Str
             Job::CsatDue {
                 after: required(s.after, "after")?,
                 lookback: required(s.lookback, "lookback")?,
-                survey_url: SurveyUrl::parse(url).map_err(|e| format!("{}: {e}", key("survey_url")))?,
+                survey_url: SurveyUrl::parse(url)
+                    .map_err(|e| format!("{}: {e}", key("survey_url")))?,
             }
         }
         JobName::ReleaseDeferred => Job::ReleaseDeferred,
@@ -331,7 +336,10 @@ mod tests {
     fn the_embedded_schedules_compile() {
         let compiled = compile(&default_schedules()).unwrap();
         let names: Vec<_> = compiled.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["csat", "overdue", "release", "retention", "stalled"]);
+        assert_eq!(
+            names,
+            ["csat", "overdue", "release", "retention", "stalled"]
+        );
     }
 
     #[test]
@@ -339,7 +347,10 @@ mod tests {
         let mut schedules = default_schedules();
         schedules.get_mut("overdue").unwrap().keep = Some(Duration::from_secs(DAY));
         let err = compile(&schedules).unwrap_err();
-        assert!(err.contains("schedules.overdue.keep: not an option of job shipment.overdue"), "{err}");
+        assert!(
+            err.contains("schedules.overdue.keep: not an option of job shipment.overdue"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -348,7 +359,10 @@ mod tests {
         schedules.get_mut("stalled").unwrap().after = None;
         schedules.get_mut("csat").unwrap().cron = "every tuesday".into();
         let err = compile(&schedules).unwrap_err();
-        assert!(err.contains("schedules.stalled.after: required by job order.stalled"), "{err}");
+        assert!(
+            err.contains("schedules.stalled.after: required by job order.stalled"),
+            "{err}"
+        );
         assert!(err.contains("schedules.csat.cron:"), "{err}");
     }
 

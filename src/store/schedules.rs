@@ -213,8 +213,11 @@ pub trait ScheduleStore: Send + Sync {
     async fn schedule_statuses(&self) -> Result<Vec<ScheduleStatus>, StoreError>;
 
     /// The latest runs of `schedule`, newest first.
-    async fn schedule_runs(&self, schedule: &str, limit: usize)
-        -> Result<Vec<RunRecord>, StoreError>;
+    async fn schedule_runs(
+        &self,
+        schedule: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Open parcels whose promise fell in `(due_after, due_before]`, not yet emitted for that
     /// promise, whose order is not cancelled and whose customer was not told of an exception

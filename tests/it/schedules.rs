@@ -54,7 +54,12 @@ fn created(i: usize, promised_by: DateTime<Utc>, at: DateTime<Utc>) -> Value {
     )
 }
 
-fn delayed(i: usize, promised_by: DateTime<Utc>, new_eta: DateTime<Utc>, at: DateTime<Utc>) -> Value {
+fn delayed(
+    i: usize,
+    promised_by: DateTime<Utc>,
+    new_eta: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Value {
     event(
         format!("delayed-{i}-{}", new_eta.timestamp()),
         "shipment.delayed",
@@ -204,11 +209,18 @@ async fn a_parcel_past_its_promise_is_announced_once_per_promise() {
         [
             ("c-1".to_owned(), format!("once:shp-1@{}", ts(promise))),
             ("c-1".to_owned(), format!("once:shp-1@{}", ts(new_eta))),
-            ("c-3".to_owned(), format!("once:shp-3@{}", ts(now + Duration::days(1)))),
+            (
+                "c-3".to_owned(),
+                format!("once:shp-3@{}", ts(now + Duration::days(1)))
+            ),
         ]
     );
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'"
+        )
+        .await,
         3
     );
 }
@@ -248,7 +260,10 @@ async fn an_order_with_no_parcel_after_the_wait_is_announced_once() {
     let content = app
         .text("SELECT content FROM outbox WHERE rule_id = 'order-stalled-update'")
         .await;
-    assert!(content.contains("아직 창고에서 출발하지 못했어요"), "{content}");
+    assert!(
+        content.contains("아직 창고에서 출발하지 못했어요"),
+        "{content}"
+    );
 
     let later = now + Duration::minutes(15);
     clock.set(later);
@@ -350,8 +365,14 @@ async fn two_processes_run_each_tick_once() {
 
     let start = DateTime::from_timestamp(now.timestamp() - now.timestamp() % 60, 0).unwrap();
     let clock = Arc::new(ManualClock::new(start));
-    let a = app.scheduler(clock.clone(), every_minute).await.with_owner("a");
-    let b = app.scheduler(clock.clone(), every_minute).await.with_owner("b");
+    let a = app
+        .scheduler(clock.clone(), every_minute)
+        .await
+        .with_owner("a");
+    let b = app
+        .scheduler(clock.clone(), every_minute)
+        .await
+        .with_owner("b");
     for minute in 0..5 {
         let t = start + Duration::minutes(minute);
         clock.set(t);
@@ -375,7 +396,11 @@ async fn two_processes_run_each_tick_once() {
     }
     wait_outreach(&app, "shipment-overdue-checkin", 3).await;
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'"
+        )
+        .await,
         3
     );
 
@@ -384,7 +409,13 @@ async fn two_processes_run_each_tick_once() {
     let config = app.config_path();
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
-            .args(["--config", config.to_str().unwrap(), "schedule", "run", "overdue"])
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "schedule",
+                "run",
+                "overdue",
+            ])
             .args(["--at", &at])
             .env_remove("FOREWARN_CONFIG")
             .output()
@@ -401,7 +432,10 @@ async fn two_processes_run_each_tick_once() {
             String::from_utf8_lossy(&o.stdout).into_owned()
         })
         .collect();
-    let ran = outputs.iter().filter(|o| o.contains("(shipment.overdue) at")).count();
+    let ran = outputs
+        .iter()
+        .filter(|o| o.contains("(shipment.overdue) at"))
+        .count();
     assert_eq!(ran, 1, "{outputs:?}");
     assert!(
         outputs
@@ -449,7 +483,11 @@ async fn ticks_missed_while_down_run_once_at_start() {
         .iter()
         .map(|ms| (ms - t0.timestamp_millis()) / 60_000)
         .collect();
-    assert_eq!(minutes, [0, 10, 11], "the nine ticks in between fold into one");
+    assert_eq!(
+        minutes,
+        [0, 10, 11],
+        "the nine ticks in between fold into one"
+    );
 }
 
 #[tokio::test]
@@ -520,7 +558,11 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     // Personal data is gone…
     assert_eq!(count(&app, personal).await, 0);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM events WHERE data <> '{}' OR customer_id IS NOT NULL").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM events WHERE data <> '{}' OR customer_id IS NOT NULL"
+        )
+        .await,
         0
     );
     assert_eq!(
@@ -567,14 +609,22 @@ async fn forewarn_run_runs_its_schedules_and_reports_them() {
     .await;
     // Every schedule's latest tick was never done: each runs once at start.
     wait_for("every schedule's first run", || async {
-        count(&app, "SELECT COUNT(DISTINCT schedule) FROM schedule_runs WHERE finished_at IS NOT NULL")
-            .await
+        count(
+            &app,
+            "SELECT COUNT(DISTINCT schedule) FROM schedule_runs WHERE finished_at IS NOT NULL",
+        )
+        .await
             == 5
     })
     .await;
     // The release schedule runs every second.
     wait_for("a second release run", || async {
-        count(&app, "SELECT COUNT(*) FROM schedule_runs WHERE schedule = 'release'").await >= 2
+        count(
+            &app,
+            "SELECT COUNT(*) FROM schedule_runs WHERE schedule = 'release'",
+        )
+        .await
+            >= 2
     })
     .await;
     let metrics = app.metrics().await;

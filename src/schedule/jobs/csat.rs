@@ -67,7 +67,10 @@ mod tests {
         };
         let url = SurveyUrl::parse("https://shop.example/survey?order={order_id}").unwrap();
         let e = event(&p, &url);
-        assert_eq!(e.data["survey_url"], "https://shop.example/survey?order=ord-1");
+        assert_eq!(
+            e.data["survey_url"],
+            "https://shop.example/survey?order=ord-1"
+        );
         assert_eq!(e.id(), "csat.due:c-1/ord-1");
         crate::domain::Payload::parse(EventType::CsatDue, &e.data).unwrap();
     }

@@ -67,7 +67,9 @@ impl ScheduleStore for SqliteStore {
                         });
                     }
                 }
-                let previous = (last_tick > 0).then(|| from_millis(last_tick)).transpose()?;
+                let previous = (last_tick > 0)
+                    .then(|| from_millis(last_tick))
+                    .transpose()?;
                 (previous, row.try_get("cursor")?)
             }
         };
@@ -157,7 +159,9 @@ impl ScheduleStore for SqliteStore {
                 let until: Option<i64> = row.try_get("lease_until")?;
                 Ok(ScheduleStatus {
                     schedule: row.try_get("schedule")?,
-                    last_tick: (last_tick > 0).then(|| from_millis(last_tick)).transpose()?,
+                    last_tick: (last_tick > 0)
+                        .then(|| from_millis(last_tick))
+                        .transpose()?,
                     last_success_at: opt_time(row.try_get("last_success_at")?)?,
                     last_error: row.try_get("last_error")?,
                     lease: match (owner, until) {
