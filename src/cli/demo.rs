@@ -1,6 +1,6 @@
 //! `forewarn demo`: the whole flow on sample events, printed for a newcomer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -101,24 +101,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&settings.nats.consumer)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to read the consumer: {e}"))?;
-    loop {
-        let info = consumer.info().await?;
-        let counts = store.outbox_counts().await?;
-        let consumed = info.num_pending == 0 && info.num_ack_pending == 0;
-        // Messages held for a customer's quiet hours wait for the morning, not for the demo.
-        let held = match store.next_due().await? {
-            Some(next) => next > chrono::Utc::now() + chrono::Duration::seconds(5),
-            None => true,
-        };
-        if consumed && counts.sending == 0 && (counts.pending == 0 || held) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for forewarn to process the demo events");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    running.wait(std::future::ready(())).await?;
+    settle(store.as_ref(), &mut consumer, deadline).await?;
 
     let mut dlq = js.get_stream(&settings.nats.dlq_stream).await?;
     let dead = dlq.info().await?.state.messages;
@@ -163,7 +146,42 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         );
     }
     println!();
-    print_messages(&settings.paths.outbox, store.as_ref()).await?;
+    println!("Messages (sandbox gateway), each before the customer had to ask");
+    let shown = print_messages(&settings.paths.outbox, store.as_ref(), &HashSet::new()).await?;
+
+    // Silence is news too: a day after the last promise the examples make, the overdue schedule
+    // finds the parcels nobody said anything more about, and their customers hear first.
+    if let Some(promise) = latest_promise(&events) {
+        let at = promise + chrono::Duration::days(1);
+        let scheduler = super::run::scheduler(
+            &settings,
+            store.clone(),
+            js.clone(),
+            std::sync::Arc::new(tokio::sync::Notify::new()),
+        )?;
+        if let Some(overdue) = scheduler.schedule("overdue") {
+            let said = match scheduler.run_tick(overdue, at, at).await {
+                crate::schedule::TickResult::Ran(report) => report.summary,
+                other => format!("{other:?}"),
+            };
+            settle(store.as_ref(), &mut consumer, deadline).await?;
+            println!(
+                "A day after the last promise ({}), no carrier has said a word: the overdue \
+                 schedule (`forewarn schedule run overdue --at …`) found {said}",
+                at.format("%Y-%m-%d %H:%M UTC")
+            );
+            let superseded = store.outbox_counts().await?.cancelled - counts.cancelled;
+            if superseded > 0 {
+                println!(
+                    "  ({superseded} earlier message(s) still held for quiet hours gave way to \
+                     the newer news about the same order: one conversation, the latest word)"
+                );
+            }
+            print_messages(&settings.paths.outbox, store.as_ref(), &shown).await?;
+        }
+    }
+    running.wait(std::future::ready(())).await?;
+
     println!(
         "Discount codes in these messages are stored with the outreach that issued them and are \
          single-use: a checkout redeems one with POST /v1/discount-codes/<code>/redeem."
@@ -175,6 +193,47 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     println!("Next: edit rules/ or templates/ and run the demo again; `forewarn run` processes live events from NATS.");
     drop(server);
     Ok(())
+}
+
+/// Waits until intake has acked everything and the dispatcher has sent all it can now.
+async fn settle(
+    store: &dyn crate::store::Store,
+    consumer: &mut async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    >,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let info = consumer.info().await?;
+        let counts = store.outbox_counts().await?;
+        let consumed = info.num_pending == 0 && info.num_ack_pending == 0;
+        // Messages held for a customer's quiet hours wait for the morning, not for the demo.
+        let held = match store.next_due().await? {
+            Some(next) => next > chrono::Utc::now() + chrono::Duration::seconds(5),
+            None => true,
+        };
+        if consumed && counts.sending == 0 && (counts.pending == 0 || held) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for forewarn to process the demo events");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The latest delivery promise (`promised_by`, `new_eta`) the example events make.
+fn latest_promise(events: &[(String, Bytes)]) -> Option<chrono::DateTime<chrono::Utc>> {
+    events
+        .iter()
+        .filter_map(|(_, body)| serde_json::from_slice::<Value>(body).ok())
+        .flat_map(|event| {
+            ["promised_by", "new_eta"]
+                .into_iter()
+                .filter_map(|k| event["data"][k].as_str()?.parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .max()
 }
 
 /// Every line of every `*.jsonl` in `dir`, with the subject it is published on.
@@ -201,8 +260,13 @@ fn read_events(dir: &Path) -> anyhow::Result<Vec<(String, Bytes)>> {
     Ok(events)
 }
 
-/// Prints each sandbox message, grouped by customer, with the risk scores it was decided with.
-async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyhow::Result<()> {
+/// Prints each sandbox message not in `skip`, grouped by customer, with the risk scores it was
+/// decided with; returns the keys of every message printed or skipped.
+async fn print_messages(
+    outbox: &Path,
+    store: &dyn crate::store::Store,
+    skip: &HashSet<String>,
+) -> anyhow::Result<HashSet<String>> {
     let mut by_customer: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for channel in Channel::ALL {
         let Ok(text) = std::fs::read_to_string(sandbox_file(outbox, channel)) else {
@@ -226,9 +290,12 @@ async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyho
             .or_default()
             .push(record);
     }
-    println!("Messages (sandbox gateway), each before the customer had to ask");
+    let mut shown = skip.clone();
     for (customer, messages) in by_customer {
         for m in messages {
+            if !shown.insert(m["key"].as_str().unwrap_or_default().to_owned()) {
+                continue;
+            }
             let channel = m["channel"].as_str().unwrap_or("?");
             let to = super::recipient_shown(&m["to"], false);
             let size = match channel {
@@ -269,5 +336,5 @@ async fn print_messages(outbox: &Path, store: &dyn crate::store::Store) -> anyho
             println!();
         }
     }
-    Ok(())
+    Ok(shown)
 }

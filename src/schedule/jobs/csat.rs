@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::{before, JobContext, JobError, JobReport, SurveyUrl};
+use super::{before, emit_found, JobContext, JobError, JobReport, SurveyUrl};
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
 use crate::store::ResolvedProblem;
@@ -25,15 +25,14 @@ pub(super) async fn run(
         .store
         .resolved_problems(resolved_before, before(resolved_before, lookback), batch)
         .await?;
-    let events: Vec<Synthetic> = found.iter().map(|p| event(p, survey_url)).collect();
-    let count = events.len() as u64;
-    let emitted = ctx.emitter.emit(ctx.store.as_ref(), events, now).await?;
-    Ok(JobReport {
-        found: count,
-        emitted,
-        summary: format!("{emitted} customer(s) asked how a resolved problem went"),
-        cursor: None,
-    })
+    let events = found.iter().map(|p| event(p, survey_url)).collect();
+    emit_found(
+        ctx,
+        now,
+        events,
+        "customer(s) asked how a resolved problem went",
+    )
+    .await
 }
 
 fn event(p: &ResolvedProblem, survey_url: &SurveyUrl) -> Synthetic {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::emit::{EmitError, Emitter};
+use super::emit::{EmitError, Emitter, Synthetic};
 use crate::store::Store;
 
 /// A job with its options.
@@ -178,6 +178,23 @@ pub async fn run(
         Job::ReleaseDeferred => release::run(ctx, now).await,
         Job::Retention { keep } => retention::run(ctx, now, *keep, batch, cursor).await,
     }
+}
+
+/// Publishes what a sweep found and reports it; `what` says in words what each one is.
+async fn emit_found(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    events: Vec<Synthetic>,
+    what: &str,
+) -> Result<JobReport, JobError> {
+    let found = events.len() as u64;
+    let emitted = ctx.emitter.emit(ctx.store.as_ref(), events, now).await?;
+    Ok(JobReport {
+        found,
+        emitted,
+        summary: format!("{emitted} {what}"),
+        cursor: None,
+    })
 }
 
 /// `now - d`, saturating far in the past.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::{before, JobContext, JobError, JobReport};
+use super::{before, emit_found, JobContext, JobError, JobReport};
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
 use crate::store::OverdueShipment;
@@ -25,15 +25,14 @@ pub(super) async fn run(
         .store
         .overdue_shipments(due_before, before(due_before, lookback), batch)
         .await?;
-    let events: Vec<Synthetic> = found.iter().map(|s| event(s, now)).collect();
-    let count = events.len() as u64;
-    let emitted = ctx.emitter.emit(ctx.store.as_ref(), events, now).await?;
-    Ok(JobReport {
-        found: count,
-        emitted,
-        summary: format!("{emitted} parcel(s) past their promise with no word from the carrier"),
-        cursor: None,
-    })
+    let events = found.iter().map(|s| event(s, now)).collect();
+    emit_found(
+        ctx,
+        now,
+        events,
+        "parcel(s) past their promise with no word from the carrier",
+    )
+    .await
 }
 
 /// The emission key: the parcel and the promise it missed.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::{before, JobContext, JobError, JobReport};
+use super::{before, emit_found, JobContext, JobError, JobReport};
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
 use crate::store::StalledOrder;
@@ -23,15 +23,8 @@ pub(super) async fn run(
         .store
         .stalled_orders(placed_before, before(placed_before, lookback), batch)
         .await?;
-    let events: Vec<Synthetic> = found.iter().map(|o| event(o, now)).collect();
-    let count = events.len() as u64;
-    let emitted = ctx.emitter.emit(ctx.store.as_ref(), events, now).await?;
-    Ok(JobReport {
-        found: count,
-        emitted,
-        summary: format!("{emitted} order(s) placed with no parcel created"),
-        cursor: None,
-    })
+    let events = found.iter().map(|o| event(o, now)).collect();
+    emit_found(ctx, now, events, "order(s) placed with no parcel created").await
 }
 
 fn event(o: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
