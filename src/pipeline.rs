@@ -171,9 +171,11 @@ fn subject_order(payload: &Payload) -> Option<&EntityId> {
     }
 }
 
+/// The order an event changes: order events, and `shipment.created`, which ships it.
 fn order_id_of(payload: &Payload) -> Option<&crate::domain::EntityId> {
     match payload {
-        Payload::OrderPlaced { order_id, .. }
+        Payload::ShipmentCreated { order_id, .. }
+        | Payload::OrderPlaced { order_id, .. }
         | Payload::OrderBackordered { order_id, .. }
         | Payload::OrderCancelled { order_id, .. }
         | Payload::OrderPaymentFailed { order_id, .. } => Some(order_id),

@@ -40,6 +40,8 @@ text_enum!(
         Cancelled => "cancelled",
         /// Payment failed.
         PaymentFailed => "payment_failed",
+        /// A parcel of it was handed to a carrier.
+        Shipped => "shipped",
     }
 );
 
@@ -159,6 +161,16 @@ impl Order {
 
     /// Applies an order event; `None` when the payload is not about orders.
     pub fn apply(existing: Option<Order>, payload: &Payload, at: DateTime<Utc>) -> Option<Order> {
+        // A parcel leaving moves a known order out of `placed`, so the stalled-order sweep
+        // reads only orders still waiting. An unknown order is not made up from its parcel.
+        if let Payload::ShipmentCreated { .. } = payload {
+            let mut order = existing?;
+            if order.status != OrderStatus::Cancelled {
+                order.status = OrderStatus::Shipped;
+                order.updated_at = at;
+            }
+            return Some(order);
+        }
         let (id, customer, status) = match payload {
             Payload::OrderPlaced {
                 order_id, customer, ..

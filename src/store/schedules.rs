@@ -171,6 +171,8 @@ pub struct PurgeReport {
     pub experiences: u64,
     /// Schedule runs and emissions deleted.
     pub schedule_rows: u64,
+    /// A table had more to purge than one run may: the next run goes on.
+    pub more: bool,
 }
 
 impl PurgeReport {

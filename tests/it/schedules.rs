@@ -265,6 +265,13 @@ async fn an_order_with_no_parcel_after_the_wait_is_announced_once() {
         "{content}"
     );
 
+    // A parcel moves its order out of `placed`.
+    assert_eq!(
+        app.text("SELECT status FROM orders WHERE id = 'ord-2'")
+            .await,
+        "shipped"
+    );
+
     let later = now + Duration::minutes(15);
     clock.set(later);
     assert_eq!(run_at(&scheduler, "stalled", later).await, (0, 0));

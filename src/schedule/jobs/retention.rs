@@ -45,7 +45,11 @@ pub(super) async fn run(
             report.customers,
             report.experiences,
             report.schedule_rows
-        ),
+        ) + if report.more {
+            "; more left: the next run goes on (raise `batch` or run more often if this persists)"
+        } else {
+            ""
+        },
         cursor: serde_json::to_string(&next).ok(),
     })
 }

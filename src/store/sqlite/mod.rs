@@ -4,6 +4,7 @@
 //! cost is per statement, not per row: every write here is a multi-row statement built with
 //! `QueryBuilder`, chunked below SQLite's bound-parameter limit.
 
+mod retention;
 mod schedules;
 
 use std::collections::{HashMap, HashSet};

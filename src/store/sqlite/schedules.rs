@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::SqliteStore;
-use crate::domain::{day_number, Money};
+use crate::domain::Money;
 use crate::store::{
     from_millis, millis, Emission, OverdueShipment, PurgeCursor, PurgeReport, ResolvedProblem,
     RunRecord, ScheduleStatus, ScheduleStore, StalledOrder, StoreError, TickClaim, TickOutcome,
@@ -15,18 +15,6 @@ use crate::store::{
 
 /// Rows per multi-row INSERT of emissions (four binds each).
 const EMISSION_CHUNK: usize = 5_000;
-
-/// Customer fields that identify nobody, kept when a record is purged.
-const KEPT_CUSTOMER_FIELDS: [&str; 8] = [
-    "id",
-    "locale",
-    "timezone",
-    "region",
-    "segment",
-    "channels",
-    "consent",
-    "lifetime_value",
-];
 
 fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     ms.map(from_millis).transpose()
@@ -375,175 +363,6 @@ impl ScheduleStore for SqliteStore {
         limit: usize,
         cursor: PurgeCursor,
     ) -> Result<(PurgeReport, PurgeCursor), StoreError> {
-        let cutoff_ms = millis(cutoff);
-        let limit = limit as i64;
-        let mut report = PurgeReport::default();
-        let mut next = cursor;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-
-        // Events, in arrival order: stop at the first one too young.
-        let seqs: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, received_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(cursor.events)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let old: Vec<i64> = seqs
-            .iter()
-            .take_while(|(_, at)| *at < cutoff_ms)
-            .map(|(seq, _)| *seq)
-            .collect();
-        if let Some(last) = old.last() {
-            report.events = sqlx::query(
-                "UPDATE events SET data = '{}', customer_id = NULL, purged_at = ?1 \
-                 WHERE seq > ?2 AND seq <= ?3 AND purged_at IS NULL",
-            )
-            .bind(millis(Utc::now()))
-            .bind(cursor.events)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            next.events = *last;
-        }
-
-        // Messages, in queue order: stop at the first one too young or not yet final.
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT id, created_at, status FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(cursor.outbox)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let old: Vec<i64> = rows
-            .iter()
-            .take_while(|(_, at, status)| {
-                *at < cutoff_ms && matches!(status.as_str(), "sent" | "failed" | "cancelled")
-            })
-            .map(|(id, _, _)| *id)
-            .collect();
-        if let Some(last) = old.last() {
-            report.messages = sqlx::query(
-                "UPDATE outbox SET content = '{}', last_error = NULL, purged_at = ?1 \
-                 WHERE id > ?2 AND id <= ?3 AND purged_at IS NULL",
-            )
-            .bind(millis(Utc::now()))
-            .bind(cursor.outbox)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query("UPDATE attempts SET error = NULL WHERE outbox_id > ? AND outbox_id <= ?")
-                .bind(cursor.outbox)
-                .bind(last)
-                .execute(&mut *tx)
-                .await?;
-            next.outbox = *last;
-        }
-
-        // Decision notes: counted per day, then deleted.
-        let notes: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
-            "SELECT id, at, rule_id, outcome, reason FROM decision_notes WHERE at < ? \
-             ORDER BY id LIMIT ?",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !notes.is_empty() {
-            let mut counts: std::collections::BTreeMap<(i64, &str, &str, &str), i64> =
-                std::collections::BTreeMap::new();
-            for (_, at, rule, outcome, reason) in &notes {
-                *counts
-                    .entry((day_number(from_millis(*at)?), rule, outcome, reason))
-                    .or_default() += 1;
-            }
-            for ((day, rule, outcome, reason), n) in counts {
-                sqlx::query(
-                    "INSERT INTO decision_note_days (day, rule_id, outcome, reason, count) \
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, rule_id, outcome, reason) \
-                     DO UPDATE SET count = count + excluded.count",
-                )
-                .bind(day)
-                .bind(rule)
-                .bind(outcome)
-                .bind(reason)
-                .bind(n)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM decision_notes WHERE id IN (");
-            let mut ids = q.separated(", ");
-            for (id, ..) in &notes {
-                ids.push_bind(id);
-            }
-            q.push(")");
-            report.notes = q.build().execute(&mut *tx).await?.rows_affected();
-        }
-
-        // Customers: a window of the table per run, wrapping around (records change, so
-        // there is no order in which old ones come first).
-        let customers: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT rowid, doc, updated_at FROM customers WHERE rowid > ? ORDER BY rowid LIMIT ?",
-        )
-        .bind(cursor.customers)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        next.customers = match customers.last() {
-            Some((rowid, ..)) if customers.len() as i64 == limit => *rowid,
-            _ => 0,
-        };
-        for (rowid, doc, updated_at) in &customers {
-            if *updated_at >= cutoff_ms {
-                continue;
-            }
-            let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(doc) else {
-                continue;
-            };
-            let before = fields.len();
-            fields.retain(|k, _| KEPT_CUSTOMER_FIELDS.contains(&k.as_str()));
-            if fields.len() == before {
-                continue;
-            }
-            sqlx::query("UPDATE customers SET doc = ? WHERE rowid = ?")
-                .bind(serde_json::Value::Object(fields).to_string())
-                .bind(rowid)
-                .execute(&mut *tx)
-                .await?;
-            report.customers += 1;
-        }
-
-        report.experiences = sqlx::query(
-            "DELETE FROM customer_experiences WHERE (customer_id, kind, entity, at) IN \
-             (SELECT customer_id, kind, entity, at FROM customer_experiences WHERE at < ?1 \
-              LIMIT ?2)",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        report.schedule_rows = sqlx::query(
-            "DELETE FROM schedule_emissions WHERE (kind, key) IN \
-             (SELECT kind, key FROM schedule_emissions WHERE emitted_at < ?1 LIMIT ?2)",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            + sqlx::query(
-                "DELETE FROM schedule_runs WHERE (schedule, tick) IN \
-                 (SELECT schedule, tick FROM schedule_runs WHERE tick < ?1 LIMIT ?2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok((report, next))
+        super::retention::purge(&self.pool, cutoff, limit, cursor).await
     }
 }
