@@ -21,7 +21,9 @@ pub fn resolved(state: &CurrentState) -> Option<&'static str> {
         {
             Some("the order was cancelled")
         }
-        "order.stalled" if state.order_shipped => Some("a parcel of the order has left"),
+        "order.stalled" if state.order_shipped || is(&state.order_status, "shipped") => {
+            Some("a parcel of the order has left")
+        }
         _ => None,
     }
 }
@@ -60,5 +62,28 @@ mod tests {
             None
         );
         assert_eq!(resolved(&state("csat.due", Some("delivered"), None)), None);
+    }
+
+    #[test]
+    fn a_stalled_order_notice_is_retracted_once_a_parcel_leaves_or_the_order_is_cancelled() {
+        let stalled = |status: &str, shipped: bool| CurrentState {
+            order_status: Some(status.into()),
+            order_shipped: shipped,
+            ..state("order.stalled", None, None)
+        };
+        assert_eq!(resolved(&stalled("placed", false)), None);
+        assert_eq!(
+            resolved(&stalled("shipped", true)),
+            Some("a parcel of the order has left")
+        );
+        // A parcel reported before its order (events out of order) counts too.
+        assert_eq!(
+            resolved(&stalled("placed", true)),
+            Some("a parcel of the order has left")
+        );
+        assert_eq!(
+            resolved(&stalled("cancelled", false)),
+            Some("the order was cancelled")
+        );
     }
 }
