@@ -167,7 +167,7 @@ pub struct PurgeReport {
     pub notes: u64,
     /// Customer records reduced to their non-identifying fields.
     pub customers: u64,
-    /// Bad-experience rows deleted.
+    /// Bad-experience rows and external risk scores deleted.
     pub experiences: u64,
     /// Schedule runs and emissions deleted.
     pub schedule_rows: u64,

@@ -519,6 +519,12 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
             ),
             delayed(2, promise, now + Duration::days(1), now),
             event(
+                "score-1".into(),
+                "risk.scored",
+                now,
+                json!({"customer_id": "c-1", "scores": {"churn": 0.7}, "model": "shop-churn-v3"}),
+            ),
+            event(
                 "opt-out-1".into(),
                 "customer.opted_out",
                 now,
@@ -590,6 +596,7 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
         count(&app, "SELECT COUNT(*) FROM customer_experiences").await,
         0
     );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM risk_scores").await, 0);
     // …and the counts stay: events by type, messages by status, notes per day, preferences.
     assert_eq!(app.counts().await, counts);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM events").await, events);
@@ -658,4 +665,123 @@ async fn forewarn_run_runs_its_schedules_and_reports_them() {
     );
     assert!(out.contains("    last run: tick "), "{out}");
     assert!(!out.contains("never run"), "{out}");
+}
+
+#[tokio::test]
+async fn an_event_emitted_but_not_remembered_is_emitted_again_and_dropped_as_a_duplicate() {
+    let app = spawn_app_queueing_only().await;
+    let now = now();
+    publish_all(
+        &app,
+        &[created(1, now - Duration::days(2), now - Duration::days(5))],
+    )
+    .await;
+    let clock = Arc::new(ManualClock::new(now));
+    let scheduler = app.scheduler(clock.clone(), |_| {}).await;
+    assert_eq!(run_at(&scheduler, "overdue", now).await, (1, 1));
+    wait_outreach(&app, "shipment-overdue-checkin", 1).await;
+    let stream = || async {
+        app.js
+            .get_stream("FOREWARN_EVENTS")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages
+    };
+    let in_stream = stream().await;
+
+    // As if forewarn died after publishing and before remembering.
+    sqlx::query("DELETE FROM schedule_emissions")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let later = now + Duration::minutes(10);
+    clock.set(later);
+    assert_eq!(run_at(&scheduler, "overdue", later).await, (1, 1));
+    app.wait_intake_idle().await;
+    // JetStream dropped the copy (same Nats-Msg-Id within its window)…
+    assert_eq!(stream().await, in_stream);
+    // …and had it not, intake's (source, id) key would have: one event, one message.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(outreach_of(&app, "shipment-overdue-checkin").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_process_that_died_mid_run_is_replaced_after_its_lease() {
+    use forewarn::store::{ScheduleStore, TickClaim, TickOutcome};
+    let app = spawn_app_queueing_only().await;
+    let store = &app.store;
+    let tick = now();
+    let lease = std::time::Duration::from_secs(300);
+    assert!(matches!(
+        store
+            .claim_tick("overdue", tick, "a", tick, lease)
+            .await
+            .unwrap(),
+        TickClaim::Claimed { previous: None, .. }
+    ));
+    // "a" dies without finishing. Within its lease, "b" waits its turn…
+    let soon = tick + Duration::minutes(1);
+    assert_eq!(
+        store
+            .claim_tick("overdue", tick, "b", soon, lease)
+            .await
+            .unwrap(),
+        TickClaim::Busy {
+            owner: "a".into(),
+            until: tick + Duration::minutes(5)
+        }
+    );
+    // …and after it, takes the tick over and runs it once.
+    let after = tick + Duration::minutes(6);
+    assert!(matches!(
+        store
+            .claim_tick("overdue", tick, "b", after, lease)
+            .await
+            .unwrap(),
+        TickClaim::Claimed { .. }
+    ));
+    store
+        .finish_tick("overdue", tick, "b", after, &TickOutcome::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_tick("overdue", tick, "a", after, lease)
+            .await
+            .unwrap(),
+        TickClaim::AlreadyDone
+    );
+    let runs = store.schedule_runs("overdue", 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].owner, "b");
+    assert_eq!(runs[0].finished_at, Some(after));
+    // A failed run leaves its tick to be tried again.
+    let next = tick + Duration::minutes(10);
+    store
+        .claim_tick("overdue", next, "b", next, lease)
+        .await
+        .unwrap();
+    let failed = TickOutcome {
+        error: Some("NATS is down".into()),
+        ..TickOutcome::default()
+    };
+    store
+        .finish_tick("overdue", next, "b", next, &failed)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.claim_tick("overdue", next, "a", next, lease).await.unwrap(),
+        TickClaim::Claimed { previous: Some(p), .. } if p == tick
+    ));
 }

@@ -8,7 +8,8 @@
 //! - customer records untouched for `keep` are reduced to what identifies nobody (locale, zone,
 //!   region, segment, channel preferences, consent, lifetime value): names, addresses, phone
 //!   numbers and push tokens go;
-//! - bad-experience rows, schedule runs and emissions older than `keep` are deleted.
+//! - bad-experience rows, external risk scores, schedule runs and emissions older than `keep`
+//!   are deleted.
 //!
 //! Customer ids stay: they are the shop's own pseudonymous keys, and the idempotency of past
 //! messages rests on them. Opt-outs stay forever: forgetting one would message someone who
@@ -38,7 +39,7 @@ pub(super) async fn run(
         found: report.total(),
         emitted: report.total(),
         summary: format!(
-            "purged {} event(s), {} message(s), {} note(s), {} customer record(s), {} experience(s), {} schedule row(s)",
+            "purged {} event(s), {} message(s), {} note(s), {} customer record(s), {} experience(s) and score(s), {} schedule row(s)",
             report.events,
             report.messages,
             report.notes,

@@ -44,6 +44,15 @@ pub(super) async fn purge(
         limit,
     )
     .await?;
+    // External scores are behaviour about a person, and worthless after their validity.
+    report.experiences += delete_old(
+        pool,
+        "DELETE FROM risk_scores WHERE (event_source, event_id) IN \
+         (SELECT event_source, event_id FROM risk_scores WHERE scored_at < ?1 LIMIT ?2)",
+        cutoff,
+        limit,
+    )
+    .await?;
     report.schedule_rows = delete_old(
         pool,
         "DELETE FROM schedule_emissions WHERE (kind, key) IN \
