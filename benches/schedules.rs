@@ -4,7 +4,7 @@
 //! overdue and silent, 3 % of orders never shipped, 4 % delivered after a delay notice that was
 //! sent (due a survey), the rest on time; and `BENCH_SHIPMENTS` old events. Starts a private
 //! nats-server with the events stream, then runs each job tick after tick with the shipped
-//! options (batch 1000; retention 5000) until it finds nothing, and prints, per job, what it
+//! options (batch 5000) until it finds nothing, and prints, per job, what it
 //! found, how many runs that took, the median run, and things per second — the emitting jobs
 //! publishing every synthetic event to JetStream with acks and remembering it.
 

@@ -30,6 +30,7 @@ pub(super) async fn run(
         ctx,
         now,
         events,
+        batch,
         "customer(s) asked how a resolved problem went",
     )
     .await

@@ -180,19 +180,26 @@ pub async fn run(
     }
 }
 
-/// Publishes what a sweep found and reports it; `what` says in words what each one is.
+/// Publishes what a sweep found and reports it; `what` says in words what each one is. A
+/// sweep that found `batch` things has more left for its next run, and says so.
 async fn emit_found(
     ctx: &JobContext,
     now: DateTime<Utc>,
     events: Vec<Synthetic>,
+    batch: usize,
     what: &str,
 ) -> Result<JobReport, JobError> {
     let found = events.len() as u64;
     let emitted = ctx.emitter.emit(ctx.store.as_ref(), events, now).await?;
+    let more = if found as usize >= batch {
+        "; more left: the next run goes on (raise `batch` or run more often if this persists)"
+    } else {
+        ""
+    };
     Ok(JobReport {
         found,
         emitted,
-        summary: format!("{emitted} {what}"),
+        summary: format!("{emitted} {what}{more}"),
         cursor: None,
     })
 }

@@ -30,6 +30,7 @@ pub(super) async fn run(
         ctx,
         now,
         events,
+        batch,
         "parcel(s) past their promise with no word from the carrier",
     )
     .await

@@ -24,7 +24,14 @@ pub(super) async fn run(
         .stalled_orders(placed_before, before(placed_before, lookback), batch)
         .await?;
     let events = found.iter().map(|o| event(o, now)).collect();
-    emit_found(ctx, now, events, "order(s) placed with no parcel created").await
+    emit_found(
+        ctx,
+        now,
+        events,
+        batch,
+        "order(s) placed with no parcel created",
+    )
+    .await
 }
 
 fn event(o: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
