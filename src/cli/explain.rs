@@ -74,7 +74,8 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// One line about an event: its type and the ids it names.
+/// One line about an event: its type, the ids it names, and who sent it (a backend, or
+/// `forewarn/schedules` for what a schedule noticed).
 fn describe_event(event: &TimelineEvent) -> String {
     let ids: Vec<String> = ["shipment_id", "order_id", "incident_id"]
         .iter()
@@ -86,7 +87,12 @@ fn describe_event(event: &TimelineEvent) -> String {
                 .map(|v| format!("{k} {v}"))
         })
         .collect();
-    format!("{} ({})", event.event_type, ids.join(", "))
+    format!(
+        "{} ({}) from {}",
+        event.event_type,
+        ids.join(", "),
+        event.key.source
+    )
 }
 
 fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {

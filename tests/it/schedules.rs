@@ -188,6 +188,26 @@ async fn a_parcel_past_its_promise_is_announced_once_per_promise() {
     assert_eq!(data["shipment_id"], "shp-1");
     assert_eq!(data["promised_by"], ts(promise));
     assert_eq!(data["hours_overdue"], 48);
+    // Support sees where it came from.
+    let config = app.config_path();
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "explain",
+            "--customer",
+            "c-1",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "shipment.overdue (shipment_id shp-1, order_id ord-1) from forewarn/schedules"
+        ),
+        "{out}"
+    );
 
     // The next sweep finds nothing new: one event per parcel per promise.
     let later = now + Duration::minutes(10);
