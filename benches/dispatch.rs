@@ -7,6 +7,9 @@
 //! creation to the request's arrival (for a full outbox this is mostly queueing: it says how
 //! long the last of a burst waits), and at the end the process's peak RSS.
 
+mod support;
+use support::env_usize;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,13 +23,6 @@ use forewarn::gateway::Gateways;
 use forewarn::outbox::{Dispatcher, Fallback};
 use forewarn::store::{Changes, Store};
 use tokio::sync::Notify;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `n` SMS outreach rows, queued in one transaction.
 async fn fill(store: &Arc<dyn Store>, n: usize) {

@@ -12,6 +12,9 @@
 //! Forewarn writes three rows per event (event, shipment, outreach), so its ceiling is the
 //! lower of (1) and (2) / 3.
 
+mod support;
+use support::env_usize;
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -21,13 +24,6 @@ use forewarn::store::SqliteStore;
 use futures::StreamExt;
 use serde_json::json;
 use sqlx::QueryBuilder;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn delayed(i: usize, customers: usize) -> String {
     json!({

@@ -7,6 +7,9 @@
 //! and history in one transaction, then compute both scores for every event. Prints scores/s
 //! for the whole (load + score) and for scoring alone on loaded history.
 
+mod support;
+use support::env_usize;
+
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
@@ -20,17 +23,10 @@ use serde_json::json;
 
 const BATCH: usize = 500;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
-    let customers = env_number("BENCH_CUSTOMERS", 100_000);
-    let n = env_number("BENCH_EVENTS", 20_000);
+    let customers = env_usize("BENCH_CUSTOMERS", 100_000);
+    let n = env_usize("BENCH_EVENTS", 20_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::connect(&DatabaseSettings {
         url: format!("sqlite://{}", dir.path().join("bench.db").display()),

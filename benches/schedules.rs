@@ -8,6 +8,9 @@
 //! found, how many runs that took, the median run, and things per second — the emitting jobs
 //! publishing every synthetic event to JetStream with acks and remembering it.
 
+mod support;
+use support::env_usize;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,16 +20,9 @@ use forewarn::nats_server::NatsServer;
 use forewarn::schedule::{Emitter, JobContext, ManualClock, Scheduler, TickResult};
 use forewarn::store::{SqliteStore, Store};
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
-    let n = env_number("BENCH_SHIPMENTS", 200_000);
+    let n = env_usize("BENCH_SHIPMENTS", 200_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let database = DatabaseSettings {
         url: format!("sqlite://{}", dir.path().join("bench.db").display()),

@@ -32,8 +32,8 @@ pub(super) async fn purge(
     let limit = limit as i64;
     let mut report = PurgeReport::default();
     let mut next = cursor;
-    (report.events, next.events) = events(pool, cutoff, limit, cursor.events).await?;
-    (report.messages, next.outbox) = messages(pool, cutoff, limit, cursor.outbox).await?;
+    (report.events, next.events) = EVENTS.run(pool, cutoff, limit, cursor.events).await?;
+    (report.messages, next.outbox) = MESSAGES.run(pool, cutoff, limit, cursor.outbox).await?;
     report.notes = notes(pool, cutoff, limit).await?;
     (report.customers, next.customers) = customers(pool, cutoff, limit, cursor.customers).await?;
     report.experiences = delete_old(
@@ -81,85 +81,75 @@ pub(super) async fn purge(
     Ok((report, next))
 }
 
+/// A table purged in key order from a cursor: `select` lists `(key, time, status)` after the
+/// cursor, `update` scrubs the keys in `(?2, ?3]` (stamping `?1`), `also` (optional) scrubs
+/// what hangs off them in the same range.
+struct KeyedPurge {
+    select: &'static str,
+    update: &'static str,
+    also: Option<&'static str>,
+}
+
 /// Events in arrival order, up to the first one too young: `data` and the customer id go.
-async fn events(
-    pool: &SqlitePool,
-    cutoff: i64,
-    limit: i64,
-    after: i64,
-) -> Result<(u64, i64), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let rows: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT seq, received_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+const EVENTS: KeyedPurge = KeyedPurge {
+    select: "SELECT seq, received_at, 'final' FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+    update: "UPDATE events SET data = '{}', customer_id = NULL, purged_at = ?1 \
+             WHERE seq > ?2 AND seq <= ?3 AND purged_at IS NULL",
+    also: None,
+};
+
+/// Messages in queue order, up to the first one too young or not yet final: content and
+/// errors go, here and in their attempts.
+const MESSAGES: KeyedPurge = KeyedPurge {
+    select: "SELECT id, created_at, CASE WHEN status IN ('sent', 'failed', 'cancelled') \
+             THEN 'final' ELSE status END FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+    update: "UPDATE outbox SET content = '{}', last_error = NULL, purged_at = ?1 \
+             WHERE id > ?2 AND id <= ?3 AND purged_at IS NULL",
+    also: Some("UPDATE attempts SET error = NULL WHERE outbox_id > ?2 AND outbox_id <= ?3"),
+};
+
+impl KeyedPurge {
+    /// Scrubs up to `limit` rows after `after`; returns how many and the new cursor.
+    async fn run(
+        &self,
+        pool: &SqlitePool,
+        cutoff: i64,
+        limit: i64,
+        after: i64,
+    ) -> Result<(u64, i64), StoreError> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(self.select)
             .bind(after)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-    let Some(last) = rows
-        .iter()
-        .take_while(|(_, at)| *at < cutoff)
-        .last()
-        .map(|r| r.0)
-    else {
-        return Ok((0, after));
-    };
-    let purged = sqlx::query(
-        "UPDATE events SET data = '{}', customer_id = NULL, purged_at = ?1 \
-         WHERE seq > ?2 AND seq <= ?3 AND purged_at IS NULL",
-    )
-    .bind(millis(Utc::now()))
-    .bind(after)
-    .bind(last)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok((purged, last))
-}
-
-/// Messages in queue order, up to the first one too young or not yet final: content and
-/// errors go, here and in their attempts.
-async fn messages(
-    pool: &SqlitePool,
-    cutoff: i64,
-    limit: i64,
-    after: i64,
-) -> Result<(u64, i64), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT id, created_at, status FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    let Some(last) = rows
-        .iter()
-        .take_while(|(_, at, status)| {
-            *at < cutoff && matches!(status.as_str(), "sent" | "failed" | "cancelled")
-        })
-        .last()
-        .map(|r| r.0)
-    else {
-        return Ok((0, after));
-    };
-    let purged = sqlx::query(
-        "UPDATE outbox SET content = '{}', last_error = NULL, purged_at = ?1 \
-         WHERE id > ?2 AND id <= ?3 AND purged_at IS NULL",
-    )
-    .bind(millis(Utc::now()))
-    .bind(after)
-    .bind(last)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query("UPDATE attempts SET error = NULL WHERE outbox_id > ? AND outbox_id <= ?")
-        .bind(after)
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((purged, last))
+        let Some(last) = rows
+            .iter()
+            .take_while(|(_, at, status)| *at < cutoff && status == "final")
+            .last()
+            .map(|r| r.0)
+        else {
+            return Ok((0, after));
+        };
+        let stamp = millis(Utc::now());
+        let purged = sqlx::query(self.update)
+            .bind(stamp)
+            .bind(after)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if let Some(also) = self.also {
+            sqlx::query(also)
+                .bind(stamp)
+                .bind(after)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((purged, last))
+    }
 }
 
 /// Decision notes: counted per day, rule, outcome and reason, then deleted.
