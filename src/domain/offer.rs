@@ -123,6 +123,11 @@ pub enum Redemption {
         /// When it expired.
         at: DateTime<Utc>,
     },
+    /// Void: the message carrying it was cancelled before it was sent.
+    Void {
+        /// When it was voided.
+        at: DateTime<Utc>,
+    },
     /// Issued to someone else than the customer redeeming it.
     OtherCustomer,
     /// No such code.

@@ -80,6 +80,8 @@ pub(super) async fn show(
         Ok(Some(issued)) => {
             let status = if issued.redeemed_at.is_some() {
                 "redeemed"
+            } else if issued.voided_at.is_some() {
+                "void"
             } else if issued.expires_at <= Utc::now() {
                 "expired"
             } else {
@@ -148,6 +150,11 @@ pub(super) async fn redeem(
         Ok(Redemption::Expired { at }) => (
             StatusCode::GONE,
             json!({"status": "expired", "expired_at": at}),
+        ),
+        Ok(Redemption::Void { at }) => (
+            StatusCode::GONE,
+            json!({"status": "void", "voided_at": at,
+                   "error": "the message carrying this code was cancelled before it was sent"}),
         ),
         Ok(Redemption::OtherCustomer) => {
             (StatusCode::FORBIDDEN, json!({"status": "other_customer"}))

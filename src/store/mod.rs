@@ -549,6 +549,8 @@ pub struct IssuedCode {
     pub redeemed_at: Option<DateTime<Utc>>,
     /// The order it was used on.
     pub redeemed_order_id: Option<String>,
+    /// When it was voided: its message was cancelled before it was sent.
+    pub voided_at: Option<DateTime<Utc>>,
 }
 
 /// One intake batch's transaction. Dropping it without `commit` rolls back.

@@ -64,7 +64,7 @@ async fn each_outreach_carries_its_own_code_and_repeats_issue_none() {
     );
 }
 
-async fn redeem(app: &App, code: &str, body: Value) -> (u16, Value) {
+pub async fn redeem(app: &App, code: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{}/v1/discount-codes/{code}/redeem",

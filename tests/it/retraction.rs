@@ -47,6 +47,27 @@ async fn an_apology_for_a_parcel_that_arrived_before_it_was_sent_is_retracted() 
         .metrics()
         .await
         .contains("forewarn_outreach_total{rule=\"shipment-delay-apology\",channel=\"sms\",status=\"cancelled\"} 1"));
+    // Its discount code was never seen by the customer: void, and refused at checkout.
+    assert_code_void(&app, "evt-delay-1").await;
+}
+
+/// The code the message of `event_id` carried is void, and checkout refuses it.
+async fn assert_code_void(app: &App, event_id: &str) {
+    let (code, voided): (String, Option<i64>) = sqlx::query_as(
+        "SELECT d.code, d.voided_at FROM discount_codes d JOIN outbox o \
+         ON o.idempotency_key = d.idempotency_key WHERE o.event_id = ?1",
+    )
+    .bind(event_id)
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert!(voided.is_some(), "{code} is not void");
+    let (status, body) = crate::offers::redeem(app, &code, json!({})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (410, Some("void")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -70,6 +91,7 @@ async fn a_more_important_message_about_the_same_order_supersedes_a_waiting_one(
         )
     );
     assert_eq!(status_of(&app, "evt-lost-1").await.0, "pending");
+    assert_code_void(&app, "evt-delay-1").await;
 
     // A newer but less important message does not supersede the more important one.
     let mut again = delayed_event(1);

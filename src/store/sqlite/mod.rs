@@ -237,6 +237,7 @@ impl Store for SqliteStore {
                 .bind(a.outbox_id)
                 .execute(&mut *tx)
                 .await?;
+                void_code_of(&mut tx, a.outbox_id, millis(a.finished_at)).await?;
             }
             if let AttemptResult::Deferred { next_at } = a.result {
                 sqlx::query(
@@ -734,7 +735,7 @@ impl Store for SqliteStore {
     async fn discount_code(&self, code: &DiscountCode) -> Result<Option<IssuedCode>, StoreError> {
         let row = sqlx::query(
             "SELECT code, percent, customer_id, rule_id, idempotency_key, issued_at, expires_at, \
-             redeemed_at, redeemed_order_id FROM discount_codes WHERE code = ?",
+             redeemed_at, redeemed_order_id, voided_at FROM discount_codes WHERE code = ?",
         )
         .bind(code.as_stored())
         .fetch_optional(&self.pool)
@@ -755,6 +756,10 @@ impl Store for SqliteStore {
                     .map(from_millis)
                     .transpose()?,
                 redeemed_order_id: row.try_get("redeemed_order_id")?,
+                voided_at: row
+                    .try_get::<Option<i64>, _>("voided_at")?
+                    .map(from_millis)
+                    .transpose()?,
             })
         })
         .transpose()
@@ -770,7 +775,7 @@ impl Store for SqliteStore {
         // One statement: two checkouts racing for the same code cannot both win.
         let redeemed = sqlx::query(
             "UPDATE discount_codes SET redeemed_at = ?1, redeemed_order_id = ?2 \
-             WHERE code = ?3 AND redeemed_at IS NULL AND expires_at > ?1 \
+             WHERE code = ?3 AND redeemed_at IS NULL AND voided_at IS NULL AND expires_at > ?1 \
                AND (?4 IS NULL OR customer_id = ?4) \
              RETURNING percent, customer_id",
         )
@@ -795,12 +800,36 @@ impl Store for SqliteStore {
                 redeemed_at: Some(at),
                 ..
             }) => Redemption::AlreadyRedeemed { at },
+            Some(IssuedCode {
+                voided_at: Some(at),
+                ..
+            }) => Redemption::Void { at },
             Some(issued) if issued.expires_at <= now => Redemption::Expired {
                 at: issued.expires_at,
             },
             Some(_) => Redemption::OtherCustomer,
         })
     }
+}
+
+/// Voids the discount code of the cancelled outbox row `id`, if it carried one and it is unused:
+/// the customer never saw it. (The outbox keeps the code as shown, with dashes.)
+async fn void_code_of(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE discount_codes SET voided_at = ?1 \
+         WHERE code = (SELECT replace(json_extract(offer, '$.code'), '-', '') FROM outbox \
+                       WHERE id = ?2 AND offer IS NOT NULL) \
+           AND redeemed_at IS NULL AND voided_at IS NULL",
+    )
+    .bind(at_ms)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
@@ -1011,7 +1040,8 @@ impl SqliteIntakeTx {
                 "customer_id, created_at",
                 "outbox",
                 &format!(
-                    "created_at >= {} AND (category = 'marketing' OR offer IS NOT NULL) AND",
+                    "created_at >= {} AND (category = 'marketing' OR offer IS NOT NULL) \
+                     AND status NOT IN ('cancelled', 'failed') AND",
                     millis(since)
                 ),
                 "customer_id",
@@ -1474,6 +1504,7 @@ impl IntakeTx for SqliteIntakeTx {
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
+                void_code_of(tx, id, now_ms).await?;
             }
         }
         // Codes for the outreach actually queued (the first of a key, as the outbox kept it):

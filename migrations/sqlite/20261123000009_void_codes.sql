@@ -1,0 +1,3 @@
+-- A discount code whose message was cancelled (retracted or superseded) before it was sent is
+-- void: the customer never saw it, and checkout refuses it.
+ALTER TABLE discount_codes ADD COLUMN voided_at INTEGER;
