@@ -89,16 +89,52 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
             settings.render.korean_ad_opt_out
         );
     }
+    // A schedule whose events no rule reads sweeps for nothing; a rule on a synthetic type no
+    // enabled schedule emits waits for a backend that may never send it.
+    let schedules = settings.schedules()?;
+    for schedule in &schedules {
+        if let Some(kind) = schedule.job.emits() {
+            if authoring.rules.candidates(kind).next().is_none() {
+                println!(
+                    "warning: schedules.{} emits {kind}, but no rule reacts to it: nobody hears",
+                    schedule.name
+                );
+            }
+        }
+    }
+    for rule in authoring.rules.rules() {
+        for kind in &rule.on {
+            let synthetic = [
+                crate::domain::EventType::ShipmentOverdue,
+                crate::domain::EventType::OrderStalled,
+                crate::domain::EventType::CsatDue,
+            ];
+            if synthetic.contains(kind) && !schedules.iter().any(|s| s.job.emits() == Some(*kind)) {
+                println!(
+                    "warning: rule {} reacts to {kind}, which no enabled schedule emits (a \
+                     backend may publish it)",
+                    rule.id
+                );
+            }
+        }
+    }
     let risk = authoring.risk.file.as_ref().map_or_else(
         || "risk models embedded (no risk.toml)".to_owned(),
         |file| format!("risk models from {}", file.display()),
     );
     println!(
-        "ok: config, {} rules, {} templates, {risk}; {} renders of {} example events checked",
+        "ok: config, {} rules, {} templates, {risk}; {} renders of {} example events checked; \
+         {} schedules ({})",
         authoring.rules.len(),
         authoring.templates.names().count(),
         renders,
-        examples.events.len()
+        examples.events.len(),
+        schedules.len(),
+        schedules
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

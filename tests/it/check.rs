@@ -283,3 +283,43 @@ fn a_mistake_in_the_risk_model_is_reported_at_its_line() {
         "{out}"
     );
 }
+
+#[test]
+fn check_warns_about_schedules_nobody_hears_and_rules_no_schedule_feeds() {
+    // One rule, on shipment.delayed: the shipped schedules emit events no rule reads.
+    let dir = workspace("Sorry {{customer.name}}, it is late.");
+    let (code, out) = check(dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    for warning in [
+        "warning: schedules.overdue emits shipment.overdue, but no rule reacts to it",
+        "warning: schedules.stalled emits order.stalled, but no rule reacts to it",
+        "warning: schedules.csat emits csat.due, but no rule reacts to it",
+    ] {
+        assert!(out.contains(warning), "{warning} in {out}");
+    }
+    assert!(
+        out.contains("; 5 schedules (csat, overdue, release, retention, stalled)"),
+        "{out}"
+    );
+
+    // A survey rule, with the CSAT schedule turned off: it would wait for a backend.
+    let rules = dir.path().join("rules/r.toml");
+    let mut text = std::fs::read_to_string(&rules).unwrap();
+    text.push_str(
+        "\n[[rule]]\nid = \"survey\"\non = [\"csat.due\"]\ntemplate = \"t\"\nchannels = [\"sms\"]\n",
+    );
+    std::fs::write(&rules, text).unwrap();
+    let (code, out) = check(
+        dir.path(),
+        &[("FOREWARN_SCHEDULES__CSAT__ENABLED", "false")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "warning: rule survey reacts to csat.due, which no enabled schedule emits (a backend may publish it)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("schedules.csat emits"), "{out}");
+    assert!(out.contains("; 4 schedules ("), "{out}");
+}

@@ -70,6 +70,19 @@ impl Job {
     }
 }
 
+impl Job {
+    /// The synthetic event type it emits, for the jobs that emit one.
+    pub fn emits(&self) -> Option<crate::domain::EventType> {
+        use crate::domain::EventType;
+        match self {
+            Job::ShipmentOverdue { .. } => Some(EventType::ShipmentOverdue),
+            Job::OrderStalled { .. } => Some(EventType::OrderStalled),
+            Job::CsatDue { .. } => Some(EventType::CsatDue),
+            Job::ReleaseDeferred | Job::Retention { .. } => None,
+        }
+    }
+}
+
 /// A survey link with `{order_id}` and `{customer_id}` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SurveyUrl(String);
