@@ -419,6 +419,32 @@ pub fn decide(
             ));
             continue;
         };
+        // An open incident that affects the customer holds marketing back: a marketing rule
+        // sends nothing, a transactional message goes without its discount.
+        if rule.category.with_offer(offer.is_some()) == Category::Marketing {
+            if let Some(incident) = crate::policy::incidents::open_incident_affecting(
+                snapshot.incidents.values(),
+                &customer_id,
+                doc,
+            ) {
+                let held = Skipped {
+                    rule_id: rule.id.clone(),
+                    customer_id: Some(customer_id.clone()),
+                    event: event.key.clone(),
+                    reason: "open_incident",
+                    detail: format!(
+                        "incident {} affects the customer and is not resolved: no marketing until it is",
+                        incident.id
+                    ),
+                };
+                if rule.category == Category::Marketing {
+                    plan.skipped.push(held);
+                    continue;
+                }
+                plan.withheld_offers.push(held);
+                offer = None;
+            }
+        }
         // Frequency cap: marketing (any offer) beyond the cap is not sent; a transactional
         // message still goes, without its discount. Counted in the customer's time — messages
         // queued in the window up to now — whatever the events' own times.
@@ -1125,7 +1151,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::CustomerDoc;
+    use crate::domain::{CustomerDoc, IncidentStatus};
 
     /// Templates and rules written to a temporary folder, loaded as forewarn loads them.
     fn authoring(rules: &str) -> (Templates, RuleSet) {
@@ -1448,6 +1474,65 @@ mod tests {
             code_free(decide_for("+12125550142", "weather")),
             "sorry: hi Jamie"
         );
+    }
+
+    #[test]
+    fn an_open_incident_holds_marketing_back_from_the_customers_it_affects() {
+        let now = Utc::now();
+        let (templates, rules) = authoring(
+            &[
+                rule(
+                    "promo",
+                    90,
+                    "category = \"marketing\"\nwhen = \"data.reason == 'promo'\"",
+                ),
+                rule("sorry", 50, "[rule.offer]\ndiscount_percent = 10"),
+            ]
+            .join("\n"),
+        );
+        let incident = |status| crate::domain::Incident {
+            id: EntityId::parse("inc-1").unwrap(),
+            title: Some("Checkout down".into()),
+            severity: Some("major".into()),
+            status,
+            affected: json!({"regions": ["kr"]}),
+            started_at: Some(now),
+            resolved_at: None,
+            updated_at: now,
+        };
+        let run_with = |region: &str, status, reason: &str| {
+            let mut snapshot = snapshot_of(json!({"id": "c-1", "name": "Jamie",
+                "phone": "+12125550142", "region": region, "consent": {"marketing": true}}));
+            snapshot
+                .incidents
+                .insert(EntityId::parse("inc-1").unwrap(), incident(status));
+            let events = [delayed("e1", "s1", reason, 1)];
+            plan_for(
+                &events,
+                snapshot,
+                (&rules, &templates),
+                &Policy::none(),
+                now,
+            )
+        };
+        // In Seoul, under the open incident: no promotion, and the apology without its code.
+        let plan = run_with("kr-seoul", IncidentStatus::Open, "promo");
+        assert!(plan.changes.outreach.is_empty());
+        assert_eq!(plan.skipped[0].reason, "open_incident");
+        assert!(
+            plan.skipped[0].detail.contains("incident inc-1"),
+            "{}",
+            plan.skipped[0].detail
+        );
+        let plan = run_with("kr-seoul", IncidentStatus::Open, "backlog");
+        assert_eq!(bodies(&plan), ["sorry: hi Jamie"]);
+        assert!(plan.changes.outreach[0].offer.is_none());
+        assert_eq!(plan.withheld_offers[0].reason, "open_incident");
+        // Elsewhere, or once it is resolved: as usual.
+        let plan = run_with("us-ny", IncidentStatus::Open, "backlog");
+        assert!(plan.changes.outreach[0].offer.is_some());
+        let plan = run_with("kr-seoul", IncidentStatus::Resolved, "promo");
+        assert_eq!(bodies(&plan), ["promo: hi Jamie"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod dead_letters;
 mod explain;
 mod fcm;
 mod http;
+mod incidents;
 mod offers;
 mod pacing;
 mod pipeline;

@@ -300,6 +300,11 @@ async fn twilio_without_its_token_in_the_environment_stops_forewarn_with_the_var
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
         .args(["--config", config.to_str().unwrap(), "run"])
         .env_remove("NOT_SET_TWILIO_TOKEN")
+        // Its database in the test's folder, not the checkout's.
+        .env(
+            "FOREWARN_DATABASE__URL",
+            format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+        )
         .env("FOREWARN_NATS__URL", "nats://127.0.0.1:1")
         .output()
         .unwrap();

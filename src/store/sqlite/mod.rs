@@ -1192,6 +1192,20 @@ impl IntakeTx for SqliteIntakeTx {
             let incident = incident_from_row(&row)?;
             snapshot.incidents.insert(incident.id.clone(), incident);
         }
+        // Every open incident too: it holds marketing back for the customers it affects
+        // (`policy::incidents`). Few are open at once; the partial index finds them.
+        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status = 'open'"
+        )))
+        .fetch_all(&mut *self.tx)
+        .await?
+        {
+            let incident = incident_from_row(&row)?;
+            snapshot
+                .incidents
+                .entry(incident.id.clone())
+                .or_insert(incident);
+        }
 
         // Shipment and order events without a customer still reach the shipment's customer.
         let mut customer_ids: Vec<&str> = refs.customers.iter().map(CustomerId::as_str).collect();

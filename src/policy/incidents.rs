@@ -1,0 +1,103 @@
+//! No marketing under an open incident: a customer whose checkout, payments or deliveries are
+//! down right now hears about the outage, not about a sale. Marketing rules are skipped and
+//! offers on transactional messages are withheld (an offer is marketing) until the incident is
+//! resolved; its resolution notice may then carry the apology credit.
+
+use crate::domain::{Affected, CustomerDoc, CustomerId, Incident, IncidentStatus};
+
+/// The first open incident among `incidents` that affects the customer, if any.
+pub fn open_incident_affecting<'a>(
+    incidents: impl IntoIterator<Item = &'a Incident>,
+    customer_id: &CustomerId,
+    customer: &CustomerDoc,
+) -> Option<&'a Incident> {
+    incidents
+        .into_iter()
+        .filter(|i| i.status == IncidentStatus::Open)
+        .find(|i| affects(i, customer_id, customer))
+}
+
+/// Whether an incident's `affected` takes in the customer: a listed id, a segment, or a region
+/// (`kr` takes in `kr-seoul`). An incident that names nobody in particular affects everyone.
+pub fn affects(incident: &Incident, customer_id: &CustomerId, customer: &CustomerDoc) -> bool {
+    let affected: Affected = serde_json::from_value(incident.affected.clone()).unwrap_or_default();
+    if affected.regions.is_empty()
+        && affected.segments.is_empty()
+        && affected.customer_ids.is_empty()
+    {
+        return true;
+    }
+    let field = |name: &str| customer.as_value().get(name).and_then(|v| v.as_str());
+    let in_region = field("region").is_some_and(|region| {
+        affected.regions.iter().any(|r| {
+            region == r || (region.starts_with(r.as_str()) && region[r.len()..].starts_with('-'))
+        })
+    });
+    let in_segment = field("segment").is_some_and(|s| affected.segments.iter().any(|a| a == s));
+    in_region || in_segment || affected.customer_ids.contains(customer_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::EntityId;
+
+    fn incident(affected: serde_json::Value, status: IncidentStatus) -> Incident {
+        Incident {
+            id: EntityId::parse("inc-1").unwrap(),
+            title: None,
+            severity: Some("major".into()),
+            status,
+            affected,
+            started_at: None,
+            resolved_at: None,
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    fn customer(doc: serde_json::Value) -> (CustomerId, CustomerDoc) {
+        (
+            CustomerId::parse(doc["id"].as_str().unwrap()).unwrap(),
+            CustomerDoc::from_object(doc.as_object().unwrap().clone()),
+        )
+    }
+
+    #[test]
+    fn regions_match_by_prefix_segments_and_ids_exactly() {
+        let seoul = incident(json!({"regions": ["kr"]}), IncidentStatus::Open);
+        let (id, doc) = customer(json!({"id": "c-1", "region": "kr-seoul"}));
+        assert!(affects(&seoul, &id, &doc));
+        let (id, doc) = customer(json!({"id": "c-2", "region": "krx-1"}));
+        assert!(!affects(&seoul, &id, &doc), "a prefix must end at a dash");
+        let vip = incident(
+            json!({"segments": ["vip"], "customer_ids": ["c-9"]}),
+            IncidentStatus::Open,
+        );
+        let (id, doc) = customer(json!({"id": "c-3", "segment": "vip"}));
+        assert!(affects(&vip, &id, &doc));
+        let (id, doc) = customer(json!({"id": "c-9"}));
+        assert!(affects(&vip, &id, &doc));
+        let (id, doc) = customer(json!({"id": "c-4", "segment": "regular", "region": "kr"}));
+        assert!(!affects(&vip, &id, &doc));
+        // Naming nobody in particular: everyone.
+        assert!(affects(
+            &incident(json!({}), IncidentStatus::Open),
+            &id,
+            &doc
+        ));
+    }
+
+    #[test]
+    fn only_an_open_incident_holds_marketing_back() {
+        let (id, doc) = customer(json!({"id": "c-1", "region": "kr-seoul"}));
+        let resolved = incident(json!({"regions": ["kr"]}), IncidentStatus::Resolved);
+        assert!(open_incident_affecting([&resolved], &id, &doc).is_none());
+        let open = incident(json!({"regions": ["kr"]}), IncidentStatus::Open);
+        assert_eq!(
+            open_incident_affecting([&resolved, &open], &id, &doc).map(|i| i.status),
+            Some(IncidentStatus::Open)
+        );
+    }
+}
