@@ -1476,10 +1476,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_open_incident_holds_marketing_back_from_the_customers_it_affects() {
-        let now = Utc::now();
-        let (templates, rules) = authoring(
+    /// A marketing rule for `reason == 'promo'` (priority 90), and a transactional apology
+    /// with 10 % off for everything else.
+    fn promotion_and_apology() -> (Templates, RuleSet) {
+        authoring(
             &[
                 rule(
                     "promo",
@@ -1489,7 +1489,13 @@ mod tests {
                 rule("sorry", 50, "[rule.offer]\ndiscount_percent = 10"),
             ]
             .join("\n"),
-        );
+        )
+    }
+
+    #[test]
+    fn an_open_incident_holds_marketing_back_from_the_customers_it_affects() {
+        let now = Utc::now();
+        let (templates, rules) = promotion_and_apology();
         let incident = |status| crate::domain::Incident {
             id: EntityId::parse("inc-1").unwrap(),
             title: Some("Checkout down".into()),
@@ -1542,17 +1548,7 @@ mod tests {
             quiet: QuietHours::none(),
             caps: crate::policy::CapSettings::default(),
         };
-        let (templates, rules) = authoring(
-            &[
-                rule(
-                    "promo",
-                    90,
-                    "category = \"marketing\"\nwhen = \"data.reason == 'promo'\"",
-                ),
-                rule("sorry", 50, "[rule.offer]\ndiscount_percent = 10"),
-            ]
-            .join("\n"),
-        );
+        let (templates, rules) = promotion_and_apology();
         let run_with = |hours_ago: &[i64], reason: &str| {
             let mut snapshot = snapshot();
             snapshot.history.marketing.insert(
