@@ -11,6 +11,9 @@
 //!                    dead-letter  priority  churn,    quiet      parts,      claim,      twilio, smtp, …
 //!                                           why       hours,     (광고)      retract,
 //!                                                     caps                   retry
+//!        ▲
+//!        └── schedule: cron jobs publish synthetic events for what no event announces
+//!            (shipment.overdue, order.stalled, csat.due); release held messages; retention
 //! ```
 //!
 //! # Layout
