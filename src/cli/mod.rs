@@ -71,7 +71,7 @@ pub enum Command {
     /// The built-in risk models (rules/risk.toml): `fit` learns their coefficients from a CSV
     /// of outcomes, `eval` measures the current ones on it.
     Risk(RiskArgs),
-    /// The schedules of [schedules]: `list` shows each one's job, cron, next run and last
+    /// The schedules of `[schedules]`: `list` shows each one's job, cron, next run and last
     /// run; `run` runs some (or all) once, now or as of --at.
     Schedule(ScheduleArgs),
 }

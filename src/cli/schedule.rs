@@ -26,7 +26,7 @@ pub enum ScheduleCommand {
     /// schedule's lease like `forewarn run` does, so it never doubles a run in progress, and
     /// counts as the schedule's latest tick.
     Run {
-        /// The schedules to run (their names under [schedules]); all enabled ones if none.
+        /// The schedules to run (their names under `[schedules]`); all enabled ones if none.
         names: Vec<String>,
         /// Run as if it were this time (RFC 3339): what would the sweep find tomorrow?
         /// Synthetic events are published for real.
