@@ -670,7 +670,7 @@ async fn forewarn_run_runs_its_schedules_and_reports_them() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
-    assert!(app.log().contains("held message(s) due, dispatcher woken"));
+    assert!(app.log().contains("0 held message(s) due schedule=release"));
 
     let config = app.config_path();
     let (code, out) = forewarn_cli(
@@ -804,4 +804,16 @@ async fn a_process_that_died_mid_run_is_replaced_after_its_lease() {
         store.claim_tick("overdue", next, "a", next, lease).await.unwrap(),
         TickClaim::Claimed { previous: Some(p), .. } if p == tick
     ));
+}
+
+#[tokio::test]
+async fn the_release_schedule_counts_held_messages_whose_time_has_come() {
+    let app = spawn_app_queueing_only().await;
+    app.publish(&delayed_event(1)).await;
+    app.wait_intake_idle().await;
+    let now = now();
+    let clock = Arc::new(ManualClock::new(now));
+    let scheduler = app.scheduler(clock, |_| {}).await;
+    // Queued for now (no quiet hours in the tests), and nobody dispatching here.
+    assert_eq!(run_at(&scheduler, "release", now).await, (1, 1));
 }

@@ -15,7 +15,11 @@ pub(super) async fn run(ctx: &JobContext, now: DateTime<Utc>) -> Result<JobRepor
     Ok(JobReport {
         found: due,
         emitted: due,
-        summary: format!("{due} held message(s) due, dispatcher woken"),
+        summary: if due > 0 {
+            format!("{due} held message(s) due; dispatcher woken")
+        } else {
+            "0 held message(s) due".to_owned()
+        },
         cursor: None,
     })
 }
