@@ -419,56 +419,50 @@ pub fn decide(
             ));
             continue;
         };
-        // An open incident that affects the customer holds marketing back: a marketing rule
-        // sends nothing, a transactional message goes without its discount.
+        // Marketing held back (an open incident, the frequency cap): a marketing rule sends
+        // nothing; a transactional message still goes, without its discount.
+        let held = |reason: &'static str, detail: String| Skipped {
+            rule_id: rule.id.clone(),
+            customer_id: Some(customer_id.clone()),
+            event: event.key.clone(),
+            reason,
+            detail,
+        };
         if rule.category.with_offer(offer.is_some()) == Category::Marketing {
             if let Some(incident) = crate::policy::incidents::open_incident_affecting(
                 snapshot.incidents.values(),
                 &customer_id,
                 doc,
             ) {
-                let held = Skipped {
-                    rule_id: rule.id.clone(),
-                    customer_id: Some(customer_id.clone()),
-                    event: event.key.clone(),
-                    reason: "open_incident",
-                    detail: format!(
+                let why = held(
+                    "open_incident",
+                    format!(
                         "incident {} affects the customer and is not resolved: no marketing until it is",
                         incident.id
                     ),
-                };
-                if rule.category == Category::Marketing {
-                    plan.skipped.push(held);
+                );
+                if hold_back(&mut plan, rule.category, &mut offer, why) {
                     continue;
                 }
-                plan.withheld_offers.push(held);
-                offer = None;
             }
         }
-        // Frequency cap: marketing (any offer) beyond the cap is not sent; a transactional
-        // message still goes, without its discount. Counted in the customer's time — messages
-        // queued in the window up to now — whatever the events' own times.
+        // Frequency cap, counted in the customer's time — messages queued in the window up to
+        // now — whatever the events' own times.
         if policy.caps.binds() && rule.category.with_offer(offer.is_some()) == Category::Marketing {
             let window = policy.caps.window();
             let sent = snapshot.history.marketing_within(&customer_id, now, window);
             if !policy.caps.allows(sent) {
-                let capped = Skipped {
-                    rule_id: rule.id.clone(),
-                    customer_id: Some(customer_id.clone()),
-                    event: event.key.clone(),
-                    reason: "frequency_cap",
-                    detail: format!(
+                let why = held(
+                    "frequency_cap",
+                    format!(
                         "{sent} marketing message(s) in the last {}; the cap is {}",
                         humantime::format_duration(policy.caps.marketing_window),
                         policy.caps.marketing_max
                     ),
-                };
-                if rule.category == Category::Marketing {
-                    plan.skipped.push(capped);
+                );
+                if hold_back(&mut plan, rule.category, &mut offer, why) {
                     continue;
                 }
-                plan.withheld_offers.push(capped);
-                offer = None;
             } else {
                 snapshot
                     .history
@@ -604,6 +598,18 @@ pub fn assess_event(
         &snapshot.history,
         risk,
     ))
+}
+
+/// Holds marketing back for `why`: a marketing rule sends nothing (returns true: skip it); a
+/// transactional message loses its offer and still goes.
+fn hold_back(plan: &mut Plan, category: Category, offer: &mut Option<Offer>, why: Skipped) -> bool {
+    if category == Category::Marketing {
+        plan.skipped.push(why);
+        return true;
+    }
+    plan.withheld_offers.push(why);
+    *offer = None;
+    false
 }
 
 /// What a matching rule decided beyond "send": the outreach's entity and its offer.

@@ -104,12 +104,10 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
     }
     for rule in authoring.rules.rules() {
         for kind in &rule.on {
-            let synthetic = [
-                crate::domain::EventType::ShipmentOverdue,
-                crate::domain::EventType::OrderStalled,
-                crate::domain::EventType::CsatDue,
-            ];
-            if synthetic.contains(kind) && !schedules.iter().any(|s| s.job.emits() == Some(*kind)) {
+            let synthetic = crate::schedule::settings::JobName::ALL
+                .iter()
+                .any(|job| job.emits() == Some(*kind));
+            if synthetic && !schedules.iter().any(|s| s.job.emits() == Some(*kind)) {
                 println!(
                     "warning: rule {} reacts to {kind}, which no enabled schedule emits (a \
                      backend may publish it)",

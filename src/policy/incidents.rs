@@ -3,6 +3,8 @@
 //! offers on transactional messages are withheld (an offer is marketing) until the incident is
 //! resolved; its resolution notice may then carry the apology credit.
 
+use serde::Deserialize;
+
 use crate::domain::{Affected, CustomerDoc, CustomerId, Incident, IncidentStatus};
 
 /// The first open incident among `incidents` that affects the customer, if any.
@@ -20,7 +22,8 @@ pub fn open_incident_affecting<'a>(
 /// Whether an incident's `affected` takes in the customer: a listed id, a segment, or a region
 /// (`kr` takes in `kr-seoul`). An incident that names nobody in particular affects everyone.
 pub fn affects(incident: &Incident, customer_id: &CustomerId, customer: &CustomerDoc) -> bool {
-    let affected: Affected = serde_json::from_value(incident.affected.clone()).unwrap_or_default();
+    // Read in place (no copy of the stored JSON): this runs for every marketing decision.
+    let affected = Affected::deserialize(&incident.affected).unwrap_or_default();
     if affected.regions.is_empty()
         && affected.segments.is_empty()
         && affected.customer_ids.is_empty()

@@ -152,12 +152,11 @@ impl Scheduler {
 
     /// Runs the due tick of every schedule as of `now` (for tests and `forewarn schedule run`).
     pub async fn run_due(&self, now: DateTime<Utc>) -> Vec<(String, TickResult)> {
-        let results = join_all(self.schedules.iter().filter_map(|s| {
+        join_all(self.schedules.iter().filter_map(|s| {
             let tick = s.cron.latest(now)?;
             Some(async move { (s.name.clone(), self.run_tick(s, tick, now).await) })
         }))
-        .await;
-        results
+        .await
     }
 
     /// Runs one tick of `schedule` as of `now`, if no process has and none holds it.

@@ -63,6 +63,26 @@ pub enum JobName {
 }
 
 impl JobName {
+    /// Every job.
+    pub const ALL: [JobName; 5] = [
+        JobName::ShipmentOverdue,
+        JobName::OrderStalled,
+        JobName::CsatDue,
+        JobName::ReleaseDeferred,
+        JobName::Retention,
+    ];
+
+    /// The synthetic event type it emits, for the jobs that emit one.
+    pub fn emits(self) -> Option<crate::domain::EventType> {
+        use crate::domain::EventType;
+        match self {
+            JobName::ShipmentOverdue => Some(EventType::ShipmentOverdue),
+            JobName::OrderStalled => Some(EventType::OrderStalled),
+            JobName::CsatDue => Some(EventType::CsatDue),
+            JobName::ReleaseDeferred | JobName::Retention => None,
+        }
+    }
+
     /// As written in the config.
     pub fn as_str(self) -> &'static str {
         match self {

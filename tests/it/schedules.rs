@@ -128,13 +128,6 @@ async fn wait_outreach(app: &App, rule: &str, n: usize) {
     app.wait_intake_idle().await;
 }
 
-async fn count(app: &App, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap()
-}
-
 async fn publish_all(app: &App, events: &[Value]) {
     for e in events {
         app.publish(e).await;
@@ -236,11 +229,8 @@ async fn a_parcel_past_its_promise_is_announced_once_per_promise() {
         ]
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'"
-        )
-        .await,
+        app.scalar("SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'")
+            .await,
         3
     );
 }
@@ -423,11 +413,8 @@ async fn two_processes_run_each_tick_once() {
     }
     wait_outreach(&app, "shipment-overdue-checkin", 3).await;
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'"
-        )
-        .await,
+        app.scalar("SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'")
+            .await,
         3
     );
 
@@ -555,11 +542,11 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     .await;
     app.wait_sent(1).await;
     let counts = app.counts().await;
-    let events = count(&app, "SELECT COUNT(*) FROM events").await;
-    let notes = count(&app, "SELECT COUNT(*) FROM decision_notes").await;
+    let events = app.scalar("SELECT COUNT(*) FROM events").await;
+    let notes = app.scalar("SELECT COUNT(*) FROM decision_notes").await;
     assert!(notes >= 1, "a decision note to purge");
     let personal = "SELECT COUNT(*) FROM events WHERE data LIKE '%Jisoo%' OR data LIKE '%Minjun%'";
-    assert!(count(&app, personal).await > 0);
+    assert!(app.scalar(personal).await > 0);
 
     let clock = Arc::new(ManualClock::new(now));
     // Small batches: the purge goes on where it stopped, run after run.
@@ -572,7 +559,7 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     let almost = now + Duration::days(179);
     clock.set(almost);
     assert_eq!(run_at(&scheduler, "retention", almost).await, (0, 0));
-    assert!(count(&app, personal).await > 0);
+    assert!(app.scalar(personal).await > 0);
 
     let mut at = now + Duration::days(181);
     clock.set(at);
@@ -589,39 +576,37 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     assert!(purged > 0);
 
     // Personal data is gone…
-    assert_eq!(count(&app, personal).await, 0);
+    assert_eq!(app.scalar(personal).await, 0);
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM events WHERE data <> '{}' OR customer_id IS NOT NULL"
-        )
-        .await,
+        app.scalar("SELECT COUNT(*) FROM events WHERE data <> '{}' OR customer_id IS NOT NULL")
+            .await,
         0
     );
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM outbox WHERE content <> '{}'").await,
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE content <> '{}'")
+            .await,
         0
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM customers WHERE json_extract(doc, '$.name') IS NOT NULL \
+        app.scalar("SELECT COUNT(*) FROM customers WHERE json_extract(doc, '$.name') IS NOT NULL \
              OR json_extract(doc, '$.email') IS NOT NULL OR json_extract(doc, '$.phone') IS NOT NULL"
         )
         .await,
         0
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM decision_notes").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM decision_notes").await, 0);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM customer_experiences").await,
+        app.scalar("SELECT COUNT(*) FROM customer_experiences")
+            .await,
         0
     );
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM risk_scores").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM risk_scores").await, 0);
     // …and the counts stay: events by type, messages by status, notes per day, preferences.
     assert_eq!(app.counts().await, counts);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM events").await, events);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, events);
     assert_eq!(
-        count(&app, "SELECT SUM(count) FROM decision_note_days").await,
+        app.scalar("SELECT SUM(count) FROM decision_note_days")
+            .await,
         notes
     );
     assert_eq!(
@@ -630,7 +615,7 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
         "ko-KR"
     );
     // An opt-out is never forgotten.
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM opt_outs").await, 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM opt_outs").await, 1);
 }
 
 #[tokio::test]
@@ -643,8 +628,7 @@ async fn forewarn_run_runs_its_schedules_and_reports_them() {
     .await;
     // Every schedule's latest tick was never done: each runs once at start.
     wait_for("every schedule's first run", || async {
-        count(
-            &app,
+        app.scalar(
             "SELECT COUNT(DISTINCT schedule) FROM schedule_runs WHERE finished_at IS NOT NULL",
         )
         .await
@@ -653,11 +637,8 @@ async fn forewarn_run_runs_its_schedules_and_reports_them() {
     .await;
     // The release schedule runs every second.
     wait_for("a second release run", || async {
-        count(
-            &app,
-            "SELECT COUNT(*) FROM schedule_runs WHERE schedule = 'release'",
-        )
-        .await
+        app.scalar("SELECT COUNT(*) FROM schedule_runs WHERE schedule = 'release'")
+            .await
             >= 2
     })
     .await;
@@ -726,11 +707,8 @@ async fn an_event_emitted_but_not_remembered_is_emitted_again_and_dropped_as_a_d
     assert_eq!(stream().await, in_stream);
     // …and had it not, intake's (source, id) key would have: one event, one message.
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'"
-        )
-        .await,
+        app.scalar("SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'")
+            .await,
         1
     );
     assert_eq!(outreach_of(&app, "shipment-overdue-checkin").await.len(), 1);

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::emit::{EmitError, Emitter, Synthetic};
+use super::settings::JobName;
 use crate::store::Store;
 
 /// A job with its options.
@@ -58,28 +59,25 @@ pub enum Job {
 }
 
 impl Job {
-    /// The job's name, as `job = "…"` writes it.
-    pub fn name(&self) -> &'static str {
+    /// Which job it is, as `job = "…"` names it.
+    pub fn kind(&self) -> JobName {
         match self {
-            Job::ShipmentOverdue { .. } => "shipment.overdue",
-            Job::OrderStalled { .. } => "order.stalled",
-            Job::CsatDue { .. } => "csat.due",
-            Job::ReleaseDeferred => "release-deferred",
-            Job::Retention { .. } => "retention",
+            Job::ShipmentOverdue { .. } => JobName::ShipmentOverdue,
+            Job::OrderStalled { .. } => JobName::OrderStalled,
+            Job::CsatDue { .. } => JobName::CsatDue,
+            Job::ReleaseDeferred => JobName::ReleaseDeferred,
+            Job::Retention { .. } => JobName::Retention,
         }
     }
-}
 
-impl Job {
+    /// The job's name, as `job = "…"` writes it.
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
     /// The synthetic event type it emits, for the jobs that emit one.
     pub fn emits(&self) -> Option<crate::domain::EventType> {
-        use crate::domain::EventType;
-        match self {
-            Job::ShipmentOverdue { .. } => Some(EventType::ShipmentOverdue),
-            Job::OrderStalled { .. } => Some(EventType::OrderStalled),
-            Job::CsatDue { .. } => Some(EventType::CsatDue),
-            Job::ReleaseDeferred | Job::Retention { .. } => None,
-        }
+        self.kind().emits()
     }
 }
 

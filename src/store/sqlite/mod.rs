@@ -751,15 +751,9 @@ impl Store for SqliteStore {
                 idempotency_key: row.try_get("idempotency_key")?,
                 issued_at: from_millis(row.try_get("issued_at")?)?,
                 expires_at: from_millis(row.try_get("expires_at")?)?,
-                redeemed_at: row
-                    .try_get::<Option<i64>, _>("redeemed_at")?
-                    .map(from_millis)
-                    .transpose()?,
+                redeemed_at: opt_time(&row, "redeemed_at")?,
                 redeemed_order_id: row.try_get("redeemed_order_id")?,
-                voided_at: row
-                    .try_get::<Option<i64>, _>("voided_at")?
-                    .map(from_millis)
-                    .transpose()?,
+                voided_at: opt_time(&row, "voided_at")?,
             })
         })
         .transpose()

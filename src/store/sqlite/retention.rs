@@ -21,6 +21,39 @@ const KEPT_CUSTOMER_FIELDS: [&str; 8] = [
     "lifetime_value",
 ];
 
+/// What a table deleted outright is counted as in [`PurgeReport`].
+enum OldRows {
+    /// Bad experiences and external risk scores: behaviour about a person.
+    Behaviour,
+    /// Schedule runs and emissions.
+    Schedule,
+}
+
+/// Tables whose rows older than the cutoff (`?1`) are deleted outright, at most `?2` a run.
+/// External scores are behaviour about a person, and worthless after their validity.
+const OLD_ROWS: [(&str, OldRows); 4] = [
+    (
+        "DELETE FROM customer_experiences WHERE (customer_id, kind, entity, at) IN \
+         (SELECT customer_id, kind, entity, at FROM customer_experiences WHERE at < ?1 LIMIT ?2)",
+        OldRows::Behaviour,
+    ),
+    (
+        "DELETE FROM risk_scores WHERE (event_source, event_id) IN \
+         (SELECT event_source, event_id FROM risk_scores WHERE scored_at < ?1 LIMIT ?2)",
+        OldRows::Behaviour,
+    ),
+    (
+        "DELETE FROM schedule_emissions WHERE (kind, key) IN \
+         (SELECT kind, key FROM schedule_emissions WHERE emitted_at < ?1 LIMIT ?2)",
+        OldRows::Schedule,
+    ),
+    (
+        "DELETE FROM schedule_runs WHERE (schedule, tick) IN \
+         (SELECT schedule, tick FROM schedule_runs WHERE tick < ?1 LIMIT ?2)",
+        OldRows::Schedule,
+    ),
+];
+
 /// Purges up to `limit` rows per table older than `cutoff`, from `cursor` on.
 pub(super) async fn purge(
     pool: &SqlitePool,
@@ -36,48 +69,23 @@ pub(super) async fn purge(
     (report.messages, next.outbox) = MESSAGES.run(pool, cutoff, limit, cursor.outbox).await?;
     report.notes = notes(pool, cutoff, limit).await?;
     (report.customers, next.customers) = customers(pool, cutoff, limit, cursor.customers).await?;
-    report.experiences = delete_old(
-        pool,
-        "DELETE FROM customer_experiences WHERE (customer_id, kind, entity, at) IN \
-         (SELECT customer_id, kind, entity, at FROM customer_experiences WHERE at < ?1 LIMIT ?2)",
-        cutoff,
-        limit,
-    )
-    .await?;
-    // External scores are behaviour about a person, and worthless after their validity.
-    report.experiences += delete_old(
-        pool,
-        "DELETE FROM risk_scores WHERE (event_source, event_id) IN \
-         (SELECT event_source, event_id FROM risk_scores WHERE scored_at < ?1 LIMIT ?2)",
-        cutoff,
-        limit,
-    )
-    .await?;
-    report.schedule_rows = delete_old(
-        pool,
-        "DELETE FROM schedule_emissions WHERE (kind, key) IN \
-         (SELECT kind, key FROM schedule_emissions WHERE emitted_at < ?1 LIMIT ?2)",
-        cutoff,
-        limit,
-    )
-    .await?
-        + delete_old(
-            pool,
-            "DELETE FROM schedule_runs WHERE (schedule, tick) IN \
-             (SELECT schedule, tick FROM schedule_runs WHERE tick < ?1 LIMIT ?2)",
-            cutoff,
-            limit,
-        )
-        .await?;
-    report.more = [
+    let mut full = [
         report.events,
         report.messages,
         report.notes,
         report.customers,
-        report.experiences,
     ]
     .iter()
     .any(|n| *n as i64 >= limit);
+    for (sql, kind) in OLD_ROWS {
+        let deleted = delete_old(pool, sql, cutoff, limit).await?;
+        full |= deleted as i64 >= limit;
+        match kind {
+            OldRows::Behaviour => report.experiences += deleted,
+            OldRows::Schedule => report.schedule_rows += deleted,
+        }
+    }
+    report.more = full;
     Ok((report, next))
 }
 

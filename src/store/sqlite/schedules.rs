@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::SqliteStore;
-use crate::domain::Money;
+use super::{opt_time, order_from_row, SqliteStore, ORDER_COLUMNS};
 use crate::store::{
     from_millis, millis, Emission, OverdueShipment, PurgeCursor, PurgeReport, ResolvedProblem,
     RunRecord, ScheduleStatus, ScheduleStore, StalledOrder, StoreError, TickClaim, TickOutcome,
@@ -15,10 +14,6 @@ use crate::store::{
 
 /// Rows per multi-row INSERT of emissions (four binds each).
 const EMISSION_CHUNK: usize = 5_000;
-
-fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    ms.map(from_millis).transpose()
-}
 
 #[async_trait]
 impl ScheduleStore for SqliteStore {
@@ -150,7 +145,7 @@ impl ScheduleStore for SqliteStore {
                     last_tick: (last_tick > 0)
                         .then(|| from_millis(last_tick))
                         .transpose()?,
-                    last_success_at: opt_time(row.try_get("last_success_at")?)?,
+                    last_success_at: opt_time(&row, "last_success_at")?,
                     last_error: row.try_get("last_error")?,
                     lease: match (owner, until) {
                         (Some(o), Some(u)) => Some((o, from_millis(u)?)),
@@ -180,7 +175,7 @@ impl ScheduleStore for SqliteStore {
                     tick: from_millis(row.try_get("tick")?)?,
                     owner: row.try_get("owner")?,
                     started_at: from_millis(row.try_get("started_at")?)?,
-                    finished_at: opt_time(row.try_get("finished_at")?)?,
+                    finished_at: opt_time(&row, "finished_at")?,
                     found: row.try_get::<i64, _>("found")? as u64,
                     emitted: row.try_get::<i64, _>("emitted")? as u64,
                     error: row.try_get("error")?,
@@ -234,8 +229,8 @@ impl ScheduleStore for SqliteStore {
                     customer_id: row.try_get("customer_id")?,
                     carrier: row.try_get("carrier")?,
                     due: from_millis(row.try_get("due")?)?,
-                    promised_by: opt_time(row.try_get("promised_by")?)?,
-                    last_scan_at: opt_time(row.try_get("last_scan_at")?)?,
+                    promised_by: opt_time(&row, "promised_by")?,
+                    last_scan_at: opt_time(&row, "last_scan_at")?,
                     tracking_url: row.try_get("tracking_url")?,
                     status: row.try_get("status")?,
                 })
@@ -249,34 +244,38 @@ impl ScheduleStore for SqliteStore {
         placed_after: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<StalledOrder>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.customer_id, o.placed_at, o.promised_by, o.total_minor, o.currency \
-             FROM orders o \
+        // Read as any order is (`order_from_row`), then the fields the sweep reports.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders o \
              WHERE o.status = 'placed' AND o.placed_at <= ?1 AND o.placed_at > ?2 \
                AND o.customer_id IS NOT NULL \
                AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id) \
                AND NOT EXISTS (SELECT 1 FROM schedule_emissions e \
                    WHERE e.kind = 'order.stalled' AND e.key = o.id) \
-             ORDER BY o.placed_at, o.id LIMIT ?3",
-        )
+             ORDER BY o.placed_at, o.id LIMIT ?3"
+        )))
         .bind(millis(placed_before))
         .bind(millis(placed_after))
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        rows.iter()
             .map(|row| {
-                let minor: Option<i64> = row.try_get("total_minor")?;
-                let currency: Option<String> = row.try_get("currency")?;
+                let order = order_from_row(row)?;
+                let missing = |what: &str| {
+                    StoreError::Corrupt(format!("stalled order {} has no {what}", order.id))
+                };
                 Ok(StalledOrder {
-                    order_id: row.try_get("id")?,
-                    customer_id: row.try_get("customer_id")?,
-                    placed_at: from_millis(row.try_get("placed_at")?)?,
-                    promised_by: opt_time(row.try_get("promised_by")?)?,
-                    total: match (minor, currency) {
-                        (Some(minor), Some(currency)) => Some(Money { minor, currency }),
-                        _ => None,
-                    },
+                    customer_id: order
+                        .customer_id
+                        .as_ref()
+                        .ok_or_else(|| missing("customer"))?
+                        .as_str()
+                        .to_owned(),
+                    placed_at: order.placed_at.ok_or_else(|| missing("placement time"))?,
+                    promised_by: order.promised_by,
+                    total: order.total.clone(),
+                    order_id: order.id.as_str().to_owned(),
                 })
             })
             .collect()
