@@ -53,6 +53,8 @@ async fn fill(store: &Arc<dyn Store>, n: usize) {
                 timezone: None,
                 region: None,
                 order_id: None,
+                incident_id: None,
+                urgency: 0.0,
             }
         })
         .collect();

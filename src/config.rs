@@ -64,6 +64,8 @@ pub struct Settings {
     /// `[schedules.<name>]`: cron jobs — overdue parcels, stalled orders, CSAT, release of
     /// held messages, retention.
     pub schedules: std::collections::BTreeMap<String, crate::schedule::ScheduleSettings>,
+    /// `[incidents]`: when customers hear an incident's updates, how its fan-out pages.
+    pub incidents: crate::incident::IncidentSettings,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             scheduler: Default::default(),
             // One schedule per job; a file changes keys of these or adds its own.
             schedules: crate::schedule::settings::default_schedules(),
+            incidents: Default::default(),
         }
     }
 }
@@ -585,6 +588,7 @@ impl Settings {
         Ok(crate::policy::Policy {
             quiet: self.quiet_hours()?,
             caps: self.caps,
+            incident_updates: self.incidents.updates,
         })
     }
 

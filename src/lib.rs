@@ -43,6 +43,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod incident;
 pub mod intake;
 pub mod metrics;
 pub mod nats_server;

@@ -43,6 +43,13 @@ pub const RISK_SCORES: &str = "forewarn_outreach_risk_score";
 /// Offers left out of a message because the customer has not consented to marketing.
 pub const OFFERS_WITHHELD: &str = "forewarn_offers_withheld_total";
 
+/// Customers an incident's fan-out decided, by `kind` (started, escalated, resolved).
+pub const FANOUT_CUSTOMERS: &str = "forewarn_fanout_customers_total";
+/// Messages an incident's fan-out queued, by `kind`.
+pub const FANOUT_QUEUED: &str = "forewarn_fanout_queued_total";
+/// Seconds one fan-out page took, from claim to commit.
+pub const FANOUT_PAGE_SECONDS: &str = "forewarn_fanout_page_seconds";
+
 /// Buckets for probabilities.
 const PROBABILITY_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 

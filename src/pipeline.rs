@@ -19,9 +19,10 @@ use crate::domain::{
 use crate::policy::{Policy, QuietHours};
 use crate::render::{KoreanAdLabel, Part, Templates};
 use crate::risk::features::{experience_of, stated_promise};
-use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
+use crate::risk::{assess, value_weighted_urgency, RiskAssessment, RiskModel, Subject};
 use crate::rules::{key_text, Bindings, Expression, OfferSpec, Rule, RuleSet};
-use crate::store::{Changes, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
+use crate::store::FanoutRequest;
+use crate::store::{Changes, DecisionNote, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
 
 /// An event whose envelope and `data` passed the catalogue.
 #[derive(Debug, Clone)]
@@ -30,6 +31,27 @@ pub struct Accepted {
     pub event: CloudEvent,
     /// `data`, typed.
     pub payload: Payload,
+}
+
+impl Accepted {
+    /// An event as the store recorded it, parsed again: for decisions made after intake (a
+    /// fallback channel, an incident's fan-out).
+    pub fn from_record(record: &crate::store::EventRecord) -> Result<Accepted, String> {
+        let data: Value =
+            serde_json::from_str(&record.data).map_err(|e| format!("stored event data: {e}"))?;
+        let payload = Payload::parse(record.event_type, &data)
+            .map_err(|e| format!("stored event data: {e}"))?;
+        Ok(Accepted {
+            event: CloudEvent {
+                key: record.key.clone(),
+                event_type: record.event_type,
+                time: record.time,
+                subject: record.subject.clone(),
+                data,
+            },
+            payload,
+        })
+    }
 }
 
 /// Why a matching rule produced no message.
@@ -139,6 +161,29 @@ pub fn refs_of<'a>(
         if let Some(id) = Incident::id_of(payload) {
             refs.incidents.insert(id.clone());
         }
+    }
+    refs
+}
+
+/// What a fan-out page needs loaded: its customers with their risk history, and the incident.
+pub fn fanout_refs(
+    accepted: &Accepted,
+    recipients: &[CustomerId],
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Refs {
+    let at = decision_time(&accepted.event, now);
+    let mut refs = Refs {
+        earliest: Some(at),
+        latest: Some(at),
+        ..Refs::default()
+    };
+    refs.customers.extend(recipients.iter().cloned());
+    refs.scored_customers.extend(recipients.iter().cloned());
+    refs.incidents
+        .extend(Incident::id_of(&accepted.payload).cloned());
+    if policy.caps.binds() {
+        refs.marketing_since = Some(now - policy.caps.window());
     }
     refs
 }
@@ -299,7 +344,23 @@ pub fn decide(
         }
         if let Some(id) = Incident::id_of(payload) {
             let existing = snapshot.incidents.remove(id);
+            let fanout = crate::policy::incidents::fanout_after(
+                existing.as_ref(),
+                payload,
+                policy.incident_updates,
+            );
             if let Some(incident) = Incident::apply(existing, payload, at) {
+                // Customers are found outside this batch, page by page (`incident::fanout`);
+                // not at all when no rule could send them anything.
+                if let Some(kind) = fanout {
+                    if rules.candidates(event.event_type).next().is_some() {
+                        plan.changes.fanouts.push(FanoutRequest {
+                            incident_id: incident.id.clone(),
+                            event: event.key.clone(),
+                            kind,
+                        });
+                    }
+                }
                 touched_incidents.push(incident.id.clone());
                 snapshot.incidents.insert(incident.id.clone(), incident);
             }
@@ -330,169 +391,227 @@ pub fn decide(
 
         // 3. Rules: the highest-priority rule whose `when` holds decides. Rendering is deferred
         //    to the parallel pass below, with the state as it stands at this event.
-        let mut candidates = rules.candidates(event.event_type).peekable();
-        let Some(first) = candidates.peek().copied() else {
+        let Some(first) = rules.candidates(event.event_type).next() else {
             continue;
         };
-        let skip =
-            |rule: &Rule, reason: &'static str, customer_id: Option<CustomerId>, detail: String| {
-                Skipped {
-                    rule_id: rule.id.clone(),
-                    customer_id,
-                    event: event.key.clone(),
-                    reason,
-                    detail,
-                }
-            };
+        // An outage names no customer: those it affects are found page by page.
+        if Incident::id_of(payload).is_some() {
+            continue;
+        }
         let Some(customer_id) = recipient_of(payload, &snapshot) else {
-            plan.skipped.push(skip(
-                first,
-                "no_customer",
-                None,
-                "the event names no customer forewarn knows".into(),
-            ));
+            plan.skipped.push(Skipped {
+                rule_id: first.id.clone(),
+                customer_id: None,
+                event: event.key.clone(),
+                reason: "no_customer",
+                detail: "the event names no customer forewarn knows".into(),
+            });
             continue;
         };
-        let Some(doc) = snapshot.customers.get(&customer_id) else {
-            plan.skipped.push(skip(
-                first,
-                "no_customer",
-                Some(customer_id),
-                "the customer record is missing".into(),
-            ));
-            continue;
-        };
-        // Every decision is scored: the scores are stored with the outreach and order a burst.
-        let assessment = assess(
-            &subject_of(accepted, &customer_id, &snapshot, now),
-            &snapshot.history,
-            risk,
-        );
-        let scores = assessment.scores();
-        // Built only when a candidate has an expression: most events never pay for it.
-        let mut bindings: Option<Bindings> = None;
-        let mut bind = || {
-            let incident = Incident::id_of(payload)
-                .and_then(|id| snapshot.incidents.get(id))
-                .map_or(Value::Null, incident_json);
-            Bindings::new(
-                attributes_json(event),
-                &event.data,
-                Cow::Borrowed(doc.as_value()),
-                Cow::Owned(scores.to_json()),
-                Cow::Owned(incident),
-                now,
-            )
-        };
-        // The first candidate, best first, whose expressions all hold and evaluate: a rule
-        // whose `when`, `once_per` or offer fails does not match, and the next one is tried.
-        let mut winner = None;
-        // Why each rule tried did not match, for `explain` when none does.
-        let mut misses = Vec::new();
-        for rule in candidates {
-            let outcome = if rule.has_expressions() {
-                evaluate_rule(rule, bindings.get_or_insert_with(&mut bind), event, now)
-            } else {
-                Ok(Some(Decision {
-                    entity: event_entity(event),
-                    offer: None,
-                }))
-            };
-            match outcome {
-                Ok(Some(decision)) => {
-                    winner = Some((rule, decision));
-                    break;
-                }
-                Ok(None) => misses.push(format!("{}: `when` is false", rule.id)),
-                Err(failure) => {
-                    misses.push(format!("{}: {}", rule.id, failure.message));
-                    plan.rule_errors.push(failure);
-                }
-            }
-        }
-        let Some((rule, Decision { entity, mut offer })) = winner else {
-            plan.skipped.push(skip(
-                first,
-                "no_rule_matched",
-                Some(customer_id.clone()),
-                misses.join("; "),
-            ));
-            continue;
-        };
-        // Marketing held back (an open incident, the frequency cap): a marketing rule sends
-        // nothing; a transactional message still goes, without its discount.
-        let held = |reason: &'static str, detail: String| Skipped {
-            rule_id: rule.id.clone(),
-            customer_id: Some(customer_id.clone()),
-            event: event.key.clone(),
-            reason,
-            detail,
-        };
-        if rule.category.with_offer(offer.is_some()) == Category::Marketing {
-            if let Some(incident) = crate::policy::incidents::open_incident_affecting(
-                snapshot.incidents.values(),
-                &customer_id,
-                doc,
-            ) {
-                let why = held(
-                    "open_incident",
-                    format!(
-                        "incident {} affects the customer and is not resolved: no marketing until it is",
-                        incident.id
-                    ),
-                );
-                if hold_back(&mut plan, rule.category, &mut offer, why) {
-                    continue;
-                }
-            }
-        }
-        // Frequency cap, counted in the customer's time — messages queued in the window up to
-        // now — whatever the events' own times.
-        if policy.caps.binds() && rule.category.with_offer(offer.is_some()) == Category::Marketing {
-            let window = policy.caps.window();
-            let sent = snapshot.history.marketing_within(&customer_id, now, window);
-            if !policy.caps.allows(sent) {
-                let why = held(
-                    "frequency_cap",
-                    format!(
-                        "{sent} marketing message(s) in the last {}; the cap is {}",
-                        humantime::format_duration(policy.caps.marketing_window),
-                        policy.caps.marketing_max
-                    ),
-                );
-                if hold_back(&mut plan, rule.category, &mut offer, why) {
-                    continue;
-                }
-            } else {
-                snapshot
-                    .history
-                    .marketing
-                    .entry(customer_id.clone())
-                    .or_default()
-                    .push(now);
-            }
-        }
-        jobs.push(Job {
-            rule,
+        let decided = decide_for(
             accepted,
-            entity,
-            offer,
-            doc: doc.clone(),
-            customer_id: customer_id.clone(),
-            opt_outs: snapshot
-                .opt_outs
-                .get(&customer_id)
-                .cloned()
-                .unwrap_or_default(),
-            tracking: tracking_link(accepted, &snapshot),
-            risk: assessment,
-        });
+            customer_id,
+            &mut snapshot,
+            rules,
+            risk,
+            policy,
+            now,
+            &mut plan,
+        );
+        jobs.extend(decided);
     }
 
-    for (job, result) in jobs
-        .iter()
-        .zip(render_all(&jobs, templates, &policy.quiet, now))
-    {
+    render_into(&mut plan, &jobs, templates, &policy.quiet, now);
+
+    plan.changes.customers = touched_customers
+        .into_keys()
+        .filter_map(|id| snapshot.customers.get(&id).cloned().map(|doc| (id, doc)))
+        .collect();
+    plan.changes.orders = take_touched(touched_orders, &snapshot.orders);
+    plan.changes.shipments = take_touched(touched_shipments, &snapshot.shipments);
+    plan.changes.incidents = take_touched(touched_incidents, &snapshot.incidents);
+    plan
+}
+
+/// The rule that decides for one customer on one event, with the holds of ④, as a job to
+/// render; `None` (with the reason in `plan`) when nothing is to be sent.
+#[allow(clippy::too_many_arguments)]
+fn decide_for<'a>(
+    accepted: &'a Accepted,
+    customer_id: CustomerId,
+    snapshot: &mut Snapshot,
+    rules: &'a RuleSet,
+    risk: &RiskModel,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    plan: &mut Plan,
+) -> Option<Job<'a>> {
+    let event = &accepted.event;
+    let payload = &accepted.payload;
+    let mut candidates = rules.candidates(event.event_type).peekable();
+    let first = candidates.peek().copied()?;
+    let skip =
+        |rule: &Rule, reason: &'static str, customer_id: Option<CustomerId>, detail: String| {
+            Skipped {
+                rule_id: rule.id.clone(),
+                customer_id,
+                event: event.key.clone(),
+                reason,
+                detail,
+            }
+        };
+    let Some(doc) = snapshot.customers.get(&customer_id) else {
+        plan.skipped.push(skip(
+            first,
+            "no_customer",
+            Some(customer_id),
+            "the customer record is missing".into(),
+        ));
+        return None;
+    };
+    // Every decision is scored: the scores are stored with the outreach and order a burst.
+    let assessment = assess(
+        &subject_of(accepted, &customer_id, snapshot, now),
+        &snapshot.history,
+        risk,
+    );
+    let scores = assessment.scores();
+    // Built only when a candidate has an expression: most events never pay for it.
+    let mut bindings: Option<Bindings> = None;
+    let mut bind = || {
+        let incident = Incident::id_of(payload)
+            .and_then(|id| snapshot.incidents.get(id))
+            .map_or(Value::Null, incident_json);
+        Bindings::new(
+            attributes_json(event),
+            &event.data,
+            Cow::Borrowed(doc.as_value()),
+            Cow::Owned(scores.to_json()),
+            Cow::Owned(incident),
+            now,
+        )
+    };
+    // The first candidate, best first, whose expressions all hold and evaluate: a rule
+    // whose `when`, `once_per` or offer fails does not match, and the next one is tried.
+    let mut winner = None;
+    // Why each rule tried did not match, for `explain` when none does.
+    let mut misses = Vec::new();
+    for rule in candidates {
+        let outcome = if rule.has_expressions() {
+            evaluate_rule(rule, bindings.get_or_insert_with(&mut bind), event, now)
+        } else {
+            Ok(Some(Decision {
+                entity: event_entity(event),
+                offer: None,
+            }))
+        };
+        match outcome {
+            Ok(Some(decision)) => {
+                winner = Some((rule, decision));
+                break;
+            }
+            Ok(None) => misses.push(format!("{}: `when` is false", rule.id)),
+            Err(failure) => {
+                misses.push(format!("{}: {}", rule.id, failure.message));
+                plan.rule_errors.push(failure);
+            }
+        }
+    }
+    let Some((rule, Decision { entity, mut offer })) = winner else {
+        plan.skipped.push(skip(
+            first,
+            "no_rule_matched",
+            Some(customer_id.clone()),
+            misses.join("; "),
+        ));
+        return None;
+    };
+    // Marketing held back (an open incident, the frequency cap): a marketing rule sends
+    // nothing; a transactional message still goes, without its discount.
+    let held = |reason: &'static str, detail: String| Skipped {
+        rule_id: rule.id.clone(),
+        customer_id: Some(customer_id.clone()),
+        event: event.key.clone(),
+        reason,
+        detail,
+    };
+    if rule.category.with_offer(offer.is_some()) == Category::Marketing {
+        if let Some(incident) = crate::policy::incidents::open_incident_affecting(
+            snapshot.incidents.values(),
+            &customer_id,
+            doc,
+        ) {
+            let why = held(
+                "open_incident",
+                format!(
+                    "incident {} affects the customer and is not resolved: no marketing until it is",
+                    incident.id
+                ),
+            );
+            if hold_back(plan, rule.category, &mut offer, why) {
+                return None;
+            }
+        }
+    }
+    // Frequency cap, counted in the customer's time — messages queued in the window up to
+    // now — whatever the events' own times.
+    if policy.caps.binds() && rule.category.with_offer(offer.is_some()) == Category::Marketing {
+        let window = policy.caps.window();
+        let sent = snapshot.history.marketing_within(&customer_id, now, window);
+        if !policy.caps.allows(sent) {
+            let why = held(
+                "frequency_cap",
+                format!(
+                    "{sent} marketing message(s) in the last {}; the cap is {}",
+                    humantime::format_duration(policy.caps.marketing_window),
+                    policy.caps.marketing_max
+                ),
+            );
+            if hold_back(plan, rule.category, &mut offer, why) {
+                return None;
+            }
+        } else {
+            snapshot
+                .history
+                .marketing
+                .entry(customer_id.clone())
+                .or_default()
+                .push(now);
+        }
+    }
+    // An incident's customers hear riskiest and most valuable first; others by churn risk.
+    let urgency = if Incident::id_of(payload).is_some() {
+        value_weighted_urgency(&assessment, doc, risk)
+    } else {
+        scores.churn
+    };
+    Some(Job {
+        rule,
+        accepted,
+        entity,
+        offer,
+        doc: doc.clone(),
+        customer_id: customer_id.clone(),
+        opt_outs: snapshot
+            .opt_outs
+            .get(&customer_id)
+            .cloned()
+            .unwrap_or_default(),
+        tracking: tracking_link(accepted, snapshot),
+        risk: assessment,
+        urgency,
+    })
+}
+
+/// Renders every job on all cores and adds the outreach, or why it failed, to `plan`.
+fn render_into(
+    plan: &mut Plan,
+    jobs: &[Job<'_>],
+    templates: &Templates,
+    quiet: &QuietHours,
+    now: DateTime<Utc>,
+) {
+    for (job, result) in jobs.iter().zip(render_all(jobs, templates, quiet, now)) {
         match result {
             Ok(outreach) => {
                 if job.offer.is_some() && outreach.offer.is_none() {
@@ -517,14 +636,38 @@ pub fn decide(
             }),
         }
     }
+}
 
-    plan.changes.customers = touched_customers
-        .into_keys()
-        .filter_map(|id| snapshot.customers.get(&id).cloned().map(|doc| (id, doc)))
-        .collect();
-    plan.changes.orders = take_touched(touched_orders, &snapshot.orders);
-    plan.changes.shipments = take_touched(touched_shipments, &snapshot.shipments);
-    plan.changes.incidents = take_touched(touched_incidents, &snapshot.incidents);
+/// Decides one outage event for `recipients` — a page of the customers it concerns, found by
+/// `incident::fanout` — as [`decide`] decides an event for its own customer, without applying
+/// the event again (intake did, once). `snapshot` holds their records and the incident.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_fanout(
+    accepted: &Accepted,
+    recipients: &[CustomerId],
+    mut snapshot: Snapshot,
+    rules: &RuleSet,
+    templates: &Templates,
+    risk: &RiskModel,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut jobs = Vec::with_capacity(recipients.len());
+    for customer_id in recipients {
+        let decided = decide_for(
+            accepted,
+            customer_id.clone(),
+            &mut snapshot,
+            rules,
+            risk,
+            policy,
+            now,
+            &mut plan,
+        );
+        jobs.extend(decided);
+    }
+    render_into(&mut plan, &jobs, templates, &policy.quiet, now);
     plan
 }
 
@@ -565,6 +708,59 @@ fn remember(
 ) {
     history.record_experience(customer, experience.clone());
     changes.experiences.push((customer.clone(), experience));
+}
+
+impl Plan {
+    /// What the batch held back, for `forewarn explain`: rules that matched but sent nothing,
+    /// offers withheld, and messages queued for the end of quiet hours (those actually queued).
+    pub fn notes(
+        &self,
+        queued: &std::collections::HashSet<IdempotencyKey>,
+        at: DateTime<Utc>,
+    ) -> Vec<DecisionNote> {
+        let note = |s: &Skipped, outcome: &'static str| DecisionNote {
+            customer_id: s.customer_id.clone(),
+            at,
+            event: s.event.clone(),
+            rule_id: s.rule_id.clone(),
+            outcome,
+            reason: s.reason.to_owned(),
+            detail: s.detail.clone(),
+        };
+        let mut notes: Vec<DecisionNote> = self
+            .skipped
+            .iter()
+            .map(|s| note(s, "skipped"))
+            .chain(
+                self.withheld_offers
+                    .iter()
+                    .map(|s| note(s, "offer_withheld")),
+            )
+            .collect();
+        notes.extend(
+            self.changes
+                .outreach
+                .iter()
+                .filter(|o| queued.contains(&o.key))
+                .filter_map(|o| {
+                    let release = o.not_before?;
+                    Some(DecisionNote {
+                        customer_id: Some(o.customer_id.clone()),
+                        at,
+                        event: o.event.clone(),
+                        rule_id: o.rule_id.clone(),
+                        outcome: "deferred",
+                        reason: "quiet_hours".into(),
+                        detail: format!(
+                            "{} in the customer's quiet hours; queued for {}",
+                            o.content.channel(),
+                            release.to_rfc3339()
+                        ),
+                    })
+                }),
+        );
+        notes
+    }
 }
 
 /// What `accepted` is about for the risk models, as `snapshot` stands.
@@ -720,6 +916,8 @@ struct Job<'a> {
     tracking: Option<String>,
     /// The decision's scores and why.
     risk: RiskAssessment,
+    /// See [`Outreach::urgency`].
+    urgency: f64,
 }
 
 /// Below this many jobs a second thread costs more than it saves.
@@ -832,6 +1030,8 @@ fn outreach_for(
         timezone: zone.map(|z| z.name().to_owned()),
         region: customer.region.clone(),
         order_id: subject_order(&accepted.payload).map(|o| o.as_str().to_owned()),
+        incident_id: Incident::id_of(&accepted.payload).map(|i| i.as_str().to_owned()),
+        urgency: job.urgency,
     })
 }
 
@@ -1511,6 +1711,7 @@ mod tests {
             started_at: Some(now),
             resolved_at: None,
             updated_at: now,
+            peak_severity: None,
         };
         let run_with = |region: &str, status, reason: &str| {
             let mut snapshot = snapshot_of(json!({"id": "c-1", "name": "Jamie",
@@ -1551,8 +1752,8 @@ mod tests {
     fn marketing_beyond_the_cap_is_skipped_and_an_offer_beyond_it_is_withheld() {
         let now = Utc::now();
         let policy = Policy {
-            quiet: QuietHours::none(),
             caps: crate::policy::CapSettings::default(),
+            ..Policy::none()
         };
         let (templates, rules) = promotion_and_apology();
         let run_with = |hours_ago: &[i64], reason: &str| {

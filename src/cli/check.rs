@@ -170,8 +170,12 @@ impl Checker<'_> {
             );
         };
         if let Some(when) = &rule.when {
-            if let Err(e) = when.evaluate(&mut bindings) {
-                failed(&when.location, format!("`when` fails: {e}"));
+            match when.evaluate(&mut bindings) {
+                Err(e) => failed(&when.location, format!("`when` fails: {e}")),
+                // As when it runs: a rule whose `when` is false goes no further, so its
+                // `once_per` and offer may rely on what `when` checked (`has(data.severity)`).
+                Ok(cel::Value::Bool(false)) => return None,
+                Ok(_) => {}
             }
         }
         if let Some(once_per) = &rule.once_per {

@@ -296,35 +296,20 @@ async fn print_messages(
             if !shown.insert(m["key"].as_str().unwrap_or_default().to_owned()) {
                 continue;
             }
-            let channel = m["channel"].as_str().unwrap_or("?");
-            let to = super::recipient_shown(&m["to"], false);
-            let size = match channel {
-                "sms" => {
-                    let size = crate::render::measure_sms(m["body"].as_str().unwrap_or(""));
-                    format!(" · {}, {} segment(s)", size.encoding, size.segments)
-                }
-                _ => String::new(),
-            };
             let held = m["held_until"]
                 .as_str()
                 .map(|t| format!(" · held for quiet hours until {t}"))
                 .unwrap_or_default();
-            println!(
-                "  ── {}{held} to {} · customer {} · rule {}{size}",
-                channel.to_uppercase(),
-                to,
-                customer,
-                m["rule_id"].as_str().unwrap_or("?")
+            super::print_message(
+                &m,
+                &held,
+                &format!(
+                    "customer {} · rule {}",
+                    customer,
+                    m["rule_id"].as_str().unwrap_or("?")
+                ),
             );
             let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
-            let body = match channel {
-                "email" => format!("Subject: {}\n\n{}", text("subject"), text("text")),
-                "push" => format!("{}\n{}", text("title"), text("body")),
-                _ => text("body"),
-            };
-            for line in body.lines() {
-                println!("     │ {line}");
-            }
             let key = crate::domain::IdempotencyKey::from_stored(text("key"));
             if let Some(risk) = store.outreach_risk(&key).await? {
                 for target in ["delay", "churn"] {

@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand (SPEC §6). Exit codes: 0 ok, 1 failed, 2 usage.
 
+mod announce;
 mod check;
 mod demo;
 mod examples;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use announce::{AnnounceArgs, AnnounceCommand, Delivery};
 pub use demo::DemoArgs;
 pub use explain::ExplainArgs;
 pub use preview::PreviewArgs;
@@ -74,6 +76,11 @@ pub enum Command {
     /// The schedules of `[schedules]`: `list` shows each one's job, cron, next run and last
     /// run; `run` runs some (or all) once, now or as of --at.
     Schedule(ScheduleArgs),
+    /// On-call: announce an incident (`start`), update it, resolve it, or see how far its
+    /// announcements have got (`status`). Every affected customer hears once; an update only
+    /// if the severity escalates; the resolution only those who were told, with an apology
+    /// credit. --dry-run counts the customers and shows one message; --follow shows progress.
+    Announce(AnnounceArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -88,6 +95,9 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Explain(args) => explain::execute(args, cli.config.as_deref()).await,
         Command::Schedule(args) => {
             schedule::execute(args, cli.config.as_deref(), cli.log_json).await
+        }
+        Command::Announce(args) => {
+            announce::execute(args, cli.config.as_deref(), cli.log_json).await
         }
     };
     match result {
@@ -129,6 +139,34 @@ fn recipient_shown(to: &serde_json::Value, reveal: bool) -> String {
         serde_json::Value::String(to) => crate::telemetry::mask_text(to),
         serde_json::Value::Array(tokens) => format!("{} device(s)", tokens.len()),
         _ => "?".into(),
+    }
+}
+
+/// Prints one rendered message — its JSON form: `channel`, `to`, and `body`, `subject`/`text`
+/// or `title`/`body` — under a header: the channel, `note`, the masked recipient, `about`, and
+/// an SMS's encoding and segments.
+fn print_message(m: &serde_json::Value, note: &str, about: &str) {
+    let channel = m["channel"].as_str().unwrap_or("?");
+    let to = recipient_shown(&m["to"], false);
+    let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+    let size = match channel {
+        "sms" => {
+            let size = crate::render::measure_sms(&text("body"));
+            format!(" · {}, {} segment(s)", size.encoding, size.segments)
+        }
+        _ => String::new(),
+    };
+    println!(
+        "  ── {}{note} to {to} · {about}{size}",
+        channel.to_uppercase()
+    );
+    let body = match channel {
+        "email" => format!("Subject: {}\n\n{}", text("subject"), text("text")),
+        "push" => format!("{}\n{}", text("title"), text("body")),
+        _ => text("body"),
+    };
+    for line in body.lines() {
+        println!("     │ {line}");
     }
 }
 

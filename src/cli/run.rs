@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::authoring::Authoring;
 use crate::config::Settings;
 use crate::gateway::Gateways;
+use crate::incident::{Announcer, FanoutWorker};
 use crate::intake::{self, DeadLetterPublisher, Intake};
 use crate::outbox::{Dispatcher, Fallback};
 use crate::schedule::{Emitter, JobContext, Scheduler, SystemClock};
@@ -148,6 +149,25 @@ pub async fn start(
         }),
     ));
     let fallback = Fallback::new(store.clone(), authoring.clone());
+    let fanout_wake = Arc::new(Notify::new());
+    if settings.incidents.fanout {
+        let worker = FanoutWorker::new(
+            store.clone(),
+            authoring.clone(),
+            policy.clone(),
+            settings.incidents.clone(),
+            fanout_wake.clone(),
+            wake.clone(),
+        );
+        let fanout_shutdown = shutdown.clone();
+        tasks.push((
+            "fanout",
+            tokio::spawn(async move {
+                worker.run(fanout_shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
     let intake = Intake::new(
         store.clone(),
         authoring,
@@ -156,7 +176,8 @@ pub async fn start(
         settings.intake.clone(),
         wake.clone(),
     )
-    .with_policy(policy.clone());
+    .with_policy(policy.clone())
+    .with_fanout_wake(fanout_wake);
     let intake_shutdown = shutdown.clone();
     tasks.push((
         "intake",
@@ -215,6 +236,7 @@ pub async fn start(
             nats: nats.clone(),
             metrics,
             api_token,
+            announcer: announcer(&settings, js.clone()),
         };
         let http_shutdown: Shutdown = shutdown.clone();
         tasks.push((
@@ -225,7 +247,7 @@ pub async fn start(
                     .context("HTTP server failed")
             }),
         ));
-        tracing::info!(%addr, "Serving /healthz, /readyz and /metrics.");
+        tracing::info!(%addr, "Serving /healthz, /readyz, /metrics and /v1/.");
         Some(addr)
     } else {
         None
@@ -263,6 +285,15 @@ pub fn scheduler(
         Arc::new(SystemClock),
         settings.scheduler.clone(),
     ))
+}
+
+/// Publishes on-call's announcements where `[incidents]` says.
+pub(super) fn announcer(settings: &Settings, js: async_nats::jetstream::Context) -> Announcer {
+    Announcer::new(
+        js,
+        &settings.incidents.subject_prefix,
+        &settings.incidents.source,
+    )
 }
 
 /// `forewarn run`.

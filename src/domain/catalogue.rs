@@ -192,6 +192,9 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, mildest first.
+    pub const ALL: [Severity; 3] = [Severity::Minor, Severity::Major, Severity::Critical];
+
     /// The lower-case name used in storage.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -199,6 +202,11 @@ impl Severity {
             Severity::Major => "major",
             Severity::Critical => "critical",
         }
+    }
+
+    /// The severity a stored name means.
+    pub fn parse(name: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 

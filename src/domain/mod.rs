@@ -33,4 +33,6 @@ pub use outreach::{
     AddressEffect, IdempotencyKey, MessageContent, Outreach, RiskRecord, RiskScores,
 };
 pub use rejection::{RejectReason, Rejection};
-pub use state::{Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus};
+pub use state::{
+    FanoutKind, Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus,
+};

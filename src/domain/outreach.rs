@@ -147,6 +147,11 @@ pub struct Outreach {
     /// The order it is about, if any: a newer, more important outreach about the same order
     /// supersedes it while it waits.
     pub order_id: Option<String>,
+    /// The incident it is about, if any: its resolution goes to those who were told.
+    pub incident_id: Option<String>,
+    /// Among messages of one priority, the dispatcher sends higher urgency first: the churn
+    /// risk, and for an incident's fan-out the risk weighted by the customer's value.
+    pub urgency: f64,
 }
 
 /// `risk.delay` and `risk.churn` of one decision, as rules and templates see them.

@@ -144,6 +144,8 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     /// When forewarn last changed this record.
     pub updated_at: DateTime<Utc>,
+    /// The highest severity it has had: customers hear an update only when it rises above it.
+    pub peak_severity: Option<String>,
 }
 
 impl Order {
@@ -330,7 +332,53 @@ impl Shipment {
     }
 }
 
+/// Why an outage event sends forewarn through the customer directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanoutKind {
+    /// An incident began: everyone it affects.
+    Started,
+    /// Its severity rose: everyone it affects, once per severity.
+    Escalated,
+    /// It is over: those who were told about it.
+    Resolved,
+}
+
+impl FanoutKind {
+    /// The lower-case name used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FanoutKind::Started => "started",
+            FanoutKind::Escalated => "escalated",
+            FanoutKind::Resolved => "resolved",
+        }
+    }
+
+    /// The kind a stored name means.
+    pub fn parse(name: &str) -> Option<FanoutKind> {
+        [
+            FanoutKind::Started,
+            FanoutKind::Escalated,
+            FanoutKind::Resolved,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+}
+
 impl Incident {
+    /// Its severity, if announced.
+    pub fn severity(&self) -> Option<super::Severity> {
+        self.severity.as_deref().and_then(super::Severity::parse)
+    }
+
+    /// The highest severity it has had (the current one for a record older than the peak).
+    pub fn peak(&self) -> Option<super::Severity> {
+        self.peak_severity
+            .as_deref()
+            .and_then(super::Severity::parse)
+            .max(self.severity())
+    }
+
     /// The incident id a payload is about, if any.
     pub fn id_of(payload: &Payload) -> Option<&EntityId> {
         match payload {
@@ -357,6 +405,7 @@ impl Incident {
             started_at: None,
             resolved_at: None,
             updated_at: at,
+            peak_severity: None,
         });
         match payload {
             Payload::OutageStarted {
@@ -380,6 +429,14 @@ impl Incident {
                 incident.resolved_at = Some(at);
             }
             _ => return None,
+        }
+        let current = incident.severity();
+        let stored_peak = incident
+            .peak_severity
+            .as_deref()
+            .and_then(super::Severity::parse);
+        if current > stored_peak {
+            incident.peak_severity = current.map(|s| s.as_str().to_owned());
         }
         incident.updated_at = at;
         Some(incident)

@@ -1,18 +1,21 @@
 //! HTTP for operators: `/healthz` (the process is up), `/readyz` (NATS and the database are
-//! reachable) and `/metrics` (Prometheus text format); and for the shop's checkout, discount
-//! codes under `/v1/discount-codes` (see [`offers`]).
+//! reachable) and `/metrics` (Prometheus text format); for the shop's checkout, discount codes
+//! under `/v1/discount-codes` (see [`offers`]); for on-call tooling, incidents under
+//! `/v1/incidents` (see [`incidents`]). `/openapi.json` describes `/v1/`.
 
+mod incidents;
 mod offers;
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
@@ -27,8 +30,10 @@ pub struct HttpState {
     pub nats: async_nats::Client,
     /// For `/metrics`; `None` when another recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
-    /// The bearer token `/v1/` requires, when one is configured.
+    /// The bearer token `/v1/` requires, when one is configured (incidents always need one).
     pub api_token: Option<Arc<str>>,
+    /// Publishes incidents' announcements.
+    pub announcer: crate::incident::Announcer,
 }
 
 /// The router.
@@ -39,6 +44,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/discount-codes/{code}", get(offers::show))
         .route("/v1/discount-codes/{code}/redeem", post(offers::redeem))
+        .route("/v1/incidents", post(incidents::start))
+        .route("/v1/incidents/{id}", get(incidents::show))
+        .route("/v1/incidents/{id}/updates", post(incidents::update))
+        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/openapi.json", get(openapi))
         .with_state(state)
 }
 
@@ -51,6 +61,37 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
+}
+
+/// Whether the request carries `token` as its bearer token (`None`: none is required).
+/// Digests are compared, so the time a comparison takes says nothing about the token.
+fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes())
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"status": "unauthorized"})),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3.1 description of `/v1/`, written by hand beside the handlers.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

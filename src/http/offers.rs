@@ -8,15 +8,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::HttpState;
+use super::{authorized, unauthorized, HttpState};
 use crate::domain::{DiscountCode, Redemption};
 
 /// The optional body of a redemption.
@@ -27,29 +26,6 @@ struct RedeemRequest {
     customer_id: Option<String>,
     /// Recorded with the redemption.
     order_id: Option<String>,
-}
-
-/// Whether the request carries the configured bearer token. Digests are compared, so the time
-/// a comparison takes says nothing about the token.
-fn authorized(state: &HttpState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.api_token else {
-        return true;
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    Sha256::digest(given.as_bytes()) == Sha256::digest(token.as_bytes())
-}
-
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({"status": "unauthorized"})),
-    )
-        .into_response()
 }
 
 fn unknown() -> Response {
@@ -70,7 +46,7 @@ pub(super) async fn show(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Response {
-    if !authorized(&state, &headers) {
+    if !authorized(state.api_token.as_deref(), &headers) {
         return unauthorized();
     }
     let Some(code) = DiscountCode::parse(&raw) else {
@@ -102,7 +78,7 @@ pub(super) async fn redeem(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
+    if !authorized(state.api_token.as_deref(), &headers) {
         return unauthorized();
     }
     let request: RedeemRequest = if body.iter().all(u8::is_ascii_whitespace) {

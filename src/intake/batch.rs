@@ -19,7 +19,7 @@ use crate::metrics as m;
 use crate::pipeline::{self, Accepted};
 use crate::policy::Policy;
 use crate::shutdown::Shutdown;
-use crate::store::{DecisionNote, EventRecord, Store, StoreError};
+use crate::store::{EventRecord, Store, StoreError};
 
 /// What a batch did, for logs, metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct Intake {
     type_prefix: Option<String>,
     settings: IntakeSettings,
     wake: Arc<Notify>,
+    /// Notified when a batch writes an incident's fan-out.
+    fanout_wake: Option<Arc<Notify>>,
     policy: Policy,
 }
 
@@ -72,8 +74,15 @@ impl Intake {
             type_prefix,
             settings,
             wake,
+            fanout_wake: None,
             policy: Policy::none(),
         }
+    }
+
+    /// Wakes the fan-out worker through `wake` when a batch has an incident's customers to find.
+    pub fn with_fanout_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.fanout_wake = Some(wake);
+        self
     }
 
     /// Decides with quiet hours and caps (none by default).
@@ -354,9 +363,11 @@ impl Intake {
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
         tx.forget_events(&rejected_keys).await?;
         let mut queued = tx.apply(&plan.changes, received_at).await?;
-        tx.record_notes(&notes_of(&plan, &queued, received_at))
-            .await?;
+        tx.record_notes(&plan.notes(&queued, received_at)).await?;
         tx.commit().await?;
+        if let (false, Some(wake)) = (plan.changes.fanouts.is_empty(), &self.fanout_wake) {
+            wake.notify_one();
+        }
 
         for failure in &plan.rule_errors {
             counter!(m::RULE_ERRORS, "rule" => failure.rule_id.clone()).increment(1);
@@ -456,57 +467,6 @@ struct Committed {
     rejected: HashMap<EventKey, Rejection>,
     /// Outreach rows written.
     outreach: usize,
-}
-
-/// What the batch held back, for `forewarn explain`: rules that matched but sent nothing,
-/// offers withheld, and messages queued for the end of quiet hours (those actually queued).
-fn notes_of(
-    plan: &pipeline::Plan,
-    queued: &std::collections::HashSet<crate::domain::IdempotencyKey>,
-    at: chrono::DateTime<Utc>,
-) -> Vec<DecisionNote> {
-    let note = |s: &pipeline::Skipped, outcome: &'static str| DecisionNote {
-        customer_id: s.customer_id.clone(),
-        at,
-        event: s.event.clone(),
-        rule_id: s.rule_id.clone(),
-        outcome,
-        reason: s.reason.to_owned(),
-        detail: s.detail.clone(),
-    };
-    let mut notes: Vec<DecisionNote> = plan
-        .skipped
-        .iter()
-        .map(|s| note(s, "skipped"))
-        .chain(
-            plan.withheld_offers
-                .iter()
-                .map(|s| note(s, "offer_withheld")),
-        )
-        .collect();
-    notes.extend(
-        plan.changes
-            .outreach
-            .iter()
-            .filter(|o| queued.contains(&o.key))
-            .filter_map(|o| {
-                let release = o.not_before?;
-                Some(DecisionNote {
-                    customer_id: Some(o.customer_id.clone()),
-                    at,
-                    event: o.event.clone(),
-                    rule_id: o.rule_id.clone(),
-                    outcome: "deferred",
-                    reason: "quiet_hours".into(),
-                    detail: format!(
-                        "{} in the customer's quiet hours; queued for {}",
-                        o.content.channel(),
-                        release.to_rfc3339()
-                    ),
-                })
-            }),
-    );
-    notes
 }
 
 /// Acks or naks; a failure is logged, and the server's redelivery covers it.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::authoring::AuthoringHandle;
-use crate::domain::{CloudEvent, Customer, Payload};
+use crate::domain::Customer;
 use crate::pipeline::{channel_refusal, event_tracking_link, render_on, Accepted, RenderInput};
 use crate::store::{ChannelSwitch, ClaimedMessage, Store};
 
@@ -49,20 +49,7 @@ impl Fallback {
             .rules
             .by_id(&message.rule_id)
             .ok_or_else(|| format!("fallback: rule `{}` is no longer loaded", message.rule_id))?;
-        let data: serde_json::Value = serde_json::from_str(&record.data)
-            .map_err(|e| format!("fallback: stored event data: {e}"))?;
-        let payload = Payload::parse(record.event_type, &data)
-            .map_err(|e| format!("fallback: stored event data: {e}"))?;
-        let accepted = Accepted {
-            event: CloudEvent {
-                key: record.key,
-                event_type: record.event_type,
-                time: record.time,
-                subject: record.subject,
-                data,
-            },
-            payload,
-        };
+        let accepted = Accepted::from_record(&record).map_err(|e| format!("fallback: {e}"))?;
         let customer = Customer::from_doc(&doc).map_err(|e| format!("fallback: {e}"))?;
         let input = RenderInput {
             rule_id: &rule.id,

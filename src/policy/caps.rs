@@ -53,13 +53,15 @@ impl CapSettings {
     }
 }
 
-/// Everything ④ decides with: quiet hours and caps.
+/// Everything ④ decides with: quiet hours, caps, and when incidents are announced.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// When messages may go.
     pub quiet: super::QuietHours,
     /// How many marketing messages may go.
     pub caps: CapSettings,
+    /// When an incident's update is announced to customers again.
+    pub incident_updates: super::incidents::UpdateNotice,
 }
 
 impl Policy {
@@ -68,6 +70,7 @@ impl Policy {
         Policy {
             quiet: super::QuietHours::none(),
             caps: CapSettings::off(),
+            incident_updates: Default::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the outbox stores with the message, and what the customer timeline prints.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::features::{compute, Feature, Subject, Target};
@@ -49,6 +50,35 @@ pub struct RiskAssessment {
     pub delay: Assessed,
     /// `risk.churn`.
     pub churn: Assessed,
+}
+
+/// The order an incident's customers hear in: the churn risk weighted by what the customer is
+/// worth — `churn × (1 + ln(1 + lifetime value))`, in the model's currency unit — so the
+/// customers most likely to leave, and most costly to lose, are told first. The value is the
+/// customer record's `lifetime_value`, else the orders forewarn has seen; unknown counts as 0.
+pub fn value_weighted_urgency(
+    assessment: &RiskAssessment,
+    customer: &crate::domain::CustomerDoc,
+    model: &RiskModel,
+) -> f64 {
+    use super::features::ValueUnit;
+    let stated = customer
+        .as_value()
+        .get("lifetime_value")
+        .and_then(|v| crate::domain::Money::deserialize(v).ok())
+        .and_then(|money| model.currency.value_of(&money))
+        .map(|value| value.max(0.0).ln_1p());
+    let seen = || {
+        assessment
+            .churn
+            .builtin
+            .terms
+            .iter()
+            .find(|t| t.feature == Feature::LogLifetimeValue && t.known)
+            .map(|t| t.value)
+    };
+    let log_value = stated.or_else(seen).unwrap_or(0.0);
+    assessment.churn.probability * (1.0 + log_value)
 }
 
 /// Scores `subject`: features from `history` as of its time, both built-in models, then any

@@ -17,6 +17,6 @@ pub mod features;
 pub mod fit;
 pub mod model;
 
-pub use assess::{assess, Assessed, RiskAssessment, Source};
+pub use assess::{assess, value_weighted_urgency, Assessed, RiskAssessment, Source};
 pub use features::{Feature, FeatureValues, Subject, Target};
 pub use model::{Logistic, RiskModel, Score};

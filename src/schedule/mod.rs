@@ -254,7 +254,7 @@ impl Scheduler {
 
 /// This process in leases: host, process id and a random tag (a restarted process with a
 /// reused pid is a different owner).
-fn owner_id() -> String {
+pub(crate) fn owner_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -5,6 +5,7 @@
 //! An intake batch is one transaction: record the events (learning which are new), load the
 //! state they touch, write what the pipeline decided, commit — and only then are they acked.
 
+mod incidents;
 mod schedules;
 mod sqlite;
 
@@ -20,6 +21,10 @@ use crate::domain::{
     MessageContent, Offer, OptOutScope, OptOuts, Order, Outreach, Redemption, RiskScores, Shipment,
 };
 
+pub use incidents::{
+    Audience, FanoutClaim, FanoutRequest, FanoutStatus, FanoutStep, IncidentProgress,
+    IncidentStore, MessageCounts,
+};
 pub use schedules::{
     Emission, OverdueShipment, PurgeCursor, PurgeReport, ResolvedProblem, RunRecord,
     ScheduleStatus, ScheduleStore, StalledOrder, TickClaim, TickOutcome,
@@ -148,6 +153,8 @@ pub struct Changes {
     pub experiences: Vec<(CustomerId, Experience)>,
     /// Deliveries to count: (carrier or region, name, day, late).
     pub settled: Vec<(Dimension, String, i64, bool)>,
+    /// Outage events whose customers are to be found (`incident::fanout`).
+    pub fanouts: Vec<FanoutRequest>,
 }
 
 /// Why a customer did not get (all of) what a rule decided: for `forewarn explain`.
@@ -418,9 +425,9 @@ pub struct OutboxCounts {
 }
 
 /// The database operations forewarn needs, and nothing more; those of schedules are in
-/// [`ScheduleStore`].
+/// [`ScheduleStore`], those of incidents in [`IncidentStore`].
 #[async_trait]
-pub trait Store: ScheduleStore + Send + Sync + 'static {
+pub trait Store: ScheduleStore + IncidentStore + Send + Sync + 'static {
     /// Starts an intake batch's transaction.
     async fn begin_intake(&self) -> Result<Box<dyn IntakeTx + '_>, StoreError>;
 
@@ -582,6 +589,26 @@ pub trait IntakeTx: Send {
 
     /// Records why outreach was held back.
     async fn record_notes(&mut self, notes: &[DecisionNote]) -> Result<(), StoreError>;
+
+    /// The next `limit` customers of `audience` after `after`, in id order: one fan-out page.
+    async fn audience_page(
+        &mut self,
+        audience: &Audience,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CustomerId>, StoreError>;
+
+    /// Records a fan-out page, with its outreach in this transaction, if `claim` is still
+    /// `owner`'s and still at its cursor; false (write nothing, roll back) when another
+    /// process took it over. Extends the lease to `lease_until`.
+    async fn advance_fanout(
+        &mut self,
+        claim: &FanoutClaim,
+        step: &FanoutStep,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -1,10 +1,603 @@
-//! Incidents. So far: a customer under an open incident gets no marketing until it is resolved.
+//! Incidents: on-call announces (CLI or HTTP), every affected customer hears once, an update
+//! only if it escalates, the resolution only those who were told — with a credit each — and
+//! no marketing reaches a customer under an open incident.
 
-use serde_json::json;
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn outage(kind: &str, id: &str, data: serde_json::Value) -> serde_json::Value {
+/// Affected customers (Seoul), unaffected ones (New York), and affected ones who cannot be
+/// reached at all (opted out of SMS, their only channel): they are never told, so they must
+/// not hear that it is over either.
+const AFFECTED: usize = 2000;
+const UNAFFECTED: usize = 500;
+const UNREACHABLE: usize = 40;
+
+/// The bearer token the HTTP tests configure.
+const TOKEN: &str = "s3cret-token-for-tests";
+
+fn customer_id(i: usize) -> String {
+    format!("c-{i:05}")
+}
+
+/// `customer.upserted` for customer `i`: Seoul for the first `AFFECTED`, New York after.
+fn customer(i: usize) -> Value {
+    let region = if i < AFFECTED { "kr-seoul" } else { "us-ny" };
+    json!({"specversion": "1.0", "id": format!("cust-{i}"), "source": "test/crm",
+           "type": "customer.upserted", "time": "2026-11-23T08:00:00Z",
+           "data": {"id": customer_id(i), "name": "김지수", "locale": "ko-KR",
+                    "timezone": "Asia/Seoul", "phone": format!("+8210{:08}", i),
+                    "channels": ["sms"], "consent": {"sms": true, "marketing": true},
+                    "region": region, "segment": if i % 10 == 0 { "vip" } else { "regular" }}})
+}
+
+/// Publishes the directory: every customer, and the unreachable ones' opt-outs.
+async fn populate(app: &App) {
+    for i in 0..AFFECTED + UNAFFECTED {
+        app.publish(&customer(i)).await;
+    }
+    for i in 0..UNREACHABLE {
+        app.publish(&json!({"specversion": "1.0", "id": format!("optout-{i}"),
+            "source": "test/crm", "type": "customer.opted_out",
+            "data": {"customer_id": customer_id(i), "channel": "sms", "scope": "all"}}))
+            .await;
+    }
+    app.wait_intake_idle().await;
+}
+
+/// The customers the sandbox sent a message of `rule` to, each with how many.
+fn recipients(app: &App, rule: &str) -> (BTreeSet<String>, usize) {
+    let lines: Vec<Value> = app
+        .sandbox("sms")
+        .into_iter()
+        .filter(|l| l["rule_id"] == rule)
+        .collect();
+    let ids = lines
+        .iter()
+        .map(|l| l["customer_id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, lines.len())
+}
+
+fn reachable_affected() -> BTreeSet<String> {
+    (UNREACHABLE..AFFECTED).map(customer_id).collect()
+}
+
+/// Waits until the fan-out of `event_id` is done and nothing of it is left to send.
+async fn wait_fanout_done(app: &App, event_id: &str) {
+    wait_for(&format!("the fan-out of {event_id} to finish"), || async {
+        let done: Option<String> =
+            sqlx::query_scalar("SELECT status FROM fanouts WHERE event_id = ?")
+                .bind(event_id)
+                .fetch_optional(app.store.pool())
+                .await
+                .unwrap();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE event_id = ? AND status IN ('pending', 'sending')",
+        )
+        .bind(event_id)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+        done.as_deref() == Some("done") && left == 0
+    })
+    .await;
+}
+
+async fn fanout_count(app: &App) -> i64 {
+    app.scalar("SELECT count(*) FROM fanouts").await
+}
+
+/// `POST` to the incidents API with `token`.
+async fn post(app: &App, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}{path}", app.http_port))
+        .json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn with_token() -> Options {
+    Options {
+        env: vec![
+            (
+                "FOREWARN_HTTP__API_TOKEN_ENV".into(),
+                "INCIDENT_TOKEN".into(),
+            ),
+            ("INCIDENT_TOKEN".into(), TOKEN.into()),
+        ],
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_told_get_a_credit() {
+    let app = spawn_app_with(with_token()).await;
+    populate(&app).await;
+
+    // On-call announces from the command line.
+    let config = app.config_path();
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "announce",
+            "start",
+            "--id",
+            "inc-checkout",
+            "--title",
+            "Checkout errors",
+            "--service",
+            "checkout",
+            "--region",
+            "kr",
+            "--severity",
+            "major",
+            "--message",
+            "Card payments fail; we are fixing it.",
+            "--eta",
+            "2h",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Announced incident inc-checkout"), "{out}");
+    wait_fanout_done(&app, "inc-checkout:started").await;
+    let (told, sent) = recipients(&app, "outage-started-notice");
+    assert_eq!(
+        told,
+        reachable_affected(),
+        "exactly the reachable affected customers"
+    );
+    assert_eq!(sent, AFFECTED - UNREACHABLE, "one message each");
+
+    // An update without escalation, and one lowering it, reach nobody.
+    for (i, severity) in [(1, None), (2, Some("minor"))] {
+        let mut body = json!({"message": format!("Update {i}: still on it.")});
+        if let Some(severity) = severity {
+            body["severity"] = json!(severity);
+        }
+        let (status, answer) = post(
+            &app,
+            "/v1/incidents/inc-checkout/updates",
+            &body,
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+        app.wait_intake_idle().await;
+    }
+    assert_eq!(
+        fanout_count(&app).await,
+        1,
+        "no fan-out for updates that do not escalate"
+    );
+    // Back to major, then critical: only the rise above major is news.
+    for severity in ["major", "critical"] {
+        let body =
+            json!({"message": "Payments now fail for everyone in Seoul.", "severity": severity});
+        let (status, answer) = post(
+            &app,
+            "/v1/incidents/inc-checkout/updates",
+            &body,
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+        app.wait_intake_idle().await;
+    }
+    let escalation: String =
+        sqlx::query_scalar("SELECT event_id FROM fanouts WHERE kind = 'escalated'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    wait_fanout_done(&app, &escalation).await;
+    let (escalated, sent) = recipients(&app, "outage-escalated-notice");
+    assert_eq!(escalated, reachable_affected());
+    assert_eq!(
+        sent,
+        AFFECTED - UNREACHABLE,
+        "the escalation went once to each"
+    );
+    // A second update at the same severity is not an escalation.
+    let body = json!({"message": "Still critical.", "severity": "critical"});
+    assert_eq!(
+        post(
+            &app,
+            "/v1/incidents/inc-checkout/updates",
+            &body,
+            Some(TOKEN)
+        )
+        .await
+        .0,
+        202
+    );
+    app.wait_intake_idle().await;
+    assert_eq!(fanout_count(&app).await, 2);
+
+    // Resolved: exactly those who were told, each with their own credit code.
+    let (status, answer) = post(
+        &app,
+        "/v1/incidents/inc-checkout/resolve",
+        &json!({"message": "Payments work again."}),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["incident_id"], "inc-checkout");
+    wait_fanout_done(&app, "inc-checkout:resolved").await;
+    let (resolved, sent) = recipients(&app, "outage-resolved-notice");
+    assert_eq!(
+        resolved, told,
+        "the resolution reaches exactly those who were told"
+    );
+    assert_eq!(sent, told.len());
+    let credits: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT customer_id, percent FROM discount_codes WHERE rule_id = 'outage-resolved-notice'",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    let credited: BTreeSet<String> = credits.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(credited, told, "one credit per customer told");
+    assert_eq!(credits.len(), told.len());
+    assert!(
+        credits.iter().all(|(_, p)| *p == 10),
+        "a critical incident's credit is 10 %"
+    );
+    let bodies: Vec<String> = app
+        .sandbox("sms")
+        .into_iter()
+        .filter(|l| l["rule_id"] == "outage-resolved-notice")
+        .map(|l| l["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        bodies.iter().all(|b| b.contains("10% 할인 코드")),
+        "{}",
+        bodies[0]
+    );
+    // Resolving again is the same event: nothing more.
+    assert_eq!(
+        post(
+            &app,
+            "/v1/incidents/inc-checkout/resolve",
+            &json!({"message": "Fixed."}),
+            Some(TOKEN)
+        )
+        .await
+        .1["duplicate"],
+        true
+    );
+    // The progress API tells on-call the same.
+    let progress: Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/v1/incidents/inc-checkout",
+            app.http_port
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["incident"]["status"], "resolved");
+    assert_eq!(progress["fanouts"][0]["customers"], AFFECTED as u64);
+    assert_eq!(
+        progress["fanouts"][0]["messages"]["sent"],
+        (AFFECTED - UNREACHABLE) as u64
+    );
+    assert_eq!(progress["messages"]["sent"], (3 * told.len()) as u64);
+    assert_eq!(progress["settled"], true);
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
+    let slow = Options {
+        // Small pages and a short lease, so the kill lands mid-way and the new process takes
+        // the fan-out over quickly.
+        extra_config: "\n[incidents]\npage_size = 50\nlease = \"2s\"\n".into(),
+        ..Options::default()
+    };
+    let mut app = spawn_app_with(slow.clone()).await;
+    populate(&app).await;
+    app.publish(&outage(
+        "outage.started",
+        "inc-2:started",
+        json!({"incident_id": "inc-2", "title": "Checkout errors", "services": ["checkout"],
+               "regions": ["kr"], "severity": "critical", "affected": {"regions": ["kr"]},
+               "message": "Card payments fail."}),
+    ))
+    .await;
+    wait_for("a few fan-out pages", || async {
+        app.scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
+            .await
+            >= 300
+    })
+    .await;
+    app.kill();
+    let mid_way = app
+        .scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
+        .await;
+    assert!(
+        mid_way < AFFECTED as i64,
+        "killed after the fan-out ended ({mid_way})"
+    );
+    app.restart_with(slow).await;
+    wait_fanout_done(&app, "inc-2:started").await;
+    let lines: Vec<Value> = app.sandbox("sms");
+    assert_each_key_once(&lines, AFFECTED - UNREACHABLE);
+    let (told, _) = recipients(&app, "outage-started-notice");
+    assert_eq!(told, reachable_affected());
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_publishing() {
+    let app = spawn_app().await;
+    populate(&app).await;
+    let config = app.config_path();
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "announce",
+            "start",
+            "--dry-run",
+            "--title",
+            "Checkout errors",
+            "--service",
+            "checkout",
+            "--region",
+            "kr-seoul",
+            "--severity",
+            "major",
+            "--message",
+            "Card payments fail; we are fixing it.",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("would reach {AFFECTED} customer(s)")),
+        "{out}"
+    );
+    // The first affected customer in id order: opted out, so the dry run says why not.
+    assert!(
+        out.contains("c-00000 would get nothing: no_usable_channel"),
+        "{out}"
+    );
+    // By segment: every tenth customer is a VIP.
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "announce",
+            "start",
+            "--dry-run",
+            "--title",
+            "Checkout errors",
+            "--service",
+            "checkout",
+            "--segment",
+            "vip",
+            "--severity",
+            "critical",
+            "--message",
+            "Card payments fail; we are fixing it.",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "would reach {} customer(s)",
+            (AFFECTED + UNAFFECTED) / 10
+        )),
+        "{out}"
+    );
+    // An update of an incident nobody announced is refused.
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "announce",
+            "update",
+            "--dry-run",
+            "--incident",
+            "inc-nope",
+            "--message",
+            "Hm.",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("incident `inc-nope` is not known"), "{out}");
+    app.wait_intake_idle().await;
+    assert_eq!(fanout_count(&app).await, 0, "a dry run publishes nothing");
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM events WHERE type LIKE 'outage.%'")
+            .await,
+        0
+    );
+
+    // Once customers were told, a dry-run resolution counts exactly them and shows the credit.
+    app.publish(&outage(
+        "outage.started",
+        "inc-3:started",
+        json!({"incident_id": "inc-3", "title": "Checkout errors", "services": ["checkout"],
+               "regions": ["kr"], "severity": "critical", "affected": {"customer_ids": ["c-00100", "c-00101", "c-02100"]},
+               "message": "Card payments fail."}),
+    ))
+    .await;
+    wait_fanout_done(&app, "inc-3:started").await;
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "announce",
+            "resolve",
+            "--dry-run",
+            "--incident",
+            "inc-3",
+            "--message",
+            "Payments work again.",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("would reach 3 customer(s) — those who were told it started"),
+        "{out}"
+    );
+    assert!(out.contains("c-00100 would get:"), "{out}");
+    assert!(out.contains("10% credit"), "{out}");
+    assert!(out.contains("복구 완료: Payments work again."), "{out}");
+}
+
+#[tokio::test]
+async fn the_incidents_api_wants_its_token_and_names_every_invalid_field() {
+    let app = spawn_app_with(with_token()).await;
+    let start = json!({"title": "Checkout errors", "services": ["checkout"], "regions": ["kr"],
+                       "severity": "major", "message": "Card payments fail."});
+    assert_eq!(post(&app, "/v1/incidents", &start, None).await.0, 401);
+    assert_eq!(
+        post(&app, "/v1/incidents", &start, Some("wrong")).await.0,
+        401
+    );
+
+    let bad = json!({"title": "", "services": [], "severity": "apocalyptic", "message": "x",
+                     "eta": "last week"});
+    let (status, answer) = post(&app, "/v1/incidents", &bad, Some(TOKEN)).await;
+    assert_eq!(status, 422, "{answer}");
+    let fields: Vec<&str> = answer["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["title", "services", "severity", "eta", "affected"],
+        "{answer}"
+    );
+    let (status, answer) = post(
+        &app,
+        "/v1/incidents",
+        &json!({"title": "x", "colour": "red"}),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{answer}"
+    );
+    let raw = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/incidents", app.http_port))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let (status, _) = post(
+        &app,
+        "/v1/incidents/inc-unknown/updates",
+        &json!({"message": "?"}),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, answer) = post(&app, "/v1/incidents", &start, Some(TOKEN)).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["incident_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("inc-"), "{answer}");
+    assert_eq!(answer["type"], "outage.started");
+    app.wait_intake_idle().await;
+    let stored: String = sqlx::query_scalar("SELECT status FROM incidents WHERE id = ?")
+        .bind(&id)
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, "open");
+    let resolve = json!({"message": "Fixed."});
+    assert_eq!(
+        post(
+            &app,
+            &format!("/v1/incidents/{id}/resolve"),
+            &resolve,
+            Some(TOKEN)
+        )
+        .await
+        .0,
+        202
+    );
+    app.wait_intake_idle().await;
+    let (status, answer) = post(
+        &app,
+        &format!("/v1/incidents/{id}/updates"),
+        &json!({"message": "?"}),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+
+    let openapi: Value = reqwest::get(format!("http://127.0.0.1:{}/openapi.json", app.http_port))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    for path in [
+        "/v1/incidents",
+        "/v1/incidents/{id}/updates",
+        "/v1/incidents/{id}/resolve",
+    ] {
+        assert!(
+            openapi["paths"][path]["post"].is_object(),
+            "{path} is not described"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_configured_token_the_incidents_api_refuses_everyone() {
+    let app = spawn_app().await;
+    let (status, answer) = post(
+        &app,
+        "/v1/incidents",
+        &json!({"title": "x", "services": ["checkout"], "everyone": true, "severity": "major",
+                "message": "x"}),
+        Some("anything"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("http.api_token_env"),
+        "{answer}"
+    );
+}
+
+fn outage(kind: &str, id: &str, data: Value) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "test/status", "type": kind,
            "time": "2026-11-23T09:00:00Z", "data": data})
 }

@@ -4,6 +4,7 @@
 //! cost is per statement, not per row: every write here is a multi-row statement built with
 //! `QueryBuilder`, chunked below SQLite's bound-parameter limit.
 
+mod incidents;
 mod retention;
 mod schedules;
 
@@ -20,10 +21,10 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{
-    from_millis, millis, AttemptRecord, AttemptResult, AttemptSummary, Changes, ClaimedMessage,
-    CurrentState, CustomerTimeline, DecisionNote, DecisionOutcome, EventRecord, FallbackInputs,
-    IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot, Store, StoreError, TimelineEvent,
-    TimelineMessage, WaitingMessage,
+    from_millis, millis, AttemptRecord, AttemptResult, AttemptSummary, Audience, Changes,
+    ClaimedMessage, CurrentState, CustomerTimeline, DecisionNote, DecisionOutcome, EventRecord,
+    FallbackInputs, FanoutClaim, FanoutStep, IntakeTx, IssuedCode, OutboxCounts, Refs, Snapshot,
+    Store, StoreError, TimelineEvent, TimelineMessage, WaitingMessage,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::{
@@ -147,7 +148,10 @@ impl Store for SqliteStore {
         let now_ms = millis(now);
         let until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         // SET expressions read the row as it was, so `ambiguous` records whether this row was
-        // still `sending` (a claim that expired with its outcome unknown).
+        // still `sending` (a claim that expired with its outcome unknown). Pending rows and
+        // expired claims are chosen apart, the pending ones read in claim order from the
+        // `outbox_ready` index: a claim then costs its LIMIT, not the length of the queue (an
+        // incident's fan-out queues a million rows at once).
         let rows = sqlx::query(
             "UPDATE outbox
                 SET ambiguous = (status = 'sending'),
@@ -157,9 +161,16 @@ impl Store for SqliteStore {
                     claimed_until = ?1,
                     updated_at = ?2
               WHERE id IN (
-                    SELECT id FROM outbox
-                     WHERE (status = 'pending' AND next_attempt_at <= ?2)
-                        OR (status = 'sending' AND claimed_until <= ?2)
+                    SELECT id FROM (
+                        SELECT * FROM (
+                            SELECT id, priority, urgency FROM outbox
+                             WHERE status = 'pending' AND next_attempt_at <= ?2
+                             ORDER BY priority DESC, urgency DESC, id LIMIT ?3)
+                        UNION ALL
+                        SELECT * FROM (
+                            SELECT id, priority, urgency FROM outbox
+                             WHERE status = 'sending' AND claimed_until <= ?2
+                             ORDER BY priority DESC, urgency DESC, id LIMIT ?3))
                      ORDER BY priority DESC, urgency DESC, id
                      LIMIT ?3)
           RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
@@ -451,35 +462,7 @@ impl Store for SqliteStore {
         event: &EventKey,
         customer_id: &str,
     ) -> Result<FallbackInputs, StoreError> {
-        let event_row = sqlx::query(
-            "SELECT type, subject, time, customer_id, data, received_at FROM events \
-             WHERE source = ? AND id = ?",
-        )
-        .bind(&event.source)
-        .bind(&event.id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let event = event_row
-            .map(|row| -> Result<EventRecord, StoreError> {
-                let raw_type: String = row.try_get("type")?;
-                Ok(EventRecord {
-                    key: event.clone(),
-                    event_type: EventType::parse(&raw_type)
-                        .ok_or_else(|| StoreError::Corrupt(format!("event type {raw_type}")))?,
-                    subject: row.try_get("subject")?,
-                    time: row
-                        .try_get::<Option<i64>, _>("time")?
-                        .map(from_millis)
-                        .transpose()?,
-                    customer_id: row
-                        .try_get::<Option<String>, _>("customer_id")?
-                        .map(parse_customer_id)
-                        .transpose()?,
-                    data: row.try_get("data")?,
-                    received_at: from_millis(row.try_get("received_at")?)?,
-                })
-            })
-            .transpose()?;
+        let event = stored_event(&self.pool, event).await?;
         let customer = sqlx::query_scalar::<_, String>("SELECT doc FROM customers WHERE id = ?")
             .bind(customer_id)
             .fetch_optional(&self.pool)
@@ -824,6 +807,42 @@ async fn void_code_of(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// An event as recorded, if it still is.
+pub(super) async fn stored_event(
+    pool: &sqlx::SqlitePool,
+    event: &EventKey,
+) -> Result<Option<EventRecord>, StoreError> {
+    let event_row = sqlx::query(
+        "SELECT type, subject, time, customer_id, data, received_at FROM events \
+             WHERE source = ? AND id = ?",
+    )
+    .bind(&event.source)
+    .bind(&event.id)
+    .fetch_optional(pool)
+    .await?;
+    event_row
+        .map(|row| -> Result<EventRecord, StoreError> {
+            let raw_type: String = row.try_get("type")?;
+            Ok(EventRecord {
+                key: event.clone(),
+                event_type: EventType::parse(&raw_type)
+                    .ok_or_else(|| StoreError::Corrupt(format!("event type {raw_type}")))?,
+                subject: row.try_get("subject")?,
+                time: row
+                    .try_get::<Option<i64>, _>("time")?
+                    .map(from_millis)
+                    .transpose()?,
+                customer_id: row
+                    .try_get::<Option<String>, _>("customer_id")?
+                    .map(parse_customer_id)
+                    .transpose()?,
+                data: row.try_get("data")?,
+                received_at: from_millis(row.try_get("received_at")?)?,
+            })
+        })
+        .transpose()
 }
 
 fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
@@ -1260,6 +1279,7 @@ impl IntakeTx for SqliteIntakeTx {
         let tx = &mut self.tx;
         let mut queued = HashSet::with_capacity(changes.outreach.len());
         let now_ms = millis(now);
+        incidents::insert_fanouts(tx, &changes.fanouts, now).await?;
         for chunk in changes.customers.chunks(MAX_BINDS / 5) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO customers (id, doc, region, segment, updated_at) ",
@@ -1344,7 +1364,7 @@ impl IntakeTx for SqliteIntakeTx {
             });
             q.build().execute(&mut **tx).await?;
         }
-        for chunk in changes.incidents.chunks(MAX_BINDS / 8) {
+        for chunk in changes.incidents.chunks(MAX_BINDS / 9) {
             let mut q = QueryBuilder::<Sqlite>::new(format!(
                 "INSERT OR REPLACE INTO incidents ({INCIDENT_COLUMNS}) "
             ));
@@ -1356,7 +1376,8 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(i.affected.to_string())
                     .push_bind(i.started_at.map(millis))
                     .push_bind(i.resolved_at.map(millis))
-                    .push_bind(millis(i.updated_at));
+                    .push_bind(millis(i.updated_at))
+                    .push_bind(i.peak_severity.clone());
             });
             q.build().execute(&mut **tx).await?;
         }
@@ -1419,12 +1440,12 @@ impl IntakeTx for SqliteIntakeTx {
             q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
             q.build().execute(&mut **tx).await?;
         }
-        for chunk in changes.outreach.chunks(MAX_BINDS / 23) {
+        for chunk in changes.outreach.chunks(MAX_BINDS / 24) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
                  category, priority, fallback, event_source, event_id, locale, content, status, \
                  attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency, \
-                 timezone, region, order_id) ",
+                 timezone, region, order_id, incident_id) ",
             );
             let mut encode_error = None;
             q.push_values(chunk, |mut row, o| {
@@ -1452,10 +1473,11 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(now_ms)
                     .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()))
                     .push_bind(o.risk.as_ref().map(|r| r.explanation.clone()))
-                    .push_bind(o.risk.as_ref().map_or(0.0, |r| r.scores.churn))
+                    .push_bind(o.urgency)
                     .push_bind(o.timezone.clone())
                     .push_bind(o.region.clone())
-                    .push_bind(o.order_id.clone());
+                    .push_bind(o.order_id.clone())
+                    .push_bind(o.incident_id.clone());
             });
             if let Some(error) = encode_error {
                 return Err(StoreError::Corrupt(format!("outreach content: {error}")));
@@ -1565,6 +1587,26 @@ impl IntakeTx for SqliteIntakeTx {
         Ok(())
     }
 
+    async fn audience_page(
+        &mut self,
+        audience: &Audience,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CustomerId>, StoreError> {
+        incidents::audience_page(&mut self.tx, audience, after, limit).await
+    }
+
+    async fn advance_fanout(
+        &mut self,
+        claim: &FanoutClaim,
+        step: &FanoutStep,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        incidents::advance_fanout(&mut self.tx, claim, step, owner, now, lease_until).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
@@ -1577,7 +1619,7 @@ const SHIPMENT_COLUMNS: &str = "id, order_id, customer_id, carrier, tracking_num
 const ORDER_COLUMNS: &str =
     "id, customer_id, status, total_minor, currency, promised_by, placed_at, updated_at";
 const INCIDENT_COLUMNS: &str =
-    "id, title, severity, status, affected, started_at, resolved_at, updated_at";
+    "id, title, severity, status, affected, started_at, resolved_at, updated_at, peak_severity";
 
 /// Completes a `(x, y) IN (VALUES ` list: `(a, b), (c, d), …)`, every value bound.
 fn push_pairs(q: &mut QueryBuilder<Sqlite>, pairs: impl IntoIterator<Item = (String, String)>) {
@@ -1727,5 +1769,6 @@ fn incident_from_row(row: &SqliteRow) -> Result<Incident, StoreError> {
         started_at: opt_time(row, "started_at")?,
         resolved_at: opt_time(row, "resolved_at")?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
+        peak_severity: row.try_get("peak_severity")?,
     })
 }

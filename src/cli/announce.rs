@@ -1,0 +1,574 @@
+//! `forewarn announce start|update|resolve|status`: on-call tells every affected customer.
+//!
+//! Each command checks the announcement (the same checks as `POST /v1/incidents`), publishes
+//! the `outage.*` event with a JetStream ack and prints the incident id; the running forewarn
+//! does the rest. `--dry-run` publishes nothing: it counts the customers the announcement would
+//! reach and renders the message one of them would get. `--follow` draws the fan-out's
+//! progress until every customer has been decided and every message due has been attempted.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use crate::config::Settings;
+use crate::domain::{Affected, CloudEvent, EventKey, FanoutKind, Incident, Payload};
+use crate::incident::{customer_ids_from, Announcement, Resolve, Start, Update};
+use crate::pipeline::{self, Accepted};
+use crate::store::{Audience, FanoutStatus, Store};
+
+/// How often `--follow` reads the progress.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How long `--follow` waits for forewarn to read the announcement before it says so.
+const NOT_READ_WARNING: Duration = Duration::from_secs(10);
+
+/// Options of `forewarn announce`.
+#[derive(Debug, clap::Args)]
+pub struct AnnounceArgs {
+    /// What to announce.
+    #[command(subcommand)]
+    pub command: AnnounceCommand,
+}
+
+/// What every announcement may add.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Delivery {
+    /// Publish nothing: count the customers it would reach and show one message.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After publishing, show the fan-out's progress until it is done.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `forewarn announce` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AnnounceCommand {
+    /// An incident begins: everyone it affects hears once.
+    Start {
+        /// What is wrong, in words customers understand.
+        #[arg(long)]
+        title: String,
+        /// A service that is down (repeat for several).
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+        /// A region the outage is in; its customers are affected (`kr` takes in `kr-seoul`).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// A customer segment that is affected (repeat for several).
+        #[arg(long = "segment")]
+        segments: Vec<String>,
+        /// A file of affected customer ids, one per line (`#` starts a comment).
+        #[arg(long, value_name = "FILE")]
+        customers_file: Option<PathBuf>,
+        /// Every customer is affected (instead of --region, --segment, --customers-file).
+        #[arg(long)]
+        everyone: bool,
+        /// minor, major or critical.
+        #[arg(long)]
+        severity: String,
+        /// What customers are told.
+        #[arg(long)]
+        message: String,
+        /// When it should be fixed: RFC 3339 or a duration from now (`90m`, `2h`).
+        #[arg(long)]
+        eta: Option<String>,
+        /// The incident id; generated when absent.
+        #[arg(long = "id")]
+        incident_id: Option<String>,
+        /// --dry-run, --follow.
+        #[command(flatten)]
+        delivery: Delivery,
+    },
+    /// Something changed. Customers hear it only if the severity escalates.
+    Update {
+        /// The incident.
+        #[arg(long)]
+        incident: String,
+        /// What is new.
+        #[arg(long)]
+        message: String,
+        /// A new severity: minor, major or critical.
+        #[arg(long)]
+        severity: Option<String>,
+        /// A new ETA.
+        #[arg(long)]
+        eta: Option<String>,
+        /// --dry-run, --follow.
+        #[command(flatten)]
+        delivery: Delivery,
+    },
+    /// It is over: those who were told hear so, with the rule's apology credit.
+    Resolve {
+        /// The incident.
+        #[arg(long)]
+        incident: String,
+        /// What customers are told.
+        #[arg(long)]
+        message: String,
+        /// --dry-run, --follow.
+        #[command(flatten)]
+        delivery: Delivery,
+    },
+    /// How far an incident's announcements have got.
+    Status {
+        /// The incident.
+        #[arg(long)]
+        incident: String,
+        /// Keep showing until every fan-out is done.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+/// Runs `forewarn announce …`.
+pub(super) async fn execute(
+    args: AnnounceArgs,
+    config: Option<&Path>,
+    log_json: bool,
+) -> anyhow::Result<()> {
+    let settings = super::settings(config, log_json)?;
+    let by = std::env::var("USER").unwrap_or_else(|_| "on-call".into());
+    let now = Utc::now();
+    let (announcement, delivery) = match args.command {
+        AnnounceCommand::Status { incident, follow } => {
+            let store = open_store(&settings).await?;
+            let id = crate::domain::EntityId::parse(&incident)
+                .map_err(|e| anyhow::anyhow!("--incident: {e}"))?;
+            return status(store.as_ref(), &id, follow).await;
+        }
+        AnnounceCommand::Start {
+            title,
+            services,
+            regions,
+            segments,
+            customers_file,
+            everyone,
+            severity,
+            message,
+            eta,
+            incident_id,
+            delivery,
+        } => {
+            let customer_ids = match &customers_file {
+                None => Vec::new(),
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("Failed to read {}", path.display()))?;
+                    customer_ids_from(&text, &path.display().to_string())?
+                }
+            };
+            let selects = !(segments.is_empty() && customer_ids.is_empty());
+            let start = Start {
+                incident_id,
+                title,
+                services,
+                affected: selects.then(|| Affected {
+                    regions: regions.clone(),
+                    segments,
+                    customer_ids,
+                }),
+                regions,
+                severity,
+                message,
+                everyone,
+                eta,
+            };
+            (Announcement::start(start, &by, now)?, delivery)
+        }
+        AnnounceCommand::Update {
+            incident,
+            message,
+            severity,
+            eta,
+            delivery,
+        } => {
+            let update = Update {
+                message,
+                severity,
+                eta,
+            };
+            (Announcement::update(&incident, update, &by, now)?, delivery)
+        }
+        AnnounceCommand::Resolve {
+            incident,
+            message,
+            delivery,
+        } => (
+            Announcement::resolve(&incident, Resolve { message }, &by)?,
+            delivery,
+        ),
+    };
+    let store = open_store(&settings).await?;
+    let mut announcement = announcement;
+    announcement.check_against(store.as_ref()).await?;
+    if delivery.dry_run {
+        return dry_run(&settings, store.as_ref(), &announcement).await;
+    }
+    // The incident as it stood before this announcement, to know whether it will fan out.
+    let expected_from = store.incident(&announcement.incident_id).await?;
+    let nats = crate::intake::connect(&settings.nats)
+        .await
+        .context("Failed to connect to NATS")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    // The stream keeps the announcement until forewarn reads it, even if it never ran yet.
+    crate::intake::ensure_consumer(&js, &settings.nats, &settings.intake)
+        .await
+        .context("Failed to set up JetStream")?;
+    let published = super::run::announcer(&settings, js)
+        .publish(&announcement, Utc::now())
+        .await?;
+    println!(
+        "{} {} ({}, stream sequence {}{})",
+        match announcement.event_type.as_str() {
+            "outage.started" => "Announced incident",
+            "outage.updated" => "Updated incident",
+            _ => "Resolved incident",
+        },
+        published.incident_id,
+        published.event_type,
+        published.stream_sequence,
+        if published.duplicate {
+            "; already published before, not repeated"
+        } else {
+            ""
+        }
+    );
+    println!("{}", published.incident_id);
+    if delivery.follow {
+        let authoring = super::load_authoring(&settings).map_err(|e| super::load_errors(&e))?;
+        match expected_fanout(
+            &authoring,
+            &settings.policy()?,
+            expected_from.as_ref(),
+            &accepted(&announcement)?,
+        ) {
+            Ok(_) => follow_one(store.as_ref(), &announcement).await?,
+            Err(why) => println!("No customer will be messaged: {why}."),
+        }
+    } else {
+        println!(
+            "Follow it: forewarn announce status --incident {} --follow",
+            published.incident_id
+        );
+    }
+    Ok(())
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    crate::store::connect(&settings.database)
+        .await
+        .with_context(|| format!("Failed to open the database {}", settings.database.url))
+}
+
+/// Counts the customers it would reach and renders the first one's message, publishing
+/// nothing and writing nothing.
+async fn dry_run(
+    settings: &Settings,
+    store: &dyn Store,
+    announcement: &Announcement,
+) -> anyhow::Result<()> {
+    let policy = settings.policy()?;
+    let authoring = super::load_authoring(settings).map_err(|e| super::load_errors(&e))?;
+    let existing = store.incident(&announcement.incident_id).await?;
+    let accepted = accepted(announcement)?;
+    let kind = match expected_fanout(&authoring, &policy, existing.as_ref(), &accepted) {
+        Ok(kind) => kind,
+        Err(why) => {
+            println!("Dry run: no customer would be messaged — {why}. Nothing was published.");
+            return Ok(());
+        }
+    };
+    let audience = match kind {
+        FanoutKind::Resolved => Audience::Told {
+            incident_id: announcement.incident_id.clone(),
+            except: accepted.event.key.clone(),
+        },
+        FanoutKind::Started => announcement
+            .audience()
+            .unwrap_or(Audience::Affected(Affected::default())),
+        FanoutKind::Escalated => Audience::Affected(
+            existing
+                .as_ref()
+                .and_then(|i| serde::Deserialize::deserialize(&i.affected).ok())
+                .unwrap_or_default(),
+        ),
+    };
+    let count = store.audience_count(&audience).await?;
+    println!(
+        "Dry run: {} would reach {count} customer(s){}. Nothing was published.",
+        announcement.event_type.as_str(),
+        if kind == FanoutKind::Resolved {
+            " — those who were told it started"
+        } else {
+            ""
+        }
+    );
+    // The first customer in the fan-out's order, decided as the fan-out would; rolled back.
+    let mut tx = store.begin_intake().await?;
+    let Some(first) = tx
+        .audience_page(&audience, None, 1)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let mut snapshot = tx
+        .load(&pipeline::fanout_refs(
+            &accepted,
+            std::slice::from_ref(&first),
+            &policy,
+            now,
+        ))
+        .await?;
+    let incident = Incident::apply(existing, &accepted.payload, now);
+    snapshot
+        .incidents
+        .extend(incident.map(|i| (i.id.clone(), i)));
+    let plan = pipeline::decide_fanout(
+        &accepted,
+        std::slice::from_ref(&first),
+        snapshot,
+        &authoring.rules,
+        &authoring.templates,
+        &authoring.risk,
+        &policy,
+        now,
+    );
+    drop(tx);
+    match plan.changes.outreach.first() {
+        Some(outreach) => {
+            println!("\nFor example, customer {first} would get:");
+            let mut m = serde_json::to_value(&outreach.content)?;
+            m["rule_id"] = outreach.rule_id.clone().into();
+            super::print_message(
+                &m,
+                &outreach
+                    .not_before
+                    .map(|t| {
+                        format!(
+                            " · held for quiet hours until {}",
+                            t.format("%Y-%m-%d %H:%M UTC")
+                        )
+                    })
+                    .unwrap_or_default(),
+                &format!(
+                    "rule {}{}",
+                    outreach.rule_id,
+                    outreach
+                        .offer
+                        .as_ref()
+                        .map(|o| format!(" · {}% credit", o.percent))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        None => {
+            let why = plan
+                .skipped
+                .first()
+                .map(|s| format!("{} ({})", s.reason, s.detail))
+                .unwrap_or_else(|| "no rule reacts to this event".into());
+            println!("\nCustomer {first} would get nothing: {why}");
+        }
+    }
+    for withheld in &plan.withheld_offers {
+        println!("   (credit withheld: {})", withheld.detail);
+    }
+    Ok(())
+}
+
+/// Whether customers will be looked for, as intake will decide: a start, an escalation (if
+/// `[incidents] updates` allows), a resolution of an open incident — and some rule must react.
+fn expected_fanout(
+    authoring: &crate::authoring::Authoring,
+    policy: &crate::policy::Policy,
+    existing: Option<&Incident>,
+    accepted: &Accepted,
+) -> Result<FanoutKind, String> {
+    let kind = crate::policy::incidents::fanout_after(
+        existing,
+        &accepted.payload,
+        policy.incident_updates,
+    );
+    let Some(kind) = kind else {
+        return Err(
+            match (&accepted.payload, existing.and_then(Incident::severity)) {
+                (
+                    Payload::OutageUpdated {
+                        severity: Some(new),
+                        ..
+                    },
+                    Some(was),
+                ) => format!(
+                    "the severity does not escalate ({} → {})",
+                    was.as_str(),
+                    new.as_str()
+                ),
+                (Payload::OutageUpdated { .. }, _) => {
+                    "an update reaches customers only when its severity escalates".into()
+                }
+                _ => "the incident is not open".into(),
+            },
+        );
+    };
+    if authoring
+        .rules
+        .candidates(accepted.event.event_type)
+        .next()
+        .is_none()
+    {
+        return Err(format!(
+            "no rule reacts to {}",
+            accepted.event.event_type.as_str()
+        ));
+    }
+    Ok(kind)
+}
+
+/// The announcement as intake will read it.
+fn accepted(announcement: &Announcement) -> anyhow::Result<Accepted> {
+    let payload = Payload::parse(announcement.event_type, &announcement.data)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    Ok(Accepted {
+        event: CloudEvent {
+            key: EventKey {
+                source: "forewarn/dry-run".into(),
+                id: announcement.event_id.clone(),
+            },
+            event_type: announcement.event_type,
+            time: Some(Utc::now()),
+            subject: Some(announcement.incident_id.as_str().to_owned()),
+            data: announcement.data.clone(),
+        },
+        payload,
+    })
+}
+
+/// Follows the fan-out of one announcement until it settles.
+async fn follow_one(store: &dyn Store, announcement: &Announcement) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    let mut bar = Bar::new();
+    loop {
+        let progress = store
+            .incident_progress(&announcement.incident_id, Utc::now())
+            .await?;
+        match progress.fanout(&announcement.event_id) {
+            Some(fanout) => {
+                bar.draw(fanout);
+                if fanout.settled() {
+                    bar.finish(fanout);
+                    return Ok(());
+                }
+            }
+            None => {
+                if !warned && started.elapsed() > NOT_READ_WARNING {
+                    warned = true;
+                    eprintln!(
+                        "Waiting for forewarn to read the announcement… (is `forewarn run` running?)"
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// `forewarn announce status`.
+async fn status(
+    store: &dyn Store,
+    id: &crate::domain::EntityId,
+    follow: bool,
+) -> anyhow::Result<()> {
+    loop {
+        let progress = store.incident_progress(id, Utc::now()).await?;
+        let Some(incident) = &progress.incident else {
+            anyhow::bail!("incident `{id}` is not known (or forewarn has not read its start yet)");
+        };
+        println!(
+            "{id}: {} · {} · {}",
+            incident.title.as_deref().unwrap_or("(untitled)"),
+            incident.severity.as_deref().unwrap_or("?"),
+            incident.status.as_str()
+        );
+        for f in &progress.fanouts {
+            println!("  {}", describe(f));
+        }
+        if !follow || progress.settled() {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_EVERY * 4).await;
+    }
+}
+
+fn describe(f: &FanoutStatus) -> String {
+    let m = &f.messages;
+    format!(
+        "{kind:<9} {status:<7} customers {customers:>8} · queued {queued:>8} · sent {sent:>8} · failed {failed} · deferred {deferred} · withdrawn {cancelled}{detail}",
+        kind = f.kind.as_str(),
+        status = f.status,
+        customers = f.customers,
+        queued = f.queued,
+        sent = m.sent,
+        failed = m.failed,
+        deferred = m.deferred,
+        cancelled = m.cancelled,
+        detail = f.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+    )
+}
+
+/// A one-line progress bar on a terminal; a line every few seconds elsewhere (logs, CI).
+struct Bar {
+    tty: bool,
+    last_line: std::time::Instant,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Bar {
+            tty: std::io::stdout().is_terminal(),
+            last_line: std::time::Instant::now(),
+        }
+    }
+
+    fn line(f: &FanoutStatus) -> String {
+        let m = &f.messages;
+        let done = m.sent + m.failed + m.cancelled;
+        let total = f.queued.max(1);
+        let width = 30usize;
+        let filled = ((done as f64 / total as f64) * width as f64).round() as usize;
+        format!(
+            "[{}{}] {done}/{} · customers {} · queued {} · sent {} · failed {} · deferred {}",
+            "#".repeat(filled.min(width)),
+            "-".repeat(width - filled.min(width)),
+            f.queued,
+            f.customers,
+            m.queued + m.sending,
+            m.sent,
+            m.failed,
+            m.deferred,
+        )
+    }
+
+    fn draw(&mut self, f: &FanoutStatus) {
+        if self.tty {
+            print!("\r{}\x1b[K", Self::line(f));
+            std::io::stdout().flush().ok();
+        } else if self.last_line.elapsed() >= Duration::from_secs(5) {
+            println!("{}", Self::line(f));
+            self.last_line = std::time::Instant::now();
+        }
+    }
+
+    fn finish(&mut self, f: &FanoutStatus) {
+        if self.tty {
+            println!();
+        }
+        println!("Done: {}", describe(f));
+    }
+}

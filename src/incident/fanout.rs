@@ -1,0 +1,310 @@
+//! The fan-out worker: an outage event names no customer, so this finds the ones it concerns
+//! and decides each one's message, a page at a time.
+//!
+//! A page is one transaction: read the next `page_size` customers after the cursor (in id
+//! order, so the directory is streamed and never held in memory), load their records and risk
+//! history, decide with the same rules, risk and policy as intake (`pipeline::decide_fanout`),
+//! write their outreach, and move the cursor. A crash loses at most the page in progress, which
+//! the next claim decides again; the outbox's unique key would absorb a repeat anyway. The
+//! dispatcher sends what the pages queue as they commit — riskiest and most valuable customers
+//! first, paced by each gateway's limits — while later pages are still being decided.
+//!
+//! Who a page is drawn from (`Audience`): for a start or an escalation, the customers the
+//! incident affects; for a resolution, those who were sent a message about it. A start or an
+//! escalation stops when the incident is resolved under it (what it has not sent yet is
+//! retracted by the dispatcher); a resolution waits while messages about the incident are at a
+//! gateway, so it knows who was told.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use metrics::{counter, histogram};
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use super::IncidentSettings;
+use crate::authoring::AuthoringHandle;
+use crate::domain::{Affected, FanoutKind, IncidentStatus};
+use crate::metrics as m;
+use crate::pipeline::{self, Accepted};
+use crate::policy::Policy;
+use crate::shutdown::Shutdown;
+use crate::store::{Audience, FanoutClaim, FanoutStep, Store, StoreError};
+
+/// What one [`FanoutWorker::step`] did; lets tests and tools drive the worker page by page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageReport {
+    /// No fan-out is waiting (or every one is held by another process).
+    Idle,
+    /// A page was decided and committed.
+    Page {
+        /// The incident.
+        incident_id: String,
+        /// Whom the fan-out is for.
+        kind: FanoutKind,
+        /// Customers decided.
+        customers: usize,
+        /// Messages queued.
+        queued: usize,
+        /// It was the last page.
+        finished: bool,
+    },
+    /// The fan-out ended early, for this reason.
+    Stopped(String),
+    /// A resolution waits for messages about its incident still at a gateway.
+    Waiting,
+    /// Another process took the fan-out over while this page was decided; it was rolled back.
+    Lost,
+}
+
+/// Why a page could not be done; the fan-out is handed back and tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum FanoutError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Finds and decides the customers of outage events.
+pub struct FanoutWorker {
+    store: Arc<dyn Store>,
+    authoring: AuthoringHandle,
+    policy: Policy,
+    settings: IncidentSettings,
+    owner: String,
+    /// Notified by intake when it writes a fan-out.
+    wake: Arc<Notify>,
+    /// Notified when a page queues messages.
+    dispatcher: Arc<Notify>,
+}
+
+impl FanoutWorker {
+    /// A worker that wakes on `wake` and wakes `dispatcher` when it queues messages.
+    pub fn new(
+        store: Arc<dyn Store>,
+        authoring: AuthoringHandle,
+        policy: Policy,
+        settings: IncidentSettings,
+        wake: Arc<Notify>,
+        dispatcher: Arc<Notify>,
+    ) -> Self {
+        FanoutWorker {
+            store,
+            authoring,
+            policy,
+            settings,
+            owner: crate::schedule::owner_id(),
+            wake,
+            dispatcher,
+        }
+    }
+
+    /// Claims a fan-out and does its next page.
+    pub async fn step(&self) -> Result<PageReport, FanoutError> {
+        let now = Utc::now();
+        let Some(claim) = self
+            .store
+            .claim_fanout(&self.owner, now, self.settings.lease)
+            .await?
+        else {
+            return Ok(PageReport::Idle);
+        };
+        let report = self.page(&claim, now).await;
+        // Anything but a page that moved on hands the fan-out back: another process (or this
+        // one, next time) takes it at once instead of after the lease.
+        if !matches!(
+            report,
+            Ok(PageReport::Page {
+                finished: false,
+                ..
+            })
+        ) {
+            if let Err(e) = self.store.release_fanout(&claim, &self.owner).await {
+                tracing::warn!(error = %e, "Could not hand a fan-out back; it is free when its lease ends.");
+            }
+        }
+        report
+    }
+
+    /// Steps until no fan-out is left to page (waiting ones count as left): for tests, tools
+    /// and benchmarks that drive the worker without `run`.
+    pub async fn run_until_idle(&self) -> Result<Vec<PageReport>, FanoutError> {
+        let mut reports = Vec::new();
+        loop {
+            match self.step().await? {
+                PageReport::Idle => return Ok(reports),
+                PageReport::Waiting => {
+                    // A message at a gateway: its attempt ends within the claim lease.
+                    tokio::time::sleep(WAIT_FOR_SENDS).await;
+                    reports.push(PageReport::Waiting);
+                }
+                report => reports.push(report),
+            }
+        }
+    }
+
+    /// Pages until shutdown; between fan-outs it waits for intake's wake-up or the poll
+    /// interval. A page in progress is finished.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        tracing::info!(owner = %self.owner, "Fan-out worker started.");
+        while !shutdown.is_triggered() {
+            let idle = match self.step().await {
+                Ok(PageReport::Page { .. } | PageReport::Stopped(_) | PageReport::Lost) => continue,
+                Ok(PageReport::Waiting) => WAIT_FOR_SENDS,
+                Ok(PageReport::Idle) => self.settings.poll_interval,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Fan-out page failed; trying again.");
+                    self.settings.poll_interval
+                }
+            };
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+        tracing::info!("Fan-out worker stopped.");
+    }
+
+    /// One page of `claim`.
+    async fn page(
+        &self,
+        claim: &FanoutClaim,
+        now: DateTime<Utc>,
+    ) -> Result<PageReport, FanoutError> {
+        let started = Instant::now();
+        let Some(record) = self.store.event(&claim.event).await? else {
+            return self
+                .stop(claim, now, "its outage event is no longer stored")
+                .await;
+        };
+        let accepted = match Accepted::from_record(&record) {
+            Ok(accepted) => accepted,
+            Err(e) => return self.stop(claim, now, &e).await,
+        };
+        let Some(incident) = self.store.incident(&claim.incident_id).await? else {
+            return self.stop(claim, now, "the incident is not stored").await;
+        };
+        let audience = match claim.kind {
+            FanoutKind::Started | FanoutKind::Escalated => {
+                if incident.status == IncidentStatus::Resolved {
+                    return self
+                        .stop(
+                            claim,
+                            now,
+                            "the incident was resolved before everyone was told",
+                        )
+                        .await;
+                }
+                Audience::Affected(Affected::deserialize(&incident.affected).unwrap_or_default())
+            }
+            FanoutKind::Resolved => {
+                if self.store.incident_sending(&claim.incident_id).await? > 0 {
+                    return Ok(PageReport::Waiting);
+                }
+                Audience::Told {
+                    incident_id: claim.incident_id.clone(),
+                    except: claim.event.clone(),
+                }
+            }
+        };
+        let page_size = self.settings.page_size.max(1);
+        let authoring = self.authoring.borrow().clone();
+        let mut tx = self.store.begin_intake().await?;
+        let recipients = tx
+            .audience_page(&audience, claim.cursor.as_deref(), page_size)
+            .await?;
+        let refs = pipeline::fanout_refs(&accepted, &recipients, &self.policy, now);
+        let snapshot = tx.load(&refs).await?;
+        let plan = pipeline::decide_fanout(
+            &accepted,
+            &recipients,
+            snapshot,
+            &authoring.rules,
+            &authoring.templates,
+            &authoring.risk,
+            &self.policy,
+            now,
+        );
+        let queued = tx.apply(&plan.changes, now).await?;
+        // "No rule matched" for every customer of a minor incident would be a million notes
+        // saying the same thing; the fan-out's counts say it once.
+        let notes: Vec<_> = plan
+            .notes(&queued, now)
+            .into_iter()
+            .filter(|n| n.reason != "no_rule_matched")
+            .collect();
+        tx.record_notes(&notes).await?;
+        let finished = recipients.len() < page_size;
+        let step = FanoutStep {
+            cursor: recipients.last().map(|c| c.as_str().to_owned()),
+            customers: recipients.len() as u64,
+            queued: queued.len() as u64,
+            finished,
+            stopped: None,
+        };
+        let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        if !tx
+            .advance_fanout(claim, &step, &self.owner, now, lease_until)
+            .await?
+        {
+            tracing::warn!(incident = %claim.incident_id, "Another process took this fan-out over; the page is left to it.");
+            return Ok(PageReport::Lost);
+        }
+        tx.commit().await?;
+
+        let kind = claim.kind.as_str();
+        counter!(m::FANOUT_CUSTOMERS, "kind" => kind).increment(step.customers);
+        counter!(m::FANOUT_QUEUED, "kind" => kind).increment(step.queued);
+        histogram!(m::FANOUT_PAGE_SECONDS).record(started.elapsed().as_secs_f64());
+        for failure in &plan.rule_errors {
+            counter!(m::RULE_ERRORS, "rule" => failure.rule_id.clone()).increment(1);
+        }
+        if let Some(failure) = plan.rule_errors.first() {
+            tracing::warn!(rule = %failure.rule_id, at = %failure.location, errors = plan.rule_errors.len(), error = %failure.message, "Rule expression failed on an incident's customers; the rule did not match them.");
+        }
+        if !queued.is_empty() {
+            self.dispatcher.notify_one();
+        }
+        tracing::debug!(incident = %claim.incident_id, kind, customers = step.customers, queued = step.queued, skipped = plan.skipped.len(), "Fan-out page done.");
+        if finished {
+            tracing::info!(incident = %claim.incident_id, kind, "Fan-out done: every customer decided.");
+        }
+        Ok(PageReport::Page {
+            incident_id: claim.incident_id.as_str().to_owned(),
+            kind: claim.kind,
+            customers: recipients.len(),
+            queued: queued.len(),
+            finished,
+        })
+    }
+
+    /// Ends a fan-out early, for `why`.
+    async fn stop(
+        &self,
+        claim: &FanoutClaim,
+        now: DateTime<Utc>,
+        why: &str,
+    ) -> Result<PageReport, FanoutError> {
+        let mut tx = self.store.begin_intake().await?;
+        let step = FanoutStep {
+            cursor: None,
+            customers: 0,
+            queued: 0,
+            finished: true,
+            stopped: Some(why.to_owned()),
+        };
+        if tx
+            .advance_fanout(claim, &step, &self.owner, now, now)
+            .await?
+        {
+            tx.commit().await?;
+            tracing::info!(incident = %claim.incident_id, kind = claim.kind.as_str(), reason = why, "Fan-out stopped.");
+        }
+        Ok(PageReport::Stopped(why.to_owned()))
+    }
+}
+
+/// How long a resolution waits before it looks again for messages still at a gateway.
+const WAIT_FOR_SENDS: Duration = Duration::from_millis(200);

@@ -1,0 +1,324 @@
+//! [`IncidentStore`] on SQLite, and the audience queries a fan-out page runs in its
+//! transaction.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::INCIDENT_COLUMNS;
+use super::{incident_from_row, opt_time, parse_customer_id, parse_entity_id, SqliteStore};
+use crate::domain::{CustomerId, EntityId, EventKey, FanoutKind, Incident};
+use crate::store::{
+    from_millis, millis, Audience, EventRecord, FanoutClaim, FanoutRequest, FanoutStatus,
+    FanoutStep, IncidentProgress, IncidentStore, MessageCounts, StoreError,
+};
+
+/// `WHERE` conditions on `customers` for an incident's `affected`, or none for everyone. Each
+/// list is one JSON-array bind, so a file of a hundred thousand ids is still one statement.
+fn push_affected(q: &mut QueryBuilder<Sqlite>, affected: &crate::domain::Affected) {
+    if affected.regions.is_empty()
+        && affected.segments.is_empty()
+        && affected.customer_ids.is_empty()
+    {
+        q.push("1 = 1");
+        return;
+    }
+    let json = |values: Vec<&str>| serde_json::Value::from(values).to_string();
+    q.push("(EXISTS (SELECT 1 FROM json_each(")
+        .push_bind(json(affected.regions.iter().map(String::as_str).collect()))
+        .push(
+            ") r WHERE customers.region = r.value \
+             OR substr(customers.region, 1, length(r.value) + 1) = r.value || '-')",
+        )
+        .push(" OR customers.segment IN (SELECT value FROM json_each(")
+        .push_bind(json(affected.segments.iter().map(String::as_str).collect()))
+        .push(")) OR customers.id IN (SELECT value FROM json_each(")
+        .push_bind(json(
+            affected
+                .customer_ids
+                .iter()
+                .map(CustomerId::as_str)
+                .collect(),
+        ))
+        .push(")))");
+}
+
+/// One page of an audience, in customer id order, after `after`.
+pub(super) async fn audience_page(
+    conn: &mut SqliteConnection,
+    audience: &Audience,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<CustomerId>, StoreError> {
+    let after = after.unwrap_or("");
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let ids: Vec<String> = match audience {
+        Audience::Affected(affected) => {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM customers WHERE id > ");
+            q.push_bind(after).push(" AND ");
+            push_affected(&mut q, affected);
+            q.push(" ORDER BY id LIMIT ").push_bind(limit);
+            q.build_query_scalar()
+                .persistent(false)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        Audience::Told {
+            incident_id,
+            except,
+        } => {
+            sqlx::query_scalar(
+                "SELECT DISTINCT customer_id FROM outbox \
+                 WHERE incident_id = ?1 AND status = 'sent' AND customer_id > ?2 \
+                   AND event_id != ?3 \
+                 ORDER BY customer_id LIMIT ?4",
+            )
+            .bind(incident_id.as_str())
+            .bind(after)
+            .bind(&except.id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    ids.into_iter().map(parse_customer_id).collect()
+}
+
+/// Records one fan-out page if the claim still holds (see `IntakeTx::advance_fanout`).
+pub(super) async fn advance_fanout(
+    conn: &mut SqliteConnection,
+    claim: &FanoutClaim,
+    step: &FanoutStep,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let status = match (step.finished, &step.stopped) {
+        (_, Some(_)) => "stopped",
+        (true, None) => "done",
+        (false, None) => "running",
+    };
+    let finished = step.finished || step.stopped.is_some();
+    let updated = sqlx::query(
+        "UPDATE fanouts SET cursor = ?1, customers = customers + ?2, queued = queued + ?3, \
+         status = ?4, lease_until = ?5, updated_at = ?6, finished_at = ?7, \
+         detail = coalesce(?8, detail), \
+         owner = CASE WHEN ?9 THEN NULL ELSE owner END \
+         WHERE id = ?10 AND owner = ?11 AND status = 'running' AND cursor IS ?12",
+    )
+    .bind(step.cursor.as_deref().or(claim.cursor.as_deref()))
+    .bind(i64::try_from(step.customers).unwrap_or(i64::MAX))
+    .bind(i64::try_from(step.queued).unwrap_or(i64::MAX))
+    .bind(status)
+    .bind(millis(lease_until))
+    .bind(millis(now))
+    .bind(finished.then(|| millis(now)))
+    .bind(step.stopped.as_deref())
+    .bind(finished)
+    .bind(claim.id)
+    .bind(owner)
+    .bind(claim.cursor.as_deref())
+    .execute(&mut *conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Writes intake's fan-out requests; a redelivered event's request is already there.
+pub(super) async fn insert_fanouts(
+    conn: &mut SqliteConnection,
+    fanouts: &[FanoutRequest],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for fanout in fanouts {
+        sqlx::query(
+            "INSERT INTO fanouts (incident_id, event_source, event_id, kind, status, \
+             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5) \
+             ON CONFLICT (event_source, event_id) DO NOTHING",
+        )
+        .bind(fanout.incident_id.as_str())
+        .bind(&fanout.event.source)
+        .bind(&fanout.event.id)
+        .bind(fanout.kind.as_str())
+        .bind(millis(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn kind_of(raw: &str) -> Result<FanoutKind, StoreError> {
+    FanoutKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("fan-out kind {raw:?}")))
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait]
+impl IncidentStore for SqliteStore {
+    async fn claim_fanout(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<FanoutClaim>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let row = sqlx::query(
+            "UPDATE fanouts SET owner = ?1, lease_until = ?2, updated_at = ?3 \
+             WHERE id = (SELECT id FROM fanouts WHERE status = 'running' \
+                 AND (owner IS NULL OR owner = ?1 OR lease_until <= ?3) ORDER BY id LIMIT 1) \
+             RETURNING id, incident_id, event_source, event_id, kind, cursor",
+        )
+        .bind(owner)
+        .bind(millis(until))
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(FanoutClaim {
+            id: row.try_get("id")?,
+            incident_id: parse_entity_id(row.try_get("incident_id")?)?,
+            event: EventKey {
+                source: row.try_get("event_source")?,
+                id: row.try_get("event_id")?,
+            },
+            kind: kind_of(&row.try_get::<String, _>("kind")?)?,
+            cursor: row.try_get("cursor")?,
+        }))
+    }
+
+    async fn release_fanout(&self, claim: &FanoutClaim, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE fanouts SET owner = NULL, lease_until = NULL WHERE id = ? AND owner = ?",
+        )
+        .bind(claim.id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn event(&self, key: &EventKey) -> Result<Option<EventRecord>, StoreError> {
+        super::stored_event(&self.pool, key).await
+    }
+
+    async fn incident(&self, id: &EntityId) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    async fn audience_count(&self, audience: &Audience) -> Result<u64, StoreError> {
+        let n: i64 = match audience {
+            Audience::Affected(affected) => {
+                let mut q = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM customers WHERE ");
+                push_affected(&mut q, affected);
+                q.build_query_scalar()
+                    .persistent(false)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Audience::Told {
+                incident_id,
+                except,
+            } => {
+                sqlx::query_scalar(
+                    "SELECT count(DISTINCT customer_id) FROM outbox \
+                     WHERE incident_id = ?1 AND status = 'sent' AND event_id != ?2",
+                )
+                .bind(incident_id.as_str())
+                .bind(&except.id)
+                .fetch_one(&self.pool)
+                .await?
+            }
+        };
+        Ok(count(n))
+    }
+
+    async fn incident_sending(&self, incident_id: &EntityId) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE incident_id = ? AND status = 'sending'",
+        )
+        .bind(incident_id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count(n))
+    }
+
+    async fn incident_progress(
+        &self,
+        id: &EntityId,
+        now: DateTime<Utc>,
+    ) -> Result<IncidentProgress, StoreError> {
+        let mut progress = IncidentProgress {
+            incident: self.incident(id).await?,
+            ..IncidentProgress::default()
+        };
+        for row in sqlx::query(
+            "SELECT event_source, event_id, kind, status, customers, queued, created_at, \
+             finished_at, detail FROM fanouts WHERE incident_id = ? ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        {
+            progress.fanouts.push(FanoutStatus {
+                event: EventKey {
+                    source: row.try_get("event_source")?,
+                    id: row.try_get("event_id")?,
+                },
+                kind: kind_of(&row.try_get::<String, _>("kind")?)?,
+                status: row.try_get("status")?,
+                customers: count(row.try_get("customers")?),
+                queued: count(row.try_get("queued")?),
+                created_at: from_millis(row.try_get("created_at")?)?,
+                finished_at: opt_time(&row, "finished_at")?,
+                detail: row.try_get("detail")?,
+                messages: MessageCounts::default(),
+            });
+        }
+        // Counted from the index alone, but for the pending rows' due times.
+        let counts = sqlx::query(
+            "SELECT event_id, status, count(*) AS n, \
+             sum(status = 'pending' AND next_attempt_at > ?2) AS later \
+             FROM outbox WHERE incident_id = ?1 GROUP BY event_id, status",
+        )
+        .bind(id.as_str())
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in counts {
+            let event_id: String = row.try_get("event_id")?;
+            let n = count(row.try_get("n")?);
+            let later = count(row.try_get::<Option<i64>, _>("later")?.unwrap_or(0));
+            let status: String = row.try_get("status")?;
+            let fanout = progress.fanouts.iter_mut().find(|f| f.event.id == event_id);
+            for m in [
+                Some(&mut progress.messages),
+                fanout.map(|f| &mut f.messages),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                match status.as_str() {
+                    "pending" => {
+                        m.deferred += later;
+                        m.queued += n.saturating_sub(later);
+                    }
+                    "sending" => m.sending += n,
+                    "sent" => m.sent += n,
+                    "failed" => m.failed += n,
+                    "cancelled" => m.cancelled += n,
+                    other => return Err(StoreError::Corrupt(format!("outbox status {other:?}"))),
+                }
+            }
+        }
+        Ok(progress)
+    }
+}
