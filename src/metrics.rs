@@ -117,6 +117,19 @@ fn describe() {
     );
     describe_counter!(DISCOUNT_CODES_REDEEMED, "Discount codes redeemed.");
     describe_counter!(
+        FANOUT_CUSTOMERS,
+        "Customers an incident's fan-out decided, by kind (started, escalated, resolved)."
+    );
+    describe_counter!(
+        FANOUT_QUEUED,
+        "Messages an incident's fan-out queued, by kind."
+    );
+    describe_histogram!(
+        FANOUT_PAGE_SECONDS,
+        Unit::Seconds,
+        "One fan-out page, from claim to commit."
+    );
+    describe_counter!(
         CIRCUIT_OPENED,
         "Times a gateway kept failing and its circuit opened."
     );

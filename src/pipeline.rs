@@ -638,6 +638,33 @@ fn render_into(
     }
 }
 
+/// How urgently each of `recipients` should hear about an outage event: the fan-out's first
+/// pass, which orders its second (see [`value_weighted_urgency`]). A customer without a record
+/// is left out.
+pub fn rank_fanout(
+    accepted: &Accepted,
+    recipients: &[CustomerId],
+    snapshot: &Snapshot,
+    risk: &RiskModel,
+    now: DateTime<Utc>,
+) -> Vec<(CustomerId, f64)> {
+    recipients
+        .iter()
+        .filter_map(|customer| {
+            let doc = snapshot.customers.get(customer)?;
+            let assessment = assess(
+                &subject_of(accepted, customer, snapshot, now),
+                &snapshot.history,
+                risk,
+            );
+            Some((
+                customer.clone(),
+                value_weighted_urgency(&assessment, doc, risk),
+            ))
+        })
+        .collect()
+}
+
 /// Decides one outage event for `recipients` — a page of the customers it concerns, found by
 /// `incident::fanout` — as [`decide`] decides an event for its own customer, without applying
 /// the event again (intake did, once). `snapshot` holds their records and the incident.

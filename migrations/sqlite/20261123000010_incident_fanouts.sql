@@ -6,6 +6,12 @@
 -- its outreach and moves the cursor, so a restart continues after the last committed page, and
 -- the outbox's unique key is the second guard against a duplicate. A process holds a fan-out
 -- under a lease (`owner`, `lease_until`) so two processes never page the same one.
+--
+-- Two phases, so the customers most likely to leave and most costly to lose hear first and the
+-- dispatcher still reads the outbox in order: `rank` pages through the audience by id and
+-- writes each customer's urgency (churn risk × value) to `fanout_targets`; `send` takes the
+-- most urgent targets a page at a time, decides them, writes their outreach (in urgency order,
+-- so claim order is insertion order) and deletes them from the targets.
 CREATE TABLE fanouts (
     id            INTEGER PRIMARY KEY,
     incident_id   TEXT    NOT NULL,
@@ -13,7 +19,9 @@ CREATE TABLE fanouts (
     event_id      TEXT    NOT NULL,
     kind          TEXT    NOT NULL CHECK (kind IN ('started', 'escalated', 'resolved')),
     status        TEXT    NOT NULL CHECK (status IN ('running', 'done', 'stopped')),
+    phase         TEXT    NOT NULL DEFAULT 'rank' CHECK (phase IN ('rank', 'send')),
     cursor        TEXT,
+    ranked        INTEGER NOT NULL DEFAULT 0,
     customers     INTEGER NOT NULL DEFAULT 0,
     queued        INTEGER NOT NULL DEFAULT 0,
     owner         TEXT,
@@ -25,6 +33,14 @@ CREATE TABLE fanouts (
     UNIQUE (event_source, event_id)
 );
 CREATE INDEX fanouts_running ON fanouts (id) WHERE status = 'running';
+
+-- The customers a fan-out ranked and has not sent to yet, most urgent first.
+CREATE TABLE fanout_targets (
+    fanout_id    INTEGER NOT NULL,
+    urgency      REAL    NOT NULL,
+    customer_id  TEXT    NOT NULL,
+    PRIMARY KEY (fanout_id, urgency DESC, customer_id)
+) WITHOUT ROWID;
 CREATE INDEX fanouts_by_incident ON fanouts (incident_id);
 
 -- The incident an outreach is about: who was told (the resolution goes to them only: the `sent`

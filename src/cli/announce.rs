@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::{Affected, CloudEvent, EventKey, FanoutKind, Incident, Payload};
 use crate::incident::{customer_ids_from, Announcement, Resolve, Start, Update};
 use crate::pipeline::{self, Accepted};
-use crate::store::{Audience, FanoutStatus, Store};
+use crate::store::{Audience, FanoutPhase, FanoutStatus, Store};
 
 /// How often `--follow` reads the progress.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
@@ -508,6 +508,13 @@ async fn status(
 
 fn describe(f: &FanoutStatus) -> String {
     let m = &f.messages;
+    if f.phase == FanoutPhase::Rank && f.status == "running" {
+        return format!(
+            "{kind:<9} finding customers: {ranked} so far",
+            kind = f.kind.as_str(),
+            ranked = f.ranked
+        );
+    }
     format!(
         "{kind:<9} {status:<7} customers {customers:>8} · queued {queued:>8} · sent {sent:>8} · failed {failed} · deferred {deferred} · withdrawn {cancelled}{detail}",
         kind = f.kind.as_str(),
@@ -538,15 +545,22 @@ impl Bar {
 
     fn line(f: &FanoutStatus) -> String {
         let m = &f.messages;
-        let done = m.sent + m.failed + m.cancelled;
-        let total = f.queued.max(1);
+        if f.phase == FanoutPhase::Rank {
+            return format!(
+                "finding the affected customers and who should hear first: {} so far",
+                f.ranked
+            );
+        }
+        // Customers decided whose message, if any, is no longer on its way.
+        let done = f.customers.saturating_sub(m.queued + m.sending);
+        let total = f.ranked.max(1);
         let width = 30usize;
         let filled = ((done as f64 / total as f64) * width as f64).round() as usize;
         format!(
-            "[{}{}] {done}/{} · customers {} · queued {} · sent {} · failed {} · deferred {}",
+            "[{}{}] {done}/{} customers settled · decided {} · queued {} · sent {} · failed {} · deferred {}",
             "#".repeat(filled.min(width)),
             "-".repeat(width - filled.min(width)),
-            f.queued,
+            f.ranked,
             f.customers,
             m.queued + m.sending,
             m.sent,

@@ -147,7 +147,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     }
     println!();
     println!("Messages (sandbox gateway), each before the customer had to ask");
-    let shown = print_messages(&settings.paths.outbox, store.as_ref(), &HashSet::new()).await?;
+    let mut shown = print_messages(&settings.paths.outbox, store.as_ref(), &HashSet::new()).await?;
 
     // Silence is news too: a day after the last promise the examples make, the overdue schedule
     // finds the parcels nobody said anything more about, and their customers hear first.
@@ -177,9 +177,10 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
                      the newer news about the same order: one conversation, the latest word)"
                 );
             }
-            print_messages(&settings.paths.outbox, store.as_ref(), &shown).await?;
+            shown = print_messages(&settings.paths.outbox, store.as_ref(), &shown).await?;
         }
     }
+    on_call(&settings, store.as_ref(), &js, deadline, &shown).await?;
     running.wait(std::future::ready(())).await?;
 
     println!(
@@ -192,6 +193,94 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     );
     println!("Next: edit rules/ or templates/ and run the demo again; `forewarn run` processes live events from NATS.");
     drop(server);
+    Ok(())
+}
+
+/// On-call's side: an incident announced to the Korean customers, escalated, then resolved —
+/// what `forewarn announce start|update|resolve` do — with the messages each step sent.
+async fn on_call(
+    settings: &Settings,
+    store: &dyn crate::store::Store,
+    js: &async_nats::jetstream::Context,
+    deadline: Instant,
+    shown: &HashSet<String>,
+) -> anyhow::Result<()> {
+    use crate::incident::{Announcement, Resolve, Start, Update};
+    let announcer = super::run::announcer(settings, js.clone());
+    let now = chrono::Utc::now();
+    let start = Announcement::start(
+        Start {
+            incident_id: Some("inc-demo".into()),
+            title: "Card payments failing".into(),
+            services: vec!["checkout".into()],
+            regions: vec!["kr".into()],
+            severity: "major".into(),
+            message: "Card payments fail at checkout; orders you placed are safe.".into(),
+            eta: Some("2h".into()),
+            ..Start::default()
+        },
+        "demo",
+        now,
+    )?;
+    let steps = [
+        (
+            "On-call: card payments fail in Korea \
+             (`forewarn announce start --id inc-demo --region kr --severity major …`)",
+            start,
+        ),
+        (
+            "It gets worse (`forewarn announce update --incident inc-demo --severity critical …`): \
+             an escalation is news; a plain update would not have been",
+            Announcement::update(
+                "inc-demo",
+                Update {
+                    message: "Every card payment in Korea fails now; all hands are on it.".into(),
+                    severity: Some("critical".into()),
+                    eta: None,
+                },
+                "demo",
+                now,
+            )?,
+        ),
+        (
+            "Fixed (`forewarn announce resolve --incident inc-demo …`): those who were told \
+             hear it is over. A critical incident's apology credit is an offer, and offers go \
+             only to customers who accept marketing and are under their cap \
+             (`forewarn explain --customer …` says why one was withheld)",
+            Announcement::resolve(
+                "inc-demo",
+                Resolve {
+                    message: "Card payments work again.".into(),
+                },
+                "demo",
+            )?,
+        ),
+    ];
+    let mut shown = shown.clone();
+    for (what, mut announcement) in steps {
+        // An update or resolution checks the incident exists: intake read the start by now.
+        announcement.check_against(store).await?;
+        announcer.publish(&announcement, chrono::Utc::now()).await?;
+        loop {
+            let progress = store
+                .incident_progress(&announcement.incident_id, chrono::Utc::now())
+                .await?;
+            if let Some(fanout) = progress.fanout(&announcement.event_id) {
+                if fanout.settled() {
+                    println!(
+                        "{what}: {} customer(s) decided, {} message(s) queued",
+                        fanout.customers, fanout.queued
+                    );
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for the incident's fan-out");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shown = print_messages(&settings.paths.outbox, store, &shown).await?;
+    }
     Ok(())
 }
 

@@ -2,9 +2,11 @@
 //!
 //! It is the embedded default, so forewarn runs end to end with no credentials, and it is
 //! exact about duplicates: it remembers every idempotency key it wrote (reading the file back
-//! at start), so a resend after a crash is recognised and nothing is written twice.
+//! at start), so a resend after a crash is recognised and nothing is written twice. A key is
+//! remembered as a 128-bit digest (about 20 bytes each), so an incident's million messages cost
+//! megabytes, not the hundreds a set of strings would.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,8 +29,22 @@ pub struct SandboxGateway {
 #[derive(Debug)]
 struct State {
     file: File,
-    /// Idempotency key → provider id of every line in the file.
-    written: HashMap<String, String>,
+    /// The digest of the idempotency key of every line in the file.
+    written: HashSet<u128>,
+}
+
+/// What the sandbox remembers of a key: the first 128 bits of its SHA-256.
+fn digest(key: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_be_bytes(first)
+}
+
+/// The provider id of a key's line: derived, so a reconciled message gets the same one.
+fn provider_id(key: &str) -> String {
+    format!("sbx-{key}")
 }
 
 impl SandboxGateway {
@@ -36,7 +52,7 @@ impl SandboxGateway {
     pub fn open(dir: &Path, channel: Channel) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = sandbox_file(dir, channel);
-        let mut written = HashMap::new();
+        let mut written = HashSet::new();
         if let Ok(existing) = File::open(&path) {
             for line in BufReader::new(existing).lines() {
                 // A line cut short by a crash has no key to read; it is skipped, and the
@@ -44,11 +60,8 @@ impl SandboxGateway {
                 let Ok(record) = serde_json::from_str::<Value>(&line?) else {
                     continue;
                 };
-                if let (Some(key), Some(id)) = (
-                    record.get("key").and_then(Value::as_str),
-                    record.get("provider_id").and_then(Value::as_str),
-                ) {
-                    written.insert(key.to_owned(), id.to_owned());
+                if let Some(key) = record.get("key").and_then(Value::as_str) {
+                    written.insert(digest(key));
                 }
             }
         }
@@ -73,12 +86,11 @@ impl Gateway for SandboxGateway {
 
     async fn send(&self, message: &OutboundMessage<'_>) -> SendOutcome {
         let mut state = self.state.lock().await;
-        if let Some(id) = state.written.get(message.key.as_str()) {
-            return SendOutcome::Sent(Receipt {
-                provider_id: id.clone(),
-            });
+        let key = digest(message.key.as_str());
+        let provider_id = provider_id(message.key.as_str());
+        if state.written.contains(&key) {
+            return SendOutcome::Sent(Receipt { provider_id });
         }
-        let provider_id = format!("sbx-{}", message.key);
         let mut record = json!({
             "key": message.key,
             "provider_id": provider_id,
@@ -100,18 +112,23 @@ impl Gateway for SandboxGateway {
                 reason: format!("cannot write {}: {e}", self.path.display()),
             };
         }
-        state
-            .written
-            .insert(message.key.as_str().to_owned(), provider_id.clone());
+        state.written.insert(key);
         SendOutcome::Sent(Receipt { provider_id })
     }
 
     async fn reconcile(&self, key: &IdempotencyKey) -> Reconciliation {
-        match self.state.lock().await.written.get(key.as_str()) {
-            Some(id) => Reconciliation::Delivered(Receipt {
-                provider_id: id.clone(),
-            }),
-            None => Reconciliation::NotDelivered,
+        if self
+            .state
+            .lock()
+            .await
+            .written
+            .contains(&digest(key.as_str()))
+        {
+            Reconciliation::Delivered(Receipt {
+                provider_id: provider_id(key.as_str()),
+            })
+        } else {
+            Reconciliation::NotDelivered
         }
     }
 }

@@ -114,6 +114,8 @@ pub(super) fn progress_json(progress: &IncidentProgress) -> Value {
             "event_id": f.event.id,
             "kind": f.kind.as_str(),
             "status": f.status,
+            "phase": f.phase.as_str(),
+            "ranked": f.ranked,
             "customers": f.customers,
             "queued": f.queued,
             "created_at": f.created_at,

@@ -1,13 +1,21 @@
 //! The fan-out worker: an outage event names no customer, so this finds the ones it concerns
 //! and decides each one's message, a page at a time.
 //!
-//! A page is one transaction: read the next `page_size` customers after the cursor (in id
-//! order, so the directory is streamed and never held in memory), load their records and risk
-//! history, decide with the same rules, risk and policy as intake (`pipeline::decide_fanout`),
-//! write their outreach, and move the cursor. A crash loses at most the page in progress, which
-//! the next claim decides again; the outbox's unique key would absorb a repeat anyway. The
-//! dispatcher sends what the pages queue as they commit — riskiest and most valuable customers
-//! first, paced by each gateway's limits — while later pages are still being decided.
+//! Two passes, each a page per transaction, so the directory is streamed and never held in
+//! memory:
+//! 1. **rank**: the next `page_size` customers of the audience after the cursor, in id order;
+//!    their records and risk history loaded, each one's urgency — churn risk × value, as the
+//!    dispatcher orders a burst — written to `fanout_targets`, and the cursor moved.
+//! 2. **send**: the most urgent `page_size` targets left, decided with the same rules, risk and
+//!    policy as intake (`pipeline::decide_fanout`), their outreach written in that order and
+//!    their targets deleted.
+//!
+//! Customers most likely to leave, and most costly to lose, are thus queued first, and the
+//! dispatcher (which claims by urgency) reads the outbox in the order it was written instead
+//! of hopping across a million rows. A crash loses at most the page in progress, which the
+//! next claim does again; the outbox's unique key would absorb a repeat anyway. The dispatcher
+//! sends what the pages queue as they commit, paced by each gateway's limits, while later pages
+//! are still being decided.
 //!
 //! Who a page is drawn from (`Audience`): for a start or an escalation, the customers the
 //! incident affects; for a resolution, those who were sent a message about it. A start or an
@@ -30,20 +38,22 @@ use crate::metrics as m;
 use crate::pipeline::{self, Accepted};
 use crate::policy::Policy;
 use crate::shutdown::Shutdown;
-use crate::store::{Audience, FanoutClaim, FanoutStep, Store, StoreError};
+use crate::store::{Audience, FanoutClaim, FanoutPhase, FanoutStep, Store, StoreError};
 
 /// What one [`FanoutWorker::step`] did; lets tests and tools drive the worker page by page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageReport {
     /// No fan-out is waiting (or every one is held by another process).
     Idle,
-    /// A page was decided and committed.
+    /// A page was ranked, or decided, and committed.
     Page {
         /// The incident.
         incident_id: String,
         /// Whom the fan-out is for.
         kind: FanoutKind,
-        /// Customers decided.
+        /// Which pass the page was.
+        phase: FanoutPhase,
+        /// Customers ranked or decided.
         customers: usize,
         /// Messages queued.
         queued: usize,
@@ -186,21 +196,38 @@ impl FanoutWorker {
         let Some(incident) = self.store.incident(&claim.incident_id).await? else {
             return self.stop(claim, now, "the incident is not stored").await;
         };
+        if claim.kind != FanoutKind::Resolved && incident.status == IncidentStatus::Resolved {
+            return self
+                .stop(
+                    claim,
+                    now,
+                    "the incident was resolved before everyone was told",
+                )
+                .await;
+        }
+        match claim.phase {
+            FanoutPhase::Rank => self.rank(claim, &accepted, &incident, now).await,
+            FanoutPhase::Send => self.send(claim, &accepted, now, started).await,
+        }
+    }
+
+    /// A rank page: the next customers of the audience by id, each with its urgency.
+    async fn rank(
+        &self,
+        claim: &FanoutClaim,
+        accepted: &Accepted,
+        incident: &crate::domain::Incident,
+        now: DateTime<Utc>,
+    ) -> Result<PageReport, FanoutError> {
         let audience = match claim.kind {
             FanoutKind::Started | FanoutKind::Escalated => {
-                if incident.status == IncidentStatus::Resolved {
-                    return self
-                        .stop(
-                            claim,
-                            now,
-                            "the incident was resolved before everyone was told",
-                        )
-                        .await;
-                }
                 Audience::Affected(Affected::deserialize(&incident.affected).unwrap_or_default())
             }
             FanoutKind::Resolved => {
-                if self.store.incident_sending(&claim.incident_id).await? > 0 {
+                // Who was told is settled only once nothing about the incident is in flight.
+                if claim.cursor.is_none()
+                    && self.store.incident_sending(&claim.incident_id).await? > 0
+                {
                     return Ok(PageReport::Waiting);
                 }
                 Audience::Told {
@@ -210,15 +237,74 @@ impl FanoutWorker {
             }
         };
         let page_size = self.settings.page_size.max(1);
+        let risk = self.authoring.borrow().risk.clone();
+        let mut tx = self.store.begin_intake().await?;
+        let customers = tx
+            .audience_page(&audience, claim.cursor.as_deref(), page_size)
+            .await?;
+        let refs = pipeline::fanout_refs(accepted, &customers, &self.policy, now);
+        let snapshot = tx.load(&refs).await?;
+        let ranked = pipeline::rank_fanout(accepted, &customers, &snapshot, &risk, now);
+        tx.rank_targets(claim.id, &ranked).await?;
+        let last_page = customers.len() < page_size;
+        let step = FanoutStep {
+            phase: if last_page {
+                FanoutPhase::Send
+            } else {
+                FanoutPhase::Rank
+            },
+            cursor: if last_page {
+                None
+            } else {
+                customers.last().map(|c| c.as_str().to_owned())
+            },
+            ranked: ranked.len() as u64,
+            customers: 0,
+            queued: 0,
+            finished: false,
+            stopped: None,
+        };
+        if !self.advance(tx, claim, &step, now).await? {
+            return Ok(PageReport::Lost);
+        }
+        if last_page {
+            tracing::debug!(incident = %claim.incident_id, kind = claim.kind.as_str(), "Fan-out ranked every customer; sending, most urgent first.");
+        }
+        Ok(PageReport::Page {
+            incident_id: claim.incident_id.as_str().to_owned(),
+            kind: claim.kind,
+            phase: FanoutPhase::Rank,
+            customers: customers.len(),
+            queued: 0,
+            finished: false,
+        })
+    }
+
+    /// A send page: the most urgent customers left, decided and queued in that order (so the
+    /// dispatcher, which claims by urgency, reads the outbox in the order it was written).
+    async fn send(
+        &self,
+        claim: &FanoutClaim,
+        accepted: &Accepted,
+        now: DateTime<Utc>,
+        started: Instant,
+    ) -> Result<PageReport, FanoutError> {
+        let page_size = self.settings.page_size.max(1);
         let authoring = self.authoring.borrow().clone();
         let mut tx = self.store.begin_intake().await?;
         let recipients = tx
-            .audience_page(&audience, claim.cursor.as_deref(), page_size)
+            .audience_page(
+                &Audience::Ranked {
+                    fanout_id: claim.id,
+                },
+                None,
+                page_size,
+            )
             .await?;
-        let refs = pipeline::fanout_refs(&accepted, &recipients, &self.policy, now);
+        let refs = pipeline::fanout_refs(accepted, &recipients, &self.policy, now);
         let snapshot = tx.load(&refs).await?;
         let plan = pipeline::decide_fanout(
-            &accepted,
+            accepted,
             &recipients,
             snapshot,
             &authoring.rules,
@@ -236,24 +322,20 @@ impl FanoutWorker {
             .filter(|n| n.reason != "no_rule_matched")
             .collect();
         tx.record_notes(&notes).await?;
+        tx.take_targets(claim.id, &recipients).await?;
         let finished = recipients.len() < page_size;
         let step = FanoutStep {
-            cursor: recipients.last().map(|c| c.as_str().to_owned()),
+            phase: FanoutPhase::Send,
+            cursor: None,
+            ranked: 0,
             customers: recipients.len() as u64,
             queued: queued.len() as u64,
             finished,
             stopped: None,
         };
-        let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
-        if !tx
-            .advance_fanout(claim, &step, &self.owner, now, lease_until)
-            .await?
-        {
-            tracing::warn!(incident = %claim.incident_id, "Another process took this fan-out over; the page is left to it.");
+        if !self.advance(tx, claim, &step, now).await? {
             return Ok(PageReport::Lost);
         }
-        tx.commit().await?;
-
         let kind = claim.kind.as_str();
         counter!(m::FANOUT_CUSTOMERS, "kind" => kind).increment(step.customers);
         counter!(m::FANOUT_QUEUED, "kind" => kind).increment(step.queued);
@@ -274,10 +356,32 @@ impl FanoutWorker {
         Ok(PageReport::Page {
             incident_id: claim.incident_id.as_str().to_owned(),
             kind: claim.kind,
+            phase: FanoutPhase::Send,
             customers: recipients.len(),
             queued: queued.len(),
             finished,
         })
+    }
+
+    /// Records a page in its transaction and commits, unless another process took the
+    /// fan-out over (false: the page is rolled back).
+    async fn advance(
+        &self,
+        mut tx: Box<dyn crate::store::IntakeTx + '_>,
+        claim: &FanoutClaim,
+        step: &FanoutStep,
+        now: DateTime<Utc>,
+    ) -> Result<bool, FanoutError> {
+        let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        if !tx
+            .advance_fanout(claim, step, &self.owner, now, lease_until)
+            .await?
+        {
+            tracing::warn!(incident = %claim.incident_id, "Another process took this fan-out over; the page is left to it.");
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Ends a fan-out early, for `why`.
@@ -289,7 +393,9 @@ impl FanoutWorker {
     ) -> Result<PageReport, FanoutError> {
         let mut tx = self.store.begin_intake().await?;
         let step = FanoutStep {
-            cursor: None,
+            phase: claim.phase,
+            cursor: claim.cursor.clone(),
+            ranked: 0,
             customers: 0,
             queued: 0,
             finished: true,

@@ -34,6 +34,38 @@ pub enum Audience {
         /// The event whose own messages do not count.
         except: EventKey,
     },
+    /// The customers a fan-out ranked and has not sent to yet, most urgent first (the cursor
+    /// does not apply: a page's targets are deleted as it is sent).
+    Ranked {
+        /// The fan-out.
+        fanout_id: i64,
+    },
+}
+
+/// Where a fan-out is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanoutPhase {
+    /// Paging through the audience by id, writing each customer's urgency.
+    Rank,
+    /// Deciding and queueing the ranked customers, most urgent first.
+    Send,
+}
+
+impl FanoutPhase {
+    /// The name used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FanoutPhase::Rank => "rank",
+            FanoutPhase::Send => "send",
+        }
+    }
+
+    /// The phase a stored name means.
+    pub fn parse(name: &str) -> Option<FanoutPhase> {
+        [FanoutPhase::Rank, FanoutPhase::Send]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
 }
 
 /// A fan-out this process holds, where it stands.
@@ -47,15 +79,21 @@ pub struct FanoutClaim {
     pub event: EventKey,
     /// Whom it is for.
     pub kind: FanoutKind,
-    /// The last customer done; `None` before the first page.
+    /// Ranking or sending.
+    pub phase: FanoutPhase,
+    /// The last customer ranked; `None` before the first page.
     pub cursor: Option<String>,
 }
 
 /// One page done, to record with its outreach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanoutStep {
-    /// The last customer of the page.
+    /// The phase after this page.
+    pub phase: FanoutPhase,
+    /// The last customer ranked (`None` once sending).
     pub cursor: Option<String>,
+    /// Customers ranked in the page.
+    pub ranked: u64,
     /// Customers decided in the page.
     pub customers: u64,
     /// Messages queued in the page.
@@ -75,6 +113,10 @@ pub struct FanoutStatus {
     pub kind: FanoutKind,
     /// `running`, `done` or `stopped`.
     pub status: String,
+    /// Ranking or sending.
+    pub phase: FanoutPhase,
+    /// Customers ranked so far: the audience, once ranking is over.
+    pub ranked: u64,
     /// Customers decided so far.
     pub customers: u64,
     /// Messages queued so far.

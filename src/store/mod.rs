@@ -22,7 +22,7 @@ use crate::domain::{
 };
 
 pub use incidents::{
-    Audience, FanoutClaim, FanoutRequest, FanoutStatus, FanoutStep, IncidentProgress,
+    Audience, FanoutClaim, FanoutPhase, FanoutRequest, FanoutStatus, FanoutStep, IncidentProgress,
     IncidentStore, MessageCounts,
 };
 pub use schedules::{
@@ -597,6 +597,20 @@ pub trait IntakeTx: Send {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CustomerId>, StoreError>;
+
+    /// Writes ranked customers of fan-out `fanout_id`: (customer, urgency).
+    async fn rank_targets(
+        &mut self,
+        fanout_id: i64,
+        targets: &[(CustomerId, f64)],
+    ) -> Result<(), StoreError>;
+
+    /// Removes customers of fan-out `fanout_id` from its targets: their page was decided.
+    async fn take_targets(
+        &mut self,
+        fanout_id: i64,
+        customers: &[CustomerId],
+    ) -> Result<(), StoreError>;
 
     /// Records a fan-out page, with its outreach in this transaction, if `claim` is still
     /// `owner`'s and still at its cursor; false (write nothing, roll back) when another

@@ -30,7 +30,9 @@ fn customer(i: usize) -> Value {
            "data": {"id": customer_id(i), "name": "김지수", "locale": "ko-KR",
                     "timezone": "Asia/Seoul", "phone": format!("+8210{:08}", i),
                     "channels": ["sms"], "consent": {"sms": true, "marketing": true},
-                    "region": region, "segment": if i % 10 == 0 { "vip" } else { "regular" }}})
+                    "region": region, "segment": if i % 10 == 0 { "vip" } else { "regular" },
+                    "lifetime_value": {"minor": if i % 10 == 0 { 5_000_000 } else { 10_000 },
+                                       "currency": "KRW"}}})
 }
 
 /// Publishes the directory: every customer, and the unreachable ones' opt-outs.
@@ -157,6 +159,36 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
         "exactly the reachable affected customers"
     );
     assert_eq!(sent, AFFECTED - UNREACHABLE, "one message each");
+    // The most valuable customers (every tenth, the VIPs) were queued, and so sent, first: all
+    // of them within the first claim (outbox.batch_size 500) of the dispatcher.
+    let order: Vec<String> = app
+        .sandbox("sms")
+        .into_iter()
+        .filter(|l| l["rule_id"] == "outage-started-notice")
+        .map(|l| l["customer_id"].as_str().unwrap().to_owned())
+        .collect();
+    let vips: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c[2..].parse::<usize>().unwrap() % 10 == 0)
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(vips.len(), AFFECTED / 10 - UNREACHABLE / 10);
+    assert!(vips.iter().all(|at| *at < 500), "VIPs sent at {vips:?}");
+    // Queued in that order too, so the dispatcher reads the outbox in the order it was written.
+    let last_vip = app
+        .scalar(
+            "SELECT max(id) FROM outbox WHERE rule_id = 'outage-started-notice' \
+             AND substr(customer_id, -1) = '0'",
+        )
+        .await;
+    let first_other = app
+        .scalar(
+            "SELECT min(id) FROM outbox WHERE rule_id = 'outage-started-notice' \
+             AND substr(customer_id, -1) != '0'",
+        )
+        .await;
+    assert!(last_vip < first_other, "{last_vip} ≥ {first_other}");
 
     // An update without escalation, and one lowering it, reach nobody.
     for (i, severity) in [(1, None), (2, Some("minor"))] {

@@ -11,8 +11,8 @@ use super::INCIDENT_COLUMNS;
 use super::{incident_from_row, opt_time, parse_customer_id, parse_entity_id, SqliteStore};
 use crate::domain::{CustomerId, EntityId, EventKey, FanoutKind, Incident};
 use crate::store::{
-    from_millis, millis, Audience, EventRecord, FanoutClaim, FanoutRequest, FanoutStatus,
-    FanoutStep, IncidentProgress, IncidentStore, MessageCounts, StoreError,
+    from_millis, millis, Audience, EventRecord, FanoutClaim, FanoutPhase, FanoutRequest,
+    FanoutStatus, FanoutStep, IncidentProgress, IncidentStore, MessageCounts, StoreError,
 };
 
 /// `WHERE` conditions on `customers` for an incident's `affected`, or none for everyone. Each
@@ -65,6 +65,16 @@ pub(super) async fn audience_page(
                 .fetch_all(&mut *conn)
                 .await?
         }
+        Audience::Ranked { fanout_id } => {
+            sqlx::query_scalar(
+                "SELECT customer_id FROM fanout_targets WHERE fanout_id = ?1 \
+                 ORDER BY urgency DESC, customer_id LIMIT ?2",
+            )
+            .bind(fanout_id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
         Audience::Told {
             incident_id,
             except,
@@ -105,10 +115,12 @@ pub(super) async fn advance_fanout(
         "UPDATE fanouts SET cursor = ?1, customers = customers + ?2, queued = queued + ?3, \
          status = ?4, lease_until = ?5, updated_at = ?6, finished_at = ?7, \
          detail = coalesce(?8, detail), \
-         owner = CASE WHEN ?9 THEN NULL ELSE owner END \
-         WHERE id = ?10 AND owner = ?11 AND status = 'running' AND cursor IS ?12",
+         owner = CASE WHEN ?9 THEN NULL ELSE owner END, \
+         phase = ?13, ranked = ranked + ?14 \
+         WHERE id = ?10 AND owner = ?11 AND status = 'running' AND cursor IS ?12 \
+           AND phase = ?15",
     )
-    .bind(step.cursor.as_deref().or(claim.cursor.as_deref()))
+    .bind(step.cursor.as_deref())
     .bind(i64::try_from(step.customers).unwrap_or(i64::MAX))
     .bind(i64::try_from(step.queued).unwrap_or(i64::MAX))
     .bind(status)
@@ -120,9 +132,63 @@ pub(super) async fn advance_fanout(
     .bind(claim.id)
     .bind(owner)
     .bind(claim.cursor.as_deref())
+    .bind(step.phase.as_str())
+    .bind(i64::try_from(step.ranked).unwrap_or(i64::MAX))
+    .bind(claim.phase.as_str())
     .execute(&mut *conn)
     .await?;
-    Ok(updated.rows_affected() == 1)
+    let ours = updated.rows_affected() == 1;
+    // A fan-out that stopped early leaves no ranked customers behind.
+    if ours && finished {
+        sqlx::query("DELETE FROM fanout_targets WHERE fanout_id = ?")
+            .bind(claim.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(ours)
+}
+
+/// Rows per multi-row statement on `fanout_targets` (three binds each).
+const TARGET_CHUNK: usize = 5_000;
+
+/// Writes a rank page's targets.
+pub(super) async fn rank_targets(
+    conn: &mut SqliteConnection,
+    fanout_id: i64,
+    targets: &[(CustomerId, f64)],
+) -> Result<(), StoreError> {
+    for chunk in targets.chunks(TARGET_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR REPLACE INTO fanout_targets (fanout_id, urgency, customer_id) ",
+        );
+        q.push_values(chunk, |mut row, (customer, urgency)| {
+            row.push_bind(fanout_id)
+                .push_bind(*urgency)
+                .push_bind(customer.as_str().to_owned());
+        });
+        q.build().persistent(false).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Removes a sent page's targets.
+pub(super) async fn take_targets(
+    conn: &mut SqliteConnection,
+    fanout_id: i64,
+    customers: &[CustomerId],
+) -> Result<(), StoreError> {
+    for chunk in customers.chunks(TARGET_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(CustomerId::as_str).collect();
+        sqlx::query(
+            "DELETE FROM fanout_targets WHERE fanout_id = ?1 \
+             AND customer_id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(fanout_id)
+        .bind(serde_json::Value::from(ids).to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes intake's fan-out requests; a redelivered event's request is already there.
@@ -152,6 +218,10 @@ fn kind_of(raw: &str) -> Result<FanoutKind, StoreError> {
     FanoutKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("fan-out kind {raw:?}")))
 }
 
+fn phase_of(raw: &str) -> Result<FanoutPhase, StoreError> {
+    FanoutPhase::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("fan-out phase {raw:?}")))
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -169,7 +239,7 @@ impl IncidentStore for SqliteStore {
             "UPDATE fanouts SET owner = ?1, lease_until = ?2, updated_at = ?3 \
              WHERE id = (SELECT id FROM fanouts WHERE status = 'running' \
                  AND (owner IS NULL OR owner = ?1 OR lease_until <= ?3) ORDER BY id LIMIT 1) \
-             RETURNING id, incident_id, event_source, event_id, kind, cursor",
+             RETURNING id, incident_id, event_source, event_id, kind, phase, cursor",
         )
         .bind(owner)
         .bind(millis(until))
@@ -185,6 +255,7 @@ impl IncidentStore for SqliteStore {
                 id: row.try_get("event_id")?,
             },
             kind: kind_of(&row.try_get::<String, _>("kind")?)?,
+            phase: phase_of(&row.try_get::<String, _>("phase")?)?,
             cursor: row.try_get("cursor")?,
         }))
     }
@@ -221,6 +292,12 @@ impl IncidentStore for SqliteStore {
                 push_affected(&mut q, affected);
                 q.build_query_scalar()
                     .persistent(false)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Audience::Ranked { fanout_id } => {
+                sqlx::query_scalar("SELECT count(*) FROM fanout_targets WHERE fanout_id = ?")
+                    .bind(fanout_id)
                     .fetch_one(&self.pool)
                     .await?
             }
@@ -261,8 +338,8 @@ impl IncidentStore for SqliteStore {
             ..IncidentProgress::default()
         };
         for row in sqlx::query(
-            "SELECT event_source, event_id, kind, status, customers, queued, created_at, \
-             finished_at, detail FROM fanouts WHERE incident_id = ? ORDER BY id",
+            "SELECT event_source, event_id, kind, status, phase, ranked, customers, queued, \
+             created_at, finished_at, detail FROM fanouts WHERE incident_id = ? ORDER BY id",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -275,6 +352,8 @@ impl IncidentStore for SqliteStore {
                 },
                 kind: kind_of(&row.try_get::<String, _>("kind")?)?,
                 status: row.try_get("status")?,
+                phase: phase_of(&row.try_get::<String, _>("phase")?)?,
+                ranked: count(row.try_get("ranked")?),
                 customers: count(row.try_get("customers")?),
                 queued: count(row.try_get("queued")?),
                 created_at: from_millis(row.try_get("created_at")?)?,

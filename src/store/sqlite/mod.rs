@@ -163,7 +163,7 @@ impl Store for SqliteStore {
               WHERE id IN (
                     SELECT id FROM (
                         SELECT * FROM (
-                            SELECT id, priority, urgency FROM outbox
+                            SELECT id, priority, urgency FROM outbox INDEXED BY outbox_ready
                              WHERE status = 'pending' AND next_attempt_at <= ?2
                              ORDER BY priority DESC, urgency DESC, id LIMIT ?3)
                         UNION ALL
@@ -1594,6 +1594,22 @@ impl IntakeTx for SqliteIntakeTx {
         limit: usize,
     ) -> Result<Vec<CustomerId>, StoreError> {
         incidents::audience_page(&mut self.tx, audience, after, limit).await
+    }
+
+    async fn rank_targets(
+        &mut self,
+        fanout_id: i64,
+        targets: &[(CustomerId, f64)],
+    ) -> Result<(), StoreError> {
+        incidents::rank_targets(&mut self.tx, fanout_id, targets).await
+    }
+
+    async fn take_targets(
+        &mut self,
+        fanout_id: i64,
+        customers: &[CustomerId],
+    ) -> Result<(), StoreError> {
+        incidents::take_targets(&mut self.tx, fanout_id, customers).await
     }
 
     async fn advance_fanout(

@@ -1,0 +1,354 @@
+//! Incident fan-out: one `outage.started` to every customer of a directory, through the real
+//! intake transaction, fan-out worker and dispatcher, to the sandbox and to a local HTTP
+//! gateway.
+//!
+//! `cargo bench --bench incidents` (release). `BENCH_CUSTOMERS` is a comma-separated list of
+//! directory sizes (default `100000,1000000`). Customers are Korean and American, with names,
+//! locales, time zones, phones and SMS consent, in the spirit of `gen_events.py`; all of them
+//! are affected. For each size and gateway, from a fresh copy of the populated database:
+//! seconds until every customer is decided and queued, seconds until every message is sent,
+//! messages per second end to end, and the process's peak RSS during that run (reset between
+//! runs through `/proc/self/clear_refs`), to show memory does not grow with the directory.
+//! The HTTP gateway is a Twilio-shaped server in this process (it shares the two cores).
+
+mod support;
+use support::env_usize;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use forewarn::config::{GatewayConfig, Settings, TwilioConfig};
+use forewarn::domain::{CloudEvent, CustomerDoc, CustomerId, EventKey, Payload};
+use forewarn::gateway::Gateways;
+use forewarn::incident::{Announcement, FanoutWorker, Start};
+use forewarn::outbox::{Dispatcher, Fallback};
+use forewarn::pipeline::{self, Accepted};
+use forewarn::store::{Changes, EventRecord, SqliteStore, Store};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// A run that moves no customer and no message this long is stuck: fail rather than wait.
+const STALL: Duration = Duration::from_secs(60);
+
+/// Customers written per transaction while populating.
+const POPULATE_CHUNK: usize = 20_000;
+
+fn customer(i: usize) -> (CustomerId, CustomerDoc) {
+    let id = format!("c-{i:08}");
+    let korean = i % 3 != 0;
+    let doc = if korean {
+        json!({"id": id, "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
+               "phone": format!("+8210{:08}", i % 100_000_000), "channels": ["sms"],
+               "consent": {"sms": true, "marketing": i % 2 == 0},
+               "region": if i % 2 == 0 { "kr-seoul" } else { "kr-busan" },
+               "segment": if i % 20 == 0 { "vip" } else { "regular" },
+               "lifetime_value": {"minor": (i % 500) as i64 * 10_000, "currency": "KRW"}})
+    } else {
+        json!({"id": id, "name": "Jamie Park", "locale": "en-US", "timezone": "America/New_York",
+               "phone": format!("+1212{:07}", i % 10_000_000), "channels": ["sms"],
+               "consent": {"sms": true, "marketing": false}, "region": "us-ny",
+               "segment": "regular",
+               "lifetime_value": {"minor": (i % 700) as i64 * 100, "currency": "USD"}})
+    };
+    (
+        CustomerId::parse(&id).expect("id"),
+        CustomerDoc::from_object(doc.as_object().expect("object").clone()),
+    )
+}
+
+/// A database with `n` customers, checkpointed into one file that runs copy.
+async fn populate(path: &Path, n: usize) {
+    let store = SqliteStore::connect(&forewarn::config::DatabaseSettings {
+        url: format!("sqlite://{}", path.display()),
+        ..Default::default()
+    })
+    .await
+    .expect("store");
+    store.migrate().await.expect("migrations");
+    for start in (0..n).step_by(POPULATE_CHUNK) {
+        let customers = (start..(start + POPULATE_CHUNK).min(n))
+            .map(customer)
+            .collect();
+        let mut tx = store.begin_intake().await.expect("transaction");
+        tx.apply(
+            &Changes {
+                customers,
+                ..Changes::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("customers");
+        tx.commit().await.expect("commit");
+    }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await
+        .expect("checkpoint");
+    store.pool().close().await;
+}
+
+/// What intake does with the announcement: record it, apply it, write its fan-out.
+async fn announce(store: &Arc<dyn Store>, settings: &Settings) {
+    let start = Start {
+        incident_id: Some("inc-bench".into()),
+        title: "Checkout errors".into(),
+        services: vec!["checkout".into()],
+        severity: "major".into(),
+        message: "Card payments fail; we are fixing it.".into(),
+        everyone: true,
+        eta: Some("2h".into()),
+        ..Start::default()
+    };
+    let announcement = Announcement::start(start, "bench", Utc::now()).expect("announcement");
+    let accepted = Accepted {
+        event: CloudEvent {
+            key: EventKey {
+                source: "bench/oncall".into(),
+                id: announcement.event_id.clone(),
+            },
+            event_type: announcement.event_type,
+            time: Some(Utc::now()),
+            subject: Some("inc-bench".into()),
+            data: announcement.data.clone(),
+        },
+        payload: Payload::parse(announcement.event_type, &announcement.data).expect("payload"),
+    };
+    let authoring = forewarn::cli::load_authoring(settings).expect("rules and templates");
+    let policy = settings.policy().expect("policy");
+    let now = Utc::now();
+    let mut tx = store.begin_intake().await.expect("transaction");
+    tx.record_events(&[EventRecord {
+        key: accepted.event.key.clone(),
+        event_type: accepted.event.event_type,
+        subject: accepted.event.subject.clone(),
+        time: accepted.event.time,
+        customer_id: None,
+        data: accepted.event.data.to_string(),
+        received_at: now,
+    }])
+    .await
+    .expect("event");
+    let refs = pipeline::refs_of([&accepted], &authoring.rules, now);
+    let snapshot = tx.load(&refs).await.expect("load");
+    let plan = pipeline::decide(
+        &[&accepted],
+        snapshot,
+        &authoring.rules,
+        &authoring.templates,
+        &authoring.risk,
+        &policy,
+        now,
+    );
+    assert_eq!(plan.changes.fanouts.len(), 1, "the start must fan out");
+    tx.apply(&plan.changes, now).await.expect("apply");
+    tx.commit().await.expect("commit");
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Resident memory now by kind: anonymous (heap), file-backed (SQLite's memory map), shared.
+fn rss_parts() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("RssShmem")
+        })
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Resets the kernel's peak-RSS mark, so each run reports its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// One fan-out of `n` customers from a copy of `template`, through `settings`' gateways.
+async fn run(template: &Path, settings: &Settings, n: usize) -> (f64, f64, f64) {
+    let db = settings
+        .database
+        .url
+        .strip_prefix("sqlite://")
+        .expect("a sqlite url")
+        .to_owned();
+    std::fs::copy(template, &db).expect("copy the populated database");
+    let store = forewarn::store::connect(&settings.database)
+        .await
+        .expect("store");
+    reset_peak_rss();
+    announce(&store, settings).await;
+    let authoring = forewarn::cli::load_authoring(settings).expect("rules and templates");
+    let (_keep, handle) = tokio::sync::watch::channel(Arc::new(authoring));
+    let wake_dispatcher = Arc::new(Notify::new());
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        Gateways::from_settings(settings).expect("gateways"),
+        Fallback::new(store.clone(), handle.clone()),
+        settings.outbox.clone(),
+        wake_dispatcher.clone(),
+    );
+    let worker = FanoutWorker::new(
+        store.clone(),
+        handle,
+        settings.policy().expect("policy"),
+        settings.incidents.clone(),
+        Arc::new(Notify::new()),
+        wake_dispatcher,
+    );
+    let (trigger, shutdown) = forewarn::shutdown::channel();
+    let started = Instant::now();
+    let tasks = [
+        tokio::spawn(dispatcher.run(shutdown.clone())),
+        tokio::spawn(worker.run(shutdown)),
+    ];
+    let mut queued_after = None;
+    let id = forewarn::domain::EntityId::parse("inc-bench").expect("id");
+    let mut last_change = (Instant::now(), 0, 0);
+    loop {
+        let progress = store
+            .incident_progress(&id, Utc::now())
+            .await
+            .expect("progress");
+        let fanout = progress.fanouts.first().expect("the fan-out");
+        if queued_after.is_none() && fanout.status != "running" {
+            queued_after = Some(started.elapsed().as_secs_f64());
+            eprintln!(
+                "    (sent when all were queued: {}; {})",
+                progress.messages.sent,
+                rss_parts()
+            );
+        }
+        let m = &progress.messages;
+        if (fanout.customers, m.sent) != (last_change.1, last_change.2) {
+            last_change = (Instant::now(), fanout.customers, m.sent);
+        }
+        assert!(
+            last_change.0.elapsed() < STALL,
+            "no progress for {STALL:?}: {progress:?}"
+        );
+        if queued_after.is_some() && m.queued + m.sending + m.deferred == 0 {
+            assert_eq!(m.failed, 0, "messages failed");
+            assert_eq!(fanout.customers, n as u64, "every customer decided");
+            assert_eq!(m.sent, n as u64, "every customer sent one message");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent_after = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mib();
+    trigger.trigger();
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{db}{suffix}"));
+    }
+    (queued_after.unwrap_or(f64::NAN), sent_after, rss)
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_CUSTOMERS")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    forewarn::gateway::install_tls_provider();
+    let mut base = Settings {
+        paths: forewarn::config::PathSettings {
+            rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into(),
+            templates: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    // Quiet hours would hold most of a burst until morning; the bench measures throughput.
+    base.quiet_hours = forewarn::policy::QuietHoursSettings::off();
+    base.incidents.page_size = env_usize("BENCH_PAGE", base.incidents.page_size);
+    base.outbox.batch_size = env_usize("BENCH_OUTBOX_BATCH", base.outbox.batch_size);
+    base.outbox.concurrency = env_usize("BENCH_CONCURRENCY", base.outbox.concurrency);
+    println!(
+        "forewarn incident fan-out benchmark: page {}, outbox batch {}, concurrency {}",
+        base.incidents.page_size, base.outbox.batch_size, base.outbox.concurrency
+    );
+
+    // A Twilio-shaped server that answers at once.
+    let count = Arc::new(AtomicU64::new(0));
+    let seen = count.clone();
+    let router = Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        post(move || {
+            let n = seen.fetch_add(1, Ordering::Relaxed);
+            async move {
+                (
+                    axum::http::StatusCode::CREATED,
+                    format!(r#"{{"sid":"SM{n:032}","status":"queued"}}"#),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    // Set before any gateway reads the environment; nothing else runs yet.
+    std::env::set_var("BENCH_TWILIO_TOKEN", "bench-token");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    for n in sizes {
+        let template = dir.path().join(format!("directory-{n}.db"));
+        let started = Instant::now();
+        populate(&template, n).await;
+        println!(
+            "\n{n} customers (directory written in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        let mut sandbox = base.clone();
+        sandbox.database.url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("sandbox-{n}.db")).display()
+        );
+        sandbox.paths.outbox = dir.path().join(format!("outbox-{n}"));
+        let mut http = base.clone();
+        http.database.url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("http-{n}.db")).display()
+        );
+        http.gateways.sms = GatewayConfig::Twilio(TwilioConfig {
+            base_url: url.clone(),
+            account_sid: "AC00000000000000000000000000000001".into(),
+            auth_token_env: "BENCH_TWILIO_TOKEN".into(),
+            from: "+15005550006".into(),
+            status_callback: None,
+            timeout: Duration::from_secs(10),
+        });
+        for (name, settings) in [("sandbox", &sandbox), ("local HTTP (Twilio)", &http)] {
+            let (queued, sent, rss) = run(&template, settings, n).await;
+            println!(
+                "  {name:<20} all queued {queued:>7.1} s   all sent {sent:>7.1} s   \
+                 {:>7.0} msgs/s   peak RSS {rss:>6.0} MiB",
+                n as f64 / sent
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir.path().join(format!("outbox-{n}")));
+        let _ = std::fs::remove_file(&template);
+    }
+}
