@@ -8,14 +8,12 @@
 //! long the last of a burst waits), and at the end the process's peak RSS.
 
 mod support;
-use support::env_usize;
+use support::{env_usize, peak_rss_mib, repo_settings, twilio_gateway, twilio_stand_in};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
-use axum::Router;
-use forewarn::config::{GatewayConfig, Settings, TwilioConfig};
+use forewarn::config::Settings;
 use forewarn::domain::{
     Category, Channel, CustomerId, EventKey, IdempotencyKey, MessageContent, Outreach,
 };
@@ -75,17 +73,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 /// Queues `n` messages and drains them through `settings`' gateways; returns msgs/s and when
 /// the rows were queued.
 async fn drain(settings: &Settings, n: usize) -> (f64, Instant) {
@@ -125,14 +112,7 @@ async fn drain(settings: &Settings, n: usize) -> (f64, Instant) {
 async fn main() {
     let n = env_usize("BENCH_MESSAGES", 20_000);
     forewarn::gateway::install_tls_provider();
-    let base = Settings {
-        paths: forewarn::config::PathSettings {
-            rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into(),
-            templates: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
-            ..Default::default()
-        },
-        ..Settings::default()
-    };
+    let base = repo_settings();
     println!(
         "forewarn dispatch benchmark: {n} queued SMS, outbox batch {}, concurrency {}",
         base.outbox.batch_size, base.outbox.concurrency
@@ -141,42 +121,12 @@ async fn main() {
     // 1. A Twilio-shaped server that answers at once and notes when each request arrived.
     let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let seen = arrivals.clone();
-    let router = Router::new().route(
-        "/2010-04-01/Accounts/{sid}/Messages.json",
-        post(move || {
-            let seen = seen.clone();
-            async move {
-                let n = {
-                    let mut seen = seen.lock().expect("lock");
-                    seen.push(Instant::now());
-                    seen.len()
-                };
-                (
-                    axum::http::StatusCode::CREATED,
-                    format!(r#"{{"sid":"SM{n:032}","status":"queued"}}"#),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("port");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    // Set before any gateway reads the environment; nothing else runs yet.
-    std::env::set_var("BENCH_TWILIO_TOKEN", "bench-token");
+    let url = twilio_stand_in(move || seen.lock().expect("lock").push(Instant::now())).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut twilio = base.clone();
     twilio.database.url = format!("sqlite://{}", dir.path().join("twilio.db").display());
-    twilio.gateways.sms = GatewayConfig::Twilio(TwilioConfig {
-        base_url: url,
-        account_sid: "AC00000000000000000000000000000001".into(),
-        auth_token_env: "BENCH_TWILIO_TOKEN".into(),
-        from: "+15005550006".into(),
-        status_callback: None,
-        timeout: Duration::from_secs(10),
-    });
+    twilio.gateways.sms = twilio_gateway(&url);
     let (rate, queued_at) = drain(&twilio, n).await;
     let mut waits: Vec<Duration> = arrivals
         .lock()

@@ -12,22 +12,19 @@
 //! The HTTP gateway is a Twilio-shaped server in this process (it shares the two cores).
 
 mod support;
-use support::env_usize;
+use support::{env_usize, peak_rss_mib, repo_settings, twilio_gateway, twilio_stand_in};
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
-use axum::Router;
 use chrono::Utc;
-use forewarn::config::{GatewayConfig, Settings, TwilioConfig};
-use forewarn::domain::{CloudEvent, CustomerDoc, CustomerId, EventKey, Payload};
+use forewarn::config::Settings;
+use forewarn::domain::{CustomerDoc, CustomerId};
 use forewarn::gateway::Gateways;
 use forewarn::incident::{Announcement, FanoutWorker, Start};
 use forewarn::outbox::{Dispatcher, Fallback};
-use forewarn::pipeline::{self, Accepted};
+use forewarn::pipeline;
 use forewarn::store::{Changes, EventRecord, SqliteStore, Store};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -106,19 +103,9 @@ async fn announce(store: &Arc<dyn Store>, settings: &Settings) {
         ..Start::default()
     };
     let announcement = Announcement::start(start, "bench", Utc::now()).expect("announcement");
-    let accepted = Accepted {
-        event: CloudEvent {
-            key: EventKey {
-                source: "bench/oncall".into(),
-                id: announcement.event_id.clone(),
-            },
-            event_type: announcement.event_type,
-            time: Some(Utc::now()),
-            subject: Some("inc-bench".into()),
-            data: announcement.data.clone(),
-        },
-        payload: Payload::parse(announcement.event_type, &announcement.data).expect("payload"),
-    };
+    let accepted = announcement
+        .accepted("bench/oncall", Utc::now())
+        .expect("a catalogue event");
     let authoring = forewarn::cli::load_authoring(settings).expect("rules and templates");
     let policy = settings.policy().expect("policy");
     let now = Utc::now();
@@ -148,17 +135,6 @@ async fn announce(store: &Arc<dyn Store>, settings: &Settings) {
     assert_eq!(plan.changes.fanouts.len(), 1, "the start must fan out");
     tx.apply(&plan.changes, now).await.expect("apply");
     tx.commit().await.expect("commit");
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 /// Resident memory now by kind: anonymous (heap), file-backed (SQLite's memory map), shared.
@@ -271,14 +247,7 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     forewarn::gateway::install_tls_provider();
-    let mut base = Settings {
-        paths: forewarn::config::PathSettings {
-            rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into(),
-            templates: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
-            ..Default::default()
-        },
-        ..Settings::default()
-    };
+    let mut base = repo_settings();
     // Quiet hours would hold most of a burst until morning; the bench measures throughput.
     base.quiet_hours = forewarn::policy::QuietHoursSettings::off();
     base.incidents.page_size = env_usize("BENCH_PAGE", base.incidents.page_size);
@@ -289,28 +258,7 @@ async fn main() {
         base.incidents.page_size, base.outbox.batch_size, base.outbox.concurrency
     );
 
-    // A Twilio-shaped server that answers at once.
-    let count = Arc::new(AtomicU64::new(0));
-    let seen = count.clone();
-    let router = Router::new().route(
-        "/2010-04-01/Accounts/{sid}/Messages.json",
-        post(move || {
-            let n = seen.fetch_add(1, Ordering::Relaxed);
-            async move {
-                (
-                    axum::http::StatusCode::CREATED,
-                    format!(r#"{{"sid":"SM{n:032}","status":"queued"}}"#),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("port");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    // Set before any gateway reads the environment; nothing else runs yet.
-    std::env::set_var("BENCH_TWILIO_TOKEN", "bench-token");
+    let url = twilio_stand_in(|| ()).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     for n in sizes {
@@ -332,14 +280,7 @@ async fn main() {
             "sqlite://{}",
             dir.path().join(format!("http-{n}.db")).display()
         );
-        http.gateways.sms = GatewayConfig::Twilio(TwilioConfig {
-            base_url: url.clone(),
-            account_sid: "AC00000000000000000000000000000001".into(),
-            auth_token_env: "BENCH_TWILIO_TOKEN".into(),
-            from: "+15005550006".into(),
-            status_callback: None,
-            timeout: Duration::from_secs(10),
-        });
+        http.gateways.sms = twilio_gateway(&url);
         for (name, settings) in [("sandbox", &sandbox), ("local HTTP (Twilio)", &http)] {
             let (queued, sent, rss) = run(&template, settings, n).await;
             println!(

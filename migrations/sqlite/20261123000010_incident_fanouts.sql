@@ -7,11 +7,13 @@
 -- the outbox's unique key is the second guard against a duplicate. A process holds a fan-out
 -- under a lease (`owner`, `lease_until`) so two processes never page the same one.
 --
--- Two phases, so the customers most likely to leave and most costly to lose hear first and the
--- dispatcher still reads the outbox in order: `rank` pages through the audience by id and
--- writes each customer's urgency (churn risk × value) to `fanout_targets`; `send` takes the
+-- Two phases in turn, a window of the audience at a time, so the customers most likely to
+-- leave and most costly to lose hear first and the dispatcher still reads the outbox in order:
+-- `rank` pages through the audience by id (`cursor`) and writes each customer's urgency (churn
+-- risk × value) to `fanout_targets`, up to `[incidents] rank_window` customers; `send` takes the
 -- most urgent targets a page at a time, decides them, writes their outreach (in urgency order,
--- so claim order is insertion order) and deletes them from the targets.
+-- so claim order is insertion order) and deletes them; then the next window, until the audience
+-- is `exhausted` and no target is left.
 CREATE TABLE fanouts (
     id            INTEGER PRIMARY KEY,
     incident_id   TEXT    NOT NULL,
@@ -21,6 +23,7 @@ CREATE TABLE fanouts (
     status        TEXT    NOT NULL CHECK (status IN ('running', 'done', 'stopped')),
     phase         TEXT    NOT NULL DEFAULT 'rank' CHECK (phase IN ('rank', 'send')),
     cursor        TEXT,
+    exhausted     INTEGER NOT NULL DEFAULT 0,
     ranked        INTEGER NOT NULL DEFAULT 0,
     customers     INTEGER NOT NULL DEFAULT 0,
     queued        INTEGER NOT NULL DEFAULT 0,

@@ -14,11 +14,13 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::config::Settings;
-use crate::domain::{Affected, CloudEvent, EventKey, FanoutKind, Incident, Payload};
+use crate::domain::{Affected, FanoutKind, Incident, Payload};
 use crate::incident::{customer_ids_from, Announcement, Resolve, Start, Update};
 use crate::pipeline::{self, Accepted};
 use crate::store::{Audience, FanoutPhase, FanoutStatus, Store};
 
+/// The CloudEvents source of what a dry run decides on (nothing is published).
+const DRY_RUN_SOURCE: &str = "forewarn/dry-run";
 /// How often `--follow` reads the progress.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// How long `--follow` waits for forewarn to read the announcement before it says so.
@@ -209,14 +211,7 @@ pub(super) async fn execute(
     }
     // The incident as it stood before this announcement, to know whether it will fan out.
     let expected_from = store.incident(&announcement.incident_id).await?;
-    let nats = crate::intake::connect(&settings.nats)
-        .await
-        .context("Failed to connect to NATS")?;
-    let js = async_nats::jetstream::new(nats.clone());
-    // The stream keeps the announcement until forewarn reads it, even if it never ran yet.
-    crate::intake::ensure_consumer(&js, &settings.nats, &settings.intake)
-        .await
-        .context("Failed to set up JetStream")?;
+    let (_nats, js) = super::publishing_nats(&settings).await?;
     let published = super::run::announcer(&settings, js)
         .publish(&announcement, Utc::now())
         .await?;
@@ -430,23 +425,9 @@ fn expected_fanout(
     Ok(kind)
 }
 
-/// The announcement as intake will read it.
+/// The announcement as intake will read it, for what a dry run decides.
 fn accepted(announcement: &Announcement) -> anyhow::Result<Accepted> {
-    let payload = Payload::parse(announcement.event_type, &announcement.data)
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
-    Ok(Accepted {
-        event: CloudEvent {
-            key: EventKey {
-                source: "forewarn/dry-run".into(),
-                id: announcement.event_id.clone(),
-            },
-            event_type: announcement.event_type,
-            time: Some(Utc::now()),
-            subject: Some(announcement.incident_id.as_str().to_owned()),
-            data: announcement.data.clone(),
-        },
-        payload,
-    })
+    Ok(announcement.accepted(DRY_RUN_SOURCE, Utc::now())?)
 }
 
 /// Follows the fan-out of one announcement until it settles.

@@ -170,6 +170,22 @@ fn print_message(m: &serde_json::Value, note: &str, about: &str) {
     }
 }
 
+/// Connects to NATS and makes sure the events stream exists, for commands that publish onto it:
+/// `run` may not have created it yet, and the stream keeps what they publish until it reads it.
+async fn publishing_nats(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
+    use anyhow::Context;
+    let nats = crate::intake::connect(&settings.nats)
+        .await
+        .context("Failed to connect to NATS")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    crate::intake::ensure_consumer(&js, &settings.nats, &settings.intake)
+        .await
+        .context("Failed to set up JetStream")?;
+    Ok((nats, js))
+}
+
 /// Loads settings and installs logging, the start of every subcommand.
 fn settings(
     config: Option<&std::path::Path>,

@@ -50,14 +50,7 @@ pub(super) async fn execute(
         ScheduleCommand::List => list(&schedules, store.as_ref()).await,
         ScheduleCommand::Run { names, at } => {
             let chosen = choose(&schedules, &names)?;
-            let nats = crate::intake::connect(&settings.nats)
-                .await
-                .context("Failed to connect to NATS")?;
-            let js = async_nats::jetstream::new(nats.clone());
-            // Synthetic events need the stream; `run` may not have created it yet.
-            crate::intake::ensure_consumer(&js, &settings.nats, &settings.intake)
-                .await
-                .context("Failed to set up JetStream")?;
+            let (nats, js) = super::publishing_nats(&settings).await?;
             let scheduler =
                 super::run::scheduler(&settings, store, js, Arc::new(tokio::sync::Notify::new()))?;
             let at = at.unwrap_or_else(Utc::now);

@@ -32,14 +32,10 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refuse(&state, &headers) {
-        return refused;
+    match request::<Start>(&state, &headers, &body) {
+        Ok(start) => announce(&state, Announcement::start(start, ANNOUNCED_BY, Utc::now())).await,
+        Err(refused) => *refused,
     }
-    let start: Start = match parse(&body) {
-        Ok(start) => start,
-        Err(response) => return *response,
-    };
-    announce(&state, Announcement::start(start, ANNOUNCED_BY, Utc::now())).await
 }
 
 pub(super) async fn update(
@@ -48,18 +44,13 @@ pub(super) async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refuse(&state, &headers) {
-        return refused;
+    match request::<Update>(&state, &headers, &body) {
+        Ok(update) => {
+            let checked = Announcement::update(&id, update, ANNOUNCED_BY, Utc::now());
+            announce(&state, checked).await
+        }
+        Err(refused) => *refused,
     }
-    let update: Update = match parse(&body) {
-        Ok(update) => update,
-        Err(response) => return *response,
-    };
-    announce(
-        &state,
-        Announcement::update(&id, update, ANNOUNCED_BY, Utc::now()),
-    )
-    .await
 }
 
 pub(super) async fn resolve(
@@ -68,14 +59,22 @@ pub(super) async fn resolve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refuse(&state, &headers) {
-        return refused;
+    match request::<Resolve>(&state, &headers, &body) {
+        Ok(resolve) => announce(&state, Announcement::resolve(&id, resolve, ANNOUNCED_BY)).await,
+        Err(refused) => *refused,
     }
-    let resolve: Resolve = match parse(&body) {
-        Ok(resolve) => resolve,
-        Err(response) => return *response,
-    };
-    announce(&state, Announcement::resolve(&id, resolve, ANNOUNCED_BY)).await
+}
+
+/// The request's body, if it carries the token and is well-formed; else the answer to give.
+fn request<T: DeserializeOwned>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    if let Some(refused) = refuse(state, headers) {
+        return Err(Box::new(refused));
+    }
+    parse(body)
 }
 
 pub(super) async fn show(

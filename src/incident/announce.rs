@@ -13,7 +13,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::domain::{Affected, CustomerId, EntityId, EventType, IncidentStatus, Severity};
+use crate::domain::{
+    Affected, CloudEvent, CustomerId, EntityId, EventKey, EventType, IncidentStatus, Payload,
+    Severity,
+};
+use crate::pipeline::Accepted;
 use crate::store::{Audience, Store, StoreError};
 
 /// Longest title: it goes into SMS and e-mail subjects.
@@ -276,13 +280,37 @@ impl Announcement {
             )),
             EventType::OutageResolved => Some(Audience::Told {
                 incident_id: self.incident_id.clone(),
-                except: crate::domain::EventKey {
+                except: EventKey {
                     source: String::new(),
                     id: self.event_id.clone(),
                 },
             }),
             _ => None,
         }
+    }
+
+    /// The event as intake will read it, from `source` at `now`: for dry runs and benchmarks,
+    /// which decide without publishing.
+    pub fn accepted(&self, source: &str, now: DateTime<Utc>) -> Result<Accepted, AnnounceError> {
+        let payload = Payload::parse(self.event_type, &self.data).map_err(|e| {
+            AnnounceError::Invalid(vec![FieldError {
+                field: e.field,
+                message: e.message,
+            }])
+        })?;
+        Ok(Accepted {
+            event: CloudEvent {
+                key: EventKey {
+                    source: source.to_owned(),
+                    id: self.event_id.clone(),
+                },
+                event_type: self.event_type,
+                time: Some(now),
+                subject: Some(self.incident_id.as_str().to_owned()),
+                data: self.data.clone(),
+            },
+            payload,
+        })
     }
 
     /// The CloudEvent, stamped `now`, from `source`.

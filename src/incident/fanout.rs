@@ -1,14 +1,18 @@
 //! The fan-out worker: an outage event names no customer, so this finds the ones it concerns
 //! and decides each one's message, a page at a time.
 //!
-//! Two passes, each a page per transaction, so the directory is streamed and never held in
-//! memory:
+//! Two passes in turn over a window of the audience (`[incidents] rank_window` customers), each
+//! a page per transaction, so the directory is streamed and never held in memory:
 //! 1. **rank**: the next `page_size` customers of the audience after the cursor, in id order;
 //!    their records and risk history loaded, each one's urgency — churn risk × value, as the
 //!    dispatcher orders a burst — written to `fanout_targets`, and the cursor moved.
 //! 2. **send**: the most urgent `page_size` targets left, decided with the same rules, risk and
 //!    policy as intake (`pipeline::decide_fanout`), their outreach written in that order and
-//!    their targets deleted.
+//!    their targets deleted. When the window is sent, the next one is ranked.
+//!
+//! The window bounds how long the first message waits (the time to rank it) and keeps a send
+//! page's random reads within a set of customers the database has just read; the order is exact
+//! within a window.
 //!
 //! Customers most likely to leave, and most costly to lose, are thus queued first, and the
 //! dispatcher (which claims by urgency) reads the outbox in the order it was written instead
@@ -87,6 +91,9 @@ pub struct FanoutWorker {
     wake: Arc<Notify>,
     /// Notified when a page queues messages.
     dispatcher: Arc<Notify>,
+    /// The fan-out this process holds between pages, handed back at shutdown so a restarted
+    /// process need not wait out the lease.
+    held: std::sync::Mutex<Option<FanoutClaim>>,
 }
 
 impl FanoutWorker {
@@ -107,6 +114,7 @@ impl FanoutWorker {
             owner: crate::schedule::owner_id(),
             wake,
             dispatcher,
+            held: std::sync::Mutex::new(None),
         }
     }
 
@@ -123,16 +131,18 @@ impl FanoutWorker {
         let report = self.page(&claim, now).await;
         // Anything but a page that moved on hands the fan-out back: another process (or this
         // one, next time) takes it at once instead of after the lease.
-        if !matches!(
+        let holding = matches!(
             report,
             Ok(PageReport::Page {
                 finished: false,
                 ..
             })
-        ) {
-            if let Err(e) = self.store.release_fanout(&claim, &self.owner).await {
-                tracing::warn!(error = %e, "Could not hand a fan-out back; it is free when its lease ends.");
-            }
+        );
+        if !holding {
+            self.release(&claim).await;
+        }
+        if let Ok(mut held) = self.held.lock() {
+            *held = holding.then_some(claim);
         }
         report
     }
@@ -174,7 +184,18 @@ impl FanoutWorker {
                 _ = tokio::time::sleep(idle) => {}
             }
         }
+        let held = self.held.lock().ok().and_then(|mut held| held.take());
+        if let Some(claim) = held {
+            self.release(&claim).await;
+        }
         tracing::info!("Fan-out worker stopped.");
+    }
+
+    /// Hands a fan-out back.
+    async fn release(&self, claim: &FanoutClaim) {
+        if let Err(e) = self.store.release_fanout(claim, &self.owner).await {
+            tracing::warn!(error = %e, "Could not hand a fan-out back; it is free when its lease ends.");
+        }
     }
 
     /// One page of `claim`.
@@ -246,18 +267,20 @@ impl FanoutWorker {
         let snapshot = tx.load(&refs).await?;
         let ranked = pipeline::rank_fanout(accepted, &customers, &snapshot, &risk, now);
         tx.rank_targets(claim.id, &ranked).await?;
-        let last_page = customers.len() < page_size;
+        let exhausted = customers.len() < page_size;
+        let window_full =
+            claim.outstanding + ranked.len() as u64 >= self.settings.rank_window.max(1) as u64;
         let step = FanoutStep {
-            phase: if last_page {
+            phase: if exhausted || window_full {
                 FanoutPhase::Send
             } else {
                 FanoutPhase::Rank
             },
-            cursor: if last_page {
-                None
-            } else {
-                customers.last().map(|c| c.as_str().to_owned())
-            },
+            cursor: customers
+                .last()
+                .map(|c| c.as_str().to_owned())
+                .or_else(|| claim.cursor.clone()),
+            exhausted,
             ranked: ranked.len() as u64,
             customers: 0,
             queued: 0,
@@ -267,8 +290,8 @@ impl FanoutWorker {
         if !self.advance(tx, claim, &step, now).await? {
             return Ok(PageReport::Lost);
         }
-        if last_page {
-            tracing::debug!(incident = %claim.incident_id, kind = claim.kind.as_str(), "Fan-out ranked every customer; sending, most urgent first.");
+        if exhausted {
+            tracing::debug!(incident = %claim.incident_id, kind = claim.kind.as_str(), "Fan-out ranked every customer; sending the rest, most urgent first.");
         }
         Ok(PageReport::Page {
             incident_id: claim.incident_id.as_str().to_owned(),
@@ -322,11 +345,18 @@ impl FanoutWorker {
             .filter(|n| n.reason != "no_rule_matched")
             .collect();
         tx.record_notes(&notes).await?;
-        tx.take_targets(claim.id, &recipients).await?;
-        let finished = recipients.len() < page_size;
+        tx.take_targets(claim.id, recipients.len()).await?;
+        // The window is sent: the next one is ranked, unless the audience is done.
+        let window_sent = recipients.len() < page_size;
+        let finished = window_sent && claim.exhausted;
         let step = FanoutStep {
-            phase: FanoutPhase::Send,
-            cursor: None,
+            phase: if window_sent && !claim.exhausted {
+                FanoutPhase::Rank
+            } else {
+                FanoutPhase::Send
+            },
+            cursor: claim.cursor.clone(),
+            exhausted: claim.exhausted,
             ranked: 0,
             customers: recipients.len() as u64,
             queued: queued.len() as u64,
@@ -395,6 +425,7 @@ impl FanoutWorker {
         let step = FanoutStep {
             phase: claim.phase,
             cursor: claim.cursor.clone(),
+            exhausted: claim.exhausted,
             ranked: 0,
             customers: 0,
             queued: 0,

@@ -18,6 +18,9 @@ pub struct IncidentSettings {
     /// Customers decided per page, one transaction each: what a crash may redo (nothing is
     /// sent twice; the page's decisions are simply made again). Default 1000.
     pub page_size: usize,
+    /// Customers ranked before the most urgent of them are sent: the first messages go out
+    /// after this many are ranked, and the order is exact within each window. Default 50000.
+    pub rank_window: usize,
     /// How long a process holds a fan-out between pages before another may take it over.
     /// Default 1m: far longer than a page.
     #[serde(with = "humantime_serde")]
@@ -38,6 +41,7 @@ impl Default for IncidentSettings {
             updates: UpdateNotice::default(),
             fanout: true,
             page_size: 1000,
+            rank_window: 50_000,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             subject_prefix: "events.".into(),

@@ -83,6 +83,10 @@ pub struct FanoutClaim {
     pub phase: FanoutPhase,
     /// The last customer ranked; `None` before the first page.
     pub cursor: Option<String>,
+    /// Every customer of the audience has been ranked.
+    pub exhausted: bool,
+    /// Customers ranked and not yet decided: the window being sent.
+    pub outstanding: u64,
 }
 
 /// One page done, to record with its outreach.
@@ -90,8 +94,10 @@ pub struct FanoutClaim {
 pub struct FanoutStep {
     /// The phase after this page.
     pub phase: FanoutPhase,
-    /// The last customer ranked (`None` once sending).
+    /// The last customer ranked.
     pub cursor: Option<String>,
+    /// Every customer of the audience has been ranked.
+    pub exhausted: bool,
     /// Customers ranked in the page.
     pub ranked: u64,
     /// Customers decided in the page.

@@ -605,12 +605,9 @@ pub trait IntakeTx: Send {
         targets: &[(CustomerId, f64)],
     ) -> Result<(), StoreError>;
 
-    /// Removes customers of fan-out `fanout_id` from its targets: their page was decided.
-    async fn take_targets(
-        &mut self,
-        fanout_id: i64,
-        customers: &[CustomerId],
-    ) -> Result<(), StoreError>;
+    /// Removes the `count` most urgent targets of fan-out `fanout_id` — the page
+    /// `Audience::Ranked` read in this transaction: they were decided.
+    async fn take_targets(&mut self, fanout_id: i64, count: usize) -> Result<(), StoreError>;
 
     /// Records a fan-out page, with its outreach in this transaction, if `claim` is still
     /// `owner`'s and still at its cursor; false (write nothing, roll back) when another

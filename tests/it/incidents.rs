@@ -105,6 +105,14 @@ async fn post(app: &App, path: &str, body: &Value, token: Option<&str>) -> (u16,
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `forewarn announce <args>` against the app's config.
+fn announce(app: &App, args: &[&str]) -> (i32, String) {
+    let config = app.config_path();
+    let mut all = vec!["--config", config.to_str().unwrap(), "announce"];
+    all.extend_from_slice(args);
+    forewarn_cli(app.dir.path(), &all, &[])
+}
+
 fn with_token() -> Options {
     Options {
         env: vec![
@@ -124,13 +132,9 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
     populate(&app).await;
 
     // On-call announces from the command line.
-    let config = app.config_path();
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
+    let (code, out) = announce(
+        &app,
         &[
-            "--config",
-            config.to_str().unwrap(),
-            "announce",
             "start",
             "--id",
             "inc-checkout",
@@ -147,7 +151,6 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
             "--eta",
             "2h",
         ],
-        &[],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Announced incident inc-checkout"), "{out}");
@@ -333,9 +336,10 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
 #[tokio::test]
 async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
     let slow = Options {
-        // Small pages and a short lease, so the kill lands mid-way and the new process takes
-        // the fan-out over quickly.
-        extra_config: "\n[incidents]\npage_size = 50\nlease = \"2s\"\n".into(),
+        // Small pages and windows (ranking and sending alternate ten times), and a short
+        // lease, so the kill lands mid-way and the new process takes the fan-out over quickly.
+        extra_config: "\n[incidents]\npage_size = 50\nrank_window = 200\nlease = \"2s\"\n"
+            .into(),
         ..Options::default()
     };
     let mut app = spawn_app_with(slow.clone()).await;
@@ -371,16 +375,49 @@ async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
 }
 
 #[tokio::test]
+async fn a_graceful_stop_hands_the_fan_out_back_so_the_next_process_goes_on_at_once() {
+    // A lease far longer than the test's patience: only the hand-back lets the restarted
+    // process (a new owner) continue.
+    let held = Options {
+        extra_config: "\n[incidents]\npage_size = 50\nlease = \"1h\"\n".into(),
+        ..Options::default()
+    };
+    let mut app = spawn_app_with(held.clone()).await;
+    populate(&app).await;
+    app.publish(&outage(
+        "outage.started",
+        "inc-4:started",
+        json!({"incident_id": "inc-4", "title": "Checkout errors", "services": ["checkout"],
+               "regions": ["kr"], "severity": "major", "affected": {"regions": ["kr"]},
+               "message": "Card payments fail."}),
+    ))
+    .await;
+    wait_for("a few fan-out pages", || async {
+        app.scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
+            .await
+            >= 300
+    })
+    .await;
+    assert!(app.terminate().await.success());
+    assert!(app.scalar("SELECT customers FROM fanouts").await < AFFECTED as i64);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM fanouts WHERE owner IS NOT NULL")
+            .await,
+        0,
+        "the stopped process still holds the fan-out"
+    );
+    app.restart_with(held).await;
+    wait_fanout_done(&app, "inc-4:started").await;
+    assert_each_key_once(&app.sandbox("sms"), AFFECTED - UNREACHABLE);
+}
+
+#[tokio::test]
 async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_publishing() {
     let app = spawn_app().await;
     populate(&app).await;
-    let config = app.config_path();
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
+    let (code, out) = announce(
+        &app,
         &[
-            "--config",
-            config.to_str().unwrap(),
-            "announce",
             "start",
             "--dry-run",
             "--title",
@@ -394,7 +431,6 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
             "--message",
             "Card payments fail; we are fixing it.",
         ],
-        &[],
     );
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -407,12 +443,9 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
         "{out}"
     );
     // By segment: every tenth customer is a VIP.
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
+    let (code, out) = announce(
+        &app,
         &[
-            "--config",
-            config.to_str().unwrap(),
-            "announce",
             "start",
             "--dry-run",
             "--title",
@@ -426,7 +459,6 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
             "--message",
             "Card payments fail; we are fixing it.",
         ],
-        &[],
     );
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -437,12 +469,9 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
         "{out}"
     );
     // An update of an incident nobody announced is refused.
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
+    let (code, out) = announce(
+        &app,
         &[
-            "--config",
-            config.to_str().unwrap(),
-            "announce",
             "update",
             "--dry-run",
             "--incident",
@@ -450,7 +479,6 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
             "--message",
             "Hm.",
         ],
-        &[],
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("incident `inc-nope` is not known"), "{out}");
@@ -472,12 +500,9 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
     ))
     .await;
     wait_fanout_done(&app, "inc-3:started").await;
-    let (code, out) = forewarn_cli(
-        app.dir.path(),
+    let (code, out) = announce(
+        &app,
         &[
-            "--config",
-            config.to_str().unwrap(),
-            "announce",
             "resolve",
             "--dry-run",
             "--incident",
@@ -485,7 +510,6 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
             "--message",
             "Payments work again.",
         ],
-        &[],
     );
     assert_eq!(code, 0, "{out}");
     assert!(

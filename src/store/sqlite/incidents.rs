@@ -116,7 +116,7 @@ pub(super) async fn advance_fanout(
          status = ?4, lease_until = ?5, updated_at = ?6, finished_at = ?7, \
          detail = coalesce(?8, detail), \
          owner = CASE WHEN ?9 THEN NULL ELSE owner END, \
-         phase = ?13, ranked = ranked + ?14 \
+         phase = ?13, ranked = ranked + ?14, exhausted = ?16 \
          WHERE id = ?10 AND owner = ?11 AND status = 'running' AND cursor IS ?12 \
            AND phase = ?15",
     )
@@ -135,6 +135,7 @@ pub(super) async fn advance_fanout(
     .bind(step.phase.as_str())
     .bind(i64::try_from(step.ranked).unwrap_or(i64::MAX))
     .bind(claim.phase.as_str())
+    .bind(step.exhausted)
     .execute(&mut *conn)
     .await?;
     let ours = updated.rows_affected() == 1;
@@ -171,23 +172,23 @@ pub(super) async fn rank_targets(
     Ok(())
 }
 
-/// Removes a sent page's targets.
+/// Removes a sent page's targets: the `count` most urgent, the page `Audience::Ranked` read in
+/// this transaction, by their full key (deleting by customer alone would scan the fan-out's
+/// targets for every page).
 pub(super) async fn take_targets(
     conn: &mut SqliteConnection,
     fanout_id: i64,
-    customers: &[CustomerId],
+    count: usize,
 ) -> Result<(), StoreError> {
-    for chunk in customers.chunks(TARGET_CHUNK) {
-        let ids: Vec<&str> = chunk.iter().map(CustomerId::as_str).collect();
-        sqlx::query(
-            "DELETE FROM fanout_targets WHERE fanout_id = ?1 \
-             AND customer_id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(fanout_id)
-        .bind(serde_json::Value::from(ids).to_string())
-        .execute(&mut *conn)
-        .await?;
-    }
+    sqlx::query(
+        "DELETE FROM fanout_targets WHERE fanout_id = ?1 AND (urgency, customer_id) IN \
+         (SELECT urgency, customer_id FROM fanout_targets WHERE fanout_id = ?1 \
+          ORDER BY urgency DESC, customer_id LIMIT ?2)",
+    )
+    .bind(fanout_id)
+    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -239,7 +240,8 @@ impl IncidentStore for SqliteStore {
             "UPDATE fanouts SET owner = ?1, lease_until = ?2, updated_at = ?3 \
              WHERE id = (SELECT id FROM fanouts WHERE status = 'running' \
                  AND (owner IS NULL OR owner = ?1 OR lease_until <= ?3) ORDER BY id LIMIT 1) \
-             RETURNING id, incident_id, event_source, event_id, kind, phase, cursor",
+             RETURNING id, incident_id, event_source, event_id, kind, phase, cursor, exhausted, \
+                       ranked - customers AS outstanding",
         )
         .bind(owner)
         .bind(millis(until))
@@ -257,6 +259,8 @@ impl IncidentStore for SqliteStore {
             kind: kind_of(&row.try_get::<String, _>("kind")?)?,
             phase: phase_of(&row.try_get::<String, _>("phase")?)?,
             cursor: row.try_get("cursor")?,
+            exhausted: row.try_get("exhausted")?,
+            outstanding: count(row.try_get("outstanding")?),
         }))
     }
 

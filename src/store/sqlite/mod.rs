@@ -1604,12 +1604,8 @@ impl IntakeTx for SqliteIntakeTx {
         incidents::rank_targets(&mut self.tx, fanout_id, targets).await
     }
 
-    async fn take_targets(
-        &mut self,
-        fanout_id: i64,
-        customers: &[CustomerId],
-    ) -> Result<(), StoreError> {
-        incidents::take_targets(&mut self.tx, fanout_id, customers).await
+    async fn take_targets(&mut self, fanout_id: i64, count: usize) -> Result<(), StoreError> {
+        incidents::take_targets(&mut self.tx, fanout_id, count).await
     }
 
     async fn advance_fanout(
