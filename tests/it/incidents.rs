@@ -338,8 +338,7 @@ async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
     let slow = Options {
         // Small pages and windows (ranking and sending alternate ten times), and a short
         // lease, so the kill lands mid-way and the new process takes the fan-out over quickly.
-        extra_config: "\n[incidents]\npage_size = 50\nrank_window = 200\nlease = \"2s\"\n"
-            .into(),
+        extra_config: "\n[incidents]\npage_size = 50\nrank_window = 200\nlease = \"2s\"\n".into(),
         ..Options::default()
     };
     let mut app = spawn_app_with(slow.clone()).await;
