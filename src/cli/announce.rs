@@ -215,7 +215,8 @@ pub(super) async fn execute(
     let published = super::run::announcer(&settings, js)
         .publish(&announcement, Utc::now())
         .await?;
-    println!(
+    // The sentence for people on stderr, the bare id on stdout: `ID=$(forewarn announce …)`.
+    eprintln!(
         "{} {} ({}, stream sequence {}{})",
         match announcement.event_type.as_str() {
             "outage.started" => "Announced incident",
@@ -244,7 +245,7 @@ pub(super) async fn execute(
             Err(why) => println!("No customer will be messaged: {why}."),
         }
     } else {
-        println!(
+        eprintln!(
             "Follow it: forewarn announce status --incident {} --follow",
             published.incident_id
         );

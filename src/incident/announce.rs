@@ -153,11 +153,12 @@ impl Announcement {
         match (names_someone, start.everyone) {
             (false, false) => errors.push(err(
                 "affected",
-                "say who is affected: regions, segments or customer ids — or everyone: true",
+                "say who is affected: regions, segments or customer ids, or everyone \
+                 (--everyone, or \"everyone\": true)",
             )),
             (true, true) => errors.push(err(
                 "everyone",
-                "everyone: true cannot be combined with regions, segments or customer ids",
+                "everyone cannot be combined with regions, segments or customer ids",
             )),
             _ => {}
         }
