@@ -333,20 +333,15 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
     assert_eq!(progress["settled"], true);
 }
 
-#[tokio::test]
-async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
-    let slow = Options {
-        // Small pages and windows (ranking and sending alternate ten times), and a short
-        // lease, so the kill lands mid-way and the new process takes the fan-out over quickly.
-        extra_config: "\n[incidents]\npage_size = 50\nrank_window = 200\nlease = \"2s\"\n".into(),
-        ..Options::default()
-    };
-    let mut app = spawn_app_with(slow.clone()).await;
+/// An app with the directory, an incident `id` started for Seoul, and its fan-out part-way:
+/// at least 300 customers decided.
+async fn paging_fan_out(options: Options, id: &str) -> App {
+    let app = spawn_app_with(options).await;
     populate(&app).await;
     app.publish(&outage(
         "outage.started",
-        "inc-2:started",
-        json!({"incident_id": "inc-2", "title": "Checkout errors", "services": ["checkout"],
+        &format!("{id}:started"),
+        json!({"incident_id": id, "title": "Checkout errors", "services": ["checkout"],
                "regions": ["kr"], "severity": "critical", "affected": {"regions": ["kr"]},
                "message": "Card payments fail."}),
     ))
@@ -357,6 +352,18 @@ async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
             >= 300
     })
     .await;
+    app
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
+    let slow = Options {
+        // Small pages and windows (ranking and sending alternate ten times), and a short
+        // lease, so the kill lands mid-way and the new process takes the fan-out over quickly.
+        extra_config: "\n[incidents]\npage_size = 50\nrank_window = 200\nlease = \"2s\"\n".into(),
+        ..Options::default()
+    };
+    let mut app = paging_fan_out(slow.clone(), "inc-2").await;
     app.kill();
     let mid_way = app
         .scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
@@ -381,22 +388,7 @@ async fn a_graceful_stop_hands_the_fan_out_back_so_the_next_process_goes_on_at_o
         extra_config: "\n[incidents]\npage_size = 50\nlease = \"1h\"\n".into(),
         ..Options::default()
     };
-    let mut app = spawn_app_with(held.clone()).await;
-    populate(&app).await;
-    app.publish(&outage(
-        "outage.started",
-        "inc-4:started",
-        json!({"incident_id": "inc-4", "title": "Checkout errors", "services": ["checkout"],
-               "regions": ["kr"], "severity": "major", "affected": {"regions": ["kr"]},
-               "message": "Card payments fail."}),
-    ))
-    .await;
-    wait_for("a few fan-out pages", || async {
-        app.scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
-            .await
-            >= 300
-    })
-    .await;
+    let mut app = paging_fan_out(held.clone(), "inc-4").await;
     assert!(app.terminate().await.success());
     assert!(app.scalar("SELECT customers FROM fanouts").await < AFFECTED as i64);
     assert_eq!(
