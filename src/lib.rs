@@ -12,8 +12,10 @@
 //!                                           why       hours,     (광고)      retract,
 //!                                                     caps                   retry
 //!        ▲
-//!        └── schedule: cron jobs publish synthetic events for what no event announces
-//!            (shipment.overdue, order.stalled, csat.due); release held messages; retention
+//!        ├── schedule: cron jobs publish synthetic events for what no event announces
+//!        │   (shipment.overdue, order.stalled, csat.due); release held messages; retention
+//!        └── incident: on-call announces outage.* (CLI, HTTP); a fan-out worker pages through
+//!            the customers an incident concerns, most urgent first, into ② → ⑥
 //! ```
 //!
 //! # Layout
@@ -32,8 +34,12 @@
 //!   sendgrid, fcm, webhook; pacing and circuit breaking.
 //! - [`schedule`]: cron jobs that emit synthetic events for what no event announces (overdue
 //!   parcels, stalled orders, CSAT), release held messages and purge old personal data.
+//! - [`incident`]: announcements checked once for the CLI and HTTP, and the fan-out worker that
+//!   finds an incident's customers page by page, ranks them by churn risk × value, and decides
+//!   each one's message with the pipeline.
 //! - [`store`]: the database behind a narrow interface (SQLite today).
-//! - [`http`]: health, readiness and Prometheus metrics.
+//! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents and
+//!   `/openapi.json`.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`telemetry`], [`metrics`] and
 //!   [`nats_server`] are the plumbing around them.
 
