@@ -1,7 +1,7 @@
 //! HTTP for operators: `/healthz` (the process is up), `/readyz` (NATS and the database are
 //! reachable) and `/metrics` (Prometheus text format); for the shop's checkout, discount codes
-//! under `/v1/discount-codes` (see [`offers`]); for on-call tooling, incidents under
-//! `/v1/incidents` (see [`incidents`]). `/openapi.json` describes `/v1/`.
+//! under `/v1/discount-codes` (see `offers`); for on-call tooling, incidents under
+//! `/v1/incidents` (see `incidents`). `/openapi.json` describes `/v1/`.
 
 mod incidents;
 mod offers;
