@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::{Affected, FanoutKind, Incident, Payload};
 use crate::incident::{customer_ids_from, Announcement, Resolve, Start, Update};
 use crate::pipeline::{self, Accepted};
-use crate::store::{Audience, FanoutPhase, FanoutStatus, Store};
+use crate::store::{FanoutPhase, FanoutStatus, Store};
 
 /// The CloudEvents source of what a dry run decides on (nothing is published).
 const DRY_RUN_SOURCE: &str = "forewarn/dry-run";
@@ -277,21 +277,15 @@ async fn dry_run(
             return Ok(());
         }
     };
-    let audience = match kind {
-        FanoutKind::Resolved => Audience::Told {
-            incident_id: announcement.incident_id.clone(),
-            except: accepted.event.key.clone(),
-        },
-        FanoutKind::Started => announcement
-            .audience()
-            .unwrap_or(Audience::Affected(Affected::default())),
-        FanoutKind::Escalated => Audience::Affected(
-            existing
-                .as_ref()
-                .and_then(|i| serde::Deserialize::deserialize(&i.affected).ok())
-                .unwrap_or_default(),
-        ),
+    let now = Utc::now();
+    // The incident as intake will leave it, and whom its fan-out will page through.
+    let Some(incident) = Incident::apply(existing, &accepted.payload, now) else {
+        anyhow::bail!(
+            "{} is not an outage event",
+            announcement.event_type.as_str()
+        );
     };
+    let audience = crate::incident::audience_of(kind, &incident, &accepted.event.key);
     let count = store.audience_count(&audience).await?;
     println!(
         "Dry run: {} would reach {count} customer(s){}. Nothing was published.",
@@ -312,7 +306,6 @@ async fn dry_run(
     else {
         return Ok(());
     };
-    let now = Utc::now();
     let mut snapshot = tx
         .load(&pipeline::fanout_refs(
             &accepted,
@@ -321,10 +314,7 @@ async fn dry_run(
             now,
         ))
         .await?;
-    let incident = Incident::apply(existing, &accepted.payload, now);
-    snapshot
-        .incidents
-        .extend(incident.map(|i| (i.id.clone(), i)));
+    snapshot.incidents.insert(incident.id.clone(), incident);
     let plan = pipeline::decide_fanout(
         &accepted,
         std::slice::from_ref(&first),

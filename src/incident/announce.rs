@@ -18,7 +18,7 @@ use crate::domain::{
     Severity,
 };
 use crate::pipeline::Accepted;
-use crate::store::{Audience, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Longest title: it goes into SMS and e-mail subjects.
 const MAX_TITLE: usize = 120;
@@ -270,24 +270,6 @@ impl Announcement {
             data.entry("title").or_insert_with(|| json!(title));
         }
         Ok(())
-    }
-
-    /// The customers it would reach, as the fan-out will find them: the affected ones for a
-    /// start, those told so far for a resolution, none for an update (see its severity).
-    pub fn audience(&self) -> Option<Audience> {
-        match self.event_type {
-            EventType::OutageStarted => Some(Audience::Affected(
-                Affected::deserialize(&self.data["affected"]).unwrap_or_default(),
-            )),
-            EventType::OutageResolved => Some(Audience::Told {
-                incident_id: self.incident_id.clone(),
-                except: EventKey {
-                    source: String::new(),
-                    id: self.event_id.clone(),
-                },
-            }),
-            _ => None,
-        }
     }
 
     /// The event as intake will read it, from `source` at `now`: for dry runs and benchmarks,

@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 
 use super::IncidentSettings;
 use crate::authoring::AuthoringHandle;
-use crate::domain::{Affected, FanoutKind, IncidentStatus};
+use crate::domain::{Affected, EventKey, FanoutKind, Incident, IncidentStatus};
 use crate::metrics as m;
 use crate::pipeline::{self, Accepted};
 use crate::policy::Policy;
@@ -237,35 +237,26 @@ impl FanoutWorker {
         &self,
         claim: &FanoutClaim,
         accepted: &Accepted,
-        incident: &crate::domain::Incident,
+        incident: &Incident,
         now: DateTime<Utc>,
     ) -> Result<PageReport, FanoutError> {
-        let audience = match claim.kind {
-            FanoutKind::Started | FanoutKind::Escalated => {
-                Audience::Affected(Affected::deserialize(&incident.affected).unwrap_or_default())
-            }
-            FanoutKind::Resolved => {
-                // Who was told is settled only once nothing about the incident is in flight.
-                if claim.cursor.is_none()
-                    && self.store.incident_sending(&claim.incident_id).await? > 0
-                {
-                    return Ok(PageReport::Waiting);
-                }
-                Audience::Told {
-                    incident_id: claim.incident_id.clone(),
-                    except: claim.event.clone(),
-                }
-            }
-        };
+        // Who was told is settled only once nothing about the incident is in flight.
+        if claim.kind == FanoutKind::Resolved
+            && claim.cursor.is_none()
+            && self.store.incident_sending(&claim.incident_id).await? > 0
+        {
+            return Ok(PageReport::Waiting);
+        }
+        let audience = audience_of(claim.kind, incident, &claim.event);
         let page_size = self.settings.page_size.max(1);
-        let risk = self.authoring.borrow().risk.clone();
+        let authoring = self.authoring.borrow().clone();
         let mut tx = self.store.begin_intake().await?;
         let customers = tx
             .audience_page(&audience, claim.cursor.as_deref(), page_size)
             .await?;
         let refs = pipeline::fanout_refs(accepted, &customers, &self.policy, now);
         let snapshot = tx.load(&refs).await?;
-        let ranked = pipeline::rank_fanout(accepted, &customers, &snapshot, &risk, now);
+        let ranked = pipeline::rank_fanout(accepted, &customers, &snapshot, &authoring.risk, now);
         tx.rank_targets(claim.id, &ranked).await?;
         let exhausted = customers.len() < page_size;
         let window_full =
@@ -440,6 +431,20 @@ impl FanoutWorker {
             tracing::info!(incident = %claim.incident_id, kind = claim.kind.as_str(), reason = why, "Fan-out stopped.");
         }
         Ok(PageReport::Stopped(why.to_owned()))
+    }
+}
+
+/// Whom a fan-out of `kind` pages through, for the outage `event` of `incident`: those it
+/// affects, or for a resolution those who were sent a message about it.
+pub fn audience_of(kind: FanoutKind, incident: &Incident, event: &EventKey) -> Audience {
+    match kind {
+        FanoutKind::Started | FanoutKind::Escalated => {
+            Audience::Affected(Affected::deserialize(&incident.affected).unwrap_or_default())
+        }
+        FanoutKind::Resolved => Audience::Told {
+            incident_id: incident.id.clone(),
+            except: event.clone(),
+        },
     }
 }
 

@@ -18,5 +18,5 @@ pub use announce::{
     customer_ids_from, AnnounceError, Announcement, Announcer, FieldError, Published, Resolve,
     Start, Update,
 };
-pub use fanout::{FanoutError, FanoutWorker, PageReport};
+pub use fanout::{audience_of, FanoutError, FanoutWorker, PageReport};
 pub use settings::IncidentSettings;

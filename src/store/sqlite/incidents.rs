@@ -45,54 +45,68 @@ fn push_affected(q: &mut QueryBuilder<Sqlite>, affected: &crate::domain::Affecte
         .push(")))");
 }
 
-/// One page of an audience, in customer id order, after `after`.
+/// The column that holds an audience's customer ids.
+fn customer_column(audience: &Audience) -> &'static str {
+    match audience {
+        Audience::Affected(_) => "id",
+        Audience::Ranked { .. } | Audience::Told { .. } => "customer_id",
+    }
+}
+
+/// ` FROM … WHERE …` of an audience.
+fn push_audience(q: &mut QueryBuilder<Sqlite>, audience: &Audience) {
+    match audience {
+        Audience::Affected(affected) => {
+            q.push(" FROM customers WHERE ");
+            push_affected(q, affected);
+        }
+        Audience::Ranked { fanout_id } => {
+            q.push(" FROM fanout_targets WHERE fanout_id = ")
+                .push_bind(*fanout_id);
+        }
+        Audience::Told {
+            incident_id,
+            except,
+        } => {
+            q.push(" FROM outbox WHERE incident_id = ")
+                .push_bind(incident_id.as_str().to_owned())
+                .push(" AND status = 'sent' AND event_id != ")
+                .push_bind(except.id.clone());
+        }
+    }
+}
+
+/// One page of an audience after `after`, in customer id order — but for `Ranked`, most urgent
+/// first, where the cursor does not apply.
 pub(super) async fn audience_page(
     conn: &mut SqliteConnection,
     audience: &Audience,
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<CustomerId>, StoreError> {
-    let after = after.unwrap_or("");
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let ids: Vec<String> = match audience {
-        Audience::Affected(affected) => {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM customers WHERE id > ");
-            q.push_bind(after).push(" AND ");
-            push_affected(&mut q, affected);
-            q.push(" ORDER BY id LIMIT ").push_bind(limit);
-            q.build_query_scalar()
-                .persistent(false)
-                .fetch_all(&mut *conn)
-                .await?
-        }
-        Audience::Ranked { fanout_id } => {
-            sqlx::query_scalar(
-                "SELECT customer_id FROM fanout_targets WHERE fanout_id = ?1 \
-                 ORDER BY urgency DESC, customer_id LIMIT ?2",
-            )
-            .bind(fanout_id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        Audience::Told {
-            incident_id,
-            except,
-        } => {
-            sqlx::query_scalar(
-                "SELECT DISTINCT customer_id FROM outbox \
-                 WHERE incident_id = ?1 AND status = 'sent' AND customer_id > ?2 \
-                   AND event_id != ?3 \
-                 ORDER BY customer_id LIMIT ?4",
-            )
-            .bind(incident_id.as_str())
-            .bind(after)
-            .bind(&except.id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-    };
+    // A customer told twice (a start and an escalation) is one recipient.
+    let mut q = QueryBuilder::<Sqlite>::new(if matches!(audience, Audience::Told { .. }) {
+        "SELECT DISTINCT "
+    } else {
+        "SELECT "
+    });
+    let column = customer_column(audience);
+    q.push(column);
+    push_audience(&mut q, audience);
+    if let Audience::Ranked { .. } = audience {
+        q.push(" ORDER BY urgency DESC, customer_id");
+    } else {
+        q.push(format_args!(" AND {column} > "))
+            .push_bind(after.unwrap_or("").to_owned())
+            .push(format_args!(" ORDER BY {column}"));
+    }
+    q.push(" LIMIT ")
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    let ids: Vec<String> = q
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
     ids.into_iter().map(parse_customer_id).collect()
 }
 
@@ -290,35 +304,14 @@ impl IncidentStore for SqliteStore {
     }
 
     async fn audience_count(&self, audience: &Audience) -> Result<u64, StoreError> {
-        let n: i64 = match audience {
-            Audience::Affected(affected) => {
-                let mut q = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM customers WHERE ");
-                push_affected(&mut q, affected);
-                q.build_query_scalar()
-                    .persistent(false)
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-            Audience::Ranked { fanout_id } => {
-                sqlx::query_scalar("SELECT count(*) FROM fanout_targets WHERE fanout_id = ?")
-                    .bind(fanout_id)
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-            Audience::Told {
-                incident_id,
-                except,
-            } => {
-                sqlx::query_scalar(
-                    "SELECT count(DISTINCT customer_id) FROM outbox \
-                     WHERE incident_id = ?1 AND status = 'sent' AND event_id != ?2",
-                )
-                .bind(incident_id.as_str())
-                .bind(&except.id)
-                .fetch_one(&self.pool)
-                .await?
-            }
-        };
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT count(DISTINCT ");
+        q.push(customer_column(audience)).push(")");
+        push_audience(&mut q, audience);
+        let n: i64 = q
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(count(n))
     }
 
