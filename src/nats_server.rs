@@ -78,6 +78,18 @@ fn python_scripts_dir() -> Option<PathBuf> {
     Some(PathBuf::from(dir.trim()))
 }
 
+/// The client port a nats-server wrote to its ports file (`{"nats": ["nats://host:port"]}`) in
+/// `dir`, once it has.
+fn reported_port(dir: &Path) -> Option<u16> {
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
+    let ports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
+    ports["nats"][0].as_str()?.rsplit(':').next()?.parse().ok()
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -92,26 +104,37 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `binary` on a free port with a temporary JetStream store and waits until it
-    /// accepts connections.
+    /// Starts `binary` on a port of its own choosing with a temporary JetStream store and waits
+    /// until it accepts connections. The server picks the port (`-p -1`) and reports it in a
+    /// ports file: a port found free beforehand could be taken by a parallel test's server in
+    /// between, and the check would then connect to the wrong one.
     pub fn start(binary: &Path) -> Result<Self, String> {
         let store = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let ports_dir = store.path().join("ports");
+        std::fs::create_dir(&ports_dir).map_err(|e| format!("temp dir: {e}"))?;
         let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
             .arg(store.path())
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let mut server = NatsServer {
             child,
-            port,
+            port: 0,
             _store: store,
         };
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        loop {
+            if let Some(port) = reported_port(&ports_dir) {
+                let address = SocketAddr::from(([127, 0, 0, 1], port));
+                if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                    server.port = port;
+                    return Ok(server);
+                }
+            }
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!("nats-server exited at start: {status}"));
             }
@@ -120,7 +143,6 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        Ok(server)
     }
 
     /// Finds (or installs) the binary and starts it.
