@@ -45,6 +45,10 @@ pub struct ExportArgs {
     /// younger than this have an empty `churned`.
     #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
     pub churn_window: std::time::Duration,
+    /// Judge outcomes as they were known at this time (RFC 3339) instead of now: a delivery
+    /// after it is not yet known, so an export can be reproduced, or cut at a past date.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `forewarn risk fit`.
@@ -105,7 +109,7 @@ async fn export(args: &ExportArgs, settings: &Settings) -> anyhow::Result<()> {
     let window =
         chrono::Duration::from_std(args.churn_window).context("--churn-window is too long")?;
     let decisions = store.decision_outcomes(window).await?;
-    let now = chrono::Utc::now();
+    let now = args.at.unwrap_or_else(chrono::Utc::now);
     let mut writer = csv::Writer::from_path(&args.output)
         .with_context(|| format!("Failed to create {}", args.output.display()))?;
     let mut header = vec!["decided_at", "customer_id", "rule_id", "idempotency_key"];

@@ -167,21 +167,21 @@ impl Outcomes {
     }
 }
 
-/// What became of a stored decision, as `now`: `late` once its shipment is delivered or a day
-/// past its promise; `churned` once `churn_window` has passed since it (no order in that window
-/// means churned). `None` while not yet known.
+/// What became of a stored decision, as known at `now`: `late` once its shipment is delivered
+/// (by `now`) or a day past its promise; `churned` once `churn_window` has passed since it (no
+/// order in that window means churned). `None` while not yet known.
 pub fn outcomes_of(
     decision: &crate::store::DecisionOutcome,
     now: chrono::DateTime<chrono::Utc>,
     churn_window: chrono::Duration,
 ) -> (Option<bool>, Option<bool>) {
     let day = chrono::Duration::days(1);
-    let late = decision
-        .promised_by
-        .and_then(|promised| match decision.delivered_at {
+    let late = decision.promised_by.and_then(|promised| {
+        match decision.delivered_at.filter(|d| *d <= now) {
             Some(delivered) => Some(delivered - promised >= day),
             None => (now - promised >= day).then_some(true),
-        });
+        }
+    });
     let churned = (now - decision.decided_at >= churn_window).then_some(decision.orders_after == 0);
     (late, churned)
 }
@@ -415,6 +415,37 @@ pub fn missing_columns(outcomes: &Outcomes, target: Target) -> Vec<&'static str>
 mod tests {
     use super::*;
     use crate::risk::model::sigmoid;
+
+    #[test]
+    fn an_outcome_is_judged_only_by_what_was_known_at_the_time_asked() {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let decision = crate::store::DecisionOutcome {
+            key: crate::domain::IdempotencyKey::from_stored("k".into()),
+            rule_id: "r".into(),
+            customer_id: "c".into(),
+            decided_at: at("2026-11-10T00:00:00Z"),
+            explanation: serde_json::Value::Null,
+            promised_by: Some(at("2026-11-12T00:00:00Z")),
+            delivered_at: Some(at("2026-11-20T00:00:00Z")),
+            orders_after: 0,
+        };
+        let window = chrono::Duration::days(30);
+        // Before the delivery, it is a day past its promise: late already.
+        assert_eq!(
+            outcomes_of(&decision, at("2026-11-14T00:00:00Z"), window),
+            (Some(true), None)
+        );
+        // Before the promise, nothing is known, not even the delivery that came later.
+        assert_eq!(
+            outcomes_of(&decision, at("2026-11-11T00:00:00Z"), window),
+            (None, None)
+        );
+        // Once the window has passed with no order, the customer churned.
+        assert_eq!(
+            outcomes_of(&decision, at("2026-12-10T00:00:00Z"), window),
+            (Some(true), Some(true))
+        );
+    }
 
     #[test]
     fn auc_is_the_share_of_correctly_ordered_pairs() {

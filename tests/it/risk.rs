@@ -612,6 +612,10 @@ async fn risk_export_writes_each_scored_decision_with_its_features_and_known_out
             out.to_str().unwrap(),
             "--churn-window",
             "10d",
+            // As of the 25th: the first decision's window has passed, the second's has not,
+            // and the second parcel's promise is still ahead — whatever today's date is.
+            "--at",
+            "2026-11-25T00:00:00Z",
         ],
     );
     assert_eq!(code, 0, "{text}");
