@@ -25,7 +25,7 @@ use forewarn::gateway::Gateways;
 use forewarn::incident::{Announcement, FanoutWorker, Start};
 use forewarn::outbox::{Dispatcher, Fallback};
 use forewarn::pipeline;
-use forewarn::store::{Changes, EventRecord, SqliteStore, Store};
+use forewarn::store::{Changes, EventRecord, IntakeStore, SqliteStore, Store};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -126,11 +126,7 @@ async fn announce(store: &Arc<dyn Store>, settings: &Settings) {
     let plan = pipeline::decide(
         &[&accepted],
         snapshot,
-        &authoring.rules,
-        &authoring.templates,
-        &authoring.risk,
-        &policy,
-        now,
+        &pipeline::Deciding::new(&authoring, &policy, now),
     );
     assert_eq!(plan.changes.fanouts.len(), 1, "the start must fan out");
     tx.apply(&plan.changes, now).await.expect("apply");

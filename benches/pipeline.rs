@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 use forewarn::config::Settings;
+use forewarn::domain::Accepted;
 use forewarn::domain::{CloudEvent, CustomerDoc, CustomerId, Payload};
-use forewarn::pipeline::{decide, refs_of, Accepted};
+use forewarn::pipeline::{decide, refs_of, Deciding};
 use forewarn::store::Snapshot;
 use serde_json::json;
 
@@ -54,11 +55,7 @@ fn main() {
         let plan = decide(
             chunk,
             snapshot.clone(),
-            &authoring.rules,
-            &authoring.templates,
-            &authoring.risk,
-            &forewarn::policy::Policy::none(),
-            Utc::now(),
+            &Deciding::new(&authoring, &forewarn::policy::Policy::none(), Utc::now()),
         );
         queued += plan.changes.outreach.len();
     }

@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use forewarn::config::DatabaseSettings;
+use forewarn::domain::Accepted;
 use forewarn::domain::{CloudEvent, Payload};
-use forewarn::pipeline::{assess_event, refs_of, Accepted};
+use forewarn::pipeline::{assess_event, refs_of};
 use forewarn::risk::RiskModel;
 use forewarn::rules::RuleSet;
-use forewarn::store::{SqliteStore, Store};
+use forewarn::store::{IntakeStore, SqliteStore};
 use serde_json::json;
 
 const BATCH: usize = 500;

@@ -28,7 +28,9 @@
 //! - [`risk`]: ③ delay and churn scores from history, their model file, explanations, fitting.
 //! - [`policy`]: ④ quiet hours, frequency caps, retraction of messages whose problem is gone.
 //! - [`render`]: ⑤ the handlebars registry, locale resolution and channel parts.
-//! - [`pipeline`]: ②→⑤ as one function over domain types, with no I/O.
+//! - [`pipeline`]: ②→⑤ by stage over domain types, with no I/O: applying events to state, the
+//!   one per-customer decision (rules, risk, holds) that intake and the fan-out share, channel
+//!   choice and rendering.
 //! - [`outbox`]: ⑥ idempotency keys, the dispatcher that claims due rows, retry schedule.
 //! - [`gateway`]: ⑦ the `Gateway` trait and one module per provider: sandbox, twilio, smtp,
 //!   sendgrid, fcm, webhook; pacing and circuit breaking.
@@ -37,11 +39,14 @@
 //! - [`incident`]: announcements checked once for the CLI and HTTP, and the fan-out worker that
 //!   finds an incident's customers page by page, ranks them by churn risk × value, and decides
 //!   each one's message with the pipeline.
-//! - [`store`]: the database behind a narrow interface (SQLite today).
+//! - [`store`]: the database, one narrow trait per aggregate (intake, outbox, incidents,
+//!   schedules, retention, codes, timeline, outcomes), each implemented in a file of the same
+//!   name under the backend's folder (SQLite today).
 //! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents and
 //!   `/openapi.json`.
-//! - [`cli`]: one module per subcommand; [`shutdown`], [`telemetry`], [`metrics`] and
-//!   [`nats_server`] are the plumbing around them.
+//! - [`cli`]: one module per subcommand; [`shutdown`], [`worker`] (the one loop the dispatcher,
+//!   fan-out worker and scheduler step in), [`telemetry`], [`metrics`] and [`nats_server`] are
+//!   the plumbing around them.
 
 pub mod authoring;
 pub mod cli;
@@ -63,3 +68,4 @@ pub mod schedule;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

@@ -14,9 +14,10 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::config::Settings;
+use crate::domain::Accepted;
 use crate::domain::{Affected, FanoutKind, Incident, Payload};
 use crate::incident::{customer_ids_from, Announcement, Resolve, Start, Update};
-use crate::pipeline::{self, Accepted};
+use crate::pipeline::{self, Deciding};
 use crate::store::{FanoutPhase, FanoutStatus, Store};
 
 /// The CloudEvents source of what a dry run decides on (nothing is published).
@@ -297,7 +298,7 @@ async fn dry_run(
         }
     );
     // The first customer in the fan-out's order, decided as the fan-out would; rolled back.
-    let mut tx = store.begin_intake().await?;
+    let mut tx = store.begin_fanout().await?;
     let Some(first) = tx
         .audience_page(&audience, None, 1)
         .await?
@@ -319,11 +320,7 @@ async fn dry_run(
         &accepted,
         std::slice::from_ref(&first),
         snapshot,
-        &authoring.rules,
-        &authoring.templates,
-        &authoring.risk,
-        &policy,
-        now,
+        &Deciding::new(&authoring, &policy, now),
     );
     drop(tx);
     match plan.changes.outreach.first() {

@@ -13,12 +13,11 @@ use chrono::{DateTime, Utc};
 
 use super::examples::{in_locale, Example, Examples};
 use crate::authoring::Authoring;
+use crate::cli::examples::{example_assessment, example_bindings};
 use crate::config::Settings;
 use crate::domain::{Channel, CustomerDoc, Locale, Offer, RiskScores};
-use crate::pipeline::{
-    event_tracking_link, example_assessment, example_bindings, issue_offer, offer_percent,
-    render_parts, sms_as_sent, RenderInput,
-};
+use crate::pipeline::{issue_offer, offer_percent};
+use crate::render::{event_tracking_link, render_parts, sms_as_sent, RenderInput};
 use crate::render::{measure_sms, Part};
 use crate::rules::{Location, Rule};
 

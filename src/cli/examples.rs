@@ -2,13 +2,23 @@
 //! `preview` read them: every valid event with where it is written, and the customers the
 //! examples define, so a template is tried with the customer an event really names.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
 use crate::domain::{CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
-use crate::pipeline::Accepted;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    Accepted, CustomerId, History, Incident, Order, PastOrder, RiskScores, Shipment,
+};
+use crate::pipeline::{decision_time, subject_order};
+use crate::render::{attributes_json, incident_json};
+use crate::risk::features::{experience_of, stated_promise};
+use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
+use crate::rules::Bindings;
 
 /// An example event and where it was written.
 pub(super) struct Example {
@@ -107,4 +117,56 @@ fn sample_customer() -> Map<String, Value> {
         .as_object()
         .cloned()
         .unwrap_or_default()
+}
+
+/// The scores of one event on its own, with no history but what the event itself says: for
+/// `check` and `preview`, which try rules and templates on example events.
+pub(crate) fn example_assessment(
+    accepted: &Accepted,
+    customer: &CustomerId,
+    risk: &RiskModel,
+    now: DateTime<Utc>,
+) -> RiskAssessment {
+    let at = decision_time(&accepted.event, now);
+    let shipment = Shipment::apply(None, &accepted.payload, at);
+    let mut history = History::default();
+    if let Some(order) = Order::apply(None, &accepted.payload, at) {
+        history.record_order(customer, PastOrder::from_order(&order));
+    }
+    if let Some(experience) = experience_of(&accepted.payload, at) {
+        history.record_experience(customer, experience);
+    }
+    assess(
+        &Subject {
+            at,
+            customer,
+            shipment: shipment.as_ref(),
+            order: subject_order(&accepted.payload),
+            promised_by: stated_promise(&accepted.payload),
+        },
+        &history,
+        risk,
+    )
+}
+
+/// The bindings rule expressions see for one event on its own (no stored state but what the
+/// event itself says, `risk` from [`example_assessment`]): for `check`, which tries
+/// expressions on example events.
+pub(crate) fn example_bindings<'a>(
+    accepted: &'a Accepted,
+    customer: &'a CustomerDoc,
+    risk: RiskScores,
+    now: DateTime<Utc>,
+) -> Bindings<'a> {
+    let at = accepted.event.time.unwrap_or(now);
+    let incident =
+        Incident::apply(None, &accepted.payload, at).map_or(Value::Null, |i| incident_json(&i));
+    Bindings::new(
+        attributes_json(&accepted.event),
+        &accepted.event.data,
+        Cow::Borrowed(customer.as_value()),
+        Cow::Owned(risk.to_json()),
+        Cow::Owned(incident),
+        now,
+    )
 }

@@ -7,11 +7,11 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::examples::{in_locale, Examples};
+use crate::cli::examples::example_assessment;
 use crate::config::Settings;
+use crate::domain::Accepted;
 use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
-use crate::pipeline::{
-    event_tracking_link, example_assessment, render_parts, sms_as_sent, Accepted, RenderInput,
-};
+use crate::render::{event_tracking_link, render_parts, sms_as_sent, RenderInput};
 use crate::render::{measure_sms, Part, RenderedParts};
 use crate::risk::RiskModel;
 use crate::rules::OfferSpec;

@@ -3,6 +3,7 @@
 //! Everything here is parsed once at the edge ("parse, don't validate"): a `PhoneE164` is a
 //! phone number in E.164 form by construction, so nothing downstream re-checks it. No I/O.
 
+mod accepted;
 mod catalogue;
 mod channel;
 mod contact;
@@ -14,6 +15,7 @@ mod outreach;
 mod rejection;
 mod state;
 
+pub use accepted::Accepted;
 pub use catalogue::{
     Affected, Alternative, AlternativeKind, CustomerRef, DataError, ExceptionKind, OptOutScope,
     OptOutTarget, OrderItem, Payload, Scores, Severity, Store,

@@ -13,11 +13,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::domain::Accepted;
 use crate::domain::{
     Affected, CloudEvent, CustomerId, EntityId, EventKey, EventType, IncidentStatus, Payload,
     Severity,
 };
-use crate::pipeline::Accepted;
 use crate::store::{Store, StoreError};
 
 /// Longest title: it goes into SMS and e-mail subjects.

@@ -37,12 +37,14 @@ use tokio::sync::Notify;
 
 use super::IncidentSettings;
 use crate::authoring::AuthoringHandle;
+use crate::domain::Accepted;
 use crate::domain::{Affected, EventKey, FanoutKind, Incident, IncidentStatus};
 use crate::metrics as m;
-use crate::pipeline::{self, Accepted};
+use crate::pipeline::{self, Deciding};
 use crate::policy::Policy;
 use crate::shutdown::Shutdown;
 use crate::store::{Audience, FanoutClaim, FanoutPhase, FanoutStep, Store, StoreError};
+use crate::worker::{self, Next, Worker};
 
 /// What one [`FanoutWorker::step`] did; lets tests and tools drive the worker page by page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,29 +167,10 @@ impl FanoutWorker {
     }
 
     /// Pages until shutdown; between fan-outs it waits for intake's wake-up or the poll
-    /// interval. A page in progress is finished.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    /// interval. A page in progress is finished, and the fan-out held is handed back.
+    pub async fn run(self, shutdown: Shutdown) {
         tracing::info!(owner = %self.owner, "Fan-out worker started.");
-        while !shutdown.is_triggered() {
-            let idle = match self.step().await {
-                Ok(PageReport::Page { .. } | PageReport::Stopped(_) | PageReport::Lost) => continue,
-                Ok(PageReport::Waiting) => WAIT_FOR_SENDS,
-                Ok(PageReport::Idle) => self.settings.poll_interval,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Fan-out page failed; trying again.");
-                    self.settings.poll_interval
-                }
-            };
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-            }
-        }
-        let held = self.held.lock().ok().and_then(|mut held| held.take());
-        if let Some(claim) = held {
-            self.release(&claim).await;
-        }
+        worker::run(self, shutdown).await;
         tracing::info!("Fan-out worker stopped.");
     }
 
@@ -210,7 +193,7 @@ impl FanoutWorker {
                 .stop(claim, now, "its outage event is no longer stored")
                 .await;
         };
-        let accepted = match Accepted::from_record(&record) {
+        let accepted = match record.accepted() {
             Ok(accepted) => accepted,
             Err(e) => return self.stop(claim, now, &e).await,
         };
@@ -250,7 +233,7 @@ impl FanoutWorker {
         let audience = audience_of(claim.kind, incident, &claim.event);
         let page_size = self.settings.page_size.max(1);
         let authoring = self.authoring.borrow().clone();
-        let mut tx = self.store.begin_intake().await?;
+        let mut tx = self.store.begin_fanout().await?;
         let customers = tx
             .audience_page(&audience, claim.cursor.as_deref(), page_size)
             .await?;
@@ -305,7 +288,7 @@ impl FanoutWorker {
     ) -> Result<PageReport, FanoutError> {
         let page_size = self.settings.page_size.max(1);
         let authoring = self.authoring.borrow().clone();
-        let mut tx = self.store.begin_intake().await?;
+        let mut tx = self.store.begin_fanout().await?;
         let recipients = tx
             .audience_page(
                 &Audience::Ranked {
@@ -321,11 +304,7 @@ impl FanoutWorker {
             accepted,
             &recipients,
             snapshot,
-            &authoring.rules,
-            &authoring.templates,
-            &authoring.risk,
-            &self.policy,
-            now,
+            &Deciding::new(&authoring, &self.policy, now),
         );
         let queued = tx.apply(&plan.changes, now).await?;
         // "No rule matched" for every customer of a minor incident would be a million notes
@@ -388,7 +367,7 @@ impl FanoutWorker {
     /// fan-out over (false: the page is rolled back).
     async fn advance(
         &self,
-        mut tx: Box<dyn crate::store::IntakeTx + '_>,
+        mut tx: Box<dyn crate::store::FanoutTx + '_>,
         claim: &FanoutClaim,
         step: &FanoutStep,
         now: DateTime<Utc>,
@@ -412,7 +391,7 @@ impl FanoutWorker {
         now: DateTime<Utc>,
         why: &str,
     ) -> Result<PageReport, FanoutError> {
-        let mut tx = self.store.begin_intake().await?;
+        let mut tx = self.store.begin_fanout().await?;
         let step = FanoutStep {
             phase: claim.phase,
             cursor: claim.cursor.clone(),
@@ -450,3 +429,29 @@ pub fn audience_of(kind: FanoutKind, incident: &Incident, event: &EventKey) -> A
 
 /// How long a resolution waits before it looks again for messages still at a gateway.
 const WAIT_FOR_SENDS: Duration = Duration::from_millis(200);
+
+#[async_trait::async_trait]
+impl Worker for FanoutWorker {
+    async fn work(&mut self) -> Next {
+        match self.step().await {
+            Ok(PageReport::Page { .. } | PageReport::Stopped(_) | PageReport::Lost) => Next::Now,
+            Ok(PageReport::Waiting) => Next::After(WAIT_FOR_SENDS),
+            Ok(PageReport::Idle) => Next::After(self.settings.poll_interval),
+            Err(e) => {
+                tracing::warn!(error = %e, "Fan-out page failed; trying again.");
+                Next::After(self.settings.poll_interval)
+            }
+        }
+    }
+
+    fn wake(&self) -> Option<&Notify> {
+        Some(&self.wake)
+    }
+
+    async fn stopped(&mut self) {
+        let held = self.held.lock().ok().and_then(|mut held| held.take());
+        if let Some(claim) = held {
+            self.release(&claim).await;
+        }
+    }
+}

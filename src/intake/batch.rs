@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, Notify};
 use super::{DeadLetterPublisher, IntakeError};
 use crate::authoring::AuthoringHandle;
 use crate::config::IntakeSettings;
+use crate::domain::Accepted;
 use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
 use crate::metrics as m;
-use crate::pipeline::{self, Accepted};
+use crate::pipeline::{self, Deciding};
 use crate::policy::Policy;
 use crate::shutdown::Shutdown;
 use crate::store::{EventRecord, Store, StoreError};
@@ -354,11 +355,7 @@ impl Intake {
         let plan = pipeline::decide(
             &fresh,
             snapshot,
-            &authoring.rules,
-            &authoring.templates,
-            &authoring.risk,
-            &self.policy,
-            received_at,
+            &Deciding::new(&authoring, &self.policy, received_at),
         );
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
         tx.forget_events(&rejected_keys).await?;

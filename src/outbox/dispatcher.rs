@@ -15,6 +15,7 @@ use crate::metrics as m;
 use crate::policy::QuietHours;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
+use crate::worker::{self, Next, Worker};
 
 /// What one dispatch step did; lets tests and tools drive the dispatcher step by step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,23 +261,9 @@ impl Dispatcher {
 
     /// Dispatches until shutdown. Between batches it waits for new outreach, the next due
     /// retry, or the poll interval, whichever comes first; a batch in flight is finished.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(self, shutdown: Shutdown) {
         tracing::info!(gateways = ?self.gateways, "Dispatcher started.");
-        while !shutdown.is_triggered() {
-            let idle = match self.dispatch_once().await {
-                Ok(DispatchOutcome::Dispatched(_)) => continue,
-                Ok(DispatchOutcome::Empty) => self.idle_time().await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Dispatch failed; retrying after the poll interval.");
-                    self.settings.poll_interval
-                }
-            };
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-            }
-        }
+        worker::run(self, shutdown).await;
         tracing::info!("Dispatcher stopped.");
     }
 
@@ -289,5 +276,23 @@ impl Dispatcher {
                 .min(self.settings.poll_interval),
             _ => self.settings.poll_interval,
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Dispatcher {
+    async fn work(&mut self) -> Next {
+        match self.dispatch_once().await {
+            Ok(DispatchOutcome::Dispatched(_)) => Next::Now,
+            Ok(DispatchOutcome::Empty) => Next::After(self.idle_time().await),
+            Err(e) => {
+                tracing::warn!(error = %e, "Dispatch failed; retrying after the poll interval.");
+                Next::After(self.settings.poll_interval)
+            }
+        }
+    }
+
+    fn wake(&self) -> Option<&Notify> {
+        Some(&self.wake)
     }
 }

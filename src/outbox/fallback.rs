@@ -11,7 +11,8 @@ use chrono::Utc;
 
 use crate::authoring::AuthoringHandle;
 use crate::domain::Customer;
-use crate::pipeline::{channel_refusal, event_tracking_link, render_on, Accepted, RenderInput};
+use crate::pipeline::channel_refusal;
+use crate::render::{event_tracking_link, render_on, RenderInput};
 use crate::store::{ChannelSwitch, ClaimedMessage, Store};
 
 /// Finds and renders an outreach's next channel.
@@ -49,7 +50,7 @@ impl Fallback {
             .rules
             .by_id(&message.rule_id)
             .ok_or_else(|| format!("fallback: rule `{}` is no longer loaded", message.rule_id))?;
-        let accepted = Accepted::from_record(&record).map_err(|e| format!("fallback: {e}"))?;
+        let accepted = record.accepted().map_err(|e| format!("fallback: {e}"))?;
         let customer = Customer::from_doc(&doc).map_err(|e| format!("fallback: {e}"))?;
         let input = RenderInput {
             rule_id: &rule.id,

@@ -31,6 +31,7 @@ pub use settings::{Schedule, ScheduleSettings, SchedulerSettings};
 
 use crate::shutdown::Shutdown;
 use crate::store::{TickClaim, TickOutcome};
+use crate::worker::{self, Next, Worker};
 
 /// Runs of a schedule, by `schedule` and `outcome` (`ok`, `failed`, `busy`).
 pub const RUNS_METRIC: &str = "forewarn_schedule_runs_total";
@@ -106,7 +107,7 @@ impl Scheduler {
 
     /// Runs each schedule's due tick as time passes, until shutdown. At start, the latest tick
     /// of each schedule runs if it was not done: missed ticks run once, not once each.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(self, shutdown: Shutdown) {
         if self.schedules.is_empty() {
             return;
         }
@@ -114,40 +115,15 @@ impl Scheduler {
             schedules = %self.schedules.iter().map(|s| format!("{} ({})", s.name, s.cron.source())).collect::<Vec<_>>().join(", "),
             "Schedules running."
         );
-        // The last tick this process tried, per schedule: each is tried once here; the lease
-        // decides which process runs it.
-        let mut tried: Vec<Option<DateTime<Utc>>> = vec![None; self.schedules.len()];
-        loop {
-            let now = self.clock.now();
-            let due: Vec<(usize, DateTime<Utc>)> = self
-                .schedules
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.cron.latest(now).map(|tick| (i, tick)))
-                .filter(|(i, tick)| tried[*i] != Some(*tick))
-                .collect();
-            for (i, tick) in &due {
-                tried[*i] = Some(*tick);
-            }
-            join_all(
-                due.iter()
-                    .map(|(i, tick)| self.run_tick(&self.schedules[*i], *tick, now)),
-            )
-            .await;
-            let now = self.clock.now();
-            let Some(next) = self
-                .schedules
-                .iter()
-                .filter_map(|s| s.cron.next_after(now))
-                .min()
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = self.clock.sleep_until(next) => {}
-            }
-        }
+        let tried = vec![None; self.schedules.len()];
+        worker::run(
+            Ticking {
+                scheduler: self,
+                tried,
+            },
+            shutdown,
+        )
+        .await;
     }
 
     /// Runs the due tick of every schedule as of `now` (for tests and `forewarn schedule run`).
@@ -284,4 +260,49 @@ pub(crate) fn describe_metrics() {
         LAST_SUCCESS_METRIC,
         "When each schedule last succeeded, in Unix seconds."
     );
+}
+
+/// The scheduler as a worker: each step runs the ticks due now, then waits for the next one.
+struct Ticking {
+    scheduler: Scheduler,
+    /// The last tick this process tried, per schedule: each is tried once here; the lease
+    /// decides which process runs it.
+    tried: Vec<Option<DateTime<Utc>>>,
+}
+
+#[async_trait::async_trait]
+impl Worker for Ticking {
+    async fn work(&mut self) -> Next {
+        let scheduler = &self.scheduler;
+        let now = scheduler.clock.now();
+        let due: Vec<(usize, DateTime<Utc>)> = scheduler
+            .schedules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.cron.latest(now).map(|tick| (i, tick)))
+            .filter(|(i, tick)| self.tried[*i] != Some(*tick))
+            .collect();
+        for (i, tick) in &due {
+            self.tried[*i] = Some(*tick);
+        }
+        join_all(
+            due.iter()
+                .map(|(i, tick)| scheduler.run_tick(&scheduler.schedules[*i], *tick, now)),
+        )
+        .await;
+        let now = scheduler.clock.now();
+        match scheduler
+            .schedules
+            .iter()
+            .filter_map(|s| s.cron.next_after(now))
+            .min()
+        {
+            Some(next) => Next::At(next),
+            None => Next::Done,
+        }
+    }
+
+    async fn sleep_until(&self, deadline: DateTime<Utc>) {
+        self.scheduler.clock.sleep_until(deadline).await;
+    }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
-use crate::domain::{Affected, EntityId, EventKey, FanoutKind, Incident};
+use super::{IntakeTx, StoreError};
+use crate::domain::{Affected, CustomerId, EntityId, EventKey, FanoutKind, Incident};
 
 /// An outage event that needs customers found, written by intake with the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,9 +197,49 @@ impl FanoutStatus {
     }
 }
 
+/// A fan-out page's transaction: an intake transaction (the page's outreach is written the way
+/// intake writes it) that also reads the audience and moves the fan-out's cursor, so the page
+/// and its outreach commit together or not at all.
+#[async_trait]
+pub trait FanoutTx: IntakeTx {
+    /// The next `limit` customers of `audience` after `after`, in id order: one fan-out page.
+    async fn audience_page(
+        &mut self,
+        audience: &Audience,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CustomerId>, StoreError>;
+
+    /// Writes ranked customers of fan-out `fanout_id`: (customer, urgency).
+    async fn rank_targets(
+        &mut self,
+        fanout_id: i64,
+        targets: &[(CustomerId, f64)],
+    ) -> Result<(), StoreError>;
+
+    /// Removes the `count` most urgent targets of fan-out `fanout_id` — the page
+    /// `Audience::Ranked` read in this transaction: they were decided.
+    async fn take_targets(&mut self, fanout_id: i64, count: usize) -> Result<(), StoreError>;
+
+    /// Records a fan-out page, with its outreach in this transaction, if `claim` is still
+    /// `owner`'s and still at its cursor; false (write nothing, roll back) when another
+    /// process took it over. Extends the lease to `lease_until`.
+    async fn advance_fanout(
+        &mut self,
+        claim: &FanoutClaim,
+        step: &FanoutStep,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// The database side of incidents.
 #[async_trait]
-pub trait IncidentStore {
+pub trait IncidentStore: Send + Sync {
+    /// Starts a fan-out page's transaction.
+    async fn begin_fanout(&self) -> Result<Box<dyn FanoutTx + '_>, StoreError>;
+
     /// Takes the oldest running fan-out nobody holds (or whose holder's lease ran out) for
     /// `owner` until `now + lease`.
     async fn claim_fanout(

@@ -1,11 +1,10 @@
-//! What schedules need of the database: the lease on a tick, the sweeps' candidates, the record
-//! of what was emitted, and the retention purge.
+//! What schedules need of the database: the lease on a tick, the sweeps' candidates and the
+//! record of what was emitted.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::domain::Money;
@@ -144,49 +143,6 @@ pub struct Emission {
     pub at: DateTime<Utc>,
 }
 
-/// Where the retention purge stopped in each table it walks in key order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PurgeCursor {
-    /// `events.seq` purged up to.
-    pub events: i64,
-    /// `outbox.id` purged up to.
-    pub outbox: i64,
-    /// `customers.rowid` examined up to; wraps around, since customers change.
-    pub customers: i64,
-}
-
-/// What a purge removed. Counts of things, never the things.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct PurgeReport {
-    /// Events whose `data` was removed.
-    pub events: u64,
-    /// Messages whose content and errors were removed.
-    pub messages: u64,
-    /// Decision notes deleted (their daily counts kept).
-    pub notes: u64,
-    /// Customer records reduced to their non-identifying fields.
-    pub customers: u64,
-    /// Bad-experience rows and external risk scores deleted.
-    pub experiences: u64,
-    /// Schedule runs and emissions deleted.
-    pub schedule_rows: u64,
-    /// A table had more to purge than one run may: the next run goes on.
-    pub more: bool,
-}
-
-impl PurgeReport {
-    /// Everything removed.
-    pub fn total(&self) -> u64 {
-        self.events
-            + self.messages
-            + self.notes
-            + self.customers
-            + self.experiences
-            + self.schedule_rows
-    }
-}
-
 /// The database side of schedules.
 #[async_trait]
 pub trait ScheduleStore: Send + Sync {
@@ -254,13 +210,4 @@ pub trait ScheduleStore: Send + Sync {
 
     /// Pending messages due at `now`.
     async fn due_count(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
-
-    /// Removes personal data older than `cutoff`, at most `limit` rows per table, from where
-    /// the last run stopped.
-    async fn purge(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-        cursor: PurgeCursor,
-    ) -> Result<(PurgeReport, PurgeCursor), StoreError>;
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use forewarn::nats_server::{free_port, NatsServer};
-use forewarn::store::{OutboxCounts, SqliteStore, Store};
+use forewarn::store::{OutboxCounts, OutboxStore, SqliteStore};
 use serde_json::{json, Value};
 
 /// How long any awaited condition may take before the test fails.
@@ -378,7 +378,6 @@ claim_lease = "1s"
         now: chrono::DateTime<chrono::Utc>,
         lease: std::time::Duration,
     ) -> Vec<String> {
-        use forewarn::store::Store;
         self.store
             .claim_due(now, lease, 100)
             .await

@@ -7,12 +7,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::INCIDENT_COLUMNS;
-use super::{incident_from_row, opt_time, parse_customer_id, parse_entity_id, SqliteStore};
+use super::rows::{
+    incident_from_row, opt_time, parse_customer_id, parse_entity_id, stored_event, INCIDENT_COLUMNS,
+};
+use super::SqliteStore;
 use crate::domain::{CustomerId, EntityId, EventKey, FanoutKind, Incident};
 use crate::store::{
     from_millis, millis, Audience, EventRecord, FanoutClaim, FanoutPhase, FanoutRequest,
-    FanoutStatus, FanoutStep, IncidentProgress, IncidentStore, MessageCounts, StoreError,
+    FanoutStatus, FanoutStep, FanoutTx, IncidentProgress, IncidentStore, MessageCounts, StoreError,
 };
 
 /// `WHERE` conditions on `customers` for an incident's `affected`, or none for everyone. Each
@@ -110,7 +112,7 @@ pub(super) async fn audience_page(
     ids.into_iter().map(parse_customer_id).collect()
 }
 
-/// Records one fan-out page if the claim still holds (see `IntakeTx::advance_fanout`).
+/// Records one fan-out page if the claim still holds (see `FanoutTx::advance_fanout`).
 pub(super) async fn advance_fanout(
     conn: &mut SqliteConnection,
     claim: &FanoutClaim,
@@ -243,6 +245,10 @@ fn count(n: i64) -> u64 {
 
 #[async_trait]
 impl IncidentStore for SqliteStore {
+    async fn begin_fanout(&self) -> Result<Box<dyn FanoutTx + '_>, StoreError> {
+        Ok(Box::new(self.begin_batch().await?))
+    }
+
     async fn claim_fanout(
         &self,
         owner: &str,
@@ -290,7 +296,7 @@ impl IncidentStore for SqliteStore {
     }
 
     async fn event(&self, key: &EventKey) -> Result<Option<EventRecord>, StoreError> {
-        super::stored_event(&self.pool, key).await
+        stored_event(&self.pool, key).await
     }
 
     async fn incident(&self, id: &EntityId) -> Result<Option<Incident>, StoreError> {

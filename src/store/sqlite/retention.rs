@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use super::SqliteStore;
 use crate::domain::day_number;
-use crate::store::{from_millis, millis, PurgeCursor, PurgeReport, StoreError};
+use crate::store::{from_millis, millis, PurgeCursor, PurgeReport, RetentionStore, StoreError};
 
 /// Customer fields that identify nobody, kept when a record is purged.
 const KEPT_CUSTOMER_FIELDS: [&str; 8] = [
@@ -54,8 +56,20 @@ const OLD_ROWS: [(&str, OldRows); 4] = [
     ),
 ];
 
+#[async_trait]
+impl RetentionStore for SqliteStore {
+    async fn purge(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+        cursor: PurgeCursor,
+    ) -> Result<(PurgeReport, PurgeCursor), StoreError> {
+        purge(&self.pool, cutoff, limit, cursor).await
+    }
+}
+
 /// Purges up to `limit` rows per table older than `cutoff`, from `cursor` on.
-pub(super) async fn purge(
+async fn purge(
     pool: &SqlitePool,
     cutoff: DateTime<Utc>,
     limit: usize,

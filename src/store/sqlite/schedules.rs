@@ -1,4 +1,4 @@
-//! [`ScheduleStore`] on SQLite: leases, sweeps, emissions and the retention purge.
+//! [`ScheduleStore`] on SQLite: leases, sweeps and emissions.
 
 use std::time::Duration;
 
@@ -6,10 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{opt_time, order_from_row, SqliteStore, ORDER_COLUMNS};
+use super::rows::{opt_time, order_from_row, ORDER_COLUMNS};
+use super::SqliteStore;
 use crate::store::{
-    from_millis, millis, Emission, OverdueShipment, PurgeCursor, PurgeReport, ResolvedProblem,
-    RunRecord, ScheduleStatus, ScheduleStore, StalledOrder, StoreError, TickClaim, TickOutcome,
+    from_millis, millis, Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus,
+    ScheduleStore, StalledOrder, StoreError, TickClaim, TickOutcome,
 };
 
 /// Rows per multi-row INSERT of emissions (four binds each).
@@ -354,14 +355,5 @@ impl ScheduleStore for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n as u64)
-    }
-
-    async fn purge(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-        cursor: PurgeCursor,
-    ) -> Result<(PurgeReport, PurgeCursor), StoreError> {
-        super::retention::purge(&self.pool, cutoff, limit, cursor).await
     }
 }

@@ -1,0 +1,232 @@
+//! What the dispatcher needs of the database: claims of due messages under a lease, attempts
+//! recorded with the status they lead to, and what a fallback channel is rendered from.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{EventRecord, StoreError};
+use crate::domain::{
+    AddressEffect, Category, Channel, CustomerDoc, EventKey, IdempotencyKey, MessageContent, Offer,
+    OptOuts, RiskScores,
+};
+
+/// A message the dispatcher claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    /// Outbox row id.
+    pub id: i64,
+    /// Idempotency key.
+    pub key: IdempotencyKey,
+    /// The deciding rule.
+    pub rule_id: String,
+    /// Recipient.
+    pub customer_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Rendered message.
+    pub content: MessageContent,
+    /// Attempts including this one.
+    pub attempt: u32,
+    /// A previous attempt was in flight when its dispatcher stopped: it may have been delivered.
+    pub ambiguous: bool,
+    /// When the row was queued.
+    pub created_at: DateTime<Utc>,
+    /// Attempts on the current channel, this one included: each channel has its own budget.
+    pub channel_attempt: u32,
+    /// Channels still to try after this one, in order.
+    pub fallback: Vec<Channel>,
+    /// Transactional or marketing.
+    pub category: Category,
+    /// The event that caused it (to re-render on a fallback channel).
+    pub event: EventKey,
+    /// The discount it carries, kept when the channel changes.
+    pub offer: Option<Offer>,
+    /// The risk scores it was decided with, for a re-render on another channel.
+    pub risk: Option<RiskScores>,
+    /// The customer's time zone when it was decided, for quiet hours.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// The customer's region when it was decided, for quiet hours.
+    pub region: Option<String>,
+    /// The state its event was about, as it stands at the claim: the dispatcher retracts
+    /// the message if its problem is gone (`policy::retraction`).
+    pub current: Option<CurrentState>,
+}
+
+/// What the store knows now about the things an outreach's event was about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CurrentState {
+    /// The event's type.
+    pub event_type: String,
+    /// Its shipment's status now, if it names one.
+    pub shipment_status: Option<String>,
+    /// Its incident's status now.
+    pub incident_status: Option<String>,
+    /// Its order's status now.
+    pub order_status: Option<String>,
+    /// Whether a parcel of its order exists now.
+    pub order_shipped: bool,
+}
+
+/// An outreach moving to its next channel, re-rendered there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelSwitch {
+    /// The new channel.
+    pub channel: Channel,
+    /// The message rendered for it.
+    pub content: MessageContent,
+    /// The locale it was rendered in.
+    pub locale: String,
+    /// Channels left after it.
+    pub fallback: Vec<Channel>,
+}
+
+/// What a fallback channel is rendered from, as stored now.
+#[derive(Debug, Clone)]
+pub struct FallbackInputs {
+    /// The event, as recorded.
+    pub event: Option<EventRecord>,
+    /// The customer record as it stands.
+    pub customer: Option<CustomerDoc>,
+    /// The customer's opt-outs.
+    pub opt_outs: OptOuts,
+}
+
+/// How an attempt ended, as the outbox records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// Delivered to the provider.
+    Sent {
+        /// The provider's message id.
+        provider_id: String,
+    },
+    /// An earlier, ambiguous attempt turned out to have been delivered.
+    Reconciled {
+        /// The provider's message id.
+        provider_id: String,
+    },
+    /// Try again at `next_at`.
+    Retry {
+        /// When.
+        next_at: DateTime<Utc>,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// Not attempted (the gateway's circuit is open): back to pending at `next_at`, the
+    /// attempt not counted and not recorded.
+    Deferred {
+        /// When.
+        next_at: DateTime<Utc>,
+    },
+    /// Give up.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Not sent, and never will be: its problem is gone. Not an attempt at the gateway.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AttemptResult {
+    /// The name stored in `attempts.outcome` and used as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptResult::Sent { .. } => "sent",
+            AttemptResult::Reconciled { .. } => "reconciled",
+            AttemptResult::Retry { .. } => "retry",
+            AttemptResult::Failed { .. } => "failed",
+            AttemptResult::Deferred { .. } => "deferred",
+            AttemptResult::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// One attempt to record.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Outbox row id.
+    pub outbox_id: i64,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Gateway name.
+    pub gateway: String,
+    /// When the request started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub result: AttemptResult,
+    /// The channel attempted.
+    pub channel: Channel,
+    /// What the attempt taught about the address (an opt-out, tokens gone), recorded with it.
+    pub effect: Option<AddressEffect>,
+    /// The attempt failed for good and the outreach moves to its next channel, in the same
+    /// transaction.
+    pub switch: Option<ChannelSwitch>,
+}
+
+/// Counts of outbox rows by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Waiting for a (re)try.
+    pub pending: u64,
+    /// Claimed, in flight.
+    pub sending: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Given up.
+    pub failed: u64,
+    /// Retracted or superseded before they were sent.
+    pub cancelled: u64,
+}
+
+/// A message queued but not yet due.
+#[derive(Debug, Clone)]
+pub struct WaitingMessage {
+    /// Idempotency key.
+    pub key: IdempotencyKey,
+    /// The deciding rule.
+    pub rule_id: String,
+    /// Recipient.
+    pub customer_id: String,
+    /// What will be sent.
+    pub content: MessageContent,
+    /// When it is due.
+    pub due: DateTime<Utc>,
+}
+
+/// The outbox: the dispatcher's side of the database.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Claims up to `limit` due messages for `lease`: pending rows whose time has come, and
+    /// rows whose previous claim expired (marked ambiguous). Higher priority first.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedMessage>, StoreError>;
+
+    /// Records attempts and moves their rows to the resulting status, in one transaction.
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError>;
+
+    /// The earliest `next_attempt_at` of a pending row, to sleep until then.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Outbox rows by status.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Messages waiting (quiet hours, retries), soonest first, at most `limit`.
+    async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError>;
+
+    /// What re-rendering an outreach on its next channel needs.
+    async fn fallback_inputs(
+        &self,
+        event: &EventKey,
+        customer_id: &str,
+    ) -> Result<FallbackInputs, StoreError>;
+}

@@ -1,0 +1,106 @@
+//! [`CodeStore`] on SQLite, and the voiding of a cancelled message's code.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::rows::opt_time;
+use super::SqliteStore;
+use crate::domain::{DiscountCode, Redemption};
+use crate::store::{from_millis, millis, CodeStore, IssuedCode, StoreError};
+
+#[async_trait]
+impl CodeStore for SqliteStore {
+    async fn discount_code(&self, code: &DiscountCode) -> Result<Option<IssuedCode>, StoreError> {
+        let row = sqlx::query(
+            "SELECT code, percent, customer_id, rule_id, idempotency_key, issued_at, expires_at, \
+             redeemed_at, redeemed_order_id, voided_at FROM discount_codes WHERE code = ?",
+        )
+        .bind(code.as_stored())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let percent: i64 = row.try_get("percent")?;
+            Ok(IssuedCode {
+                code: DiscountCode::from_stored(row.try_get("code")?),
+                percent: u8::try_from(percent)
+                    .map_err(|_| StoreError::Corrupt(format!("discount percent {percent}")))?,
+                customer_id: row.try_get("customer_id")?,
+                rule_id: row.try_get("rule_id")?,
+                idempotency_key: row.try_get("idempotency_key")?,
+                issued_at: from_millis(row.try_get("issued_at")?)?,
+                expires_at: from_millis(row.try_get("expires_at")?)?,
+                redeemed_at: opt_time(&row, "redeemed_at")?,
+                redeemed_order_id: row.try_get("redeemed_order_id")?,
+                voided_at: opt_time(&row, "voided_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &DiscountCode,
+        customer_id: Option<&str>,
+        order_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Redemption, StoreError> {
+        // One statement: two checkouts racing for the same code cannot both win.
+        let redeemed = sqlx::query(
+            "UPDATE discount_codes SET redeemed_at = ?1, redeemed_order_id = ?2 \
+             WHERE code = ?3 AND redeemed_at IS NULL AND voided_at IS NULL AND expires_at > ?1 \
+               AND (?4 IS NULL OR customer_id = ?4) \
+             RETURNING percent, customer_id",
+        )
+        .bind(millis(now))
+        .bind(order_id)
+        .bind(code.as_stored())
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = redeemed {
+            let percent: i64 = row.try_get("percent")?;
+            return Ok(Redemption::Redeemed {
+                percent: u8::try_from(percent)
+                    .map_err(|_| StoreError::Corrupt(format!("discount percent {percent}")))?,
+                customer_id: row.try_get("customer_id")?,
+            });
+        }
+        // Not redeemed: say why.
+        Ok(match self.discount_code(code).await? {
+            None => Redemption::Unknown,
+            Some(IssuedCode {
+                redeemed_at: Some(at),
+                ..
+            }) => Redemption::AlreadyRedeemed { at },
+            Some(IssuedCode {
+                voided_at: Some(at),
+                ..
+            }) => Redemption::Void { at },
+            Some(issued) if issued.expires_at <= now => Redemption::Expired {
+                at: issued.expires_at,
+            },
+            Some(_) => Redemption::OtherCustomer,
+        })
+    }
+}
+
+/// Voids the discount code of the cancelled outbox row `id`, if it carried one and it is unused:
+/// the customer never saw it. (The outbox keeps the code as shown, with dashes.)
+pub(super) async fn void_code_of(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE discount_codes SET voided_at = ?1 \
+         WHERE code = (SELECT replace(json_extract(offer, '$.code'), '-', '') FROM outbox \
+                       WHERE id = ?2 AND offer IS NOT NULL) \
+           AND redeemed_at IS NULL AND voided_at IS NULL",
+    )
+    .bind(at_ms)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

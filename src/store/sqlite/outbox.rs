@@ -1,0 +1,487 @@
+//! [`OutboxStore`] on SQLite: claims read pending rows in claim order from a partial index,
+//! attempts are recorded with one multi-row insert and one `UPDATE … FROM` per batch.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::codes::void_code_of;
+use super::rows::{customer_doc, opt_out_from_row, push_pairs, stored_event};
+use super::{SqliteStore, MAX_BINDS};
+use crate::domain::{
+    AddressEffect, Category, Channel, EventKey, IdempotencyKey, OptOuts, RiskScores,
+};
+use crate::store::{
+    from_millis, millis, AttemptRecord, AttemptResult, ClaimedMessage, CurrentState,
+    FallbackInputs, OutboxCounts, OutboxStore, StoreError, WaitingMessage,
+};
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let now_ms = millis(now);
+        let until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        // SET expressions read the row as it was, so `ambiguous` records whether this row was
+        // still `sending` (a claim that expired with its outcome unknown). Pending rows and
+        // expired claims are chosen apart, the pending ones read in claim order from the
+        // `outbox_ready` index: a claim then costs its LIMIT, not the length of the queue (an
+        // incident's fan-out queues a million rows at once).
+        let rows = sqlx::query(
+            "UPDATE outbox
+                SET ambiguous = (status = 'sending'),
+                    status = 'sending',
+                    attempts = attempts + 1,
+                    channel_attempts = channel_attempts + 1,
+                    claimed_until = ?1,
+                    updated_at = ?2
+              WHERE id IN (
+                    SELECT id FROM (
+                        SELECT * FROM (
+                            SELECT id, priority, urgency FROM outbox INDEXED BY outbox_ready
+                             WHERE status = 'pending' AND next_attempt_at <= ?2
+                             ORDER BY priority DESC, urgency DESC, id LIMIT ?3)
+                        UNION ALL
+                        SELECT * FROM (
+                            SELECT id, priority, urgency FROM outbox
+                             WHERE status = 'sending' AND claimed_until <= ?2
+                             ORDER BY priority DESC, urgency DESC, id LIMIT ?3))
+                     ORDER BY priority DESC, urgency DESC, id
+                     LIMIT ?3)
+          RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
+                    ambiguous, created_at, channel_attempts, fallback, event_source,
+                    event_id, offer, category, priority, urgency,
+                    CAST(json_extract(risk, '$.delay.score') AS REAL) AS risk_delay,
+                    CAST(json_extract(risk, '$.churn.score') AS REAL) AS risk_churn,
+                    timezone, region",
+        )
+        .bind(until)
+        .bind(now_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        // Sent in the order they were chosen: priority, then the customers most likely to
+        // leave (a burst's urgency), then first queued.
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            let read = || -> Result<_, StoreError> {
+                let priority: i64 = row.try_get("priority")?;
+                let urgency: f64 = row.try_get("urgency")?;
+                Ok((priority, urgency, claimed_from_row(row)?))
+            };
+            match read() {
+                Ok(message) => claimed.push(message),
+                Err(e) => unreadable.push((row.try_get::<i64, _>("id")?, e.to_string())),
+            }
+        }
+        // A row that cannot be read would fail every claim that picks it and stall the whole
+        // outbox behind it: it is failed on its own, with the reason, and the rest go out.
+        for (id, error) in unreadable {
+            tracing::error!(outbox_id = id, %error, "An outbox row is unreadable; it is marked failed.");
+            sqlx::query(
+                "UPDATE outbox SET status = 'failed', last_error = ?1, claimed_until = NULL, \
+                 updated_at = ?2 WHERE id = ?3",
+            )
+            .bind(format!("unreadable: {error}"))
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        }
+        claimed.sort_by(|(p1, u1, m1), (p2, u2, m2)| {
+            p2.cmp(p1).then(u2.total_cmp(u1)).then(m1.id.cmp(&m2.id))
+        });
+        let mut claimed: Vec<ClaimedMessage> = claimed.into_iter().map(|(_, _, m)| m).collect();
+        mark_resolved(&self.pool, &mut claimed).await?;
+        Ok(claimed)
+    }
+
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        // Deferred sends were never attempted: un-count the claim and put them back.
+        let (deferred, attempts): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+            attempts.iter().partition(|a| {
+                matches!(
+                    a.result,
+                    AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. }
+                )
+            });
+        for a in &deferred {
+            // Cancelled: nothing was attempted either; the row ends with its reason.
+            if let AttemptResult::Cancelled { reason } = &a.result {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'cancelled', last_error = ?1, \
+                     attempts = attempts - 1, channel_attempts = channel_attempts - 1, \
+                     claimed_until = NULL, ambiguous = 0, updated_at = ?2 WHERE id = ?3",
+                )
+                .bind(format!("cancelled: {reason}"))
+                .bind(millis(a.finished_at))
+                .bind(a.outbox_id)
+                .execute(&mut *tx)
+                .await?;
+                void_code_of(&mut tx, a.outbox_id, millis(a.finished_at)).await?;
+            }
+            if let AttemptResult::Deferred { next_at } = a.result {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'pending', next_attempt_at = ?1, \
+                     attempts = attempts - 1, channel_attempts = channel_attempts - 1, \
+                     claimed_until = NULL, ambiguous = 0, updated_at = ?2 WHERE id = ?3",
+                )
+                .bind(millis(next_at))
+                .bind(millis(a.finished_at))
+                .bind(a.outbox_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for chunk in attempts.chunks(MAX_BINDS / 8) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO attempts (outbox_id, attempt, gateway, started_at, finished_at, \
+                 outcome, provider_id, error) ",
+            );
+            insert.push_values(chunk, |mut row, a| {
+                let (provider_id, error) = match &a.result {
+                    AttemptResult::Sent { provider_id }
+                    | AttemptResult::Reconciled { provider_id } => {
+                        (Some(provider_id.clone()), None)
+                    }
+                    AttemptResult::Retry { error, .. } | AttemptResult::Failed { error } => {
+                        (None, Some(error.clone()))
+                    }
+                    AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. } => {
+                        (None, None)
+                    }
+                };
+                row.push_bind(a.outbox_id)
+                    .push_bind(i64::from(a.attempt))
+                    .push_bind(a.gateway.clone())
+                    .push_bind(millis(a.started_at))
+                    .push_bind(millis(a.finished_at))
+                    .push_bind(a.result.as_str())
+                    .push_bind(provider_id)
+                    .push_bind(error);
+            });
+            insert.push(" ON CONFLICT (outbox_id, attempt) DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
+
+            // One UPDATE … FROM a VALUES list moves every row to its new status.
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "WITH result(id, status, next_attempt_at, sent_at, provider_id, last_error) AS (",
+            );
+            update.push_values(chunk, |mut row, a| {
+                let (status, next, sent_at, provider_id, error) = match &a.result {
+                    AttemptResult::Sent { provider_id }
+                    | AttemptResult::Reconciled { provider_id } => (
+                        "sent",
+                        None,
+                        Some(millis(a.finished_at)),
+                        Some(provider_id.clone()),
+                        None,
+                    ),
+                    AttemptResult::Retry { next_at, error } => (
+                        "pending",
+                        Some(millis(*next_at)),
+                        None,
+                        None,
+                        Some(error.clone()),
+                    ),
+                    AttemptResult::Failed { error } => {
+                        ("failed", None, None, None, Some(error.clone()))
+                    }
+                    AttemptResult::Deferred { next_at } => {
+                        ("pending", Some(millis(*next_at)), None, None, None)
+                    }
+                    AttemptResult::Cancelled { reason } => {
+                        ("cancelled", None, None, None, Some(reason.clone()))
+                    }
+                };
+                row.push_bind(a.outbox_id)
+                    .push_bind(status)
+                    .push_bind(next)
+                    .push_bind(sent_at)
+                    .push_bind(provider_id)
+                    .push_bind(error);
+            });
+            update.push(
+                ") UPDATE outbox SET
+                     status = result.status,
+                     next_attempt_at = COALESCE(result.next_attempt_at, outbox.next_attempt_at),
+                     sent_at = COALESCE(result.sent_at, outbox.sent_at),
+                     provider_id = COALESCE(result.provider_id, outbox.provider_id),
+                     last_error = result.last_error,
+                     claimed_until = NULL,
+                     ambiguous = 0,
+                     updated_at = ",
+            );
+            update.push_bind(millis(Utc::now()));
+            update.push(" FROM result WHERE outbox.id = result.id");
+            // The CTE's header names the VALUES columns, which SQLite would call column1….
+            update.build().execute(&mut *tx).await?;
+        }
+        // An outreach moving to its next channel: re-rendered content, a fresh retry budget,
+        // due now. The key stays: it names the outreach, whatever carries it.
+        for (a, switch) in attempts
+            .iter()
+            .filter_map(|a| a.switch.as_ref().map(|s| (a, s)))
+        {
+            let content = serde_json::to_string(&switch.content)
+                .map_err(|e| StoreError::Corrupt(format!("outreach content: {e}")))?;
+            let fallback: Vec<&str> = switch.fallback.iter().map(|c| c.as_str()).collect();
+            let moved = sqlx::query(
+                "UPDATE outbox SET channel = ?1, content = ?2, locale = ?3, fallback = ?4, \
+                 status = 'pending', channel_attempts = 0, next_attempt_at = ?5, updated_at = ?5 \
+                 WHERE id = ?6",
+            )
+            .bind(switch.channel.as_str())
+            .bind(content)
+            .bind(&switch.locale)
+            .bind(serde_json::json!(fallback).to_string())
+            .bind(millis(a.finished_at))
+            .bind(a.outbox_id)
+            .execute(&mut *tx)
+            .await;
+            match moved {
+                Ok(_) => {}
+                // The same rule already queued this entity on that channel for this customer:
+                // that message stands; this one stays failed.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Push tokens the provider no longer knows leave the customer's record, so no later
+        // outreach tries them (and push stops being a usable channel when none is left).
+        for (a, tokens) in attempts.iter().filter_map(|a| match &a.effect {
+            Some(AddressEffect::Gone(tokens)) => Some((a, tokens)),
+            _ => None,
+        }) {
+            let gone = serde_json::json!(tokens).to_string();
+            sqlx::query(
+                "UPDATE customers SET doc = json_set(doc, '$.push_tokens', \
+                   json((SELECT json_group_array(value) FROM json_each(doc, '$.push_tokens') \
+                     WHERE value NOT IN (SELECT value FROM json_each(?1))))) \
+                 WHERE id = (SELECT customer_id FROM outbox WHERE id = ?2) \
+                   AND json_type(doc, '$.push_tokens') = 'array'",
+            )
+            .bind(gone)
+            .bind(a.outbox_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // A recipient who refused the channel at the provider (STOP) is opted out of it, in
+        // the same transaction as the attempt that learnt it: no later outreach tries it. The
+        // channel is the attempt's: the row may already have moved on to its fallback.
+        for a in attempts
+            .iter()
+            .filter(|a| a.effect == Some(AddressEffect::OptedOut))
+        {
+            sqlx::query(
+                "INSERT INTO opt_outs (customer_id, channel, scope, at) \
+                 SELECT customer_id, ?3, 'all', ?1 FROM outbox WHERE id = ?2 \
+                 ON CONFLICT (customer_id, channel) DO UPDATE SET scope = 'all', at = excluded.at",
+            )
+            .bind(millis(a.finished_at))
+            .bind(a.outbox_id)
+            .bind(a.channel.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        next.map(from_millis).transpose()
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = OutboxCounts::default();
+        for row in rows {
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            match row.try_get::<String, _>("status")?.as_str() {
+                "pending" => counts.pending = n,
+                "sending" => counts.sending = n,
+                "sent" => counts.sent = n,
+                "failed" => counts.failed = n,
+                "cancelled" => counts.cancelled = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, rule_id, customer_id, content, next_attempt_at FROM outbox \
+             WHERE status = 'pending' ORDER BY next_attempt_at, id LIMIT ?1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let content: String = row.try_get("content")?;
+                Ok(WaitingMessage {
+                    key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
+                    rule_id: row.try_get("rule_id")?,
+                    customer_id: row.try_get("customer_id")?,
+                    content: serde_json::from_str(&content)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox content: {e}")))?,
+                    due: from_millis(row.try_get("next_attempt_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn fallback_inputs(
+        &self,
+        event: &EventKey,
+        customer_id: &str,
+    ) -> Result<FallbackInputs, StoreError> {
+        let event = stored_event(&self.pool, event).await?;
+        let customer = sqlx::query_scalar::<_, String>("SELECT doc FROM customers WHERE id = ?")
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|doc| customer_doc(&doc, customer_id))
+            .transpose()?;
+        let mut opt_outs = OptOuts::default();
+        for row in sqlx::query("SELECT channel, scope FROM opt_outs WHERE customer_id = ?")
+            .bind(customer_id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let (channel, scope) = opt_out_from_row(&row)?;
+            opt_outs.record(channel, scope);
+        }
+        Ok(FallbackInputs {
+            event,
+            customer,
+            opt_outs,
+        })
+    }
+}
+
+/// Reads the state each claimed message's event was about, as it stands now.
+async fn mark_resolved(
+    pool: &SqlitePool,
+    claimed: &mut [ClaimedMessage],
+) -> Result<(), StoreError> {
+    let mut states: HashMap<EventKey, CurrentState> = HashMap::new();
+    for chunk in claimed.chunks(MAX_BINDS / 2) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
+             i.status AS incident_status, o.status AS order_status, \
+             EXISTS (SELECT 1 FROM shipments p \
+                 WHERE p.order_id = json_extract(e.data, '$.order_id')) AS order_shipped \
+             FROM events e \
+             LEFT JOIN shipments s ON s.id = json_extract(e.data, '$.shipment_id') \
+             LEFT JOIN incidents i ON i.id = json_extract(e.data, '$.incident_id') \
+             LEFT JOIN orders o ON o.id = json_extract(e.data, '$.order_id') \
+             WHERE (e.source, e.id) IN (VALUES ",
+        );
+        push_pairs(
+            &mut q,
+            chunk
+                .iter()
+                .map(|m| (m.event.source.clone(), m.event.id.clone())),
+        );
+        for row in q.build().persistent(false).fetch_all(pool).await? {
+            states.insert(
+                EventKey {
+                    source: row.try_get("source")?,
+                    id: row.try_get("id")?,
+                },
+                CurrentState {
+                    event_type: row.try_get("type")?,
+                    shipment_status: row.try_get("shipment_status")?,
+                    incident_status: row.try_get("incident_status")?,
+                    order_status: row.try_get("order_status")?,
+                    order_shipped: row.try_get("order_shipped")?,
+                },
+            );
+        }
+    }
+    for message in claimed {
+        message.current = states.get(&message.event).cloned();
+    }
+    Ok(())
+}
+
+fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
+    let channel: String = row.try_get("channel")?;
+    let content: String = row.try_get("content")?;
+    Ok(ClaimedMessage {
+        id: row.try_get("id")?,
+        key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
+        rule_id: row.try_get("rule_id")?,
+        customer_id: row.try_get("customer_id")?,
+        channel: Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
+        content: serde_json::from_str(&content)
+            .map_err(|e| StoreError::Corrupt(format!("outbox content: {e}")))?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        ambiguous: row.try_get::<i64, _>("ambiguous")? != 0,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        channel_attempt: u32::try_from(row.try_get::<i64, _>("channel_attempts")?)
+            .unwrap_or(u32::MAX),
+        fallback: parse_channels(&row.try_get::<String, _>("fallback")?)?,
+        category: Category::from_str(&row.try_get::<String, _>("category")?)
+            .map_err(StoreError::Corrupt)?,
+        event: EventKey {
+            source: row.try_get("event_source")?,
+            id: row.try_get("event_id")?,
+        },
+        offer: row
+            .try_get::<Option<String>, _>("offer")?
+            .map(|o| {
+                serde_json::from_str(&o)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox offer: {e}")))
+            })
+            .transpose()?,
+        risk: match (
+            row.try_get::<Option<f64>, _>("risk_delay")?,
+            row.try_get::<Option<f64>, _>("risk_churn")?,
+        ) {
+            (Some(delay), Some(churn)) => Some(RiskScores { delay, churn }),
+            _ => None,
+        },
+        timezone: row
+            .try_get::<Option<String>, _>("timezone")?
+            .map(|z| {
+                z.parse::<chrono_tz::Tz>()
+                    .map_err(|_| StoreError::Corrupt(format!("outbox timezone {z:?}")))
+            })
+            .transpose()?,
+        region: row.try_get("region")?,
+        current: None,
+    })
+}
+
+/// `["email","push"]` as stored in `outbox.fallback`.
+fn parse_channels(raw: &str) -> Result<Vec<Channel>, StoreError> {
+    let names: Vec<String> = serde_json::from_str(raw)
+        .map_err(|e| StoreError::Corrupt(format!("outbox fallback: {e}")))?;
+    names
+        .iter()
+        .map(|n| Channel::from_str(n).map_err(StoreError::Corrupt))
+        .collect()
+}
