@@ -18,8 +18,8 @@ use support::env_usize;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
+use forewarn::cli::demo::nats_server::NatsServer;
 use forewarn::config::Settings;
-use forewarn::nats_server::NatsServer;
 use forewarn::store::SqliteStore;
 use futures::StreamExt;
 use serde_json::json;

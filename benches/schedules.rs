@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
+use forewarn::cli::demo::nats_server::NatsServer;
 use forewarn::config::{DatabaseSettings, Settings};
-use forewarn::nats_server::NatsServer;
 use forewarn::schedule::{Emitter, JobContext, ManualClock, Scheduler, TickResult};
 use forewarn::store::{SqliteStore, Store};
 

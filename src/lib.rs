@@ -45,8 +45,10 @@
 //! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents and
 //!   `/openapi.json`.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`worker`] (the one loop the dispatcher,
-//!   fan-out worker and scheduler step in), [`telemetry`], [`metrics`] and [`nats_server`] are
-//!   the plumbing around them.
+//!   fan-out worker and scheduler step in), [`telemetry`] and [`metrics`] are the plumbing
+//!   around them. The local `nats-server` the demo starts (and the tests and benchmarks
+//!   borrow) lives with the demo, in `cli::demo::nats_server`: `forewarn run` never installs
+//!   or starts one.
 
 pub mod authoring;
 pub mod cli;
@@ -57,7 +59,6 @@ pub mod http;
 pub mod incident;
 pub mod intake;
 pub mod metrics;
-pub mod nats_server;
 pub mod outbox;
 pub mod pipeline;
 pub mod policy;

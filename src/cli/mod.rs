@@ -2,7 +2,7 @@
 
 mod announce;
 mod check;
-mod demo;
+pub mod demo;
 mod examples;
 mod explain;
 mod migrate;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use forewarn::nats_server::{free_port, NatsServer};
+use forewarn::cli::demo::nats_server::{free_port, NatsServer};
 use forewarn::store::{OutboxCounts, OutboxStore, SqliteStore};
 use serde_json::{json, Value};
 

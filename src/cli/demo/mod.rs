@@ -1,5 +1,7 @@
 //! `forewarn demo`: the whole flow on sample events, printed for a newcomer.
 
+pub mod nats_server;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use serde_json::Value;
 use crate::config::Settings;
 use crate::domain::Channel;
 use crate::gateway::sandbox_file;
-use crate::nats_server::NatsServer;
+use nats_server::NatsServer;
 
 /// Options of `forewarn demo`.
 #[derive(Debug, clap::Args)]
