@@ -2,38 +2,38 @@
 //! delay, an exception or an overdue notice arrived), ask one short question with a link.
 //! Only customers who were actually sent a message about the problem are asked, once per order.
 
-use std::time::Duration;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::{before, emit_found, JobContext, JobError, JobReport, SurveyUrl};
+use super::{SurveyUrl, Sweep};
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
-use crate::store::ResolvedProblem;
+use crate::store::{ResolvedProblem, Store, StoreError};
 
-pub(super) async fn run(
-    ctx: &JobContext,
-    now: DateTime<Utc>,
-    after: Duration,
-    lookback: Duration,
-    survey_url: &SurveyUrl,
-    batch: usize,
-) -> Result<JobReport, JobError> {
-    let resolved_before = before(now, after);
-    let found = ctx
-        .store
-        .resolved_problems(resolved_before, before(resolved_before, lookback), batch)
-        .await?;
-    let events = found.iter().map(|p| event(p, survey_url)).collect();
-    emit_found(
-        ctx,
-        now,
-        events,
-        batch,
-        "customer(s) asked how a resolved problem went",
-    )
-    .await
+/// Customers told about a problem that has since been resolved, asked how it went.
+pub(super) struct Csat<'a> {
+    /// The survey link each question carries.
+    pub(super) survey_url: &'a SurveyUrl,
+}
+
+#[async_trait::async_trait]
+impl Sweep for Csat<'_> {
+    type Found = ResolvedProblem;
+    const WHAT: &'static str = "customer(s) asked how a resolved problem went";
+
+    async fn find(
+        &self,
+        store: &dyn Store,
+        before: DateTime<Utc>,
+        after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ResolvedProblem>, StoreError> {
+        store.resolved_problems(before, after, limit).await
+    }
+
+    fn event(&self, found: &ResolvedProblem, _now: DateTime<Utc>) -> Synthetic {
+        event(found, self.survey_url)
+    }
 }
 
 fn event(p: &ResolvedProblem, survey_url: &SurveyUrl) -> Synthetic {

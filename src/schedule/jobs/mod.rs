@@ -176,19 +176,62 @@ pub async fn run(
 ) -> Result<JobReport, JobError> {
     match job {
         Job::ShipmentOverdue { grace, lookback } => {
-            overdue::run(ctx, now, *grace, *lookback, batch).await
+            sweep(&overdue::Overdue, ctx, now, *grace, *lookback, batch).await
         }
         Job::OrderStalled { after, lookback } => {
-            stalled::run(ctx, now, *after, *lookback, batch).await
+            sweep(&stalled::Stalled, ctx, now, *after, *lookback, batch).await
         }
         Job::CsatDue {
             after,
             lookback,
             survey_url,
-        } => csat::run(ctx, now, *after, *lookback, survey_url, batch).await,
+        } => {
+            let job = csat::Csat { survey_url };
+            sweep(&job, ctx, now, *after, *lookback, batch).await
+        }
         Job::ReleaseDeferred => release::run(ctx, now).await,
         Job::Retention { keep } => retention::run(ctx, now, *keep, batch, cursor).await,
     }
+}
+
+/// An emitting job: it finds what waited `wait` (a promise, a placement, a resolution) with no
+/// word since, within `lookback` before that, and turns each into a synthetic event.
+#[async_trait::async_trait]
+trait Sweep: Sync {
+    /// One thing found.
+    type Found: Send + Sync;
+    /// In words, what each thing found is, for the run's report.
+    const WHAT: &'static str;
+
+    /// At most `limit` candidates whose time fell in `(after, before]`, oldest first.
+    async fn find(
+        &self,
+        store: &dyn Store,
+        before: DateTime<Utc>,
+        after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Self::Found>, crate::store::StoreError>;
+
+    /// The event one candidate becomes.
+    fn event(&self, found: &Self::Found, now: DateTime<Utc>) -> Synthetic;
+}
+
+/// Runs a sweep as of `now`: what waited `wait`, looking `lookback` further back, at most
+/// `batch` of them, published and remembered.
+async fn sweep<S: Sweep>(
+    job: &S,
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    wait: Duration,
+    lookback: Duration,
+    batch: usize,
+) -> Result<JobReport, JobError> {
+    let until = before(now, wait);
+    let found = job
+        .find(ctx.store.as_ref(), until, before(until, lookback), batch)
+        .await?;
+    let events = found.iter().map(|f| job.event(f, now)).collect();
+    emit_found(ctx, now, events, batch, S::WHAT).await
 }
 
 /// Publishes what a sweep found and reports it; `what` says in words what each one is. A

@@ -3,37 +3,35 @@
 //! `shipment.delayed` with a `new_eta` replaces it, so a delay notice re-arms the sweep for the
 //! new date instead of nagging about the old one. One event per parcel per promise.
 
-use std::time::Duration;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::{before, emit_found, JobContext, JobError, JobReport};
+use super::Sweep;
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
-use crate::store::OverdueShipment;
+use crate::store::{OverdueShipment, Store, StoreError};
 
-pub(super) async fn run(
-    ctx: &JobContext,
-    now: DateTime<Utc>,
-    grace: Duration,
-    lookback: Duration,
-    batch: usize,
-) -> Result<JobReport, JobError> {
-    let due_before = before(now, grace);
-    let found = ctx
-        .store
-        .overdue_shipments(due_before, before(due_before, lookback), batch)
-        .await?;
-    let events = found.iter().map(|s| event(s, now)).collect();
-    emit_found(
-        ctx,
-        now,
-        events,
-        batch,
-        "parcel(s) past their promise with no word from the carrier",
-    )
-    .await
+/// Parcels whose promise (plus the grace period) passed with no word.
+pub(super) struct Overdue;
+
+#[async_trait::async_trait]
+impl Sweep for Overdue {
+    type Found = OverdueShipment;
+    const WHAT: &'static str = "parcel(s) past their promise with no word from the carrier";
+
+    async fn find(
+        &self,
+        store: &dyn Store,
+        before: DateTime<Utc>,
+        after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OverdueShipment>, StoreError> {
+        store.overdue_shipments(before, after, limit).await
+    }
+
+    fn event(&self, found: &OverdueShipment, now: DateTime<Utc>) -> Synthetic {
+        event(found, now)
+    }
 }
 
 /// The emission key: the parcel and the promise it missed.

@@ -1,37 +1,35 @@
 //! `order.stalled`: placed, paid, and no parcel created within `after`. The customer hears
 //! before they start wondering; one event per order.
 
-use std::time::Duration;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::{before, emit_found, JobContext, JobError, JobReport};
+use super::Sweep;
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
-use crate::store::StalledOrder;
+use crate::store::{StalledOrder, Store, StoreError};
 
-pub(super) async fn run(
-    ctx: &JobContext,
-    now: DateTime<Utc>,
-    after: Duration,
-    lookback: Duration,
-    batch: usize,
-) -> Result<JobReport, JobError> {
-    let placed_before = before(now, after);
-    let found = ctx
-        .store
-        .stalled_orders(placed_before, before(placed_before, lookback), batch)
-        .await?;
-    let events = found.iter().map(|o| event(o, now)).collect();
-    emit_found(
-        ctx,
-        now,
-        events,
-        batch,
-        "order(s) placed with no parcel created",
-    )
-    .await
+/// Orders placed with no parcel created since.
+pub(super) struct Stalled;
+
+#[async_trait::async_trait]
+impl Sweep for Stalled {
+    type Found = StalledOrder;
+    const WHAT: &'static str = "order(s) placed with no parcel created";
+
+    async fn find(
+        &self,
+        store: &dyn Store,
+        before: DateTime<Utc>,
+        after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StalledOrder>, StoreError> {
+        store.stalled_orders(before, after, limit).await
+    }
+
+    fn event(&self, found: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
+        event(found, now)
+    }
 }
 
 fn event(o: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
