@@ -60,7 +60,7 @@ fn customer(i: usize) -> (CustomerId, CustomerDoc) {
 
 /// A database with `n` customers, checkpointed into one file that runs copy.
 async fn populate(path: &Path, n: usize) {
-    let store = SqliteStore::connect(&forewarn::config::DatabaseSettings {
+    let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
         url: format!("sqlite://{}", path.display()),
         ..Default::default()
     })

@@ -115,7 +115,7 @@ async fn bare_jetstream(js: &jetstream::Context, n: usize) -> f64 {
 
 /// (2) Bare multi-row insert rate, rows per second.
 async fn bare_sqlite(dir: &std::path::Path, n: usize) -> f64 {
-    let store = SqliteStore::connect(&forewarn::config::DatabaseSettings {
+    let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
         url: format!("sqlite://{}", dir.join("bare.db").display()),
         ..Default::default()
     })
@@ -144,8 +144,8 @@ async fn bare_sqlite(dir: &std::path::Path, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-fn settings_db(dir: &std::path::Path) -> forewarn::config::DatabaseSettings {
-    forewarn::config::DatabaseSettings {
+fn settings_db(dir: &std::path::Path) -> forewarn::store::DatabaseSettings {
+    forewarn::store::DatabaseSettings {
         url: format!("sqlite://{}", dir.join("forewarn.db").display()),
         ..Default::default()
     }

@@ -13,12 +13,12 @@ use support::env_usize;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
-use forewarn::config::DatabaseSettings;
 use forewarn::domain::Accepted;
 use forewarn::domain::{CloudEvent, Payload};
 use forewarn::pipeline::{assess_event, refs_of};
 use forewarn::risk::RiskModel;
 use forewarn::rules::RuleSet;
+use forewarn::store::DatabaseSettings;
 use forewarn::store::{IntakeStore, SqliteStore};
 use serde_json::json;
 

@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use forewarn::cli::demo::nats_server::NatsServer;
-use forewarn::config::{DatabaseSettings, Settings};
+use forewarn::config::Settings;
 use forewarn::schedule::{Emitter, JobContext, ManualClock, Scheduler, TickResult};
+use forewarn::store::DatabaseSettings;
 use forewarn::store::{SqliteStore, Store};
 
 #[tokio::main]

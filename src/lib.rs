@@ -66,6 +66,7 @@ pub mod render;
 pub mod risk;
 pub mod rules;
 pub mod schedule;
+pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

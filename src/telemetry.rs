@@ -11,7 +11,7 @@ use regex::Regex;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+use serde::{Deserialize, Serialize};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `[log] level`.
 pub fn init(settings: &LogSettings) {
@@ -98,6 +98,36 @@ pub fn mask_email(email: &str) -> String {
         }
         None => "***".into(),
     }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (for people) or `json` (for log pipelines).
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `forewarn=debug`; `RUST_LOG` wins when set.
+    ///
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[cfg(test)]

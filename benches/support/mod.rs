@@ -66,8 +66,8 @@ pub(crate) async fn twilio_stand_in(seen: impl Fn() + Clone + Send + Sync + 'sta
 
 /// The SMS gateway settings for a [`twilio_stand_in`] at `url`.
 #[allow(dead_code)]
-pub(crate) fn twilio_gateway(url: &str) -> forewarn::config::GatewayConfig {
-    forewarn::config::GatewayConfig::Twilio(forewarn::config::TwilioConfig {
+pub(crate) fn twilio_gateway(url: &str) -> forewarn::gateway::GatewayConfig {
+    forewarn::gateway::GatewayConfig::Twilio(forewarn::gateway::TwilioConfig {
         base_url: url.to_owned(),
         account_sid: "AC00000000000000000000000000000001".into(),
         auth_token_env: "BENCH_TWILIO_TOKEN".into(),

@@ -193,7 +193,7 @@ fn settings(
 ) -> anyhow::Result<crate::config::Settings> {
     let mut settings = crate::config::Settings::load(config)?;
     if log_json {
-        settings.log.format = crate::config::LogFormat::Json;
+        settings.log.format = crate::telemetry::LogFormat::Json;
     }
     crate::telemetry::init(&settings.log);
     Ok(settings)

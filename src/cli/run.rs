@@ -227,7 +227,7 @@ pub async fn start(
         let api_token = match &settings.http.api_token_env {
             None => None,
             Some(name) => Some(Arc::<str>::from(
-                crate::config::secret_from_env("API token (http.api_token_env)", name)
+                crate::secrets::secret_from_env("API token (http.api_token_env)", name)
                     .map_err(anyhow::Error::msg)?,
             )),
         };

@@ -12,13 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{Gateway, OutboundMessage, Reconciliation, SendOutcome};
-use crate::config::Pacing;
 use crate::domain::IdempotencyKey;
-
-/// Consecutive passing failures that open the circuit, unless configured.
-const DEFAULT_FAILURES: u32 = 5;
-/// Cool-down before a probe, unless configured.
-const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+use crate::gateway::Pacing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -49,10 +44,8 @@ impl Breaker {
     pub fn wrap(inner: Arc<dyn Gateway>, pacing: &Pacing) -> Arc<dyn Gateway> {
         Arc::new(Breaker {
             inner,
-            threshold: pacing
-                .breaker_failures
-                .map_or(DEFAULT_FAILURES, |n| n.get()),
-            cooldown: pacing.breaker_cooldown.unwrap_or(DEFAULT_COOLDOWN),
+            threshold: pacing.breaker_failures.get(),
+            cooldown: pacing.breaker_cooldown,
             state: Mutex::new(State::Closed { failures: 0 }),
         })
     }
@@ -173,8 +166,8 @@ mod tests {
         let breaker = Breaker::wrap(
             flaky.clone(),
             &Pacing {
-                breaker_failures: std::num::NonZeroU32::new(3),
-                breaker_cooldown: Some(Duration::from_millis(100)),
+                breaker_failures: std::num::NonZeroU32::new(3).unwrap(),
+                breaker_cooldown: Duration::from_millis(100),
                 ..Pacing::default()
             },
         );

@@ -10,6 +10,7 @@
 //! The JWT is signed with *ring*, which the process already carries for TLS, rather than a JWT
 //! crate that would bring a second RSA implementation; it is three base64url parts.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,14 +19,38 @@ use base64::Engine;
 use reqwest::StatusCode;
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::http::{client, exchange, passing, retry_after};
 use super::{AddressEffect, Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::FcmConfig;
 use crate::domain::MessageContent;
+
+/// `[gateways.push] kind = "fcm"`. Credentials come from a service-account key file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// API root.
+    #[serde(default = "FcmConfig::default_base_url")]
+    pub base_url: String,
+    /// The Firebase project.
+    pub project_id: String,
+    /// The service-account JSON key file (its `token_uri` is where tokens are fetched).
+    pub credentials_file: PathBuf,
+    /// A request not answered in this time is retried.
+    #[serde(
+        default = "crate::gateway::settings::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+}
+
+impl FcmConfig {
+    fn default_base_url() -> String {
+        "https://fcm.googleapis.com".into()
+    }
+}
 
 /// The OAuth scope FCM sends need.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";

@@ -10,6 +10,7 @@ mod http;
 mod paced;
 mod sandbox;
 mod sendgrid;
+mod settings;
 mod smtp;
 mod twilio;
 mod webhook;
@@ -20,20 +21,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{GatewayConfig, Settings};
+use crate::config::Settings;
 pub use crate::domain::AddressEffect;
 use crate::domain::{Category, Channel, IdempotencyKey, MessageContent};
 
 pub use breaker::Breaker;
-pub use fcm::FcmGateway;
+pub use fcm::{FcmConfig, FcmGateway};
 pub use http::install_tls_provider;
 pub use paced::Paced;
 pub use sandbox::SandboxGateway;
-pub use sendgrid::SendgridGateway;
-pub use smtp::SmtpGateway;
-pub use twilio::TwilioGateway;
+pub use sendgrid::{SendgridConfig, SendgridGateway};
+pub use settings::{GatewayConfig, GatewaySettings, Pacing, PacingSettings};
+pub use smtp::{SmtpConfig, SmtpGateway};
+pub use twilio::{TwilioConfig, TwilioGateway};
 pub use webhook::{
-    signature as webhook_signature, WebhookGateway,
+    signature as webhook_signature, WebhookConfig, WebhookGateway,
     IDEMPOTENCY_HEADER as WEBHOOK_IDEMPOTENCY_HEADER, SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER,
     TIMESTAMP_HEADER as WEBHOOK_TIMESTAMP_HEADER,
 };

@@ -11,8 +11,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use super::{Gateway, OutboundMessage, Reconciliation, SendOutcome};
-use crate::config::Pacing;
 use crate::domain::IdempotencyKey;
+use crate::gateway::Pacing;
 
 /// A gateway called no faster than its pacing allows.
 pub struct Paced {

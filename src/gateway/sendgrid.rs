@@ -6,14 +6,51 @@
 //! SendGrid's event webhook can be matched to the outreach. 202 means accepted; the message id
 //! is the `X-Message-Id` header.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::http::{client, exchange, passing, retry_after};
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::{secret_from_env, SendgridConfig};
 use crate::domain::{Category, MessageContent};
+use crate::secrets::secret_from_env;
+
+/// `[gateways.email] kind = "sendgrid"`. The API key is read from the environment variable
+/// named by `api_key_env`, never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridConfig {
+    /// API root.
+    #[serde(default = "SendgridConfig::default_base_url")]
+    pub base_url: String,
+    /// Name of the environment variable holding the API key.
+    #[serde(default = "SendgridConfig::default_key_env")]
+    pub api_key_env: String,
+    /// Sender, `Name <address>` or a bare address, from a domain verified in SendGrid.
+    pub from: String,
+    /// One-click unsubscribe URL for marketing mail; `{key}` becomes the outreach key.
+    /// Marketing mail is refused without it.
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
+    /// A request not answered in this time is retried.
+    #[serde(
+        default = "crate::gateway::settings::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+}
+
+impl SendgridConfig {
+    fn default_base_url() -> String {
+        "https://api.sendgrid.com".into()
+    }
+    fn default_key_env() -> String {
+        "SENDGRID_API_KEY".into()
+    }
+}
 
 /// The SendGrid gateway.
 pub struct SendgridGateway {

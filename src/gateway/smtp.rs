@@ -6,15 +6,51 @@
 //! `List-Unsubscribe` (one-click URL) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
 //! (RFC 8058), which large mailbox providers require of bulk senders.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
 
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::{secret_from_env, SmtpConfig};
 use crate::domain::{Category, MessageContent};
+use crate::secrets::secret_from_env;
+
+/// `[gateways.email] kind = "smtp"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://host:port` (plain; add `?tls=required` for STARTTLS) or `smtps://host:port`.
+    /// No credentials here: see `username` and `password_env`.
+    pub url: String,
+    /// Sender, `Name <address>`.
+    pub from: String,
+    /// SMTP user, if the relay wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the SMTP password.
+    #[serde(default = "SmtpConfig::default_password_env")]
+    pub password_env: String,
+    /// One-click unsubscribe URL for marketing mail; `{key}` becomes the outreach key (no
+    /// personal data in the link). Marketing mail is refused without it.
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
+    /// A conversation not finished in this time is retried.
+    #[serde(
+        default = "crate::gateway::settings::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+}
+
+impl SmtpConfig {
+    fn default_password_env() -> String {
+        "SMTP_PASSWORD".into()
+    }
+}
 
 /// The SMTP gateway.
 pub struct SmtpGateway {

@@ -5,14 +5,51 @@
 //! the message `sid` when accepted. Errors carry Twilio's own `code`, which says more than the
 //! HTTP status: see [`classify`].
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::http::{client, exchange, passing, retry_after, transport_failure};
 use super::{AddressEffect, Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::{secret_from_env, TwilioConfig};
 use crate::domain::MessageContent;
+use crate::secrets::secret_from_env;
+
+/// `[gateways.sms] kind = "twilio"`. The auth token is read from the environment variable
+/// named by `auth_token_env`, never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// API root; tests and staging point it at a local server.
+    #[serde(default = "TwilioConfig::default_base_url")]
+    pub base_url: String,
+    /// Account SID (`AC…`): not a secret, it names the account in the URL.
+    pub account_sid: String,
+    /// Name of the environment variable holding the auth token.
+    #[serde(default = "TwilioConfig::default_token_env")]
+    pub auth_token_env: String,
+    /// Sender: an E.164 number or a messaging service's number.
+    pub from: String,
+    /// URL Twilio posts delivery status to, if any.
+    #[serde(default)]
+    pub status_callback: Option<String>,
+    /// A request not answered in this time is retried.
+    #[serde(
+        default = "crate::gateway::settings::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+}
+
+impl TwilioConfig {
+    fn default_base_url() -> String {
+        "https://api.twilio.com".into()
+    }
+    fn default_token_env() -> String {
+        "TWILIO_AUTH_TOKEN".into()
+    }
+}
 
 /// Twilio error codes that pass: 20429 (too many requests), 30003 (handset unreachable).
 const PASSING_CODES: [u64; 2] = [20429, 30003];

@@ -9,14 +9,41 @@
 //! refuses a stale timestamp. 2xx is accepted (a JSON `id` in the answer is kept as the
 //! provider id); 429 and 5xx are retried, honouring `Retry-After`; other 4xx are final.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::http::{client, exchange, passing, retry_after};
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::config::{secret_from_env, WebhookConfig};
+use crate::secrets::secret_from_env;
+
+/// `kind = "webhook"`: each message is POSTed as JSON to `url`, signed with HMAC-SHA256 using
+/// the secret in the environment variable `secret_env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The endpoint.
+    pub url: String,
+    /// Name of the environment variable holding the shared secret.
+    #[serde(default = "WebhookConfig::default_secret_env")]
+    pub secret_env: String,
+    /// A request not answered in this time is retried.
+    #[serde(
+        default = "crate::gateway::settings::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+}
+
+impl WebhookConfig {
+    fn default_secret_env() -> String {
+        "FOREWARN_WEBHOOK_SECRET".into()
+    }
+}
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "Forewarn-Signature";

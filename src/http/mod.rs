@@ -5,6 +5,7 @@
 
 mod incidents;
 mod offers;
+mod settings;
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+
+pub use settings::HttpSettings;
 
 use crate::shutdown::Shutdown;
 use crate::store::Store;

@@ -16,16 +16,16 @@ pub struct IncidentSettings {
     /// Off: `forewarn run` finds no customers for outage events (another process does).
     pub fanout: bool,
     /// Customers decided per page, one transaction each: what a crash may redo (nothing is
-    /// sent twice; the page's decisions are simply made again). Default 1000.
+    /// sent twice; the page's decisions are simply made again).
     pub page_size: usize,
     /// Customers ranked before the most urgent of them are sent: the first messages go out
-    /// after this many are ranked, and the order is exact within each window. Default 50000.
+    /// after this many are ranked, and the order is exact within each window.
     pub rank_window: usize,
-    /// How long a process holds a fan-out between pages before another may take it over.
-    /// Default 1m: far longer than a page.
+    /// How long a process holds a fan-out between pages before another may take it over:
+    /// far longer than a page.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
-    /// How often an idle fan-out worker looks for new work when nothing wakes it. Default 1s.
+    /// How often an idle fan-out worker looks for new work when nothing wakes it.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Where `forewarn announce` and `POST /v1/incidents` publish: this prefix and the event

@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, Notify};
 
 use super::{DeadLetterPublisher, IntakeError};
 use crate::authoring::AuthoringHandle;
-use crate::config::IntakeSettings;
 use crate::domain::Accepted;
 use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
+use crate::intake::IntakeSettings;
 use crate::metrics as m;
 use crate::pipeline::{self, Deciding};
 use crate::policy::Policy;

@@ -2,7 +2,7 @@
 
 use async_nats::jetstream::{self, consumer, stream};
 
-use crate::config::{IntakeSettings, NatsSettings};
+use crate::intake::{IntakeSettings, NatsSettings};
 
 /// NATS could not be reached or set up.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,9 @@
 mod batch;
 mod dead_letter;
 mod jetstream;
+mod settings;
 
 pub use batch::{BatchReport, Intake};
 pub use dead_letter::{DeadLetterPublisher, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_REASON};
 pub use jetstream::{connect, ensure_consumer, IntakeError};
+pub use settings::{IntakeSettings, NatsSettings};

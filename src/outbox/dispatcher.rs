@@ -9,9 +9,9 @@ use metrics::{counter, histogram};
 use tokio::sync::Notify;
 
 use super::{Fallback, RetryPolicy};
-use crate::config::OutboxSettings;
 use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
+use crate::outbox::OutboxSettings;
 use crate::policy::QuietHours;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};

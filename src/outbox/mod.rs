@@ -15,7 +15,9 @@
 mod dispatcher;
 mod fallback;
 mod retry;
+mod settings;
 
 pub use dispatcher::{DispatchOutcome, Dispatcher};
 pub use fallback::Fallback;
 pub use retry::RetryPolicy;
+pub use settings::OutboxSettings;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::OutboxSettings;
+use crate::outbox::OutboxSettings;
 
 /// Exponential backoff with jitter, bounded by attempts.
 #[derive(Debug, Clone, Copy)]

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapSettings {
-    /// Marketing messages per customer per window, across all rules. Default 2; 0 allows none.
+    /// Marketing messages per customer per window, across all rules. 0 allows none.
     pub marketing_max: u32,
-    /// The rolling window. Default 24h.
+    /// The rolling window.
     #[serde(with = "humantime_serde")]
     pub marketing_window: Duration,
 }

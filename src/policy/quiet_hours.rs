@@ -81,17 +81,17 @@ impl fmt::Display for QuietWindow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietPolicy {
-    /// Marketing by SMS. Default `21:00-08:00`.
+    /// Marketing by SMS.
     pub marketing_sms: Option<String>,
-    /// Marketing by e-mail. Default `21:00-08:00`.
+    /// Marketing by e-mail.
     pub marketing_email: Option<String>,
-    /// Marketing by push. Default `21:00-08:00`.
+    /// Marketing by push.
     pub marketing_push: Option<String>,
-    /// Transactional SMS. Default `22:00-07:00`.
+    /// Transactional SMS.
     pub transactional_sms: Option<String>,
-    /// Transactional e-mail. Default none.
+    /// Transactional e-mail.
     pub transactional_email: Option<String>,
-    /// Transactional push. Default none.
+    /// Transactional push.
     pub transactional_push: Option<String>,
 }
 
@@ -165,9 +165,14 @@ impl QuietHoursSettings {
                 transactional_push: none,
             },
             regions: BTreeMap::new(),
-            default_timezone: None,
+            default_timezone: default_timezone(),
         }
     }
+}
+
+/// The zone of customers whose record names none.
+fn default_timezone() -> String {
+    "UTC".into()
 }
 
 impl Default for QuietPolicy {
@@ -178,7 +183,7 @@ impl Default for QuietPolicy {
 
 /// `[quiet_hours]`: `[quiet_hours.default]`, and `[quiet_hours.regions.<region>]` overrides
 /// matched against `customer.region` (`kr` matches `kr` and `kr-seoul`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHoursSettings {
     /// The policy where no region says otherwise.
@@ -187,9 +192,19 @@ pub struct QuietHoursSettings {
     /// Per-region overrides, by region (lower case).
     #[serde(default)]
     pub regions: BTreeMap<String, QuietPolicy>,
-    /// Customers without `timezone` are taken to be in this zone. Default `UTC`.
-    #[serde(default)]
-    pub default_timezone: Option<String>,
+    /// Customers without `timezone` are taken to be in this zone.
+    #[serde(default = "default_timezone")]
+    pub default_timezone: String,
+}
+
+impl Default for QuietHoursSettings {
+    fn default() -> Self {
+        QuietHoursSettings {
+            default: QuietPolicy::default(),
+            regions: BTreeMap::new(),
+            default_timezone: default_timezone(),
+        }
+    }
 }
 
 type Windows = [[Option<QuietWindow>; 3]; 2];
@@ -252,15 +267,13 @@ impl QuietHours {
             );
             regions.insert(region.to_lowercase(), windows);
         }
-        let default_zone = match settings.default_timezone.as_deref() {
-            None => Tz::UTC,
-            Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
-                errors.push(format!(
-                    "quiet_hours.default_timezone: `{name}` is not an IANA time zone such as Asia/Seoul"
-                ));
-                Tz::UTC
-            }),
-        };
+        let name = &settings.default_timezone;
+        let default_zone = name.parse::<Tz>().unwrap_or_else(|_| {
+            errors.push(format!(
+                "quiet_hours.default_timezone: `{name}` is not an IANA time zone such as Asia/Seoul"
+            ));
+            Tz::UTC
+        });
         if errors.is_empty() {
             Ok(QuietHours {
                 default,

@@ -9,6 +9,7 @@ mod format;
 mod helpers;
 mod korean;
 mod message;
+mod settings;
 mod sms;
 mod templates;
 
@@ -17,5 +18,6 @@ pub use format::{format_date, format_money, DateStyle, FormatLocale, MoneyError}
 pub use korean::Particle;
 pub(crate) use message::{attributes_json, incident_json};
 pub use message::{event_tracking_link, render_on, render_parts, sms_as_sent, RenderInput};
+pub use settings::RenderSettings;
 pub use sms::{measure as measure_sms, SmsEncoding, SmsSize};
 pub use templates::{Part, PartFailure, RenderError, RenderedParts, TemplateError, Templates};

@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod outcomes;
 pub mod retention;
 pub mod schedules;
+mod settings;
 mod sqlite;
 pub mod timeline;
 
@@ -49,6 +50,7 @@ pub use schedules::{
     Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, ScheduleStore,
     StalledOrder, TickClaim, TickOutcome,
 };
+pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
 pub use timeline::{
     AttemptSummary, CustomerTimeline, TimelineEvent, TimelineMessage, TimelineStore,
@@ -96,9 +98,7 @@ pub trait Store:
 }
 
 /// Opens the store a URL names and applies pending migrations.
-pub async fn connect(
-    settings: &crate::config::DatabaseSettings,
-) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub async fn connect(settings: &DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if settings.url.starts_with("sqlite:") {
         let store = SqliteStore::connect(settings).await?;
         store.migrate().await?;

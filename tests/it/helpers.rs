@@ -88,7 +88,7 @@ pub async fn spawn_app_with(options: Options) -> App {
     let mut app = App {
         http_port: free_port().unwrap(),
         js,
-        store: SqliteStore::connect(&forewarn::config::DatabaseSettings {
+        store: SqliteStore::connect(&forewarn::store::DatabaseSettings {
             url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
             ..Default::default()
         })

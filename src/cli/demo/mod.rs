@@ -34,7 +34,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     let mut settings = Settings::default();
     settings.log.level = "warn".into();
     if log_json {
-        settings.log.format = crate::config::LogFormat::Json;
+        settings.log.format = crate::telemetry::LogFormat::Json;
     }
     crate::telemetry::init(&settings.log);
     for needed in [

@@ -25,7 +25,7 @@ use sqlx::sqlite::{
 };
 
 use super::{Store, StoreError};
-use crate::config::DatabaseSettings;
+use crate::store::DatabaseSettings;
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
 const MAX_BINDS: usize = 30_000;
