@@ -110,17 +110,9 @@ async fn announce(store: &Arc<dyn Store>, settings: &Settings) {
     let policy = settings.policy().expect("policy");
     let now = Utc::now();
     let mut tx = store.begin_intake().await.expect("transaction");
-    tx.record_events(&[EventRecord {
-        key: accepted.event.key.clone(),
-        event_type: accepted.event.event_type,
-        subject: accepted.event.subject.clone(),
-        time: accepted.event.time,
-        customer_id: None,
-        data: accepted.event.data.to_string(),
-        received_at: now,
-    }])
-    .await
-    .expect("event");
+    tx.record_events(&[EventRecord::of(&accepted, now)])
+        .await
+        .expect("event");
     let refs = pipeline::refs_of([&accepted], &authoring.rules, now);
     let snapshot = tx.load(&refs).await.expect("load");
     let plan = pipeline::decide(

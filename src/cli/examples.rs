@@ -11,10 +11,11 @@ use serde_json::{json, Map, Value};
 use crate::domain::{CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
 use chrono::{DateTime, Utc};
 
+use crate::domain::order_of;
 use crate::domain::{
     Accepted, CustomerId, History, Incident, Order, PastOrder, RiskScores, Shipment,
 };
-use crate::pipeline::{decision_time, subject_order};
+use crate::pipeline::decision_time;
 use crate::render::{attributes_json, incident_json};
 use crate::risk::features::{experience_of, stated_promise};
 use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
@@ -141,7 +142,7 @@ pub(crate) fn example_assessment(
             at,
             customer,
             shipment: shipment.as_ref(),
-            order: subject_order(&accepted.payload),
+            order: order_of(&accepted.payload),
             promised_by: stated_promise(&accepted.payload),
         },
         &history,

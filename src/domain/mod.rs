@@ -15,7 +15,7 @@ mod outreach;
 mod rejection;
 mod state;
 
-pub use accepted::Accepted;
+pub use accepted::{order_changed_by, order_of, shipment_of, About, Accepted};
 pub use catalogue::{
     Affected, Alternative, AlternativeKind, CustomerRef, DataError, ExceptionKind, OptOutScope,
     OptOutTarget, OrderItem, Payload, Scores, Severity, Store,

@@ -204,15 +204,7 @@ impl Intake {
             .collect();
         let records = accepted
             .iter()
-            .map(|a| EventRecord {
-                key: a.event.key.clone(),
-                event_type: a.event.event_type,
-                subject: a.event.subject.clone(),
-                time: a.event.time,
-                customer_id: a.payload.customer().map(|c| c.id().clone()),
-                data: a.event.data.to_string(),
-                received_at,
-            })
+            .map(|a| EventRecord::of(a, received_at))
             .collect();
         Prepared {
             messages,

@@ -5,10 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::state::subject_order;
 use super::{Accepted, Deciding, Plan, Skipped};
 use crate::domain::{
-    Channel, Customer, CustomerDoc, CustomerId, IdempotencyKey, Incident, Offer, OptOuts, Outreach,
+    order_of, Channel, Customer, CustomerDoc, CustomerId, IdempotencyKey, Incident, Offer, OptOuts,
+    Outreach,
 };
 use crate::policy::QuietHours;
 use crate::render::{render_on, RenderInput, Templates};
@@ -172,7 +172,7 @@ fn outreach_for(
         not_before,
         timezone: zone.map(|z| z.name().to_owned()),
         region: customer.region.clone(),
-        order_id: subject_order(&accepted.payload).map(|o| o.as_str().to_owned()),
+        order_id: order_of(&accepted.payload).map(|o| o.as_str().to_owned()),
         incident_id: Incident::id_of(&accepted.payload).map(|i| i.as_str().to_owned()),
         urgency: job.urgency,
     })

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::channels::Job;
 use super::offers::{issue_offer, offer_percent};
-use super::state::{decision_time, subject_order, subject_shipment, tracking_link};
+use super::state::{decision_time, tracking_link};
 use super::{Accepted, Deciding, Plan, RuleFailure, Skipped};
-use crate::domain::{Category, CloudEvent, CustomerId, Incident, Offer};
+use crate::domain::{order_of, shipment_of, Category, CloudEvent, CustomerId, Incident, Offer};
 use crate::render::{attributes_json, incident_json};
 use crate::risk::features::stated_promise;
 use crate::risk::{assess, value_weighted_urgency, Subject};
@@ -202,8 +202,8 @@ pub(super) fn subject_of<'a>(
     Subject {
         at: decision_time(&accepted.event, now),
         customer,
-        shipment: subject_shipment(payload).and_then(|id| snapshot.shipments.get(id)),
-        order: subject_order(payload),
+        shipment: shipment_of(payload).and_then(|id| snapshot.shipments.get(id)),
+        order: order_of(payload),
         promised_by: stated_promise(payload),
     }
 }

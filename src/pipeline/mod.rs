@@ -30,7 +30,7 @@ use crate::store::{Changes, DecisionNote, Snapshot};
 use crate::domain::Accepted;
 pub use channels::channel_refusal;
 pub use offers::{issue_offer, offer_percent};
-pub(crate) use state::{decision_time, subject_order};
+pub(crate) use state::decision_time;
 pub use state::{fanout_refs, refs_of};
 
 /// What every decision is made with: the rules, templates and risk model in force, the

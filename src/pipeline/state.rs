@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Accepted, Deciding, Plan};
 use crate::domain::{
-    day_number, CloudEvent, CustomerId, CustomerRef, Dimension, EntityId, Experience,
-    ExperienceKind, ExternalScore, History, Incident, Order, PastOrder, Payload, RejectReason,
-    Rejection, Shipment, ShipmentStatus,
+    day_number, order_changed_by, shipment_of, CloudEvent, CustomerId, CustomerRef, Dimension,
+    EntityId, Experience, ExperienceKind, ExternalScore, History, Incident, Order, PastOrder,
+    Payload, RejectReason, Rejection, Shipment, ShipmentStatus,
 };
 use crate::policy::Policy;
 use crate::render::event_tracking_link;
@@ -34,7 +34,7 @@ pub fn refs_of<'a>(
             refs.customers.insert(customer.id().clone());
         }
         // Shipment events, and `shipment.overdue`, which names a shipment it does not change.
-        if let Some(id) = subject_shipment(payload) {
+        if let Some(id) = shipment_of(payload) {
             refs.shipments.insert(id.clone());
         }
         if rules.candidates(accepted.event.event_type).next().is_some() {
@@ -44,7 +44,7 @@ pub fn refs_of<'a>(
             if let Some(customer) = payload.customer() {
                 refs.scored_customers.insert(customer.id().clone());
             }
-            if let Some(id) = subject_shipment(payload) {
+            if let Some(id) = shipment_of(payload) {
                 refs.scored_shipments.insert(id.clone());
             }
             match payload {
@@ -63,7 +63,7 @@ pub fn refs_of<'a>(
         if let Payload::CustomerOptedOut { customer_id, .. } = payload {
             refs.customers.insert(customer_id.clone());
         }
-        if let Some(id) = order_id_of(payload) {
+        if let Some(id) = order_changed_by(payload) {
             refs.orders.insert(id.clone());
         }
         if let Some(id) = Incident::id_of(payload) {
@@ -187,7 +187,7 @@ pub(super) fn apply_event(
             });
         }
     }
-    if let Some(id) = order_id_of(payload) {
+    if let Some(id) = order_changed_by(payload) {
         let existing = snapshot.orders.remove(id);
         if let Some(order) = Order::apply(existing, payload, at) {
             if let Some(customer) = &order.customer_id {
@@ -276,40 +276,6 @@ pub(super) fn apply_event(
 /// nothing after it.
 pub(crate) fn decision_time(event: &CloudEvent, now: DateTime<Utc>) -> DateTime<Utc> {
     event.time.map_or(now, |t| t.min(now))
-}
-
-/// The shipment an event is about, including `shipment.overdue`, which changes no state.
-pub(super) fn subject_shipment(payload: &Payload) -> Option<&EntityId> {
-    match payload {
-        Payload::ShipmentOverdue { shipment_id, .. } => Some(shipment_id),
-        other => Shipment::id_of(other),
-    }
-}
-
-/// The order an event is about: its own, or the one a shipment event names.
-pub(crate) fn subject_order(payload: &Payload) -> Option<&EntityId> {
-    match payload {
-        Payload::ShipmentCreated { order_id, .. }
-        | Payload::ShipmentDelayed { order_id, .. }
-        | Payload::ShipmentException { order_id, .. }
-        | Payload::ShipmentOverdue { order_id, .. }
-        | Payload::CsatDue { order_id, .. }
-        | Payload::OrderStalled { order_id, .. } => Some(order_id),
-        Payload::ShipmentDelivered { order_id, .. } => order_id.as_ref(),
-        other => order_id_of(other),
-    }
-}
-
-/// The order an event changes: order events, and `shipment.created`, which ships it.
-fn order_id_of(payload: &Payload) -> Option<&crate::domain::EntityId> {
-    match payload {
-        Payload::ShipmentCreated { order_id, .. }
-        | Payload::OrderPlaced { order_id, .. }
-        | Payload::OrderBackordered { order_id, .. }
-        | Payload::OrderCancelled { order_id, .. }
-        | Payload::OrderPaymentFailed { order_id, .. } => Some(order_id),
-        _ => None,
-    }
 }
 
 /// Who an event is about: its own customer, else the customer of its shipment or order.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{FanoutRequest, StoreError};
 use crate::domain::{
-    Accepted, Channel, CloudEvent, CustomerDoc, CustomerId, Dimension, EntityId, EventKey,
+    About, Accepted, Channel, CloudEvent, CustomerDoc, CustomerId, Dimension, EntityId, EventKey,
     EventType, Experience, ExternalScore, History, IdempotencyKey, Incident, OptOutScope, OptOuts,
     Order, Outreach, Payload, Shipment,
 };
@@ -30,9 +30,25 @@ pub struct EventRecord {
     pub data: String,
     /// When forewarn took it from the stream.
     pub received_at: DateTime<Utc>,
+    /// The shipment, order and incident it is about.
+    pub about: About,
 }
 
 impl EventRecord {
+    /// An accepted event as intake records it, taken from the stream at `received_at`.
+    pub fn of(accepted: &Accepted, received_at: DateTime<Utc>) -> Self {
+        EventRecord {
+            key: accepted.event.key.clone(),
+            event_type: accepted.event.event_type,
+            subject: accepted.event.subject.clone(),
+            time: accepted.event.time,
+            customer_id: accepted.payload.customer().map(|c| c.id().clone()),
+            data: accepted.event.data.to_string(),
+            received_at,
+            about: accepted.about(),
+        }
+    }
+
     /// The event as recorded, parsed again: for decisions made after intake (a fallback
     /// channel, an incident's fan-out).
     pub fn accepted(&self) -> Result<Accepted, String> {

@@ -180,12 +180,13 @@ pub(super) async fn apply(
         q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
-    for chunk in changes.outreach.chunks(MAX_BINDS / 24) {
+    for chunk in changes.outreach.chunks(MAX_BINDS / 27) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
              category, priority, fallback, event_source, event_id, locale, content, status, \
              attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency, \
-             timezone, region, order_id, incident_id) ",
+             timezone, region, order_id, incident_id, discount_code, delay_score, \
+             churn_score) ",
         );
         let mut encode_error = None;
         q.push_values(chunk, |mut row, o| {
@@ -217,7 +218,10 @@ pub(super) async fn apply(
                 .push_bind(o.timezone.clone())
                 .push_bind(o.region.clone())
                 .push_bind(o.order_id.clone())
-                .push_bind(o.incident_id.clone());
+                .push_bind(o.incident_id.clone())
+                .push_bind(o.offer.as_ref().map(|f| f.code.as_stored().to_owned()))
+                .push_bind(o.risk.as_ref().map(|r| r.scores.delay))
+                .push_bind(o.risk.as_ref().map(|r| r.scores.churn));
         });
         if let Some(error) = encode_error {
             return Err(StoreError::Corrupt(format!("outreach content: {error}")));

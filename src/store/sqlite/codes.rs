@@ -86,7 +86,7 @@ impl CodeStore for SqliteStore {
 }
 
 /// Voids the discount code of the cancelled outbox row `id`, if it carried one and it is unused:
-/// the customer never saw it. (The outbox keeps the code as shown, with dashes.)
+/// the customer never saw it.
 pub(super) async fn void_code_of(
     tx: &mut Transaction<'_, Sqlite>,
     id: i64,
@@ -94,8 +94,7 @@ pub(super) async fn void_code_of(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE discount_codes SET voided_at = ?1 \
-         WHERE code = (SELECT replace(json_extract(offer, '$.code'), '-', '') FROM outbox \
-                       WHERE id = ?2 AND offer IS NOT NULL) \
+         WHERE code = (SELECT discount_code FROM outbox WHERE id = ?2) \
            AND redeemed_at IS NULL AND voided_at IS NULL",
     )
     .bind(at_ms)

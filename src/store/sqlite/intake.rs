@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::push_pairs;
 use super::{apply, incidents, snapshot, SqliteStore, MAX_BINDS};
-use crate::domain::{CustomerId, EventKey, IdempotencyKey};
+use crate::domain::{CustomerId, EntityId, EventKey, IdempotencyKey};
 use crate::store::{
     millis, Audience, Changes, DecisionNote, EventRecord, FanoutClaim, FanoutStep, FanoutTx,
     IntakeStore, IntakeTx, Refs, Snapshot, StoreError,
@@ -70,10 +70,10 @@ impl IntakeTx for SqliteIntakeTx {
             .iter()
             .filter(|e| !known.contains(&e.key) && fresh.insert(e.key.clone()))
             .collect();
-        for chunk in new.chunks(MAX_BINDS / 8) {
+        for chunk in new.chunks(MAX_BINDS / 11) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (source, id, type, subject, time, customer_id, data, \
-                 received_at) ",
+                 received_at, shipment_id, order_id, incident_id) ",
             );
             insert.push_values(chunk, |mut row, e| {
                 row.push_bind(e.key.source.clone())
@@ -83,7 +83,10 @@ impl IntakeTx for SqliteIntakeTx {
                     .push_bind(e.time.map(millis))
                     .push_bind(e.customer_id.as_ref().map(|c| c.as_str().to_owned()))
                     .push_bind(e.data.clone())
-                    .push_bind(millis(e.received_at));
+                    .push_bind(millis(e.received_at))
+                    .push_bind(entity(&e.about.shipment_id))
+                    .push_bind(entity(&e.about.order_id))
+                    .push_bind(entity(&e.about.incident_id));
             });
             insert.build().execute(&mut *self.tx).await?;
         }
@@ -173,4 +176,9 @@ impl FanoutTx for SqliteIntakeTx {
     ) -> Result<bool, StoreError> {
         incidents::advance_fanout(&mut self.tx, claim, step, owner, now, lease_until).await
     }
+}
+
+/// An optional id as bound.
+fn entity(id: &Option<EntityId>) -> Option<String> {
+    id.as_ref().map(|id| id.as_str().to_owned())
 }

@@ -15,6 +15,8 @@ mod retention;
 mod rows;
 mod schedules;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod timeline;
 
 use std::str::FromStr;

@@ -60,8 +60,7 @@ impl OutboxStore for SqliteStore {
           RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
                     ambiguous, created_at, channel_attempts, fallback, event_source,
                     event_id, offer, category, priority, urgency,
-                    CAST(json_extract(risk, '$.delay.score') AS REAL) AS risk_delay,
-                    CAST(json_extract(risk, '$.churn.score') AS REAL) AS risk_churn,
+                    delay_score, churn_score,
                     timezone, region",
         )
         .bind(until)
@@ -392,11 +391,11 @@ async fn mark_resolved(
             "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
              i.status AS incident_status, o.status AS order_status, \
              EXISTS (SELECT 1 FROM shipments p \
-                 WHERE p.order_id = json_extract(e.data, '$.order_id')) AS order_shipped \
+                 WHERE p.order_id = e.order_id) AS order_shipped \
              FROM events e \
-             LEFT JOIN shipments s ON s.id = json_extract(e.data, '$.shipment_id') \
-             LEFT JOIN incidents i ON i.id = json_extract(e.data, '$.incident_id') \
-             LEFT JOIN orders o ON o.id = json_extract(e.data, '$.order_id') \
+             LEFT JOIN shipments s ON s.id = e.shipment_id \
+             LEFT JOIN incidents i ON i.id = e.incident_id \
+             LEFT JOIN orders o ON o.id = e.order_id \
              WHERE (e.source, e.id) IN (VALUES ",
         );
         push_pairs(
@@ -458,8 +457,8 @@ fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
             })
             .transpose()?,
         risk: match (
-            row.try_get::<Option<f64>, _>("risk_delay")?,
-            row.try_get::<Option<f64>, _>("risk_churn")?,
+            row.try_get::<Option<f64>, _>("delay_score")?,
+            row.try_get::<Option<f64>, _>("churn_score")?,
         ) {
             (Some(delay), Some(churn)) => Some(RiskScores { delay, churn }),
             _ => None,

@@ -24,7 +24,7 @@ impl OutcomeStore for SqliteStore {
                         AND r.placed_at <= COALESCE(e.time, o.created_at) + ?1) AS orders_after
                FROM outbox o
                LEFT JOIN events e ON e.source = o.event_source AND e.id = o.event_id
-               LEFT JOIN shipments s ON s.id = json_extract(e.data, '$.shipment_id')
+               LEFT JOIN shipments s ON s.id = e.shipment_id
               WHERE o.risk IS NOT NULL
               ORDER BY o.id",
         )

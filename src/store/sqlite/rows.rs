@@ -8,8 +8,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::MAX_BINDS;
 use crate::domain::{
-    Channel, CustomerDoc, CustomerId, EntityId, EventKey, EventType, Incident, IncidentStatus,
-    Money, OptOutScope, Order, OrderStatus, Shipment, ShipmentStatus,
+    About, Channel, CustomerDoc, CustomerId, EntityId, EventKey, EventType, Incident,
+    IncidentStatus, Money, OptOutScope, Order, OrderStatus, Shipment, ShipmentStatus,
 };
 use crate::store::{from_millis, EventRecord, StoreError};
 
@@ -19,8 +19,8 @@ pub(super) async fn stored_event(
     event: &EventKey,
 ) -> Result<Option<EventRecord>, StoreError> {
     let event_row = sqlx::query(
-        "SELECT type, subject, time, customer_id, data, received_at FROM events \
-             WHERE source = ? AND id = ?",
+        "SELECT type, subject, time, customer_id, data, received_at, shipment_id, order_id, \
+         incident_id FROM events WHERE source = ? AND id = ?",
     )
     .bind(&event.source)
     .bind(&event.id)
@@ -44,6 +44,11 @@ pub(super) async fn stored_event(
                     .transpose()?,
                 data: row.try_get("data")?,
                 received_at: from_millis(row.try_get("received_at")?)?,
+                about: About {
+                    shipment_id: opt_entity(&row, "shipment_id")?,
+                    order_id: opt_entity(&row, "order_id")?,
+                    incident_id: opt_entity(&row, "incident_id")?,
+                },
             })
         })
         .transpose()
@@ -135,6 +140,13 @@ pub(super) fn parse_customer_id(raw: String) -> Result<CustomerId, StoreError> {
 
 pub(super) fn parse_entity_id(raw: String) -> Result<EntityId, StoreError> {
     EntityId::parse(&raw).map_err(|e| StoreError::Corrupt(format!("id {raw:?}: {e}")))
+}
+
+/// An optional id column.
+pub(super) fn opt_entity(row: &SqliteRow, column: &str) -> Result<Option<EntityId>, StoreError> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(parse_entity_id)
+        .transpose()
 }
 
 pub(super) fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -207,7 +207,7 @@ async fn load_history(
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT o.customer_id, o.created_at, o.status, o.updated_at, d.redeemed_at \
              FROM outbox o LEFT JOIN discount_codes d \
-               ON d.code = replace(json_extract(o.offer, '$.code'), '-', '') \
+               ON d.code = o.discount_code \
              WHERE o.id IN (SELECT (SELECT id FROM outbox i WHERE i.customer_id = c.value \
                AND i.created_at < ",
         );
