@@ -392,7 +392,7 @@ async fn a_graceful_stop_hands_the_fan_out_back_so_the_next_process_goes_on_at_o
     assert!(app.terminate().await.success());
     assert!(app.scalar("SELECT customers FROM fanouts").await < AFFECTED as i64);
     assert_eq!(
-        app.scalar("SELECT count(*) FROM fanouts WHERE owner IS NOT NULL")
+        app.scalar("SELECT count(*) FROM leases WHERE name LIKE 'fanout:%'")
             .await,
         0,
         "the stopped process still holds the fan-out"

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::lease::{self, Acquired};
 use super::rows::{
     incident_from_row, opt_time, parse_customer_id, parse_entity_id, stored_event, INCIDENT_COLUMNS,
 };
@@ -127,40 +128,40 @@ pub(super) async fn advance_fanout(
         (false, None) => "running",
     };
     let finished = step.finished || step.stopped.is_some();
+    // The fence: a page commits only while this process still holds the fan-out's lease.
+    let lease = lease::fanout(claim.id);
+    if !lease::extend(conn, &lease, owner, lease_until).await? {
+        return Ok(false);
+    }
     let updated = sqlx::query(
         "UPDATE fanouts SET cursor = ?1, customers = customers + ?2, queued = queued + ?3, \
-         status = ?4, lease_until = ?5, updated_at = ?6, finished_at = ?7, \
-         detail = coalesce(?8, detail), \
-         owner = CASE WHEN ?9 THEN NULL ELSE owner END, \
-         phase = ?13, ranked = ranked + ?14, exhausted = ?16 \
-         WHERE id = ?10 AND owner = ?11 AND status = 'running' AND cursor IS ?12 \
-           AND phase = ?15",
+         status = ?4, updated_at = ?5, finished_at = ?6, detail = coalesce(?7, detail), \
+         phase = ?8, ranked = ranked + ?9, exhausted = ?10 \
+         WHERE id = ?11 AND status = 'running' AND cursor IS ?12 AND phase = ?13",
     )
     .bind(step.cursor.as_deref())
     .bind(i64::try_from(step.customers).unwrap_or(i64::MAX))
     .bind(i64::try_from(step.queued).unwrap_or(i64::MAX))
     .bind(status)
-    .bind(millis(lease_until))
     .bind(millis(now))
     .bind(finished.then(|| millis(now)))
     .bind(step.stopped.as_deref())
-    .bind(finished)
-    .bind(claim.id)
-    .bind(owner)
-    .bind(claim.cursor.as_deref())
     .bind(step.phase.as_str())
     .bind(i64::try_from(step.ranked).unwrap_or(i64::MAX))
-    .bind(claim.phase.as_str())
     .bind(step.exhausted)
+    .bind(claim.id)
+    .bind(claim.cursor.as_deref())
+    .bind(claim.phase.as_str())
     .execute(&mut *conn)
     .await?;
     let ours = updated.rows_affected() == 1;
-    // A fan-out that stopped early leaves no ranked customers behind.
+    // A fan-out that ended leaves no ranked customers and no lease behind.
     if ours && finished {
         sqlx::query("DELETE FROM fanout_targets WHERE fanout_id = ?")
             .bind(claim.id)
             .execute(&mut *conn)
             .await?;
+        lease::release(conn, &lease, owner).await?;
     }
     Ok(ours)
 }
@@ -256,19 +257,31 @@ impl IncidentStore for SqliteStore {
         lease: Duration,
     ) -> Result<Option<FanoutClaim>, StoreError> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The oldest running fan-out whose lease is free, expired or already ours.
+        let candidate: Option<i64> = sqlx::query_scalar(
+            "SELECT f.id FROM fanouts f LEFT JOIN leases l ON l.name = 'fanout:' || f.id \
+             WHERE f.status = 'running' AND (l.owner IS NULL OR l.owner = ?1 OR l.until <= ?2) \
+             ORDER BY f.id LIMIT 1",
+        )
+        .bind(owner)
+        .bind(millis(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = candidate else { return Ok(None) };
+        if lease::acquire(&mut tx, &lease::fanout(id), owner, now, until).await? != Acquired::Held {
+            return Ok(None);
+        }
         let row = sqlx::query(
-            "UPDATE fanouts SET owner = ?1, lease_until = ?2, updated_at = ?3 \
-             WHERE id = (SELECT id FROM fanouts WHERE status = 'running' \
-                 AND (owner IS NULL OR owner = ?1 OR lease_until <= ?3) ORDER BY id LIMIT 1) \
+            "UPDATE fanouts SET updated_at = ?1 WHERE id = ?2 \
              RETURNING id, incident_id, event_source, event_id, kind, phase, cursor, exhausted, \
                        ranked - customers AS outstanding",
         )
-        .bind(owner)
-        .bind(millis(until))
         .bind(millis(now))
-        .fetch_optional(&self.pool)
+        .bind(id)
+        .fetch_one(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        tx.commit().await?;
         Ok(Some(FanoutClaim {
             id: row.try_get("id")?,
             incident_id: parse_entity_id(row.try_get("incident_id")?)?,
@@ -285,13 +298,8 @@ impl IncidentStore for SqliteStore {
     }
 
     async fn release_fanout(&self, claim: &FanoutClaim, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE fanouts SET owner = NULL, lease_until = NULL WHERE id = ? AND owner = ?",
-        )
-        .bind(claim.id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        lease::release(&mut conn, &lease::fanout(claim.id), owner).await?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod apply;
 mod codes;
 mod incidents;
 mod intake;
+mod lease;
 mod outbox;
 mod outcomes;
 mod retention;

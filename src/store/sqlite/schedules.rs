@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::lease::{self, Acquired};
 use super::rows::{opt_time, order_from_row, ORDER_COLUMNS};
 use super::SqliteStore;
 use crate::store::{
@@ -27,29 +28,16 @@ impl ScheduleStore for SqliteStore {
         lease: Duration,
     ) -> Result<TickClaim, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(
-            "SELECT last_tick, lease_owner, lease_until, cursor FROM schedule_state \
-             WHERE schedule = ?",
-        )
-        .bind(schedule)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query("SELECT last_tick, cursor FROM schedule_state WHERE schedule = ?")
+            .bind(schedule)
+            .fetch_optional(&mut *tx)
+            .await?;
         let (previous, cursor) = match row {
             None => (None, "{}".to_owned()),
             Some(row) => {
                 let last_tick: i64 = row.try_get("last_tick")?;
                 if last_tick >= millis(tick) {
                     return Ok(TickClaim::AlreadyDone);
-                }
-                let holder: Option<String> = row.try_get("lease_owner")?;
-                let until: Option<i64> = row.try_get("lease_until")?;
-                if let (Some(holder), Some(until)) = (holder, until) {
-                    if holder != owner && until > millis(now) {
-                        return Ok(TickClaim::Busy {
-                            owner: holder,
-                            until: from_millis(until)?,
-                        });
-                    }
                 }
                 let previous = (last_tick > 0)
                     .then(|| from_millis(last_tick))
@@ -58,15 +46,16 @@ impl ScheduleStore for SqliteStore {
             }
         };
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        if let Acquired::Busy { owner, until } =
+            lease::acquire(&mut tx, &lease::schedule(schedule), owner, now, until).await?
+        {
+            return Ok(TickClaim::Busy { owner, until });
+        }
         sqlx::query(
-            "INSERT INTO schedule_state (schedule, last_tick, lease_owner, lease_until, cursor) \
-             VALUES (?, 0, ?, ?, '{}') \
-             ON CONFLICT (schedule) DO UPDATE SET lease_owner = excluded.lease_owner, \
-             lease_until = excluded.lease_until",
+            "INSERT INTO schedule_state (schedule, last_tick, cursor) VALUES (?, 0, '{}') \
+             ON CONFLICT (schedule) DO NOTHING",
         )
         .bind(schedule)
-        .bind(owner)
-        .bind(millis(until))
         .execute(&mut *tx)
         .await?;
         // A run left unfinished by a process that died is taken over.
@@ -95,23 +84,25 @@ impl ScheduleStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ok = outcome.error.is_none();
-        sqlx::query(
-            "UPDATE schedule_state SET \
-             last_tick = CASE WHEN ?1 THEN max(last_tick, ?2) ELSE last_tick END, \
-             last_success_at = CASE WHEN ?1 THEN ?3 ELSE last_success_at END, \
-             last_error = ?4, cursor = coalesce(?5, cursor), \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE schedule = ?6 AND lease_owner = ?7",
-        )
-        .bind(ok)
-        .bind(millis(tick))
-        .bind(millis(now))
-        .bind(&outcome.error)
-        .bind(&outcome.cursor)
-        .bind(schedule)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
+        // Only the holder records the tick: a process whose lease was taken over leaves the
+        // schedule's state to the one that took it.
+        if lease::release(&mut tx, &lease::schedule(schedule), owner).await? {
+            sqlx::query(
+                "UPDATE schedule_state SET \
+                 last_tick = CASE WHEN ?1 THEN max(last_tick, ?2) ELSE last_tick END, \
+                 last_success_at = CASE WHEN ?1 THEN ?3 ELSE last_success_at END, \
+                 last_error = ?4, cursor = coalesce(?5, cursor) \
+                 WHERE schedule = ?6",
+            )
+            .bind(ok)
+            .bind(millis(tick))
+            .bind(millis(now))
+            .bind(&outcome.error)
+            .bind(&outcome.cursor)
+            .bind(schedule)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "UPDATE schedule_runs SET finished_at = ?, found = ?, emitted = ?, error = ? \
              WHERE schedule = ? AND tick = ? AND owner = ?",
@@ -131,8 +122,9 @@ impl ScheduleStore for SqliteStore {
 
     async fn schedule_statuses(&self) -> Result<Vec<ScheduleStatus>, StoreError> {
         let rows = sqlx::query(
-            "SELECT schedule, last_tick, lease_owner, lease_until, last_success_at, last_error \
-             FROM schedule_state ORDER BY schedule",
+            "SELECT s.schedule, s.last_tick, l.owner AS lease_owner, l.until AS lease_until, \
+             s.last_success_at, s.last_error FROM schedule_state s \
+             LEFT JOIN leases l ON l.name = 'schedule:' || s.schedule ORDER BY s.schedule",
         )
         .fetch_all(&self.pool)
         .await?;
