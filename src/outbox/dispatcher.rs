@@ -296,3 +296,60 @@ impl Worker for Dispatcher {
         Some(&self.wake)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::store::test_support::{delayed, intake, outreach, store};
+    use crate::store::Changes;
+
+    #[tokio::test]
+    async fn a_step_sends_what_is_due_and_records_it_and_the_next_finds_nothing_to_do() {
+        let (dir, store) = store().await;
+        let event = delayed();
+        let queued = Changes {
+            outreach: vec![outreach(&event, None)],
+            ..Changes::default()
+        };
+        intake(&store, &event, queued, Utc::now()).await;
+
+        let mut settings = Settings::default();
+        settings.paths.outbox = dir.path().join("outbox");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let authoring = crate::authoring::load(&settings).expect("the shipped rules");
+        let (_keep, authoring) = tokio::sync::watch::channel(Arc::new(authoring));
+        let mut dispatcher = Dispatcher::new(
+            store.clone(),
+            Gateways::from_settings(&settings).expect("sandbox gateways"),
+            Fallback::new(store.clone(), authoring),
+            settings.outbox.clone(),
+            Arc::new(Notify::new()),
+        );
+
+        assert_eq!(
+            dispatcher.dispatch_once().await.expect("a step"),
+            DispatchOutcome::Dispatched(1)
+        );
+        let counts = store.outbox_counts().await.expect("counts");
+        assert_eq!((counts.sent, counts.pending, counts.sending), (1, 0, 0));
+        let sandbox = std::fs::read_to_string(dir.path().join("outbox/sms.jsonl")).expect("sent");
+        let sent: Vec<serde_json::Value> = sandbox
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["key"], outreach(&event, None).key.as_str());
+        assert_eq!(sent[0]["body"], "Your parcel is late.");
+
+        // Nothing is due now: the worker loop is told to idle, at most its poll interval.
+        assert_eq!(
+            dispatcher.dispatch_once().await.expect("a step"),
+            DispatchOutcome::Empty
+        );
+        match Worker::work(&mut dispatcher).await {
+            Next::After(idle) => assert!(idle <= settings.outbox.poll_interval),
+            other => panic!("an idle dispatcher should wait, not {other:?}"),
+        }
+    }
+}

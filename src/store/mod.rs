@@ -26,6 +26,8 @@ pub mod retention;
 pub mod schedules;
 mod settings;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod timeline;
 
 use async_trait::async_trait;

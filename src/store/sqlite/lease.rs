@@ -104,26 +104,13 @@ pub(super) fn fanout(id: i64) -> String {
 mod tests {
     use super::*;
 
-    async fn connection() -> (tempfile::TempDir, super::super::SqliteStore) {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let settings = crate::store::DatabaseSettings {
-            url: format!("sqlite://{}", dir.path().join("lease.db").display()),
-            ..Default::default()
-        };
-        let store = super::super::SqliteStore::connect(&settings)
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        (dir, store)
-    }
-
     fn t(minute: u32) -> DateTime<Utc> {
         DateTime::from_timestamp(1_795_000_000 + i64::from(minute) * 60, 0).expect("a time")
     }
 
     #[tokio::test]
     async fn a_lease_is_one_owners_until_it_expires_or_is_handed_back() {
-        let (_dir, store) = connection().await;
+        let (_dir, store) = crate::store::test_support::store().await;
         let mut conn = store.pool().acquire().await.expect("a connection");
         assert_eq!(
             acquire(&mut conn, "job", "a", t(0), t(5)).await.unwrap(),

@@ -1,0 +1,90 @@
+//! What tests of the store and of its users build on: a fresh database on a real file, a delay
+//! notice, and the outreach it leads to.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{Changes, DatabaseSettings, EventRecord, IntakeStore, SqliteStore};
+use crate::domain::{
+    Accepted, Category, Channel, CloudEvent, CustomerId, IdempotencyKey, MessageContent, Offer,
+    Outreach, Payload, RiskRecord, RiskScores,
+};
+
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("a time")
+}
+
+/// A fresh, migrated database in its own folder.
+pub(crate) async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let settings = DatabaseSettings {
+        url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+        ..DatabaseSettings::default()
+    };
+    let store = SqliteStore::connect(&settings).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}
+
+/// A delay notice for parcel `shp-1` of order `o-1`.
+pub(crate) fn delayed() -> Accepted {
+    let body = json!({"specversion": "1.0", "id": "e-1", "source": "test",
+        "type": "shipment.delayed", "time": "2026-11-23T09:00:00Z",
+        "data": {"shipment_id": "shp-1", "order_id": "o-1", "customer_id": "c-1",
+                 "carrier": "CJ", "promised_by": "2026-11-25T09:00:00Z",
+                 "new_eta": "2026-11-27T09:00:00Z"}});
+    let event = CloudEvent::parse(body.to_string().as_bytes(), None).expect("an envelope");
+    let payload = Payload::parse(event.event_type, &event.data).expect("a payload");
+    Accepted { event, payload }
+}
+
+/// An SMS about `event` to `c-1`, scored, with `offer`.
+pub(crate) fn outreach(event: &Accepted, offer: Option<Offer>) -> Outreach {
+    let customer = CustomerId::parse("c-1").expect("an id");
+    let entity = "once:shp-1".to_owned();
+    Outreach {
+        key: IdempotencyKey::derive("delay", &customer, &entity, Channel::Sms),
+        rule_id: "delay".into(),
+        customer_id: customer,
+        entity,
+        category: Category::Transactional,
+        priority: 10,
+        fallback: Vec::new(),
+        event: event.event.key.clone(),
+        locale: "en".into(),
+        content: MessageContent::Sms {
+            to: "+15005550006".into(),
+            body: "Your parcel is late.".into(),
+        },
+        offer,
+        risk: Some(RiskRecord {
+            scores: RiskScores {
+                delay: 0.25,
+                churn: 0.75,
+            },
+            external: [false, false],
+            explanation: "{}".into(),
+        }),
+        not_before: None,
+        timezone: None,
+        region: None,
+        order_id: Some("o-1".into()),
+        incident_id: None,
+        urgency: 0.75,
+    }
+}
+
+/// Records `event` and writes `changes` in one intake transaction.
+pub(crate) async fn intake(
+    store: &SqliteStore,
+    event: &Accepted,
+    changes: Changes,
+    now: DateTime<Utc>,
+) {
+    let mut tx = store.begin_intake().await.expect("begin");
+    tx.record_events(&[EventRecord::of(event, now)])
+        .await
+        .expect("record");
+    tx.apply(&changes, now).await.expect("apply");
+    tx.commit().await.expect("commit");
+}
