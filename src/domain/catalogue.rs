@@ -245,7 +245,8 @@ impl ExceptionKind {
 /// Who an incident affects.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct Affected {
-    /// Customers whose `region` is one of these.
+    /// Customers in one of these regions, or in a region inside one (`kr` takes in
+    /// `kr-seoul`).
     #[serde(default)]
     pub regions: Vec<String>,
     /// Customers whose `segment` is one of these.
@@ -254,6 +255,33 @@ pub struct Affected {
     /// These customers.
     #[serde(default)]
     pub customer_ids: Vec<CustomerId>,
+}
+
+impl Affected {
+    /// Names nobody in particular: then it affects everyone.
+    pub fn is_everyone(&self) -> bool {
+        self.regions.is_empty() && self.segments.is_empty() && self.customer_ids.is_empty()
+    }
+
+    /// Whether the customer `id`, in `region` and `segment`, is among those affected.
+    pub fn takes_in(&self, id: &CustomerId, region: Option<&str>, segment: Option<&str>) -> bool {
+        self.is_everyone()
+            || region.is_some_and(|region| {
+                region_ancestry(region).any(|r| self.regions.iter().any(|a| a == r))
+            })
+            || segment.is_some_and(|s| self.segments.iter().any(|a| a == s))
+            || self.customer_ids.contains(id)
+    }
+}
+
+/// A region and every region it lies in, widest first: `kr-seoul-gangnam` lies in
+/// `kr-seoul` and `kr`. Stored with each customer, so the database finds an incident's region
+/// by membership without knowing how regions nest.
+pub fn region_ancestry(region: &str) -> impl Iterator<Item = &str> {
+    region
+        .match_indices('-')
+        .map(|(i, _)| &region[..i])
+        .chain(std::iter::once(region))
 }
 
 /// Probabilities from a risk model.
@@ -818,6 +846,29 @@ enum CsatTopic {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_region_lies_in_every_region_its_name_extends() {
+        let ancestry: Vec<&str> = region_ancestry("kr-seoul-gangnam").collect();
+        assert_eq!(ancestry, ["kr", "kr-seoul", "kr-seoul-gangnam"]);
+        assert_eq!(region_ancestry("kr").collect::<Vec<_>>(), ["kr"]);
+        let id = CustomerId::parse("c-1").unwrap();
+        let korea = Affected {
+            regions: vec!["kr".into()],
+            ..Affected::default()
+        };
+        assert!(korea.takes_in(&id, Some("kr-seoul"), None));
+        assert!(
+            !korea.takes_in(&id, Some("krx"), None),
+            "a prefix ends at a dash"
+        );
+        assert!(!korea.takes_in(&id, None, None));
+        assert!(
+            Affected::default().takes_in(&id, None, None),
+            "nobody named: everyone"
+        );
+    }
+
     use serde_json::json;
 
     use super::*;

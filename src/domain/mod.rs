@@ -17,8 +17,8 @@ mod state;
 
 pub use accepted::{order_changed_by, order_of, shipment_of, About, Accepted};
 pub use catalogue::{
-    Affected, Alternative, AlternativeKind, CustomerRef, DataError, ExceptionKind, OptOutScope,
-    OptOutTarget, OrderItem, Payload, Scores, Severity, Store,
+    region_ancestry, Affected, Alternative, AlternativeKind, CustomerRef, DataError, ExceptionKind,
+    OptOutScope, OptOutTarget, OrderItem, Payload, Scores, Severity, Store,
 };
 pub use channel::{Category, Channel};
 pub use contact::{

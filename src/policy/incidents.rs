@@ -69,20 +69,8 @@ pub fn open_incident_affecting<'a>(
 pub fn affects(incident: &Incident, customer_id: &CustomerId, customer: &CustomerDoc) -> bool {
     // Read in place (no copy of the stored JSON): this runs for every marketing decision.
     let affected = Affected::deserialize(&incident.affected).unwrap_or_default();
-    if affected.regions.is_empty()
-        && affected.segments.is_empty()
-        && affected.customer_ids.is_empty()
-    {
-        return true;
-    }
     let field = |name: &str| customer.as_value().get(name).and_then(|v| v.as_str());
-    let in_region = field("region").is_some_and(|region| {
-        affected.regions.iter().any(|r| {
-            region == r || (region.starts_with(r.as_str()) && region[r.len()..].starts_with('-'))
-        })
-    });
-    let in_segment = field("segment").is_some_and(|s| affected.segments.iter().any(|a| a == s));
-    in_region || in_segment || affected.customer_ids.contains(customer_id)
+    affected.takes_in(customer_id, field("region"), field("segment"))
 }
 
 #[cfg(test)]

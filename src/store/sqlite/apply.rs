@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use super::codes::void_code_of;
 use super::rows::{INCIDENT_COLUMNS, SHIPMENT_COLUMNS};
 use super::{incidents, MAX_BINDS};
-use crate::domain::{IdempotencyKey, Offer, Outreach};
+use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
 use crate::store::{millis, Changes, StoreError};
 
 /// Writes an intake batch's changes (see `IntakeTx::apply`).
@@ -21,31 +21,27 @@ pub(super) async fn apply(
     let mut queued = HashSet::with_capacity(changes.outreach.len());
     let now_ms = millis(now);
     incidents::insert_fanouts(tx, &changes.fanouts, now).await?;
-    for chunk in changes.customers.chunks(MAX_BINDS / 5) {
+    for chunk in changes.customers.chunks(MAX_BINDS / 6) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO customers (id, doc, region, segment, updated_at) ",
+            "INSERT INTO customers (id, doc, region, regions, segment, updated_at) ",
         );
         q.push_values(chunk, |mut row, (id, doc)| {
             let object = doc.as_object();
+            let field = |name: &str| object.get(name).and_then(|v| v.as_str());
+            let region = field("region");
             row.push_bind(id.as_str().to_owned())
                 .push_bind(doc.as_value().to_string())
-                .push_bind(
-                    object
-                        .get("region")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
-                )
-                .push_bind(
-                    object
-                        .get("segment")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
-                )
+                .push_bind(region.map(str::to_owned))
+                .push_bind(region.map(|r| {
+                    serde_json::Value::from(region_ancestry(r).collect::<Vec<_>>()).to_string()
+                }))
+                .push_bind(field("segment").map(str::to_owned))
                 .push_bind(now_ms);
         });
         q.push(
             " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, region = excluded.region, \
-             segment = excluded.segment, updated_at = excluded.updated_at",
+             regions = excluded.regions, segment = excluded.segment, \
+             updated_at = excluded.updated_at",
         );
         q.build().execute(&mut **tx).await?;
     }

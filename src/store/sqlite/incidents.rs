@@ -21,31 +21,30 @@ use crate::store::{
 /// `WHERE` conditions on `customers` for an incident's `affected`, or none for everyone. Each
 /// list is one JSON-array bind, so a file of a hundred thousand ids is still one statement.
 fn push_affected(q: &mut QueryBuilder<Sqlite>, affected: &crate::domain::Affected) {
-    if affected.regions.is_empty()
-        && affected.segments.is_empty()
-        && affected.customer_ids.is_empty()
-    {
+    if affected.is_everyone() {
         q.push("1 = 1");
         return;
     }
+    // `customers.regions` holds each customer's region and the regions it lies in
+    // (`domain::region_ancestry`): membership is all the database is asked.
     let json = |values: Vec<&str>| serde_json::Value::from(values).to_string();
-    q.push("(EXISTS (SELECT 1 FROM json_each(")
-        .push_bind(json(affected.regions.iter().map(String::as_str).collect()))
-        .push(
-            ") r WHERE customers.region = r.value \
-             OR substr(customers.region, 1, length(r.value) + 1) = r.value || '-')",
-        )
-        .push(" OR customers.segment IN (SELECT value FROM json_each(")
-        .push_bind(json(affected.segments.iter().map(String::as_str).collect()))
-        .push(")) OR customers.id IN (SELECT value FROM json_each(")
-        .push_bind(json(
-            affected
-                .customer_ids
-                .iter()
-                .map(CustomerId::as_str)
-                .collect(),
-        ))
-        .push(")))");
+    q.push(
+        "(EXISTS (SELECT 1 FROM json_each(customers.regions) c WHERE c.value IN \
+            (SELECT value FROM json_each(",
+    )
+    .push_bind(json(affected.regions.iter().map(String::as_str).collect()))
+    .push(")))")
+    .push(" OR customers.segment IN (SELECT value FROM json_each(")
+    .push_bind(json(affected.segments.iter().map(String::as_str).collect()))
+    .push(")) OR customers.id IN (SELECT value FROM json_each(")
+    .push_bind(json(
+        affected
+            .customer_ids
+            .iter()
+            .map(CustomerId::as_str)
+            .collect(),
+    ))
+    .push(")))");
 }
 
 /// The column that holds an audience's customer ids.

@@ -2,6 +2,7 @@
 //! the next one reads.
 
 use chrono::Duration;
+use serde_json::json;
 
 use crate::domain::{
     Channel, CustomerId, DiscountCode, EntityId, IdempotencyKey, Offer, Redemption, RiskScores,
@@ -248,4 +249,69 @@ async fn rows_written_before_the_about_columns_are_filled_in_by_their_migration(
         carried,
         (Some("ABCDEFGHJKMN".into()), Some(0.5), Some(0.25))
     );
+}
+
+#[tokio::test]
+async fn an_incident_in_a_region_takes_in_the_regions_inside_it_for_old_and_new_customers() {
+    let (_dir, store) = store().await;
+    let customer = |id: &str, region: &str| {
+        (
+            CustomerId::parse(id).expect("an id"),
+            crate::domain::CustomerDoc::from_object(
+                json!({"id": id, "region": region})
+                    .as_object()
+                    .cloned()
+                    .expect("an object"),
+            ),
+        )
+    };
+    let changes = Changes {
+        customers: vec![
+            customer("c-1", "kr"),
+            customer("c-2", "kr-seoul"),
+            customer("c-3", "krx"),
+            customer("c-4", "us-ny"),
+        ],
+        ..Changes::default()
+    };
+    let mut tx = store.begin_intake().await.expect("begin");
+    tx.apply(&changes, at("2026-11-23T09:00:00Z"))
+        .await
+        .expect("apply");
+    tx.commit().await.expect("commit");
+    // One customer as an older forewarn wrote it: no ancestry yet, until the migration's
+    // backfill runs.
+    sqlx::query(
+        "INSERT INTO customers (id, doc, region, updated_at) \
+         VALUES ('c-5', '{\"id\": \"c-5\"}', 'kr-busan-haeundae', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("an old customer");
+    let migration = include_str!("../../../migrations/sqlite/20261201000013_customer_regions.sql");
+    let backfill = migration
+        .split_once("ALTER TABLE customers ADD COLUMN regions TEXT;")
+        .map(|(_, rest)| rest)
+        .expect("the backfill");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(backfill))
+        .execute(store.pool())
+        .await
+        .expect("backfill");
+
+    let in_regions = |regions: &[&str]| {
+        crate::store::Audience::Affected(crate::domain::Affected {
+            regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+            ..crate::domain::Affected::default()
+        })
+    };
+    let count = |audience| {
+        let store = &store;
+        async move { store.audience_count(&audience).await.expect("count") }
+    };
+    // `kr` takes in kr-seoul and kr-busan-haeundae, not `krx`.
+    assert_eq!(count(in_regions(&["kr"])).await, 3);
+    assert_eq!(count(in_regions(&["kr-busan"])).await, 1);
+    assert_eq!(count(in_regions(&["kr-seoul", "us"])).await, 2);
+    assert_eq!(count(in_regions(&["seoul"])).await, 0);
+    assert_eq!(count(in_regions(&[])).await, 5, "nobody named: everyone");
 }
