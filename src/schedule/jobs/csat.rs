@@ -2,41 +2,19 @@
 //! delay, an exception or an overdue notice arrived), ask one short question with a link.
 //! Only customers who were actually sent a message about the problem are asked, once per order.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde_json::json;
 
-use super::{SurveyUrl, Sweep};
+use super::SurveyUrl;
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
-use crate::store::{ResolvedProblem, Store, StoreError};
+use crate::store::ResolvedProblem;
 
-/// Customers told about a problem that has since been resolved, asked how it went.
-pub(super) struct Csat<'a> {
-    /// The survey link each question carries.
-    pub(super) survey_url: &'a SurveyUrl,
-}
+/// What the sweep finds, in words, for its report.
+pub(super) const FOUND: &str = "customer(s) asked how a resolved problem went";
 
-#[async_trait::async_trait]
-impl Sweep for Csat<'_> {
-    type Found = ResolvedProblem;
-    const WHAT: &'static str = "customer(s) asked how a resolved problem went";
-
-    async fn find(
-        &self,
-        store: &dyn Store,
-        before: DateTime<Utc>,
-        after: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<ResolvedProblem>, StoreError> {
-        store.resolved_problems(before, after, limit).await
-    }
-
-    fn event(&self, found: &ResolvedProblem, _now: DateTime<Utc>) -> Synthetic {
-        event(found, self.survey_url)
-    }
-}
-
-fn event(p: &ResolvedProblem, survey_url: &SurveyUrl) -> Synthetic {
+/// The `csat.due` question about one resolved problem.
+pub(super) fn event(p: &ResolvedProblem, survey_url: &SurveyUrl) -> Synthetic {
     Synthetic {
         kind: EventType::CsatDue,
         key: format!("{}/{}", p.customer_id, p.order_id),

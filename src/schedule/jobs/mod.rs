@@ -176,62 +176,41 @@ pub async fn run(
 ) -> Result<JobReport, JobError> {
     match job {
         Job::ShipmentOverdue { grace, lookback } => {
-            sweep(&overdue::Overdue, ctx, now, *grace, *lookback, batch).await
+            let (until, since) = window(now, *grace, *lookback);
+            let found = ctx.store.overdue_shipments(until, since, batch).await?;
+            let events = found.iter().map(|s| overdue::event(s, now)).collect();
+            emit_found(ctx, now, events, batch, overdue::FOUND).await
         }
         Job::OrderStalled { after, lookback } => {
-            sweep(&stalled::Stalled, ctx, now, *after, *lookback, batch).await
+            let (until, since) = window(now, *after, *lookback);
+            let found = ctx.store.stalled_orders(until, since, batch).await?;
+            let events = found.iter().map(|o| stalled::event(o, now)).collect();
+            emit_found(ctx, now, events, batch, stalled::FOUND).await
         }
         Job::CsatDue {
             after,
             lookback,
             survey_url,
         } => {
-            let job = csat::Csat { survey_url };
-            sweep(&job, ctx, now, *after, *lookback, batch).await
+            let (until, since) = window(now, *after, *lookback);
+            let found = ctx.store.resolved_problems(until, since, batch).await?;
+            let events = found.iter().map(|p| csat::event(p, survey_url)).collect();
+            emit_found(ctx, now, events, batch, csat::FOUND).await
         }
         Job::ReleaseDeferred => release::run(ctx, now).await,
         Job::Retention { keep } => retention::run(ctx, now, *keep, batch, cursor).await,
     }
 }
 
-/// An emitting job: it finds what waited `wait` (a promise, a placement, a resolution) with no
-/// word since, within `lookback` before that, and turns each into a synthetic event.
-#[async_trait::async_trait]
-trait Sweep: Sync {
-    /// One thing found.
-    type Found: Send + Sync;
-    /// In words, what each thing found is, for the run's report.
-    const WHAT: &'static str;
-
-    /// At most `limit` candidates whose time fell in `(after, before]`, oldest first.
-    async fn find(
-        &self,
-        store: &dyn Store,
-        before: DateTime<Utc>,
-        after: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Self::Found>, crate::store::StoreError>;
-
-    /// The event one candidate becomes.
-    fn event(&self, found: &Self::Found, now: DateTime<Utc>) -> Synthetic;
-}
-
-/// Runs a sweep as of `now`: what waited `wait`, looking `lookback` further back, at most
-/// `batch` of them, published and remembered.
-async fn sweep<S: Sweep>(
-    job: &S,
-    ctx: &JobContext,
+/// Where a sweep looks, as of `now`: what waited `wait` (a promise, a placement, a resolution),
+/// and no further back than `lookback` before that — `(since, until]`.
+fn window(
     now: DateTime<Utc>,
     wait: Duration,
     lookback: Duration,
-    batch: usize,
-) -> Result<JobReport, JobError> {
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let until = before(now, wait);
-    let found = job
-        .find(ctx.store.as_ref(), until, before(until, lookback), batch)
-        .await?;
-    let events = found.iter().map(|f| job.event(f, now)).collect();
-    emit_found(ctx, now, events, batch, S::WHAT).await
+    (until, before(until, lookback))
 }
 
 /// Publishes what a sweep found and reports it; `what` says in words what each one is. A

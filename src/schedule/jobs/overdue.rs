@@ -6,40 +6,20 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::Sweep;
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
-use crate::store::{OverdueShipment, Store, StoreError};
+use crate::store::OverdueShipment;
 
-/// Parcels whose promise (plus the grace period) passed with no word.
-pub(super) struct Overdue;
-
-#[async_trait::async_trait]
-impl Sweep for Overdue {
-    type Found = OverdueShipment;
-    const WHAT: &'static str = "parcel(s) past their promise with no word from the carrier";
-
-    async fn find(
-        &self,
-        store: &dyn Store,
-        before: DateTime<Utc>,
-        after: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OverdueShipment>, StoreError> {
-        store.overdue_shipments(before, after, limit).await
-    }
-
-    fn event(&self, found: &OverdueShipment, now: DateTime<Utc>) -> Synthetic {
-        event(found, now)
-    }
-}
+/// What the sweep finds, in words, for its report.
+pub(super) const FOUND: &str = "parcel(s) past their promise with no word from the carrier";
 
 /// The emission key: the parcel and the promise it missed.
 pub(super) fn key(shipment_id: &str, due: DateTime<Utc>) -> String {
     format!("{shipment_id}@{}", due.timestamp_millis())
 }
 
-fn event(s: &OverdueShipment, now: DateTime<Utc>) -> Synthetic {
+/// The `shipment.overdue` event of one parcel past its promise.
+pub(super) fn event(s: &OverdueShipment, now: DateTime<Utc>) -> Synthetic {
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut data = json!({
         "shipment_id": s.shipment_id,

@@ -4,35 +4,15 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
-use super::Sweep;
 use crate::domain::EventType;
 use crate::schedule::emit::Synthetic;
-use crate::store::{StalledOrder, Store, StoreError};
+use crate::store::StalledOrder;
 
-/// Orders placed with no parcel created since.
-pub(super) struct Stalled;
+/// What the sweep finds, in words, for its report.
+pub(super) const FOUND: &str = "order(s) placed with no parcel created";
 
-#[async_trait::async_trait]
-impl Sweep for Stalled {
-    type Found = StalledOrder;
-    const WHAT: &'static str = "order(s) placed with no parcel created";
-
-    async fn find(
-        &self,
-        store: &dyn Store,
-        before: DateTime<Utc>,
-        after: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<StalledOrder>, StoreError> {
-        store.stalled_orders(before, after, limit).await
-    }
-
-    fn event(&self, found: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
-        event(found, now)
-    }
-}
-
-fn event(o: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
+/// The `order.stalled` event of one order.
+pub(super) fn event(o: &StalledOrder, now: DateTime<Utc>) -> Synthetic {
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut data = json!({
         "order_id": o.order_id,
