@@ -20,7 +20,9 @@
 //!
 //! # Layout
 //! - [`authoring`]: rules and templates as one validated set, hot-reloaded.
-//! - [`config`]: typed settings, embedded defaults, `FOREWARN_<SECTION>__<KEY>` overrides.
+//! - [`config`]: assembles each module's typed settings (each lives beside the code it
+//!   configures) with embedded defaults and `FOREWARN_<SECTION>__<KEY>` overrides; [`secrets`]
+//!   reads credentials from the environment.
 //! - [`domain`]: pure types — the CloudEvent envelope, the event catalogue, customers, channels,
 //!   outreach. Parsed once at the edge; nothing past it holds a raw string where a type exists.
 //! - [`intake`]: ① JetStream stream and durable consumer, batch pulls, dead letters, acks.
