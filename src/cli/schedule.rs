@@ -104,11 +104,7 @@ fn describe(schedule: &Schedule, tick: DateTime<Utc>, result: &TickResult) -> St
             found = report.found,
             done = report.emitted
         ),
-        TickResult::Failed(e) => format!("{name} at {at}: FAILED: {e}"),
-        TickResult::AlreadyDone => {
-            format!("{name} at {at}: already done (a run at or after this time exists)")
-        }
-        TickResult::Busy { owner } => format!("{name} at {at}: {owner} is running it now"),
+        other => format!("{name} at {at}: {other}"),
     }
 }
 

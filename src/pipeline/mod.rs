@@ -20,14 +20,15 @@ mod tests;
 use chrono::{DateTime, Utc};
 
 use crate::authoring::Authoring;
-use crate::domain::{CloudEvent, CustomerId, EventKey, IdempotencyKey, Incident, Rejection};
+use crate::domain::{
+    Accepted, CloudEvent, CustomerId, EventKey, IdempotencyKey, Incident, Rejection,
+};
 use crate::policy::Policy;
 use crate::render::Templates;
 use crate::risk::{assess, value_weighted_urgency, RiskAssessment, RiskModel};
 use crate::rules::{Expression, Rule, RuleSet};
 use crate::store::{Changes, DecisionNote, Snapshot};
 
-use crate::domain::Accepted;
 pub use channels::channel_refusal;
 pub use offers::{issue_offer, offer_percent};
 pub(crate) use state::decision_time;

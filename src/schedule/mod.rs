@@ -63,6 +63,20 @@ pub enum TickResult {
     },
 }
 
+/// In words, for people: what became of a tick that did not run.
+impl std::fmt::Display for TickResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TickResult::Ran(report) => f.write_str(&report.summary),
+            TickResult::Failed(e) => write!(f, "FAILED: {e}"),
+            TickResult::AlreadyDone => {
+                f.write_str("already done (a run at or after this time exists)")
+            }
+            TickResult::Busy { owner } => write!(f, "{owner} is running it now"),
+        }
+    }
+}
+
 /// Runs the schedules of one process.
 pub struct Scheduler {
     schedules: Vec<Schedule>,

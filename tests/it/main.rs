@@ -8,6 +8,7 @@ mod check;
 mod config;
 mod crash;
 mod dead_letters;
+mod demo;
 mod explain;
 mod fcm;
 mod http;

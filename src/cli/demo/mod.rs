@@ -71,6 +71,10 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     settings.database.url = format!("sqlite://{}", dir.join("forewarn.db").display());
     settings.paths.outbox = dir.join("outbox");
     settings.http.enabled = false;
+    // The demo tells its story on the examples' own clock: it runs the overdue schedule itself,
+    // as of a day after their last promise. A wall-clock scheduler would sweep those promises
+    // at start-up, whatever today's date, and leave the demo's own run nothing to find.
+    settings.scheduler.enabled = false;
     println!(
         "  nats-server  {} (private, JetStream in a temporary folder)",
         server.url()
@@ -163,13 +167,13 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         )?;
         if let Some(overdue) = scheduler.schedule("overdue") {
             let said = match scheduler.run_tick(overdue, at, at).await {
-                crate::schedule::TickResult::Ran(report) => report.summary,
-                other => format!("{other:?}"),
+                crate::schedule::TickResult::Ran(report) => format!("found {}", report.summary),
+                other => format!("did not run: {other}"),
             };
             settle(store.as_ref(), &mut consumer, deadline).await?;
             println!(
                 "A day after the last promise ({}), no carrier has said a word: the overdue \
-                 schedule (`forewarn schedule run overdue --at …`) found {said}",
+                 schedule (`forewarn schedule run overdue --at …`) {said}",
                 at.format("%Y-%m-%d %H:%M UTC")
             );
             let superseded = store.outbox_counts().await?.cancelled - counts.cancelled;
