@@ -259,12 +259,13 @@ impl IncidentStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // The oldest running fan-out whose lease is free, expired or already ours.
         let candidate: Option<i64> = sqlx::query_scalar(
-            "SELECT f.id FROM fanouts f LEFT JOIN leases l ON l.name = 'fanout:' || f.id \
+            "SELECT f.id FROM fanouts f LEFT JOIN leases l ON l.name = ?3 || f.id \
              WHERE f.status = 'running' AND (l.owner IS NULL OR l.owner = ?1 OR l.until <= ?2) \
              ORDER BY f.id LIMIT 1",
         )
         .bind(owner)
         .bind(millis(now))
+        .bind(lease::FANOUT)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = candidate else { return Ok(None) };

@@ -90,14 +90,20 @@ pub(super) async fn release(
     Ok(released.rows_affected() == 1)
 }
 
+/// What a schedule's lease name starts with; its name follows. Queries that join a table to
+/// its leases bind it, so the names are spelled here only.
+pub(super) const SCHEDULE: &str = "schedule:";
+/// What a fan-out's lease name starts with; its id follows.
+pub(super) const FANOUT: &str = "fanout:";
+
 /// The lease name of a schedule.
 pub(super) fn schedule(name: &str) -> String {
-    format!("schedule:{name}")
+    format!("{SCHEDULE}{name}")
 }
 
 /// The lease name of a fan-out.
 pub(super) fn fanout(id: i64) -> String {
-    format!("fanout:{id}")
+    format!("{FANOUT}{id}")
 }
 
 #[cfg(test)]

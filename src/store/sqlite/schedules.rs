@@ -124,8 +124,9 @@ impl ScheduleStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT s.schedule, s.last_tick, l.owner AS lease_owner, l.until AS lease_until, \
              s.last_success_at, s.last_error FROM schedule_state s \
-             LEFT JOIN leases l ON l.name = 'schedule:' || s.schedule ORDER BY s.schedule",
+             LEFT JOIN leases l ON l.name = ?1 || s.schedule ORDER BY s.schedule",
         )
+        .bind(lease::SCHEDULE)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
