@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
 
 /// What a step says about when to step again.
@@ -41,8 +42,7 @@ pub trait Worker: Send + Sync {
 
     /// Returns at `deadline`. The wall clock by default; the scheduler's clock is injectable.
     async fn sleep_until(&self, deadline: DateTime<Utc>) {
-        let left = (deadline - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(left).await;
+        SystemClock.sleep_until(deadline).await;
     }
 
     /// Called once when the loop ends, to hand back what the worker holds.

@@ -19,9 +19,9 @@ use crate::risk::features::experience_of;
 use crate::rules::RuleSet;
 use crate::store::{Changes, FanoutRequest, OptOutRecord, Refs, RiskScoreRecord, Snapshot};
 
-/// What a batch needs loaded before [`decide`](super::decide). Risk history is loaded only for events some
-/// rule reacts to: most events (orders placed, scans) are never scored.
-/// `now` is the time [`decide`](super::decide) will be given.
+/// What a batch needs loaded before [`decide`](super::decide), given the `now` it will be
+/// decided at. Risk history is loaded only for events some rule reacts to: most events (orders
+/// placed, scans) are never scored.
 pub fn refs_of<'a>(
     events: impl IntoIterator<Item = &'a Accepted>,
     rules: &RuleSet,
