@@ -42,6 +42,7 @@ use crate::domain::{Affected, EventKey, FanoutKind, Incident, IncidentStatus};
 use crate::metrics as m;
 use crate::pipeline::{self, Deciding};
 use crate::policy::Policy;
+use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
 use crate::store::{Audience, FanoutClaim, FanoutPhase, FanoutStep, Store, StoreError};
 use crate::worker::{self, Next, Worker};
@@ -96,6 +97,8 @@ pub struct FanoutWorker {
     /// The fan-out this process holds between pages, handed back at shutdown so a restarted
     /// process need not wait out the lease.
     held: std::sync::Mutex<Option<FanoutClaim>>,
+    /// What "now" is for claims, leases and decisions: the wall clock, or a test's.
+    clock: Arc<dyn Clock>,
 }
 
 impl FanoutWorker {
@@ -117,12 +120,19 @@ impl FanoutWorker {
             wake,
             dispatcher,
             held: std::sync::Mutex::new(None),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads "now" from `clock` instead of the wall clock (tests step through leases).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Claims a fan-out and does its next page.
     pub async fn step(&self) -> Result<PageReport, FanoutError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let Some(claim) = self
             .store
             .claim_fanout(&self.owner, now, self.settings.lease)

@@ -12,6 +12,8 @@
 
 pub mod announce;
 pub mod fanout;
+#[cfg(test)]
+mod fanout_tests;
 mod settings;
 
 pub use announce::{

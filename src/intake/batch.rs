@@ -19,6 +19,7 @@ use crate::intake::IntakeSettings;
 use crate::metrics as m;
 use crate::pipeline::{self, Deciding};
 use crate::policy::Policy;
+use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
 use crate::store::{EventRecord, Store, StoreError};
 
@@ -48,6 +49,9 @@ pub struct Intake {
     /// Notified when a batch writes an incident's fan-out.
     fanout_wake: Option<Arc<Notify>>,
     policy: Policy,
+    /// When a batch is received, for its records and its decisions: the wall clock, or a
+    /// test's.
+    clock: Arc<dyn Clock>,
 }
 
 /// Where one message of a batch stands.
@@ -77,7 +81,14 @@ impl Intake {
             wake,
             fanout_wake: None,
             policy: Policy::none(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads "now" from `clock` instead of the wall clock (tests decide at a chosen hour).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Wakes the fan-out worker through `wake` when a batch has an incident's customers to find.
@@ -190,7 +201,7 @@ impl Intake {
     /// Stage 1: parse every message and prepare the event records.
     fn prepare(&self, messages: Vec<Message>) -> Prepared {
         let started = Instant::now();
-        let received_at = Utc::now();
+        let received_at = self.clock.now();
         let mut accepted: Vec<Accepted> = Vec::with_capacity(messages.len());
         let fates: Vec<Fate> = messages
             .iter()

@@ -7,6 +7,8 @@
 //! lost, and the idempotency keys make the replay harmless.
 
 mod batch;
+#[cfg(test)]
+mod batch_tests;
 mod dead_letter;
 mod jetstream;
 mod settings;

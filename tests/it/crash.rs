@@ -18,7 +18,7 @@ async fn killed_between_intake_and_dispatch_every_outreach_is_sent_exactly_once(
     app.wait_sent(n as u64).await;
     // Redeliveries after the restart (if any) change nothing.
     app.wait_intake_idle().await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, n as i64);
+    assert_eq!(app.db.count(Table::Outbox).await, n as i64);
     assert_each_key_once(&app.sandbox_all(), n);
 }
 
@@ -79,7 +79,7 @@ async fn sigterm_under_load_drains_and_exits_zero_with_nothing_lost() {
     app.restart_with(Options::default()).await;
     app.wait_intake_idle().await;
     app.wait_sent(n as u64).await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, n as i64);
+    assert_eq!(app.db.count(Table::Events).await, n as i64);
     assert_each_key_once(&app.sandbox_all(), n);
 }
 
@@ -91,11 +91,7 @@ async fn an_event_whose_batch_cannot_be_committed_is_redelivered_not_lost() {
     })
     .await;
     // Another writer holds the database: forewarn's transaction cannot commit.
-    let mut blocker = app.store.pool().acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let blocker = app.db.hold_writes().await;
     app.publish(&delayed_event(1)).await;
     wait_for("a failed batch", || async {
         app.log()
@@ -105,14 +101,10 @@ async fn an_event_whose_batch_cannot_be_committed_is_redelivered_not_lost() {
     // Nothing was acked: the event is still pending on the consumer.
     assert!(!app.intake_idle().await);
 
-    sqlx::query("ROLLBACK")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    drop(blocker);
+    blocker.release().await;
     app.wait_intake_idle().await;
     app.wait_sent(1).await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 1);
+    assert_eq!(app.db.count(Table::Events).await, 1);
     assert_each_key_once(&app.sandbox_all(), 1);
 }
 
@@ -125,10 +117,7 @@ async fn an_unreadable_outbox_row_is_failed_alone_and_the_rest_are_sent() {
     app.wait_intake_idle().await;
     app.terminate().await;
     // Damaged by hand, by a bug, by a bad migration: the row can no longer be read.
-    sqlx::query("UPDATE outbox SET content = 'not json' WHERE customer_id = 'c-1'")
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    app.db.damage_content("c-1").await;
 
     app.restart_with(Options::default()).await;
     app.wait_sent(2).await;
@@ -136,9 +125,7 @@ async fn an_unreadable_outbox_row_is_failed_alone_and_the_rest_are_sent() {
         app.counts().await.failed == 1
     })
     .await;
-    let error = app
-        .text("SELECT last_error FROM outbox WHERE customer_id = 'c-1'")
-        .await;
+    let error = app.db.outbox_of("c-1").await.last_error.unwrap_or_default();
     assert!(error.starts_with("unreadable: "), "{error}");
     let sent: Vec<String> = app
         .sandbox("sms")

@@ -189,12 +189,9 @@ async fn an_unregistered_token_is_removed_and_the_message_falls_back() {
     app.wait_sent(1).await;
 
     assert_eq!(google.sends.lock().unwrap().len(), 1);
-    let doc = app.text("SELECT doc FROM customers WHERE id = 'c-1'").await;
-    let doc: Value = serde_json::from_str(&doc).unwrap();
+    let doc = app.db.customer("c-1").await;
     assert_eq!(doc["push_tokens"], json!([]));
     assert_eq!(app.sandbox("sms").len(), 1);
-    let error = app
-        .text("SELECT error FROM attempts WHERE attempt = 1")
-        .await;
+    let error = app.db.attempts().await.remove(0).error.unwrap_or_default();
     assert_eq!(error, "fcm: every device token is unregistered");
 }

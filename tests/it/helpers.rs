@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use forewarn::cli::demo::nats_server::{free_port, NatsServer};
-use forewarn::store::{OutboxCounts, OutboxStore, SqliteStore};
+use forewarn::store::{OutboxCounts, OutboxStore, SqliteStore, TimelineStore};
 use serde_json::{json, Value};
+
+pub use crate::database::{Database, StatusTable, Table};
 
 /// How long any awaited condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -21,6 +23,8 @@ pub struct App {
     pub http_port: u16,
     pub js: jetstream::Context,
     pub store: SqliteStore,
+    /// What the store's own reads do not answer (see `database.rs`).
+    pub db: Database,
     child: Option<Child>,
     extra_config: String,
     env: Vec<(String, String)>,
@@ -85,15 +89,17 @@ pub async fn spawn_app_with(options: Options) -> App {
     let dir = tempfile::tempdir().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
+    let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
+        url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut app = App {
         http_port: free_port().unwrap(),
         js,
-        store: SqliteStore::connect(&forewarn::store::DatabaseSettings {
-            url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
-            ..Default::default()
-        })
-        .await
-        .unwrap(),
+        db: Database::Sqlite(store.pool().clone()),
+        store,
         nats,
         dir,
         child: None,
@@ -364,11 +370,14 @@ claim_lease = "1s"
             .collect()
     }
 
-    pub async fn scalar(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
+    /// The risk explanation stored with the message `event_id` caused.
+    pub async fn explanation(&self, event_id: &str) -> Value {
+        let key = self.db.outbox_for_event(event_id).await.idempotency_key;
+        self.store
+            .outreach_risk(&forewarn::domain::IdempotencyKey::from_stored(key))
             .await
             .unwrap()
+            .expect("an explanation")
     }
 
     /// Claims what the outbox would hand a dispatcher at `now` (no forewarn running); returns
@@ -412,14 +421,6 @@ claim_lease = "1s"
             clock,
             settings.scheduler.clone(),
         )
-    }
-
-    /// The one text value `sql` selects.
-    pub async fn text(&self, sql: &'static str) -> String {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap()
     }
 }
 

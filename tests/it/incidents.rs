@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+use forewarn::domain::{EntityId, FanoutKind};
+use forewarn::store::{IncidentProgress, IncidentStore};
+
 use crate::helpers::*;
 
 /// Affected customers (Seoul), unaffected ones (New York), and affected ones who cannot be
@@ -67,29 +70,40 @@ fn reachable_affected() -> BTreeSet<String> {
     (UNREACHABLE..AFFECTED).map(customer_id).collect()
 }
 
-/// Waits until the fan-out of `event_id` is done and nothing of it is left to send.
-async fn wait_fanout_done(app: &App, event_id: &str) {
-    wait_for(&format!("the fan-out of {event_id} to finish"), || async {
-        let done: Option<String> =
-            sqlx::query_scalar("SELECT status FROM fanouts WHERE event_id = ?")
-                .bind(event_id)
-                .fetch_optional(app.store.pool())
-                .await
-                .unwrap();
-        let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM outbox WHERE event_id = ? AND status IN ('pending', 'sending')",
-        )
-        .bind(event_id)
-        .fetch_one(app.store.pool())
+/// The incident's fan-outs and messages, as `announce --follow` reads them.
+async fn progress(app: &App, incident: &str) -> IncidentProgress {
+    app.store
+        .incident_progress(&EntityId::parse(incident).unwrap(), chrono::Utc::now())
         .await
-        .unwrap();
-        done.as_deref() == Some("done") && left == 0
+        .unwrap()
+}
+
+/// Waits until the fan-out of `event_id` (an announcement of `incident`) is done and nothing
+/// of it is left to send.
+async fn wait_fanout_done(app: &App, incident: &str, event_id: &str) {
+    wait_for(&format!("the fan-out of {event_id} to finish"), || async {
+        let progress = progress(app, incident).await;
+        progress.fanout(event_id).is_some_and(|f| {
+            let left = f.messages.queued + f.messages.deferred + f.messages.sending;
+            f.status == "done" && left == 0
+        })
     })
     .await;
 }
 
 async fn fanout_count(app: &App) -> i64 {
-    app.scalar("SELECT count(*) FROM fanouts").await
+    app.db.count(Table::Fanouts).await
+}
+
+/// Customers decided so far by the incident's furthest fan-out.
+async fn most_decided(app: &App, incident: &str) -> u64 {
+    let progress = progress(app, incident).await;
+    progress
+        .fanouts
+        .iter()
+        .map(|f| f.customers)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `POST` to the incidents API with `token`.
@@ -154,7 +168,7 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Announced incident inc-checkout"), "{out}");
-    wait_fanout_done(&app, "inc-checkout:started").await;
+    wait_fanout_done(&app, "inc-checkout", "inc-checkout:started").await;
     let (told, sent) = recipients(&app, "outage-started-notice");
     assert_eq!(
         told,
@@ -179,18 +193,25 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
     assert_eq!(vips.len(), AFFECTED / 10 - UNREACHABLE / 10);
     assert!(vips.iter().all(|at| *at < 500), "VIPs sent at {vips:?}");
     // Queued in that order too, so the dispatcher reads the outbox in the order it was written.
-    let last_vip = app
-        .scalar(
-            "SELECT max(id) FROM outbox WHERE rule_id = 'outage-started-notice' \
-             AND substr(customer_id, -1) = '0'",
-        )
-        .await;
-    let first_other = app
-        .scalar(
-            "SELECT min(id) FROM outbox WHERE rule_id = 'outage-started-notice' \
-             AND substr(customer_id, -1) != '0'",
-        )
-        .await;
+    let notices: Vec<(i64, bool)> = app
+        .db
+        .outbox()
+        .await
+        .into_iter()
+        .filter(|m| m.rule_id == "outage-started-notice")
+        .map(|m| (m.id, m.customer_id.ends_with('0')))
+        .collect();
+    let last_vip = notices
+        .iter()
+        .filter(|(_, vip)| *vip)
+        .map(|(id, _)| *id)
+        .max();
+    let first_other = notices
+        .iter()
+        .filter(|(_, vip)| !*vip)
+        .map(|(id, _)| *id)
+        .min();
+    let (last_vip, first_other) = (last_vip.expect("VIPs"), first_other.expect("others"));
     assert!(last_vip < first_other, "{last_vip} ≥ {first_other}");
 
     // An update without escalation, and one lowering it, reach nobody.
@@ -228,12 +249,15 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
         assert_eq!(status, 202, "{answer}");
         app.wait_intake_idle().await;
     }
-    let escalation: String =
-        sqlx::query_scalar("SELECT event_id FROM fanouts WHERE kind = 'escalated'")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
-    wait_fanout_done(&app, &escalation).await;
+    let escalation = progress(&app, "inc-checkout")
+        .await
+        .fanouts
+        .into_iter()
+        .find(|f| f.kind == FanoutKind::Escalated)
+        .expect("an escalation's fan-out")
+        .event
+        .id;
+    wait_fanout_done(&app, "inc-checkout", &escalation).await;
     let (escalated, sent) = recipients(&app, "outage-escalated-notice");
     assert_eq!(escalated, reachable_affected());
     assert_eq!(
@@ -267,19 +291,21 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
     .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["incident_id"], "inc-checkout");
-    wait_fanout_done(&app, "inc-checkout:resolved").await;
+    wait_fanout_done(&app, "inc-checkout", "inc-checkout:resolved").await;
     let (resolved, sent) = recipients(&app, "outage-resolved-notice");
     assert_eq!(
         resolved, told,
         "the resolution reaches exactly those who were told"
     );
     assert_eq!(sent, told.len());
-    let credits: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT customer_id, percent FROM discount_codes WHERE rule_id = 'outage-resolved-notice'",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    let credits: Vec<(String, i64)> = app
+        .db
+        .codes()
+        .await
+        .into_iter()
+        .filter(|c| c.rule_id == "outage-resolved-notice")
+        .map(|c| (c.customer_id, c.percent))
+        .collect();
     let credited: BTreeSet<String> = credits.iter().map(|(c, _)| c.clone()).collect();
     assert_eq!(credited, told, "one credit per customer told");
     assert_eq!(credits.len(), told.len());
@@ -347,9 +373,7 @@ async fn paging_fan_out(options: Options, id: &str) -> App {
     ))
     .await;
     wait_for("a few fan-out pages", || async {
-        app.scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
-            .await
-            >= 300
+        most_decided(&app, id).await >= 300
     })
     .await;
     app
@@ -365,15 +389,13 @@ async fn a_restart_in_the_middle_of_a_fan_out_continues_without_duplicates() {
     };
     let mut app = paging_fan_out(slow.clone(), "inc-2").await;
     app.kill();
-    let mid_way = app
-        .scalar("SELECT coalesce(max(customers), 0) FROM fanouts")
-        .await;
+    let mid_way = most_decided(&app, "inc-2").await;
     assert!(
-        mid_way < AFFECTED as i64,
+        mid_way < AFFECTED as u64,
         "killed after the fan-out ended ({mid_way})"
     );
     app.restart_with(slow).await;
-    wait_fanout_done(&app, "inc-2:started").await;
+    wait_fanout_done(&app, "inc-2", "inc-2:started").await;
     let lines: Vec<Value> = app.sandbox("sms");
     assert_each_key_once(&lines, AFFECTED - UNREACHABLE);
     let (told, _) = recipients(&app, "outage-started-notice");
@@ -390,15 +412,14 @@ async fn a_graceful_stop_hands_the_fan_out_back_so_the_next_process_goes_on_at_o
     };
     let mut app = paging_fan_out(held.clone(), "inc-4").await;
     assert!(app.terminate().await.success());
-    assert!(app.scalar("SELECT customers FROM fanouts").await < AFFECTED as i64);
-    assert_eq!(
-        app.scalar("SELECT count(*) FROM leases WHERE name LIKE 'fanout:%'")
-            .await,
-        0,
-        "the stopped process still holds the fan-out"
+    assert!(most_decided(&app, "inc-4").await < AFFECTED as u64);
+    let leases = app.db.leases().await;
+    assert!(
+        leases.iter().all(|name| !name.starts_with("fanout:")),
+        "the stopped process still holds the fan-out: {leases:?}"
     );
     app.restart_with(held).await;
-    wait_fanout_done(&app, "inc-4:started").await;
+    wait_fanout_done(&app, "inc-4", "inc-4:started").await;
     assert_each_key_once(&app.sandbox("sms"), AFFECTED - UNREACHABLE);
 }
 
@@ -475,11 +496,8 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
     assert!(out.contains("incident `inc-nope` is not known"), "{out}");
     app.wait_intake_idle().await;
     assert_eq!(fanout_count(&app).await, 0, "a dry run publishes nothing");
-    assert_eq!(
-        app.scalar("SELECT count(*) FROM events WHERE type LIKE 'outage.%'")
-            .await,
-        0
-    );
+    let events = app.db.events().await;
+    assert!(events.iter().all(|e| !e.kind.starts_with("outage.")));
 
     // Once customers were told, a dry-run resolution counts exactly them and shows the credit.
     app.publish(&outage(
@@ -490,7 +508,7 @@ async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_p
                "message": "Card payments fail."}),
     ))
     .await;
-    wait_fanout_done(&app, "inc-3:started").await;
+    wait_fanout_done(&app, "inc-3", "inc-3:started").await;
     let (code, out) = announce(
         &app,
         &[
@@ -576,12 +594,8 @@ async fn the_incidents_api_wants_its_token_and_names_every_invalid_field() {
     assert!(id.starts_with("inc-"), "{answer}");
     assert_eq!(answer["type"], "outage.started");
     app.wait_intake_idle().await;
-    let stored: String = sqlx::query_scalar("SELECT status FROM incidents WHERE id = ?")
-        .bind(&id)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
-    assert_eq!(stored, "open");
+    let stored = app.db.status(StatusTable::Incidents, &id).await;
+    assert_eq!(stored.as_deref(), Some("open"));
     let resolve = json!({"message": "Fixed."});
     assert_eq!(
         post(
@@ -673,19 +687,18 @@ async fn no_marketing_reaches_a_customer_under_an_open_incident_until_it_is_reso
     app.publish(&delay_in(2, "us-ny")).await;
     app.wait_intake_idle().await;
     app.wait_sent(2).await;
-    let codes: Vec<String> =
-        sqlx::query_scalar("SELECT customer_id FROM discount_codes ORDER BY customer_id")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+    let codes: Vec<String> = app
+        .db
+        .codes()
+        .await
+        .into_iter()
+        .map(|c| c.customer_id)
+        .collect();
     assert_eq!(codes, ["c-2"]);
-    let (reason, detail): (String, String) = sqlx::query_as(
-        "SELECT reason, detail FROM decision_notes WHERE customer_id = 'c-1' \
-         AND outcome = 'offer_withheld'",
-    )
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
+    let mut withheld = app.db.notes().await;
+    withheld.retain(|n| n.customer_id.as_deref() == Some("c-1") && n.outcome == "offer_withheld");
+    assert_eq!(withheld.len(), 1, "{withheld:?}");
+    let (reason, detail) = (withheld[0].reason.clone(), withheld[0].detail.clone());
     assert_eq!(reason, "open_incident");
     assert!(detail.contains("incident inc-1"), "{detail}");
 
@@ -703,9 +716,6 @@ async fn no_marketing_reaches_a_customer_under_an_open_incident_until_it_is_reso
     app.publish(&again).await;
     app.wait_intake_idle().await;
     app.wait_sent(3).await;
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM discount_codes WHERE customer_id = 'c-1'")
-            .await,
-        1
-    );
+    let codes = app.db.codes().await;
+    assert_eq!(codes.iter().filter(|c| c.customer_id == "c-1").count(), 1);
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real `forewarn` binary, a real nats-server per test, real SQLite files.
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+mod database;
 mod helpers;
 
 mod caps;

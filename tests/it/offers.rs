@@ -6,10 +6,12 @@ use crate::helpers::*;
 
 /// `(idempotency key, code, customer)` of every issued code.
 async fn issued(app: &App) -> Vec<(String, String, String)> {
-    sqlx::query_as("SELECT idempotency_key, code, customer_id FROM discount_codes")
-        .fetch_all(app.store.pool())
+    app.db
+        .codes()
         .await
-        .unwrap()
+        .into_iter()
+        .map(|c| (c.idempotency_key, c.code, c.customer_id))
+        .collect()
 }
 
 #[tokio::test]
@@ -121,11 +123,7 @@ async fn a_code_is_redeemed_once_by_its_customer_before_it_expires() {
     assert_eq!(status, 200);
 
     // Expired (the clock moved past `valid_days`).
-    sqlx::query("UPDATE discount_codes SET expires_at = 0 WHERE code = ?")
-        .bind(&third)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    app.db.expire_code(&third).await;
     let (status, body) = redeem(&app, &third, json!({})).await;
     assert_eq!((status, body["status"].as_str()), (410, Some("expired")));
 

@@ -33,11 +33,9 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
 
     // 33 lines, one of them a second delivery of the same shipment.delayed.
     assert_eq!(published, 33);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 32);
-    let types: Vec<String> = sqlx::query_scalar("SELECT DISTINCT type FROM events ORDER BY type")
-        .fetch_all(app.store.pool())
-        .await
-        .unwrap();
+    let events = app.db.events().await;
+    assert_eq!(events.len(), 32);
+    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let catalogue: Vec<&str> = forewarn::domain::EventType::ALL
         .iter()
         .map(|t| t.as_str())
@@ -47,36 +45,35 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     }
 
     // Domain state for later rules and schedules.
-    let (status, new_eta): (String, i64) =
-        sqlx::query_as("SELECT status, new_eta FROM shipments WHERE id = 'shp-771'")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
-    assert_eq!(status, "delayed");
-    assert_eq!(new_eta, 1_795_770_000_000); // 2026-11-27T09:00:00Z
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM shipments WHERE id = 'shp-2002' AND status = 'delivered'")
-            .await,
-        1
+        app.db.shipment_eta("shp-771").await,
+        // 2026-11-27T09:00:00Z
+        Some(("delayed".to_owned(), Some(1_795_770_000_000)))
+    );
+    let status = |table, id| app.db.status(table, id);
+    assert_eq!(
+        status(StatusTable::Shipments, "shp-2002").await.as_deref(),
+        Some("delivered")
     );
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM orders WHERE id = 'ord-2001' AND status = 'cancelled'")
-            .await,
-        1
+        status(StatusTable::Orders, "ord-2001").await.as_deref(),
+        Some("cancelled")
     );
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM incidents WHERE id = 'inc-0001' AND status = 'resolved'")
-            .await,
-        1
+        status(StatusTable::Incidents, "inc-0001").await.as_deref(),
+        Some("resolved")
     );
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM opt_outs WHERE customer_id = 'c-2003' AND channel = 'sms' AND scope = 'marketing'").await, 1);
+    assert!(app.db.opted_out("c-2003", "sms", "marketing").await);
+    let scored = app.db.scored_customers().await;
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM risk_scores WHERE customer_id = 'c-2002'")
-            .await,
+        scored
+            .iter()
+            .filter(|c| c.as_deref() == Some("c-2002"))
+            .count(),
         1
     );
     // Three customers from customer.upserted, one from an inline object on order.placed.
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM customers").await, 4);
+    assert_eq!(app.db.count(Table::Customers).await, 4);
 
     // The story: a Korean SMS to 김지수 with the exact new time in Seoul, the store nearby and a
     // discount code of her own (two days late: 15 %).
@@ -88,9 +85,10 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     assert_eq!(to_jisoo.len(), 1, "{sms:#?}");
     assert_eq!(to_jisoo[0]["rule_id"], "shipment-delay-apology");
     assert_eq!(to_jisoo[0]["to"], "+821012345678");
-    let code = app
-        .text("SELECT code FROM discount_codes WHERE customer_id = 'c-1001' AND percent = 15")
-        .await;
+    let mut codes = app.db.codes().await;
+    codes.retain(|c| c.customer_id == "c-1001" && c.percent == 15);
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    let code = codes.remove(0).code;
     let shown = format!("{}-{}-{}", &code[..4], &code[4..8], &code[8..]);
     assert_eq!(
         to_jisoo[0]["body"],
@@ -131,13 +129,14 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     assert_each_key_once(&app.sandbox_all(), 10);
     // The damaged parcel was delivered and the backordered order cancelled before their
     // messages went out: retracted, with the reason.
-    let mut cancelled: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT customer_id, rule_id, last_error FROM outbox WHERE status = 'cancelled' \
-         ORDER BY customer_id",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    let mut cancelled: Vec<(String, String, String)> = app
+        .db
+        .outbox()
+        .await
+        .into_iter()
+        .filter(|m| m.status == "cancelled")
+        .map(|m| (m.customer_id, m.rule_id, m.last_error.unwrap_or_default()))
+        .collect();
     cancelled.sort();
     assert_eq!(
         cancelled,
@@ -159,11 +158,13 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     // marketing): 15 % for a two-day delay and a damaged parcel, 20 % for the VIP; none for an
     // address check. c-1002 refused marketing: their lost parcel (15 %) and overdue one (10 %)
     // are still told, without a code.
-    let mut offers: Vec<(String, i64)> =
-        sqlx::query_as("SELECT rule_id, percent FROM discount_codes ORDER BY rule_id, percent")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+    let mut offers: Vec<(String, i64)> = app
+        .db
+        .codes()
+        .await
+        .into_iter()
+        .map(|c| (c.rule_id, c.percent))
+        .collect();
     offers.sort();
     assert_eq!(
         offers,
@@ -174,13 +175,15 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
         ]
     );
     // Recorded for `explain`, with the reason.
-    let withheld: Vec<(String, String)> = sqlx::query_as(
-        "SELECT rule_id, reason FROM decision_notes WHERE outcome = 'offer_withheld' \
-         ORDER BY rule_id",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    let mut withheld: Vec<(String, String)> = app
+        .db
+        .notes()
+        .await
+        .into_iter()
+        .filter(|n| n.outcome == "offer_withheld")
+        .map(|n| (n.rule_id, n.reason))
+        .collect();
+    withheld.sort();
     assert_eq!(
         withheld,
         [
@@ -208,8 +211,8 @@ async fn the_same_event_published_twice_yields_one_outreach() {
     app.publish(&event).await;
     app.wait_intake_idle().await;
 
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, 1);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(app.db.count(Table::Events).await, 1);
+    assert_eq!(app.db.count(Table::Outbox).await, 1);
     let counts = app.counts().await;
     assert_eq!((counts.pending, counts.sending), (0, 0));
     assert_each_key_once(&app.sandbox_all(), 1);
@@ -227,10 +230,7 @@ async fn a_customer_announced_earlier_is_found_by_id_and_partial_updates_keep_ot
     }))
     .await;
     app.wait_intake_idle().await;
-    let doc = app
-        .text("SELECT doc FROM customers WHERE id = 'c-1001'")
-        .await;
-    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let doc = app.db.customer("c-1001").await;
     assert_eq!(doc["name"], "김지수B");
     assert_eq!(doc["phone"], "+821012345678");
     assert_eq!(doc["channels"], serde_json::json!(["sms", "email"]));

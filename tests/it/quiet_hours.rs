@@ -38,11 +38,8 @@ pub(crate) fn sms_only(window: &str) -> String {
 }
 
 async fn next_attempt(app: &App, customer: &str) -> (String, i64) {
-    sqlx::query_as("SELECT status, next_attempt_at FROM outbox WHERE customer_id = ?1")
-        .bind(customer)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap()
+    let message = app.db.outbox_of(customer).await;
+    (message.status, message.next_attempt_at)
 }
 
 #[tokio::test]
@@ -111,9 +108,5 @@ async fn a_message_queued_before_quiet_hours_is_held_when_the_dispatcher_reaches
     .await;
     assert!(app.sandbox("sms").is_empty());
     // Held, not attempted: the retry budget is untouched.
-    assert_eq!(
-        app.scalar("SELECT attempts FROM outbox WHERE customer_id = 'c-1'")
-            .await,
-        0
-    );
+    assert_eq!(app.db.outbox_of("c-1").await.attempts, 0);
 }

@@ -103,12 +103,7 @@ async fn an_edited_risk_model_applies_at_once_and_a_bad_one_keeps_the_last_good_
     let churn_model = |event: &'static str| {
         let app = &app;
         async move {
-            let raw: String = sqlx::query_scalar("SELECT risk FROM outbox WHERE event_id = ?1")
-                .bind(event)
-                .fetch_one(app.store.pool())
-                .await
-                .unwrap();
-            let risk: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            let risk = app.explanation(event).await;
             risk["churn"]["model"].as_str().unwrap().to_owned()
         }
     };

@@ -6,11 +6,8 @@ use serde_json::json;
 use crate::helpers::*;
 
 async fn status_of(app: &App, event_id: &str) -> (String, Option<String>) {
-    sqlx::query_as("SELECT status, last_error FROM outbox WHERE event_id = ?1")
-        .bind(event_id)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap()
+    let message = app.db.outbox_for_event(event_id).await;
+    (message.status, message.last_error)
 }
 
 #[tokio::test]
@@ -42,7 +39,7 @@ async fn an_apology_for_a_parcel_that_arrived_before_it_was_sent_is_retracted() 
     );
     assert!(app.sandbox("sms").is_empty(), "nothing was sent");
     // Not an attempt at the gateway.
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM attempts").await, 0);
+    assert_eq!(app.db.count(Table::Attempts).await, 0);
     assert!(app
         .metrics()
         .await
@@ -53,14 +50,8 @@ async fn an_apology_for_a_parcel_that_arrived_before_it_was_sent_is_retracted() 
 
 /// The code the message of `event_id` carried is void, and checkout refuses it.
 async fn assert_code_void(app: &App, event_id: &str) {
-    let (code, voided): (String, Option<i64>) = sqlx::query_as(
-        "SELECT d.code, d.voided_at FROM discount_codes d JOIN outbox o \
-         ON o.idempotency_key = d.idempotency_key WHERE o.event_id = ?1",
-    )
-    .bind(event_id)
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
+    let issued = app.db.code_for_event(event_id).await;
+    let (code, voided) = (issued.code, issued.voided_at);
     assert!(voided.is_some(), "{code} is not void");
     let (status, body) = crate::offers::redeem(app, &code, json!({})).await;
     assert_eq!(

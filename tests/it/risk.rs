@@ -64,12 +64,7 @@ fn order(id: &str, placed: &str, minor: i64, currency: &str) -> Value {
 
 /// The stored explanation of the outreach `event_id` caused.
 async fn explanation(app: &App, event_id: &str) -> Value {
-    let raw: String = sqlx::query_scalar("SELECT risk FROM outbox WHERE event_id = ?1")
-        .bind(event_id)
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
-    serde_json::from_str(&raw).unwrap()
+    app.explanation(event_id).await
 }
 
 /// `[feature, value, contribution]` of one term of a stored explanation.
@@ -189,7 +184,7 @@ async fn features_come_from_history_within_their_windows_and_never_from_after_th
     ));
     publish_all(&app, &history).await;
     assert_eq!(
-        app.scalar("SELECT count(*) FROM events").await,
+        app.db.count(Table::Events).await,
         history.len() as i64,
         "none dead-lettered"
     );
@@ -328,13 +323,12 @@ async fn an_external_score_overrides_the_builtin_one_and_chooses_the_offer_until
     // The shipped rule offers 20 % to customers likely to leave (risk.churn >= 0.6), else
     // 10 % for a one-day slip.
     app.wait_sent(2).await;
-    let percents: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT o.event_id, d.percent FROM discount_codes d JOIN outbox o \
-         ON o.idempotency_key = d.idempotency_key ORDER BY o.event_id",
-    )
-    .fetch_all(app.store.pool())
-    .await
-    .unwrap();
+    let mut percents = Vec::new();
+    for event_id in ["after", "within"] {
+        let code = app.db.code_for_event(event_id).await;
+        percents.push((event_id.to_owned(), code.percent));
+    }
+    assert_eq!(app.db.count(Table::DiscountCodes).await, 2);
     assert_eq!(percents, [("after".into(), 10), ("within".into(), 20)]);
     let metrics = app.metrics().await;
     for (labels, count) in [
@@ -519,7 +513,7 @@ async fn the_last_message_before_a_decision_is_read_with_how_it_ended() {
     )
     .await;
     app.wait_sent(1).await;
-    let code: String = app.text("SELECT code FROM discount_codes").await;
+    let code = app.db.codes().await.remove(0).code;
     let response = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{}/v1/discount-codes/{code}/redeem",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use forewarn::schedule::{ManualClock, Scheduler, TickResult};
+use forewarn::store::{RunRecord, ScheduleStore};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -113,11 +114,26 @@ async fn run_at(scheduler: &Scheduler, name: &str, at: DateTime<Utc>) -> (u64, u
 /// (customer, entity) of every outreach of `rule`, in queue order; the entity is the rule's
 /// `once_per` value.
 async fn outreach_of(app: &App, rule: &str) -> Vec<(String, String)> {
-    sqlx::query_as("SELECT customer_id, entity FROM outbox WHERE rule_id = ? ORDER BY id")
-        .bind(rule)
-        .fetch_all(app.store.pool())
+    app.db
+        .outbox()
         .await
-        .unwrap()
+        .into_iter()
+        .filter(|m| m.rule_id == rule)
+        .map(|m| (m.customer_id, m.entity))
+        .collect()
+}
+
+/// How many synthetic `shipment.overdue` events intake stored.
+async fn overdue_events(app: &App) -> usize {
+    app.db.events_of_type("shipment.overdue").await.len()
+}
+
+/// The runs of `schedule` that ended, oldest first.
+async fn finished_runs(app: &App, schedule: &str) -> Vec<RunRecord> {
+    let mut runs = app.store.schedule_runs(schedule, 1_000).await.unwrap();
+    runs.retain(|r| r.finished_at.is_some());
+    runs.reverse();
+    runs
 }
 
 async fn wait_outreach(app: &App, rule: &str, n: usize) {
@@ -171,11 +187,10 @@ async fn a_parcel_past_its_promise_is_announced_once_per_promise() {
         [("c-1".to_owned(), format!("once:shp-1@{}", ts(promise)))]
     );
     // The synthetic event went through the stream like a backend's, and says what happened.
-    let (source, data): (String, String) =
-        sqlx::query_as("SELECT source, data FROM events WHERE type = 'shipment.overdue'")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
+    let mut overdue = app.db.events_of_type("shipment.overdue").await;
+    assert_eq!(overdue.len(), 1);
+    let overdue = overdue.remove(0);
+    let (source, data) = (overdue.source, overdue.data);
     assert_eq!(source, "forewarn/schedules");
     let data: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(data["shipment_id"], "shp-1");
@@ -228,11 +243,7 @@ async fn a_parcel_past_its_promise_is_announced_once_per_promise() {
             ),
         ]
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'")
-            .await,
-        3
-    );
+    assert_eq!(overdue_events(&app).await, 3);
 }
 
 #[tokio::test]
@@ -267,9 +278,9 @@ async fn an_order_with_no_parcel_after_the_wait_is_announced_once() {
         outreach_of(&app, "order-stalled-update").await,
         [("c-1".to_owned(), "once:ord-1".to_owned())]
     );
-    let content = app
-        .text("SELECT content FROM outbox WHERE rule_id = 'order-stalled-update'")
-        .await;
+    let mut contents = app.db.contents_of_rule("order-stalled-update").await;
+    assert_eq!(contents.len(), 1);
+    let content = contents.remove(0);
     assert!(
         content.contains("아직 창고에서 출발하지 못했어요"),
         "{content}"
@@ -277,9 +288,8 @@ async fn an_order_with_no_parcel_after_the_wait_is_announced_once() {
 
     // A parcel moves its order out of `placed`.
     assert_eq!(
-        app.text("SELECT status FROM orders WHERE id = 'ord-2'")
-            .await,
-        "shipped"
+        app.db.status(StatusTable::Orders, "ord-2").await.as_deref(),
+        Some("shipped")
     );
 
     let later = now + Duration::minutes(15);
@@ -404,19 +414,11 @@ async fn two_processes_run_each_tick_once() {
         }
     }
     for name in ["overdue", "release"] {
-        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schedule_runs WHERE schedule = ?")
-            .bind(name)
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
-        assert_eq!(runs, 5, "{name}");
+        let runs = app.store.schedule_runs(name, 1_000).await.unwrap();
+        assert_eq!(runs.len(), 5, "{name}");
     }
     wait_outreach(&app, "shipment-overdue-checkin", 3).await;
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'")
-            .await,
-        3
-    );
+    assert_eq!(overdue_events(&app).await, 3);
 
     // Two real processes, by hand, for the same instant: one runs it.
     let at = ts(start + Duration::minutes(30));
@@ -478,13 +480,10 @@ async fn ticks_missed_while_down_run_once_at_start() {
     let (trigger, shutdown) = forewarn::shutdown::channel();
     let running = tokio::spawn(scheduler.run(shutdown));
     let runs = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT tick FROM schedule_runs WHERE schedule = 'release' AND finished_at IS NOT NULL \
-             ORDER BY tick",
-        )
-        .fetch_all(app.store.pool())
-        .await
-        .unwrap()
+        let runs = finished_runs(&app, "release").await;
+        runs.into_iter()
+            .map(|r| r.tick.timestamp_millis())
+            .collect::<Vec<i64>>()
     };
     wait_for("the run at start", || async { runs().await.len() >= 2 }).await;
     // And on with the next tick.
@@ -542,11 +541,17 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     .await;
     app.wait_sent(1).await;
     let counts = app.counts().await;
-    let events = app.scalar("SELECT COUNT(*) FROM events").await;
-    let notes = app.scalar("SELECT COUNT(*) FROM decision_notes").await;
+    let events = app.db.count(Table::Events).await;
+    let notes = app.db.count(Table::DecisionNotes).await;
     assert!(notes >= 1, "a decision note to purge");
-    let personal = "SELECT COUNT(*) FROM events WHERE data LIKE '%Jisoo%' OR data LIKE '%Minjun%'";
-    assert!(app.scalar(personal).await > 0);
+    let personal = || async {
+        let events = app.db.events().await;
+        events
+            .iter()
+            .filter(|e| e.data.contains("Jisoo") || e.data.contains("Minjun"))
+            .count()
+    };
+    assert!(personal().await > 0);
 
     let clock = Arc::new(ManualClock::new(now));
     // Small batches: the purge goes on where it stopped, run after run.
@@ -559,7 +564,7 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     let almost = now + Duration::days(179);
     clock.set(almost);
     assert_eq!(run_at(&scheduler, "retention", almost).await, (0, 0));
-    assert!(app.scalar(personal).await > 0);
+    assert!(personal().await > 0);
 
     let mut at = now + Duration::days(181);
     clock.set(at);
@@ -576,46 +581,35 @@ async fn retention_removes_personal_data_and_keeps_the_counts() {
     assert!(purged > 0);
 
     // Personal data is gone…
-    assert_eq!(app.scalar(personal).await, 0);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM events WHERE data <> '{}' OR customer_id IS NOT NULL")
-            .await,
-        0
+    assert_eq!(personal().await, 0);
+    let events_left = app.db.events().await;
+    assert!(
+        events_left
+            .iter()
+            .all(|e| e.data == "{}" && e.customer_id.is_none()),
+        "{events_left:?}"
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE content <> '{}'")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM customers WHERE json_extract(doc, '$.name') IS NOT NULL \
-             OR json_extract(doc, '$.email') IS NOT NULL OR json_extract(doc, '$.phone') IS NOT NULL"
-        )
-        .await,
-        0
-    );
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM decision_notes").await, 0);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM customer_experiences")
-            .await,
-        0
-    );
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM risk_scores").await, 0);
+    let contents = app.db.contents().await;
+    assert!(contents.iter().all(|(_, c)| c == "{}"), "{contents:?}");
+    let customers = app.db.customers().await;
+    let docs: Vec<Value> = customers
+        .iter()
+        .map(|c| serde_json::from_str(&c.doc).unwrap())
+        .collect();
+    for field in ["name", "email", "phone"] {
+        assert!(docs.iter().all(|d| d[field].is_null()), "{field}: {docs:?}");
+    }
+    assert_eq!(app.db.count(Table::DecisionNotes).await, 0);
+    assert_eq!(app.db.count(Table::CustomerExperiences).await, 0);
+    assert_eq!(app.db.count(Table::RiskScores).await, 0);
     // …and the counts stay: events by type, messages by status, notes per day, preferences.
     assert_eq!(app.counts().await, counts);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM events").await, events);
-    assert_eq!(
-        app.scalar("SELECT SUM(count) FROM decision_note_days")
-            .await,
-        notes
-    );
-    assert_eq!(
-        app.text("SELECT json_extract(doc, '$.locale') FROM customers WHERE id = 'c-1'")
-            .await,
-        "ko-KR"
-    );
+    assert_eq!(app.db.count(Table::Events).await, events);
+    assert_eq!(app.db.noted_per_day().await, notes);
+    let first = customers.iter().position(|c| c.id == "c-1").expect("c-1");
+    assert_eq!(docs[first]["locale"], "ko-KR");
     // An opt-out is never forgotten.
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM opt_outs").await, 1);
+    assert_eq!(app.db.count(Table::OptOuts).await, 1);
 }
 
 #[tokio::test]
@@ -628,18 +622,19 @@ async fn forewarn_run_runs_its_schedules_and_reports_them() {
     .await;
     // Every schedule's latest tick was never done: each runs once at start.
     wait_for("every schedule's first run", || async {
-        app.scalar(
-            "SELECT COUNT(DISTINCT schedule) FROM schedule_runs WHERE finished_at IS NOT NULL",
-        )
-        .await
-            == 5
+        let mut ran = 0;
+        for status in app.store.schedule_statuses().await.unwrap() {
+            if !finished_runs(&app, &status.schedule).await.is_empty() {
+                ran += 1;
+            }
+        }
+        ran == 5
     })
     .await;
     // The release schedule runs every second.
     wait_for("a second release run", || async {
-        app.scalar("SELECT COUNT(*) FROM schedule_runs WHERE schedule = 'release'")
-            .await
-            >= 2
+        let runs = app.store.schedule_runs("release", 1_000).await.unwrap();
+        runs.len() >= 2
     })
     .await;
     let metrics = app.metrics().await;
@@ -695,10 +690,7 @@ async fn an_event_emitted_but_not_remembered_is_emitted_again_and_dropped_as_a_d
     let in_stream = stream().await;
 
     // As if forewarn died after publishing and before remembering.
-    sqlx::query("DELETE FROM schedule_emissions")
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    app.db.forget_emissions().await;
     let later = now + Duration::minutes(10);
     clock.set(later);
     assert_eq!(run_at(&scheduler, "overdue", later).await, (1, 1));
@@ -706,11 +698,7 @@ async fn an_event_emitted_but_not_remembered_is_emitted_again_and_dropped_as_a_d
     // JetStream dropped the copy (same Nats-Msg-Id within its window)…
     assert_eq!(stream().await, in_stream);
     // …and had it not, intake's (source, id) key would have: one event, one message.
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM events WHERE type = 'shipment.overdue'")
-            .await,
-        1
-    );
+    assert_eq!(overdue_events(&app).await, 1);
     assert_eq!(outreach_of(&app, "shipment-overdue-checkin").await.len(), 1);
 }
 

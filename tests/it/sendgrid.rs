@@ -100,12 +100,12 @@ async fn sendgrid_gets_one_personalization_text_before_html_and_the_key_in_custo
         .map(|c| c["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["text/plain", "text/html"]);
-    let key = app.text("SELECT idempotency_key FROM outbox").await;
+    let key = app.db.only_message().await.idempotency_key;
     assert_eq!(
         body["custom_args"],
         json!({"outreach_key": key, "rule": "shipment-delay-apology"})
     );
-    let provider_id = app.text("SELECT provider_id FROM outbox").await;
+    let provider_id = app.db.only_message().await.provider_id.unwrap_or_default();
     assert_eq!(provider_id, "sg-msg-0001");
 }
 
@@ -116,11 +116,13 @@ async fn a_refused_message_is_final_on_e_mail_and_falls_back_to_the_next_channel
     app.wait_sent(1).await;
     // Tried once on e-mail (a 403 is not retried)…
     assert_eq!(sendgrid.received.lock().unwrap().len(), 1);
-    let attempts: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT gateway, outcome, error FROM attempts ORDER BY attempt")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+    let attempts: Vec<(String, String, Option<String>)> = app
+        .db
+        .attempts()
+        .await
+        .into_iter()
+        .map(|a| (a.gateway, a.outcome, a.error))
+        .collect();
     assert_eq!(
         attempts[0],
         (

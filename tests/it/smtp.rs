@@ -129,7 +129,7 @@ async fn the_mail_has_both_parts_and_the_outreach_key_as_message_id() {
     let mail = mailparse::parse_mail(data).unwrap();
     let header =
         |name: &str| mailparse::MailHeaderMap::get_first_value(mail.headers.as_slice(), name);
-    let key = app.text("SELECT idempotency_key FROM outbox").await;
+    let key = app.db.only_message().await.idempotency_key;
     assert_eq!(header("Message-ID"), Some(format!("<{key}@shop.example>")));
     assert!(header("Subject").unwrap().starts_with("[슈즈샵]"));
     assert_eq!(mail.ctype.mimetype, "multipart/alternative");
@@ -145,7 +145,7 @@ async fn the_mail_has_both_parts_and_the_outreach_key_as_message_id() {
     assert!(html.contains("<strong>"), "{html}");
     // Service mail: no unsubscribe headers.
     assert_eq!(header("List-Unsubscribe"), None);
-    let provider_id = app.text("SELECT provider_id FROM outbox").await;
+    let provider_id = app.db.only_message().await.provider_id.unwrap_or_default();
     assert_eq!(provider_id, format!("<{key}@shop.example>"));
 }
 
@@ -168,7 +168,7 @@ priority = 99
     let mail = mailparse::parse_mail(&messages[0].2).unwrap();
     let header =
         |name: &str| mailparse::MailHeaderMap::get_first_value(mail.headers.as_slice(), name);
-    let key = app.text("SELECT idempotency_key FROM outbox").await;
+    let key = app.db.only_message().await.idempotency_key;
     assert_eq!(
         header("List-Unsubscribe"),
         Some(format!("<https://shop.example/unsubscribe/{key}>"))

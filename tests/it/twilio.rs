@@ -161,10 +161,8 @@ timeout = "500ms"
 }
 
 async fn outbox_row(app: &App) -> (String, i64, Option<String>, Option<String>) {
-    sqlx::query_as("SELECT status, attempts, provider_id, last_error FROM outbox")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap()
+    let m = app.db.only_message().await;
+    (m.status, m.attempts, m.provider_id, m.last_error)
 }
 
 async fn wait_settled(app: &App) {
@@ -224,10 +222,13 @@ async fn passing_failures_are_retried_until_twilio_accepts_and_one_message_resul
     assert_eq!(twilio.received().len(), 3);
     let (status, attempts, _, _) = outbox_row(&app).await;
     assert_eq!((status.as_str(), attempts), ("sent", 3));
-    let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM attempts ORDER BY attempt")
-        .fetch_all(app.store.pool())
+    let outcomes: Vec<String> = app
+        .db
+        .attempts()
         .await
-        .unwrap();
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
     assert_eq!(outcomes, ["retry", "retry", "sent"]);
 }
 
@@ -280,9 +281,7 @@ async fn a_twilio_that_hangs_times_out_and_is_retried() {
     let (status, attempts, provider_id, _) = outbox_row(&app).await;
     assert_eq!((status.as_str(), attempts), ("sent", 2));
     assert_eq!(provider_id.as_deref(), Some(&*format!("SM{:032}", 2)));
-    let first_error = app
-        .text("SELECT error FROM attempts WHERE attempt = 1")
-        .await;
+    let first_error = app.db.attempts().await.remove(0).error.unwrap_or_default();
     assert!(first_error.starts_with("timed out"), "{first_error}");
 }
 
@@ -328,11 +327,7 @@ async fn a_recipient_who_replied_stop_is_opted_out_and_never_texted_again() {
     let (status, _, _, error) = outbox_row(&app).await;
     assert_eq!(status, "failed");
     assert!(error.unwrap().starts_with("twilio 21610"));
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM opt_outs WHERE customer_id = 'c-1' AND channel = 'sms' AND scope = 'all'")
-            .await,
-        1
-    );
+    assert!(app.db.opted_out("c-1", "sms", "all").await);
 
     // The next delay for the same customer (another shipment) queues nothing on SMS.
     let mut next = delayed_event(1);
@@ -340,7 +335,7 @@ async fn a_recipient_who_replied_stop_is_opted_out_and_never_texted_again() {
     next["data"]["shipment_id"] = serde_json::json!("shp-1b");
     app.publish(&next).await;
     app.wait_intake_idle().await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(app.db.count(Table::Outbox).await, 1);
     assert_eq!(twilio.received().len(), 1);
 }
 
@@ -360,27 +355,26 @@ async fn an_invalid_number_falls_back_to_e_mail_with_the_same_offer() {
     assert_eq!(twilio.received().len(), 1);
     let emails = app.sandbox("email");
     assert_eq!(emails.len(), 1);
-    let (channel, status, key): (String, String, String) =
-        sqlx::query_as("SELECT channel, status, idempotency_key FROM outbox")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
+    let message = app.db.only_message().await;
+    let (channel, status, key) = (message.channel, message.status, message.idempotency_key);
     assert_eq!((channel.as_str(), status.as_str()), ("email", "sent"));
     assert_eq!(emails[0]["key"], key.as_str());
     assert_eq!(emails[0]["to"], "jisoo@example.com");
     // The customer sees the code issued with the outreach, not a second one.
-    let code = app.text("SELECT code FROM discount_codes").await;
+    let code = app.db.codes().await.remove(0).code;
     let shown = format!("{}-{}-{}", &code[..4], &code[4..8], &code[8..]);
     assert!(
         emails[0]["text"].as_str().unwrap().contains(&shown),
         "{}",
         emails[0]["text"]
     );
-    let attempts: Vec<(String, String)> =
-        sqlx::query_as("SELECT gateway, outcome FROM attempts ORDER BY attempt")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+    let attempts: Vec<(String, String)> = app
+        .db
+        .attempts()
+        .await
+        .into_iter()
+        .map(|a| (a.gateway, a.outcome))
+        .collect();
     assert_eq!(
         attempts,
         [
@@ -395,7 +389,7 @@ async fn killed_while_a_retry_waits_it_is_sent_once_after_restart() {
     let (mut app, twilio) = spawn_with_twilio_retrying(vec![answer(503, "")], "1500ms").await;
     app.publish(&delayed_event(1)).await;
     wait_for("the first attempt to be recorded", || async {
-        app.scalar("SELECT COUNT(*) FROM attempts").await == 1
+        app.db.count(Table::Attempts).await == 1
     })
     .await;
     app.kill();
@@ -442,7 +436,7 @@ async fn a_twilio_that_keeps_failing_is_left_alone_then_probed_back() {
         gap(3, 4)
     );
     // Deferred sends were not attempts: 9 requests, 9 attempt rows.
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM attempts").await, 9);
+    assert_eq!(app.db.count(Table::Attempts).await, 9);
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("forewarn_gateway_circuit_opened_total{gateway=\"twilio\"} 2"),
@@ -486,9 +480,13 @@ async fn a_stop_reply_opts_out_of_sms_only_and_the_message_falls_back_to_e_mail(
     assert_eq!(twilio.received().len(), 1);
     assert_eq!(app.sandbox("email").len(), 1);
     // The refusal was of SMS, whatever channel the outreach moved on to.
-    assert_eq!(
-        app.text("SELECT channel || ':' || scope FROM opt_outs WHERE customer_id = 'c-1'")
-            .await,
-        "sms:all"
-    );
+    let opt_outs: Vec<String> = app
+        .db
+        .opt_outs()
+        .await
+        .into_iter()
+        .filter(|o| o.customer_id == "c-1")
+        .map(|o| format!("{}:{}", o.channel, o.scope))
+        .collect();
+    assert_eq!(opt_outs, ["sms:all"]);
 }
