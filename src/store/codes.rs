@@ -31,6 +31,26 @@ pub struct IssuedCode {
     pub voided_at: Option<DateTime<Utc>>,
 }
 
+/// Why `code` was not redeemed, from the code as stored now (`None`: unknown). Every backend
+/// redeems in one guarded statement and, when it changed nothing, explains with this.
+pub(crate) fn refusal(issued: Option<IssuedCode>, now: DateTime<Utc>) -> Redemption {
+    match issued {
+        None => Redemption::Unknown,
+        Some(IssuedCode {
+            redeemed_at: Some(at),
+            ..
+        }) => Redemption::AlreadyRedeemed { at },
+        Some(IssuedCode {
+            voided_at: Some(at),
+            ..
+        }) => Redemption::Void { at },
+        Some(issued) if issued.expires_at <= now => Redemption::Expired {
+            at: issued.expires_at,
+        },
+        Some(_) => Redemption::OtherCustomer,
+    }
+}
+
 /// Discount codes: issued by intake with their outreach, voided by the outbox, read and
 /// redeemed here.
 #[async_trait]

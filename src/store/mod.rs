@@ -20,9 +20,12 @@
 pub mod codes;
 pub mod incidents;
 pub mod intake;
+pub(crate) mod lease;
 pub mod outbox;
 pub mod outcomes;
+mod postgres;
 pub mod retention;
+pub(crate) mod rows;
 pub mod schedules;
 mod settings;
 mod sqlite;
@@ -47,6 +50,7 @@ pub use outbox::{
     OutboxCounts, OutboxStore, WaitingMessage,
 };
 pub use outcomes::{DecisionOutcome, OutcomeStore};
+pub use postgres::PgStore;
 pub use retention::{PurgeCursor, PurgeReport, RetentionStore};
 pub use schedules::{
     Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, ScheduleStore,

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::rows::opt_time;
 use super::SqliteStore;
 use crate::domain::{DiscountCode, Redemption};
-use crate::store::{from_millis, millis, CodeStore, IssuedCode, StoreError};
+use crate::store::codes::refusal;
+use crate::store::rows::{issued_code_from_row, percent};
+use crate::store::{millis, CodeStore, IssuedCode, StoreError};
 
 #[async_trait]
 impl CodeStore for SqliteStore {
@@ -19,23 +20,7 @@ impl CodeStore for SqliteStore {
         .bind(code.as_stored())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            let percent: i64 = row.try_get("percent")?;
-            Ok(IssuedCode {
-                code: DiscountCode::from_stored(row.try_get("code")?),
-                percent: u8::try_from(percent)
-                    .map_err(|_| StoreError::Corrupt(format!("discount percent {percent}")))?,
-                customer_id: row.try_get("customer_id")?,
-                rule_id: row.try_get("rule_id")?,
-                idempotency_key: row.try_get("idempotency_key")?,
-                issued_at: from_millis(row.try_get("issued_at")?)?,
-                expires_at: from_millis(row.try_get("expires_at")?)?,
-                redeemed_at: opt_time(&row, "redeemed_at")?,
-                redeemed_order_id: row.try_get("redeemed_order_id")?,
-                voided_at: opt_time(&row, "voided_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(issued_code_from_row).transpose()
     }
 
     async fn redeem_code(
@@ -59,29 +44,13 @@ impl CodeStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = redeemed {
-            let percent: i64 = row.try_get("percent")?;
             return Ok(Redemption::Redeemed {
-                percent: u8::try_from(percent)
-                    .map_err(|_| StoreError::Corrupt(format!("discount percent {percent}")))?,
+                percent: percent(row.try_get("percent")?)?,
                 customer_id: row.try_get("customer_id")?,
             });
         }
         // Not redeemed: say why.
-        Ok(match self.discount_code(code).await? {
-            None => Redemption::Unknown,
-            Some(IssuedCode {
-                redeemed_at: Some(at),
-                ..
-            }) => Redemption::AlreadyRedeemed { at },
-            Some(IssuedCode {
-                voided_at: Some(at),
-                ..
-            }) => Redemption::Void { at },
-            Some(issued) if issued.expires_at <= now => Redemption::Expired {
-                at: issued.expires_at,
-            },
-            Some(_) => Redemption::OtherCustomer,
-        })
+        Ok(refusal(self.discount_code(code).await?, now))
     }
 }
 

@@ -1,0 +1,62 @@
+//! The store on PostgreSQL, for more than one process on one database. One file per aggregate,
+//! named as the trait it implements (`store::<aggregate>`), mirroring `sqlite/` file by file.
+//!
+//! Where SQLite leans on its single writer, this backend fences with the database itself: claims
+//! take rows `FOR UPDATE SKIP LOCKED`, every lease verb and redemption is one guarded statement,
+//! and a transaction that lost a race finds out from a row count, not a lock.
+//!
+//! Work in progress (issue 16): the aggregates land one by one, each with its tests against a
+//! fresh database; `store::connect` selects this backend once every aggregate is here.
+
+mod codes;
+mod lease;
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::StoreError;
+use crate::store::DatabaseSettings;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database `settings.url` names (it must exist). A statement waits at most
+    /// `busy_timeout` for another transaction's lock, as on SQLite, then fails and its batch is
+    /// redelivered.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let lock_timeout = format!("{}ms", settings.busy_timeout.as_millis());
+        let options = PgConnectOptions::from_str(&settings.url)?
+            .application_name("forewarn")
+            .options([("lock_timeout", lock_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the migrations in `migrations/postgres` that have not run yet. Two processes
+    /// starting at once are safe: sqlx holds an advisory lock while it migrates.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The pool, for tools and tests that read state directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A cheap query, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
