@@ -1,63 +1,17 @@
-//! [`CodeStore`] on PostgreSQL. Redemption is one guarded `UPDATE`: of two checkouts in two
+//! [`crate::store::CodeStore`] on PostgreSQL (written once in `store::codes`). Redemption is one guarded `UPDATE`: of two checkouts in two
 //! processes racing for one code, the row lock makes the second re-check the guard after the
 //! first commits, and it changes nothing.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::Row;
-
 use super::PgStore;
-use crate::domain::{DiscountCode, Redemption};
-use crate::store::codes::refusal;
-use crate::store::rows::{issued_code_from_row, percent};
-use crate::store::{millis, CodeStore, IssuedCode, StoreError};
 
-#[async_trait]
-impl CodeStore for PgStore {
-    async fn discount_code(&self, code: &DiscountCode) -> Result<Option<IssuedCode>, StoreError> {
-        let row = sqlx::query(
-            "SELECT code, percent, customer_id, rule_id, idempotency_key, issued_at, expires_at, \
-             redeemed_at, redeemed_order_id, voided_at FROM discount_codes WHERE code = $1",
-        )
-        .bind(code.as_stored())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(issued_code_from_row).transpose()
-    }
-
-    async fn redeem_code(
-        &self,
-        code: &DiscountCode,
-        customer_id: Option<&str>,
-        order_id: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Redemption, StoreError> {
-        let redeemed = sqlx::query(
-            "UPDATE discount_codes SET redeemed_at = $1, redeemed_order_id = $2 \
-             WHERE code = $3 AND redeemed_at IS NULL AND voided_at IS NULL AND expires_at > $1 \
-               AND ($4::text IS NULL OR customer_id = $4) \
-             RETURNING percent, customer_id",
-        )
-        .bind(millis(now))
-        .bind(order_id)
-        .bind(code.as_stored())
-        .bind(customer_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = redeemed {
-            return Ok(Redemption::Redeemed {
-                percent: percent(row.try_get("percent")?)?,
-                customer_id: row.try_get("customer_id")?,
-            });
-        }
-        Ok(refusal(self.discount_code(code).await?, now))
-    }
-}
+crate::store::codes::code_store!(PgStore);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{DiscountCode, Redemption};
     use crate::store::test_support::{at, postgres};
+    use crate::store::{millis, CodeStore};
 
     /// A code issued to `c-1` on the 23rd, valid for a week.
     async fn issue(store: &PgStore, code: &str) {
