@@ -22,6 +22,8 @@ CREATE TABLE events (
 
 CREATE TABLE customers (
     id          TEXT    PRIMARY KEY,
+    -- The retention purge walks the table in this order (SQLite's rowid).
+    seq         BIGINT  GENERATED ALWAYS AS IDENTITY UNIQUE,
     doc         TEXT    NOT NULL,
     region      TEXT,
     regions     TEXT[],

@@ -197,6 +197,58 @@ impl FanoutStatus {
     }
 }
 
+impl FanoutStep {
+    /// The fan-out's status once this page is recorded.
+    pub(crate) fn status(&self) -> &'static str {
+        match (self.finished, &self.stopped) {
+            (_, Some(_)) => "stopped",
+            (true, None) => "done",
+            (false, None) => "running",
+        }
+    }
+
+    /// Whether the fan-out ends with this page.
+    pub(crate) fn ends(&self) -> bool {
+        self.finished || self.stopped.is_some()
+    }
+}
+
+impl MessageCounts {
+    /// Adds `n` messages in `status`, `later` of them (if pending) not due yet.
+    pub(crate) fn add(&mut self, status: &str, n: u64, later: u64) -> Result<(), StoreError> {
+        match status {
+            "pending" => {
+                self.deferred += later;
+                self.queued += n.saturating_sub(later);
+            }
+            "sending" => self.sending += n,
+            "sent" => self.sent += n,
+            "failed" => self.failed += n,
+            "cancelled" => self.cancelled += n,
+            other => return Err(StoreError::Corrupt(format!("outbox status {other:?}"))),
+        }
+        Ok(())
+    }
+}
+
+impl IncidentProgress {
+    /// Counts `n` messages of the event `event_id` in `status` (`later` of them not due yet),
+    /// in the incident's total and in its fan-out's.
+    pub(crate) fn count_messages(
+        &mut self,
+        event_id: &str,
+        status: &str,
+        n: u64,
+        later: u64,
+    ) -> Result<(), StoreError> {
+        self.messages.add(status, n, later)?;
+        if let Some(fanout) = self.fanouts.iter_mut().find(|f| f.event.id == event_id) {
+            fanout.messages.add(status, n, later)?;
+        }
+        Ok(())
+    }
+}
+
 /// A fan-out page's transaction: an intake transaction (the page's outreach is written the way
 /// intake writes it) that also reads the audience and moves the fan-out's cursor, so the page
 /// and its outreach commit together or not at all.

@@ -28,9 +28,12 @@ pub mod retention;
 pub(crate) mod rows;
 pub mod schedules;
 mod settings;
+pub(crate) mod snapshot;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod test_support;
+#[cfg(test)]
+mod tests;
 pub mod timeline;
 
 use async_trait::async_trait;
@@ -76,7 +79,7 @@ pub enum StoreError {
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
     /// The URL names a database this build does not support.
-    #[error("unsupported database URL `{0}` (expected sqlite://path)")]
+    #[error("unsupported database URL `{0}` (expected sqlite://path or postgres://…)")]
     UnsupportedUrl(String),
 }
 
@@ -107,6 +110,10 @@ pub trait Store:
 pub async fn connect(settings: &DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if settings.url.starts_with("sqlite:") {
         let store = SqliteStore::connect(settings).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
+    } else if settings.url.starts_with("postgres:") || settings.url.starts_with("postgresql:") {
+        let store = PgStore::connect(settings).await?;
         store.migrate().await?;
         Ok(std::sync::Arc::new(store))
     } else {

@@ -145,6 +145,61 @@ impl AttemptResult {
     }
 }
 
+/// Where an attempt leaves its outbox row, as every backend writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settlement {
+    /// The row's next status.
+    pub(crate) status: &'static str,
+    /// When it is due again (a retry or a deferral), in Unix milliseconds.
+    pub(crate) next_attempt_at: Option<i64>,
+    /// When it was delivered, in Unix milliseconds.
+    pub(crate) sent_at: Option<i64>,
+    /// The provider's message id.
+    pub(crate) provider_id: Option<String>,
+    /// Why it is not sent (yet).
+    pub(crate) last_error: Option<String>,
+}
+
+impl AttemptResult {
+    /// The `(provider_id, error)` an `attempts` row records.
+    pub(crate) fn recorded(&self) -> (Option<String>, Option<String>) {
+        match self {
+            AttemptResult::Sent { provider_id } | AttemptResult::Reconciled { provider_id } => {
+                (Some(provider_id.clone()), None)
+            }
+            AttemptResult::Retry { error, .. } | AttemptResult::Failed { error } => {
+                (None, Some(error.clone()))
+            }
+            AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. } => (None, None),
+        }
+    }
+
+    /// Where the attempt, finished at `finished_at`, leaves its row.
+    pub(crate) fn settlement(&self, finished_at: DateTime<Utc>) -> Settlement {
+        let (status, next_attempt_at, sent_at) = match self {
+            AttemptResult::Sent { .. } | AttemptResult::Reconciled { .. } => {
+                ("sent", None, Some(super::millis(finished_at)))
+            }
+            AttemptResult::Retry { next_at, .. } | AttemptResult::Deferred { next_at } => {
+                ("pending", Some(super::millis(*next_at)), None)
+            }
+            AttemptResult::Failed { .. } => ("failed", None, None),
+            AttemptResult::Cancelled { .. } => ("cancelled", None, None),
+        };
+        let (provider_id, error) = self.recorded();
+        Settlement {
+            status,
+            next_attempt_at,
+            sent_at,
+            provider_id,
+            last_error: match self {
+                AttemptResult::Cancelled { reason } => Some(reason.clone()),
+                _ => error,
+            },
+        }
+    }
+}
+
 /// One attempt to record.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -182,6 +237,20 @@ pub struct OutboxCounts {
     pub failed: u64,
     /// Retracted or superseded before they were sent.
     pub cancelled: u64,
+}
+
+impl OutboxCounts {
+    /// Sets the count of messages in `status` (an unknown status is ignored).
+    pub(crate) fn set(&mut self, status: &str, n: u64) {
+        match status {
+            "pending" => self.pending = n,
+            "sending" => self.sending = n,
+            "sent" => self.sent = n,
+            "failed" => self.failed = n,
+            "cancelled" => self.cancelled = n,
+            _ => {}
+        }
+    }
 }
 
 /// A message queued but not yet due.

@@ -37,3 +37,40 @@ pub trait OutcomeStore: Send + Sync {
         churn_window: chrono::Duration,
     ) -> Result<Vec<DecisionOutcome>, StoreError>;
 }
+
+/// [`OutcomeStore`] for a backend's store type (with a `pool` field), written once in SQL
+/// both backends read alike.
+macro_rules! outcome_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::OutcomeStore for $store {
+            async fn decision_outcomes(
+                &self,
+                churn_window: chrono::Duration,
+            ) -> Result<Vec<$crate::store::DecisionOutcome>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT o.idempotency_key, o.rule_id, o.customer_id, o.risk,
+                            COALESCE(e.time, o.created_at) AS decided_at,
+                            s.promised_by, s.delivered_at,
+                            (SELECT COUNT(*) FROM orders r
+                              WHERE r.customer_id = o.customer_id
+                                AND r.placed_at > COALESCE(e.time, o.created_at)
+                                AND r.placed_at <= COALESCE(e.time, o.created_at) + $1)
+                                AS orders_after
+                       FROM outbox o
+                       LEFT JOIN events e ON e.source = o.event_source AND e.id = o.event_id
+                       LEFT JOIN shipments s ON s.id = e.shipment_id
+                      WHERE o.risk IS NOT NULL
+                      ORDER BY o.id",
+                )
+                .bind(churn_window.num_milliseconds())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map($crate::store::rows::decision_outcome_from_row)
+                    .collect()
+            }
+        }
+    };
+}
+pub(crate) use outcome_store;

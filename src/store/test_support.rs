@@ -76,7 +76,7 @@ pub(crate) fn outreach(event: &Accepted, offer: Option<Offer>) -> Outreach {
 
 /// Records `event` and writes `changes` in one intake transaction.
 pub(crate) async fn intake(
-    store: &SqliteStore,
+    store: &impl IntakeStore,
     event: &Accepted,
     changes: Changes,
     now: DateTime<Utc>,

@@ -99,3 +99,126 @@ pub trait TimelineStore: Send + Sync {
         key: &IdempotencyKey,
     ) -> Result<Option<serde_json::Value>, StoreError>;
 }
+
+/// [`TimelineStore`] for a backend's store type (with a `pool` field), written once: a
+/// customer's story is a handful of indexed probes in SQL both backends read alike (`$n`
+/// placeholders in bind order), and its rows decode through [`super::rows::StoredRow`].
+macro_rules! timeline_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::TimelineStore for $store {
+            async fn timeline(
+                &self,
+                customer_id: &str,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::CustomerTimeline, $crate::store::StoreError> {
+                use $crate::store::rows::{
+                    attempt_summary_from_row, note_from_row, opt_out_from_row,
+                    timeline_event_from_row, timeline_message_from_row, StoredRow,
+                };
+                let since = $crate::store::millis(since);
+                let customer: Option<String> =
+                    sqlx::query_scalar("SELECT doc FROM customers WHERE id = $1")
+                        .bind(customer_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                let mut timeline = $crate::store::CustomerTimeline {
+                    customer: customer
+                        .map(|doc| $crate::store::rows::customer_doc(&doc, customer_id))
+                        .transpose()?,
+                    ..Default::default()
+                };
+                for row in
+                    sqlx::query("SELECT channel, scope, at FROM opt_outs WHERE customer_id = $1")
+                        .bind(customer_id)
+                        .fetch_all(&self.pool)
+                        .await?
+                {
+                    let (channel, scope) = opt_out_from_row(&row)?;
+                    timeline.opt_outs.push((channel, scope, row.time("at")?));
+                }
+                let messages = sqlx::query(
+                    "SELECT id, idempotency_key, rule_id, channel, status, event_source, \
+                     event_id, created_at, next_attempt_at, sent_at, content, offer, risk, \
+                     last_error FROM outbox \
+                     WHERE customer_id = $1 AND created_at >= $2 ORDER BY created_at, id",
+                )
+                .bind(customer_id)
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                // A customer has few messages and events: one indexed probe each.
+                for row in &messages {
+                    let mut message = timeline_message_from_row(row)?;
+                    for attempt in sqlx::query(
+                        "SELECT attempt, gateway, started_at, outcome, error FROM attempts \
+                         WHERE outbox_id = $1 ORDER BY attempt",
+                    )
+                    .bind(row.int("id")?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    {
+                        message.attempts.push(attempt_summary_from_row(&attempt)?);
+                    }
+                    timeline.messages.push(message);
+                }
+                for row in sqlx::query(
+                    "SELECT customer_id, at, event_source, event_id, rule_id, outcome, reason, \
+                     detail FROM decision_notes WHERE customer_id = $1 AND at >= $2 \
+                     ORDER BY at, id",
+                )
+                .bind(customer_id)
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    timeline.notes.push(note_from_row(&row)?);
+                }
+                let mut keys: Vec<$crate::domain::EventKey> = timeline
+                    .messages
+                    .iter()
+                    .map(|m| m.event.clone())
+                    .chain(timeline.notes.iter().map(|n| n.event.clone()))
+                    .collect();
+                keys.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+                keys.dedup();
+                for key in &keys {
+                    let row = sqlx::query(
+                        "SELECT source, id, type, time, received_at, data FROM events \
+                         WHERE source = $1 AND id = $2",
+                    )
+                    .bind(&key.source)
+                    .bind(&key.id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if let Some(row) = row {
+                        timeline.events.push(timeline_event_from_row(&row)?);
+                    }
+                }
+                timeline
+                    .events
+                    .sort_by_key(|e| (e.time.unwrap_or(e.received_at), e.received_at));
+                Ok(timeline)
+            }
+
+            async fn outreach_risk(
+                &self,
+                key: &$crate::domain::IdempotencyKey,
+            ) -> Result<Option<serde_json::Value>, $crate::store::StoreError> {
+                let raw: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT risk FROM outbox WHERE idempotency_key = $1")
+                        .bind(key.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                raw.flatten()
+                    .map(|text| {
+                        serde_json::from_str(&text).map_err(|e| {
+                            $crate::store::StoreError::Corrupt(format!("outbox risk: {e}"))
+                        })
+                    })
+                    .transpose()
+            }
+        }
+    };
+}
+pub(crate) use timeline_store;

@@ -3,11 +3,7 @@
 //! takes the row lock, so two processes asking at once are serialised by the row: the second
 //! sees the first's lease and is refused.
 
-// The schedule and fan-out aggregates that take leases land next (issue 16); until then only
-// the tests call these.
-#![cfg_attr(not(test), allow(dead_code))]
-
-pub(super) use crate::store::lease::Acquired;
+pub(super) use crate::store::lease::{fanout, schedule, Acquired, FANOUT, SCHEDULE};
 
 crate::store::lease::lease_verbs!(sqlx::PgConnection);
 

@@ -4,18 +4,26 @@
 //! Where SQLite leans on its single writer, this backend fences with the database itself: claims
 //! take rows `FOR UPDATE SKIP LOCKED`, every lease verb and redemption is one guarded statement,
 //! and a transaction that lost a race finds out from a row count, not a lock.
-//!
-//! Work in progress (issue 16): the aggregates land one by one, each with its tests against a
-//! fresh database; `store::connect` selects this backend once every aggregate is here.
 
+mod apply;
 mod codes;
+mod incidents;
+mod intake;
 mod lease;
+mod outbox;
+mod outcomes;
+mod retention;
+mod schedules;
+mod snapshot;
+mod timeline;
 
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::StoreError;
+use async_trait::async_trait;
+
+use super::{Store, StoreError};
 use crate::store::DatabaseSettings;
 
 /// The PostgreSQL store.
@@ -53,10 +61,19 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
 
-    /// A cheap query, for `/readyz`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn event_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

@@ -8,14 +8,16 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::lease::{self, Acquired};
-use super::rows::{
-    incident_from_row, opt_time, parse_customer_id, parse_entity_id, stored_event, INCIDENT_COLUMNS,
-};
+use super::rows::{incident_from_row, parse_customer_id, stored_event, INCIDENT_COLUMNS};
 use super::SqliteStore;
-use crate::domain::{CustomerId, EntityId, EventKey, FanoutKind, Incident};
+use crate::domain::{CustomerId, EntityId, EventKey, Incident};
+use crate::store::rows::{
+    count, fanout_claim_from_row, fanout_status_from_row, FANOUT_CLAIM_COLUMNS,
+    FANOUT_STATUS_COLUMNS,
+};
 use crate::store::{
-    from_millis, millis, Audience, EventRecord, FanoutClaim, FanoutPhase, FanoutRequest,
-    FanoutStatus, FanoutStep, FanoutTx, IncidentProgress, IncidentStore, MessageCounts, StoreError,
+    millis, Audience, EventRecord, FanoutClaim, FanoutRequest, FanoutStep, FanoutTx,
+    IncidentProgress, IncidentStore, StoreError,
 };
 
 /// `WHERE` conditions on `customers` for an incident's `affected`, or none for everyone. Each
@@ -121,12 +123,8 @@ pub(super) async fn advance_fanout(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let status = match (step.finished, &step.stopped) {
-        (_, Some(_)) => "stopped",
-        (true, None) => "done",
-        (false, None) => "running",
-    };
-    let finished = step.finished || step.stopped.is_some();
+    let status = step.status();
+    let finished = step.ends();
     // The fence: a page commits only while this process still holds the fan-out's lease.
     let lease = lease::fanout(claim.id);
     if !lease::extend(conn, &lease, owner, lease_until).await? {
@@ -231,18 +229,6 @@ pub(super) async fn insert_fanouts(
     Ok(())
 }
 
-fn kind_of(raw: &str) -> Result<FanoutKind, StoreError> {
-    FanoutKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("fan-out kind {raw:?}")))
-}
-
-fn phase_of(raw: &str) -> Result<FanoutPhase, StoreError> {
-    FanoutPhase::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("fan-out phase {raw:?}")))
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 #[async_trait]
 impl IncidentStore for SqliteStore {
     async fn begin_fanout(&self) -> Result<Box<dyn FanoutTx + '_>, StoreError> {
@@ -272,29 +258,15 @@ impl IncidentStore for SqliteStore {
         if lease::acquire(&mut tx, &lease::fanout(id), owner, now, until).await? != Acquired::Held {
             return Ok(None);
         }
-        let row = sqlx::query(
-            "UPDATE fanouts SET updated_at = ?1 WHERE id = ?2 \
-             RETURNING id, incident_id, event_source, event_id, kind, phase, cursor, exhausted, \
-                       ranked - customers AS outstanding",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE fanouts SET updated_at = ?1 WHERE id = ?2 RETURNING {FANOUT_CLAIM_COLUMNS}"
+        )))
         .bind(millis(now))
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(FanoutClaim {
-            id: row.try_get("id")?,
-            incident_id: parse_entity_id(row.try_get("incident_id")?)?,
-            event: EventKey {
-                source: row.try_get("event_source")?,
-                id: row.try_get("event_id")?,
-            },
-            kind: kind_of(&row.try_get::<String, _>("kind")?)?,
-            phase: phase_of(&row.try_get::<String, _>("phase")?)?,
-            cursor: row.try_get("cursor")?,
-            exhausted: row.try_get("exhausted")?,
-            outstanding: count(row.try_get("outstanding")?),
-        }))
+        fanout_claim_from_row(&row).map(Some)
     }
 
     async fn release_fanout(&self, claim: &FanoutClaim, owner: &str) -> Result<(), StoreError> {
@@ -348,30 +320,14 @@ impl IncidentStore for SqliteStore {
             incident: self.incident(id).await?,
             ..IncidentProgress::default()
         };
-        for row in sqlx::query(
-            "SELECT event_source, event_id, kind, status, phase, ranked, customers, queued, \
-             created_at, finished_at, detail FROM fanouts WHERE incident_id = ? ORDER BY id",
-        )
+        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FANOUT_STATUS_COLUMNS} FROM fanouts WHERE incident_id = ? ORDER BY id"
+        )))
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?
         {
-            progress.fanouts.push(FanoutStatus {
-                event: EventKey {
-                    source: row.try_get("event_source")?,
-                    id: row.try_get("event_id")?,
-                },
-                kind: kind_of(&row.try_get::<String, _>("kind")?)?,
-                status: row.try_get("status")?,
-                phase: phase_of(&row.try_get::<String, _>("phase")?)?,
-                ranked: count(row.try_get("ranked")?),
-                customers: count(row.try_get("customers")?),
-                queued: count(row.try_get("queued")?),
-                created_at: from_millis(row.try_get("created_at")?)?,
-                finished_at: opt_time(&row, "finished_at")?,
-                detail: row.try_get("detail")?,
-                messages: MessageCounts::default(),
-            });
+            progress.fanouts.push(fanout_status_from_row(&row)?);
         }
         // Counted from the index alone, but for the pending rows' due times.
         let counts = sqlx::query(
@@ -385,29 +341,10 @@ impl IncidentStore for SqliteStore {
         .await?;
         for row in counts {
             let event_id: String = row.try_get("event_id")?;
+            let status: String = row.try_get("status")?;
             let n = count(row.try_get("n")?);
             let later = count(row.try_get::<Option<i64>, _>("later")?.unwrap_or(0));
-            let status: String = row.try_get("status")?;
-            let fanout = progress.fanouts.iter_mut().find(|f| f.event.id == event_id);
-            for m in [
-                Some(&mut progress.messages),
-                fanout.map(|f| &mut f.messages),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                match status.as_str() {
-                    "pending" => {
-                        m.deferred += later;
-                        m.queued += n.saturating_sub(later);
-                    }
-                    "sending" => m.sending += n,
-                    "sent" => m.sent += n,
-                    "failed" => m.failed += n,
-                    "cancelled" => m.cancelled += n,
-                    other => return Err(StoreError::Corrupt(format!("outbox status {other:?}"))),
-                }
-            }
+            progress.count_messages(&event_id, &status, n, later)?;
         }
         Ok(progress)
     }

@@ -2,19 +2,19 @@
 //! attempts are recorded with one multi-row insert and one `UPDATE … FROM` per batch.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::codes::void_code_of;
 use super::rows::{customer_doc, opt_out_from_row, push_pairs, stored_event};
 use super::{SqliteStore, MAX_BINDS};
-use crate::domain::{
-    AddressEffect, Category, Channel, EventKey, IdempotencyKey, OptOuts, RiskScores,
+use crate::domain::{AddressEffect, EventKey, OptOuts};
+use crate::store::rows::{
+    claimed_from_row, current_state_from_row, waiting_from_row, CLAIMED_COLUMNS,
 };
 use crate::store::{
     from_millis, millis, AttemptRecord, AttemptResult, ClaimedMessage, CurrentState,
@@ -36,7 +36,7 @@ impl OutboxStore for SqliteStore {
         // expired claims are chosen apart, the pending ones read in claim order from the
         // `outbox_ready` index: a claim then costs its LIMIT, not the length of the queue (an
         // incident's fan-out queues a million rows at once).
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE outbox
                 SET ambiguous = (status = 'sending'),
                     status = 'sending',
@@ -57,12 +57,8 @@ impl OutboxStore for SqliteStore {
                              ORDER BY priority DESC, urgency DESC, id LIMIT ?3))
                      ORDER BY priority DESC, urgency DESC, id
                      LIMIT ?3)
-          RETURNING id, idempotency_key, rule_id, customer_id, channel, content, attempts,
-                    ambiguous, created_at, channel_attempts, fallback, event_source,
-                    event_id, offer, category, priority, urgency,
-                    delay_score, churn_score,
-                    timezone, region",
-        )
+          RETURNING {CLAIMED_COLUMNS}"
+        )))
         .bind(until)
         .bind(now_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -152,18 +148,7 @@ impl OutboxStore for SqliteStore {
                  outcome, provider_id, error) ",
             );
             insert.push_values(chunk, |mut row, a| {
-                let (provider_id, error) = match &a.result {
-                    AttemptResult::Sent { provider_id }
-                    | AttemptResult::Reconciled { provider_id } => {
-                        (Some(provider_id.clone()), None)
-                    }
-                    AttemptResult::Retry { error, .. } | AttemptResult::Failed { error } => {
-                        (None, Some(error.clone()))
-                    }
-                    AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. } => {
-                        (None, None)
-                    }
-                };
+                let (provider_id, error) = a.result.recorded();
                 row.push_bind(a.outbox_id)
                     .push_bind(i64::from(a.attempt))
                     .push_bind(a.gateway.clone())
@@ -181,38 +166,13 @@ impl OutboxStore for SqliteStore {
                 "WITH result(id, status, next_attempt_at, sent_at, provider_id, last_error) AS (",
             );
             update.push_values(chunk, |mut row, a| {
-                let (status, next, sent_at, provider_id, error) = match &a.result {
-                    AttemptResult::Sent { provider_id }
-                    | AttemptResult::Reconciled { provider_id } => (
-                        "sent",
-                        None,
-                        Some(millis(a.finished_at)),
-                        Some(provider_id.clone()),
-                        None,
-                    ),
-                    AttemptResult::Retry { next_at, error } => (
-                        "pending",
-                        Some(millis(*next_at)),
-                        None,
-                        None,
-                        Some(error.clone()),
-                    ),
-                    AttemptResult::Failed { error } => {
-                        ("failed", None, None, None, Some(error.clone()))
-                    }
-                    AttemptResult::Deferred { next_at } => {
-                        ("pending", Some(millis(*next_at)), None, None, None)
-                    }
-                    AttemptResult::Cancelled { reason } => {
-                        ("cancelled", None, None, None, Some(reason.clone()))
-                    }
-                };
+                let settled = a.result.settlement(a.finished_at);
                 row.push_bind(a.outbox_id)
-                    .push_bind(status)
-                    .push_bind(next)
-                    .push_bind(sent_at)
-                    .push_bind(provider_id)
-                    .push_bind(error);
+                    .push_bind(settled.status)
+                    .push_bind(settled.next_attempt_at)
+                    .push_bind(settled.sent_at)
+                    .push_bind(settled.provider_id)
+                    .push_bind(settled.last_error);
             });
             update.push(
                 ") UPDATE outbox SET
@@ -315,15 +275,11 @@ impl OutboxStore for SqliteStore {
             .await?;
         let mut counts = OutboxCounts::default();
         for row in rows {
-            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
-            match row.try_get::<String, _>("status")?.as_str() {
-                "pending" => counts.pending = n,
-                "sending" => counts.sending = n,
-                "sent" => counts.sent = n,
-                "failed" => counts.failed = n,
-                "cancelled" => counts.cancelled = n,
-                _ => {}
-            }
+            let status: String = row.try_get("status")?;
+            counts.set(
+                &status,
+                u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+            );
         }
         Ok(counts)
     }
@@ -336,19 +292,7 @@ impl OutboxStore for SqliteStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let content: String = row.try_get("content")?;
-                Ok(WaitingMessage {
-                    key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
-                    rule_id: row.try_get("rule_id")?,
-                    customer_id: row.try_get("customer_id")?,
-                    content: serde_json::from_str(&content)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox content: {e}")))?,
-                    due: from_millis(row.try_get("next_attempt_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(waiting_from_row).collect()
     }
 
     async fn fallback_inputs(
@@ -405,82 +349,12 @@ async fn mark_resolved(
                 .map(|m| (m.event.source.clone(), m.event.id.clone())),
         );
         for row in q.build().persistent(false).fetch_all(pool).await? {
-            states.insert(
-                EventKey {
-                    source: row.try_get("source")?,
-                    id: row.try_get("id")?,
-                },
-                CurrentState {
-                    event_type: row.try_get("type")?,
-                    shipment_status: row.try_get("shipment_status")?,
-                    incident_status: row.try_get("incident_status")?,
-                    order_status: row.try_get("order_status")?,
-                    order_shipped: row.try_get("order_shipped")?,
-                },
-            );
+            let (key, state) = current_state_from_row(&row)?;
+            states.insert(key, state);
         }
     }
     for message in claimed {
         message.current = states.get(&message.event).cloned();
     }
     Ok(())
-}
-
-fn claimed_from_row(row: &SqliteRow) -> Result<ClaimedMessage, StoreError> {
-    let channel: String = row.try_get("channel")?;
-    let content: String = row.try_get("content")?;
-    Ok(ClaimedMessage {
-        id: row.try_get("id")?,
-        key: IdempotencyKey::from_stored(row.try_get("idempotency_key")?),
-        rule_id: row.try_get("rule_id")?,
-        customer_id: row.try_get("customer_id")?,
-        channel: Channel::from_str(&channel).map_err(StoreError::Corrupt)?,
-        content: serde_json::from_str(&content)
-            .map_err(|e| StoreError::Corrupt(format!("outbox content: {e}")))?,
-        attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        ambiguous: row.try_get::<i64, _>("ambiguous")? != 0,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        channel_attempt: u32::try_from(row.try_get::<i64, _>("channel_attempts")?)
-            .unwrap_or(u32::MAX),
-        fallback: parse_channels(&row.try_get::<String, _>("fallback")?)?,
-        category: Category::from_str(&row.try_get::<String, _>("category")?)
-            .map_err(StoreError::Corrupt)?,
-        event: EventKey {
-            source: row.try_get("event_source")?,
-            id: row.try_get("event_id")?,
-        },
-        offer: row
-            .try_get::<Option<String>, _>("offer")?
-            .map(|o| {
-                serde_json::from_str(&o)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox offer: {e}")))
-            })
-            .transpose()?,
-        risk: match (
-            row.try_get::<Option<f64>, _>("delay_score")?,
-            row.try_get::<Option<f64>, _>("churn_score")?,
-        ) {
-            (Some(delay), Some(churn)) => Some(RiskScores { delay, churn }),
-            _ => None,
-        },
-        timezone: row
-            .try_get::<Option<String>, _>("timezone")?
-            .map(|z| {
-                z.parse::<chrono_tz::Tz>()
-                    .map_err(|_| StoreError::Corrupt(format!("outbox timezone {z:?}")))
-            })
-            .transpose()?,
-        region: row.try_get("region")?,
-        current: None,
-    })
-}
-
-/// `["email","push"]` as stored in `outbox.fallback`.
-fn parse_channels(raw: &str) -> Result<Vec<Channel>, StoreError> {
-    let names: Vec<String> = serde_json::from_str(raw)
-        .map_err(|e| StoreError::Corrupt(format!("outbox fallback: {e}")))?;
-    names
-        .iter()
-        .map(|n| Channel::from_str(n).map_err(StoreError::Corrupt))
-        .collect()
 }

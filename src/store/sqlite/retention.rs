@@ -1,60 +1,16 @@
-//! The retention purge on SQLite. Each table is purged in its own short transaction, so intake
-//! never waits on the database's single writer for longer than one table's batch.
-
-use std::collections::BTreeMap;
+//! The retention purge on SQLite (what goes, and in which order, is in `store::retention`).
+//! Each table is purged in its own short transaction, so intake never waits on the database's
+//! single writer for longer than one table's batch.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::SqliteStore;
-use crate::domain::day_number;
-use crate::store::{from_millis, millis, PurgeCursor, PurgeReport, RetentionStore, StoreError};
-
-/// Customer fields that identify nobody, kept when a record is purged.
-const KEPT_CUSTOMER_FIELDS: [&str; 8] = [
-    "id",
-    "locale",
-    "timezone",
-    "region",
-    "segment",
-    "channels",
-    "consent",
-    "lifetime_value",
-];
-
-/// What a table deleted outright is counted as in [`PurgeReport`].
-enum OldRows {
-    /// Bad experiences and external risk scores: behaviour about a person.
-    Behaviour,
-    /// Schedule runs and emissions.
-    Schedule,
-}
-
-/// Tables whose rows older than the cutoff (`?1`) are deleted outright, at most `?2` a run.
-/// External scores are behaviour about a person, and worthless after their validity.
-const OLD_ROWS: [(&str, OldRows); 4] = [
-    (
-        "DELETE FROM customer_experiences WHERE (customer_id, kind, entity, at) IN \
-         (SELECT customer_id, kind, entity, at FROM customer_experiences WHERE at < ?1 LIMIT ?2)",
-        OldRows::Behaviour,
-    ),
-    (
-        "DELETE FROM risk_scores WHERE (event_source, event_id) IN \
-         (SELECT event_source, event_id FROM risk_scores WHERE scored_at < ?1 LIMIT ?2)",
-        OldRows::Behaviour,
-    ),
-    (
-        "DELETE FROM schedule_emissions WHERE (kind, key) IN \
-         (SELECT kind, key FROM schedule_emissions WHERE emitted_at < ?1 LIMIT ?2)",
-        OldRows::Schedule,
-    ),
-    (
-        "DELETE FROM schedule_runs WHERE (schedule, tick) IN \
-         (SELECT schedule, tick FROM schedule_runs WHERE tick < ?1 LIMIT ?2)",
-        OldRows::Schedule,
-    ),
-];
+use crate::store::retention::{
+    has_more, note_days, scrubbed, KeyedPurge, EVENTS, MESSAGES, OLD_ROWS,
+};
+use crate::store::{millis, PurgeCursor, PurgeReport, RetentionStore, StoreError};
 
 #[async_trait]
 impl RetentionStore for SqliteStore {
@@ -64,114 +20,77 @@ impl RetentionStore for SqliteStore {
         limit: usize,
         cursor: PurgeCursor,
     ) -> Result<(PurgeReport, PurgeCursor), StoreError> {
-        purge(&self.pool, cutoff, limit, cursor).await
-    }
-}
-
-/// Purges up to `limit` rows per table older than `cutoff`, from `cursor` on.
-async fn purge(
-    pool: &SqlitePool,
-    cutoff: DateTime<Utc>,
-    limit: usize,
-    cursor: PurgeCursor,
-) -> Result<(PurgeReport, PurgeCursor), StoreError> {
-    let cutoff = millis(cutoff);
-    let limit = limit as i64;
-    let mut report = PurgeReport::default();
-    let mut next = cursor;
-    (report.events, next.events) = EVENTS.run(pool, cutoff, limit, cursor.events).await?;
-    (report.messages, next.outbox) = MESSAGES.run(pool, cutoff, limit, cursor.outbox).await?;
-    report.notes = notes(pool, cutoff, limit).await?;
-    (report.customers, next.customers) = customers(pool, cutoff, limit, cursor.customers).await?;
-    let mut full = [
-        report.events,
-        report.messages,
-        report.notes,
-        report.customers,
-    ]
-    .iter()
-    .any(|n| *n as i64 >= limit);
-    for (sql, kind) in OLD_ROWS {
-        let deleted = delete_old(pool, sql, cutoff, limit).await?;
-        full |= deleted as i64 >= limit;
-        match kind {
-            OldRows::Behaviour => report.experiences += deleted,
-            OldRows::Schedule => report.schedule_rows += deleted,
+        let pool = &self.pool;
+        let cutoff = millis(cutoff);
+        let limit = limit as i64;
+        let mut report = PurgeReport::default();
+        let mut next = cursor;
+        (report.events, next.events) = keyed(pool, &EVENTS, cutoff, limit, cursor.events).await?;
+        (report.messages, next.outbox) =
+            keyed(pool, &MESSAGES, cutoff, limit, cursor.outbox).await?;
+        report.notes = notes(pool, cutoff, limit).await?;
+        (report.customers, next.customers) =
+            customers(pool, cutoff, limit, cursor.customers).await?;
+        let mut more = has_more(
+            &[
+                report.events,
+                report.messages,
+                report.notes,
+                report.customers,
+            ],
+            limit,
+        );
+        for (sql, kind) in OLD_ROWS {
+            let deleted = sqlx::query(sql)
+                .bind(cutoff)
+                .bind(limit)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            more |= has_more(&[deleted], limit);
+            kind.count(&mut report, deleted);
         }
+        report.more = more;
+        Ok((report, next))
     }
-    report.more = full;
-    Ok((report, next))
 }
 
-/// A table purged in key order from a cursor: `select` lists `(key, time, status)` after the
-/// cursor, `update` scrubs the keys in `(?2, ?3]` (stamping `?1`), `also` (optional) scrubs
-/// what hangs off them in the same range.
-struct KeyedPurge {
-    select: &'static str,
-    update: &'static str,
-    also: Option<&'static str>,
-}
-
-/// Events in arrival order, up to the first one too young: `data` and the customer id go.
-const EVENTS: KeyedPurge = KeyedPurge {
-    select: "SELECT seq, received_at, 'final' FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-    update: "UPDATE events SET data = '{}', customer_id = NULL, purged_at = ?1 \
-             WHERE seq > ?2 AND seq <= ?3 AND purged_at IS NULL",
-    also: None,
-};
-
-/// Messages in queue order, up to the first one too young or not yet final: content and
-/// errors go, here and in their attempts.
-const MESSAGES: KeyedPurge = KeyedPurge {
-    select: "SELECT id, created_at, CASE WHEN status IN ('sent', 'failed', 'cancelled') \
-             THEN 'final' ELSE status END FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-    update: "UPDATE outbox SET content = '{}', last_error = NULL, purged_at = ?1 \
-             WHERE id > ?2 AND id <= ?3 AND purged_at IS NULL",
-    also: Some("UPDATE attempts SET error = NULL WHERE outbox_id > ?2 AND outbox_id <= ?3"),
-};
-
-impl KeyedPurge {
-    /// Scrubs up to `limit` rows after `after`; returns how many and the new cursor.
-    async fn run(
-        &self,
-        pool: &SqlitePool,
-        cutoff: i64,
-        limit: i64,
-        after: i64,
-    ) -> Result<(u64, i64), StoreError> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(self.select)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let Some(last) = rows
-            .iter()
-            .take_while(|(_, at, status)| *at < cutoff && status == "final")
-            .last()
-            .map(|r| r.0)
-        else {
-            return Ok((0, after));
-        };
-        let stamp = millis(Utc::now());
-        let purged = sqlx::query(self.update)
+/// Scrubs up to `limit` rows of `table` after `after`; returns how many and the new cursor.
+async fn keyed(
+    pool: &SqlitePool,
+    table: &KeyedPurge,
+    cutoff: i64,
+    limit: i64,
+    after: i64,
+) -> Result<(u64, i64), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(table.select)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    let Some(last) = KeyedPurge::purgeable_through(&rows, cutoff) else {
+        return Ok((0, after));
+    };
+    let stamp = millis(Utc::now());
+    let mut purged = 0;
+    for (i, sql) in [Some(table.update), table.also]
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let done = sqlx::query(sql)
             .bind(stamp)
             .bind(after)
             .bind(last)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if let Some(also) = self.also {
-            sqlx::query(also)
-                .bind(stamp)
-                .bind(after)
-                .bind(last)
-                .execute(&mut *tx)
-                .await?;
+            .await?;
+        if i == 0 {
+            purged = done.rows_affected();
         }
-        tx.commit().await?;
-        Ok((purged, last))
     }
+    tx.commit().await?;
+    Ok((purged, last))
 }
 
 /// Decision notes: counted per day, rule, outcome and reason, then deleted.
@@ -188,13 +107,12 @@ async fn notes(pool: &SqlitePool, cutoff: i64, limit: i64) -> Result<u64, StoreE
     if notes.is_empty() {
         return Ok(0);
     }
-    let mut counts: BTreeMap<(i64, &str, &str, &str), i64> = BTreeMap::new();
-    for (_, at, rule, outcome, reason) in &notes {
-        *counts
-            .entry((day_number(from_millis(*at)?), rule, outcome, reason))
-            .or_default() += 1;
-    }
-    for ((day, rule, outcome, reason), n) in counts {
+    let days = note_days(
+        notes
+            .iter()
+            .map(|(_, at, rule, outcome, reason)| (*at, &**rule, &**outcome, &**reason)),
+    )?;
+    for ((day, rule, outcome, reason), n) in days {
         sqlx::query(
             "INSERT INTO decision_note_days (day, rule_id, outcome, reason, count) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, rule_id, outcome, reason) \
@@ -241,20 +159,10 @@ async fn customers(
         _ => 0,
     };
     let mut purged = 0;
-    for (rowid, doc, updated_at) in &rows {
-        if *updated_at >= cutoff {
-            continue;
-        }
-        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(doc) else {
-            continue;
-        };
-        let before = fields.len();
-        fields.retain(|k, _| KEPT_CUSTOMER_FIELDS.contains(&k.as_str()));
-        if fields.len() == before {
-            continue;
-        }
+    for (rowid, doc, _) in rows.iter().filter(|(_, _, at)| *at < cutoff) {
+        let Some(doc) = scrubbed(doc) else { continue };
         sqlx::query("UPDATE customers SET doc = ? WHERE rowid = ?")
-            .bind(serde_json::Value::Object(fields).to_string())
+            .bind(doc)
             .bind(rowid)
             .execute(&mut *tx)
             .await?;
@@ -262,19 +170,4 @@ async fn customers(
     }
     tx.commit().await?;
     Ok((purged, next))
-}
-
-/// Runs a `DELETE … LIMIT` statement taking the cutoff and the limit.
-async fn delete_old(
-    pool: &SqlitePool,
-    sql: &'static str,
-    cutoff: i64,
-    limit: i64,
-) -> Result<u64, StoreError> {
-    Ok(sqlx::query(sql)
-        .bind(cutoff)
-        .bind(limit)
-        .execute(pool)
-        .await?
-        .rows_affected())
 }

@@ -1,64 +1,32 @@
 //! Reading rows back into domain types, and the statement pieces every aggregate builds with.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::MAX_BINDS;
-use crate::domain::{About, EventKey, EventType};
+use crate::domain::EventKey;
 pub(crate) use crate::store::rows::{
-    customer_doc, incident_from_row, opt_entity, opt_out_from_row, opt_time, order_from_row,
-    parse_customer_id, parse_entity_id, shipment_from_row,
+    customer_doc, incident_from_row, opt_out_from_row, order_from_row, parse_customer_id,
+    shipment_from_row, INCIDENT_COLUMNS, ORDER_COLUMNS, SHIPMENT_COLUMNS,
 };
-use crate::store::{from_millis, EventRecord, StoreError};
+use crate::store::rows::{event_record_from_row, EVENT_COLUMNS};
+use crate::store::{EventRecord, StoreError};
 
 /// An event as recorded, if it still is.
 pub(super) async fn stored_event(
     pool: &sqlx::SqlitePool,
     event: &EventKey,
 ) -> Result<Option<EventRecord>, StoreError> {
-    let event_row = sqlx::query(
-        "SELECT type, subject, time, customer_id, data, received_at, shipment_id, order_id, \
-         incident_id FROM events WHERE source = ? AND id = ?",
-    )
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE source = ? AND id = ?"
+    )))
     .bind(&event.source)
     .bind(&event.id)
     .fetch_optional(pool)
     .await?;
-    event_row
-        .map(|row| -> Result<EventRecord, StoreError> {
-            let raw_type: String = row.try_get("type")?;
-            Ok(EventRecord {
-                key: event.clone(),
-                event_type: EventType::parse(&raw_type)
-                    .ok_or_else(|| StoreError::Corrupt(format!("event type {raw_type}")))?,
-                subject: row.try_get("subject")?,
-                time: row
-                    .try_get::<Option<i64>, _>("time")?
-                    .map(from_millis)
-                    .transpose()?,
-                customer_id: row
-                    .try_get::<Option<String>, _>("customer_id")?
-                    .map(parse_customer_id)
-                    .transpose()?,
-                data: row.try_get("data")?,
-                received_at: from_millis(row.try_get("received_at")?)?,
-                about: About {
-                    shipment_id: opt_entity(&row, "shipment_id")?,
-                    order_id: opt_entity(&row, "order_id")?,
-                    incident_id: opt_entity(&row, "incident_id")?,
-                },
-            })
-        })
+    row.map(|row| event_record_from_row(&row, event))
         .transpose()
 }
-
-pub(super) const SHIPMENT_COLUMNS: &str = "id, order_id, customer_id, carrier, tracking_number, \
-    tracking_url, promised_by, new_eta, status, region, last_scan_at, delivered_at, \
-    exception_kind, updated_at";
-pub(super) const ORDER_COLUMNS: &str =
-    "id, customer_id, status, total_minor, currency, promised_by, placed_at, updated_at";
-pub(super) const INCIDENT_COLUMNS: &str =
-    "id, title, severity, status, affected, started_at, resolved_at, updated_at, peak_severity";
 
 /// Completes a `(x, y) IN (VALUES ` list: `(a, b), (c, d), …)`, every value bound.
 pub(super) fn push_pairs(

@@ -7,8 +7,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::lease::{self, Acquired};
-use super::rows::{opt_time, order_from_row, ORDER_COLUMNS};
+use super::rows::ORDER_COLUMNS;
 use super::SqliteStore;
+use crate::store::rows::{
+    overdue_from_row, resolved_from_row, run_from_row, schedule_status_from_row, stalled_from_row,
+};
 use crate::store::{
     from_millis, millis, Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus,
     ScheduleStore, StalledOrder, StoreError, TickClaim, TickOutcome,
@@ -129,25 +132,7 @@ impl ScheduleStore for SqliteStore {
         .bind(lease::SCHEDULE)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let last_tick: i64 = row.try_get("last_tick")?;
-                let owner: Option<String> = row.try_get("lease_owner")?;
-                let until: Option<i64> = row.try_get("lease_until")?;
-                Ok(ScheduleStatus {
-                    schedule: row.try_get("schedule")?,
-                    last_tick: (last_tick > 0)
-                        .then(|| from_millis(last_tick))
-                        .transpose()?,
-                    last_success_at: opt_time(&row, "last_success_at")?,
-                    last_error: row.try_get("last_error")?,
-                    lease: match (owner, until) {
-                        (Some(o), Some(u)) => Some((o, from_millis(u)?)),
-                        _ => None,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(schedule_status_from_row).collect()
     }
 
     async fn schedule_runs(
@@ -163,19 +148,7 @@ impl ScheduleStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(RunRecord {
-                    tick: from_millis(row.try_get("tick")?)?,
-                    owner: row.try_get("owner")?,
-                    started_at: from_millis(row.try_get("started_at")?)?,
-                    finished_at: opt_time(&row, "finished_at")?,
-                    found: row.try_get::<i64, _>("found")? as u64,
-                    emitted: row.try_get::<i64, _>("emitted")? as u64,
-                    error: row.try_get("error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(run_from_row).collect()
     }
 
     async fn overdue_shipments(
@@ -215,21 +188,7 @@ impl ScheduleStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(OverdueShipment {
-                    shipment_id: row.try_get("id")?,
-                    order_id: row.try_get("order_id")?,
-                    customer_id: row.try_get("customer_id")?,
-                    carrier: row.try_get("carrier")?,
-                    due: from_millis(row.try_get("due")?)?,
-                    promised_by: opt_time(&row, "promised_by")?,
-                    last_scan_at: opt_time(&row, "last_scan_at")?,
-                    tracking_url: row.try_get("tracking_url")?,
-                    status: row.try_get("status")?,
-                })
-            })
-            .collect()
+        rows.iter().map(overdue_from_row).collect()
     }
 
     async fn stalled_orders(
@@ -253,26 +212,7 @@ impl ScheduleStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let order = order_from_row(row)?;
-                let missing = |what: &str| {
-                    StoreError::Corrupt(format!("stalled order {} has no {what}", order.id))
-                };
-                Ok(StalledOrder {
-                    customer_id: order
-                        .customer_id
-                        .as_ref()
-                        .ok_or_else(|| missing("customer"))?
-                        .as_str()
-                        .to_owned(),
-                    placed_at: order.placed_at.ok_or_else(|| missing("placement time"))?,
-                    promised_by: order.promised_by,
-                    total: order.total.clone(),
-                    order_id: order.id.as_str().to_owned(),
-                })
-            })
-            .collect()
+        rows.iter().map(stalled_from_row).collect()
     }
 
     async fn resolved_problems(
@@ -304,22 +244,7 @@ impl ScheduleStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let had_exception: i64 = row.try_get("had_exception")?;
-                Ok(ResolvedProblem {
-                    customer_id: row.try_get("customer_id")?,
-                    order_id: row.try_get("order_id")?,
-                    shipment_id: row.try_get("id")?,
-                    resolved_at: from_millis(row.try_get("delivered_at")?)?,
-                    about: if had_exception == 1 {
-                        "exception"
-                    } else {
-                        "delay"
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(resolved_from_row).collect()
     }
 
     async fn record_emissions(&self, emissions: &[Emission]) -> Result<(), StoreError> {

@@ -1,0 +1,234 @@
+//! An intake batch's reads on PostgreSQL ([`BatchReads`]; what is read, and why, is in
+//! `store::snapshot`): one statement per read, every list one array bind (`= ANY($1)`).
+//!
+//! Two processes may decide batches about the same customer, order, shipment or incident at
+//! once; each writes back what it read and changed, so the second would overwrite the first's
+//! change (a lost update). Before reading, a batch takes a transaction-scoped advisory lock on
+//! every entity it names, in one sorted statement, so two batches touching the same entities
+//! queue up instead and lock in the same order. Customers found only through their shipment
+//! or order are locked in a second round; two batches crossing there would deadlock, which
+//! PostgreSQL breaks by failing one: its batch is redelivered and decided again.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Transaction};
+
+use crate::domain::{
+    CustomerDoc, CustomerId, Dimension, Experience, ExternalScore, Incident, Order, PastOutreach,
+    Shipment,
+};
+use crate::store::rows::{
+    customer_from_row, experience_from_row, external_score_from_row, incident_from_row,
+    lane_day_from_row, marketing_from_row, order_from_row, past_outreach_from_row,
+    shipment_from_row, stored_opt_out_from_row, INCIDENT_COLUMNS, ORDER_COLUMNS,
+    RISK_SCORE_COLUMNS, SHIPMENT_COLUMNS,
+};
+use crate::store::snapshot::{self, BatchReads, LaneDay, StoredOptOut};
+use crate::store::{millis, Refs, Snapshot, StoreError};
+
+/// Loads the state an intake batch touches (see `IntakeTx::load`), holding its entities.
+pub(super) async fn load(
+    tx: &mut Transaction<'static, Postgres>,
+    refs: &Refs,
+) -> Result<Snapshot, StoreError> {
+    let mut named: Vec<String> = Vec::new();
+    named.extend(refs.customers.iter().map(|c| format!("customer:{c}")));
+    named.extend(refs.orders.iter().map(|o| format!("order:{o}")));
+    named.extend(refs.shipments.iter().map(|s| format!("shipment:{s}")));
+    named.extend(refs.incidents.iter().map(|i| format!("incident:{i}")));
+    hold(tx, &named).await?;
+    let mut reads = Reads {
+        tx,
+        held: named.into_iter().collect(),
+    };
+    snapshot::load(&mut reads, refs).await
+}
+
+/// Takes the advisory locks of `names` for the rest of the transaction, in one sorted pass.
+async fn hold(tx: &mut Transaction<'static, Postgres>, names: &[String]) -> Result<(), StoreError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM \
+         (SELECT DISTINCT hashtextextended(n, 0) AS k FROM unnest($1::text[]) n ORDER BY k) l",
+    )
+    .bind(names)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A batch transaction, reading.
+struct Reads<'t> {
+    tx: &'t mut Transaction<'static, Postgres>,
+    /// Lock names taken so far.
+    held: std::collections::HashSet<String>,
+}
+
+impl Reads<'_> {
+    /// Every row `sql` selects with `ids` as `$1`, decoded.
+    async fn by_ids<T>(
+        &mut self,
+        sql: &str,
+        ids: &[&str],
+        decode: fn(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(ids)
+            .fetch_all(&mut **self.tx)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+#[async_trait]
+impl BatchReads for Reads<'_> {
+    async fn shipments(&mut self, ids: &[&str]) -> Result<Vec<Shipment>, StoreError> {
+        let sql = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = ANY($1)");
+        self.by_ids(&sql, ids, shipment_from_row).await
+    }
+
+    async fn orders(&mut self, ids: &[&str]) -> Result<Vec<Order>, StoreError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1)");
+        self.by_ids(&sql, ids, order_from_row).await
+    }
+
+    async fn incidents(&mut self, ids: &[&str]) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ANY($1) OR status = 'open'"
+        )))
+        .bind(ids)
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    async fn customers(
+        &mut self,
+        ids: &[&str],
+    ) -> Result<Vec<(CustomerId, CustomerDoc)>, StoreError> {
+        // Customers reached through a shipment or an order are held now, before they are read.
+        let found: Vec<String> = ids
+            .iter()
+            .map(|id| format!("customer:{id}"))
+            .filter(|name| !self.held.contains(name))
+            .collect();
+        hold(self.tx, &found).await?;
+        self.held.extend(found);
+        self.by_ids(
+            "SELECT id, doc FROM customers WHERE id = ANY($1)",
+            ids,
+            customer_from_row,
+        )
+        .await
+    }
+
+    async fn opt_outs(&mut self, customers: &[&str]) -> Result<Vec<StoredOptOut>, StoreError> {
+        self.by_ids(
+            "SELECT customer_id, channel, scope, at FROM opt_outs WHERE customer_id = ANY($1)",
+            customers,
+            stored_opt_out_from_row,
+        )
+        .await
+    }
+
+    async fn lane_days(
+        &mut self,
+        first_day: i64,
+        lanes: &[(Dimension, String)],
+    ) -> Result<Vec<LaneDay>, StoreError> {
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT dimension, key, day, settled, late FROM shipment_outcome_days \
+             WHERE day >= $1 AND (dimension, key) IN \
+               (SELECT * FROM UNNEST($2::text[], $3::text[]))",
+        )
+        .bind(first_day)
+        .bind(lanes.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>())
+        .bind(lanes.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(lane_day_from_row).collect()
+    }
+
+    async fn experiences(
+        &mut self,
+        since: DateTime<Utc>,
+        customers: &[&str],
+    ) -> Result<Vec<(CustomerId, Experience)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT customer_id, kind, entity, at FROM customer_experiences \
+             WHERE customer_id = ANY($1) AND at >= $2",
+        )
+        .bind(customers)
+        .bind(millis(since))
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(experience_from_row).collect()
+    }
+
+    async fn orders_of(&mut self, customers: &[&str]) -> Result<Vec<Order>, StoreError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE customer_id = ANY($1)");
+        self.by_ids(&sql, customers, order_from_row).await
+    }
+
+    async fn last_outreach(
+        &mut self,
+        before: DateTime<Utc>,
+        customers: &[&str],
+    ) -> Result<Vec<(CustomerId, PastOutreach)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.customer_id, o.created_at, o.status, o.updated_at, d.redeemed_at \
+             FROM unnest($1::text[]) c(id) \
+             CROSS JOIN LATERAL (SELECT * FROM outbox i WHERE i.customer_id = c.id \
+                 AND i.created_at < $2 ORDER BY i.created_at DESC LIMIT 1) o \
+             LEFT JOIN discount_codes d ON d.code = o.discount_code",
+        )
+        .bind(customers)
+        .bind(millis(before))
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(past_outreach_from_row).collect()
+    }
+
+    async fn marketing(
+        &mut self,
+        since: DateTime<Utc>,
+        customers: &[&str],
+    ) -> Result<Vec<(CustomerId, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT customer_id, created_at FROM outbox \
+             WHERE customer_id = ANY($1) AND created_at >= $2 \
+               AND (category = 'marketing' OR offer IS NOT NULL) \
+               AND status NOT IN ('cancelled', 'failed')",
+        )
+        .bind(customers)
+        .bind(millis(since))
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(marketing_from_row).collect()
+    }
+
+    async fn risk_scores(
+        &mut self,
+        customers: &[&str],
+        shipments: &[&str],
+    ) -> Result<Vec<ExternalScore>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RISK_SCORE_COLUMNS} FROM risk_scores \
+             WHERE customer_id = ANY($1) OR shipment_id = ANY($2)"
+        )))
+        .bind(customers)
+        .bind(shipments)
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(external_score_from_row).collect()
+    }
+}

@@ -1,0 +1,251 @@
+//! The store's aggregates driven step by step, on every backend: what one verb writes, the
+//! next one reads. Each test is written once against `Store` and run on a fresh SQLite file and
+//! on a fresh PostgreSQL database.
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::domain::{
+    Channel, CustomerId, DiscountCode, EntityId, IdempotencyKey, Offer, Redemption, RiskScores,
+    Shipment, ShipmentStatus,
+};
+use crate::store::test_support::{at, delayed, intake, outreach};
+use crate::store::{AttemptRecord, AttemptResult, Changes, Store};
+
+/// Runs each named test (an `async fn(&impl Store)`) on SQLite and on PostgreSQL.
+macro_rules! on_each_backend {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test]
+                async fn sqlite() {
+                    let (_file, store) = crate::store::test_support::store().await;
+                    super::$test(&store).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let (_database, store) = crate::store::test_support::postgres().await;
+                    super::$test(&store).await;
+                }
+            }
+        )*
+    };
+}
+
+on_each_backend!(
+    an_event_is_stored_with_the_parcel_and_order_it_is_about,
+    a_claimed_message_carries_its_scores_and_how_its_parcel_stands_now,
+    a_cancelled_message_voids_its_code_and_a_live_code_is_redeemed_once,
+    an_incident_in_a_region_takes_in_the_regions_inside_it,
+);
+
+async fn an_event_is_stored_with_the_parcel_and_order_it_is_about(store: &impl Store) {
+    let event = delayed();
+    intake(
+        store,
+        &event,
+        Changes::default(),
+        at("2026-11-23T09:00:01Z"),
+    )
+    .await;
+    let stored = store
+        .event(&event.event.key)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        stored.about.shipment_id.as_ref().map(EntityId::as_str),
+        Some("shp-1")
+    );
+    assert_eq!(
+        stored.about.order_id.as_ref().map(EntityId::as_str),
+        Some("o-1")
+    );
+    assert_eq!(stored.about.incident_id, None);
+    // What is stored parses back into the event that was accepted.
+    let again = stored.accepted().expect("parses");
+    assert_eq!(again.about(), event.about());
+    assert_eq!(again.event.data, event.event.data);
+}
+
+async fn a_claimed_message_carries_its_scores_and_how_its_parcel_stands_now(store: &impl Store) {
+    let event = delayed();
+    let now = at("2026-11-23T09:00:01Z");
+    let changes = Changes {
+        outreach: vec![outreach(&event, None)],
+        ..Changes::default()
+    };
+    intake(store, &event, changes, now).await;
+    // The parcel arrives before the message is claimed.
+    let delivered = Shipment {
+        id: EntityId::parse("shp-1").expect("an id"),
+        order_id: EntityId::parse("o-1").ok(),
+        customer_id: CustomerId::parse("c-1").ok(),
+        carrier: Some("CJ".into()),
+        tracking_number: None,
+        tracking_url: None,
+        promised_by: Some(at("2026-11-25T09:00:00Z")),
+        new_eta: None,
+        status: ShipmentStatus::Delivered,
+        region: None,
+        last_scan_at: None,
+        delivered_at: Some(at("2026-11-23T10:00:00Z")),
+        exception_kind: None,
+        updated_at: at("2026-11-23T10:00:00Z"),
+    };
+    let mut tx = store.begin_intake().await.expect("begin");
+    tx.apply(
+        &Changes {
+            shipments: vec![delivered],
+            ..Changes::default()
+        },
+        now,
+    )
+    .await
+    .expect("apply");
+    tx.commit().await.expect("commit");
+
+    let claimed = store
+        .claim_due(now, std::time::Duration::from_secs(60), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let message = &claimed[0];
+    assert_eq!(
+        message.risk,
+        Some(RiskScores {
+            delay: 0.25,
+            churn: 0.75
+        })
+    );
+    let current = message.current.as_ref().expect("the event's state");
+    assert_eq!(current.event_type, "shipment.delayed");
+    assert_eq!(current.shipment_status.as_deref(), Some("delivered"));
+    assert_eq!(current.order_status, None, "no order record was written");
+    assert!(current.order_shipped, "a parcel of its order exists");
+    // Nothing else is due, and a claim under lease is not claimed again.
+    let again = store
+        .claim_due(now, std::time::Duration::from_secs(60), 10)
+        .await
+        .expect("claim");
+    assert!(again.is_empty());
+}
+
+async fn a_cancelled_message_voids_its_code_and_a_live_code_is_redeemed_once(store: &impl Store) {
+    let now = at("2026-11-23T09:00:01Z");
+    let event = delayed();
+    let offer = |code: &str| Offer {
+        code: DiscountCode::from_stored(code.into()),
+        percent: 10,
+        expires_at: now + Duration::days(30),
+    };
+    let mut second = outreach(&event, Some(offer("DDDDEEEEFFFF")));
+    second.entity = "once:other".into();
+    second.key = IdempotencyKey::derive("delay", &second.customer_id, "once:other", Channel::Sms);
+    let changes = Changes {
+        outreach: vec![outreach(&event, Some(offer("AAAABBBBCCCC"))), second],
+        ..Changes::default()
+    };
+    intake(store, &event, changes, now).await;
+    let claimed = store
+        .claim_due(now, std::time::Duration::from_secs(60), 10)
+        .await
+        .expect("claim");
+    let cancelled = claimed
+        .iter()
+        .find(|m| m.offer.as_ref().map(|o| o.code.as_stored()) == Some("AAAABBBBCCCC"))
+        .expect("the first message");
+    let later = now + Duration::seconds(1);
+    store
+        .record_attempts(&[AttemptRecord {
+            outbox_id: cancelled.id,
+            attempt: cancelled.attempt,
+            gateway: "sandbox".into(),
+            started_at: later,
+            finished_at: later,
+            result: AttemptResult::Cancelled {
+                reason: "the parcel was delivered".into(),
+            },
+            channel: Channel::Sms,
+            effect: None,
+            switch: None,
+        }])
+        .await
+        .expect("record");
+
+    let void = DiscountCode::from_stored("AAAABBBBCCCC".into());
+    assert_eq!(
+        store
+            .discount_code(&void)
+            .await
+            .expect("read")
+            .expect("issued")
+            .voided_at,
+        Some(later)
+    );
+    assert_eq!(
+        store
+            .redeem_code(&void, None, None, later)
+            .await
+            .expect("redeem"),
+        Redemption::Void { at: later }
+    );
+    let live = DiscountCode::from_stored("DDDDEEEEFFFF".into());
+    assert!(matches!(
+        store
+            .redeem_code(&live, Some("c-1"), Some("o-9"), later)
+            .await
+            .expect("redeem"),
+        Redemption::Redeemed { percent: 10, .. }
+    ));
+    assert_eq!(
+        store
+            .redeem_code(&live, Some("c-1"), Some("o-10"), later)
+            .await
+            .expect("redeem"),
+        Redemption::AlreadyRedeemed { at: later }
+    );
+}
+
+async fn an_incident_in_a_region_takes_in_the_regions_inside_it(store: &impl Store) {
+    let customer = |id: &str, region: &str| {
+        (
+            CustomerId::parse(id).expect("an id"),
+            crate::domain::CustomerDoc::from_object(
+                json!({"id": id, "region": region})
+                    .as_object()
+                    .cloned()
+                    .expect("an object"),
+            ),
+        )
+    };
+    let changes = Changes {
+        customers: vec![
+            customer("c-1", "kr"),
+            customer("c-2", "kr-seoul"),
+            customer("c-3", "krx"),
+            customer("c-4", "us-ny"),
+            customer("c-5", "kr-busan-haeundae"),
+        ],
+        ..Changes::default()
+    };
+    let mut tx = store.begin_intake().await.expect("begin");
+    tx.apply(&changes, at("2026-11-23T09:00:00Z"))
+        .await
+        .expect("apply");
+    tx.commit().await.expect("commit");
+    let in_regions = |regions: &[&str]| {
+        crate::store::Audience::Affected(crate::domain::Affected {
+            regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+            ..crate::domain::Affected::default()
+        })
+    };
+    let count = |audience| async move { store.audience_count(&audience).await.expect("count") };
+    // `kr` takes in kr-seoul and kr-busan-haeundae, not `krx`.
+    assert_eq!(count(in_regions(&["kr"])).await, 3);
+    assert_eq!(count(in_regions(&["kr-busan"])).await, 1);
+    assert_eq!(count(in_regions(&["kr-seoul", "us"])).await, 2);
+    assert_eq!(count(in_regions(&["seoul"])).await, 0);
+    assert_eq!(count(in_regions(&[])).await, 5, "nobody named: everyone");
+}
