@@ -179,10 +179,13 @@ impl KeyedPurge {
     }
 }
 
+/// A day's notes of one rule, outcome and reason: `(day, rule, outcome, reason)`.
+pub(crate) type NoteDay<'a> = (i64, &'a str, &'a str, &'a str);
+
 /// Decision notes `(at, rule, outcome, reason)` counted per day, rule, outcome and reason.
 pub(crate) fn note_days<'a>(
-    notes: impl IntoIterator<Item = (i64, &'a str, &'a str, &'a str)>,
-) -> Result<BTreeMap<(i64, &'a str, &'a str, &'a str), i64>, StoreError> {
+    notes: impl IntoIterator<Item = NoteDay<'a>>,
+) -> Result<BTreeMap<NoteDay<'a>, i64>, StoreError> {
     let mut counts = BTreeMap::new();
     for (at, rule, outcome, reason) in notes {
         *counts
