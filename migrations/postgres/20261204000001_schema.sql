@@ -219,7 +219,8 @@ CREATE TABLE schedule_state (
     last_tick        BIGINT  NOT NULL,
     last_success_at  BIGINT,
     last_error       TEXT,
-    cursor           BIGINT  NOT NULL DEFAULT 0
+    -- Where a sweep stopped, as JSON (SQLite's column says INTEGER but holds this text).
+    cursor           TEXT    NOT NULL DEFAULT '{}'
 );
 
 CREATE TABLE schedule_runs (

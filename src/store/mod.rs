@@ -53,7 +53,7 @@ pub use outbox::{
     OutboxCounts, OutboxStore, WaitingMessage,
 };
 pub use outcomes::{DecisionOutcome, OutcomeStore};
-pub use postgres::PgStore;
+pub use postgres::{PgStore, ScratchDatabase};
 pub use retention::{PurgeCursor, PurgeReport, RetentionStore};
 pub use schedules::{
     Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, ScheduleStore,

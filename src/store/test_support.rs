@@ -89,80 +89,17 @@ pub(crate) async fn intake(
     tx.commit().await.expect("commit");
 }
 
-/// A fresh, migrated PostgreSQL database of its own on the server `FOREWARN_TEST_POSTGRES_URL`
-/// names (by default the local one, user `postgres`), dropped when the guard is. A test that
-/// cannot have one fails and says why: PostgreSQL is never skipped silently.
-pub(crate) async fn postgres() -> (ScratchDatabase, super::PgStore) {
-    let server = std::env::var("FOREWARN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!(
-        "forewarn_test_{}_{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    let admin = sqlx::PgPool::connect(&server).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL at {server} (FOREWARN_TEST_POSTGRES_URL) cannot be reached: {e}. \
-             `.ci/run` starts one; or point the variable at a server where this user may \
-             create databases."
-        )
-    });
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
+/// A fresh, migrated PostgreSQL database of its own (see `ScratchDatabase`), dropped with the
+/// guard. A test that cannot have one fails and says why: PostgreSQL is never skipped.
+pub(crate) async fn postgres() -> (super::ScratchDatabase, super::PgStore) {
+    let database = super::ScratchDatabase::create()
         .await
-        .unwrap_or_else(|e| panic!("cannot create a test database on {server}: {e}"));
-    admin.close().await;
+        .unwrap_or_else(|e| panic!("{e}"));
     let settings = DatabaseSettings {
-        url: with_database(&server, &name),
+        url: database.url(),
         ..DatabaseSettings::default()
     };
     let store = super::PgStore::connect(&settings).await.expect("connect");
     store.migrate().await.expect("migrate");
-    (ScratchDatabase { server, name }, store)
-}
-
-/// `server`'s URL naming database `name` instead of its own.
-fn with_database(server: &str, name: &str) -> String {
-    let (base, query) = server
-        .split_once('?')
-        .map_or((server, String::new()), |(b, q)| (b, format!("?{q}")));
-    let (host, _) = base
-        .rsplit_once('/')
-        .filter(|(host, _)| host.contains("//"))
-        .unwrap_or((base, ""));
-    format!("{host}/{name}{query}")
-}
-
-/// A test's own PostgreSQL database, dropped with this guard (connections still open to it
-/// are ended).
-pub(crate) struct ScratchDatabase {
-    server: String,
-    name: String,
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop runs inside the test's runtime, which cannot block on itself: a thread of its
-        // own drops the database.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async {
-                let admin = sqlx::PgPool::connect(&server).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await
-                .map(|_| ())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
-    }
+    (database, store)
 }

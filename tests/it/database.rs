@@ -7,6 +7,7 @@
 //! and tests filter and sort in Rust, so the same test reads the same rows on each backend this
 //! reader knows.
 
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::FromRow;
 
@@ -14,6 +15,7 @@ use sqlx::FromRow;
 #[derive(Clone)]
 pub enum Database {
     Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
 /// One queued, sent, failed or cancelled message.
@@ -130,11 +132,27 @@ impl Table {
 }
 
 impl Database {
+    /// Connects to the database at `url` (forewarn has created and migrated it).
+    pub async fn connect(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            Database::Sqlite(SqlitePool::connect(url).await.unwrap())
+        } else {
+            Database::Postgres(PgPool::connect(url).await.unwrap())
+        }
+    }
+
     async fn rows<T>(&self, sql: &str) -> Vec<T>
     where
-        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         match self {
+            Database::Postgres(pool) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                rows.iter().map(|row| T::from_row(row).unwrap()).collect()
+            }
             Database::Sqlite(pool) => {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
                     .fetch_all(pool)
@@ -147,6 +165,13 @@ impl Database {
 
     async fn execute(&self, sql: &str, binds: &[&str]) {
         match self {
+            Database::Postgres(pool) => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                query.execute(pool).await.unwrap();
+            }
             Database::Sqlite(pool) => {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
                 for value in binds {
@@ -335,6 +360,15 @@ impl Database {
                     .unwrap();
                 WriteLock::Sqlite(connection)
             }
+            Database::Postgres(pool) => {
+                let mut transaction = pool.begin().await.unwrap();
+                // Reads go on; every write to `events` waits (intake's first statement).
+                sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+                    .execute(&mut *transaction)
+                    .await
+                    .unwrap();
+                WriteLock::Postgres(transaction)
+            }
         }
     }
 
@@ -366,6 +400,7 @@ impl Database {
 /// A write lock a test holds (see [`Database::hold_writes`]).
 pub enum WriteLock {
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl WriteLock {
@@ -378,6 +413,7 @@ impl WriteLock {
                     .await
                     .unwrap();
             }
+            WriteLock::Postgres(transaction) => transaction.rollback().await.unwrap(),
         }
     }
 }

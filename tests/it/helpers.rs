@@ -9,10 +9,20 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use forewarn::cli::demo::nats_server::{free_port, NatsServer};
-use forewarn::store::{OutboxCounts, OutboxStore, SqliteStore, TimelineStore};
+use forewarn::store::{OutboxCounts, ScratchDatabase, Store};
 use serde_json::{json, Value};
 
 pub use crate::database::{Database, StatusTable, Table};
+
+/// The database a test binary runs every test on (each binary names its own: `crate::BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each binary constructs one of them
+pub enum Backend {
+    /// A SQLite file in the test's folder.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server `FOREWARN_TEST_POSTGRES_URL` names.
+    Postgres,
+}
 
 /// How long any awaited condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -22,9 +32,14 @@ pub struct App {
     pub dir: tempfile::TempDir,
     pub http_port: u16,
     pub js: jetstream::Context,
-    pub store: SqliteStore,
+    /// Forewarn's own store on the test's database, for the reads users have.
+    pub store: std::sync::Arc<dyn Store>,
     /// What the store's own reads do not answer (see `database.rs`).
     pub db: Database,
+    /// Where forewarn's database is.
+    pub database_url: String,
+    /// The test's own PostgreSQL database, dropped after forewarn is stopped.
+    _scratch: Option<ScratchDatabase>,
     child: Option<Child>,
     extra_config: String,
     env: Vec<(String, String)>,
@@ -89,17 +104,31 @@ pub async fn spawn_app_with(options: Options) -> App {
     let dir = tempfile::tempdir().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
-    let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
-        url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+    // A SQLite file in the test's folder, or a PostgreSQL database of the test's own.
+    let scratch = match crate::BACKEND {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(
+            ScratchDatabase::create()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        ),
+    };
+    let database_url = match &scratch {
+        Some(database) => database.url(),
+        None => format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+    };
+    let settings = forewarn::store::DatabaseSettings {
+        url: database_url.clone(),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    let store = forewarn::store::connect(&settings).await.unwrap();
     let mut app = App {
         http_port: free_port().unwrap(),
         js,
-        db: Database::Sqlite(store.pool().clone()),
+        db: Database::connect(&database_url).await,
         store,
+        database_url,
+        _scratch: scratch,
         nats,
         dir,
         child: None,
@@ -140,7 +169,7 @@ impl App {
 url = "{nats}"
 
 [database]
-url = "sqlite://{dir}/forewarn.db"
+url = "{database}"
 busy_timeout = "{busy}"
 
 [paths]
@@ -170,6 +199,7 @@ poll_interval = "50ms"
 claim_lease = "1s"
 {extra}"#,
             nats = self.nats.url(),
+            database = self.database_url,
             dir = self.dir.path().display(),
             authoring = if options.own_authoring {
                 self.dir.path().display().to_string()

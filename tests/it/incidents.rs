@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use forewarn::domain::{EntityId, FanoutKind};
-use forewarn::store::{IncidentProgress, IncidentStore};
+use forewarn::store::IncidentProgress;
 
 use crate::helpers::*;
 

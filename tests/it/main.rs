@@ -1,5 +1,9 @@
 //! Integration tests: the real `forewarn` binary, a real nats-server per test, real SQLite files.
+//! `tests/it_postgres` runs the same tests on PostgreSQL.
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+/// The database every test of this binary runs on.
+const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod database;
 mod helpers;

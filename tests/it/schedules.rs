@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use forewarn::schedule::{ManualClock, Scheduler, TickResult};
-use forewarn::store::{RunRecord, ScheduleStore};
+use forewarn::store::RunRecord;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -704,7 +704,7 @@ async fn an_event_emitted_but_not_remembered_is_emitted_again_and_dropped_as_a_d
 
 #[tokio::test]
 async fn a_process_that_died_mid_run_is_replaced_after_its_lease() {
-    use forewarn::store::{ScheduleStore, TickClaim, TickOutcome};
+    use forewarn::store::{TickClaim, TickOutcome};
     let app = spawn_app_queueing_only().await;
     let store = &app.store;
     let tick = now();

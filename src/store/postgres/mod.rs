@@ -14,6 +14,7 @@ mod outbox;
 mod outcomes;
 mod retention;
 mod schedules;
+mod scratch;
 mod snapshot;
 mod timeline;
 
@@ -25,6 +26,8 @@ use async_trait::async_trait;
 
 use super::{Store, StoreError};
 use crate::store::DatabaseSettings;
+
+pub use scratch::ScratchDatabase;
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
