@@ -16,6 +16,8 @@ mod retention;
 mod schedules;
 mod scratch;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod timeline;
 
 use std::str::FromStr;
