@@ -1,5 +1,6 @@
 //! The dispatcher: claim due messages, send them, record what happened.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,11 +77,12 @@ impl Dispatcher {
             return Ok(DispatchOutcome::Empty);
         }
         let count = claimed.len();
-        let records: Vec<AttemptRecord> = futures::stream::iter(claimed)
+        let held: Vec<(i64, u32)> = claimed.iter().map(|m| (m.id, m.attempt)).collect();
+        let sending = futures::stream::iter(claimed)
             .map(|message| self.attempt(message))
             .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<AttemptRecord>>();
+        let records = self.holding(&held, sending).await;
         let mut tries = 0;
         loop {
             match self.store.record_attempts(&records).await {
@@ -96,6 +98,27 @@ impl Dispatcher {
             }
         }
         Ok(DispatchOutcome::Dispatched(count))
+    }
+
+    /// Runs `sending` while keeping the batch's claims (`held`) alive: every third of the claim
+    /// lease they are extended by a lease, so another dispatcher does not take a message this
+    /// one has yet to send. A failed extension is logged; the claims then expire as they
+    /// would have.
+    async fn holding<T>(&self, held: &[(i64, u32)], sending: impl Future<Output = T>) -> T {
+        let lease = self.settings.claim_lease;
+        let every = (lease / 3).max(Duration::from_millis(10));
+        tokio::pin!(sending);
+        loop {
+            tokio::select! {
+                done = &mut sending => return done,
+                () = tokio::time::sleep(every) => {
+                    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                    if let Err(e) = self.store.extend_claims(held, until).await {
+                        tracing::warn!(error = %e, "Could not extend the batch's claims.");
+                    }
+                }
+            }
+        }
     }
 
     /// Holds messages in the customer's quiet hours (none by default).

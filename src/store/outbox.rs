@@ -280,6 +280,16 @@ pub trait OutboxStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<ClaimedMessage>, StoreError>;
 
+    /// Keeps claims this process still works on, `(outbox id, attempt)` as claimed, until
+    /// `until`: a batch that takes longer than the claim lease (a slow or paced gateway) is not
+    /// claimed again, and sent twice, by another dispatcher. A claim that was taken over (its
+    /// attempt number moved on) is left alone. Returns how many were extended.
+    async fn extend_claims(
+        &self,
+        claims: &[(i64, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
     /// Records attempts and moves their rows to the resulting status, in one transaction.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError>;
 

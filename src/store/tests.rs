@@ -38,6 +38,7 @@ on_each_backend!(
     a_claimed_message_carries_its_scores_and_how_its_parcel_stands_now,
     a_cancelled_message_voids_its_code_and_a_live_code_is_redeemed_once,
     an_incident_in_a_region_takes_in_the_regions_inside_it,
+    a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept,
 );
 
 async fn an_event_is_stored_with_the_parcel_and_order_it_is_about(store: &impl Store) {
@@ -248,4 +249,44 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it(store: &impl Sto
     assert_eq!(count(in_regions(&["kr-seoul", "us"])).await, 2);
     assert_eq!(count(in_regions(&["seoul"])).await, 0);
     assert_eq!(count(in_regions(&[])).await, 5, "nobody named: everyone");
+}
+
+async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept(store: &impl Store) {
+    let event = delayed();
+    let now = at("2026-11-23T09:00:01Z");
+    let changes = Changes {
+        outreach: vec![outreach(&event, None)],
+        ..Changes::default()
+    };
+    intake(store, &event, changes, now).await;
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = store.claim_due(now, lease, 10).await.expect("claim");
+    let held = [(claimed[0].id, claimed[0].attempt)];
+
+    // Kept alive past its lease: another dispatcher finds nothing to take.
+    let later = now + Duration::seconds(50);
+    let kept = store
+        .extend_claims(&held, later + Duration::seconds(60))
+        .await
+        .expect("extend");
+    assert_eq!(kept, 1);
+    let after_lease = now + Duration::seconds(90);
+    assert!(store
+        .claim_due(after_lease, lease, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+
+    // Left to expire, another dispatcher takes it over; the first can no longer keep it.
+    let expired = now + Duration::seconds(200);
+    let taken = store.claim_due(expired, lease, 10).await.expect("claim");
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].ambiguous, "its first attempt's outcome is unknown");
+    assert_eq!(
+        store
+            .extend_claims(&held, expired + Duration::seconds(600))
+            .await
+            .expect("extend"),
+        0
+    );
 }

@@ -65,6 +65,8 @@ pub struct Options {
     pub quiet_hours: Option<String>,
     /// Run `[schedules]` inside `forewarn run` (off: tests drive schedules themselves).
     pub scheduler: bool,
+    /// `[outbox] claim_lease`: short, so a killed process's claims come back quickly.
+    pub claim_lease: &'static str,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             extra_rules: None,
             quiet_hours: None,
             scheduler: false,
+            claim_lease: "1s",
         }
     }
 }
@@ -196,7 +199,7 @@ dispatch = {dispatch}
 batch_size = {batch}
 concurrency = {concurrency}
 poll_interval = "50ms"
-claim_lease = "1s"
+claim_lease = "{claim_lease}"
 {extra}"#,
             nats = self.nats.url(),
             database = self.database_url,
@@ -212,6 +215,7 @@ claim_lease = "1s"
             batch = options.outbox_batch,
             concurrency = options.concurrency,
             busy = options.busy_timeout,
+            claim_lease = options.claim_lease,
             extra = self.extra_config,
             quiet = options.quiet_hours.clone().unwrap_or_else(|| {
                 [
@@ -504,12 +508,21 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
 }
 
 /// Polls `condition` until it holds; fails the test after [`PATIENCE`].
-pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
+pub async fn wait_for<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
+    wait_within(what, PATIENCE, condition).await;
+}
+
+/// [`wait_for`] with a patience of its own, for work that is large on purpose.
+pub async fn wait_within<F, Fut>(what: &str, patience: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + patience;
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;

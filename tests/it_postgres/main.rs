@@ -40,6 +40,7 @@ mod reload;
 mod retraction;
 #[path = "../it/risk.rs"]
 mod risk;
+mod scale_out;
 #[path = "../it/schedules.rs"]
 mod schedules;
 #[path = "../it/sendgrid.rs"]

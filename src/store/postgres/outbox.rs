@@ -102,6 +102,33 @@ impl OutboxStore for PgStore {
         Ok(claimed)
     }
 
+    async fn extend_claims(
+        &self,
+        claims: &[(i64, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let extended = sqlx::query(
+            "UPDATE outbox SET claimed_until = $1 \
+             FROM UNNEST($2::int8[], $3::int8[]) AS c(id, attempt) \
+             WHERE outbox.id = c.id AND outbox.attempts = c.attempt \
+               AND outbox.status = 'sending'",
+        )
+        .bind(millis(until))
+        .bind(claims.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(
+            claims
+                .iter()
+                .map(|(_, a)| i64::from(*a))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(extended.rows_affected())
+    }
+
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         if attempts.is_empty() {
             return Ok(());

@@ -168,7 +168,11 @@ async fn dispatchers_claiming_at_once_never_take_the_same_message() {
     let mut seen = HashSet::new();
     for claimer in claimers {
         for message in claimer.await.expect("a claimer") {
-            assert!(seen.insert(message.id), "message {} claimed twice", message.id);
+            assert!(
+                seen.insert(message.id),
+                "message {} claimed twice",
+                message.id
+            );
         }
     }
     assert_eq!(seen.len(), messages, "every message claimed once");

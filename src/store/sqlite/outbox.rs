@@ -101,6 +101,33 @@ impl OutboxStore for SqliteStore {
         Ok(claimed)
     }
 
+    async fn extend_claims(
+        &self,
+        claims: &[(i64, u32)],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut extended = 0;
+        for chunk in claims.chunks(MAX_BINDS / 2) {
+            let mut q = QueryBuilder::<Sqlite>::new("WITH held(id, attempt) AS (");
+            q.push_values(chunk, |mut row, (id, attempt)| {
+                row.push_bind(*id).push_bind(i64::from(*attempt));
+            });
+            q.push(") UPDATE outbox SET claimed_until = ")
+                .push_bind(millis(until))
+                .push(
+                    " FROM held WHERE outbox.id = held.id AND outbox.attempts = held.attempt \
+                     AND outbox.status = 'sending'",
+                );
+            extended += q
+                .build()
+                .persistent(false)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(extended)
+    }
+
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         if attempts.is_empty() {
             return Ok(());

@@ -1,0 +1,376 @@
+//! Scale-out: three `forewarn run` processes on one PostgreSQL database and one JetStream
+//! consumer, sending through a webhook gateway to a receiver that verifies every signature and
+//! counts every key. One process is killed and one stopped mid-stream, and both come back:
+//! everything is delivered, and a key arrives twice only when forewarn itself reports the
+//! resend of a request that was in flight at the kill.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::helpers::*;
+
+const SECRET: &str = "whsec-scale-out-0123456789";
+/// Outreach (and events) of the intake test; customers of the fan-out test.
+const VOLUME: usize = 20_000;
+/// How long the whole of a test's volume may take on a debug build.
+const LARGE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// A webhook receiver: checks each request's signature as a real receiver would, and counts
+/// deliveries per idempotency key.
+#[derive(Clone, Default)]
+struct Receiver {
+    keys: Arc<Mutex<HashMap<String, usize>>>,
+    forged: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start(self) -> String {
+        let router = Router::new()
+            .route("/hooks/forewarn", post(receive))
+            .with_state(self);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/forewarn", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+
+    fn distinct(&self) -> usize {
+        self.keys.lock().unwrap().len()
+    }
+
+    /// Deliveries beyond the first of each key.
+    fn repeats(&self) -> usize {
+        self.keys.lock().unwrap().values().map(|n| n - 1).sum()
+    }
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let signed = || -> Option<bool> {
+        let timestamp = headers.get("forewarn-timestamp")?.to_str().ok()?;
+        let given = headers.get("forewarn-signature")?.to_str().ok()?;
+        let mac_hex = given.strip_prefix("v1=")?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).ok()?;
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&body);
+        Some(mac.verify_slice(&hex::decode(mac_hex).ok()?).is_ok())
+    };
+    if signed() != Some(true) {
+        *receiver.forged.lock().unwrap() += 1;
+        return (StatusCode::UNAUTHORIZED, "bad signature".to_owned());
+    }
+    let key = headers["forewarn-idempotency-key"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    *receiver.keys.lock().unwrap().entry(key).or_default() += 1;
+    (StatusCode::OK, r#"{"id":"hook-1"}"#.to_owned())
+}
+
+/// Another `forewarn run` on the app's config, with an HTTP port of its own.
+struct Peer {
+    child: Option<Child>,
+    port: u16,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Peer {
+    async fn start(app: &App, n: usize) -> Peer {
+        let port = forewarn::cli::demo::nats_server::free_port().unwrap();
+        let text = std::fs::read_to_string(app.config_path()).unwrap().replace(
+            &format!("listen = \"127.0.0.1:{}\"", app.http_port),
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        let config = app.dir.path().join(format!("forewarn-{n}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let mut peer = Peer {
+            child: None,
+            port,
+            config,
+            log: app.dir.path().join(format!("forewarn-{n}.log")),
+        };
+        peer.spawn().await;
+        peer
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_forewarn"))
+                .args(["--config", self.config.to_str().unwrap(), "run"])
+                .env_remove("FOREWARN_CONFIG")
+                .env("RUST_LOG", "info")
+                .env("TEST_WEBHOOK_SECRET", SECRET)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        wait_for("a peer to be ready", || async {
+            reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    async fn terminate(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for("a peer to exit after SIGTERM", || {
+            let exited = child.try_wait().unwrap();
+            async move { exited.is_some() }
+        })
+        .await;
+    }
+
+    async fn metrics(&self) -> String {
+        metrics_at(self.port).await
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The warnings and errors every process logged, for a failure's message.
+fn warnings(app: &App, peers: &[Peer]) -> String {
+    let mut logs = vec![app.log()];
+    logs.extend(
+        peers
+            .iter()
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default()),
+    );
+    logs.iter()
+        .flat_map(|log| log.lines())
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .take(40)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn metrics_at(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The sum of the samples of counter `name` with every one of `labels` (`key="value"`) in a
+/// Prometheus text.
+fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Publishes `events` without waiting for each ack in turn: a thousand in flight at a time.
+async fn publish_many(js: &async_nats::jetstream::Context, events: impl Iterator<Item = Value>) {
+    let events: Vec<Value> = events.collect();
+    for chunk in events.chunks(1_000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            let subject = format!("events.{}", event["type"].as_str().unwrap());
+            acks.push(js.publish(subject, event.to_string().into()).await.unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+}
+
+/// The app and two peers on one PostgreSQL database, sending SMS through the webhook.
+async fn cluster(receiver_url: &str, scheduler: bool, extra: &str) -> (App, Vec<Peer>) {
+    let app = spawn_app_with(Options {
+        scheduler,
+        extra_config: format!(
+            "\n[gateways.sms]\nkind = \"webhook\"\nurl = \"{receiver_url}\"\n\
+             secret_env = \"TEST_WEBHOOK_SECRET\"\n{extra}"
+        ),
+        env: vec![("TEST_WEBHOOK_SECRET".into(), SECRET.into())],
+        // Six processes and PostgreSQL share two cores here: a lease long enough that a
+        // starved process still extends its claims in time; a killed one's come back after it.
+        claim_lease: "5s",
+        ..Options::default()
+    })
+    .await;
+    let peers = vec![Peer::start(&app, 2).await, Peer::start(&app, 3).await];
+    (app, peers)
+}
+
+#[tokio::test]
+async fn three_processes_lose_nothing_and_repeat_only_what_a_kill_left_in_flight() {
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let (mut app, mut peers) = cluster(&url, false, "").await;
+    let publisher = {
+        let js = app.js.clone();
+        tokio::spawn(async move { publish_many(&js, (0..VOLUME).map(delayed_event)).await })
+    };
+
+    // One process dies without warning a third of the way; another is stopped half way.
+    wait_within("a third delivered", LARGE_PATIENCE, || async {
+        receiver.distinct() >= VOLUME / 3
+    })
+    .await;
+    peers[0].kill();
+    wait_within("half delivered", LARGE_PATIENCE, || async {
+        receiver.distinct() >= VOLUME / 2
+    })
+    .await;
+    let before_stop = peers[1].metrics().await;
+    peers[1].terminate().await;
+    peers[0].spawn().await;
+    peers[1].spawn().await;
+    publisher.await.unwrap();
+
+    wait_within("every outreach delivered", LARGE_PATIENCE, || async {
+        receiver.distinct() >= VOLUME
+    })
+    .await;
+    wait_within("the outbox settled", LARGE_PATIENCE, || async {
+        let c = app.counts().await;
+        c.sent as usize == VOLUME && c.pending + c.sending == 0
+    })
+    .await;
+    app.wait_intake_idle().await;
+
+    assert_eq!(receiver.distinct(), VOLUME);
+    assert_eq!(
+        *receiver.forged.lock().unwrap(),
+        0,
+        "every signature verifies"
+    );
+    assert_eq!(app.db.count(Table::Events).await, VOLUME as i64);
+    // A repeat is the resend of a request in flight at the kill, which forewarn reports.
+    let resends = |metrics: &str| counter(metrics, "forewarn_outbox_ambiguous_resends_total", &[]);
+    let mut reported = resends(&before_stop) + resends(&app.metrics().await);
+    for peer in &peers {
+        reported += resends(&peer.metrics().await);
+    }
+    let repeats = receiver.repeats();
+    eprintln!("scale-out: {VOLUME} delivered, {repeats} repeated, {reported} resends reported");
+    assert!(
+        repeats as f64 <= reported,
+        "{repeats} keys arrived twice but forewarn reported {reported} resends; warnings:\n{}",
+        warnings(&app, &peers)
+    );
+    app.kill();
+}
+
+/// An incident's customer, in Seoul, reachable by SMS.
+fn customer(i: usize) -> Value {
+    json!({"specversion": "1.0", "id": format!("cust-{i}"), "source": "test/crm",
+           "type": "customer.upserted", "time": "2026-11-23T08:00:00Z",
+           "data": {"id": format!("c-{i:05}"), "name": "김지수", "locale": "ko-KR",
+                    "timezone": "Asia/Seoul", "phone": format!("+8210{i:08}"),
+                    "channels": ["sms"], "consent": {"sms": true}, "region": "kr-seoul"}})
+}
+
+#[tokio::test]
+async fn three_processes_tell_every_customer_of_an_incident_once_and_tick_once() {
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let (app, peers) = cluster(
+        &url,
+        true,
+        "\n[incidents]\npage_size = 500\n[schedules.release]\ncron = \"* * * * * *\"\n",
+    )
+    .await;
+    publish_many(&app.js, (0..VOLUME).map(customer)).await;
+    wait_within("the directory taken in", LARGE_PATIENCE, || async {
+        app.intake_idle().await
+    })
+    .await;
+    app.publish(
+        &json!({"specversion": "1.0", "id": "inc-1:started", "source": "test/status",
+        "type": "outage.started",
+        "data": {"incident_id": "inc-1", "title": "Checkout errors", "services": ["checkout"],
+                 "regions": ["kr"], "severity": "critical", "affected": {"regions": ["kr"]},
+                 "message": "Card payments fail."}}),
+    )
+    .await;
+
+    wait_within("every customer told", LARGE_PATIENCE, || async {
+        receiver.distinct() >= VOLUME
+    })
+    .await;
+    wait_within("the outbox settled", LARGE_PATIENCE, || async {
+        let c = app.counts().await;
+        c.sent as usize == VOLUME && c.pending + c.sending == 0
+    })
+    .await;
+    assert_eq!(receiver.distinct(), VOLUME);
+    assert_eq!(
+        receiver.repeats(),
+        0,
+        "nobody told twice; warnings:\n{}",
+        warnings(&app, &peers)
+    );
+
+    // Every second's release tick ran in one of the three: the runs the processes report
+    // (read first) are no more than the ticks recorded (read after), but for one in progress.
+    let release_runs = |metrics: &str| {
+        counter(
+            metrics,
+            "forewarn_schedule_runs_total",
+            &["schedule=\"release\"", "outcome=\"ok\""],
+        )
+    };
+    let mut ran = release_runs(&app.metrics().await);
+    for peer in &peers {
+        ran += release_runs(&peer.metrics().await);
+    }
+    let runs = app.store.schedule_runs("release", 10_000).await.unwrap();
+    let recorded = runs.len();
+    assert!(ran >= 2.0, "release ran {ran} times");
+    assert!(
+        ran as usize <= recorded + 1,
+        "{ran} runs reported by the processes for {recorded} ticks recorded"
+    );
+}
