@@ -43,8 +43,7 @@
 //!   each one's message with the pipeline.
 //! - [`store`]: the database, one narrow trait per aggregate (intake, outbox, incidents,
 //!   schedules, retention, codes, timeline, outcomes), each implemented in a file of the same
-//!   name under the backend's folder: SQLite, and PostgreSQL as it lands aggregate by
-//!   aggregate (not yet selectable by `database.url`).
+//!   name under the backend's folder (`sqlite/`, `postgres/`); `database.url` picks one.
 //! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents and
 //!   `/openapi.json`.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`worker`] (the one loop the dispatcher,

@@ -33,8 +33,15 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Inta
             .await
             .map_err(|e| connect_error(format!("credentials file {}: {e}", path.display())))?;
     }
+    // A cluster's seed servers, comma-separated; the client learns the rest from them.
+    let servers = settings
+        .url
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| connect_error(format!("not a server address: {e}")))?;
     options
-        .connect(settings.url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| connect_error(e.to_string()))
 }
@@ -81,4 +88,31 @@ pub async fn ensure_consumer(
         )
         .await
         .map_err(|e| setup(&format!("consumer {}", nats.consumer), &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::demo::nats_server::{free_port, NatsServer};
+
+    #[tokio::test]
+    async fn a_cluster_is_reached_through_any_of_its_seed_servers() {
+        let nats = NatsServer::start_local().expect("a nats-server");
+        let silent = format!("nats://127.0.0.1:{}", free_port().expect("a port"));
+        let settings = NatsSettings {
+            url: format!("{silent}, {}", nats.url()),
+            ..NatsSettings::default()
+        };
+        let client = connect(&settings)
+            .await
+            .expect("connected through the second seed");
+        client.flush().await.expect("a round trip");
+
+        let bad = NatsSettings {
+            url: format!("{}, nats://:bad-port", nats.url()),
+            ..NatsSettings::default()
+        };
+        let error = connect(&bad).await.expect_err("a bad address").to_string();
+        assert!(error.contains("not a server address"), "{error}");
+    }
 }

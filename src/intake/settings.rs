@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSettings {
-    /// Server URL.
+    /// Server URL, or a cluster's seed servers comma-separated.
     pub url: String,
     /// The events stream, created if missing.
     pub stream: String,
