@@ -1,6 +1,7 @@
 //! Dispatch throughput: a full outbox drained to a gateway that answers at once.
 //!
-//! `cargo bench --bench dispatch` (release). `BENCH_MESSAGES` (default 20000). Two runs in one
+//! `cargo bench --bench dispatch` (release). `BENCH_MESSAGES` (default 20000), `BENCH_BACKENDS`
+//! (default `sqlite,postgres`). Two runs in one
 //! process: a local Twilio-shaped HTTP server (form POST, Basic auth, 201 with a `sid`), and
 //! the sandbox gateway (a JSON line per message, fsync'd per batch by the OS only). For each:
 //! messages per second from the first claim to the last `sent`, p50/p99 from the outbox row's
@@ -108,6 +109,23 @@ async fn drain(settings: &Settings, n: usize) -> (f64, Instant) {
     (n as f64 / elapsed, queued_at)
 }
 
+/// A database of a run's own: the SQLite file `path`, or a fresh PostgreSQL database (dropped
+/// with the second value).
+async fn database(
+    backend: &str,
+    path: &std::path::Path,
+) -> (String, Option<forewarn::store::ScratchDatabase>) {
+    match backend {
+        "postgres" => {
+            let scratch = forewarn::store::ScratchDatabase::create()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (scratch.url(), Some(scratch))
+        }
+        _ => (format!("sqlite://{}", path.display()), None),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_usize("BENCH_MESSAGES", 20_000);
@@ -124,28 +142,35 @@ async fn main() {
     let url = twilio_stand_in(move || seen.lock().expect("lock").push(Instant::now())).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut twilio = base.clone();
-    twilio.database.url = format!("sqlite://{}", dir.path().join("twilio.db").display());
-    twilio.gateways.sms = twilio_gateway(&url);
-    let (rate, queued_at) = drain(&twilio, n).await;
-    let mut waits: Vec<Duration> = arrivals
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|t| *t - queued_at)
-        .collect();
-    waits.sort();
-    println!(
-        "  twilio-shaped HTTP gateway   {rate:>8.0} msgs/s   outbox row → request p50 {:>6.0} ms  p99 {:>6.0} ms",
-        percentile(&waits, 0.50).as_secs_f64() * 1000.0,
-        percentile(&waits, 0.99).as_secs_f64() * 1000.0,
-    );
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    for backend in backends.split(',').map(str::trim) {
+        println!("{backend}:");
+        arrivals.lock().expect("lock").clear();
+        let mut twilio = base.clone();
+        let (url_of_db, _twilio_db) = database(backend, &dir.path().join("twilio.db")).await;
+        twilio.database.url = url_of_db;
+        twilio.gateways.sms = twilio_gateway(&url);
+        let (rate, queued_at) = drain(&twilio, n).await;
+        let mut waits: Vec<Duration> = arrivals
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|t| *t - queued_at)
+            .collect();
+        waits.sort();
+        println!(
+            "  twilio-shaped HTTP gateway   {rate:>8.0} msgs/s   outbox row → request p50 {:>6.0} ms  p99 {:>6.0} ms",
+            percentile(&waits, 0.50).as_secs_f64() * 1000.0,
+            percentile(&waits, 0.99).as_secs_f64() * 1000.0,
+        );
 
-    // 2. The sandbox gateway.
-    let mut sandbox = base.clone();
-    sandbox.database.url = format!("sqlite://{}", dir.path().join("sandbox.db").display());
-    sandbox.paths.outbox = dir.path().join("outbox");
-    let (rate, _) = drain(&sandbox, n).await;
-    println!("  sandbox gateway              {rate:>8.0} msgs/s");
+        // 2. The sandbox gateway.
+        let mut sandbox = base.clone();
+        let (url_of_db, _sandbox_db) = database(backend, &dir.path().join("sandbox.db")).await;
+        sandbox.database.url = url_of_db;
+        sandbox.paths.outbox = dir.path().join(format!("outbox-{backend}"));
+        let (rate, _) = drain(&sandbox, n).await;
+        println!("  sandbox gateway              {rate:>8.0} msgs/s");
+    }
     println!("  peak RSS (whole process)     {:>8.1} MiB", peak_rss_mib());
 }

@@ -3,7 +3,9 @@
 //! gateway.
 //!
 //! `cargo bench --bench incidents` (release). `BENCH_CUSTOMERS` is a comma-separated list of
-//! directory sizes (default `100000,1000000`). Customers are Korean and American, with names,
+//! directory sizes (default `100000,1000000`); `BENCH_BACKENDS` the databases (default
+//! `sqlite,postgres`; PostgreSQL on the server `FOREWARN_TEST_POSTGRES_URL` names, the
+//! directory written once into a database of its own and copied by the server per run). Customers are Korean and American, with names,
 //! locales, time zones, phones and SMS consent, in the spirit of `gen_events.py`; all of them
 //! are affected. For each size and gateway, from a fresh copy of the populated database:
 //! seconds until every customer is decided and queued, seconds until every message is sent,
@@ -25,7 +27,7 @@ use forewarn::gateway::Gateways;
 use forewarn::incident::{Announcement, FanoutWorker, Start};
 use forewarn::outbox::{Dispatcher, Fallback};
 use forewarn::pipeline;
-use forewarn::store::{Changes, EventRecord, IntakeStore, SqliteStore, Store};
+use forewarn::store::{Changes, EventRecord, IntakeStore, PgStore, SqliteStore, Store};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -58,15 +60,102 @@ fn customer(i: usize) -> (CustomerId, CustomerDoc) {
     )
 }
 
-/// A database with `n` customers, checkpointed into one file that runs copy.
-async fn populate(path: &Path, n: usize) {
-    let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
-        url: format!("sqlite://{}", path.display()),
-        ..Default::default()
-    })
-    .await
-    .expect("store");
-    store.migrate().await.expect("migrations");
+/// A populated directory that runs start from a copy of.
+enum Directory {
+    Sqlite(std::path::PathBuf),
+    Postgres(forewarn::store::ScratchDatabase),
+}
+
+/// A run's own copy of the directory (dropped after the run).
+enum Copy {
+    Sqlite(std::path::PathBuf),
+    Postgres(forewarn::store::ScratchDatabase),
+}
+
+impl Copy {
+    fn url(&self) -> String {
+        match self {
+            Copy::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Copy::Postgres(database) => database.url(),
+        }
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        if let Copy::Sqlite(path) = self {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+}
+
+impl Directory {
+    /// A directory of `n` customers on `backend`.
+    async fn populate(backend: &str, dir: &Path, n: usize) -> Directory {
+        let directory = match backend {
+            "postgres" => Directory::Postgres(
+                forewarn::store::ScratchDatabase::create()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            _ => Directory::Sqlite(dir.join(format!("directory-{n}.db"))),
+        };
+        match &directory {
+            Directory::Sqlite(path) => {
+                let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
+                    url: format!("sqlite://{}", path.display()),
+                    ..Default::default()
+                })
+                .await
+                .expect("store");
+                store.migrate().await.expect("migrations");
+                write_customers(&store, n).await;
+                // One file that runs copy: the write-ahead log folded in.
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(store.pool())
+                    .await
+                    .expect("checkpoint");
+                store.pool().close().await;
+            }
+            Directory::Postgres(database) => {
+                let store = PgStore::connect(&forewarn::store::DatabaseSettings {
+                    url: database.url(),
+                    ..Default::default()
+                })
+                .await
+                .expect("store");
+                store.migrate().await.expect("migrations");
+                write_customers(&store, n).await;
+                sqlx::query("VACUUM ANALYZE")
+                    .execute(store.pool())
+                    .await
+                    .expect("analyze");
+                // The server copies a database only when nobody is connected to it.
+                store.pool().close().await;
+            }
+        }
+        directory
+    }
+
+    /// A fresh copy for one run, named `name` beside the directory (SQLite).
+    async fn copy(&self, name: &str) -> Copy {
+        match self {
+            Directory::Sqlite(path) => {
+                let copy = path.with_file_name(format!("{name}.db"));
+                std::fs::copy(path, &copy).expect("copy the populated database");
+                Copy::Sqlite(copy)
+            }
+            Directory::Postgres(database) => {
+                Copy::Postgres(database.copy().await.unwrap_or_else(|e| panic!("{e}")))
+            }
+        }
+    }
+}
+
+/// `n` customers through intake's own transaction, `POPULATE_CHUNK` at a time.
+async fn write_customers(store: &impl IntakeStore, n: usize) {
     for start in (0..n).step_by(POPULATE_CHUNK) {
         let customers = (start..(start + POPULATE_CHUNK).min(n))
             .map(customer)
@@ -83,11 +172,6 @@ async fn populate(path: &Path, n: usize) {
         .expect("customers");
         tx.commit().await.expect("commit");
     }
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
-        .await
-        .expect("checkpoint");
-    store.pool().close().await;
 }
 
 /// What intake does with the announcement: record it, apply it, write its fan-out.
@@ -143,15 +227,11 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// One fan-out of `n` customers from a copy of `template`, through `settings`' gateways.
-async fn run(template: &Path, settings: &Settings, n: usize) -> (f64, f64, f64) {
-    let db = settings
-        .database
-        .url
-        .strip_prefix("sqlite://")
-        .expect("a sqlite url")
-        .to_owned();
-    std::fs::copy(template, &db).expect("copy the populated database");
+/// One fan-out of `n` customers from `copy` of the directory, through `settings`' gateways.
+async fn run(copy: Copy, settings: &Settings, n: usize) -> (f64, f64, f64) {
+    let mut settings = settings.clone();
+    settings.database.url = copy.url();
+    let settings = &settings;
     let store = forewarn::store::connect(&settings.database)
         .await
         .expect("store");
@@ -221,9 +301,7 @@ async fn run(template: &Path, settings: &Settings, n: usize) -> (f64, f64, f64) 
         let _ = task.await;
     }
     drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{db}{suffix}"));
-    }
+    drop(copy);
     (queued_after.unwrap_or(f64::NAN), sent_after, rss)
 }
 
@@ -249,35 +327,32 @@ async fn main() {
     let url = twilio_stand_in(|| ()).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    for n in sizes {
-        let template = dir.path().join(format!("directory-{n}.db"));
-        let started = Instant::now();
-        populate(&template, n).await;
-        println!(
-            "\n{n} customers (directory written in {:.1} s)",
-            started.elapsed().as_secs_f64()
-        );
-        let mut sandbox = base.clone();
-        sandbox.database.url = format!(
-            "sqlite://{}",
-            dir.path().join(format!("sandbox-{n}.db")).display()
-        );
-        sandbox.paths.outbox = dir.path().join(format!("outbox-{n}"));
-        let mut http = base.clone();
-        http.database.url = format!(
-            "sqlite://{}",
-            dir.path().join(format!("http-{n}.db")).display()
-        );
-        http.gateways.sms = twilio_gateway(&url);
-        for (name, settings) in [("sandbox", &sandbox), ("local HTTP (Twilio)", &http)] {
-            let (queued, sent, rss) = run(&template, settings, n).await;
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    for backend in backends.split(',').map(str::trim) {
+        for &n in &sizes {
+            let started = Instant::now();
+            let directory = Directory::populate(backend, dir.path(), n).await;
             println!(
-                "  {name:<20} all queued {queued:>7.1} s   all sent {sent:>7.1} s   \
-                 {:>7.0} msgs/s   peak RSS {rss:>6.0} MiB",
-                n as f64 / sent
+                "\n{backend}, {n} customers (directory written in {:.1} s)",
+                started.elapsed().as_secs_f64()
             );
+            let mut sandbox = base.clone();
+            sandbox.paths.outbox = dir.path().join(format!("outbox-{n}"));
+            let mut http = base.clone();
+            http.gateways.sms = twilio_gateway(&url);
+            for (name, settings) in [("sandbox", &sandbox), ("local HTTP (Twilio)", &http)] {
+                let copy = directory.copy(&format!("run-{n}")).await;
+                let (queued, sent, rss) = run(copy, settings, n).await;
+                println!(
+                    "  {name:<20} all queued {queued:>7.1} s   all sent {sent:>7.1} s   \
+                     {:>7.0} msgs/s   peak RSS {rss:>6.0} MiB",
+                    n as f64 / sent
+                );
+            }
+            let _ = std::fs::remove_dir_all(dir.path().join(format!("outbox-{n}")));
+            if let Directory::Sqlite(path) = &directory {
+                let _ = std::fs::remove_file(path);
+            }
         }
-        let _ = std::fs::remove_dir_all(dir.path().join(format!("outbox-{n}")));
-        let _ = std::fs::remove_file(&template);
     }
 }

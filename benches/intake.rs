@@ -1,11 +1,14 @@
 //! Intake throughput, end to end, beside the ceilings it runs under.
 //!
 //! `cargo bench --bench intake` (release build). Environment: `BENCH_EVENTS` (default 100000),
-//! `BENCH_CUSTOMERS` (default 10000), `BENCH_BATCH` (`[intake] batch_size`, default 2000).
-//! Prints three figures measured in the same run:
+//! `BENCH_CUSTOMERS` (default 10000), `BENCH_BATCH` (`[intake] batch_size`, default 2000),
+//! `BENCH_BACKENDS` (default `sqlite,postgres`; PostgreSQL on the server
+//! `FOREWARN_TEST_POSTGRES_URL` names, a fresh database per run). Prints, per backend, three
+//! figures measured in the same run:
 //!
 //! 1. bare JetStream: a durable pull consumer acking every message, no processing;
-//! 2. bare SQLite: multi-row INSERTs of 1000 rows per transaction (WAL, synchronous = FULL);
+//! 2. bare database: 1000-row INSERTs per transaction (SQLite: multi-row VALUES, WAL,
+//!    synchronous = FULL; PostgreSQL: one array per column through UNNEST);
 //! 3. forewarn: `shipment.delayed` events for known customers, from the stream until every
 //!    outreach row is committed (dispatch off, so the figure is intake alone).
 //!
@@ -113,54 +116,143 @@ async fn bare_jetstream(js: &jetstream::Context, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// (2) Bare multi-row insert rate, rows per second.
-async fn bare_sqlite(dir: &std::path::Path, n: usize) -> f64 {
-    let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
-        url: format!("sqlite://{}", dir.join("bare.db").display()),
-        ..Default::default()
-    })
-    .await
-    .expect("sqlite");
-    sqlx::query(
-        "CREATE TABLE rows (source TEXT, id TEXT, data TEXT, at INTEGER, PRIMARY KEY (source, id))",
-    )
-    .execute(store.pool())
-    .await
-    .expect("table");
-    let body = delayed(0, 1);
-    let started = Instant::now();
-    for chunk_start in (0..n).step_by(1000) {
-        let mut tx = store.pool().begin().await.expect("begin");
-        let mut q = QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO rows (source, id, data, at) ");
-        q.push_values(chunk_start..(chunk_start + 1000).min(n), |mut row, i| {
-            row.push_bind("bench")
-                .push_bind(format!("evt-{i}"))
-                .push_bind(body.clone())
-                .push_bind(i as i64);
-        });
-        q.build().execute(&mut *tx).await.expect("insert");
-        tx.commit().await.expect("commit");
-    }
-    n as f64 / started.elapsed().as_secs_f64()
+/// The database a run writes to: a SQLite file in the run's folder, or a fresh PostgreSQL
+/// database (dropped with this value).
+enum Target {
+    Sqlite(std::path::PathBuf),
+    Postgres(forewarn::store::ScratchDatabase),
 }
 
-fn settings_db(dir: &std::path::Path) -> forewarn::store::DatabaseSettings {
-    forewarn::store::DatabaseSettings {
-        url: format!("sqlite://{}", dir.join("forewarn.db").display()),
-        ..Default::default()
+impl Target {
+    async fn new(backend: &str, dir: &std::path::Path) -> Target {
+        match backend {
+            "postgres" => Target::Postgres(
+                forewarn::store::ScratchDatabase::create()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            _ => Target::Sqlite(dir.to_path_buf()),
+        }
     }
+
+    fn url(&self, file: &str) -> String {
+        match self {
+            Target::Sqlite(dir) => format!("sqlite://{}", dir.join(file).display()),
+            Target::Postgres(database) => database.url(),
+        }
+    }
+
+    async fn probe(&self) -> Probe {
+        match self {
+            Target::Sqlite(_) => Probe::Sqlite(
+                sqlx::SqlitePool::connect(&self.url("forewarn.db"))
+                    .await
+                    .expect("probe"),
+            ),
+            Target::Postgres(_) => Probe::Postgres(
+                sqlx::PgPool::connect(&self.url("forewarn.db"))
+                    .await
+                    .expect("probe"),
+            ),
+        }
+    }
+}
+
+/// A connection that watches the outbox fill.
+enum Probe {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Probe {
+    /// The largest outbox id: one index probe, so polling does not compete with the work.
+    async fn max_outbox_id(&self) -> i64 {
+        let sql = "SELECT MAX(id) FROM outbox";
+        let max: Option<i64> = match self {
+            Probe::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Probe::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("probe");
+        max.unwrap_or(0)
+    }
+}
+
+/// (2) Bare insert rate on the target's database, rows per second.
+async fn bare_insert(target: &Target, n: usize) -> f64 {
+    let body = delayed(0, 1);
+    let create =
+        "CREATE TABLE bare_rows (source TEXT, id TEXT, data TEXT, at BIGINT, PRIMARY KEY (source, id))";
+    let started;
+    match target {
+        Target::Sqlite(dir) => {
+            let store = SqliteStore::connect(&forewarn::store::DatabaseSettings {
+                url: format!("sqlite://{}", dir.join("bare.db").display()),
+                ..Default::default()
+            })
+            .await
+            .expect("sqlite");
+            sqlx::query(create)
+                .execute(store.pool())
+                .await
+                .expect("table");
+            started = Instant::now();
+            for chunk_start in (0..n).step_by(1000) {
+                let mut tx = store.pool().begin().await.expect("begin");
+                let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO bare_rows (source, id, data, at) ",
+                );
+                q.push_values(chunk_start..(chunk_start + 1000).min(n), |mut row, i| {
+                    row.push_bind("bench")
+                        .push_bind(format!("evt-{i}"))
+                        .push_bind(body.clone())
+                        .push_bind(i as i64);
+                });
+                q.build().execute(&mut *tx).await.expect("insert");
+                tx.commit().await.expect("commit");
+            }
+        }
+        Target::Postgres(database) => {
+            let pool = sqlx::PgPool::connect(&database.url())
+                .await
+                .expect("postgres");
+            sqlx::query(create).execute(&pool).await.expect("table");
+            started = Instant::now();
+            for chunk_start in (0..n).step_by(1000) {
+                let range = chunk_start..(chunk_start + 1000).min(n);
+                let mut tx = pool.begin().await.expect("begin");
+                sqlx::query(
+                    "INSERT INTO bare_rows (source, id, data, at) \
+                     SELECT 'bench', id, $2, at FROM UNNEST($1::text[], $3::int8[]) AS r(id, at)",
+                )
+                .bind(
+                    range
+                        .clone()
+                        .map(|i| format!("evt-{i}"))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(&body)
+                .bind(range.map(|i| i as i64).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+                tx.commit().await.expect("commit");
+            }
+        }
+    }
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// (3) Forewarn end to end, events per second, and the peak of outbox rows per second.
 async fn forewarn_intake(
     server: &NatsServer,
     dir: &std::path::Path,
+    target: &Target,
     n: usize,
     customers: usize,
 ) -> f64 {
     let mut settings = Settings::default();
     settings.nats.url = server.url();
-    settings.database.url = format!("sqlite://{}", dir.join("forewarn.db").display());
+    settings.database.url = target.url("forewarn.db");
     settings.paths.rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into();
     settings.paths.templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into();
     settings.paths.outbox = dir.join("outbox");
@@ -198,16 +290,9 @@ async fn forewarn_intake(
     .await;
     let started = Instant::now();
     let running = forewarn::cli::start(settings, None).await.expect("start");
-    // MAX(id) is one index probe: polling must not compete with the work it measures.
-    let probe = SqliteStore::connect(&settings_db(dir))
-        .await
-        .expect("probe");
+    let probe = target.probe().await;
     loop {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM outbox")
-            .fetch_one(probe.pool())
-            .await
-            .expect("probe");
-        if max.unwrap_or(0) as usize >= n {
+        if probe.max_outbox_id().await as usize >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -221,20 +306,28 @@ async fn forewarn_intake(
 async fn main() {
     let n = env_usize("BENCH_EVENTS", 100_000);
     let customers = env_usize("BENCH_CUSTOMERS", 10_000);
-    let server = NatsServer::start_local().expect("nats-server");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
-
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     println!("forewarn intake benchmark: {n} shipment.delayed events, {customers} known customers");
-    let consume = bare_jetstream(&js, n).await;
-    println!("  bare JetStream pull+ack        {consume:>10.0} msgs/s");
-    let insert = bare_sqlite(dir.path(), n).await;
-    println!("  bare SQLite multi-row insert   {insert:>10.0} rows/s  (= {:.0} events/s at 3 rows per event)", insert / 3.0);
-    let end_to_end = forewarn_intake(&server, dir.path(), n, customers).await;
-    let ceiling = consume.min(insert / 3.0);
-    println!("  forewarn end to end            {end_to_end:>10.0} events/s  (every outreach row committed)");
-    println!(
-        "  ratio to ceiling               {:>10.0} %",
-        100.0 * end_to_end / ceiling
-    );
+    for backend in backends.split(',').map(str::trim) {
+        // A fresh server, folder and database per backend: nothing carries over.
+        let server = NatsServer::start_local().expect("nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
+        let target = Target::new(backend, dir.path()).await;
+        println!("{backend}:");
+        let consume = bare_jetstream(&js, n).await;
+        println!("  bare JetStream pull+ack        {consume:>10.0} msgs/s");
+        let insert = bare_insert(&target, n).await;
+        println!(
+            "  bare {backend:<8} insert          {insert:>10.0} rows/s  (= {:.0} events/s at 3 rows per event)",
+            insert / 3.0
+        );
+        let end_to_end = forewarn_intake(&server, dir.path(), &target, n, customers).await;
+        let ceiling = consume.min(insert / 3.0);
+        println!("  forewarn end to end            {end_to_end:>10.0} events/s  (every outreach row committed)");
+        println!(
+            "  ratio to ceiling               {:>10.0} %",
+            100.0 * end_to_end / ceiling
+        );
+    }
 }

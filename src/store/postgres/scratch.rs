@@ -19,12 +19,23 @@ impl ScratchDatabase {
 
     /// Creates an empty database on [`Self::server_url`]; the error says what to fix.
     pub async fn create() -> Result<Self, String> {
+        Self::create_from(None).await
+    }
+
+    /// A copy of this database, made by the server (`CREATE DATABASE … TEMPLATE`): a populated
+    /// directory once, then a fresh copy per run. Nothing may be connected to this one.
+    pub async fn copy(&self) -> Result<Self, String> {
+        Self::create_from(Some(&self.name)).await
+    }
+
+    async fn create_from(template: Option<&str>) -> Result<Self, String> {
         let server = Self::server_url();
         let name = format!(
             "forewarn_test_{}_{:08x}",
             std::process::id(),
             fastrand::u32(..)
         );
+        let template = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
         let admin = sqlx::PgPool::connect(&server).await.map_err(|e| {
             format!(
                 "PostgreSQL at {server} (FOREWARN_TEST_POSTGRES_URL) cannot be reached: {e}. \
@@ -32,10 +43,12 @@ impl ScratchDatabase {
                  create databases."
             )
         })?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .map_err(|e| format!("cannot create a test database on {server}: {e}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name}{template}"
+        )))
+        .execute(&admin)
+        .await
+        .map_err(|e| format!("cannot create a test database on {server}: {e}"))?;
         admin.close().await;
         Ok(Self { server, name })
     }
