@@ -20,7 +20,7 @@ use crate::domain::EventKey;
 use crate::policy::{Policy, QuietHours, QuietHoursSettings};
 use crate::schedule::ManualClock;
 use crate::store::test_support::{at, store};
-use crate::store::{IncidentStore, OutboxStore, SqliteStore, Store};
+use crate::store::{IncidentStore, OutboxReads, SqliteStore, Store};
 
 /// A delay notice for customer `c-{i}` in Seoul, reachable by SMS.
 fn delayed(i: usize) -> Value {

@@ -50,7 +50,7 @@ pub use intake::{
 };
 pub use outbox::{
     AttemptRecord, AttemptResult, ChannelSwitch, ClaimedMessage, CurrentState, FallbackInputs,
-    OutboxCounts, OutboxStore, WaitingMessage,
+    OutboxCounts, OutboxReads, OutboxStore, WaitingMessage,
 };
 pub use outcomes::{DecisionOutcome, OutcomeStore};
 pub use postgres::{PgStore, ScratchDatabase};
@@ -89,6 +89,7 @@ pub enum StoreError {
 pub trait Store:
     IntakeStore
     + OutboxStore
+    + OutboxReads
     + IncidentStore
     + ScheduleStore
     + RetentionStore
@@ -105,6 +106,27 @@ pub trait Store:
     /// Events recorded.
     async fn event_count(&self) -> Result<u64, StoreError>;
 }
+
+/// [`Store`]'s own verbs for a backend's store type (with a `pool` field): the same SQL on both.
+macro_rules! database_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn event_count(&self) -> Result<u64, $crate::store::StoreError> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+        }
+    };
+}
+use database_store;
 
 /// Opens the store a URL names and applies pending migrations.
 pub async fn connect(settings: &DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {

@@ -292,7 +292,12 @@ pub trait OutboxStore: Send + Sync {
 
     /// Records attempts and moves their rows to the resulting status, in one transaction.
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError>;
+}
 
+/// What the outbox answers without changing it: when the next message is due, counts, what
+/// waits, and what re-rendering on another channel needs.
+#[async_trait]
+pub trait OutboxReads: Send + Sync {
     /// The earliest `next_attempt_at` of a pending row, to sleep until then.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
@@ -309,3 +314,93 @@ pub trait OutboxStore: Send + Sync {
         customer_id: &str,
     ) -> Result<FallbackInputs, StoreError>;
 }
+
+/// [`OutboxReads`] for a backend's store type (with a `pool` field), written once in SQL both
+/// backends read alike.
+macro_rules! outbox_reads {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::OutboxReads for $store {
+            async fn next_due(
+                &self,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let next: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                next.map($crate::store::from_millis).transpose()
+            }
+
+            async fn outbox_counts(
+                &self,
+            ) -> Result<$crate::store::OutboxCounts, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows =
+                    sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut counts = $crate::store::OutboxCounts::default();
+                for row in rows {
+                    let status: String = row.try_get("status")?;
+                    counts.set(&status, u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0));
+                }
+                Ok(counts)
+            }
+
+            async fn waiting(
+                &self,
+                limit: usize,
+            ) -> Result<Vec<$crate::store::WaitingMessage>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT idempotency_key, rule_id, customer_id, content, next_attempt_at                      FROM outbox WHERE status = 'pending' ORDER BY next_attempt_at, id LIMIT $1",
+                )
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::store::rows::waiting_from_row).collect()
+            }
+
+            async fn fallback_inputs(
+                &self,
+                event: &$crate::domain::EventKey,
+                customer_id: &str,
+            ) -> Result<$crate::store::FallbackInputs, $crate::store::StoreError> {
+                use $crate::store::rows::{customer_doc, event_record_from_row, opt_out_from_row};
+                let event_row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM events WHERE source = $1 AND id = $2",
+                    $crate::store::rows::EVENT_COLUMNS
+                )))
+                .bind(&event.source)
+                .bind(&event.id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let customer: Option<String> =
+                    sqlx::query_scalar("SELECT doc FROM customers WHERE id = $1")
+                        .bind(customer_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                let mut opt_outs = $crate::domain::OptOuts::default();
+                for row in
+                    sqlx::query("SELECT channel, scope FROM opt_outs WHERE customer_id = $1")
+                        .bind(customer_id)
+                        .fetch_all(&self.pool)
+                        .await?
+                {
+                    let (channel, scope) = opt_out_from_row(&row)?;
+                    opt_outs.record(channel, scope);
+                }
+                Ok($crate::store::FallbackInputs {
+                    event: event_row
+                        .map(|row| event_record_from_row(&row, event))
+                        .transpose()?,
+                    customer: customer
+                        .map(|doc| customer_doc(&doc, customer_id))
+                        .transpose()?,
+                    opt_outs,
+                })
+            }
+        }
+    };
+}
+pub(crate) use outbox_reads;

@@ -199,3 +199,102 @@ pub(crate) fn note_days<'a>(
 pub(crate) fn has_more(counts: &[u64], limit: i64) -> bool {
     counts.iter().any(|n| *n as i64 >= limit)
 }
+
+/// [`RetentionStore`] for a backend's store type, the order of the purge written once: events
+/// and messages in key order from the cursor ([`KeyedPurge`]), decision notes, customer records,
+/// then the tables deleted outright. The backend's module supplies `notes(pool, cutoff, limit)`
+/// and `customers(pool, cutoff, limit, after)`, and the store a `begin_write()`.
+macro_rules! retention_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::RetentionStore for $store {
+            async fn purge(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+                limit: usize,
+                cursor: $crate::store::PurgeCursor,
+            ) -> Result<
+                ($crate::store::PurgeReport, $crate::store::PurgeCursor),
+                $crate::store::StoreError,
+            > {
+                use $crate::store::retention::{has_more, EVENTS, MESSAGES, OLD_ROWS};
+                let cutoff = $crate::store::millis(cutoff);
+                let limit = limit as i64;
+                let mut report = $crate::store::PurgeReport::default();
+                let mut next = cursor;
+                (report.events, next.events) =
+                    self.keyed(&EVENTS, cutoff, limit, cursor.events).await?;
+                (report.messages, next.outbox) =
+                    self.keyed(&MESSAGES, cutoff, limit, cursor.outbox).await?;
+                report.notes = notes(&self.pool, cutoff, limit).await?;
+                (report.customers, next.customers) =
+                    customers(&self.pool, cutoff, limit, cursor.customers).await?;
+                let mut more = has_more(
+                    &[
+                        report.events,
+                        report.messages,
+                        report.notes,
+                        report.customers,
+                    ],
+                    limit,
+                );
+                for (sql, kind) in OLD_ROWS {
+                    let deleted = sqlx::query(sql)
+                        .bind(cutoff)
+                        .bind(limit)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    more |= has_more(&[deleted], limit);
+                    kind.count(&mut report, deleted);
+                }
+                report.more = more;
+                Ok((report, next))
+            }
+        }
+
+        impl $store {
+            /// Scrubs up to `limit` rows of `table` after `after`; returns how many and the new
+            /// cursor.
+            async fn keyed(
+                &self,
+                table: &$crate::store::retention::KeyedPurge,
+                cutoff: i64,
+                limit: i64,
+                after: i64,
+            ) -> Result<(u64, i64), $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let rows: Vec<(i64, i64, String)> = sqlx::query_as(table.select)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let Some(last) =
+                    $crate::store::retention::KeyedPurge::purgeable_through(&rows, cutoff)
+                else {
+                    return Ok((0, after));
+                };
+                let stamp = $crate::store::millis(chrono::Utc::now());
+                let mut purged = 0;
+                for (i, sql) in [Some(table.update), table.also]
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let done = sqlx::query(sql)
+                        .bind(stamp)
+                        .bind(after)
+                        .bind(last)
+                        .execute(&mut *tx)
+                        .await?;
+                    if i == 0 {
+                        purged = done.rows_affected();
+                    }
+                }
+                tx.commit().await?;
+                Ok((purged, last))
+            }
+        }
+    };
+}
+pub(crate) use retention_store;

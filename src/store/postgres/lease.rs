@@ -3,7 +3,7 @@
 //! takes the row lock, so two processes asking at once are serialised by the row: the second
 //! sees the first's lease and is refused.
 
-pub(super) use crate::store::lease::{fanout, schedule, Acquired, FANOUT, SCHEDULE};
+pub(super) use crate::store::lease::{fanout, Acquired, FANOUT};
 
 crate::store::lease::lease_verbs!(sqlx::PgConnection);
 

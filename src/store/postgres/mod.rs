@@ -24,9 +24,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use async_trait::async_trait;
-
-use super::{Store, StoreError};
+use super::StoreError;
 use crate::store::DatabaseSettings;
 
 pub use scratch::ScratchDatabase;
@@ -62,23 +60,17 @@ impl PgStore {
         Ok(())
     }
 
+    /// A transaction for a write (read committed: every guard is in its statements).
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
     /// The pool, for tools and tests that read state directly.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn event_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-}
+super::database_store!(PgStore);

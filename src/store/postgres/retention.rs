@@ -2,96 +2,13 @@
 //! Each table is purged in its own short transaction; the schedule's lease keeps one purge
 //! running at a time across processes.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::PgStore;
-use crate::store::retention::{
-    has_more, note_days, scrubbed, KeyedPurge, EVENTS, MESSAGES, OLD_ROWS,
-};
-use crate::store::{millis, PurgeCursor, PurgeReport, RetentionStore, StoreError};
+use crate::store::retention::{note_days, scrubbed};
+use crate::store::StoreError;
 
-#[async_trait]
-impl RetentionStore for PgStore {
-    async fn purge(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-        cursor: PurgeCursor,
-    ) -> Result<(PurgeReport, PurgeCursor), StoreError> {
-        let pool = &self.pool;
-        let cutoff = millis(cutoff);
-        let limit = limit as i64;
-        let mut report = PurgeReport::default();
-        let mut next = cursor;
-        (report.events, next.events) = keyed(pool, &EVENTS, cutoff, limit, cursor.events).await?;
-        (report.messages, next.outbox) =
-            keyed(pool, &MESSAGES, cutoff, limit, cursor.outbox).await?;
-        report.notes = notes(pool, cutoff, limit).await?;
-        (report.customers, next.customers) =
-            customers(pool, cutoff, limit, cursor.customers).await?;
-        let mut more = has_more(
-            &[
-                report.events,
-                report.messages,
-                report.notes,
-                report.customers,
-            ],
-            limit,
-        );
-        for (sql, kind) in OLD_ROWS {
-            let deleted = sqlx::query(sql)
-                .bind(cutoff)
-                .bind(limit)
-                .execute(pool)
-                .await?
-                .rows_affected();
-            more |= has_more(&[deleted], limit);
-            kind.count(&mut report, deleted);
-        }
-        report.more = more;
-        Ok((report, next))
-    }
-}
-
-/// Scrubs up to `limit` rows of `table` after `after`; returns how many and the new cursor.
-async fn keyed(
-    pool: &PgPool,
-    table: &KeyedPurge,
-    cutoff: i64,
-    limit: i64,
-    after: i64,
-) -> Result<(u64, i64), StoreError> {
-    let mut tx = pool.begin().await?;
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(table.select)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-    let Some(last) = KeyedPurge::purgeable_through(&rows, cutoff) else {
-        return Ok((0, after));
-    };
-    let stamp = millis(Utc::now());
-    let mut purged = 0;
-    for (i, sql) in [Some(table.update), table.also]
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let done = sqlx::query(sql)
-            .bind(stamp)
-            .bind(after)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
-        if i == 0 {
-            purged = done.rows_affected();
-        }
-    }
-    tx.commit().await?;
-    Ok((purged, last))
-}
+crate::store::retention::retention_store!(PgStore);
 
 /// Decision notes: counted per day, rule, outcome and reason, then deleted.
 async fn notes(pool: &PgPool, cutoff: i64, limit: i64) -> Result<u64, StoreError> {

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::PgStore;
 use crate::domain::{CustomerDoc, CustomerId, DiscountCode, Offer};
 use crate::store::test_support::{at, delayed, outreach, postgres};
-use crate::store::{Changes, CodeStore, EventRecord, IntakeStore, OutboxStore, Refs};
+use crate::store::{Changes, CodeStore, EventRecord, IntakeStore, OutboxReads, OutboxStore, Refs};
 
 /// Waits until some session waits for a lock (the other transaction of a test is blocked).
 async fn wait_until_blocked(store: &PgStore) {

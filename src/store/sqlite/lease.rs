@@ -2,7 +2,7 @@
 //! so what is done under a lease commits only while it is held. Each verb is one statement, so
 //! the lease is fenced by the database, not by SQLite's single writer.
 
-pub(super) use crate::store::lease::{fanout, schedule, Acquired, FANOUT, SCHEDULE};
+pub(super) use crate::store::lease::{fanout, Acquired, FANOUT};
 
 crate::store::lease::lease_verbs!(sqlx::SqliteConnection);
 

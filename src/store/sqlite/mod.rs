@@ -22,12 +22,11 @@ mod timeline;
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Store, StoreError};
+use super::StoreError;
 use crate::store::DatabaseSettings;
 
 /// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` is 32766; stay clear of it.
@@ -75,23 +74,18 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// A transaction that takes the write lock up front (`BEGIN IMMEDIATE`): what it reads
+    /// stays true until it commits, with several forewarn processes on one file too.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// The pool, for tools and tests that read state directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn event_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-}
+super::database_store!(SqliteStore);

@@ -10,15 +10,12 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::codes::void_code_of;
-use super::rows::{customer_doc, opt_out_from_row, push_pairs, stored_event};
+use super::rows::push_pairs;
 use super::{SqliteStore, MAX_BINDS};
-use crate::domain::{AddressEffect, EventKey, OptOuts};
-use crate::store::rows::{
-    claimed_from_row, current_state_from_row, waiting_from_row, CLAIMED_COLUMNS,
-};
+use crate::domain::{AddressEffect, EventKey};
+use crate::store::rows::{claimed_from_row, current_state_from_row, CLAIMED_COLUMNS};
 use crate::store::{
-    from_millis, millis, AttemptRecord, AttemptResult, ClaimedMessage, CurrentState,
-    FallbackInputs, OutboxCounts, OutboxStore, StoreError, WaitingMessage,
+    millis, AttemptRecord, AttemptResult, ClaimedMessage, CurrentState, OutboxStore, StoreError,
 };
 
 #[async_trait]
@@ -287,69 +284,9 @@ impl OutboxStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
-                .fetch_one(&self.pool)
-                .await?;
-        next.map(from_millis).transpose()
-    }
-
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut counts = OutboxCounts::default();
-        for row in rows {
-            let status: String = row.try_get("status")?;
-            counts.set(
-                &status,
-                u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
-            );
-        }
-        Ok(counts)
-    }
-
-    async fn waiting(&self, limit: usize) -> Result<Vec<WaitingMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idempotency_key, rule_id, customer_id, content, next_attempt_at FROM outbox \
-             WHERE status = 'pending' ORDER BY next_attempt_at, id LIMIT ?1",
-        )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(waiting_from_row).collect()
-    }
-
-    async fn fallback_inputs(
-        &self,
-        event: &EventKey,
-        customer_id: &str,
-    ) -> Result<FallbackInputs, StoreError> {
-        let event = stored_event(&self.pool, event).await?;
-        let customer = sqlx::query_scalar::<_, String>("SELECT doc FROM customers WHERE id = ?")
-            .bind(customer_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|doc| customer_doc(&doc, customer_id))
-            .transpose()?;
-        let mut opt_outs = OptOuts::default();
-        for row in sqlx::query("SELECT channel, scope FROM opt_outs WHERE customer_id = ?")
-            .bind(customer_id)
-            .fetch_all(&self.pool)
-            .await?
-        {
-            let (channel, scope) = opt_out_from_row(&row)?;
-            opt_outs.record(channel, scope);
-        }
-        Ok(FallbackInputs {
-            event,
-            customer,
-            opt_outs,
-        })
-    }
 }
+
+crate::store::outbox::outbox_reads!(SqliteStore);
 
 /// Reads the state each claimed message's event was about, as it stands now.
 async fn mark_resolved(

@@ -5,11 +5,11 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::MAX_BINDS;
 use crate::domain::EventKey;
-pub(crate) use crate::store::rows::{
-    customer_doc, incident_from_row, opt_out_from_row, order_from_row, parse_customer_id,
-    shipment_from_row, INCIDENT_COLUMNS, ORDER_COLUMNS, SHIPMENT_COLUMNS,
-};
 use crate::store::rows::{event_record_from_row, EVENT_COLUMNS};
+pub(crate) use crate::store::rows::{
+    incident_from_row, order_from_row, parse_customer_id, shipment_from_row, INCIDENT_COLUMNS,
+    ORDER_COLUMNS, SHIPMENT_COLUMNS,
+};
 use crate::store::{EventRecord, StoreError};
 
 /// An event as recorded, if it still is.
