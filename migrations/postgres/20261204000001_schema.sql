@@ -198,6 +198,10 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
 CREATE INDEX outbox_by_customer ON outbox (customer_id, created_at);
+-- Supersession looks a batch's customers' messages up by order. Without this index the planner,
+-- reading statistics from when the outbox was small, intersects the customer index with every
+-- pending row (measured: 2.6 s a batch at 60k pending messages).
+CREATE INDEX outbox_by_order ON outbox (customer_id, order_id);
 CREATE INDEX outbox_by_incident ON outbox (incident_id, status, customer_id, event_id)
     WHERE incident_id IS NOT NULL;
 CREATE INDEX outbox_ready ON outbox (priority DESC, urgency DESC, id) WHERE status = 'pending';

@@ -184,11 +184,16 @@ impl BatchReads for Reads<'_> {
         before: DateTime<Utc>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, PastOutreach)>, StoreError> {
+        // One pass over the batch's customers' messages (`outbox_by_customer`), the newest of
+        // each kept. A per-customer `LATERAL … LIMIT 1` let the planner, reading statistics from
+        // when the outbox was empty, scan the whole outbox once per customer (measured: 8 s a
+        // fan-out page of 1,000 customers at 20k messages).
         let rows = sqlx::query(
             "SELECT o.customer_id, o.created_at, o.status, o.updated_at, d.redeemed_at \
-             FROM unnest($1::text[]) c(id) \
-             CROSS JOIN LATERAL (SELECT * FROM outbox i WHERE i.customer_id = c.id \
-                 AND i.created_at < $2 ORDER BY i.created_at DESC LIMIT 1) o \
+             FROM (SELECT DISTINCT ON (customer_id) customer_id, created_at, status, updated_at, \
+                          discount_code \
+                     FROM outbox WHERE customer_id = ANY($1) AND created_at < $2 \
+                    ORDER BY customer_id, created_at DESC) o \
              LEFT JOIN discount_codes d ON d.code = o.discount_code",
         )
         .bind(customers)
