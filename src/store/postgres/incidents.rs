@@ -251,7 +251,7 @@ impl IncidentStore for PgStore {
         lease: Duration,
     ) -> Result<Option<FanoutClaim>, StoreError> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The oldest running fan-outs whose lease is free, expired or already ours; the lease
         // statement decides between processes that chose the same one.
         let candidates: Vec<i64> = sqlx::query_scalar(

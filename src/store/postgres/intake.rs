@@ -29,7 +29,7 @@ impl PgStore {
     /// Starts a batch transaction (read committed: every guard is in its statements).
     pub(super) async fn begin_batch(&self) -> Result<PgIntakeTx, StoreError> {
         Ok(PgIntakeTx {
-            tx: self.pool.begin().await?,
+            tx: self.begin_write().await?,
         })
     }
 }

@@ -242,7 +242,7 @@ impl IncidentStore for SqliteStore {
         lease: Duration,
     ) -> Result<Option<FanoutClaim>, StoreError> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // The oldest running fan-out whose lease is free, expired or already ours.
         let candidate: Option<i64> = sqlx::query_scalar(
             "SELECT f.id FROM fanouts f LEFT JOIN leases l ON l.name = ?3 || f.id \

@@ -24,10 +24,8 @@ pub(super) struct SqliteIntakeTx {
 impl SqliteStore {
     /// Starts a batch transaction.
     pub(super) async fn begin_batch(&self) -> Result<SqliteIntakeTx, StoreError> {
-        // IMMEDIATE takes the write lock up front, so the duplicate check and the writes see
-        // the same state even with several forewarn processes on one file.
         Ok(SqliteIntakeTx {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            tx: self.begin_write().await?,
         })
     }
 }
