@@ -366,15 +366,9 @@ macro_rules! outbox_reads {
                 event: &$crate::domain::EventKey,
                 customer_id: &str,
             ) -> Result<$crate::store::FallbackInputs, $crate::store::StoreError> {
-                use $crate::store::rows::{customer_doc, event_record_from_row, opt_out_from_row};
-                let event_row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM events WHERE source = $1 AND id = $2",
-                    $crate::store::rows::EVENT_COLUMNS
-                )))
-                .bind(&event.source)
-                .bind(&event.id)
-                .fetch_optional(&self.pool)
-                .await?;
+                use $crate::store::rows::{customer_doc, opt_out_from_row};
+                // The event as any reader of a stored event gets it.
+                let event = $crate::store::IncidentStore::event(self, event).await?;
                 let customer: Option<String> =
                     sqlx::query_scalar("SELECT doc FROM customers WHERE id = $1")
                         .bind(customer_id)
@@ -391,9 +385,7 @@ macro_rules! outbox_reads {
                     opt_outs.record(channel, scope);
                 }
                 Ok($crate::store::FallbackInputs {
-                    event: event_row
-                        .map(|row| event_record_from_row(&row, event))
-                        .transpose()?,
+                    event,
                     customer: customer
                         .map(|doc| customer_doc(&doc, customer_id))
                         .transpose()?,
