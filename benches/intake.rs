@@ -16,7 +16,7 @@
 //! lower of (1) and (2) / 3.
 
 mod support;
-use support::env_usize;
+use support::{env_usize, print_stages, stage_times};
 
 use std::time::{Duration, Instant};
 
@@ -249,6 +249,7 @@ async fn forewarn_intake(
     target: &Target,
     n: usize,
     customers: usize,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
 ) -> f64 {
     let mut settings = Settings::default();
     settings.nats.url = server.url();
@@ -288,6 +289,7 @@ async fn forewarn_intake(
         (0..n).map(|i| delayed(i, customers)),
     )
     .await;
+    let stages_before = stage_times(metrics);
     let started = Instant::now();
     let running = forewarn::cli::start(settings, None).await.expect("start");
     let probe = target.probe().await;
@@ -299,6 +301,12 @@ async fn forewarn_intake(
     }
     let elapsed = started.elapsed();
     running.wait(std::future::ready(())).await.expect("stop");
+    print_stages(
+        &stages_before,
+        &stage_times(metrics),
+        elapsed.as_secs_f64(),
+        n,
+    );
     n as f64 / elapsed.as_secs_f64()
 }
 
@@ -306,6 +314,7 @@ async fn forewarn_intake(
 async fn main() {
     let n = env_usize("BENCH_EVENTS", 100_000);
     let customers = env_usize("BENCH_CUSTOMERS", 10_000);
+    let metrics = support::metrics_handle();
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     println!("forewarn intake benchmark: {n} shipment.delayed events, {customers} known customers");
     for backend in backends.split(',').map(str::trim) {
@@ -322,7 +331,8 @@ async fn main() {
             "  bare {backend:<8} insert          {insert:>10.0} rows/s  (= {:.0} events/s at 3 rows per event)",
             insert / 3.0
         );
-        let end_to_end = forewarn_intake(&server, dir.path(), &target, n, customers).await;
+        let end_to_end =
+            forewarn_intake(&server, dir.path(), &target, n, customers, &metrics).await;
         let ceiling = consume.min(insert / 3.0);
         println!("  forewarn end to end            {end_to_end:>10.0} events/s  (every outreach row committed)");
         println!(

@@ -50,6 +50,33 @@ pub const FANOUT_QUEUED: &str = "forewarn_fanout_queued_total";
 /// Seconds one fan-out page took, from claim to commit.
 pub const FANOUT_PAGE_SECONDS: &str = "forewarn_fanout_page_seconds";
 
+/// Seconds each stage of the hot path took, by `stage` (`intake.parse`, `intake.record`, …):
+/// where a batch's time goes, for an operator as for a benchmark.
+pub const STAGE_SECONDS: &str = "forewarn_stage_seconds";
+
+/// Times consecutive stages of one unit of work (a batch, a page): each [`Stages::lap`]
+/// records the time since the previous one under its stage's name.
+pub struct Stages {
+    last: std::time::Instant,
+}
+
+impl Stages {
+    /// Starts the first stage now.
+    pub fn start() -> Self {
+        Stages {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends `stage` now and starts the next one.
+    pub fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!(STAGE_SECONDS, "stage" => stage)
+            .record(now.duration_since(self.last).as_secs_f64());
+        self.last = now;
+    }
+}
+
 /// Buckets for probabilities.
 const PROBABILITY_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
@@ -128,6 +155,11 @@ fn describe() {
         FANOUT_PAGE_SECONDS,
         Unit::Seconds,
         "One fan-out page, from claim to commit."
+    );
+    describe_histogram!(
+        STAGE_SECONDS,
+        Unit::Seconds,
+        "Time spent in each stage of the hot path (intake, dispatch, fan-out), by stage."
     );
     describe_counter!(
         CIRCUIT_OPENED,

@@ -76,3 +76,60 @@ pub(crate) fn twilio_gateway(url: &str) -> forewarn::gateway::GatewayConfig {
         timeout: std::time::Duration::from_secs(10),
     })
 }
+
+/// Seconds and count per stage of `forewarn_stage_seconds`, read from the recorder's rendering.
+#[allow(dead_code)]
+pub(crate) type StageTimes = std::collections::BTreeMap<String, (f64, u64)>;
+
+/// Installs forewarn's metrics recorder for this process (before forewarn starts, so the bench
+/// holds the handle) and returns it.
+#[allow(dead_code)]
+pub(crate) fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    forewarn::metrics::install().expect("no other recorder installed")
+}
+
+/// The stage totals recorded so far.
+#[allow(dead_code)]
+pub(crate) fn stage_times(handle: &metrics_exporter_prometheus::PrometheusHandle) -> StageTimes {
+    let mut times = StageTimes::new();
+    for line in handle.render().lines() {
+        let Some(rest) = line.strip_prefix(forewarn::metrics::STAGE_SECONDS) else {
+            continue;
+        };
+        let (field, rest) = match rest.split_once("{stage=\"") {
+            Some(("_sum", rest)) => ("sum", rest),
+            Some(("_count", rest)) => ("count", rest),
+            _ => continue,
+        };
+        let Some((stage, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        let entry = times.entry(stage.to_owned()).or_default();
+        if field == "sum" {
+            entry.0 = value;
+        } else {
+            entry.1 = value as u64;
+        }
+    }
+    times
+}
+
+/// Prints, per stage, the time spent between `before` and `after`: total seconds, share of
+/// `wall` seconds, and microseconds per unit of work (`units` events, messages, customers).
+#[allow(dead_code)]
+pub(crate) fn print_stages(before: &StageTimes, after: &StageTimes, wall: f64, units: usize) {
+    println!("    where the time went (stage: seconds, % of wall time, µs per item, passes):");
+    for (stage, (seconds, count)) in after {
+        let (seconds_before, count_before) = before.get(stage).copied().unwrap_or_default();
+        let (seconds, count) = (seconds - seconds_before, count - count_before);
+        if count == 0 {
+            continue;
+        }
+        println!(
+            "      {stage:<18} {seconds:>8.2} s {:>5.0} % {:>8.1} µs {count:>7}",
+            100.0 * seconds / wall,
+            1e6 * seconds / units as f64,
+        );
+    }
+}

@@ -243,13 +243,17 @@ impl FanoutWorker {
         let audience = audience_of(claim.kind, incident, &claim.event);
         let page_size = self.settings.page_size.max(1);
         let authoring = self.authoring.borrow().clone();
+        let mut stages = m::Stages::start();
         let mut tx = self.store.begin_fanout().await?;
         let customers = tx
             .audience_page(&audience, claim.cursor.as_deref(), page_size)
             .await?;
+        stages.lap("fanout.rank.read");
         let refs = pipeline::fanout_refs(accepted, &customers, &self.policy, now);
         let snapshot = tx.load(&refs).await?;
+        stages.lap("fanout.rank.load");
         let ranked = pipeline::rank_fanout(accepted, &customers, &snapshot, &authoring.risk, now);
+        stages.lap("fanout.rank.score");
         tx.rank_targets(claim.id, &ranked).await?;
         let exhausted = customers.len() < page_size;
         let window_full =
@@ -271,7 +275,9 @@ impl FanoutWorker {
             finished: false,
             stopped: None,
         };
-        if !self.advance(tx, claim, &step, now).await? {
+        let advanced = self.advance(tx, claim, &step, now).await?;
+        stages.lap("fanout.rank.write");
+        if !advanced {
             return Ok(PageReport::Lost);
         }
         if exhausted {
@@ -298,6 +304,7 @@ impl FanoutWorker {
     ) -> Result<PageReport, FanoutError> {
         let page_size = self.settings.page_size.max(1);
         let authoring = self.authoring.borrow().clone();
+        let mut stages = m::Stages::start();
         let mut tx = self.store.begin_fanout().await?;
         let recipients = tx
             .audience_page(
@@ -308,14 +315,17 @@ impl FanoutWorker {
                 page_size,
             )
             .await?;
+        stages.lap("fanout.send.read");
         let refs = pipeline::fanout_refs(accepted, &recipients, &self.policy, now);
         let snapshot = tx.load(&refs).await?;
+        stages.lap("fanout.send.load");
         let plan = pipeline::decide_fanout(
             accepted,
             &recipients,
             snapshot,
             &Deciding::new(&authoring, &self.policy, now),
         );
+        stages.lap("fanout.send.decide");
         let queued = tx.apply(&plan.changes, now).await?;
         // "No rule matched" for every customer of a minor incident would be a million notes
         // saying the same thing; the fan-out's counts say it once.
@@ -343,7 +353,9 @@ impl FanoutWorker {
             finished,
             stopped: None,
         };
-        if !self.advance(tx, claim, &step, now).await? {
+        let advanced = self.advance(tx, claim, &step, now).await?;
+        stages.lap("fanout.send.write");
+        if !advanced {
             return Ok(PageReport::Lost);
         }
         let kind = claim.kind.as_str();

@@ -201,6 +201,7 @@ impl Intake {
     /// Stage 1: parse every message and prepare the event records.
     fn prepare(&self, messages: Vec<Message>) -> Prepared {
         let started = Instant::now();
+        let mut stages = m::Stages::start();
         let received_at = self.clock.now();
         let mut accepted: Vec<Accepted> = Vec::with_capacity(messages.len());
         let fates: Vec<Fate> = messages
@@ -217,6 +218,7 @@ impl Intake {
             .iter()
             .map(|a| EventRecord::of(a, received_at))
             .collect();
+        stages.lap("intake.parse");
         Prepared {
             messages,
             fates,
@@ -260,6 +262,7 @@ impl Intake {
             accepted,
             ..
         } = prepared;
+        let mut stages = m::Stages::start();
         let mut report = BatchReport::default();
         if let Ok(outcome) = &committed {
             report.outreach = outcome.outreach;
@@ -319,6 +322,7 @@ impl Intake {
             }
         }
         histogram!(m::BATCH_SIZE).record(messages.len() as f64);
+        stages.lap("intake.settle");
         tracing::debug!(?report, seconds = elapsed, "Batch done.");
         report
     }
@@ -340,8 +344,11 @@ impl Intake {
         if accepted.is_empty() {
             return Ok(Committed::default());
         }
+        let mut stages = m::Stages::start();
         let mut tx = self.store.begin_intake().await?;
+        stages.lap("intake.begin");
         let new_keys = tx.record_events(records).await?;
+        stages.lap("intake.record");
         // A key twice in one batch is recorded once; only its first copy is decided.
         let mut first_copies = new_keys.clone();
         let fresh: Vec<&Accepted> = accepted
@@ -355,16 +362,21 @@ impl Intake {
             refs.marketing_since = Some(received_at - self.policy.caps.window());
         }
         let snapshot = tx.load(&refs).await?;
+        stages.lap("intake.load");
         let plan = pipeline::decide(
             &fresh,
             snapshot,
             &Deciding::new(&authoring, &self.policy, received_at),
         );
+        stages.lap("intake.decide");
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
         tx.forget_events(&rejected_keys).await?;
         let mut queued = tx.apply(&plan.changes, received_at).await?;
+        stages.lap("intake.apply");
         tx.record_notes(&plan.notes(&queued, received_at)).await?;
+        stages.lap("intake.notes");
         tx.commit().await?;
+        stages.lap("intake.commit");
         if let (false, Some(wake)) = (plan.changes.fanouts.is_empty(), &self.fanout_wake) {
             wake.notify_one();
         }

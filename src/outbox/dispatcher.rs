@@ -65,6 +65,7 @@ impl Dispatcher {
 
     /// Claims one batch of due messages, sends them concurrently and records the outcomes.
     pub async fn dispatch_once(&self) -> Result<DispatchOutcome, StoreError> {
+        let mut stages = m::Stages::start();
         let claimed = self
             .store
             .claim_due(
@@ -76,6 +77,7 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(DispatchOutcome::Empty);
         }
+        stages.lap("dispatch.claim");
         let count = claimed.len();
         let held: Vec<(i64, u32)> = claimed.iter().map(|m| (m.id, m.attempt)).collect();
         let sending = futures::stream::iter(claimed)
@@ -83,6 +85,7 @@ impl Dispatcher {
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect::<Vec<AttemptRecord>>();
         let records = self.holding(&held, sending).await;
+        stages.lap("dispatch.send");
         let mut tries = 0;
         loop {
             match self.store.record_attempts(&records).await {
@@ -97,6 +100,7 @@ impl Dispatcher {
                 Err(e) => return Err(e),
             }
         }
+        stages.lap("dispatch.record");
         Ok(DispatchOutcome::Dispatched(count))
     }
 

@@ -1,0 +1,249 @@
+//! Scale-out on PostgreSQL: the same work done by one `forewarn run` process and by three on
+//! one database and one JetStream consumer.
+//!
+//! `cargo bench --bench scale` (release). Environment: `BENCH_EVENTS` (default 50000),
+//! `BENCH_CUSTOMERS` (default 10000), `BENCH_PROCESSES` (default `1,3`). For each process count,
+//! from nothing: a fresh nats-server and a fresh PostgreSQL database on the server
+//! `FOREWARN_TEST_POSTGRES_URL` names; the customers taken in first by one in-process forewarn;
+//! then `shipment.delayed` events waiting in the stream when the processes start, every one
+//! asking for an SMS through a Twilio-shaped server in this process. Prints, per count, the
+//! seconds until every message was accepted by that server, events per second end to end, the
+//! totals (requests the server took, outbox rows sent) and the CPU seconds the processes used.
+//! The one-process figure is the ceiling the others are measured against: on two cores more
+//! processes share the same CPU, so the goal is the same totals and no slowdown.
+
+mod support;
+use support::{env_usize, repo_settings, twilio_gateway, twilio_stand_in};
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use forewarn::cli::demo::nats_server::NatsServer;
+use forewarn::config::Settings;
+use forewarn::store::ScratchDatabase;
+use serde_json::json;
+
+/// A run in which no message arrives for this long is stuck: fail rather than wait.
+const STALL: Duration = Duration::from_secs(60);
+
+fn delayed(i: usize, customers: usize) -> String {
+    json!({
+        "specversion": "1.0", "id": format!("evt-{i}"), "source": "bench/carrier",
+        "type": "shipment.delayed", "time": "2026-11-23T09:15:00Z",
+        "data": {
+            "shipment_id": format!("shp-{i}"), "order_id": format!("ord-{i}"),
+            "customer_id": format!("c-{}", i % customers), "carrier": "CJ대한통운",
+            "promised_by": "2026-11-25T09:00:00Z", "new_eta": "2026-11-27T09:00:00Z"
+        }
+    })
+    .to_string()
+}
+
+fn customer(i: usize) -> String {
+    json!({
+        "specversion": "1.0", "id": format!("cust-{i}"), "source": "bench/crm",
+        "type": "customer.upserted",
+        "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
+                 "phone": format!("+8210{i:08}"), "channels": ["sms"], "consent": {"sms": true}}
+    })
+    .to_string()
+}
+
+async fn publish_all(js: &jetstream::Context, subject: &str, bodies: impl Iterator<Item = String>) {
+    let mut pending = Vec::with_capacity(500);
+    for body in bodies {
+        pending.push(
+            js.publish(subject.to_owned(), body.into())
+                .await
+                .expect("publish"),
+        );
+        if pending.len() == 500 {
+            for ack in pending.drain(..) {
+                ack.await.expect("publish ack");
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.expect("publish ack");
+    }
+}
+
+/// User and system CPU seconds a process has used so far (`/proc/<pid>/stat`, in clock ticks
+/// of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What one process count measured.
+struct Outcome {
+    seconds: f64,
+    received: usize,
+    sent: i64,
+    cpu: f64,
+}
+
+async fn run(
+    processes: usize,
+    n: usize,
+    customers: usize,
+    gateway: &str,
+    received: &AtomicUsize,
+) -> Outcome {
+    let server = NatsServer::start_local().expect("nats-server");
+    let database = ScratchDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings: Settings = repo_settings();
+    settings.nats.url = server.url();
+    settings.database.url = database.url();
+    settings.paths.outbox = dir.path().join("outbox");
+    settings.http.enabled = false;
+    settings.scheduler.enabled = false;
+    // The figures must not depend on the hour the benchmark runs at, and every customer gets
+    // several delays: caps would withhold some and change the workload.
+    settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
+    settings.caps = forewarn::policy::CapSettings::off();
+    settings.gateways.sms = twilio_gateway(gateway);
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
+
+    // Customers first, taken in by one forewarn in this process before the clock starts.
+    let mut taking_in = settings.clone();
+    taking_in.outbox.dispatch = false;
+    let running = forewarn::cli::start(taking_in, None).await.expect("start");
+    publish_all(
+        &js,
+        "events.customer.upserted",
+        (0..customers).map(customer),
+    )
+    .await;
+    let store = running.store().clone();
+    while (store.event_count().await.expect("count") as usize) < customers {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.wait(std::future::ready(())).await.expect("stop");
+    drop(store);
+
+    publish_all(
+        &js,
+        "events.shipment.delayed",
+        (0..n).map(|i| delayed(i, customers)),
+    )
+    .await;
+    let config = dir.path().join("forewarn.toml");
+    std::fs::write(
+        &config,
+        toml::to_string(&settings).expect("settings as TOML"),
+    )
+    .expect("config");
+    received.store(0, Ordering::SeqCst);
+    let started = Instant::now();
+    let mut children: Vec<Child> = (0..processes)
+        .map(|i| {
+            let log =
+                std::fs::File::create(dir.path().join(format!("forewarn-{i}.log"))).expect("log");
+            Command::new(env!("CARGO_BIN_EXE_forewarn"))
+                .args(["--config", config.to_str().expect("path"), "run"])
+                .env_remove("FOREWARN_CONFIG")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("forewarn run")
+        })
+        .collect();
+    let mut last = (Instant::now(), 0);
+    loop {
+        let now = received.load(Ordering::SeqCst);
+        if now >= n {
+            break;
+        }
+        if now != last.1 {
+            last = (Instant::now(), now);
+        }
+        assert!(
+            last.0.elapsed() < STALL,
+            "{processes} process(es): no message for {STALL:?} at {now} of {n}; logs in {}",
+            dir.path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = children.iter().map(|c| cpu_seconds(c.id())).sum();
+    for child in &children {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for child in &mut children {
+        let _ = child.wait();
+    }
+    let probe = sqlx::PgPool::connect(&database.url()).await.expect("probe");
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'sent'")
+        .fetch_one(&probe)
+        .await
+        .expect("count");
+    probe.close().await;
+    Outcome {
+        seconds,
+        received: received.load(Ordering::SeqCst),
+        sent,
+        cpu,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("BENCH_EVENTS", 50_000);
+    let customers = env_usize("BENCH_CUSTOMERS", 10_000);
+    let counts: Vec<usize> = std::env::var("BENCH_PROCESSES")
+        .unwrap_or_else(|_| "1,3".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    forewarn::gateway::install_tls_provider();
+    let received = Arc::new(AtomicUsize::new(0));
+    let gateway = twilio_stand_in({
+        let received = received.clone();
+        move || {
+            received.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    println!(
+        "forewarn scale-out benchmark (PostgreSQL): {n} shipment.delayed events, {customers} \
+         customers, one SMS each to a local Twilio-shaped server"
+    );
+    let mut first: Option<f64> = None;
+    for processes in counts {
+        let outcome = run(processes, n, customers, &gateway, &received).await;
+        let rate = n as f64 / outcome.seconds;
+        let against = first.map_or(String::new(), |one| {
+            format!("  ({:.0} % of one process)", 100.0 * rate / one)
+        });
+        first.get_or_insert(rate);
+        println!(
+            "  {processes} process(es)   all sent {:>6.1} s   {rate:>7.0} events/s   received \
+             {}   outbox sent {}   CPU {:.1} s{against}",
+            outcome.seconds, outcome.received, outcome.sent, outcome.cpu
+        );
+        assert_eq!(outcome.received, n, "the server took every message once");
+        assert_eq!(outcome.sent, n as i64, "every outreach recorded as sent");
+    }
+}
