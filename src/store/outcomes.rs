@@ -49,7 +49,7 @@ macro_rules! outcome_store {
                 churn_window: chrono::Duration,
             ) -> Result<Vec<$crate::store::DecisionOutcome>, $crate::store::StoreError> {
                 let rows = sqlx::query(
-                    "SELECT o.idempotency_key, o.rule_id, o.customer_id, o.risk,
+                    "SELECT o.idempotency_key, o.rule_id, o.customer_id, k.explanation AS risk,
                             COALESCE(e.time, o.created_at) AS decided_at,
                             s.promised_by, s.delivered_at,
                             (SELECT COUNT(*) FROM orders r
@@ -58,9 +58,9 @@ macro_rules! outcome_store {
                                 AND r.placed_at <= COALESCE(e.time, o.created_at) + $1)
                                 AS orders_after
                        FROM outbox o
+                       JOIN outbox_risk k ON k.outbox_id = o.id
                        LEFT JOIN events e ON e.source = o.event_source AND e.id = o.event_id
                        LEFT JOIN shipments s ON s.id = e.shipment_id
-                      WHERE o.risk IS NOT NULL
                       ORDER BY o.id",
                 )
                 .bind(churn_window.num_milliseconds())

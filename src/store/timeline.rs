@@ -138,10 +138,12 @@ macro_rules! timeline_store {
                     timeline.opt_outs.push((channel, scope, row.time("at")?));
                 }
                 let messages = sqlx::query(
-                    "SELECT id, idempotency_key, rule_id, channel, status, event_source, \
-                     event_id, created_at, next_attempt_at, sent_at, content, offer, risk, \
-                     last_error FROM outbox \
-                     WHERE customer_id = $1 AND created_at >= $2 ORDER BY created_at, id",
+                    "SELECT o.id, o.idempotency_key, o.rule_id, o.channel, o.status, \
+                     o.event_source, o.event_id, o.created_at, o.next_attempt_at, o.sent_at, \
+                     o.content, o.offer, r.explanation AS risk, o.last_error \
+                     FROM outbox o LEFT JOIN outbox_risk r ON r.outbox_id = o.id \
+                     WHERE o.customer_id = $1 AND o.created_at >= $2 \
+                     ORDER BY o.created_at, o.id",
                 )
                 .bind(customer_id)
                 .bind(since)
@@ -206,7 +208,11 @@ macro_rules! timeline_store {
                 key: &$crate::domain::IdempotencyKey,
             ) -> Result<Option<serde_json::Value>, $crate::store::StoreError> {
                 let raw: Option<Option<String>> =
-                    sqlx::query_scalar("SELECT risk FROM outbox WHERE idempotency_key = $1")
+                    sqlx::query_scalar(
+                        "SELECT r.explanation FROM outbox o \
+                         LEFT JOIN outbox_risk r ON r.outbox_id = o.id \
+                         WHERE o.idempotency_key = $1",
+                    )
                         .bind(key.as_str())
                         .fetch_optional(&self.pool)
                         .await?;

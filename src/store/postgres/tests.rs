@@ -177,3 +177,42 @@ async fn dispatchers_claiming_at_once_never_take_the_same_message() {
     }
     assert_eq!(seen.len(), messages, "every message claimed once");
 }
+
+#[tokio::test]
+async fn a_message_written_with_its_risk_explanation_inline_keeps_it_after_the_move() {
+    let database = super::ScratchDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = PgStore::connect(&crate::store::DatabaseSettings {
+        url: database.url(),
+        ..crate::store::DatabaseSettings::default()
+    })
+    .await
+    .expect("connect");
+    // The schema as the forewarn before `outbox_risk` left it, and a message it wrote.
+    sqlx::migrate!("./migrations/postgres")
+        .run_to(20261205000002, store.pool())
+        .await
+        .expect("the older migrations");
+    let explanation = r#"{"delay": {"score": 0.5}, "churn": {"score": 0.25}}"#;
+    sqlx::query(
+        "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, category, \
+         priority, fallback, event_source, event_id, locale, content, status, next_attempt_at, \
+         created_at, updated_at, risk) VALUES ('k', 'r', 'c', 'x', 'sms', 'transactional', 0, \
+         '[]', 'old', 'e-1', 'en', '{}', 'sent', 0, 0, 0, $1)",
+    )
+    .bind(explanation)
+    .execute(store.pool())
+    .await
+    .expect("an old message");
+
+    store.migrate().await.expect("the later migrations");
+
+    let key = crate::domain::IdempotencyKey::from_stored("k".to_owned());
+    assert_eq!(
+        crate::store::TimelineStore::outreach_risk(&store, &key)
+            .await
+            .expect("read"),
+        Some(serde_json::from_str(explanation).expect("JSON"))
+    );
+}

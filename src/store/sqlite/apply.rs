@@ -19,6 +19,9 @@ pub(super) async fn apply(
     now: DateTime<Utc>,
 ) -> Result<HashSet<IdempotencyKey>, StoreError> {
     let mut queued = HashSet::with_capacity(changes.outreach.len());
+    // The outbox id of each message queued, for its risk explanation.
+    let mut ids: std::collections::HashMap<IdempotencyKey, i64> =
+        std::collections::HashMap::with_capacity(changes.outreach.len());
     let now_ms = millis(now);
     incidents::insert_fanouts(tx, &changes.fanouts, now).await?;
     for chunk in changes.customers.chunks(MAX_BINDS / 6) {
@@ -176,13 +179,12 @@ pub(super) async fn apply(
         q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
-    for chunk in changes.outreach.chunks(MAX_BINDS / 27) {
+    for chunk in changes.outreach.chunks(MAX_BINDS / 26) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
              category, priority, fallback, event_source, event_id, locale, content, status, \
-             attempts, next_attempt_at, created_at, updated_at, offer, risk, urgency, \
-             timezone, region, order_id, incident_id, discount_code, delay_score, \
-             churn_score) ",
+             attempts, next_attempt_at, created_at, updated_at, offer, urgency, timezone, \
+             region, order_id, incident_id, discount_code, delay_score, churn_score) ",
         );
         let mut encode_error = None;
         q.push_values(chunk, |mut row, o| {
@@ -209,7 +211,6 @@ pub(super) async fn apply(
                 .push_bind(now_ms)
                 .push_bind(now_ms)
                 .push_bind(o.offer.as_ref().and_then(|f| serde_json::to_string(f).ok()))
-                .push_bind(o.risk.as_ref().map(|r| r.explanation.clone()))
                 .push_bind(o.urgency)
                 .push_bind(o.timezone.clone())
                 .push_bind(o.region.clone())
@@ -224,10 +225,31 @@ pub(super) async fn apply(
         }
         q.push(
             " ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING \
-             RETURNING idempotency_key",
+             RETURNING id, idempotency_key",
         );
-        let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
-        queued.extend(inserted.into_iter().map(IdempotencyKey::from_stored));
+        let inserted: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        for (id, key) in inserted {
+            let key = IdempotencyKey::from_stored(key);
+            ids.insert(key.clone(), id);
+            queued.insert(key);
+        }
+    }
+    // Each queued message's risk explanation, beside it rather than in its hot row.
+    let mut unexplained: HashSet<&IdempotencyKey> = queued.iter().collect();
+    let explained: Vec<(i64, &str)> = changes
+        .outreach
+        .iter()
+        .filter_map(|o| Some((o, o.risk.as_ref()?)))
+        .filter(|(o, _)| unexplained.remove(&o.key))
+        .filter_map(|(o, risk)| Some((*ids.get(&o.key)?, risk.explanation.as_str())))
+        .collect();
+    for chunk in explained.chunks(MAX_BINDS / 2) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO outbox_risk (outbox_id, explanation) ");
+        q.push_values(chunk, |mut row, (id, explanation)| {
+            row.push_bind(*id).push_bind(*explanation);
+        });
+        q.build().execute(&mut **tx).await?;
     }
     // Supersession: a message just queued about an order cancels the customer's older,
     // pending, lower-priority ones about the same order — one conversation, the most

@@ -5,12 +5,26 @@ use serde_json::json;
 
 use crate::domain::CustomerId;
 use crate::store::test_support::{at, store};
-use crate::store::{Changes, IncidentStore, IntakeStore};
+use crate::store::{
+    Changes, DatabaseSettings, IncidentStore, IntakeStore, SqliteStore, TimelineStore,
+};
 
 #[tokio::test]
-async fn rows_written_before_the_about_columns_are_filled_in_by_their_migration() {
-    let (_dir, store) = store().await;
-    // Rows as an older forewarn wrote them: only the JSON says what they are about.
+async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = SqliteStore::connect(&DatabaseSettings {
+        url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+        ..DatabaseSettings::default()
+    })
+    .await
+    .expect("connect");
+    // The schema as the forewarn before the event-about columns left it.
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(20261123000010, store.pool())
+        .await
+        .expect("the older migrations");
+    // Rows as that forewarn wrote them: only the JSON says what they are about, and the risk
+    // explanation sits in the message's own row.
     sqlx::query(
         "INSERT INTO events (source, id, type, time, data, received_at) VALUES \
          ('old', 'e-1', 'shipment.delayed', 0, \
@@ -20,30 +34,20 @@ async fn rows_written_before_the_about_columns_are_filled_in_by_their_migration(
     .execute(store.pool())
     .await
     .expect("old events");
+    let explanation = r#"{"delay": {"score": 0.5}, "churn": {"score": 0.25}}"#;
     sqlx::query(
         "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, category, \
          priority, fallback, event_source, event_id, locale, content, status, next_attempt_at, \
          created_at, updated_at, offer, risk) VALUES ('k', 'r', 'c', 'x', 'sms', \
          'transactional', 0, '[]', 'old', 'e-1', 'en', '{}', 'sent', 0, 0, 0, \
-         '{\"code\": \"ABCD-EFGH-JKMN\"}', '{\"delay\": {\"score\": 0.5}, \"churn\": {\"score\": 0.25}}')",
+         '{\"code\": \"ABCD-EFGH-JKMN\"}', ?1)",
     )
+    .bind(explanation)
     .execute(store.pool())
     .await
     .expect("an old message");
 
-    let migration =
-        include_str!("../../../migrations/sqlite/20261201000011_event_about_columns.sql");
-    // Its statements after the comment that introduces the backfill.
-    let backfill = migration
-        .split("-- Rows written before this migration")
-        .nth(1)
-        .and_then(|rest| rest.split_once('\n'))
-        .map(|(_, statements)| statements)
-        .expect("the backfill");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(backfill))
-        .execute(store.pool())
-        .await
-        .expect("backfill");
+    store.migrate().await.expect("the later migrations");
 
     /// An event's id and the parcel, order and incident it is about.
     type About = (String, Option<String>, Option<String>, Option<String>);
@@ -68,6 +72,12 @@ async fn rows_written_before_the_about_columns_are_filled_in_by_their_migration(
     assert_eq!(
         carried,
         (Some("ABCDEFGHJKMN".into()), Some(0.5), Some(0.25))
+    );
+    // The explanation moved beside the message, where `explain` and the risk export read it.
+    let key = crate::domain::IdempotencyKey::from_stored("k".to_owned());
+    assert_eq!(
+        store.outreach_risk(&key).await.expect("read"),
+        Some(serde_json::from_str(explanation).expect("JSON"))
     );
 }
 
