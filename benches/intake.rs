@@ -16,7 +16,7 @@
 //! lower of (1) and (2) / 3.
 
 mod support;
-use support::{env_usize, print_stages, stage_times};
+use support::{env_usize, print_stages, publish_all, stage_times};
 
 use std::time::{Duration, Instant};
 
@@ -52,25 +52,6 @@ fn customer(i: usize) -> String {
                  "email": format!("c{i}@example.com")}
     })
     .to_string()
-}
-
-async fn publish_all(js: &jetstream::Context, subject: &str, bodies: impl Iterator<Item = String>) {
-    let mut pending = Vec::with_capacity(500);
-    for body in bodies {
-        pending.push(
-            js.publish(subject.to_owned(), body.into())
-                .await
-                .expect("publish"),
-        );
-        if pending.len() == 500 {
-            for ack in pending.drain(..) {
-                ack.await.expect("publish ack");
-            }
-        }
-    }
-    for ack in pending {
-        ack.await.expect("publish ack");
-    }
 }
 
 /// (1) Bare JetStream consume rate, messages per second.

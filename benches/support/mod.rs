@@ -91,8 +91,14 @@ pub(crate) fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle 
 /// The stage totals recorded so far.
 #[allow(dead_code)]
 pub(crate) fn stage_times(handle: &metrics_exporter_prometheus::PrometheusHandle) -> StageTimes {
+    parse_stage_times(&handle.render())
+}
+
+/// The stage totals in a Prometheus text (a `/metrics` page).
+#[allow(dead_code)]
+pub(crate) fn parse_stage_times(text: &str) -> StageTimes {
     let mut times = StageTimes::new();
-    for line in handle.render().lines() {
+    for line in text.lines() {
         let Some(rest) = line.strip_prefix(forewarn::metrics::STAGE_SECONDS) else {
             continue;
         };
@@ -131,5 +137,30 @@ pub(crate) fn print_stages(before: &StageTimes, after: &StageTimes, wall: f64, u
             100.0 * seconds / wall,
             1e6 * seconds / units as f64,
         );
+    }
+}
+
+/// Publishes `bodies` to JetStream on `subject`, five hundred acks awaited at a time.
+#[allow(dead_code)]
+pub(crate) async fn publish_all(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    bodies: impl Iterator<Item = String>,
+) {
+    let mut pending = Vec::with_capacity(500);
+    for body in bodies {
+        pending.push(
+            js.publish(subject.to_owned(), body.into())
+                .await
+                .expect("publish"),
+        );
+        if pending.len() == 500 {
+            for ack in pending.drain(..) {
+                ack.await.expect("publish ack");
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.expect("publish ack");
     }
 }

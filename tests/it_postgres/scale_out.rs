@@ -181,14 +181,8 @@ impl Drop for Peer {
 
 /// The warnings and errors every process logged, for a failure's message.
 fn warnings(app: &App, peers: &[Peer]) -> String {
-    let mut logs = vec![app.log()];
-    logs.extend(
-        peers
-            .iter()
-            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default()),
-    );
-    logs.iter()
-        .flat_map(|log| log.lines())
+    log_lines(app, peers)
+        .into_iter()
         .filter(|line| line.contains("WARN") || line.contains("ERROR"))
         .take(40)
         .collect::<Vec<_>>()
@@ -218,9 +212,8 @@ fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// The keys any of the processes logged resending because the gateway could not say whether
-/// the attempt in flight at a kill had arrived (logs outlive the processes; metrics do not).
-fn logged_resends(app: &App, peers: &[Peer]) -> std::collections::HashSet<String> {
+/// Every line the app and its peers logged (a peer's log spans its restarts).
+fn log_lines(app: &App, peers: &[Peer]) -> Vec<String> {
     let mut logs = vec![app.log()];
     logs.extend(
         peers
@@ -229,6 +222,15 @@ fn logged_resends(app: &App, peers: &[Peer]) -> std::collections::HashSet<String
     );
     logs.iter()
         .flat_map(|log| log.lines())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The keys any of the processes logged resending because the gateway could not say whether
+/// the attempt in flight at a kill had arrived (logs outlive the processes; metrics do not).
+fn logged_resends(app: &App, peers: &[Peer]) -> std::collections::HashSet<String> {
+    log_lines(app, peers)
+        .into_iter()
         .filter(|line| line.contains("Resending an ambiguous attempt"))
         .filter_map(|line| {
             let key = line.split("key=").nth(1)?;

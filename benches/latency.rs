@@ -1,0 +1,402 @@
+//! Latency under a steady stream: from an event's publish to its message reaching the gateway.
+//!
+//! `cargo bench --bench latency` (release). Environment: `BENCH_RATES` (events per second,
+//! default `100,500,1000,2000`), `BENCH_SECONDS` per rate (default 30), `BENCH_CUSTOMERS`
+//! (default 1000), `BENCH_BACKENDS` (default `sqlite,postgres`; PostgreSQL on the server
+//! `FOREWARN_TEST_POSTGRES_URL` names, a fresh database per backend).
+//!
+//! Per backend: a fresh nats-server and database; the customers taken in first; then one
+//! `forewarn run` process (the release binary) on the repository's rules, sending SMS through
+//! the webhook gateway to a receiver in this process that checks every signature. For each
+//! rate, `shipment.delayed` events are published with core NATS on a fixed schedule (event `i`
+//! at `i / rate` seconds), each for a new parcel, so each asks for one message. Printed per
+//! rate: the rate actually published, the rate delivered, p50/p90/p99/max from publish to the
+//! gateway request, the process's CPU (share of one core), and where the process spent its
+//! time (`forewarn_stage_seconds` from its `/metrics`, per event).
+
+mod support;
+use support::{env_usize, parse_stage_times, publish_all, repo_settings, StageTimes};
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use forewarn::cli::demo::nats_server::{free_port, NatsServer};
+use forewarn::config::Settings;
+use forewarn::domain::{Channel, CustomerId, IdempotencyKey};
+use forewarn::gateway::{GatewayConfig, WebhookConfig};
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+/// The webhook's shared secret, handed to forewarn through the environment.
+const SECRET: &str = "bench-latency-secret";
+/// The rule every event matches (`rules/shipments.toml`) and the delay every event announces.
+const RULE: &str = "shipment-delay-apology";
+const NEW_ETA: &str = "2026-11-27T09:00:00Z";
+/// A rate whose messages stop arriving for this long has fallen over: report what arrived.
+const STALL: Duration = Duration::from_secs(60);
+
+/// When each message reached the receiver, by idempotency key.
+#[derive(Clone, Default)]
+struct Receiver {
+    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+    forged: Arc<Mutex<usize>>,
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let arrived = Instant::now();
+    let signed = || -> Option<bool> {
+        let timestamp = headers.get("forewarn-timestamp")?.to_str().ok()?;
+        let given = headers.get("forewarn-signature")?.to_str().ok()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).ok()?;
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&body);
+        Some(
+            mac.verify_slice(&hex::decode(given.strip_prefix("v1=")?).ok()?)
+                .is_ok(),
+        )
+    };
+    let key = headers
+        .get("forewarn-idempotency-key")
+        .and_then(|v| v.to_str().ok());
+    match (signed(), key) {
+        (Some(true), Some(key)) => {
+            receiver
+                .arrivals
+                .lock()
+                .expect("arrivals")
+                .entry(key.to_owned())
+                .or_insert(arrived);
+            (StatusCode::OK, r#"{"id":"bench"}"#)
+        }
+        _ => {
+            *receiver.forged.lock().expect("forged") += 1;
+            (StatusCode::UNAUTHORIZED, "bad signature")
+        }
+    }
+}
+
+impl Receiver {
+    async fn start(&self) -> String {
+        let router = axum::Router::new()
+            .route("/hooks/forewarn", axum::routing::post(receive))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("port");
+        let url = format!(
+            "http://{}/hooks/forewarn",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+
+    fn arrived(&self, key: &str) -> Option<Instant> {
+        self.arrivals.lock().expect("arrivals").get(key).copied()
+    }
+}
+
+fn customer(i: usize) -> String {
+    json!({
+        "specversion": "1.0", "id": format!("cust-{i}"), "source": "bench/crm",
+        "type": "customer.upserted",
+        "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
+                 "phone": format!("+8210{i:08}"), "channels": ["sms"], "consent": {"sms": true}}
+    })
+    .to_string()
+}
+
+/// Event `i` of a phase, and the key of the one message it asks for.
+fn delayed(phase: &str, i: usize, customers: usize) -> (String, IdempotencyKey) {
+    let shipment = format!("shp-{phase}-{i}");
+    let customer = format!("c-{}", i % customers);
+    let body = json!({
+        "specversion": "1.0", "id": format!("evt-{phase}-{i}"), "source": "bench/carrier",
+        "type": "shipment.delayed", "time": "2026-11-23T09:15:00Z",
+        "data": {
+            "shipment_id": shipment, "order_id": format!("ord-{phase}-{i}"),
+            "customer_id": customer, "carrier": "CJ대한통운",
+            "promised_by": "2026-11-25T09:00:00Z", "new_eta": NEW_ETA
+        }
+    })
+    .to_string();
+    // The rule's `once_per` is `data.shipment_id + '@' + data.new_eta`, kept as `once:<value>`.
+    let key = IdempotencyKey::derive(
+        RULE,
+        &CustomerId::parse(&customer).expect("a customer id"),
+        &format!("once:{shipment}@{NEW_ETA}"),
+        Channel::Sms,
+    );
+    (body, key)
+}
+
+/// User and system CPU seconds of a process (`/proc/<pid>/stat`, ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The `p`-th percentile of sorted `values`.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// The forewarn process under test, with its `/metrics` port.
+struct Forewarn {
+    child: Child,
+    http: u16,
+}
+
+impl Forewarn {
+    async fn stage_times(&self) -> StageTimes {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http))
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("metrics");
+        parse_stage_times(&text.text().await.expect("metrics text"))
+    }
+}
+
+impl Drop for Forewarn {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `forewarn run` on `settings` and waits until a first message has gone through.
+async fn start(
+    settings: &mut Settings,
+    dir: &std::path::Path,
+    nats: &async_nats::Client,
+    receiver: &Receiver,
+) -> Forewarn {
+    let http = free_port().expect("a free port");
+    settings.http.enabled = true;
+    settings.http.listen = ([127, 0, 0, 1], http).into();
+    let config = dir.join("forewarn.toml");
+    std::fs::write(&config, toml::to_string(&*settings).expect("TOML")).expect("config");
+    let log = std::fs::File::create(dir.join("forewarn.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["--config", config.to_str().expect("path"), "run"])
+        .env_remove("FOREWARN_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("forewarn run");
+    let forewarn = Forewarn { child, http };
+    // Its own parcel per backend: the receiver outlives each run.
+    let (body, key) = delayed(&format!("warm-{}", settings.database.url), 0, 1);
+    nats.publish("events.shipment.delayed", body.into())
+        .await
+        .expect("publish");
+    let started = Instant::now();
+    while receiver.arrived(key.as_str()).is_none() {
+        assert!(
+            started.elapsed() < STALL,
+            "the first message ({key}) did not arrive (the receiver has {:?}); forewarn \
+             logged:\n{}",
+            receiver.arrivals.lock().expect("arrivals").keys().next(),
+            std::fs::read_to_string(dir.join("forewarn.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    forewarn
+}
+
+/// One rate: publishes on schedule, waits for every message, prints the figures.
+async fn phase(
+    forewarn: &Forewarn,
+    nats: &async_nats::Client,
+    receiver: &Receiver,
+    rate: usize,
+    seconds: usize,
+    customers: usize,
+) {
+    let total = rate * seconds;
+    let phase = format!("r{rate}");
+    let events: Vec<(String, IdempotencyKey)> =
+        (0..total).map(|i| delayed(&phase, i, customers)).collect();
+    let stages_before = forewarn.stage_times().await;
+    let cpu_before = cpu_seconds(forewarn.child.id());
+    let mut published: Vec<Instant> = Vec::with_capacity(total);
+    let started = Instant::now();
+    for (i, (body, _)) in events.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        published.push(Instant::now());
+        nats.publish("events.shipment.delayed", body.clone().into())
+            .await
+            .expect("publish");
+    }
+    let publishing = started.elapsed().as_secs_f64();
+    // Every message, or until they stop coming.
+    let mut last = (Instant::now(), 0);
+    loop {
+        let arrived = events
+            .iter()
+            .filter(|(_, key)| receiver.arrived(key.as_str()).is_some())
+            .count();
+        if arrived == total || last.0.elapsed() > STALL {
+            break;
+        }
+        if arrived != last.1 {
+            last = (Instant::now(), arrived);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = cpu_seconds(forewarn.child.id()) - cpu_before;
+    let mut latencies = Vec::with_capacity(total);
+    let mut last_arrival = started;
+    for ((_, key), sent) in events.iter().zip(&published) {
+        if let Some(arrived) = receiver.arrived(key.as_str()) {
+            latencies.push(arrived.saturating_duration_since(*sent));
+            last_arrival = last_arrival.max(arrived);
+        }
+    }
+    latencies.sort_unstable();
+    let wall = last_arrival.duration_since(started).as_secs_f64();
+    println!(
+        "  {rate:>5}/s  published {:>6.0}/s  delivered {:>6.0}/s  p50 {:>9}  p90 {:>9}  p99 {:>9}  \
+         max {:>9}  CPU {:>3.0} %{}",
+        total as f64 / publishing,
+        latencies.len() as f64 / wall,
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 90.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(percentile(&latencies, 100.0)),
+        100.0 * cpu / wall,
+        if latencies.len() < total {
+            format!("  MISSING {} of {total}", total - latencies.len())
+        } else {
+            String::new()
+        }
+    );
+    let stages_after = forewarn.stage_times().await;
+    let per_event: Vec<String> = stages_after
+        .iter()
+        .filter_map(|(stage, (seconds, count))| {
+            let (s0, c0) = stages_before.get(stage).copied().unwrap_or_default();
+            (count > &c0).then(|| format!("{stage} {:.0} µs", 1e6 * (seconds - s0) / total as f64))
+        })
+        .collect();
+    println!("           per event: {}", per_event.join(", "));
+}
+
+#[tokio::main]
+async fn main() {
+    let rates: Vec<usize> = std::env::var("BENCH_RATES")
+        .unwrap_or_else(|_| "100,500,1000,2000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let seconds = env_usize("BENCH_SECONDS", 30);
+    let customers = env_usize("BENCH_CUSTOMERS", 1000);
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    forewarn::gateway::install_tls_provider();
+    // For the in-process forewarn that takes the customers in; the process under test gets
+    // it in its own environment.
+    std::env::set_var("BENCH_WEBHOOK_SECRET", SECRET);
+    println!(
+        "forewarn latency benchmark: publish → gateway request, {seconds} s per rate, \
+         {customers} customers, one SMS per event through a signed webhook"
+    );
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    for backend in backends.split(',').map(str::trim) {
+        let server = NatsServer::start_local().expect("nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let postgres = match backend {
+            "postgres" => Some(
+                forewarn::store::ScratchDatabase::create()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            _ => None,
+        };
+        let mut settings = repo_settings();
+        settings.nats.url = server.url();
+        settings.database.url = postgres.as_ref().map_or_else(
+            || format!("sqlite://{}", dir.path().join("forewarn.db").display()),
+            |db| db.url(),
+        );
+        settings.paths.outbox = dir.path().join("outbox");
+        // The figures must not depend on the hour the benchmark runs at, nor on caps.
+        settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
+        settings.caps = forewarn::policy::CapSettings::off();
+        settings.gateways.sms = GatewayConfig::Webhook(WebhookConfig {
+            url: url.clone(),
+            secret_env: "BENCH_WEBHOOK_SECRET".into(),
+            timeout: Duration::from_secs(10),
+        });
+
+        // Customers first, taken in by a forewarn in this process.
+        let nats = async_nats::connect(server.url()).await.expect("connect");
+        let js = jetstream::new(nats.clone());
+        let mut taking_in = settings.clone();
+        taking_in.outbox.dispatch = false;
+        taking_in.http.enabled = false;
+        let running = forewarn::cli::start(taking_in, None).await.expect("start");
+        publish_all(
+            &js,
+            "events.customer.upserted",
+            (0..customers).map(customer),
+        )
+        .await;
+        let store = running.store().clone();
+        while (store.event_count().await.expect("count") as usize) < customers {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running.wait(std::future::ready(())).await.expect("stop");
+        drop(store);
+
+        println!("{backend}:");
+        let forewarn = start(&mut settings, dir.path(), &nats, &receiver).await;
+        for &rate in &rates {
+            phase(&forewarn, &nats, &receiver, rate, seconds, customers).await;
+        }
+        assert_eq!(
+            *receiver.forged.lock().expect("forged"),
+            0,
+            "every signature verifies"
+        );
+        drop(forewarn);
+    }
+}
