@@ -16,7 +16,7 @@
 //! lower of (1) and (2) / 3.
 
 mod support;
-use support::{env_usize, print_stages, publish_all, stage_times};
+use support::{env_usize, print_stages, publish_all, stage_times, take_in_customers};
 
 use std::time::{Duration, Instant};
 
@@ -248,20 +248,7 @@ async fn forewarn_intake(
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 
     // Customers first, processed before the clock starts.
-    let running = forewarn::cli::start(settings.clone(), None)
-        .await
-        .expect("start");
-    publish_all(
-        &js,
-        "events.customer.upserted",
-        (0..customers).map(customer),
-    )
-    .await;
-    let store = running.store().clone();
-    while (store.event_count().await.expect("count") as usize) < customers {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    running.wait(std::future::ready(())).await.expect("stop");
+    take_in_customers(&settings, &js, (0..customers).map(customer).collect()).await;
 
     // The events wait in the stream; forewarn starts and drains them.
     publish_all(

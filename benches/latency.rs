@@ -15,7 +15,9 @@
 //! time (`forewarn_stage_seconds` from its `/metrics`, per event).
 
 mod support;
-use support::{env_usize, parse_stage_times, publish_all, repo_settings, StageTimes};
+use support::{
+    cpu_seconds, env_usize, parse_stage_times, repo_settings, take_in_customers, StageTimes,
+};
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -141,22 +143,6 @@ fn delayed(phase: &str, i: usize, customers: usize) -> (String, IdempotencyKey) 
     (body, key)
 }
 
-/// User and system CPU seconds of a process (`/proc/<pid>/stat`, ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// The `p`-th percentile of sorted `values`.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -251,7 +237,8 @@ async fn phase(
     customers: usize,
 ) {
     let total = rate * seconds;
-    let phase = format!("r{rate}");
+    // Keys unique across backends too: the receiver outlives each run.
+    let phase = format!("{}-r{rate}", forewarn.http);
     let events: Vec<(String, IdempotencyKey)> =
         (0..total).map(|i| delayed(&phase, i, customers)).collect();
     let stages_before = forewarn.stage_times().await;
@@ -370,22 +357,7 @@ async fn main() {
         // Customers first, taken in by a forewarn in this process.
         let nats = async_nats::connect(server.url()).await.expect("connect");
         let js = jetstream::new(nats.clone());
-        let mut taking_in = settings.clone();
-        taking_in.outbox.dispatch = false;
-        taking_in.http.enabled = false;
-        let running = forewarn::cli::start(taking_in, None).await.expect("start");
-        publish_all(
-            &js,
-            "events.customer.upserted",
-            (0..customers).map(customer),
-        )
-        .await;
-        let store = running.store().clone();
-        while (store.event_count().await.expect("count") as usize) < customers {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        running.wait(std::future::ready(())).await.expect("stop");
-        drop(store);
+        take_in_customers(&settings, &js, (0..customers).map(customer).collect()).await;
 
         println!("{backend}:");
         let forewarn = start(&mut settings, dir.path(), &nats, &receiver).await;

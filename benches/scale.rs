@@ -15,7 +15,10 @@
 //! processes share the same CPU, so the goal is the same totals and no slowdown.
 
 mod support;
-use support::{env_usize, publish_all, repo_settings, twilio_gateway, twilio_stand_in};
+use support::{
+    cpu_seconds, env_usize, publish_all, repo_settings, take_in_customers, twilio_gateway,
+    twilio_stand_in,
+};
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,25 +55,6 @@ fn customer(i: usize) -> String {
                  "phone": format!("+8210{i:08}"), "channels": ["sms"], "consent": {"sms": true}}
     })
     .to_string()
-}
-
-/// User and system CPU seconds a process has used so far (`/proc/<pid>/stat`, in clock ticks
-/// of 1/100 s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// CPU seconds the whole machine has spent busy so far (`/proc/stat`: user, nice, system,
@@ -129,21 +113,7 @@ async fn run(
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 
     // Customers first, taken in by one forewarn in this process before the clock starts.
-    let mut taking_in = settings.clone();
-    taking_in.outbox.dispatch = false;
-    let running = forewarn::cli::start(taking_in, None).await.expect("start");
-    publish_all(
-        &js,
-        "events.customer.upserted",
-        (0..customers).map(customer),
-    )
-    .await;
-    let store = running.store().clone();
-    while (store.event_count().await.expect("count") as usize) < customers {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    running.wait(std::future::ready(())).await.expect("stop");
-    drop(store);
+    take_in_customers(&settings, &js, (0..customers).map(customer).collect()).await;
 
     publish_all(
         &js,

@@ -164,3 +164,46 @@ pub(crate) async fn publish_all(
         ack.await.expect("publish ack");
     }
 }
+
+/// Takes `bodies` (`customer.upserted` events) in with a forewarn in this process on
+/// `settings` (dispatch and HTTP off), until all of them are stored, then stops it: the
+/// customers a run's events are about, known before its clock starts.
+#[allow(dead_code)]
+pub(crate) async fn take_in_customers(
+    settings: &forewarn::config::Settings,
+    js: &async_nats::jetstream::Context,
+    bodies: Vec<String>,
+) {
+    let mut taking_in = settings.clone();
+    taking_in.outbox.dispatch = false;
+    taking_in.http.enabled = false;
+    let running = forewarn::cli::start(taking_in, None).await.expect("start");
+    let count = bodies.len();
+    publish_all(js, "events.customer.upserted", bodies.into_iter()).await;
+    let store = running.store().clone();
+    while (store.event_count().await.expect("count") as usize) < count {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(store);
+    running.wait(std::future::ready(())).await.expect("stop");
+}
+
+/// User and system CPU seconds a process has used so far (`/proc/<pid>/stat`, in clock ticks
+/// of 1/100 s).
+#[allow(dead_code)]
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
