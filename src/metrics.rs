@@ -54,6 +54,9 @@ pub const FANOUT_PAGE_SECONDS: &str = "forewarn_fanout_page_seconds";
 /// where a batch's time goes, for an operator as for a benchmark.
 pub const STAGE_SECONDS: &str = "forewarn_stage_seconds";
 
+/// A stage taking this long is logged as well as measured.
+pub const SLOW_STAGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Times consecutive stages of one unit of work (a batch, a page): each [`Stages::lap`]
 /// records the time since the previous one under its stage's name.
 pub struct Stages {
@@ -68,11 +71,20 @@ impl Stages {
         }
     }
 
-    /// Ends `stage` now and starts the next one.
+    /// Ends `stage` now and starts the next one. A stage slower than [`SLOW_STAGE`] is also
+    /// logged, by name and time: one short line where the database's own slow-statement log
+    /// would print the whole statement.
     pub fn lap(&mut self, stage: &'static str) {
         let now = std::time::Instant::now();
-        metrics::histogram!(STAGE_SECONDS, "stage" => stage)
-            .record(now.duration_since(self.last).as_secs_f64());
+        let took = now.duration_since(self.last);
+        metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(took.as_secs_f64());
+        if took >= SLOW_STAGE {
+            tracing::warn!(
+                stage,
+                seconds = took.as_secs_f64(),
+                "Slow stage: waiting for the database's writer, a lock or a large write."
+            );
+        }
         self.last = now;
     }
 }

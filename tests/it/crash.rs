@@ -109,6 +109,40 @@ async fn an_event_whose_batch_cannot_be_committed_is_redelivered_not_lost() {
 }
 
 #[tokio::test]
+async fn a_batch_held_up_by_another_writer_is_logged_as_one_short_line_naming_its_stage() {
+    let app = spawn_app_with(Options {
+        busy_timeout: "10s",
+        ..Options::default()
+    })
+    .await;
+    // Another writer holds the database for longer than a slow stage, during a large batch.
+    let blocker = app.db.hold_writes().await;
+    for i in 0..600 {
+        app.publish(&delayed_event(i)).await;
+    }
+    // The fault lasts this long; nothing is awaited through it.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    blocker.release().await;
+    app.wait_intake_idle().await;
+    wait_for("the slow stage logged", || async {
+        app.log().contains("Slow stage")
+    })
+    .await;
+    let log = app.log();
+    let slow: Vec<&str> = log.lines().filter(|l| l.contains("Slow stage")).collect();
+    assert!(
+        slow.iter()
+            .any(|l| l.contains("stage=\"intake.") || l.contains("stage=intake.")),
+        "the held-up intake stage is named: {slow:?}"
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        longest < 2_000,
+        "no log line carries a whole statement ({longest} characters)"
+    );
+}
+
+#[tokio::test]
 async fn an_unreadable_outbox_row_is_failed_alone_and_the_rest_are_sent() {
     let mut app = spawn_app_queueing_only().await;
     for i in 0..3 {

@@ -22,6 +22,8 @@ mod timeline;
 
 use std::str::FromStr;
 
+use sqlx::ConnectOptions;
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::StoreError;
@@ -43,7 +45,10 @@ impl PgStore {
         let lock_timeout = format!("{}ms", settings.busy_timeout.as_millis());
         let options = PgConnectOptions::from_str(&settings.url)?
             .application_name("forewarn")
-            .options([("lock_timeout", lock_timeout.as_str())]);
+            .options([("lock_timeout", lock_timeout.as_str())])
+            // sqlx's slow-statement warning prints the whole statement; slow stages are
+            // reported by `metrics::Stages` instead, by name and time.
+            .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .connect_with(options)

@@ -22,6 +22,8 @@ mod timeline;
 
 use std::str::FromStr;
 
+use sqlx::ConnectOptions;
+
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -58,7 +60,10 @@ impl SqliteStore {
             // Keep the hot part of the outbox, events and customers in memory: a page read
             // from the OS costs a syscall on every index probe.
             .pragma("cache_size", format!("-{}", CACHE_KIB))
-            .pragma("mmap_size", MMAP_BYTES.to_string());
+            .pragma("mmap_size", MMAP_BYTES.to_string())
+            // sqlx's slow-statement warning prints the whole statement (a 500-row VALUES list
+            // is ~20 KB a line); `forewarn_stage_seconds` reports slow stages instead.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .connect_with(options)
