@@ -16,7 +16,8 @@
 
 mod support;
 use support::{
-    cpu_seconds, env_usize, parse_stage_times, repo_settings, take_in_customers, StageTimes,
+    cpu_seconds, env_usize, parse_stage_times, repo_settings, sms_customer, take_in_customers,
+    StageTimes,
 };
 
 use std::collections::HashMap;
@@ -107,16 +108,6 @@ impl Receiver {
     fn arrived(&self, key: &str) -> Option<Instant> {
         self.arrivals.lock().expect("arrivals").get(key).copied()
     }
-}
-
-fn customer(i: usize) -> String {
-    json!({
-        "specversion": "1.0", "id": format!("cust-{i}"), "source": "bench/crm",
-        "type": "customer.upserted",
-        "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
-                 "phone": format!("+8210{i:08}"), "channels": ["sms"], "consent": {"sms": true}}
-    })
-    .to_string()
 }
 
 /// Event `i` of a phase, and the key of the one message it asks for.
@@ -357,7 +348,7 @@ async fn main() {
         // Customers first, taken in by a forewarn in this process.
         let nats = async_nats::connect(server.url()).await.expect("connect");
         let js = jetstream::new(nats.clone());
-        take_in_customers(&settings, &js, (0..customers).map(customer).collect()).await;
+        take_in_customers(&settings, &js, (0..customers).map(sms_customer).collect()).await;
 
         println!("{backend}:");
         let forewarn = start(&mut settings, dir.path(), &nats, &receiver).await;

@@ -16,8 +16,8 @@
 
 mod support;
 use support::{
-    cpu_seconds, env_usize, publish_all, repo_settings, take_in_customers, twilio_gateway,
-    twilio_stand_in,
+    cpu_seconds, env_usize, publish_all, repo_settings, sms_customer, take_in_customers,
+    twilio_gateway, twilio_stand_in,
 };
 
 use std::process::{Child, Command, Stdio};
@@ -43,16 +43,6 @@ fn delayed(i: usize, customers: usize) -> String {
             "customer_id": format!("c-{}", i % customers), "carrier": "CJ대한통운",
             "promised_by": "2026-11-25T09:00:00Z", "new_eta": "2026-11-27T09:00:00Z"
         }
-    })
-    .to_string()
-}
-
-fn customer(i: usize) -> String {
-    json!({
-        "specversion": "1.0", "id": format!("cust-{i}"), "source": "bench/crm",
-        "type": "customer.upserted",
-        "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
-                 "phone": format!("+8210{i:08}"), "channels": ["sms"], "consent": {"sms": true}}
     })
     .to_string()
 }
@@ -113,7 +103,7 @@ async fn run(
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 
     // Customers first, taken in by one forewarn in this process before the clock starts.
-    take_in_customers(&settings, &js, (0..customers).map(customer).collect()).await;
+    take_in_customers(&settings, &js, (0..customers).map(sms_customer).collect()).await;
 
     publish_all(
         &js,

@@ -207,3 +207,15 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// A `customer.upserted` event for customer `c-<i>`: Korean, reachable by SMS only, consenting.
+#[allow(dead_code)]
+pub(crate) fn sms_customer(i: usize) -> String {
+    serde_json::json!({
+        "specversion": "1.0", "id": format!("cust-{i}"), "source": "bench/crm",
+        "type": "customer.upserted",
+        "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
+                 "phone": format!("+8210{i:08}"), "channels": ["sms"], "consent": {"sms": true}}
+    })
+    .to_string()
+}
