@@ -16,13 +16,14 @@
 //! lower of (1) and (2) / 3.
 
 mod support;
-use support::{env_usize, print_stages, publish_all, stage_times, take_in_customers};
+use support::{
+    bench_settings, env_usize, print_stages, publish_all, stage_times, take_in_customers,
+};
 
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use forewarn::cli::demo::nats_server::NatsServer;
-use forewarn::config::Settings;
 use forewarn::store::SqliteStore;
 use futures::StreamExt;
 use serde_json::json;
@@ -232,18 +233,8 @@ async fn forewarn_intake(
     customers: usize,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
 ) -> f64 {
-    let mut settings = Settings::default();
-    settings.nats.url = server.url();
-    settings.database.url = target.url("forewarn.db");
-    settings.paths.rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules").into();
-    settings.paths.templates = concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into();
-    settings.paths.outbox = dir.join("outbox");
-    settings.http.enabled = false;
+    let mut settings = bench_settings(server.url(), target.url("forewarn.db"), dir);
     settings.outbox.dispatch = false;
-    // The figures must not depend on the hour the benchmark runs at.
-    settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
-    // Every customer gets ten delays: caps would withhold most offers and change the workload.
-    settings.caps = forewarn::policy::CapSettings::off();
     settings.intake.batch_size = env_usize("BENCH_BATCH", settings.intake.batch_size);
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 

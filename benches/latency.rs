@@ -16,12 +16,11 @@
 
 mod support;
 use support::{
-    cpu_seconds, env_usize, parse_stage_times, repo_settings, sms_customer, take_in_customers,
-    StageTimes,
+    bench_settings, cpu_seconds, env_usize, parse_stage_times, sms_customer, take_in_customers,
+    RunProcess, StageTimes,
 };
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -154,7 +153,7 @@ fn ms(d: Duration) -> String {
 
 /// The forewarn process under test, with its `/metrics` port.
 struct Forewarn {
-    child: Child,
+    process: RunProcess,
     http: u16,
 }
 
@@ -168,15 +167,6 @@ impl Forewarn {
     }
 }
 
-impl Drop for Forewarn {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `forewarn run` on `settings` and waits until a first message has gone through.
 async fn start(
     settings: &mut Settings,
@@ -187,18 +177,10 @@ async fn start(
     let http = free_port().expect("a free port");
     settings.http.enabled = true;
     settings.http.listen = ([127, 0, 0, 1], http).into();
-    let config = dir.join("forewarn.toml");
-    std::fs::write(&config, toml::to_string(&*settings).expect("TOML")).expect("config");
-    let log = std::fs::File::create(dir.join("forewarn.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_forewarn"))
-        .args(["--config", config.to_str().expect("path"), "run"])
-        .env_remove("FOREWARN_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("forewarn run");
-    let forewarn = Forewarn { child, http };
+    let forewarn = Forewarn {
+        process: RunProcess::start(settings, dir, "forewarn"),
+        http,
+    };
     // Its own parcel per backend: the receiver outlives each run.
     let (body, key) = delayed(&format!("warm-{}", settings.database.url), 0, 1);
     nats.publish("events.shipment.delayed", body.into())
@@ -233,7 +215,7 @@ async fn phase(
     let events: Vec<(String, IdempotencyKey)> =
         (0..total).map(|i| delayed(&phase, i, customers)).collect();
     let stages_before = forewarn.stage_times().await;
-    let cpu_before = cpu_seconds(forewarn.child.id());
+    let cpu_before = cpu_seconds(forewarn.process.pid());
     let mut published: Vec<Instant> = Vec::with_capacity(total);
     let started = Instant::now();
     for (i, (body, _)) in events.iter().enumerate() {
@@ -260,7 +242,7 @@ async fn phase(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cpu = cpu_seconds(forewarn.child.id()) - cpu_before;
+    let cpu = cpu_seconds(forewarn.process.pid()) - cpu_before;
     let mut latencies = Vec::with_capacity(total);
     let mut last_arrival = started;
     for ((_, key), sent) in events.iter().zip(&published) {
@@ -329,16 +311,11 @@ async fn main() {
             ),
             _ => None,
         };
-        let mut settings = repo_settings();
-        settings.nats.url = server.url();
-        settings.database.url = postgres.as_ref().map_or_else(
+        let database_url = postgres.as_ref().map_or_else(
             || format!("sqlite://{}", dir.path().join("forewarn.db").display()),
             |db| db.url(),
         );
-        settings.paths.outbox = dir.path().join("outbox");
-        // The figures must not depend on the hour the benchmark runs at, nor on caps.
-        settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
-        settings.caps = forewarn::policy::CapSettings::off();
+        let mut settings = bench_settings(server.url(), database_url, dir.path());
         settings.gateways.sms = GatewayConfig::Webhook(WebhookConfig {
             url: url.clone(),
             secret_env: "BENCH_WEBHOOK_SECRET".into(),

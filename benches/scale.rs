@@ -16,18 +16,16 @@
 
 mod support;
 use support::{
-    cpu_seconds, env_usize, publish_all, repo_settings, sms_customer, take_in_customers,
-    twilio_gateway, twilio_stand_in,
+    bench_settings, cpu_seconds, env_usize, publish_all, sms_customer, take_in_customers,
+    twilio_gateway, twilio_stand_in, RunProcess,
 };
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use forewarn::cli::demo::nats_server::NatsServer;
-use forewarn::config::Settings;
 use forewarn::store::ScratchDatabase;
 use serde_json::json;
 
@@ -89,16 +87,8 @@ async fn run(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings: Settings = repo_settings();
-    settings.nats.url = server.url();
-    settings.database.url = database.url();
-    settings.paths.outbox = dir.path().join("outbox");
-    settings.http.enabled = false;
+    let mut settings = bench_settings(server.url(), database.url(), dir.path());
     settings.scheduler.enabled = false;
-    // The figures must not depend on the hour the benchmark runs at, and every customer gets
-    // several delays: caps would withhold some and change the workload.
-    settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
-    settings.caps = forewarn::policy::CapSettings::off();
     settings.gateways.sms = twilio_gateway(gateway);
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
 
@@ -111,28 +101,11 @@ async fn run(
         (0..n).map(|i| delayed(i, customers)),
     )
     .await;
-    let config = dir.path().join("forewarn.toml");
-    std::fs::write(
-        &config,
-        toml::to_string(&settings).expect("settings as TOML"),
-    )
-    .expect("config");
     received.store(0, Ordering::SeqCst);
     let busy_before = machine_busy_seconds();
     let started = Instant::now();
-    let mut children: Vec<Child> = (0..processes)
-        .map(|i| {
-            let log =
-                std::fs::File::create(dir.path().join(format!("forewarn-{i}.log"))).expect("log");
-            Command::new(env!("CARGO_BIN_EXE_forewarn"))
-                .args(["--config", config.to_str().expect("path"), "run"])
-                .env_remove("FOREWARN_CONFIG")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("forewarn run")
-        })
+    let running: Vec<RunProcess> = (0..processes)
+        .map(|i| RunProcess::start(&settings, dir.path(), &format!("forewarn-{i}")))
         .collect();
     let mut last = (Instant::now(), 0);
     loop {
@@ -151,16 +124,10 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = children.iter().map(|c| cpu_seconds(c.id())).sum();
+    let cpu = running.iter().map(|p| cpu_seconds(p.pid())).sum();
     let machine = machine_busy_seconds() - busy_before;
-    for child in &children {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-    }
-    for child in &mut children {
-        let _ = child.wait();
-    }
+    // Stopped with SIGTERM, each finishing what it holds.
+    drop(running);
     let probe = sqlx::PgPool::connect(&database.url()).await.expect("probe");
     let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'sent'")
         .fetch_one(&probe)

@@ -219,3 +219,71 @@ pub(crate) fn sms_customer(i: usize) -> String {
     })
     .to_string()
 }
+
+/// The settings a throughput or latency bench starts from: the repository's rules and
+/// templates, the given NATS and database, the run's folder for the sandbox outbox, no HTTP,
+/// and neither quiet hours nor caps — the figures must not depend on the hour the bench runs
+/// at, and every customer gets several messages, which caps would withhold.
+#[allow(dead_code)]
+pub(crate) fn bench_settings(
+    nats_url: String,
+    database_url: String,
+    dir: &std::path::Path,
+) -> forewarn::config::Settings {
+    let mut settings = repo_settings();
+    settings.nats.url = nats_url;
+    settings.database.url = database_url;
+    settings.paths.outbox = dir.join("outbox");
+    settings.http.enabled = false;
+    settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
+    settings.caps = forewarn::policy::CapSettings::off();
+    settings
+}
+
+/// A `forewarn run` process (the binary built with the benches), stopped with SIGTERM when
+/// dropped.
+#[allow(dead_code)]
+pub(crate) struct RunProcess {
+    child: std::process::Child,
+}
+
+#[allow(dead_code)]
+impl RunProcess {
+    /// Writes `settings` to `dir/forewarn.toml` (shared by every process of a run) and starts
+    /// `forewarn run` on it, logging at WARN to `dir/<name>.log`.
+    pub(crate) fn start(
+        settings: &forewarn::config::Settings,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> RunProcess {
+        let config = dir.join("forewarn.toml");
+        std::fs::write(
+            &config,
+            toml::to_string(settings).expect("settings as TOML"),
+        )
+        .expect("config");
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
+            .args(["--config", config.to_str().expect("path"), "run"])
+            .env_remove("FOREWARN_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("forewarn run");
+        RunProcess { child }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for RunProcess {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
