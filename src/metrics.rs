@@ -79,11 +79,7 @@ impl Stages {
         let took = now.duration_since(self.last);
         metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(took.as_secs_f64());
         if took >= SLOW_STAGE {
-            tracing::warn!(
-                stage,
-                seconds = took.as_secs_f64(),
-                "Slow stage: waiting for the database's writer, a lock or a large write."
-            );
+            tracing::warn!(stage, seconds = took.as_secs_f64(), "Slow stage.");
         }
         self.last = now;
     }

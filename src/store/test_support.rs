@@ -16,13 +16,19 @@ pub(crate) fn at(text: &str) -> DateTime<Utc> {
 
 /// A fresh, migrated database in its own folder.
 pub(crate) async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let (dir, store) = unmigrated_store().await;
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}
+
+/// A fresh database in its own folder with no schema yet, for a migration's test.
+pub(crate) async fn unmigrated_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let settings = DatabaseSettings {
         url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
         ..DatabaseSettings::default()
     };
     let store = SqliteStore::connect(&settings).await.expect("connect");
-    store.migrate().await.expect("migrate");
     (dir, store)
 }
 
@@ -92,6 +98,13 @@ pub(crate) async fn intake(
 /// A fresh, migrated PostgreSQL database of its own (see `ScratchDatabase`), dropped with the
 /// guard. A test that cannot have one fails and says why: PostgreSQL is never skipped.
 pub(crate) async fn postgres() -> (super::ScratchDatabase, super::PgStore) {
+    let (database, store) = unmigrated_postgres().await;
+    store.migrate().await.expect("migrate");
+    (database, store)
+}
+
+/// A fresh PostgreSQL database of its own with no schema yet, for a migration's test.
+pub(crate) async fn unmigrated_postgres() -> (super::ScratchDatabase, super::PgStore) {
     let database = super::ScratchDatabase::create()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -100,6 +113,5 @@ pub(crate) async fn postgres() -> (super::ScratchDatabase, super::PgStore) {
         ..DatabaseSettings::default()
     };
     let store = super::PgStore::connect(&settings).await.expect("connect");
-    store.migrate().await.expect("migrate");
     (database, store)
 }

@@ -313,10 +313,12 @@ async fn queue_outreach(
                FROM input ORDER BY n \
              ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING \
              RETURNING id, idempotency_key), \
+         kept AS ( \
+             SELECT DISTINCT ON (q.id) q.id, i.rk FROM queued q \
+               JOIN input i ON i.k = q.idempotency_key ORDER BY q.id, i.n), \
          explained AS ( \
              INSERT INTO outbox_risk (outbox_id, explanation) \
-             SELECT DISTINCT ON (q.id) q.id, i.rk FROM queued q JOIN input i ON i.k = q.idempotency_key \
-              WHERE i.rk IS NOT NULL ORDER BY q.id, i.n) \
+             SELECT id, rk FROM kept WHERE rk IS NOT NULL) \
          SELECT idempotency_key FROM queued",
     )
     .bind(column(outreach, |o| o.key.as_str().to_owned()))

@@ -22,9 +22,8 @@ mod timeline;
 
 use std::str::FromStr;
 
-use sqlx::ConnectOptions;
-
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions;
 
 use super::StoreError;
 use crate::store::DatabaseSettings;

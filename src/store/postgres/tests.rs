@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::PgStore;
 use crate::domain::{CustomerDoc, CustomerId, DiscountCode, Offer};
-use crate::store::test_support::{at, delayed, outreach, postgres};
+use crate::store::test_support::{at, delayed, outreach, postgres, unmigrated_postgres};
 use crate::store::{Changes, CodeStore, EventRecord, IntakeStore, OutboxReads, OutboxStore, Refs};
 
 /// Waits until some session waits for a lock (the other transaction of a test is blocked).
@@ -180,15 +180,7 @@ async fn dispatchers_claiming_at_once_never_take_the_same_message() {
 
 #[tokio::test]
 async fn a_message_written_with_its_risk_explanation_inline_keeps_it_after_the_move() {
-    let database = super::ScratchDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = PgStore::connect(&crate::store::DatabaseSettings {
-        url: database.url(),
-        ..crate::store::DatabaseSettings::default()
-    })
-    .await
-    .expect("connect");
+    let (_database, store) = unmigrated_postgres().await;
     // The schema as the forewarn before `outbox_risk` left it, and a message it wrote.
     sqlx::migrate!("./migrations/postgres")
         .run_to(20261205000002, store.pool())

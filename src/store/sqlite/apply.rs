@@ -18,8 +18,8 @@ pub(super) async fn apply(
     changes: &Changes,
     now: DateTime<Utc>,
 ) -> Result<HashSet<IdempotencyKey>, StoreError> {
-    let mut queued = HashSet::with_capacity(changes.outreach.len());
-    // The outbox id of each message queued, for its risk explanation.
+    // The outbox id of each message queued (a repeat of a stored key is not), for its risk
+    // explanation.
     let mut ids: std::collections::HashMap<IdempotencyKey, i64> =
         std::collections::HashMap::with_capacity(changes.outreach.len());
     let now_ms = millis(now);
@@ -228,21 +228,23 @@ pub(super) async fn apply(
              RETURNING id, idempotency_key",
         );
         let inserted: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (id, key) in inserted {
-            let key = IdempotencyKey::from_stored(key);
-            ids.insert(key.clone(), id);
-            queued.insert(key);
-        }
+        ids.extend(
+            inserted
+                .into_iter()
+                .map(|(id, key)| (IdempotencyKey::from_stored(key), id)),
+        );
     }
-    // Each queued message's risk explanation, beside it rather than in its hot row.
-    let mut unexplained: HashSet<&IdempotencyKey> = queued.iter().collect();
+    // Each queued message's risk explanation, beside it rather than in its hot row: the
+    // explanation of the first copy of a key, the one the outbox kept.
+    let mut unexplained: std::collections::HashMap<&IdempotencyKey, i64> =
+        ids.iter().map(|(key, id)| (key, *id)).collect();
     let explained: Vec<(i64, &str)> = changes
         .outreach
         .iter()
-        .filter_map(|o| Some((o, o.risk.as_ref()?)))
-        .filter(|(o, _)| unexplained.remove(&o.key))
-        .filter_map(|(o, risk)| Some((*ids.get(&o.key)?, risk.explanation.as_str())))
+        .filter_map(|o| Some((unexplained.remove(&o.key)?, o)))
+        .filter_map(|(id, o)| Some((id, o.risk.as_ref()?.explanation.as_str())))
         .collect();
+    let queued: HashSet<IdempotencyKey> = ids.into_keys().collect();
     for chunk in explained.chunks(MAX_BINDS / 2) {
         let mut q =
             QueryBuilder::<Sqlite>::new("INSERT INTO outbox_risk (outbox_id, explanation) ");

@@ -22,11 +22,10 @@ mod timeline;
 
 use std::str::FromStr;
 
-use sqlx::ConnectOptions;
-
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::ConnectOptions;
 
 use super::StoreError;
 use crate::store::DatabaseSettings;

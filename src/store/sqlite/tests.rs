@@ -4,20 +4,12 @@
 use serde_json::json;
 
 use crate::domain::CustomerId;
-use crate::store::test_support::{at, store};
-use crate::store::{
-    Changes, DatabaseSettings, IncidentStore, IntakeStore, SqliteStore, TimelineStore,
-};
+use crate::store::test_support::{at, store, unmigrated_store};
+use crate::store::{Changes, IncidentStore, IntakeStore, TimelineStore};
 
 #[tokio::test]
 async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let store = SqliteStore::connect(&DatabaseSettings {
-        url: format!("sqlite://{}", dir.path().join("forewarn.db").display()),
-        ..DatabaseSettings::default()
-    })
-    .await
-    .expect("connect");
+    let (_dir, store) = unmigrated_store().await;
     // The schema as the forewarn before the event-about columns left it.
     sqlx::migrate!("./migrations/sqlite")
         .run_to(20261123000010, store.pool())
