@@ -117,10 +117,10 @@ impl Directory {
                 write_customers(&store, n).await;
                 // One file that runs copy: the write-ahead log folded in.
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(store.pool())
+                    .execute(store.writer())
                     .await
                     .expect("checkpoint");
-                store.pool().close().await;
+                store.close().await;
             }
             Directory::Postgres(database) => {
                 let store = PgStore::connect(&forewarn::store::DatabaseSettings {
@@ -132,11 +132,11 @@ impl Directory {
                 store.migrate().await.expect("migrations");
                 write_customers(&store, n).await;
                 sqlx::query("VACUUM ANALYZE")
-                    .execute(store.pool())
+                    .execute(store.writer())
                     .await
                     .expect("analyze");
                 // The server copies a database only when nobody is connected to it.
-                store.pool().close().await;
+                store.writer().close().await;
             }
         }
         directory

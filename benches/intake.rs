@@ -174,12 +174,12 @@ async fn bare_insert(target: &Target, n: usize) -> f64 {
             .await
             .expect("sqlite");
             sqlx::query(create)
-                .execute(store.pool())
+                .execute(store.writer())
                 .await
                 .expect("table");
             started = Instant::now();
             for chunk_start in (0..n).step_by(1000) {
-                let mut tx = store.pool().begin().await.expect("begin");
+                let mut tx = store.writer().begin().await.expect("begin");
                 let mut q = QueryBuilder::<sqlx::Sqlite>::new(
                     "INSERT INTO bare_rows (source, id, data, at) ",
                 );

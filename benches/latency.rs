@@ -38,9 +38,8 @@ use sha2::Sha256;
 
 /// The webhook's shared secret, handed to forewarn through the environment.
 const SECRET: &str = "bench-latency-secret";
-/// The rule every event matches (`rules/shipments.toml`) and the delay every event announces.
+/// The rule every event matches (`rules/shipments.toml`).
 const RULE: &str = "shipment-delay-apology";
-const NEW_ETA: &str = "2026-11-27T09:00:00Z";
 /// A rate whose messages stop arriving for this long has fallen over: report what arrived.
 const STALL: Duration = Duration::from_secs(60);
 
@@ -109,17 +108,41 @@ impl Receiver {
     }
 }
 
+/// The times every event of a run carries: now, a promise for tomorrow, a new date the day
+/// after. In the future, as a live stream's are: the `overdue` schedule finds none of these
+/// parcels late (past dates made it sweep every parcel of the run, a burst in the middle of a
+/// rate).
+struct Dates {
+    time: String,
+    promised_by: String,
+    new_eta: String,
+}
+
+impl Dates {
+    fn now() -> Dates {
+        let now = chrono::Utc::now();
+        let at = |days: i64| {
+            (now + chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        Dates {
+            time: at(0),
+            promised_by: at(1),
+            new_eta: at(2),
+        }
+    }
+}
+
 /// Event `i` of a phase, and the key of the one message it asks for.
-fn delayed(phase: &str, i: usize, customers: usize) -> (String, IdempotencyKey) {
+fn delayed(dates: &Dates, phase: &str, i: usize, customers: usize) -> (String, IdempotencyKey) {
     let shipment = format!("shp-{phase}-{i}");
     let customer = format!("c-{}", i % customers);
     let body = json!({
         "specversion": "1.0", "id": format!("evt-{phase}-{i}"), "source": "bench/carrier",
-        "type": "shipment.delayed", "time": "2026-11-23T09:15:00Z",
+        "type": "shipment.delayed", "time": dates.time,
         "data": {
             "shipment_id": shipment, "order_id": format!("ord-{phase}-{i}"),
             "customer_id": customer, "carrier": "CJ대한통운",
-            "promised_by": "2026-11-25T09:00:00Z", "new_eta": NEW_ETA
+            "promised_by": dates.promised_by, "new_eta": dates.new_eta
         }
     })
     .to_string();
@@ -127,7 +150,7 @@ fn delayed(phase: &str, i: usize, customers: usize) -> (String, IdempotencyKey) 
     let key = IdempotencyKey::derive(
         RULE,
         &CustomerId::parse(&customer).expect("a customer id"),
-        &format!("once:{shipment}@{NEW_ETA}"),
+        &format!("once:{shipment}@{}", dates.new_eta),
         Channel::Sms,
     );
     (body, key)
@@ -182,7 +205,12 @@ async fn start(
         http,
     };
     // Its own parcel per backend: the receiver outlives each run.
-    let (body, key) = delayed(&format!("warm-{}", settings.database.url), 0, 1);
+    let (body, key) = delayed(
+        &Dates::now(),
+        &format!("warm-{}", settings.database.url),
+        0,
+        1,
+    );
     nats.publish("events.shipment.delayed", body.into())
         .await
         .expect("publish");
@@ -212,8 +240,10 @@ async fn phase(
     let total = rate * seconds;
     // Keys unique across backends too: the receiver outlives each run.
     let phase = format!("{}-r{rate}", forewarn.http);
-    let events: Vec<(String, IdempotencyKey)> =
-        (0..total).map(|i| delayed(&phase, i, customers)).collect();
+    let dates = Dates::now();
+    let events: Vec<(String, IdempotencyKey)> = (0..total)
+        .map(|i| delayed(&dates, &phase, i, customers))
+        .collect();
     let stages_before = forewarn.stage_times().await;
     let cpu_before = cpu_seconds(forewarn.process.pid());
     let mut published: Vec<Instant> = Vec::with_capacity(total);
@@ -278,6 +308,19 @@ async fn phase(
         })
         .collect();
     println!("           per event: {}", per_event.join(", "));
+    // How well the stream was batched: events per intake transaction, messages per claim.
+    let batches = |stage: &str| {
+        let (_, after) = stages_after.get(stage).copied().unwrap_or_default();
+        let (_, before) = stages_before.get(stage).copied().unwrap_or_default();
+        after.saturating_sub(before)
+    };
+    let (commits, claims) = (batches("intake.commit"), batches("dispatch.claim"));
+    println!(
+        "           batches: {commits} intake transactions ({:.1} events each), {claims} claims \
+         ({:.1} messages each)",
+        total as f64 / commits.max(1) as f64,
+        total as f64 / claims.max(1) as f64
+    );
 }
 
 #[tokio::main]

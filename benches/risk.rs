@@ -93,7 +93,7 @@ async fn main() {
     ];
     for sql in &statements {
         if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .execute(store.pool())
+            .execute(store.writer())
             .await
         {
             // generate_series is an extension some SQLite builds lack; fall back to VALUES.
@@ -109,7 +109,7 @@ async fn main() {
                     lanes.join(", ")
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(store.pool())
+                    .execute(store.writer())
                     .await
                     .expect("lanes");
             } else {
@@ -118,7 +118,7 @@ async fn main() {
         }
     }
     sqlx::query("ANALYZE")
-        .execute(store.pool())
+        .execute(store.writer())
         .await
         .expect("analyze");
     let mut sizes = Vec::new();
@@ -134,7 +134,7 @@ async fn main() {
     ] {
         let rows: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(store.pool())
+                .fetch_one(store.writer())
                 .await
                 .expect("count");
         sizes.push(format!("{table} {rows}"));

@@ -80,12 +80,12 @@ async fn main() {
     ];
     for sql in &statements {
         sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .execute(store.pool())
+            .execute(store.writer())
             .await
             .unwrap_or_else(|e| panic!("set-up failed: {e}\n{sql}"));
     }
     sqlx::query("ANALYZE")
-        .execute(store.pool())
+        .execute(store.writer())
         .await
         .expect("analyze");
     println!(

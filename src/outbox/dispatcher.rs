@@ -310,8 +310,15 @@ impl Dispatcher {
 impl Worker for Dispatcher {
     async fn work(&mut self) -> Next {
         match self.dispatch_once().await {
-            Ok(DispatchOutcome::Dispatched(_)) => Next::Now,
-            Ok(DispatchOutcome::Empty) => Next::After(self.idle_time().await),
+            // A full batch: more is probably due.
+            Ok(DispatchOutcome::Dispatched(n)) if n >= self.settings.batch_size.max(1) => Next::Now,
+            // A partial batch took everything that was due. Claiming again at once would only
+            // queue for the database's writer to find nothing (on SQLite, a writer every other
+            // step needs); what arrives meanwhile wakes the dispatcher, and what falls due
+            // (a fallback queued just now, a retry) is found by `idle_time`.
+            Ok(DispatchOutcome::Dispatched(_) | DispatchOutcome::Empty) => {
+                Next::After(self.idle_time().await)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Dispatch failed; retrying after the poll interval.");
                 Next::After(self.settings.poll_interval)

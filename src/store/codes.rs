@@ -112,7 +112,7 @@ macro_rules! code_store {
                 .bind(order_id)
                 .bind(code.as_stored())
                 .bind(customer_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.writer())
                 .await?;
                 if let Some(row) = redeemed {
                     return Ok($crate::domain::Redemption::Redeemed {

@@ -118,7 +118,7 @@ macro_rules! lease_verbs {
 pub(crate) use lease_verbs;
 
 /// The lease's life, checked on one backend: `$store` is an async fn returning a guard and a
-/// fresh store with a `pool()`.
+/// fresh store with a `writer()`.
 #[cfg(test)]
 macro_rules! lease_life_test {
     ($store:path) => {
@@ -128,7 +128,7 @@ macro_rules! lease_life_test {
                 DateTime::from_timestamp(1_795_000_000 + i64::from(minute) * 60, 0).expect("a time")
             }
             let (_guard, store) = $store().await;
-            let mut conn = store.pool().acquire().await.expect("a connection");
+            let mut conn = store.writer().acquire().await.expect("a connection");
             assert_eq!(
                 acquire(&mut conn, "job", "a", t(0), t(5)).await.unwrap(),
                 Acquired::Held

@@ -226,9 +226,9 @@ macro_rules! retention_store {
                     self.keyed(&EVENTS, cutoff, limit, cursor.events).await?;
                 (report.messages, next.outbox) =
                     self.keyed(&MESSAGES, cutoff, limit, cursor.outbox).await?;
-                report.notes = notes(&self.pool, cutoff, limit).await?;
+                report.notes = notes(self.writer(), cutoff, limit).await?;
                 (report.customers, next.customers) =
-                    customers(&self.pool, cutoff, limit, cursor.customers).await?;
+                    customers(self.writer(), cutoff, limit, cursor.customers).await?;
                 let mut more = has_more(
                     &[
                         report.events,
@@ -242,7 +242,7 @@ macro_rules! retention_store {
                     let deleted = sqlx::query(sql)
                         .bind(cutoff)
                         .bind(limit)
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?
                         .rows_affected();
                     more |= has_more(&[deleted], limit);

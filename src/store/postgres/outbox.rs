@@ -33,6 +33,15 @@ impl OutboxStore for PgStore {
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
         let now_ms = millis(now);
         let until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        // The claim reads its index in order, not as a bitmap. Every claim and every recorded
+        // attempt leaves a dead row version behind, and until a vacuum removes them a bitmap
+        // scan visits each one's heap page again on every claim (measured: 36k dead entries,
+        // 15 ms a claim, at 1,000 messages/s with autovacuum off). A plain index scan marks
+        // the dead entries it meets, and later claims skip them: 0.3 ms.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL enable_bitmapscan = off")
+            .await?;
         // SET expressions read the row as it was, so `ambiguous` records whether this row was
         // still `sending` (a claim that expired with its outcome unknown).
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -63,8 +72,9 @@ impl OutboxStore for PgStore {
         .bind(until)
         .bind(now_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let read = || -> Result<_, StoreError> {

@@ -242,19 +242,27 @@ impl IncidentStore for SqliteStore {
         lease: Duration,
     ) -> Result<Option<FanoutClaim>, StoreError> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let mut tx = self.begin_write().await?;
         // The oldest running fan-out whose lease is free, expired or already ours.
-        let candidate: Option<i64> = sqlx::query_scalar(
-            "SELECT f.id FROM fanouts f LEFT JOIN leases l ON l.name = ?3 || f.id \
-             WHERE f.status = 'running' AND (l.owner IS NULL OR l.owner = ?1 OR l.until <= ?2) \
-             ORDER BY f.id LIMIT 1",
-        )
-        .bind(owner)
-        .bind(millis(now))
-        .bind(lease::FANOUT)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = candidate else { return Ok(None) };
+        let candidate = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT f.id FROM fanouts f LEFT JOIN leases l ON l.name = ?3 || f.id \
+                 WHERE f.status = 'running' \
+                   AND (l.owner IS NULL OR l.owner = ?1 OR l.until <= ?2) \
+                 ORDER BY f.id LIMIT 1",
+            )
+            .bind(owner)
+            .bind(millis(now))
+            .bind(lease::FANOUT)
+        };
+        // Asked of a reader first: an idle worker polls every second, and most of the time
+        // there is nothing to claim and no reason to queue for the writer.
+        if candidate().fetch_optional(&self.pool).await?.is_none() {
+            return Ok(None);
+        }
+        let mut tx = self.begin_write().await?;
+        let Some(id) = candidate().fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
         if lease::acquire(&mut tx, &lease::fanout(id), owner, now, until).await? != Acquired::Held {
             return Ok(None);
         }
@@ -270,7 +278,7 @@ impl IncidentStore for SqliteStore {
     }
 
     async fn release_fanout(&self, claim: &FanoutClaim, owner: &str) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         lease::release(&mut conn, &lease::fanout(claim.id), owner).await?;
         Ok(())
     }

@@ -4,6 +4,14 @@
 //! SQLite allows one writer at a time and sqlx runs each connection on a worker thread, so the
 //! cost is per statement, not per row: every write here is a multi-row statement built with
 //! `QueryBuilder`, chunked below SQLite's bound-parameter limit.
+//!
+//! Every write goes through one connection, the writer; reads go through a pool of readers
+//! that may not write (`query_only`). SQLite's own wait for a busy writer is a sleep-and-retry
+//! loop that backs off to 100 ms, so writers on several connections of one process starved
+//! each other: intake's back-to-back transactions kept the lock while the dispatcher slept,
+//! and at 500 events/s messages waited seconds for their claim. The writer's pool queues its
+//! callers first come, first served, and hands the connection over the moment it is free.
+//! Other processes on the same file still meet SQLite's wait (`busy_timeout`).
 
 mod apply;
 mod codes;
@@ -41,7 +49,10 @@ const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers (`query_only`): what every read, and nothing else, goes through.
     pool: SqlitePool,
+    /// The one connection every write goes through, in the order they asked.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -63,17 +74,28 @@ impl SqliteStore {
             // sqlx's slow-statement warning prints the whole statement (a 500-row VALUES list
             // is ~20 KB a line); `forewarn_stage_seconds` reports slow stages instead.
             .disable_statement_logging();
+        // Opened first: it creates the file and sets it to WAL before any reader opens it. It
+        // is never closed while the store lives, so it keeps its cache and the WAL stays put.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            // A write waits its turn as long as it would wait for another process's lock.
+            .acquire_timeout(settings.busy_timeout)
+            .connect_with(options.clone())
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
-            .connect_with(options)
+            .connect_with(options.pragma("query_only", "ON"))
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// Applies the migrations in `migrations/sqlite` that have not run yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
+            .run(&self.writer)
             .await?;
         Ok(())
     }
@@ -83,12 +105,19 @@ impl SqliteStore {
     pub(super) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// The pool, for tools and tests that read state directly.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Closes every connection, the writer's last (tools that copy the file afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    /// The writer: for what every backend's shared SQL writes (`store::codes`,
+    /// `store::retention`), and for tools and tests that read or write state directly.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 }
 

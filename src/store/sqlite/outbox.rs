@@ -59,7 +59,7 @@ impl OutboxStore for SqliteStore {
         .bind(until)
         .bind(now_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         // Sent in the order they were chosen: priority, then the customers most likely to
         // leave (a burst's urgency), then first queued.
@@ -87,7 +87,7 @@ impl OutboxStore for SqliteStore {
             .bind(format!("unreadable: {error}"))
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         claimed.sort_by(|(p1, u1, m1), (p2, u2, m2)| {
@@ -118,7 +118,7 @@ impl OutboxStore for SqliteStore {
             extended += q
                 .build()
                 .persistent(false)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         }
@@ -129,7 +129,7 @@ impl OutboxStore for SqliteStore {
         if attempts.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Deferred sends were never attempted: un-count the claim and put them back.
         let (deferred, attempts): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
             attempts.iter().partition(|a| {

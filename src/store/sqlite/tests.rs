@@ -1,18 +1,78 @@
-//! What only the SQLite store has to prove: its migrations fill in what older versions wrote.
-//! (The aggregates' behaviour is checked on every backend in `store::tests`.)
+//! What only the SQLite store has to prove: its migrations fill in what older versions wrote,
+//! and its one writer serves writes in turn. (The aggregates' behaviour is checked on every
+//! backend in `store::tests`.)
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::domain::CustomerId;
 use crate::store::test_support::{at, store, unmigrated_store};
-use crate::store::{Changes, IncidentStore, IntakeStore, TimelineStore};
+use crate::store::{Changes, IncidentStore, IntakeStore, OutboxStore, TimelineStore};
+
+#[tokio::test]
+async fn a_write_waits_its_turn_and_back_to_back_transactions_do_not_starve_it() {
+    let (_dir, store) = store().await;
+    let store = Arc::new(store);
+    // Intake under load: one write transaction after another, with no pause between.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (committed, mut commits) = tokio::sync::watch::channel(0_i64);
+    let busy = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let mut tx = store.begin_write().await.expect("the writer");
+                sqlx::query(
+                    "INSERT INTO leases (name, owner, until) VALUES ('busy', 'intake', ?1) \
+                     ON CONFLICT (name) DO UPDATE SET until = excluded.until",
+                )
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .expect("a write");
+                tx.commit().await.expect("a commit");
+                n += 1;
+                committed.send_replace(n);
+            }
+        }
+    });
+    commits.wait_for(|n| *n >= 3).await.expect("busy writing");
+    // The dispatcher's claim is a write too: it is served after the transaction in progress
+    // and at most the one that started meanwhile, not whenever SQLite's retry loop (sleeps of
+    // up to 100 ms) happens to find the lock free — dozens of transactions later.
+    let before = *commits.borrow();
+    store
+        .claim_due(chrono::Utc::now(), Duration::from_secs(60), 10)
+        .await
+        .expect("a claim");
+    let waited_for = *commits.borrow() - before;
+    stop.store(true, Ordering::SeqCst);
+    busy.await.expect("the writing task");
+    assert!(
+        waited_for <= 2,
+        "the claim waited for {waited_for} other transactions"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_may_not_write() {
+    let (_dir, store) = store().await;
+    let refused = sqlx::query("DELETE FROM leases")
+        .execute(&store.pool)
+        .await
+        .expect_err("readers are query_only");
+    assert!(refused.to_string().contains("readonly"), "{refused}");
+}
 
 #[tokio::test]
 async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
     let (_dir, store) = unmigrated_store().await;
     // The schema as the forewarn before the event-about columns left it.
     sqlx::migrate!("./migrations/sqlite")
-        .run_to(20261123000010, store.pool())
+        .run_to(20261123000010, store.writer())
         .await
         .expect("the older migrations");
     // Rows as that forewarn wrote them: only the JSON says what they are about, and the risk
@@ -23,7 +83,7 @@ async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
           '{\"shipment_id\": \"shp-9\", \"order_id\": \"o-9\"}', 0), \
          ('old', 'e-2', 'outage.started', 0, '{\"incident_id\": \"inc-9\"}', 0)",
     )
-    .execute(store.pool())
+    .execute(store.writer())
     .await
     .expect("old events");
     let explanation = r#"{"delay": {"score": 0.5}, "churn": {"score": 0.25}}"#;
@@ -35,7 +95,7 @@ async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
          '{\"code\": \"ABCD-EFGH-JKMN\"}', ?1)",
     )
     .bind(explanation)
-    .execute(store.pool())
+    .execute(store.writer())
     .await
     .expect("an old message");
 
@@ -46,7 +106,7 @@ async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
     let about: Vec<About> = sqlx::query_as(
         "SELECT id, shipment_id, order_id, incident_id FROM events WHERE source = 'old' ORDER BY id",
     )
-    .fetch_all(store.pool())
+    .fetch_all(store.writer())
     .await
     .expect("read");
     assert_eq!(
@@ -58,7 +118,7 @@ async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
     );
     let carried: (Option<String>, Option<f64>, Option<f64>) =
         sqlx::query_as("SELECT discount_code, delay_score, churn_score FROM outbox")
-            .fetch_one(store.pool())
+            .fetch_one(store.writer())
             .await
             .expect("read");
     assert_eq!(
@@ -107,7 +167,7 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it_for_old_and_new_
         "INSERT INTO customers (id, doc, region, updated_at) \
          VALUES ('c-5', '{\"id\": \"c-5\"}', 'kr-busan-haeundae', 0)",
     )
-    .execute(store.pool())
+    .execute(store.writer())
     .await
     .expect("an old customer");
     let migration = include_str!("../../../migrations/sqlite/20261201000013_customer_regions.sql");
@@ -116,7 +176,7 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it_for_old_and_new_
         .map(|(_, rest)| rest)
         .expect("the backfill");
     sqlx::raw_sql(sqlx::AssertSqlSafe(backfill))
-        .execute(store.pool())
+        .execute(store.writer())
         .await
         .expect("backfill");
 
