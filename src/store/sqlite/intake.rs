@@ -47,14 +47,16 @@ impl IntakeTx for SqliteIntakeTx {
         // returning every inserted key, then insert the rest.
         let mut known: HashSet<EventKey> = HashSet::new();
         for chunk in events.chunks(MAX_BINDS / 2) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT source, id FROM events WHERE (source, id) IN (VALUES ",
-            );
+            let mut q = QueryBuilder::<Sqlite>::new("WITH keys(source, id) AS (VALUES ");
             push_pairs(
                 &mut q,
                 chunk
                     .iter()
                     .map(|e| (e.key.source.clone(), e.key.id.clone())),
+            );
+            q.push(
+                " SELECT e.source, e.id FROM keys CROSS JOIN events e \
+                 WHERE e.source = keys.source AND e.id = keys.id",
             );
             for row in q.build().persistent(false).fetch_all(&mut *self.tx).await? {
                 known.insert(EventKey {

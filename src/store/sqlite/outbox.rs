@@ -295,22 +295,23 @@ async fn mark_resolved(
 ) -> Result<(), StoreError> {
     let mut states: HashMap<EventKey, CurrentState> = HashMap::new();
     for chunk in claimed.chunks(MAX_BINDS / 2) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
-             i.status AS incident_status, o.status AS order_status, \
-             EXISTS (SELECT 1 FROM shipments p \
-                 WHERE p.order_id = e.order_id) AS order_shipped \
-             FROM events e \
-             LEFT JOIN shipments s ON s.id = e.shipment_id \
-             LEFT JOIN incidents i ON i.id = e.incident_id \
-             LEFT JOIN orders o ON o.id = e.order_id \
-             WHERE (e.source, e.id) IN (VALUES ",
-        );
+        let mut q = QueryBuilder::<Sqlite>::new("WITH keys(source, id) AS (VALUES ");
         push_pairs(
             &mut q,
             chunk
                 .iter()
                 .map(|m| (m.event.source.clone(), m.event.id.clone())),
+        );
+        q.push(
+            " SELECT e.source, e.id, e.type, s.status AS shipment_status, \
+             i.status AS incident_status, o.status AS order_status, \
+             EXISTS (SELECT 1 FROM shipments p \
+                 WHERE p.order_id = e.order_id) AS order_shipped \
+             FROM keys CROSS JOIN events e \
+             LEFT JOIN shipments s ON s.id = e.shipment_id \
+             LEFT JOIN incidents i ON i.id = e.incident_id \
+             LEFT JOIN orders o ON o.id = e.order_id \
+             WHERE e.source = keys.source AND e.id = keys.id",
         );
         for row in q.build().persistent(false).fetch_all(pool).await? {
             let (key, state) = current_state_from_row(&row)?;

@@ -28,7 +28,12 @@ pub(super) async fn stored_event(
         .transpose()
 }
 
-/// Completes a `(x, y) IN (VALUES ` list: `(a, b), (c, d), …)`, every value bound.
+/// Completes a `WITH keys(x, y) AS (VALUES ` list: `(a, b), (c, d), …)`, every value bound.
+///
+/// A list of pairs is joined as a table (`FROM keys CROSS JOIN t WHERE t.x = keys.x AND …`,
+/// the keys outermost), never asked with `(x, y) IN (VALUES …)`: SQLite answers that by
+/// scanning the whole of `t` and testing each row against the list, so a claim read every
+/// event ever received (measured: claims 10× slower at 60k events).
 pub(super) fn push_pairs(
     q: &mut QueryBuilder<Sqlite>,
     pairs: impl IntoIterator<Item = (String, String)>,

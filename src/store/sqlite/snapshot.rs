@@ -93,18 +93,19 @@ impl BatchReads for Reads<'_> {
     ) -> Result<Vec<LaneDay>, StoreError> {
         let mut days = Vec::new();
         for chunk in lanes.chunks(MAX_BINDS / 3) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT dimension, key, day, settled, late FROM shipment_outcome_days \
-                 WHERE day >= ",
-            );
-            q.push_bind(first_day)
-                .push(" AND (dimension, key) IN (VALUES ");
+            let mut q = QueryBuilder::<Sqlite>::new("WITH keys(dimension, key) AS (VALUES ");
             push_pairs(
                 &mut q,
                 chunk
                     .iter()
                     .map(|(dimension, key)| (dimension.as_str().to_owned(), key.clone())),
             );
+            q.push(
+                " SELECT d.dimension, d.key, d.day, d.settled, d.late \
+                 FROM keys CROSS JOIN shipment_outcome_days d \
+                 WHERE d.dimension = keys.dimension AND d.key = keys.key AND d.day >= ",
+            )
+            .push_bind(first_day);
             let rows = q.build().persistent(false).fetch_all(&mut **self.0).await?;
             days.extend(all(rows, lane_day_from_row)?);
         }
