@@ -8,13 +8,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::rows::push_pairs;
+use super::rows::with_event_keys;
 use super::{apply, incidents, snapshot, SqliteStore, MAX_BINDS};
 use crate::domain::{CustomerId, EntityId, EventKey, IdempotencyKey};
 use crate::store::{
     millis, Audience, Changes, DecisionNote, EventRecord, FanoutClaim, FanoutStep, FanoutTx,
     IntakeStore, IntakeTx, Refs, Snapshot, StoreError,
 };
+
+/// Which of `keys` are already recorded (after [`with_event_keys`]).
+pub(super) const KNOWN_EVENTS: &str = "SELECT e.source, e.id FROM keys CROSS JOIN events e \
+     WHERE e.source = keys.source AND e.id = keys.id";
 
 /// An intake batch's (or a fan-out page's) transaction on SQLite.
 pub(super) struct SqliteIntakeTx {
@@ -47,17 +51,8 @@ impl IntakeTx for SqliteIntakeTx {
         // returning every inserted key, then insert the rest.
         let mut known: HashSet<EventKey> = HashSet::new();
         for chunk in events.chunks(MAX_BINDS / 2) {
-            let mut q = QueryBuilder::<Sqlite>::new("WITH keys(source, id) AS (VALUES ");
-            push_pairs(
-                &mut q,
-                chunk
-                    .iter()
-                    .map(|e| (e.key.source.clone(), e.key.id.clone())),
-            );
-            q.push(
-                " SELECT e.source, e.id FROM keys CROSS JOIN events e \
-                 WHERE e.source = keys.source AND e.id = keys.id",
-            );
+            let mut q = with_event_keys(chunk.iter().map(|e| &e.key));
+            q.push(KNOWN_EVENTS);
             for row in q.build().persistent(false).fetch_all(&mut *self.tx).await? {
                 known.insert(EventKey {
                     source: row.try_get("source")?,

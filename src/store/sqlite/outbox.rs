@@ -10,7 +10,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::codes::void_code_of;
-use super::rows::push_pairs;
+use super::rows::with_event_keys;
 use super::{SqliteStore, MAX_BINDS};
 use crate::domain::{AddressEffect, EventKey};
 use crate::store::rows::{claimed_from_row, current_state_from_row, CLAIMED_COLUMNS};
@@ -288,6 +288,16 @@ impl OutboxStore for SqliteStore {
 
 crate::store::outbox::outbox_reads!(SqliteStore);
 
+/// The state the events of `keys` are about, as it stands now (after [`with_event_keys`]).
+pub(super) const CURRENT_STATES: &str = "SELECT e.source, e.id, e.type, \
+     s.status AS shipment_status, i.status AS incident_status, o.status AS order_status, \
+     EXISTS (SELECT 1 FROM shipments p WHERE p.order_id = e.order_id) AS order_shipped \
+     FROM keys CROSS JOIN events e \
+     LEFT JOIN shipments s ON s.id = e.shipment_id \
+     LEFT JOIN incidents i ON i.id = e.incident_id \
+     LEFT JOIN orders o ON o.id = e.order_id \
+     WHERE e.source = keys.source AND e.id = keys.id";
+
 /// Reads the state each claimed message's event was about, as it stands now.
 async fn mark_resolved(
     pool: &SqlitePool,
@@ -295,24 +305,8 @@ async fn mark_resolved(
 ) -> Result<(), StoreError> {
     let mut states: HashMap<EventKey, CurrentState> = HashMap::new();
     for chunk in claimed.chunks(MAX_BINDS / 2) {
-        let mut q = QueryBuilder::<Sqlite>::new("WITH keys(source, id) AS (VALUES ");
-        push_pairs(
-            &mut q,
-            chunk
-                .iter()
-                .map(|m| (m.event.source.clone(), m.event.id.clone())),
-        );
-        q.push(
-            " SELECT e.source, e.id, e.type, s.status AS shipment_status, \
-             i.status AS incident_status, o.status AS order_status, \
-             EXISTS (SELECT 1 FROM shipments p \
-                 WHERE p.order_id = e.order_id) AS order_shipped \
-             FROM keys CROSS JOIN events e \
-             LEFT JOIN shipments s ON s.id = e.shipment_id \
-             LEFT JOIN incidents i ON i.id = e.incident_id \
-             LEFT JOIN orders o ON o.id = e.order_id \
-             WHERE e.source = keys.source AND e.id = keys.id",
-        );
+        let mut q = with_event_keys(chunk.iter().map(|m| &m.event));
+        q.push(CURRENT_STATES);
         for row in q.build().persistent(false).fetch_all(pool).await? {
             let (key, state) = current_state_from_row(&row)?;
             states.insert(key, state);

@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{
-    incident_from_row, order_from_row, push_pairs, select_in, select_in_where, shipment_from_row,
+    incident_from_row, order_from_row, select_in, select_in_where, shipment_from_row, with_keys,
     INCIDENT_COLUMNS, ORDER_COLUMNS, SHIPMENT_COLUMNS,
 };
 use super::MAX_BINDS;
@@ -43,6 +43,12 @@ fn all<T>(
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(decode).collect()
 }
+
+/// The settled days of the lanes in `keys(dimension, key)` (after [`with_keys`]), from the
+/// day bound after it.
+pub(super) const LANE_DAYS: &str = "SELECT d.dimension, d.key, d.day, d.settled, d.late \
+     FROM keys CROSS JOIN shipment_outcome_days d \
+     WHERE d.dimension = keys.dimension AND d.key = keys.key AND d.day >= ";
 
 #[async_trait]
 impl BatchReads for Reads<'_> {
@@ -93,19 +99,13 @@ impl BatchReads for Reads<'_> {
     ) -> Result<Vec<LaneDay>, StoreError> {
         let mut days = Vec::new();
         for chunk in lanes.chunks(MAX_BINDS / 3) {
-            let mut q = QueryBuilder::<Sqlite>::new("WITH keys(dimension, key) AS (VALUES ");
-            push_pairs(
-                &mut q,
+            let mut q = with_keys(
+                "dimension, key",
                 chunk
                     .iter()
                     .map(|(dimension, key)| (dimension.as_str().to_owned(), key.clone())),
             );
-            q.push(
-                " SELECT d.dimension, d.key, d.day, d.settled, d.late \
-                 FROM keys CROSS JOIN shipment_outcome_days d \
-                 WHERE d.dimension = keys.dimension AND d.key = keys.key AND d.day >= ",
-            )
-            .push_bind(first_day);
+            q.push(LANE_DAYS).push_bind(first_day);
             let rows = q.build().persistent(false).fetch_all(&mut **self.0).await?;
             days.extend(all(rows, lane_day_from_row)?);
         }

@@ -197,3 +197,32 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it_for_old_and_new_
     assert_eq!(count(in_regions(&["seoul"])).await, 0);
     assert_eq!(count(in_regions(&[])).await, 5, "nobody named: everyone");
 }
+
+#[tokio::test]
+async fn a_list_of_keys_is_looked_up_through_the_index_not_by_scanning_the_table() {
+    use sqlx::Row;
+    let (_dir, store) = store().await;
+    for (columns, select) in [
+        ("source, id", super::intake::KNOWN_EVENTS.to_owned()),
+        ("source, id", super::outbox::CURRENT_STATES.to_owned()),
+        ("dimension, key", format!("{}0", super::snapshot::LANE_DAYS)),
+    ] {
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN WITH keys({columns}) AS (VALUES ('a', 'b'), ('c', 'd')) {select}"
+        )))
+        .fetch_all(store.writer())
+        .await
+        .expect("a plan")
+        .iter()
+        .map(|row| row.try_get("detail").expect("a step"))
+        .collect();
+        // The keys are the outer loop and every table is searched through an index: a scan
+        // of a table reads every event ever received, once per batch.
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|step| step.starts_with("SCAN") && !step.contains("keys"))
+            .filter(|step| !step.contains("CONSTANT ROWS"))
+            .collect();
+        assert!(scans.is_empty(), "{select}\nscans {scans:?} in {plan:?}");
+    }
+}
