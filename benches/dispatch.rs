@@ -9,7 +9,7 @@
 //! long the last of a burst waits), and at the end the process's peak RSS.
 
 mod support;
-use support::{env_usize, peak_rss_mib, repo_settings, twilio_gateway, twilio_stand_in};
+use support::{backends, env_usize, peak_rss_mib, repo_settings, twilio_gateway, twilio_stand_in};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -142,8 +142,7 @@ async fn main() {
     let url = twilio_stand_in(move || seen.lock().expect("lock").push(Instant::now())).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
-    for backend in backends.split(',').map(str::trim) {
+    for backend in backends().iter().map(String::as_str) {
         println!("{backend}:");
         arrivals.lock().expect("lock").clear();
         let mut twilio = base.clone();

@@ -15,8 +15,8 @@
 
 mod support;
 use support::{
-    env_usize, metrics_handle, peak_rss_mib, print_stages, repo_settings, stage_times,
-    twilio_gateway, twilio_stand_in,
+    backends, env_usize, env_usizes, metrics_handle, peak_rss_mib, print_stages, repo_settings,
+    stage_times, twilio_gateway, twilio_stand_in,
 };
 
 use std::path::Path;
@@ -314,11 +314,7 @@ async fn run(copy: Copy, settings: &Settings, n: usize) -> (f64, f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::var("BENCH_CUSTOMERS")
-        .unwrap_or_else(|_| "100000,1000000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes = env_usizes("BENCH_CUSTOMERS", "100000,1000000");
     forewarn::gateway::install_tls_provider();
     let metrics = metrics_handle();
     let mut base = repo_settings();
@@ -335,8 +331,7 @@ async fn main() {
     let url = twilio_stand_in(|| ()).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
-    for backend in backends.split(',').map(str::trim) {
+    for backend in backends().iter().map(String::as_str) {
         for &n in &sizes {
             let started = Instant::now();
             let directory = Directory::populate(backend, dir.path(), n).await;

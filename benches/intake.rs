@@ -17,7 +17,7 @@
 
 mod support;
 use support::{
-    bench_settings, env_usize, print_stages, publish_all, stage_times, take_in_customers,
+    backends, bench_settings, env_usize, print_stages, publish_all, stage_times, take_in_customers,
 };
 
 use std::time::{Duration, Instant};
@@ -274,9 +274,8 @@ async fn main() {
     let n = env_usize("BENCH_EVENTS", 100_000);
     let customers = env_usize("BENCH_CUSTOMERS", 10_000);
     let metrics = support::metrics_handle();
-    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     println!("forewarn intake benchmark: {n} shipment.delayed events, {customers} known customers");
-    for backend in backends.split(',').map(str::trim) {
+    for backend in backends().iter().map(String::as_str) {
         // A fresh server, folder and database per backend: nothing carries over.
         let server = NatsServer::start_local().expect("nats-server");
         let dir = tempfile::tempdir().expect("temp dir");

@@ -16,8 +16,8 @@
 
 mod support;
 use support::{
-    bench_settings, cpu_seconds, env_usize, parse_stage_times, sms_customer, take_in_customers,
-    RunProcess, StageTimes,
+    backends, bench_settings, cpu_seconds, env_usize, env_usizes, parse_stage_times, sms_customer,
+    take_in_customers, RunProcess, StageTimes,
 };
 
 use std::collections::HashMap;
@@ -325,14 +325,9 @@ async fn phase(
 
 #[tokio::main]
 async fn main() {
-    let rates: Vec<usize> = std::env::var("BENCH_RATES")
-        .unwrap_or_else(|_| "100,500,1000,2000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let rates = env_usizes("BENCH_RATES", "100,500,1000,2000");
     let seconds = env_usize("BENCH_SECONDS", 30);
     let customers = env_usize("BENCH_CUSTOMERS", 1000);
-    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     forewarn::gateway::install_tls_provider();
     // For the in-process forewarn that takes the customers in; the process under test gets
     // it in its own environment.
@@ -343,7 +338,7 @@ async fn main() {
     );
     let receiver = Receiver::default();
     let url = receiver.start().await;
-    for backend in backends.split(',').map(str::trim) {
+    for backend in backends().iter().map(String::as_str) {
         // What other programs left for the disk to write (a build just before leaves
         // gigabytes) is written back meanwhile, and the database's fsyncs wait behind it:
         // measured, stalls of 300–500 ms in a 100 events/s run started after a build.

@@ -16,8 +16,8 @@
 
 mod support;
 use support::{
-    bench_settings, cpu_seconds, env_usize, publish_all, sms_customer, take_in_customers,
-    twilio_gateway, twilio_stand_in, RunProcess,
+    bench_settings, cpu_seconds, env_usize, env_usizes, publish_all, sms_customer,
+    take_in_customers, twilio_gateway, twilio_stand_in, RunProcess,
 };
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -147,11 +147,7 @@ async fn run(
 async fn main() {
     let n = env_usize("BENCH_EVENTS", 50_000);
     let customers = env_usize("BENCH_CUSTOMERS", 10_000);
-    let counts: Vec<usize> = std::env::var("BENCH_PROCESSES")
-        .unwrap_or_else(|_| "1,3".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let counts = env_usizes("BENCH_PROCESSES", "1,3");
     forewarn::gateway::install_tls_provider();
     let received = Arc::new(AtomicUsize::new(0));
     let gateway = twilio_stand_in({

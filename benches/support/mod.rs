@@ -8,6 +8,27 @@ pub(crate) fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A comma-separated list of sizes from the environment (`BENCH_RATES=100,500`), else
+/// `default`'s.
+#[allow(dead_code)] // Not every bench uses every helper.
+pub(crate) fn env_usizes(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// The backends a bench runs on: `BENCH_BACKENDS`, default `sqlite,postgres`.
+#[allow(dead_code)] // Not every bench uses every helper.
+pub(crate) fn backends() -> Vec<String> {
+    std::env::var("BENCH_BACKENDS")
+        .unwrap_or_else(|_| "sqlite,postgres".to_owned())
+        .split(',')
+        .map(|b| b.trim().to_owned())
+        .collect()
+}
+
 /// The settings every bench starts from: the repository's rules and templates.
 #[allow(dead_code)] // Not every bench uses every helper.
 pub(crate) fn repo_settings() -> forewarn::config::Settings {
