@@ -175,8 +175,13 @@ pub struct ExternalScore {
 pub struct History {
     /// Settled shipments by (carrier or region, name), by day number (days since 1970-01-01 UTC).
     pub late_days: HashMap<(Dimension, String), BTreeMap<i64, DayCount>>,
-    /// Bad experiences by customer.
+    /// Bad experiences by customer; with a store's history, only those some decision of the
+    /// batch may count and others may not (see [`shared_experience_span`]).
     pub experiences: HashMap<CustomerId, Vec<Experience>>,
+    /// Per customer, how many distinct bad experiences fall in the window of every decision
+    /// the history serves: counted by the store rather than read row by row, so a batch reads
+    /// a number, not a customer's whole 90 days. None of them is also in `experiences`.
+    pub shared_experiences: HashMap<CustomerId, usize>,
     /// Orders by customer.
     pub orders: HashMap<CustomerId, Vec<PastOrder>>,
     /// Messages by customer.
@@ -187,6 +192,17 @@ pub struct History {
     pub external: Vec<ExternalScore>,
     /// When marketing messages (any with an offer) were queued for each customer, recently.
     pub marketing: HashMap<CustomerId, Vec<DateTime<Utc>>>,
+}
+
+/// The times of the experiences that every decision made between `earliest` and `latest`
+/// counts, as an interval open at its start and closed at its end: after `latest`'s window
+/// begins and no later than `earliest`. `None` when decisions lie 90 days or more apart.
+pub fn shared_experience_span(
+    earliest: DateTime<Utc>,
+    latest: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let after = latest - Duration::days(EXPERIENCE_DAYS);
+    (after < earliest).then_some((after, earliest))
 }
 
 /// Days since 1970-01-01 UTC.
@@ -274,16 +290,18 @@ impl History {
         })
     }
 
-    /// Distinct (kind, entity) experiences in the `days` up to and including `at`.
-    pub fn bad_experiences(&self, customer: &CustomerId, at: DateTime<Utc>, days: i64) -> usize {
-        let since = at - Duration::days(days);
-        self.experiences.get(customer).map_or(0, |list| {
+    /// Distinct (kind, entity) experiences in the 90 days up to and including `at`: those the
+    /// store counted for every decision, and those listed that fall in `at`'s window.
+    pub fn bad_experiences(&self, customer: &CustomerId, at: DateTime<Utc>) -> usize {
+        let since = at - Duration::days(EXPERIENCE_DAYS);
+        let listed = self.experiences.get(customer).map_or(0, |list| {
             list.iter()
                 .filter(|e| e.at > since && e.at <= at)
                 .map(|e| (e.kind, e.entity.as_str()))
                 .collect::<HashSet<_>>()
                 .len()
-        })
+        });
+        listed + self.shared_experiences.get(customer).copied().unwrap_or(0)
     }
 
     /// The last message queued before `at`.
@@ -416,9 +434,25 @@ mod tests {
             "2026-11-20T12:00:00Z",
         ); // at the decision
         add(&mut h, ExperienceKind::Delay, "s9", "2026-11-20T12:00:01Z"); // after: out
-        assert_eq!(h.bad_experiences(&c, at, 90), 3);
+        assert_eq!(h.bad_experiences(&c, at), 3);
+        h.shared_experiences.insert(c.clone(), 2);
+        assert_eq!(h.bad_experiences(&c, at), 5, "and those the store counted");
         assert_eq!(h.exception_scans(&c, "s2", at), 1);
         assert_eq!(h.exception_scans(&c, "s2", t("2026-08-30T00:00:00Z")), 0);
+    }
+
+    #[test]
+    fn every_decision_of_a_batch_counts_what_lies_between_the_last_ones_window_and_the_first() {
+        let earliest = t("2026-11-20T12:00:00Z");
+        let latest = t("2026-11-20T14:00:00Z");
+        let (after, until) = shared_experience_span(earliest, latest).expect("a span");
+        assert_eq!(after, t("2026-08-22T14:00:00Z"));
+        assert_eq!(until, earliest);
+        // Decisions 90 days or more apart share nothing.
+        assert_eq!(
+            shared_experience_span(earliest, earliest + Duration::days(90)),
+            None
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub use contact::{
 pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
 pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
 pub use history::{
-    day_number, DayCount, Dimension, Experience, ExperienceKind, ExternalScore, History, PastOrder,
-    PastOutreach, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
+    day_number, shared_experience_span, DayCount, Dimension, Experience, ExperienceKind,
+    ExternalScore, History, PastOrder, PastOutreach, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
 pub use offer::{DiscountCode, Offer, Redemption};
 pub use outreach::{

@@ -11,9 +11,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{CustomerId, EntityId, Money, Shipment};
-use crate::domain::{
-    Dimension, Experience, ExperienceKind, History, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
-};
+use crate::domain::{Dimension, Experience, ExperienceKind, History, LATE_SHARE_DAYS};
 
 /// Which score a feature feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -286,7 +284,7 @@ pub fn compute(subject: &Subject<'_>, history: &History, unit: &dyn ValueUnit) -
     // Churn.
     v.set(
         Feature::BadExperiences90d,
-        Some(history.bad_experiences(subject.customer, at, EXPERIENCE_DAYS) as f64),
+        Some(history.bad_experiences(subject.customer, at) as f64),
     );
     v.set(
         Feature::DaysLate,

@@ -87,6 +87,8 @@ pub struct Refs {
     /// Carriers and regions the events name themselves.
     pub lanes: BTreeSet<(Dimension, String)>,
     /// The earliest decision time in the batch: history older than any window is not loaded.
+    /// The loaded history serves decisions from here to `latest` only: what all of them count
+    /// is loaded as a count (`History::shared_experiences`).
     pub earliest: Option<DateTime<Utc>>,
     /// The latest decision time in the batch: the last message before it is loaded.
     pub latest: Option<DateTime<Utc>>,

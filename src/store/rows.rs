@@ -275,6 +275,18 @@ pub(crate) fn past_outreach_from_row(
     ))
 }
 
+/// `(customer_id, shared)`: how many experiences every decision of a batch counts.
+pub(crate) fn shared_count_from_row(
+    row: &impl StoredRow,
+) -> Result<(CustomerId, usize), StoreError> {
+    let shared = row.int("shared")?;
+    Ok((
+        parse_customer_id(row.text("customer_id")?)?,
+        usize::try_from(shared)
+            .map_err(|_| StoreError::Corrupt(format!("experience count {shared}")))?,
+    ))
+}
+
 /// `(customer_id, created_at)` of a marketing message.
 pub(crate) fn marketing_from_row(
     row: &impl StoredRow,

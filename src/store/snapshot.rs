@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Refs, Snapshot, StoreError};
 use crate::domain::{
-    day_number, Channel, CustomerDoc, CustomerId, DayCount, Dimension, EntityId, Experience,
-    ExternalScore, History, Incident, OptOutScope, OptOuts, Order, PastOrder, PastOutreach,
-    Shipment, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
+    day_number, shared_experience_span, Channel, CustomerDoc, CustomerId, DayCount, Dimension,
+    EntityId, Experience, ExternalScore, History, Incident, OptOutScope, OptOuts, Order, PastOrder,
+    PastOutreach, Shipment, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
 
 /// One stored opt-out.
@@ -28,6 +28,19 @@ pub(crate) struct LaneDay {
     pub(crate) lane: (Dimension, String),
     pub(crate) day: i64,
     pub(crate) count: DayCount,
+}
+
+/// Which stored bad experiences a batch reads one by one: those at or after `since`, except
+/// those in `shared` (every decision of the batch counts them; the store counts them instead,
+/// [`BatchReads::shared_experiences`]) and those of the same kind and entity as one there. An
+/// entity in `named` is read whole: the batch's own events may add to it in memory.
+pub(crate) struct ExperienceReads<'a> {
+    /// The oldest any decision of the batch looks back to.
+    pub(crate) since: DateTime<Utc>,
+    /// After the first, up to and including the second (`shared_experience_span`).
+    pub(crate) shared: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The shipments and incidents the batch's events are about.
+    pub(crate) named: &'a [&'a str],
 }
 
 /// The reads a batch's transaction answers, each for a whole set of ids at once.
@@ -52,12 +65,20 @@ pub(crate) trait BatchReads: Send {
         first_day: i64,
         lanes: &[(Dimension, String)],
     ) -> Result<Vec<LaneDay>, StoreError>;
-    /// Bad experiences of these customers since `since`.
+    /// Bad experiences of these customers, as `reads` says which.
     async fn experiences(
         &mut self,
-        since: DateTime<Utc>,
+        reads: &ExperienceReads<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, Experience)>, StoreError>;
+    /// Per customer with any, the distinct (kind, entity) experiences in `span` (after the
+    /// first time, up to the second) about entities not `named`.
+    async fn shared_experiences(
+        &mut self,
+        span: (DateTime<Utc>, DateTime<Utc>),
+        named: &[&str],
+        customers: &[&str],
+    ) -> Result<Vec<(CustomerId, usize)>, StoreError>;
     /// Every order of these customers.
     async fn orders_of(&mut self, customers: &[&str]) -> Result<Vec<Order>, StoreError>;
     /// Each customer's last message queued before `before`.
@@ -186,9 +207,25 @@ async fn load_history(
             .or_default()
             .insert(day.day, day.count);
     }
-    // Nothing older than the longest window (90 days) before the batch's earliest decision.
-    let since = earliest - chrono::Duration::days(EXPERIENCE_DAYS);
-    for (customer, experience) in reads.experiences(since, &customers).await? {
+    // Nothing older than the longest window (90 days) before the batch's earliest decision;
+    // what every decision counts, counted by the store: a customer's 90 days may hold hundreds.
+    let named: Vec<&str> = refs
+        .shipments
+        .iter()
+        .chain(&refs.incidents)
+        .map(EntityId::as_str)
+        .collect();
+    let experiences = ExperienceReads {
+        since: earliest - chrono::Duration::days(EXPERIENCE_DAYS),
+        shared: shared_experience_span(earliest, latest),
+        named: &named,
+    };
+    if let Some(span) = experiences.shared {
+        for (customer, count) in reads.shared_experiences(span, &named, &customers).await? {
+            history.shared_experiences.insert(customer, count);
+        }
+    }
+    for (customer, experience) in reads.experiences(&experiences, &customers).await? {
         history.record_experience(&customer, experience);
     }
     for order in reads.orders_of(&customers).await? {

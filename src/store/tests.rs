@@ -6,11 +6,11 @@ use chrono::Duration;
 use serde_json::json;
 
 use crate::domain::{
-    Channel, CustomerId, DiscountCode, EntityId, IdempotencyKey, Offer, Redemption, RiskScores,
-    Shipment, ShipmentStatus,
+    Channel, CustomerId, DiscountCode, EntityId, Experience, ExperienceKind, History,
+    IdempotencyKey, Offer, Redemption, RiskScores, Shipment, ShipmentStatus,
 };
 use crate::store::test_support::{at, delayed, intake, outreach};
-use crate::store::{AttemptRecord, AttemptResult, Changes, Store};
+use crate::store::{AttemptRecord, AttemptResult, Changes, Refs, Store};
 
 /// Runs each named test (an `async fn(&impl Store)`) on SQLite and on PostgreSQL.
 macro_rules! on_each_backend {
@@ -39,6 +39,7 @@ on_each_backend!(
     a_cancelled_message_voids_its_code_and_a_live_code_is_redeemed_once,
     an_incident_in_a_region_takes_in_the_regions_inside_it,
     a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept,
+    a_batch_counts_old_experiences_as_if_it_read_each_one,
 );
 
 async fn an_event_is_stored_with_the_parcel_and_order_it_is_about(store: &impl Store) {
@@ -289,4 +290,102 @@ async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept(store: &
             .expect("extend"),
         0
     );
+}
+
+/// A batch deciding between `earliest` and `latest` is told how many of a customer's
+/// experiences every one of its decisions counts, and reads only the rest one by one; each
+/// decision still counts exactly what reading every row would.
+async fn a_batch_counts_old_experiences_as_if_it_read_each_one(store: &impl Store) {
+    let earliest = at("2026-11-23T09:00:00Z");
+    let latest = earliest + Duration::hours(2);
+    let days = |n: i64| earliest - Duration::days(n);
+    let (c1, c2) = (
+        CustomerId::parse("c-1").expect("an id"),
+        CustomerId::parse("c-2").expect("an id"),
+    );
+    let stored = [
+        // In every decision's window: counted by the store.
+        (&c1, ExperienceKind::Delay, "s-twice", days(10)),
+        (&c1, ExperienceKind::Delay, "s-twice", days(5)),
+        (&c1, ExperienceKind::Exception, "s-broken", days(20)),
+        (&c1, ExperienceKind::Outage, "inc-1", days(30)),
+        // Leaving the window during the batch, but the same delay again later: counted once.
+        (
+            &c1,
+            ExperienceKind::Delay,
+            "s-again",
+            days(90) + Duration::hours(1),
+        ),
+        (&c1, ExperienceKind::Delay, "s-again", days(40)),
+        // Leaving the window during the batch: read.
+        (
+            &c1,
+            ExperienceKind::Delay,
+            "s-leaving",
+            days(90) + Duration::hours(1),
+        ),
+        // About a shipment the batch names: read, its events may add to it.
+        (&c1, ExperienceKind::Exception, "s-named", days(3)),
+        // After the batch's first decision: read.
+        (
+            &c1,
+            ExperienceKind::Exception,
+            "s-later",
+            earliest + Duration::hours(1),
+        ),
+        // Older than any window: not read.
+        (&c1, ExperienceKind::Delay, "s-ancient", days(100)),
+        (&c2, ExperienceKind::Overdue, "s-other", days(7)),
+    ];
+    let mut everything = History::default();
+    let mut changes = Changes::default();
+    for (customer, kind, entity, when) in stored {
+        let experience = Experience {
+            kind,
+            entity: entity.into(),
+            at: when,
+        };
+        everything.record_experience(customer, experience.clone());
+        changes.experiences.push((customer.clone(), experience));
+    }
+    intake(store, &delayed(), changes, earliest).await;
+
+    let mut refs = Refs {
+        earliest: Some(earliest),
+        latest: Some(latest),
+        ..Refs::default()
+    };
+    refs.customers.extend([c1.clone(), c2.clone()]);
+    refs.scored_customers.extend([c1.clone(), c2.clone()]);
+    refs.shipments
+        .insert(EntityId::parse("s-named").expect("an id"));
+    let mut tx = store.begin_intake().await.expect("begin");
+    let history = tx.load(&refs).await.expect("load").history;
+    drop(tx);
+
+    assert_eq!(history.shared_experiences.get(&c1), Some(&4));
+    assert_eq!(history.shared_experiences.get(&c2), Some(&1));
+    let mut read: Vec<&str> = history.experiences[&c1]
+        .iter()
+        .map(|e| e.entity.as_str())
+        .collect();
+    read.sort_unstable();
+    assert_eq!(read, ["s-later", "s-leaving", "s-named"]);
+    for minutes in [0, 30, 60, 61, 120] {
+        let t = earliest + Duration::minutes(minutes);
+        for customer in [&c1, &c2] {
+            assert_eq!(
+                history.bad_experiences(customer, t),
+                everything.bad_experiences(customer, t),
+                "{customer} at {t}"
+            );
+        }
+        for shipment in ["s-named", "s-later"] {
+            assert_eq!(
+                history.exception_scans(&c1, shipment, t),
+                everything.exception_scans(&c1, shipment, t),
+                "{shipment} at {t}"
+            );
+        }
+    }
 }

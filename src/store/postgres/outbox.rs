@@ -422,15 +422,23 @@ async fn mark_resolved(pool: &PgPool, claimed: &mut [ClaimedMessage]) -> Result<
     if claimed.is_empty() {
         return Ok(());
     }
+    // Key by key, each lookup a `LATERAL … LIMIT 1` the planner cannot flatten into a join:
+    // planned as joins, a database never analyzed (autovacuum off) hashed the whole shipments
+    // table twice per claim, 16 ms a claim of 70 at 110k shipments (`EXPLAIN ANALYZE`).
     let rows = sqlx::query(
-        "SELECT e.source, e.id, e.type, s.status AS shipment_status, \
+        "SELECT k.source, k.id, e.type, s.status AS shipment_status, \
          i.status AS incident_status, o.status AS order_status, \
-         EXISTS (SELECT 1 FROM shipments p WHERE p.order_id = e.order_id) AS order_shipped \
-         FROM events e \
-         LEFT JOIN shipments s ON s.id = e.shipment_id \
-         LEFT JOIN incidents i ON i.id = e.incident_id \
-         LEFT JOIN orders o ON o.id = e.order_id \
-         WHERE (e.source, e.id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+         p.shipped IS NOT NULL AS order_shipped \
+         FROM UNNEST($1::text[], $2::text[]) AS k(source, id) \
+         CROSS JOIN LATERAL (SELECT type, shipment_id, incident_id, order_id FROM events \
+           WHERE source = k.source AND id = k.id LIMIT 1) e \
+         LEFT JOIN LATERAL (SELECT status FROM shipments \
+           WHERE id = e.shipment_id LIMIT 1) s ON true \
+         LEFT JOIN LATERAL (SELECT status FROM incidents \
+           WHERE id = e.incident_id LIMIT 1) i ON true \
+         LEFT JOIN LATERAL (SELECT status FROM orders WHERE id = e.order_id LIMIT 1) o ON true \
+         LEFT JOIN LATERAL (SELECT true AS shipped FROM shipments \
+           WHERE order_id = e.order_id LIMIT 1) p ON true",
     )
     .bind(
         claimed

@@ -21,10 +21,10 @@ use crate::domain::{
 use crate::store::rows::{
     customer_from_row, experience_from_row, external_score_from_row, incident_from_row,
     lane_day_from_row, marketing_from_row, order_from_row, past_outreach_from_row,
-    shipment_from_row, stored_opt_out_from_row, INCIDENT_COLUMNS, ORDER_COLUMNS,
-    RISK_SCORE_COLUMNS, SHIPMENT_COLUMNS,
+    shared_count_from_row, shipment_from_row, stored_opt_out_from_row, INCIDENT_COLUMNS,
+    ORDER_COLUMNS, RISK_SCORE_COLUMNS, SHIPMENT_COLUMNS,
 };
-use crate::store::snapshot::{self, BatchReads, LaneDay, StoredOptOut};
+use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, StoredOptOut};
 use crate::store::{millis, Refs, Snapshot, StoreError};
 
 /// Loads the state an intake batch touches (see `IntakeTx::load`), holding its entities.
@@ -160,18 +160,53 @@ impl BatchReads for Reads<'_> {
 
     async fn experiences(
         &mut self,
-        since: DateTime<Utc>,
+        reads: &ExperienceReads<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, Experience)>, StoreError> {
+        // What the shared count stands for is left out, unless its entity is named; with no
+        // shared span (`$3` = `$4` = the end of time) nothing is. One statement for the whole
+        // batch: asked customer by customer, and the same kind and entity row by row, it took
+        // 75 ms a batch of 476 customers; the planner's hashed check takes a few.
+        let (after, until) = reads.shared.map_or((i64::MAX, i64::MAX), |(after, until)| {
+            (millis(after), millis(until))
+        });
         let rows = sqlx::query(
-            "SELECT customer_id, kind, entity, at FROM customer_experiences \
-             WHERE customer_id = ANY($1) AND at >= $2",
+            "SELECT customer_id, kind, entity, at FROM customer_experiences e \
+             WHERE customer_id = ANY($1) AND at >= $2 \
+             AND (entity = ANY($5) OR NOT (at > $3 AND at <= $4) AND NOT EXISTS ( \
+               SELECT 1 FROM customer_experiences s WHERE s.customer_id = e.customer_id \
+               AND s.kind = e.kind AND s.entity = e.entity AND s.at > $3 AND s.at <= $4))",
         )
         .bind(customers)
-        .bind(millis(since))
+        .bind(millis(reads.since))
+        .bind(after)
+        .bind(until)
+        .bind(reads.named)
         .fetch_all(&mut **self.tx)
         .await?;
         rows.iter().map(experience_from_row).collect()
+    }
+
+    async fn shared_experiences(
+        &mut self,
+        (after, until): (DateTime<Utc>, DateTime<Utc>),
+        named: &[&str],
+        customers: &[&str],
+    ) -> Result<Vec<(CustomerId, usize)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT customer_id, count(*) AS shared FROM ( \
+               SELECT DISTINCT customer_id, kind, entity FROM customer_experiences \
+               WHERE customer_id = ANY($1) AND at > $2 AND at <= $3 \
+               AND NOT (entity = ANY($4))) s \
+             GROUP BY customer_id",
+        )
+        .bind(customers)
+        .bind(millis(after))
+        .bind(millis(until))
+        .bind(named)
+        .fetch_all(&mut **self.tx)
+        .await?;
+        rows.iter().map(shared_count_from_row).collect()
     }
 
     async fn orders_of(&mut self, customers: &[&str]) -> Result<Vec<Order>, StoreError> {
@@ -184,16 +219,15 @@ impl BatchReads for Reads<'_> {
         before: DateTime<Utc>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, PastOutreach)>, StoreError> {
-        // One pass over the batch's customers' messages (`outbox_by_customer`), the newest of
-        // each kept. A per-customer `LATERAL … LIMIT 1` let the planner, reading statistics from
-        // when the outbox was empty, scan the whole outbox once per customer (measured: 8 s a
-        // fan-out page of 1,000 customers at 20k messages).
+        // Customer by customer, the newest first through `outbox_by_customer` (`LATERAL …
+        // LIMIT 1`). One `DISTINCT ON` pass over all their messages sorted every message of
+        // every customer: 75 ms for 150 customers at 115 messages each.
         let rows = sqlx::query(
-            "SELECT o.customer_id, o.created_at, o.status, o.updated_at, d.redeemed_at \
-             FROM (SELECT DISTINCT ON (customer_id) customer_id, created_at, status, updated_at, \
-                          discount_code \
-                     FROM outbox WHERE customer_id = ANY($1) AND created_at < $2 \
-                    ORDER BY customer_id, created_at DESC) o \
+            "SELECT c.id AS customer_id, o.created_at, o.status, o.updated_at, d.redeemed_at \
+             FROM UNNEST($1::text[]) AS c(id) \
+             CROSS JOIN LATERAL (SELECT created_at, status, updated_at, discount_code \
+               FROM outbox WHERE customer_id = c.id AND created_at < $2 \
+               ORDER BY created_at DESC LIMIT 1) o \
              LEFT JOIN discount_codes d ON d.code = o.discount_code",
         )
         .bind(customers)

@@ -20,9 +20,10 @@ use crate::domain::{
 };
 use crate::store::rows::{
     customer_from_row, experience_from_row, external_score_from_row, lane_day_from_row,
-    marketing_from_row, past_outreach_from_row, stored_opt_out_from_row, RISK_SCORE_COLUMNS,
+    marketing_from_row, past_outreach_from_row, shared_count_from_row, stored_opt_out_from_row,
+    RISK_SCORE_COLUMNS,
 };
-use crate::store::snapshot::{self, BatchReads, LaneDay, StoredOptOut};
+use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, StoredOptOut};
 use crate::store::{millis, Refs, Snapshot, StoreError};
 
 /// Loads the state an intake batch touches (see `IntakeTx::load`).
@@ -42,6 +43,16 @@ fn all<T>(
     decode: impl Fn(&SqliteRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(decode).collect()
+}
+
+/// `AND customer_id IN (…)`, the ids bound.
+fn push_customers(q: &mut QueryBuilder<Sqlite>, customers: &[&str]) {
+    q.push(" AND customer_id IN (");
+    let mut list = q.separated(", ");
+    for id in customers {
+        list.push_bind(*id);
+    }
+    q.push(")");
 }
 
 /// The settled days of the lanes in `keys(dimension, key)` (after [`with_keys`]), from the
@@ -114,19 +125,60 @@ impl BatchReads for Reads<'_> {
 
     async fn experiences(
         &mut self,
-        since: DateTime<Utc>,
+        reads: &ExperienceReads<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, Experience)>, StoreError> {
-        let rows = select_in_where(
-            self.0,
-            "customer_id, kind, entity, at",
-            "customer_experiences",
-            &format!("at >= {} AND", millis(since)),
-            "customer_id",
-            customers,
-        )
-        .await?;
-        all(rows, experience_from_row)
+        let mut experiences = Vec::new();
+        for chunk in customers.chunks(MAX_BINDS - 1) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT customer_id, kind, entity, at FROM customer_experiences e \
+                 WHERE at >= {} ",
+                millis(reads.since)
+            ));
+            // What the shared count stands for is left out, unless its entity is named.
+            if let Some((after, until)) = reads.shared {
+                let (after, until) = (millis(after), millis(until));
+                q.push("AND (entity IN (SELECT value FROM json_each(")
+                    .push_bind(serde_json::json!(reads.named).to_string())
+                    .push(format!(
+                        ")) OR NOT (at > {after} AND at <= {until}) AND NOT EXISTS ( \
+                           SELECT 1 FROM customer_experiences s \
+                           WHERE s.customer_id = e.customer_id AND s.kind = e.kind \
+                           AND s.entity = e.entity AND s.at > {after} AND s.at <= {until}))"
+                    ));
+            }
+            push_customers(&mut q, chunk);
+            let rows = q.build().persistent(false).fetch_all(&mut **self.0).await?;
+            experiences.extend(all(rows, experience_from_row)?);
+        }
+        Ok(experiences)
+    }
+
+    async fn shared_experiences(
+        &mut self,
+        (after, until): (DateTime<Utc>, DateTime<Utc>),
+        named: &[&str],
+        customers: &[&str],
+    ) -> Result<Vec<(CustomerId, usize)>, StoreError> {
+        let mut counts = Vec::new();
+        for chunk in customers.chunks(MAX_BINDS - 1) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT customer_id, count(*) AS shared FROM ( \
+                   SELECT DISTINCT customer_id, kind, entity FROM customer_experiences \
+                   WHERE at > {} AND at <= {} \
+                   AND entity NOT IN (SELECT value FROM json_each(",
+                millis(after),
+                millis(until)
+            ));
+            q.push_bind(serde_json::json!(named).to_string())
+                .push(")) ");
+            push_customers(&mut q, chunk);
+            q.push(") GROUP BY customer_id");
+            for row in q.build().persistent(false).fetch_all(&mut **self.0).await? {
+                counts.push(shared_count_from_row(&row)?);
+            }
+        }
+        Ok(counts)
     }
 
     async fn orders_of(&mut self, customers: &[&str]) -> Result<Vec<Order>, StoreError> {
