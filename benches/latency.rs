@@ -1,7 +1,7 @@
 //! Latency under a steady stream: from an event's publish to its message reaching the gateway.
 //!
 //! `cargo bench --bench latency` (release). Environment: `BENCH_RATES` (events per second,
-//! default `100,500,1000,2000`), `BENCH_SECONDS` per rate (default 30), `BENCH_CUSTOMERS`
+//! default `100,500,1000,2000,3000`), `BENCH_SECONDS` per rate (default 30), `BENCH_CUSTOMERS`
 //! (default 1000), `BENCH_BACKENDS` (default `sqlite,postgres`; PostgreSQL on the server
 //! `FOREWARN_TEST_POSTGRES_URL` names, a fresh database per backend).
 //!
@@ -12,7 +12,8 @@
 //! at `i / rate` seconds), each for a new parcel, so each asks for one message. Printed per
 //! rate: the rate actually published, the rate delivered, p50/p90/p99/max from publish to the
 //! gateway request, the process's CPU (share of one core), and where the process spent its
-//! time (`forewarn_stage_seconds` from its `/metrics`, per event).
+//! time (`forewarn_stage_seconds` from its `/metrics`, per event). First, per rate, the floor:
+//! the same publish relayed to the receiver by this process, with no forewarn in between.
 
 mod support;
 use support::{
@@ -228,6 +229,76 @@ async fn start(
     forewarn
 }
 
+/// The floor at each rate, what this machine's NATS and HTTP take with nothing in between:
+/// the same paced publish through a nats-server of its own to a relay in this process that
+/// signs each message and makes the same request to the same receiver, with no database and
+/// no decision. Printed before forewarn's figures, for each rate.
+async fn floor(receiver: &Receiver, url: &str, rates: &[usize], seconds: usize) {
+    let server = NatsServer::start_local().expect("nats-server");
+    let nats = async_nats::connect(server.url()).await.expect("connect");
+    let mut relayed = nats.subscribe("floor").await.expect("subscribe");
+    nats.flush().await.expect("flush");
+    let url = url.to_owned();
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        while let Some(message) = futures::StreamExt::next(&mut relayed).await {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let key = String::from_utf8_lossy(&message.payload).into_owned();
+                let timestamp = chrono::Utc::now().timestamp().to_string();
+                let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+                mac.update(format!("{timestamp}.").as_bytes());
+                mac.update(key.as_bytes());
+                let signature = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+                let _ = client
+                    .post(&url)
+                    .header("forewarn-timestamp", timestamp)
+                    .header("forewarn-signature", signature)
+                    .header("forewarn-idempotency-key", &key)
+                    .body(key)
+                    .send()
+                    .await;
+            });
+        }
+    });
+    // A few seconds per rate are enough to know the floor.
+    let seconds = seconds.min(10);
+    println!("floor: the same paced publish relayed by this process to the receiver, no forewarn:");
+    for &rate in rates {
+        let keys: Vec<String> = (0..rate * seconds)
+            .map(|i| format!("floor-r{rate}-{i}"))
+            .collect();
+        let mut published = Vec::with_capacity(keys.len());
+        let started = Instant::now();
+        for (i, key) in keys.iter().enumerate() {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+            published.push(Instant::now());
+            nats.publish("floor", key.clone().into())
+                .await
+                .expect("publish");
+        }
+        let waiting = Instant::now();
+        while keys.iter().any(|k| receiver.arrived(k).is_none()) && waiting.elapsed() < STALL {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut latencies: Vec<Duration> = keys
+            .iter()
+            .zip(&published)
+            .filter_map(|(key, sent)| Some(receiver.arrived(key)?.saturating_duration_since(*sent)))
+            .collect();
+        latencies.sort_unstable();
+        println!(
+            "  {rate:>5}/s  relayed {:>6}  p50 {:>9}  p90 {:>9}  p99 {:>9}  max {:>9}",
+            latencies.len(),
+            ms(percentile(&latencies, 50.0)),
+            ms(percentile(&latencies, 90.0)),
+            ms(percentile(&latencies, 99.0)),
+            ms(percentile(&latencies, 100.0)),
+        );
+    }
+}
+
 /// One rate: publishes on schedule, waits for every message, prints the figures.
 async fn phase(
     forewarn: &Forewarn,
@@ -325,7 +396,7 @@ async fn phase(
 
 #[tokio::main]
 async fn main() {
-    let rates = env_usizes("BENCH_RATES", "100,500,1000,2000");
+    let rates = env_usizes("BENCH_RATES", "100,500,1000,2000,3000");
     let seconds = env_usize("BENCH_SECONDS", 30);
     let customers = env_usize("BENCH_CUSTOMERS", 1000);
     forewarn::gateway::install_tls_provider();
@@ -338,6 +409,7 @@ async fn main() {
     );
     let receiver = Receiver::default();
     let url = receiver.start().await;
+    floor(&receiver, &url, &rates, seconds).await;
     for backend in backends().iter().map(String::as_str) {
         // What other programs left for the disk to write (a build just before leaves
         // gigabytes) is written back meanwhile, and the database's fsyncs wait behind it:
