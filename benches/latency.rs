@@ -229,6 +229,27 @@ async fn start(
     forewarn
 }
 
+/// Publishes `bodies` on `subject`, body `i` at `i / rate` seconds; returns when it started
+/// and when each was published.
+async fn publish_paced<'b>(
+    nats: &async_nats::Client,
+    subject: &'static str,
+    bodies: impl Iterator<Item = &'b String>,
+    rate: usize,
+) -> (Instant, Vec<Instant>) {
+    let mut published = Vec::new();
+    let started = Instant::now();
+    for (i, body) in bodies.enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        published.push(Instant::now());
+        nats.publish(subject, body.clone().into())
+            .await
+            .expect("publish");
+    }
+    (started, published)
+}
+
 /// The floor at each rate, what this machine's NATS and HTTP take with nothing in between:
 /// the same paced publish through a nats-server of its own to a relay in this process that
 /// signs each message and makes the same request to the same receiver, with no database and
@@ -268,16 +289,7 @@ async fn floor(receiver: &Receiver, url: &str, rates: &[usize], seconds: usize) 
         let keys: Vec<String> = (0..rate * seconds)
             .map(|i| format!("floor-r{rate}-{i}"))
             .collect();
-        let mut published = Vec::with_capacity(keys.len());
-        let started = Instant::now();
-        for (i, key) in keys.iter().enumerate() {
-            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-            tokio::time::sleep_until(due.into()).await;
-            published.push(Instant::now());
-            nats.publish("floor", key.clone().into())
-                .await
-                .expect("publish");
-        }
+        let (_, published) = publish_paced(&nats, "floor", keys.iter(), rate).await;
         let waiting = Instant::now();
         while keys.iter().any(|k| receiver.arrived(k).is_none()) && waiting.elapsed() < STALL {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -317,16 +329,8 @@ async fn phase(
         .collect();
     let stages_before = forewarn.stage_times().await;
     let cpu_before = cpu_seconds(forewarn.process.pid());
-    let mut published: Vec<Instant> = Vec::with_capacity(total);
-    let started = Instant::now();
-    for (i, (body, _)) in events.iter().enumerate() {
-        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-        published.push(Instant::now());
-        nats.publish("events.shipment.delayed", body.clone().into())
-            .await
-            .expect("publish");
-    }
+    let bodies = events.iter().map(|(body, _)| body);
+    let (started, published) = publish_paced(nats, "events.shipment.delayed", bodies, rate).await;
     let publishing = started.elapsed().as_secs_f64();
     // Every message, or until they stop coming.
     let mut last = (Instant::now(), 0);
