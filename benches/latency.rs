@@ -166,6 +166,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// `p50 … p90 … p99 … max …` of sorted `latencies`, in columns.
+fn quantiles(latencies: &[Duration]) -> String {
+    format!(
+        "p50 {:>9}  p90 {:>9}  p99 {:>9}  max {:>9}",
+        ms(percentile(latencies, 50.0)),
+        ms(percentile(latencies, 90.0)),
+        ms(percentile(latencies, 99.0)),
+        ms(percentile(latencies, 100.0)),
+    )
+}
+
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms >= 1000.0 {
@@ -301,12 +312,9 @@ async fn floor(receiver: &Receiver, url: &str, rates: &[usize], seconds: usize) 
             .collect();
         latencies.sort_unstable();
         println!(
-            "  {rate:>5}/s  relayed {:>6}  p50 {:>9}  p90 {:>9}  p99 {:>9}  max {:>9}",
+            "  {rate:>5}/s  relayed {:>6}  {}",
             latencies.len(),
-            ms(percentile(&latencies, 50.0)),
-            ms(percentile(&latencies, 90.0)),
-            ms(percentile(&latencies, 99.0)),
-            ms(percentile(&latencies, 100.0)),
+            quantiles(&latencies)
         );
     }
 }
@@ -359,14 +367,10 @@ async fn phase(
     latencies.sort_unstable();
     let wall = last_arrival.duration_since(started).as_secs_f64();
     println!(
-        "  {rate:>5}/s  published {:>6.0}/s  delivered {:>6.0}/s  p50 {:>9}  p90 {:>9}  p99 {:>9}  \
-         max {:>9}  CPU {:>3.0} %{}",
+        "  {rate:>5}/s  published {:>6.0}/s  delivered {:>6.0}/s  {}  CPU {:>3.0} %{}",
         total as f64 / publishing,
         latencies.len() as f64 / wall,
-        ms(percentile(&latencies, 50.0)),
-        ms(percentile(&latencies, 90.0)),
-        ms(percentile(&latencies, 99.0)),
-        ms(percentile(&latencies, 100.0)),
+        quantiles(&latencies),
         100.0 * cpu / wall,
         if latencies.len() < total {
             format!("  MISSING {} of {total}", total - latencies.len())

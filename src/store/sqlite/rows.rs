@@ -62,6 +62,16 @@ pub(super) fn with_event_keys<'k>(
     )
 }
 
+/// Completes an `IN ` with `(a, b, …)`, every id bound; as many as the caller's chunk holds.
+pub(super) fn push_ids(q: &mut QueryBuilder<Sqlite>, ids: &[&str]) {
+    q.push("(");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(")");
+}
+
 /// `SELECT columns FROM table WHERE key IN (ids…)`, chunked.
 pub(super) async fn select_in(
     tx: &mut Transaction<'static, Sqlite>,
@@ -86,13 +96,9 @@ pub(super) async fn select_in_where(
     let mut rows = Vec::new();
     for chunk in ids.chunks(MAX_BINDS) {
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {columns} FROM {table} WHERE {condition} {key} IN ("
+            "SELECT {columns} FROM {table} WHERE {condition} {key} IN "
         ));
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
+        push_ids(&mut q, chunk);
         rows.extend(q.build().persistent(false).fetch_all(&mut **tx).await?);
     }
     Ok(rows)

@@ -10,8 +10,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{
-    incident_from_row, order_from_row, select_in, select_in_where, shipment_from_row, with_keys,
-    INCIDENT_COLUMNS, ORDER_COLUMNS, SHIPMENT_COLUMNS,
+    incident_from_row, order_from_row, push_ids, select_in, select_in_where, shipment_from_row,
+    with_keys, INCIDENT_COLUMNS, ORDER_COLUMNS, SHIPMENT_COLUMNS,
 };
 use super::MAX_BINDS;
 use crate::domain::{
@@ -43,16 +43,6 @@ fn all<T>(
     decode: impl Fn(&SqliteRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(decode).collect()
-}
-
-/// `AND customer_id IN (…)`, the ids bound.
-fn push_customers(q: &mut QueryBuilder<Sqlite>, customers: &[&str]) {
-    q.push(" AND customer_id IN (");
-    let mut list = q.separated(", ");
-    for id in customers {
-        list.push_bind(*id);
-    }
-    q.push(")");
 }
 
 /// The settled days of the lanes in `keys(dimension, key)` (after [`with_keys`]), from the
@@ -147,7 +137,8 @@ impl BatchReads for Reads<'_> {
                            AND s.entity = e.entity AND s.at > {after} AND s.at <= {until}))"
                     ));
             }
-            push_customers(&mut q, chunk);
+            q.push(" AND customer_id IN ");
+            push_ids(&mut q, chunk);
             let rows = q.build().persistent(false).fetch_all(&mut **self.0).await?;
             experiences.extend(all(rows, experience_from_row)?);
         }
@@ -172,7 +163,8 @@ impl BatchReads for Reads<'_> {
             ));
             q.push_bind(serde_json::json!(named).to_string())
                 .push(")) ");
-            push_customers(&mut q, chunk);
+            q.push(" AND customer_id IN ");
+            push_ids(&mut q, chunk);
             q.push(") GROUP BY customer_id");
             for row in q.build().persistent(false).fetch_all(&mut **self.0).await? {
                 counts.push(shared_count_from_row(&row)?);
