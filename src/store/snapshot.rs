@@ -32,15 +32,18 @@ pub(crate) struct LaneDay {
 
 /// Which stored bad experiences a batch reads one by one: those at or after `since`, except
 /// those in `shared` (every decision of the batch counts them; the store counts them instead,
-/// [`BatchReads::shared_experiences`]) and those of the same kind and entity as one there. An
-/// entity in `named` is read whole: the batch's own events may add to it in memory.
+/// [`BatchReads::shared_experiences`]) and those of the same kind and entity as one there.
+/// The experiences of a shipment or an incident the batch names are read whole: the batch's
+/// own events may add to them in memory.
 pub(crate) struct ExperienceReads<'a> {
     /// The oldest any decision of the batch looks back to.
     pub(crate) since: DateTime<Utc>,
     /// After the first, up to and including the second (`shared_experience_span`).
     pub(crate) shared: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    /// The shipments and incidents the batch's events are about.
-    pub(crate) named: &'a [&'a str],
+    /// The shipments the batch's events are about: their delays, exceptions and overdues.
+    pub(crate) shipments: &'a [&'a str],
+    /// The incidents the batch's events are about: their outages.
+    pub(crate) incidents: &'a [&'a str],
 }
 
 /// The reads a batch's transaction answers, each for a whole set of ids at once.
@@ -72,11 +75,11 @@ pub(crate) trait BatchReads: Send {
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, Experience)>, StoreError>;
     /// Per customer with any, the distinct (kind, entity) experiences in `span` (after the
-    /// first time, up to the second) about entities not `named`.
+    /// first time, up to the second) about shipments and incidents `reads` does not name.
     async fn shared_experiences(
         &mut self,
         span: (DateTime<Utc>, DateTime<Utc>),
-        named: &[&str],
+        reads: &ExperienceReads<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, usize)>, StoreError>;
     /// Every order of these customers.
@@ -209,19 +212,19 @@ async fn load_history(
     }
     // Nothing older than the longest window (90 days) before the batch's earliest decision;
     // what every decision counts, counted by the store: a customer's 90 days may hold hundreds.
-    let named: Vec<&str> = refs
-        .shipments
-        .iter()
-        .chain(&refs.incidents)
-        .map(EntityId::as_str)
-        .collect();
+    let shipments: Vec<&str> = refs.shipments.iter().map(EntityId::as_str).collect();
+    let incidents: Vec<&str> = refs.incidents.iter().map(EntityId::as_str).collect();
     let experiences = ExperienceReads {
         since: earliest - chrono::Duration::days(EXPERIENCE_DAYS),
         shared: shared_experience_span(earliest, latest),
-        named: &named,
+        shipments: &shipments,
+        incidents: &incidents,
     };
     if let Some(span) = experiences.shared {
-        for (customer, count) in reads.shared_experiences(span, &named, &customers).await? {
+        for (customer, count) in reads
+            .shared_experiences(span, &experiences, &customers)
+            .await?
+        {
             history.shared_experiences.insert(customer, count);
         }
     }

@@ -333,6 +333,29 @@ async fn a_batch_counts_old_experiences_as_if_it_read_each_one(store: &impl Stor
             "s-later",
             earliest + Duration::hours(1),
         ),
+        // In the span and after it: counted by the store, the later one not read.
+        (&c1, ExperienceKind::Exception, "s-both", days(2)),
+        (
+            &c1,
+            ExperienceKind::Exception,
+            "s-both",
+            earliest + Duration::minutes(30),
+        ),
+        // On the span's first day after it begins, and on its last day before it ends.
+        (
+            &c1,
+            ExperienceKind::Delay,
+            "s-first-day",
+            latest - Duration::days(90) + Duration::hours(1),
+        ),
+        (
+            &c1,
+            ExperienceKind::Delay,
+            "s-this-morning",
+            earliest - Duration::hours(1),
+        ),
+        // About an incident the batch names: read.
+        (&c1, ExperienceKind::Outage, "inc-named", days(8)),
         // Older than any window: not read.
         (&c1, ExperienceKind::Delay, "s-ancient", days(100)),
         (&c2, ExperienceKind::Overdue, "s-other", days(7)),
@@ -359,19 +382,21 @@ async fn a_batch_counts_old_experiences_as_if_it_read_each_one(store: &impl Stor
     refs.scored_customers.extend([c1.clone(), c2.clone()]);
     refs.shipments
         .insert(EntityId::parse("s-named").expect("an id"));
+    refs.incidents
+        .insert(EntityId::parse("inc-named").expect("an id"));
     let mut tx = store.begin_intake().await.expect("begin");
     let history = tx.load(&refs).await.expect("load").history;
     drop(tx);
 
-    assert_eq!(history.shared_experiences.get(&c1), Some(&4));
+    assert_eq!(history.shared_experiences.get(&c1), Some(&7));
     assert_eq!(history.shared_experiences.get(&c2), Some(&1));
     let mut read: Vec<&str> = history.experiences[&c1]
         .iter()
         .map(|e| e.entity.as_str())
         .collect();
     read.sort_unstable();
-    assert_eq!(read, ["s-later", "s-leaving", "s-named"]);
-    for minutes in [0, 30, 60, 61, 120] {
+    assert_eq!(read, ["inc-named", "s-later", "s-leaving", "s-named"]);
+    for minutes in [0, 29, 30, 60, 61, 120] {
         let t = earliest + Duration::minutes(minutes);
         for customer in [&c1, &c2] {
             assert_eq!(

@@ -119,23 +119,23 @@ impl BatchReads for Reads<'_> {
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, Experience)>, StoreError> {
         let mut experiences = Vec::new();
-        for chunk in customers.chunks(MAX_BINDS - 1) {
+        for chunk in customers.chunks(MAX_BINDS - 2) {
             let mut q = QueryBuilder::<Sqlite>::new(format!(
                 "SELECT customer_id, kind, entity, at FROM customer_experiences e \
                  WHERE at >= {} ",
                 millis(reads.since)
             ));
-            // What the shared count stands for is left out, unless its entity is named.
+            // What the shared count stands for is left out, unless it is named.
             if let Some((after, until)) = reads.shared {
                 let (after, until) = (millis(after), millis(until));
-                q.push("AND (entity IN (SELECT value FROM json_each(")
-                    .push_bind(serde_json::json!(reads.named).to_string())
-                    .push(format!(
-                        ")) OR NOT (at > {after} AND at <= {until}) AND NOT EXISTS ( \
+                q.push("AND (");
+                push_named(&mut q, reads);
+                q.push(format!(
+                    " OR NOT (at > {after} AND at <= {until}) AND NOT EXISTS ( \
                            SELECT 1 FROM customer_experiences s \
                            WHERE s.customer_id = e.customer_id AND s.kind = e.kind \
                            AND s.entity = e.entity AND s.at > {after} AND s.at <= {until}))"
-                    ));
+                ));
             }
             q.push(" AND customer_id IN ");
             push_ids(&mut q, chunk);
@@ -148,21 +148,19 @@ impl BatchReads for Reads<'_> {
     async fn shared_experiences(
         &mut self,
         (after, until): (DateTime<Utc>, DateTime<Utc>),
-        named: &[&str],
+        reads: &ExperienceReads<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, usize)>, StoreError> {
         let mut counts = Vec::new();
-        for chunk in customers.chunks(MAX_BINDS - 1) {
+        for chunk in customers.chunks(MAX_BINDS - 2) {
             let mut q = QueryBuilder::<Sqlite>::new(format!(
                 "SELECT customer_id, count(*) AS shared FROM ( \
                    SELECT DISTINCT customer_id, kind, entity FROM customer_experiences \
-                   WHERE at > {} AND at <= {} \
-                   AND entity NOT IN (SELECT value FROM json_each(",
+                   WHERE at > {} AND at <= {} AND NOT ",
                 millis(after),
                 millis(until)
             ));
-            q.push_bind(serde_json::json!(named).to_string())
-                .push(")) ");
+            push_named(&mut q, reads);
             q.push(" AND customer_id IN ");
             push_ids(&mut q, chunk);
             q.push(") GROUP BY customer_id");
@@ -241,4 +239,14 @@ impl BatchReads for Reads<'_> {
         }
         Ok(scores)
     }
+}
+
+/// Whether an experience is about a shipment or an incident the batch names: each list bound
+/// once, as JSON.
+fn push_named(q: &mut QueryBuilder<Sqlite>, reads: &ExperienceReads<'_>) {
+    q.push("(kind <> 'outage' AND entity IN (SELECT value FROM json_each(")
+        .push_bind(serde_json::json!(reads.shipments).to_string())
+        .push(")) OR kind = 'outage' AND entity IN (SELECT value FROM json_each(")
+        .push_bind(serde_json::json!(reads.incidents).to_string())
+        .push(")))");
 }
