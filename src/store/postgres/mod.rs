@@ -51,6 +51,10 @@ impl PgStore {
                 // the tables start empty: measured, `shipments WHERE id = ANY($1)` kept the seq
                 // scan it was given at the start and took 12 ms a batch at 20k rows.
                 ("plan_cache_mode", "force_custom_plan"),
+                // Forewarn's statements are short and planned once a batch; JIT compiling one
+                // whose estimate on a table never analyzed crossed `jit_above_cost` took 0.9 s
+                // to run a 4 ms query. Measured in the latency bench, with auto_explain.
+                ("jit", "off"),
             ])
             // sqlx's slow-statement warning prints the whole statement; slow stages are
             // reported by `metrics::Stages` instead, by name and time.
