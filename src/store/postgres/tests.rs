@@ -15,6 +15,17 @@ use crate::store::{
     RetentionStore,
 };
 
+/// A fresh database with the schema as the migrations up to `version` left it: what an
+/// older forewarn wrote, for a later migration to carry over.
+async fn migrated_to(version: i64) -> (super::ScratchDatabase, PgStore) {
+    let (database, store) = unmigrated_postgres().await;
+    sqlx::migrate!("./migrations/postgres")
+        .run_to(version, store.pool())
+        .await
+        .expect("the older migrations");
+    (database, store)
+}
+
 /// Waits until some session waits for a lock (the other transaction of a test is blocked).
 async fn wait_until_blocked(store: &PgStore) {
     let blocked = async {
@@ -183,12 +194,8 @@ async fn dispatchers_claiming_at_once_never_take_the_same_message() {
 
 #[tokio::test]
 async fn a_message_written_with_its_risk_explanation_inline_keeps_it_after_the_move() {
-    let (_database, store) = unmigrated_postgres().await;
     // The schema as the forewarn before `outbox_risk` left it, and a message it wrote.
-    sqlx::migrate!("./migrations/postgres")
-        .run_to(20261205000002, store.pool())
-        .await
-        .expect("the older migrations");
+    let (_database, store) = migrated_to(20261205000002).await;
     let explanation = r#"{"delay": {"score": 0.5}, "churn": {"score": 0.25}}"#;
     sqlx::query(
         "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, category, \
@@ -322,11 +329,7 @@ async fn the_experience_summaries_follow_every_write_and_purge() {
 
 #[tokio::test]
 async fn experiences_stored_before_the_summaries_are_summarised_by_the_migration() {
-    let (_database, store) = unmigrated_postgres().await;
-    sqlx::migrate!("./migrations/postgres")
-        .run_to(20261205000003, store.pool())
-        .await
-        .expect("the older migrations");
+    let (_database, store) = migrated_to(20261205000003).await;
     sqlx::query(
         "INSERT INTO customer_experiences (customer_id, kind, entity, at) VALUES \
          ('c-1', 'delay', 's-1', 1000), ('c-1', 'delay', 's-1', 90000000), \
