@@ -21,7 +21,8 @@ CREATE TABLE customer_experience_groups (
     PRIMARY KEY (customer_id, kind, entity)
 );
 -- A batch's edges: the groups that ended on a given stretch of a customer's days.
-CREATE INDEX customer_experience_groups_by_time ON customer_experience_groups (customer_id, last_at);
+CREATE INDEX customer_experience_groups_by_time
+    ON customer_experience_groups (customer_id, last_at);
 -- The shipments a batch names, found without reading every group of its customers.
 CREATE INDEX customer_experience_groups_by_entity ON customer_experience_groups (entity);
 

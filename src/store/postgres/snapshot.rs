@@ -250,12 +250,13 @@ impl BatchReads for Reads<'_> {
         reads: &ExperienceReads<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, usize)>, StoreError> {
-        // Counted from the summaries the triggers keep (`migrations/postgres/…_experience_groups.sql`):
-        // the groups whose latest experience lies in the span are the whole days after the
-        // span's first day up to its last, plus the first day's groups after its start, less
-        // the last day's after its end; then those later still that also have one in the span,
-        // less the named ones. Each a few index entries, not a customer's 90 days: counting the
-        // rows themselves took 99 ms a batch of about 150 customers with 300 experiences each.
+        // Counted from the summaries the triggers keep (`…_experience_groups.sql` in
+        // migrations/postgres): the groups whose latest experience lies in the span are the
+        // whole days after the span's first day up to its last, plus the first day's groups
+        // after its start, less the last day's after its end; then those later still that
+        // also have one in the span, less the named ones. Each a few index entries, not a
+        // customer's 90 days: counting the rows themselves took 99 ms a batch of about 150
+        // customers with 300 experiences each.
         let (after, until) = (millis(after), millis(until));
         let (first_day, last_day) = (after.div_euclid(DAY_MS), until.div_euclid(DAY_MS));
         let in_span = "EXISTS (SELECT 1 FROM customer_experiences e \

@@ -236,15 +236,30 @@ async fn assert_summaries_match(store: &PgStore) {
             .expect("days")
     };
     assert_eq!(
-        groups("SELECT customer_id, kind, entity, last_at FROM customer_experience_groups ORDER BY 1, 2, 3").await,
-        groups("SELECT customer_id, kind, entity, max(at) FROM customer_experiences GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").await,
+        groups(
+            "SELECT customer_id, kind, entity, last_at FROM customer_experience_groups \
+             ORDER BY 1, 2, 3"
+        )
+        .await,
+        groups(
+            "SELECT customer_id, kind, entity, max(at) FROM customer_experiences \
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        .await,
         "each group's latest experience"
     );
     assert_eq!(
-        days("SELECT customer_id, day, groups FROM customer_experience_days WHERE groups <> 0 ORDER BY 1, 2").await,
-        days("SELECT customer_id, last_at / 86400000, count(*) FROM ( \
+        days(
+            "SELECT customer_id, day, groups FROM customer_experience_days WHERE groups <> 0 \
+             ORDER BY 1, 2"
+        )
+        .await,
+        days(
+            "SELECT customer_id, last_at / 86400000, count(*) FROM ( \
               SELECT customer_id, max(at) AS last_at FROM customer_experiences \
-              GROUP BY customer_id, kind, entity) g GROUP BY 1, 2 ORDER BY 1, 2").await,
+              GROUP BY customer_id, kind, entity) g GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        .await,
         "groups per customer and day"
     );
 }
