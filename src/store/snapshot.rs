@@ -40,9 +40,17 @@ pub(crate) struct ExperienceReads<'a> {
     pub(crate) since: DateTime<Utc>,
     /// After the first, up to and including the second (`shared_experience_span`).
     pub(crate) shared: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    /// The shipments the batch's events are about: their delays, exceptions and overdues.
+    /// What the batch's events are about.
+    pub(crate) named: Named<'a>,
+}
+
+/// The shipments and incidents a batch's events are about, whose experiences its own events
+/// may add to.
+#[derive(Clone, Copy)]
+pub(crate) struct Named<'a> {
+    /// Shipments: their delays, exceptions and overdues.
     pub(crate) shipments: &'a [&'a str],
-    /// The incidents the batch's events are about: their outages.
+    /// Incidents: their outages.
     pub(crate) incidents: &'a [&'a str],
 }
 
@@ -75,11 +83,11 @@ pub(crate) trait BatchReads: Send {
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, Experience)>, StoreError>;
     /// Per customer with any, the distinct (kind, entity) experiences in `span` (after the
-    /// first time, up to the second) about shipments and incidents `reads` does not name.
+    /// first time, up to the second) about shipments and incidents not `named`.
     async fn shared_experiences(
         &mut self,
         span: (DateTime<Utc>, DateTime<Utc>),
-        reads: &ExperienceReads<'_>,
+        named: Named<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, usize)>, StoreError>;
     /// Every order of these customers.
@@ -217,12 +225,14 @@ async fn load_history(
     let experiences = ExperienceReads {
         since: earliest - chrono::Duration::days(EXPERIENCE_DAYS),
         shared: shared_experience_span(earliest, latest),
-        shipments: &shipments,
-        incidents: &incidents,
+        named: Named {
+            shipments: &shipments,
+            incidents: &incidents,
+        },
     };
     if let Some(span) = experiences.shared {
         for (customer, count) in reads
-            .shared_experiences(span, &experiences, &customers)
+            .shared_experiences(span, experiences.named, &customers)
             .await?
         {
             history.shared_experiences.insert(customer, count);

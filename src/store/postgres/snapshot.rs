@@ -15,8 +15,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 
 use crate::domain::{
-    CustomerDoc, CustomerId, Dimension, Experience, ExternalScore, Incident, Order, PastOutreach,
-    Shipment,
+    day_number, CustomerDoc, CustomerId, Dimension, Experience, ExternalScore, Incident, Order,
+    PastOutreach, Shipment,
 };
 use crate::store::rows::{
     customer_from_row, experience_from_row, external_score_from_row, incident_from_row,
@@ -24,7 +24,7 @@ use crate::store::rows::{
     shared_count_from_row, shipment_from_row, stored_opt_out_from_row, INCIDENT_COLUMNS,
     ORDER_COLUMNS, RISK_SCORE_COLUMNS, SHIPMENT_COLUMNS,
 };
-use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, StoredOptOut};
+use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, Named, StoredOptOut};
 use crate::store::{millis, Refs, Snapshot, StoreError};
 
 /// Loads the state an intake batch touches (see `IntakeTx::load`), holding its entities.
@@ -235,8 +235,8 @@ impl BatchReads for Reads<'_> {
         );
         let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(customers)
-            .bind(reads.shipments)
-            .bind(reads.incidents)
+            .bind(reads.named.shipments)
+            .bind(reads.named.incidents)
             .bind(millis(reads.since))
             .bind(after)
             .bind(until);
@@ -247,7 +247,7 @@ impl BatchReads for Reads<'_> {
     async fn shared_experiences(
         &mut self,
         (after, until): (DateTime<Utc>, DateTime<Utc>),
-        reads: &ExperienceReads<'_>,
+        named: Named<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, usize)>, StoreError> {
         // Counted from the summaries the triggers keep (`…_experience_groups.sql` in
@@ -257,8 +257,8 @@ impl BatchReads for Reads<'_> {
         // also have one in the span, less the named ones. Each a few index entries, not a
         // customer's 90 days: counting the rows themselves took 99 ms a batch of about 150
         // customers with 300 experiences each.
+        let (first_day, last_day) = (day_number(after), day_number(until));
         let (after, until) = (millis(after), millis(until));
-        let (first_day, last_day) = (after.div_euclid(DAY_MS), until.div_euclid(DAY_MS));
         let in_span = "EXISTS (SELECT 1 FROM customer_experiences e \
             WHERE e.customer_id = g.customer_id AND e.kind = g.kind AND e.entity = g.entity \
             AND e.at > $4 AND e.at <= $5 OFFSET 0)";
@@ -283,8 +283,8 @@ impl BatchReads for Reads<'_> {
         );
         let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(customers)
-            .bind(reads.shipments)
-            .bind(reads.incidents)
+            .bind(named.shipments)
+            .bind(named.incidents)
             .bind(after)
             .bind(until)
             .bind(first_day)

@@ -404,13 +404,8 @@ async fn two_writers_of_one_new_group_count_it_once() {
 #[tokio::test]
 async fn a_purge_and_a_new_experience_of_one_group_at_once_keep_the_group() {
     let (_db, store) = postgres().await;
-    sqlx::query(
-        "INSERT INTO customer_experiences (customer_id, kind, entity, at) \
-         VALUES ('c-1', 'delay', 's-1', 1000)",
-    )
-    .execute(store.pool())
-    .await
-    .expect("an old experience");
+    let old = open_insert(&store, "s-1", 1000).await;
+    old.commit().await.expect("an old experience");
     // The purge takes the group's only row; before it commits, the same delay recurs.
     let mut purge = store.pool().begin().await.expect("begin");
     sqlx::query("DELETE FROM customer_experiences WHERE at < 2000")

@@ -23,7 +23,7 @@ use crate::store::rows::{
     marketing_from_row, past_outreach_from_row, shared_count_from_row, stored_opt_out_from_row,
     RISK_SCORE_COLUMNS,
 };
-use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, StoredOptOut};
+use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, Named, StoredOptOut};
 use crate::store::{millis, Refs, Snapshot, StoreError};
 
 /// Loads the state an intake batch touches (see `IntakeTx::load`).
@@ -129,7 +129,7 @@ impl BatchReads for Reads<'_> {
             if let Some((after, until)) = reads.shared {
                 let (after, until) = (millis(after), millis(until));
                 q.push("AND (");
-                push_named(&mut q, reads);
+                push_named(&mut q, reads.named);
                 q.push(format!(
                     " OR NOT (at > {after} AND at <= {until}) AND NOT EXISTS ( \
                            SELECT 1 FROM customer_experiences s \
@@ -148,7 +148,7 @@ impl BatchReads for Reads<'_> {
     async fn shared_experiences(
         &mut self,
         (after, until): (DateTime<Utc>, DateTime<Utc>),
-        reads: &ExperienceReads<'_>,
+        named: Named<'_>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, usize)>, StoreError> {
         let mut counts = Vec::new();
@@ -160,7 +160,7 @@ impl BatchReads for Reads<'_> {
                 millis(after),
                 millis(until)
             ));
-            push_named(&mut q, reads);
+            push_named(&mut q, named);
             q.push(" AND customer_id IN ");
             push_ids(&mut q, chunk);
             q.push(") GROUP BY customer_id");
@@ -243,10 +243,10 @@ impl BatchReads for Reads<'_> {
 
 /// Whether an experience is about a shipment or an incident the batch names: each list bound
 /// once, as JSON.
-fn push_named(q: &mut QueryBuilder<Sqlite>, reads: &ExperienceReads<'_>) {
+fn push_named(q: &mut QueryBuilder<Sqlite>, named: Named<'_>) {
     q.push("(kind <> 'outage' AND entity IN (SELECT value FROM json_each(")
-        .push_bind(serde_json::json!(reads.shipments).to_string())
+        .push_bind(serde_json::json!(named.shipments).to_string())
         .push(")) OR kind = 'outage' AND entity IN (SELECT value FROM json_each(")
-        .push_bind(serde_json::json!(reads.incidents).to_string())
+        .push_bind(serde_json::json!(named.incidents).to_string())
         .push(")))");
 }
