@@ -1,6 +1,6 @@
 //! The intake loop and one batch's journey: parse → record → decide → commit → dead-letter → ack.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use async_nats::jetstream::{AckKind, Message};
 use chrono::Utc;
 use futures::StreamExt;
 use metrics::{counter, histogram};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{DeadLetterPublisher, IntakeError};
 use crate::authoring::AuthoringHandle;
@@ -120,8 +120,8 @@ impl Intake {
         // `ready_chunks` hands over whatever has already arrived: large batches under load,
         // single events when it is quiet, so batching never adds latency.
         let mut batches = messages.ready_chunks(batch_size);
-        // Two batches buffered plus one in each of the three stages are unacked at once; keep
-        // a batch of headroom above that.
+        // Two batches buffered, two waiting for the database, one committing and one being
+        // settled are unacked at once at most.
         let needed = batch_size.saturating_mul(6);
         if i64::try_from(needed).unwrap_or(i64::MAX) > self.settings.max_ack_pending {
             tracing::warn!(
@@ -132,16 +132,25 @@ impl Intake {
         }
         tracing::info!(batch_size, "Intake started.");
 
-        // Three stages, one batch in each at most: parse the next batch and settle (ack) the
-        // previous one while the database commits this one. The bounded channels keep the
-        // work in flight to three batches.
+        // The committer asks for a batch when the database is free for it, and gets
+        // everything that arrived while it was busy, parsed in the meantime. A batch cut as
+        // soon as its first events arrived and queued behind the commit, as before, held
+        // later arrivals back for a commit more: up to three instead of two (measured in the
+        // latency bench at 1,000 events/s, the two builds run in turn: p99 53–64 → 30–35 ms
+        // on PostgreSQL, 28–35 → 17–21 ms on SQLite). Settling (acks and dead letters)
+        // overlaps the next commit.
         let this = Arc::new(self);
-        let (to_commit, mut commit_rx) = mpsc::channel::<Prepared>(1);
         let (to_settle, mut settle_rx) = mpsc::channel::<Decided>(1);
+        let (ask, mut asked) = mpsc::channel::<oneshot::Sender<Prepared>>(1);
         let committer = tokio::spawn({
             let this = this.clone();
             async move {
-                while let Some(prepared) = commit_rx.recv().await {
+                loop {
+                    let (give, take) = oneshot::channel();
+                    if ask.send(give).await.is_err() {
+                        break;
+                    }
+                    let Ok(prepared) = take.await else { break };
                     let decided = this.commit(prepared).await;
                     if to_settle.send(decided).await.is_err() {
                         break;
@@ -158,31 +167,54 @@ impl Intake {
             }
         });
 
+        // Parsed and waiting for the database: under two batches' worth, the last filling.
+        let mut waiting: VecDeque<Prepared> = VecDeque::new();
+        let mut committer_free: Option<oneshot::Sender<Prepared>> = None;
+        let mut stopping = false;
         loop {
-            let batch = tokio::select! {
-                biased;
-                _ = shutdown.wait() => break,
-                // Tokio's cooperative budget would cut a chunk at 128 messages; the chunk is
-                // bounded by `batch_size` anyway, so the budget only shrinks batches.
-                batch = tokio::task::unconstrained(batches.next()) => batch,
-            };
-            let Some(batch) = batch else {
-                tracing::warn!("The consumer's message stream ended.");
-                break;
-            };
-            let mut messages = Vec::with_capacity(batch.len());
-            for item in batch {
-                match item {
-                    Ok(message) => messages.push(message),
-                    Err(e) => tracing::warn!(error = %e, "Pull error; continuing."),
+            if let Some(give) = committer_free.take() {
+                match waiting.pop_front() {
+                    Some(batch) => {
+                        if give.send(batch).is_err() {
+                            break;
+                        }
+                    }
+                    None => committer_free = Some(give),
                 }
             }
-            if !messages.is_empty() && to_commit.send(this.prepare(messages)).await.is_err() {
+            // Batches already parsed are committed and acked before intake reports stopped.
+            if stopping && waiting.is_empty() {
                 break;
             }
+            let queued: usize = waiting.iter().map(|p| p.messages.len()).sum();
+            tokio::select! {
+                biased;
+                _ = shutdown.wait(), if !stopping => stopping = true,
+                give = asked.recv(), if committer_free.is_none() => match give {
+                    Some(give) => committer_free = Some(give),
+                    None => break,
+                },
+                // Tokio's cooperative budget would cut a chunk at 128 messages; the chunk is
+                // bounded by `batch_size` anyway, so the budget only shrinks batches.
+                chunk = tokio::task::unconstrained(batches.next()),
+                    if !stopping && queued < batch_size => {
+                    let Some(chunk) = chunk else {
+                        tracing::warn!("The consumer's message stream ended.");
+                        stopping = true;
+                        continue;
+                    };
+                    let mut messages = Vec::with_capacity(chunk.len());
+                    for item in chunk {
+                        match item {
+                            Ok(message) => messages.push(message),
+                            Err(e) => tracing::warn!(error = %e, "Pull error; continuing."),
+                        }
+                    }
+                    this.take_in(&mut waiting, messages, batch_size);
+                }
+            }
         }
-        // Batches already parsed are committed and acked before intake reports stopped.
-        drop(to_commit);
+        drop((committer_free, asked));
         let (committed, settled) = tokio::join!(committer, settler);
         if let Err(e) = committed.and(settled) {
             tracing::error!(error = %e, "An intake stage panicked; its batch will be redelivered.");
@@ -193,16 +225,36 @@ impl Intake {
 
     /// Processes one batch start to end and acks (or naks) every message in it.
     pub async fn process(&self, messages: Vec<Message>) -> BatchReport {
-        let prepared = self.prepare(messages);
+        let prepared = self.prepare(messages, self.clock.now());
         let decided = self.commit(prepared).await;
         self.settle(decided).await
     }
 
+    /// Parses `messages` into the batches waiting for the database: the last one is filled up
+    /// to `batch_size` (its events share its time of receipt), the rest start a new one.
+    pub(super) fn take_in(
+        &self,
+        waiting: &mut VecDeque<Prepared>,
+        mut messages: Vec<Message>,
+        batch_size: usize,
+    ) {
+        if let Some(last) = waiting.back_mut() {
+            let room = batch_size.saturating_sub(last.messages.len());
+            if room > 0 {
+                let rest = messages.split_off(room.min(messages.len()));
+                let filling = std::mem::replace(&mut messages, rest);
+                last.absorb(self.prepare(filling, last.received_at));
+            }
+        }
+        if !messages.is_empty() {
+            waiting.push_back(self.prepare(messages, self.clock.now()));
+        }
+    }
+
     /// Stage 1: parse every message and prepare the event records.
-    fn prepare(&self, messages: Vec<Message>) -> Prepared {
+    fn prepare(&self, messages: Vec<Message>, received_at: chrono::DateTime<Utc>) -> Prepared {
         let started = Instant::now();
         let mut stages = m::Stages::start();
-        let received_at = self.clock.now();
         let mut accepted: Vec<Accepted> = Vec::with_capacity(messages.len());
         let fates: Vec<Fate> = messages
             .iter()
@@ -230,7 +282,7 @@ impl Intake {
     }
 
     /// Stage 2: the batch's transaction.
-    async fn commit(&self, prepared: Prepared) -> Decided {
+    pub(super) async fn commit(&self, prepared: Prepared) -> Decided {
         let committed = self
             .transact(&prepared.accepted, &prepared.records, prepared.received_at)
             .await;
@@ -250,7 +302,7 @@ impl Intake {
     }
 
     /// Stage 3: dead-letter, ack or nak every message, in order.
-    async fn settle(&self, decided: Decided) -> BatchReport {
+    pub(super) async fn settle(&self, decided: Decided) -> BatchReport {
         let Decided {
             prepared,
             mut committed,
@@ -453,8 +505,8 @@ impl Intake {
 }
 
 /// A parsed batch, on its way to the database.
-struct Prepared {
-    messages: Vec<Message>,
+pub(super) struct Prepared {
+    pub(super) messages: Vec<Message>,
     fates: Vec<Fate>,
     accepted: Vec<Accepted>,
     records: Vec<EventRecord>,
@@ -462,8 +514,23 @@ struct Prepared {
     received_at: chrono::DateTime<Utc>,
 }
 
+impl Prepared {
+    /// Appends a later chunk's messages to this batch.
+    fn absorb(&mut self, more: Prepared) {
+        let offset = self.accepted.len();
+        self.messages.extend(more.messages);
+        self.fates
+            .extend(more.fates.into_iter().map(|fate| match fate {
+                Fate::Accepted(i) => Fate::Accepted(i + offset),
+                rejected => rejected,
+            }));
+        self.accepted.extend(more.accepted);
+        self.records.extend(more.records);
+    }
+}
+
 /// A batch after its transaction, on its way to be acked.
-struct Decided {
+pub(super) struct Decided {
     prepared: Prepared,
     committed: Result<Committed, StoreError>,
     /// Seconds from arrival to the end of the transaction.

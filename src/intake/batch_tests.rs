@@ -2,6 +2,7 @@
 //! SQLite file, the repository's rules, and a clock the test sets — what one batch reports,
 //! what it acks and dead-letters, and that its decisions are made at the clock's hour.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,12 @@ async fn bench(clock: Arc<ManualClock>, policy: Policy) -> Bench {
 impl Bench {
     /// Publishes `bodies` and processes them as one batch.
     async fn batch(&self, bodies: &[Vec<u8>]) -> BatchReport {
+        let messages = self.fetch(bodies).await;
+        self.intake.process(messages).await
+    }
+
+    /// Publishes `bodies` and pulls them back as the intake's messages.
+    async fn fetch(&self, bodies: &[Vec<u8>]) -> Vec<jetstream::Message> {
         for body in bodies {
             self.js
                 .publish("events.test", body.clone().into())
@@ -105,7 +112,7 @@ impl Bench {
                 messages.push(message.expect("a message"));
             }
         }
-        self.intake.process(messages).await
+        messages
     }
 
     /// Waits until the server has every ack (acks are sent without waiting for a reply).
@@ -185,6 +192,46 @@ async fn a_batch_reports_each_message_acks_all_and_dead_letters_the_bad_one() {
         }
     );
     assert_eq!(b.store.outbox_counts().await.unwrap().pending, 2);
+}
+
+#[tokio::test]
+async fn chunks_arriving_while_the_database_is_busy_fill_a_batch_then_start_the_next() {
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:00:00Z")));
+    let b = bench(clock, Policy::none()).await;
+    let mut waiting = VecDeque::new();
+    let first = b.fetch(&[bytes(&delayed(1)), b"not json".to_vec()]).await;
+    b.intake.take_in(&mut waiting, first, 3);
+    let second = b
+        .fetch(&[bytes(&delayed(2)), bytes(&delayed(3)), bytes(&delayed(1))])
+        .await;
+    b.intake.take_in(&mut waiting, second, 3);
+    let sizes: Vec<usize> = waiting.iter().map(|p| p.messages.len()).collect();
+    assert_eq!(sizes, [3, 2]);
+
+    let mut reports = Vec::new();
+    while let Some(batch) = waiting.pop_front() {
+        reports.push(b.intake.settle(b.intake.commit(batch).await).await);
+    }
+    assert_eq!(
+        reports,
+        [
+            BatchReport {
+                processed: 2,
+                dead_lettered: 1,
+                outreach: 2,
+                ..BatchReport::default()
+            },
+            // The repeat of the first event, in the batch it spilled into.
+            BatchReport {
+                processed: 1,
+                duplicates: 1,
+                outreach: 1,
+                ..BatchReport::default()
+            },
+        ]
+    );
+    b.wait_all_acked().await;
+    assert_eq!(b.store.outbox_counts().await.unwrap().pending, 3);
 }
 
 #[tokio::test]

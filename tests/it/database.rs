@@ -336,6 +336,16 @@ impl Database {
             .map(|(_, status, eta)| (status, eta))
     }
 
+    /// How many intake batches recorded the events: a batch stamps its events with the time
+    /// it was received.
+    pub async fn event_batches(&self) -> i64 {
+        let (n,): (i64,) = self
+            .rows("SELECT COUNT(DISTINCT received_at) FROM events")
+            .await
+            .remove(0);
+        n
+    }
+
     /// Names of the leases someone holds now or held and did not hand back.
     pub async fn leases(&self) -> Vec<String> {
         let rows: Vec<(String,)> = self.rows("SELECT name FROM leases ORDER BY name").await;

@@ -376,6 +376,16 @@ claim_lease = "{claim_lease}"
         }
     }
 
+    /// Events the server has handed to forewarn that it has not acked yet.
+    pub async fn unacked(&self) -> u64 {
+        let stream = self.js.get_stream("FOREWARN_EVENTS").await.unwrap();
+        let consumer = stream
+            .get_consumer::<jetstream::consumer::pull::Config>("forewarn")
+            .await
+            .unwrap();
+        consumer.get_info().await.unwrap().num_ack_pending as u64
+    }
+
     pub async fn wait_intake_idle(&self) {
         wait_for("intake to ack everything", || self.intake_idle()).await;
     }

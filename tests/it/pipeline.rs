@@ -235,3 +235,33 @@ async fn a_customer_announced_earlier_is_found_by_id_and_partial_updates_keep_ot
     assert_eq!(doc["phone"], "+821012345678");
     assert_eq!(doc["channels"], serde_json::json!(["sms", "email"]));
 }
+
+#[tokio::test]
+async fn events_arriving_while_a_batch_commits_are_taken_together_when_it_is_done() {
+    let app = spawn_app_with(Options {
+        dispatch: false,
+        busy_timeout: "30s",
+        ..Options::default()
+    })
+    .await;
+    // The first event's batch waits for the database while fifty more arrive.
+    let blocker = app.db.hold_writes().await;
+    app.publish(&delayed_event(0)).await;
+    wait_for("the first event handed over", || async {
+        app.unacked().await == 1
+    })
+    .await;
+    for i in 1..=50 {
+        app.publish(&delayed_event(i)).await;
+    }
+    wait_for("all fifty handed over behind it", || async {
+        app.unacked().await == 51
+    })
+    .await;
+    blocker.release().await;
+    app.wait_intake_idle().await;
+    assert_eq!(app.db.count(Table::Events).await, 51);
+    // One batch for the first event, one for everything that waited behind it: none taken
+    // early and queued behind the commit as a batch of its own.
+    assert_eq!(app.db.event_batches().await, 2);
+}
