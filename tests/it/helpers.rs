@@ -359,31 +359,27 @@ claim_lease = "{claim_lease}"
         n
     }
 
-    /// Whether intake has acked everything published so far.
-    pub async fn intake_idle(&self) -> bool {
-        let Ok(stream) = self.js.get_stream("FOREWARN_EVENTS").await else {
-            return false;
-        };
-        let Ok(consumer) = stream
+    /// Forewarn's durable consumer as the server reports it; `None` until forewarn made it.
+    async fn intake_consumer(&self) -> Option<jetstream::consumer::Info> {
+        let stream = self.js.get_stream("FOREWARN_EVENTS").await.ok()?;
+        let consumer = stream
             .get_consumer::<jetstream::consumer::pull::Config>("forewarn")
             .await
-        else {
-            return false;
-        };
-        match consumer.get_info().await {
-            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-            Err(_) => false,
-        }
+            .ok()?;
+        consumer.get_info().await.ok()
+    }
+
+    /// Whether intake has acked everything published so far.
+    pub async fn intake_idle(&self) -> bool {
+        self.intake_consumer()
+            .await
+            .is_some_and(|info| info.num_pending == 0 && info.num_ack_pending == 0)
     }
 
     /// Events the server has handed to forewarn that it has not acked yet.
     pub async fn unacked(&self) -> u64 {
-        let stream = self.js.get_stream("FOREWARN_EVENTS").await.unwrap();
-        let consumer = stream
-            .get_consumer::<jetstream::consumer::pull::Config>("forewarn")
-            .await
-            .unwrap();
-        consumer.get_info().await.unwrap().num_ack_pending as u64
+        let info = self.intake_consumer().await.expect("forewarn's consumer");
+        info.num_ack_pending as u64
     }
 
     pub async fn wait_intake_idle(&self) {
