@@ -14,6 +14,7 @@ use crate::domain::{
     EntityId, Experience, ExternalScore, History, Incident, OptOutScope, OptOuts, Order, PastOrder,
     PastOutreach, Shipment, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
+use crate::metrics::Stages;
 
 /// One stored opt-out.
 pub(crate) struct StoredOptOut {
@@ -113,8 +114,11 @@ pub(crate) trait BatchReads: Send {
     ) -> Result<Vec<ExternalScore>, StoreError>;
 }
 
-/// Loads the state a batch touches (see `IntakeTx::load`).
+/// Loads the state a batch touches (see `IntakeTx::load`). Each group of reads is timed as a
+/// stage of its own (`load.entities`, `load.customers`, … in `forewarn_stage_seconds`): which
+/// of them grows with the history a database holds is what a slow load needs answered first.
 pub(crate) async fn load(reads: &mut impl BatchReads, refs: &Refs) -> Result<Snapshot, StoreError> {
+    let mut stages = Stages::start();
     let mut snapshot = Snapshot::default();
     let ids = |set: &std::collections::BTreeSet<EntityId>| -> Vec<String> {
         set.iter().map(|id| id.as_str().to_owned()).collect()
@@ -135,6 +139,7 @@ pub(crate) async fn load(reads: &mut impl BatchReads, refs: &Refs) -> Result<Sna
     for incident in reads.incidents(&as_strs(&incidents)).await? {
         snapshot.incidents.insert(incident.id.clone(), incident);
     }
+    stages.lap("load.entities");
 
     // Shipment and order events without a customer still reach the shipment's customer.
     let mut customer_ids: Vec<String> = refs
@@ -172,7 +177,8 @@ pub(crate) async fn load(reads: &mut impl BatchReads, refs: &Refs) -> Result<Sna
             .or_insert_with(OptOuts::default)
             .record(opt_out.channel, opt_out.scope);
     }
-    snapshot.history = load_history(reads, refs, &snapshot).await?;
+    stages.lap("load.customers");
+    snapshot.history = load_history(reads, refs, &snapshot, stages).await?;
     snapshot.history.opt_outs = opt_out_times;
     Ok(snapshot)
 }
@@ -182,6 +188,7 @@ async fn load_history(
     reads: &mut impl BatchReads,
     refs: &Refs,
     snapshot: &Snapshot,
+    mut stages: Stages,
 ) -> Result<History, StoreError> {
     let mut history = History::default();
     let (Some(earliest), Some(latest)) = (refs.earliest, refs.latest) else {
@@ -218,6 +225,7 @@ async fn load_history(
             .or_default()
             .insert(day.day, day.count);
     }
+    stages.lap("load.lanes");
     // Nothing older than the longest window (90 days) before the batch's earliest decision;
     // what every decision counts, counted by the store: a customer's 90 days may hold hundreds.
     let shipments: Vec<&str> = refs.shipments.iter().map(EntityId::as_str).collect();
@@ -241,11 +249,13 @@ async fn load_history(
     for (customer, experience) in reads.experiences(&experiences, &customers).await? {
         history.record_experience(&customer, experience);
     }
+    stages.lap("load.experiences");
     for order in reads.orders_of(&customers).await? {
         if let Some(customer) = order.customer_id.clone() {
             history.record_order(&customer, PastOrder::from_order(&order));
         }
     }
+    stages.lap("load.orders");
     // The last message before the batch's latest decision, per customer: a customer's
     // outbox grows with every outreach, and only the newest one is a feature.
     for (customer, outreach) in reads.last_outreach(latest, &customers).await? {
@@ -256,8 +266,10 @@ async fn load_history(
             history.marketing.entry(customer).or_default().push(at);
         }
     }
+    stages.lap("load.outreach");
     let shipments: Vec<&str> = refs.scored_shipments.iter().map(EntityId::as_str).collect();
     history.external = reads.risk_scores(&customers, &shipments).await?;
+    stages.lap("load.scores");
     Ok(history)
 }
 

@@ -115,3 +115,58 @@ pub(crate) async fn unmigrated_postgres() -> (super::ScratchDatabase, super::PgS
     let store = super::PgStore::connect(&settings).await.expect("connect");
     (database, store)
 }
+
+/// Plain SQL on either backend, for tests that check what the database keeps beside the rows
+/// forewarn writes (the experience summaries its triggers keep).
+#[async_trait::async_trait]
+pub(crate) trait RawSql: super::Store {
+    /// Whether the backend also counts experience groups per day
+    /// (`customer_experience_days`).
+    const KEEPS_DAYS: bool;
+    /// Runs `sql`, which takes no parameters.
+    async fn execute(&self, sql: &str);
+    /// The rows `sql` selects: three texts and a number each.
+    async fn groups(&self, sql: &str) -> Vec<(String, String, String, i64)>;
+    /// The rows `sql` selects: a text and two numbers each.
+    async fn days(&self, sql: &str) -> Vec<(String, i64, i64)>;
+    /// Applies the migrations that have not run yet.
+    async fn migrate_rest(&self);
+}
+
+/// Implements [`RawSql`] for a store whose pool `$pool()` returns.
+macro_rules! raw_sql {
+    ($store:ty, $pool:ident, $keeps_days:literal) => {
+        #[async_trait::async_trait]
+        impl RawSql for $store {
+            const KEEPS_DAYS: bool = $keeps_days;
+
+            async fn execute(&self, sql: &str) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(self.$pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+
+            async fn groups(&self, sql: &str) -> Vec<(String, String, String, i64)> {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(self.$pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+
+            async fn days(&self, sql: &str) -> Vec<(String, i64, i64)> {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(self.$pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+
+            async fn migrate_rest(&self) {
+                self.migrate().await.expect("the later migrations");
+            }
+        }
+    };
+}
+
+raw_sql!(SqliteStore, writer, false);
+raw_sql!(super::PgStore, pool, true);

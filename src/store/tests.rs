@@ -9,8 +9,8 @@ use crate::domain::{
     Channel, CustomerId, DiscountCode, EntityId, Experience, ExperienceKind, History,
     IdempotencyKey, Offer, Redemption, RiskScores, Shipment, ShipmentStatus,
 };
-use crate::store::test_support::{at, delayed, intake, outreach};
-use crate::store::{AttemptRecord, AttemptResult, Changes, Refs, Store};
+use crate::store::test_support::{at, delayed, intake, outreach, RawSql};
+use crate::store::{AttemptRecord, AttemptResult, Changes, PurgeCursor, Refs, Store};
 
 /// Runs each named test (an `async fn(&impl Store)`) on SQLite and on PostgreSQL.
 macro_rules! on_each_backend {
@@ -40,6 +40,7 @@ on_each_backend!(
     an_incident_in_a_region_takes_in_the_regions_inside_it,
     a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept,
     a_batch_counts_old_experiences_as_if_it_read_each_one,
+    the_experience_summaries_follow_every_write_and_purge,
 );
 
 async fn an_event_is_stored_with_the_parcel_and_order_it_is_about(store: &impl Store) {
@@ -413,4 +414,148 @@ async fn a_batch_counts_old_experiences_as_if_it_read_each_one(store: &impl Stor
             );
         }
     }
+}
+
+/// Asserts that the summaries the triggers keep say what `customer_experiences` holds: each
+/// (customer, kind, entity) once with its latest time, and (where the backend keeps it) per
+/// customer and day how many of them end there.
+pub(crate) async fn assert_summaries_match<S: RawSql>(store: &S) {
+    assert_eq!(
+        store
+            .groups(
+                "SELECT customer_id, kind, entity, last_at FROM customer_experience_groups \
+                 ORDER BY 1, 2, 3"
+            )
+            .await,
+        store
+            .groups(
+                "SELECT customer_id, kind, entity, max(at) FROM customer_experiences \
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            )
+            .await,
+        "each group's latest experience"
+    );
+    if !S::KEEPS_DAYS {
+        return;
+    }
+    assert_eq!(
+        store
+            .days(
+                "SELECT customer_id, day, groups FROM customer_experience_days \
+                 WHERE groups <> 0 ORDER BY 1, 2"
+            )
+            .await,
+        store
+            .days(
+                "SELECT customer_id, last_at / 86400000, count(*) FROM ( \
+                  SELECT customer_id, max(at) AS last_at FROM customer_experiences \
+                  GROUP BY customer_id, kind, entity) g GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+            .await,
+        "groups per customer and day"
+    );
+}
+
+/// Writes `rows` (customer, kind, entity, when) as one intake batch's experiences.
+async fn record_experiences(store: &impl Store, rows: &[(&str, ExperienceKind, &str, &str)]) {
+    let mut changes = Changes::default();
+    for (customer, kind, entity, when) in rows {
+        changes.experiences.push((
+            CustomerId::parse(customer).expect("an id"),
+            Experience {
+                kind: *kind,
+                entity: (*entity).into(),
+                at: at(when),
+            },
+        ));
+    }
+    let mut tx = store.begin_intake().await.expect("begin");
+    tx.apply(&changes, at("2026-11-23T09:00:00Z"))
+        .await
+        .expect("apply");
+    tx.commit().await.expect("commit");
+}
+
+async fn the_experience_summaries_follow_every_write_and_purge(store: &impl RawSql) {
+    use ExperienceKind::{Delay, Exception, Outage};
+    record_experiences(
+        store,
+        &[
+            ("c-1", Delay, "s-1", "2026-10-04T09:00:00Z"),
+            ("c-1", Delay, "s-1", "2026-11-13T09:00:00Z"),
+            ("c-1", Exception, "s-2", "2026-10-24T09:00:00Z"),
+            ("c-1", Delay, "s-3", "2026-10-09T09:00:00Z"),
+            ("c-1", Delay, "s-3", "2026-10-19T09:00:00Z"),
+            ("c-2", Outage, "inc-1", "2026-11-18T09:00:00Z"),
+        ],
+    )
+    .await;
+    assert_summaries_match(store).await;
+    // An older row arriving late changes nothing; a later one moves its group to a new day;
+    // a row stored already is not stored twice.
+    record_experiences(
+        store,
+        &[
+            ("c-1", Delay, "s-1", "2026-09-24T09:00:00Z"),
+            ("c-1", Exception, "s-2", "2026-11-20T09:00:00Z"),
+            ("c-2", Outage, "inc-1", "2026-11-18T09:00:00Z"),
+            ("c-3", Delay, "s-4", "2026-11-18T10:00:00Z"),
+        ],
+    )
+    .await;
+    assert_summaries_match(store).await;
+    // A group's latest row deleted, an earlier one left: the group moves back a day.
+    store
+        .execute(&format!(
+            "DELETE FROM customer_experiences WHERE entity = 's-3' AND at = {}",
+            crate::store::millis(at("2026-10-19T09:00:00Z"))
+        ))
+        .await;
+    assert_summaries_match(store).await;
+    // The purge, a row at a time: groups with rows left keep counting, the others go.
+    let cutoff = at("2026-11-01T00:00:00Z");
+    let mut cursor = PurgeCursor::default();
+    let mut purged = 0;
+    loop {
+        let (report, next) = store.purge(cutoff, 1, cursor).await.expect("purge");
+        assert_summaries_match(store).await;
+        purged += report.experiences;
+        cursor = next;
+        if !report.more {
+            break;
+        }
+    }
+    assert_eq!(purged, 4, "the rows before the cutoff");
+    let groups = store
+        .groups(
+            "SELECT customer_id, kind, entity, last_at FROM customer_experience_groups \
+             ORDER BY 1, 3",
+        )
+        .await;
+    let entities: Vec<&str> = groups.iter().map(|(_, _, e, _)| e.as_str()).collect();
+    assert_eq!(
+        entities,
+        ["s-1", "s-2", "inc-1", "s-4"],
+        "s-3 is gone, the others still count"
+    );
+}
+
+/// Experiences an older forewarn stored, on a database migrated up to just before the
+/// summaries: the migration that adds them summarises what is there.
+pub(crate) async fn old_experiences_are_summarised_by_the_migration(store: &impl RawSql) {
+    store
+        .execute(
+            "INSERT INTO customer_experiences (customer_id, kind, entity, at) VALUES \
+             ('c-1', 'delay', 's-1', 1000), ('c-1', 'delay', 's-1', 90000000), \
+             ('c-1', 'exception', 's-1', 2000), ('c-2', 'outage', 'inc-1', 3000)",
+        )
+        .await;
+
+    store.migrate_rest().await;
+
+    assert_summaries_match(store).await;
+    let groups = store
+        .groups("SELECT customer_id, kind, entity, last_at FROM customer_experience_groups")
+        .await;
+    assert_eq!(groups.len(), 3);
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::PgStore;
-use crate::domain::{CustomerDoc, CustomerId, DiscountCode, Experience, ExperienceKind, Offer};
+use crate::domain::{CustomerDoc, CustomerId, DiscountCode, Offer};
 use crate::store::test_support::{at, delayed, outreach, postgres, unmigrated_postgres};
-use crate::store::{
-    Changes, CodeStore, EventRecord, IntakeStore, OutboxReads, OutboxStore, PurgeCursor, Refs,
-    RetentionStore,
+use crate::store::tests::{
+    assert_summaries_match, old_experiences_are_summarised_by_the_migration,
 };
+use crate::store::{Changes, CodeStore, EventRecord, IntakeStore, OutboxReads, OutboxStore, Refs};
 
 /// A fresh database with the schema as the migrations up to `version` left it: what an
 /// older forewarn wrote, for a later migration to carry over.
@@ -219,149 +219,10 @@ async fn a_message_written_with_its_risk_explanation_inline_keeps_it_after_the_m
     );
 }
 
-/// Asserts that the summaries the triggers keep say what `customer_experiences` holds: each
-/// (customer, kind, entity) once with its latest time, and per customer and day how many of
-/// them end there.
-async fn assert_summaries_match(store: &PgStore) {
-    let groups = |sql| async move {
-        sqlx::query_as::<_, (String, String, String, i64)>(sql)
-            .fetch_all(store.pool())
-            .await
-            .expect("groups")
-    };
-    let days = |sql| async move {
-        sqlx::query_as::<_, (String, i64, i64)>(sql)
-            .fetch_all(store.pool())
-            .await
-            .expect("days")
-    };
-    assert_eq!(
-        groups(
-            "SELECT customer_id, kind, entity, last_at FROM customer_experience_groups \
-             ORDER BY 1, 2, 3"
-        )
-        .await,
-        groups(
-            "SELECT customer_id, kind, entity, max(at) FROM customer_experiences \
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-        )
-        .await,
-        "each group's latest experience"
-    );
-    assert_eq!(
-        days(
-            "SELECT customer_id, day, groups FROM customer_experience_days WHERE groups <> 0 \
-             ORDER BY 1, 2"
-        )
-        .await,
-        days(
-            "SELECT customer_id, last_at / 86400000, count(*) FROM ( \
-              SELECT customer_id, max(at) AS last_at FROM customer_experiences \
-              GROUP BY customer_id, kind, entity) g GROUP BY 1, 2 ORDER BY 1, 2"
-        )
-        .await,
-        "groups per customer and day"
-    );
-}
-
-/// Writes `rows` (customer, kind, entity, when) as one intake batch's experiences.
-async fn record_experiences(store: &PgStore, rows: &[(&str, ExperienceKind, &str, &str)]) {
-    let mut changes = Changes::default();
-    for (customer, kind, entity, when) in rows {
-        changes.experiences.push((
-            CustomerId::parse(customer).expect("an id"),
-            Experience {
-                kind: *kind,
-                entity: (*entity).into(),
-                at: at(when),
-            },
-        ));
-    }
-    let mut tx = store.begin_intake().await.expect("begin");
-    tx.apply(&changes, at("2026-11-23T09:00:00Z"))
-        .await
-        .expect("apply");
-    tx.commit().await.expect("commit");
-}
-
-#[tokio::test]
-async fn the_experience_summaries_follow_every_write_and_purge() {
-    use ExperienceKind::{Delay, Exception, Outage};
-    let (_db, store) = postgres().await;
-    record_experiences(
-        &store,
-        &[
-            ("c-1", Delay, "s-1", "2026-10-04T09:00:00Z"),
-            ("c-1", Delay, "s-1", "2026-11-13T09:00:00Z"),
-            ("c-1", Exception, "s-2", "2026-10-24T09:00:00Z"),
-            ("c-1", Delay, "s-3", "2026-10-09T09:00:00Z"),
-            ("c-1", Delay, "s-3", "2026-10-19T09:00:00Z"),
-            ("c-2", Outage, "inc-1", "2026-11-18T09:00:00Z"),
-        ],
-    )
-    .await;
-    assert_summaries_match(&store).await;
-    // An older row arriving late changes nothing; a later one moves its group to a new day;
-    // a row stored already is not stored twice.
-    record_experiences(
-        &store,
-        &[
-            ("c-1", Delay, "s-1", "2026-09-24T09:00:00Z"),
-            ("c-1", Exception, "s-2", "2026-11-20T09:00:00Z"),
-            ("c-2", Outage, "inc-1", "2026-11-18T09:00:00Z"),
-            ("c-3", Delay, "s-4", "2026-11-18T10:00:00Z"),
-        ],
-    )
-    .await;
-    assert_summaries_match(&store).await;
-    // A group's latest row deleted, an earlier one left: the group moves back a day.
-    sqlx::query("DELETE FROM customer_experiences WHERE entity = 's-3' AND at = $1")
-        .bind(crate::store::millis(at("2026-10-19T09:00:00Z")))
-        .execute(store.pool())
-        .await
-        .expect("delete");
-    assert_summaries_match(&store).await;
-    // The purge, a row at a time: groups with rows left keep counting, the others go.
-    let cutoff = at("2026-11-01T00:00:00Z");
-    let mut cursor = PurgeCursor::default();
-    let mut purged = 0;
-    loop {
-        let (report, next) = store.purge(cutoff, 1, cursor).await.expect("purge");
-        assert_summaries_match(&store).await;
-        purged += report.experiences;
-        cursor = next;
-        if !report.more {
-            break;
-        }
-    }
-    assert_eq!(purged, 4, "the rows before the cutoff");
-    let days: i64 = sqlx::query_scalar("SELECT sum(groups)::int8 FROM customer_experience_days")
-        .fetch_one(store.pool())
-        .await
-        .expect("days");
-    assert_eq!(days, 4, "s-1, s-2, inc-1 and s-4 still count; s-3 is gone");
-}
-
 #[tokio::test]
 async fn experiences_stored_before_the_summaries_are_summarised_by_the_migration() {
     let (_database, store) = migrated_to(20261205000003).await;
-    sqlx::query(
-        "INSERT INTO customer_experiences (customer_id, kind, entity, at) VALUES \
-         ('c-1', 'delay', 's-1', 1000), ('c-1', 'delay', 's-1', 90000000), \
-         ('c-1', 'exception', 's-1', 2000), ('c-2', 'outage', 'inc-1', 3000)",
-    )
-    .execute(store.pool())
-    .await
-    .expect("experiences");
-
-    store.migrate().await.expect("the later migrations");
-
-    assert_summaries_match(&store).await;
-    let groups: i64 = sqlx::query_scalar("SELECT count(*) FROM customer_experience_groups")
-        .fetch_one(store.pool())
-        .await
-        .expect("groups");
-    assert_eq!(groups, 3);
+    old_experiences_are_summarised_by_the_migration(&store).await;
 }
 
 /// Inserts one experience row in a transaction left open.

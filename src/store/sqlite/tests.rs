@@ -134,6 +134,16 @@ async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
 }
 
 #[tokio::test]
+async fn experiences_stored_before_the_summaries_are_summarised_by_the_migration() {
+    let (_dir, store) = unmigrated_store().await;
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(20261204000015, store.writer())
+        .await
+        .expect("the older migrations");
+    crate::store::tests::old_experiences_are_summarised_by_the_migration(&store).await;
+}
+
+#[tokio::test]
 async fn an_incident_in_a_region_takes_in_the_regions_inside_it_for_old_and_new_customers() {
     let (_dir, store) = store().await;
     let customer = |id: &str, region: &str| {
@@ -224,5 +234,48 @@ async fn a_list_of_keys_is_looked_up_through_the_index_not_by_scanning_the_table
             .filter(|step| !step.contains("CONSTANT ROWS"))
             .collect();
         assert!(scans.is_empty(), "{select}\nscans {scans:?} in {plan:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_reads_its_customers_experiences_through_the_indexes_and_summaries() {
+    use sqlx::Row;
+    let (_dir, store) = store().await;
+    // The only scans: the JSON lists, and `named` (its rows found by key, then kept) where
+    // it is read whole, as `n` or `g`.
+    for (select, cte, index) in [
+        (
+            super::snapshot::EXPERIENCES,
+            "SCAN n",
+            "customer_experiences_by_time",
+        ),
+        (
+            super::snapshot::SHARED_EXPERIENCES,
+            "SCAN g",
+            "SEARCH g USING PRIMARY KEY (customer_id=?)",
+        ),
+    ] {
+        let mut explain = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {select}")));
+        for json in [r#"["c-1"]"#, r#"["s-1"]"#, r#"["inc-1"]"#] {
+            explain = explain.bind(json);
+        }
+        for n in 0..6 {
+            explain = explain.bind(n);
+        }
+        let plan: Vec<String> = explain
+            .fetch_all(store.writer())
+            .await
+            .expect("a plan")
+            .iter()
+            .map(|row| row.try_get("detail").expect("a step"))
+            .collect();
+        // A scan of a table reads every customer's history, once per batch.
+        let scans: Vec<&str> = plan
+            .iter()
+            .map(String::as_str)
+            .filter(|step| step.starts_with("SCAN") && !step.contains("VIRTUAL TABLE"))
+            .collect();
+        assert_eq!(scans, [cte], "{select}\n{plan:#?}");
+        assert!(plan.iter().any(|step| step.contains(index)), "{plan:#?}");
     }
 }
