@@ -1,4 +1,11 @@
 //! The dispatcher: claim due messages, send them, record what happened.
+//!
+//! Batches overlap: the next batch is claimed while the last one is still being sent or
+//! recorded ([`IN_FLIGHT`]). One batch at a time, each message waited for its batch's claim,
+//! every send and the record, and the claim and the record each queued for the database's
+//! writer behind intake: at 3,000 events/s on SQLite the dispatcher's 456 µs a message
+//! (claim 223, send 67, record 166) capped delivery at 2,190 messages/s while the writer's
+//! thread was idle half the time.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,7 +14,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use metrics::{counter, histogram};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 
 use super::{Fallback, RetryPolicy};
 use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
@@ -29,18 +37,34 @@ pub enum DispatchOutcome {
 
 /// Sends what the outbox holds.
 pub struct Dispatcher {
+    /// Claims, sends and records; shared with the batches in flight.
+    sender: Arc<Sender>,
+    wake: Arc<Notify>,
+    /// Batches claimed and not yet recorded.
+    in_flight: JoinSet<()>,
+}
+
+/// What claims a batch, sends it and records the outcomes.
+struct Sender {
     store: Arc<dyn Store>,
     gateways: Gateways,
     fallback: Fallback,
     settings: OutboxSettings,
     retry: RetryPolicy,
-    wake: Arc<Notify>,
     /// Checked again just before each send: a retry or a fallback can fall in a quiet window.
     quiet: QuietHours,
+    /// Sends in flight across every batch: at most `outbox.concurrency`.
+    permits: Semaphore,
+    /// Told when a recorded batch queued a fallback, which is due at once.
+    wake: Arc<Notify>,
 }
 
 /// Attempts to record the outcome of a batch before leaving it to lease expiry.
 const RECORD_TRIES: u32 = 5;
+
+/// Batches claimed and not yet recorded, at most: one being recorded (waiting for the
+/// database's writer, perhaps), one being sent and the next one claimed meanwhile.
+const IN_FLIGHT: usize = 3;
 
 impl Dispatcher {
     /// A dispatcher; `wake` is notified by intake when it queues new outreach.
@@ -53,18 +77,61 @@ impl Dispatcher {
     ) -> Self {
         let retry = RetryPolicy::from_settings(&settings);
         Dispatcher {
-            quiet: QuietHours::none(),
-            store,
-            gateways,
-            fallback,
-            settings,
-            retry,
+            sender: Arc::new(Sender {
+                quiet: QuietHours::none(),
+                store,
+                gateways,
+                fallback,
+                permits: Semaphore::new(settings.concurrency.max(1)),
+                settings,
+                retry,
+                wake: wake.clone(),
+            }),
             wake,
+            in_flight: JoinSet::new(),
         }
     }
 
-    /// Claims one batch of due messages, sends them concurrently and records the outcomes.
+    /// Claims one batch of due messages, sends them concurrently and records the outcomes,
+    /// all before it returns.
     pub async fn dispatch_once(&self) -> Result<DispatchOutcome, StoreError> {
+        let (claimed, stages) = self.sender.claim().await?;
+        if claimed.is_empty() {
+            return Ok(DispatchOutcome::Empty);
+        }
+        let count = claimed.len();
+        self.sender.send_and_record(claimed, stages).await?;
+        Ok(DispatchOutcome::Dispatched(count))
+    }
+
+    /// Holds messages in the customer's quiet hours (none by default). Set before the first
+    /// batch is claimed.
+    pub fn with_quiet_hours(mut self, quiet: QuietHours) -> Self {
+        Arc::get_mut(&mut self.sender)
+            .expect("quiet hours are set before dispatching")
+            .quiet = quiet;
+        self
+    }
+
+    /// Dispatches until shutdown. Between batches it waits for new outreach, the next due
+    /// retry, or the poll interval, whichever comes first; the batches in flight are finished.
+    pub async fn run(self, shutdown: Shutdown) {
+        tracing::info!(gateways = ?self.sender.gateways, "Dispatcher started.");
+        worker::run(self, shutdown).await;
+        tracing::info!("Dispatcher stopped.");
+    }
+
+    /// Waits for a batch in flight to be recorded.
+    async fn finish_one(&mut self) {
+        if let Some(Err(e)) = self.in_flight.join_next().await {
+            tracing::error!(error = %e, "A dispatch batch ended abnormally; its claims expire.");
+        }
+    }
+}
+
+impl Sender {
+    /// Claims one batch of due messages; the stages are timed from the claim's start.
+    async fn claim(&self) -> Result<(Vec<ClaimedMessage>, m::Stages), StoreError> {
         let mut stages = m::Stages::start();
         let claimed = self
             .store
@@ -74,14 +141,24 @@ impl Dispatcher {
                 self.settings.batch_size.max(1),
             )
             .await?;
-        if claimed.is_empty() {
-            return Ok(DispatchOutcome::Empty);
+        if !claimed.is_empty() {
+            stages.lap("dispatch.claim");
         }
-        stages.lap("dispatch.claim");
-        let count = claimed.len();
+        Ok((claimed, stages))
+    }
+
+    /// Sends a claimed batch concurrently and records the outcomes.
+    async fn send_and_record(
+        &self,
+        claimed: Vec<ClaimedMessage>,
+        mut stages: m::Stages,
+    ) -> Result<(), StoreError> {
         let held: Vec<(i64, u32)> = claimed.iter().map(|m| (m.id, m.attempt)).collect();
         let sending = futures::stream::iter(claimed)
-            .map(|message| self.attempt(message))
+            .map(|message| async {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                self.attempt(message).await
+            })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect::<Vec<AttemptRecord>>();
         let records = self.holding(&held, sending).await;
@@ -101,7 +178,10 @@ impl Dispatcher {
             }
         }
         stages.lap("dispatch.record");
-        Ok(DispatchOutcome::Dispatched(count))
+        if records.iter().any(|r| r.switch.is_some()) {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Runs `sending` while keeping the batch's claims (`held`) alive: every third of the claim
@@ -123,12 +203,6 @@ impl Dispatcher {
                 }
             }
         }
-    }
-
-    /// Holds messages in the customer's quiet hours (none by default).
-    pub fn with_quiet_hours(mut self, quiet: QuietHours) -> Self {
-        self.quiet = quiet;
-        self
     }
 
     /// One attempt at one message.
@@ -286,14 +360,6 @@ impl Dispatcher {
         }
     }
 
-    /// Dispatches until shutdown. Between batches it waits for new outreach, the next due
-    /// retry, or the poll interval, whichever comes first; a batch in flight is finished.
-    pub async fn run(self, shutdown: Shutdown) {
-        tracing::info!(gateways = ?self.gateways, "Dispatcher started.");
-        worker::run(self, shutdown).await;
-        tracing::info!("Dispatcher stopped.");
-    }
-
     /// How long to sleep when nothing is due: until the next retry, at most the poll interval.
     async fn idle_time(&self) -> Duration {
         match self.store.next_due().await {
@@ -308,26 +374,49 @@ impl Dispatcher {
 
 #[async_trait::async_trait]
 impl Worker for Dispatcher {
+    /// Claims a batch and leaves it sending while the next step claims another.
     async fn work(&mut self) -> Next {
-        match self.dispatch_once().await {
-            // A full batch: more is probably due.
-            Ok(DispatchOutcome::Dispatched(n)) if n >= self.settings.batch_size.max(1) => Next::Now,
-            // A partial batch took everything that was due. Claiming again at once would only
-            // queue for the database's writer to find nothing (on SQLite, a writer every other
-            // step needs); what arrives meanwhile wakes the dispatcher, and what falls due
-            // (a fallback queued just now, a retry) is found by `idle_time`.
-            Ok(DispatchOutcome::Dispatched(_) | DispatchOutcome::Empty) => {
-                Next::After(self.idle_time().await)
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.finish_one().await;
+        }
+        let batch_size = self.sender.settings.batch_size.max(1);
+        match self.sender.claim().await {
+            Ok((claimed, stages)) if !claimed.is_empty() => {
+                let full = claimed.len() >= batch_size;
+                let sender = self.sender.clone();
+                self.in_flight.spawn(async move {
+                    if let Err(e) = sender.send_and_record(claimed, stages).await {
+                        tracing::warn!(error = %e, "Could not record a dispatched batch; its claims expire and are reconciled.");
+                    }
+                });
+                if full {
+                    // More is probably due.
+                    return Next::Now;
+                }
+                // A partial batch took everything that was due. Claiming again at once would
+                // only queue for the database's writer to find nothing (on SQLite, a writer
+                // every other step needs); what arrives meanwhile wakes the dispatcher, and
+                // what falls due (a fallback queued when a batch is recorded, a retry) is
+                // found by `idle_time` or wakes it.
+                Next::After(self.sender.idle_time().await)
             }
+            Ok(_) => Next::After(self.sender.idle_time().await),
             Err(e) => {
                 tracing::warn!(error = %e, "Dispatch failed; retrying after the poll interval.");
-                Next::After(self.settings.poll_interval)
+                Next::After(self.sender.settings.poll_interval)
             }
         }
     }
 
     fn wake(&self) -> Option<&Notify> {
         Some(&self.wake)
+    }
+
+    /// Sends and records every batch in flight.
+    async fn stopped(&mut self) {
+        while !self.in_flight.is_empty() {
+            self.finish_one().await;
+        }
     }
 }
 
@@ -385,5 +474,73 @@ mod tests {
             Next::After(idle) => assert!(idle <= settings.outbox.poll_interval),
             other => panic!("an idle dispatcher should wait, not {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn the_next_batch_is_claimed_while_the_last_one_is_still_being_sent() {
+        let (dir, store) = store().await;
+        let event = delayed();
+        let first = outreach(&event, None);
+        let mut second = first.clone();
+        second.key = crate::domain::IdempotencyKey::derive(
+            "delay",
+            &first.customer_id,
+            "once:shp-2",
+            crate::domain::Channel::Sms,
+        );
+        // Another order's: a later message about the same order would supersede the first.
+        second.entity = "once:shp-2".into();
+        second.order_id = Some("o-2".into());
+        let queued = Changes {
+            outreach: vec![first, second],
+            ..Changes::default()
+        };
+        intake(&store, &event, queued, Utc::now()).await;
+        // A gateway that takes every request and answers none.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let url = format!("http://{}/sms", listener.local_addr().expect("an address"));
+        let _silent = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                open.push(connection);
+            }
+        });
+        std::env::set_var(
+            "DISPATCHER_TEST_WEBHOOK_SECRET",
+            "a-test-secret-of-32-characters!!",
+        );
+
+        let mut settings = Settings::default();
+        settings.paths.outbox = dir.path().join("outbox");
+        settings.outbox.batch_size = 1;
+        settings.gateways.sms =
+            crate::gateway::GatewayConfig::Webhook(crate::gateway::WebhookConfig {
+                url,
+                secret_env: "DISPATCHER_TEST_WEBHOOK_SECRET".into(),
+                timeout: Duration::from_secs(600),
+            });
+        let store: Arc<dyn Store> = Arc::new(store);
+        let authoring = crate::authoring::load(&settings).expect("the shipped rules");
+        let (_keep, authoring) = tokio::sync::watch::channel(Arc::new(authoring));
+        let mut dispatcher = Dispatcher::new(
+            store.clone(),
+            Gateways::from_settings(&settings).expect("a webhook gateway"),
+            Fallback::new(store.clone(), authoring),
+            settings.outbox.clone(),
+            Arc::new(Notify::new()),
+        );
+
+        // Each step claims a full batch of one and leaves it sending: the second message is
+        // not held up behind the first one's unanswered request.
+        for _ in 0..2 {
+            let step = tokio::time::timeout(Duration::from_secs(10), Worker::work(&mut dispatcher))
+                .await
+                .expect("a step that does not wait for the gateway");
+            assert_eq!(step, Next::Now);
+        }
+        let counts = store.outbox_counts().await.expect("counts");
+        assert_eq!((counts.sending, counts.pending), (2, 0));
     }
 }
