@@ -427,6 +427,27 @@ mod tests {
     use crate::store::test_support::{delayed, intake, outreach, store};
     use crate::store::Changes;
 
+    /// A dispatcher on `store` with the gateways `settings` name and the shipped rules (kept
+    /// in force by the returned sender).
+    fn dispatcher(
+        store: &Arc<dyn Store>,
+        settings: &Settings,
+    ) -> (
+        Dispatcher,
+        tokio::sync::watch::Sender<Arc<crate::authoring::Authoring>>,
+    ) {
+        let authoring = crate::authoring::load(settings).expect("the shipped rules");
+        let (keep, authoring) = tokio::sync::watch::channel(Arc::new(authoring));
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            Gateways::from_settings(settings).expect("the gateways"),
+            Fallback::new(store.clone(), authoring),
+            settings.outbox.clone(),
+            Arc::new(Notify::new()),
+        );
+        (dispatcher, keep)
+    }
+
     #[tokio::test]
     async fn a_step_sends_what_is_due_and_records_it_and_the_next_finds_nothing_to_do() {
         let (dir, store) = store().await;
@@ -440,15 +461,7 @@ mod tests {
         let mut settings = Settings::default();
         settings.paths.outbox = dir.path().join("outbox");
         let store: Arc<dyn Store> = Arc::new(store);
-        let authoring = crate::authoring::load(&settings).expect("the shipped rules");
-        let (_keep, authoring) = tokio::sync::watch::channel(Arc::new(authoring));
-        let mut dispatcher = Dispatcher::new(
-            store.clone(),
-            Gateways::from_settings(&settings).expect("sandbox gateways"),
-            Fallback::new(store.clone(), authoring),
-            settings.outbox.clone(),
-            Arc::new(Notify::new()),
-        );
+        let (mut dispatcher, _authoring) = dispatcher(&store, &settings);
 
         assert_eq!(
             dispatcher.dispatch_once().await.expect("a step"),
@@ -522,15 +535,7 @@ mod tests {
                 timeout: Duration::from_secs(600),
             });
         let store: Arc<dyn Store> = Arc::new(store);
-        let authoring = crate::authoring::load(&settings).expect("the shipped rules");
-        let (_keep, authoring) = tokio::sync::watch::channel(Arc::new(authoring));
-        let mut dispatcher = Dispatcher::new(
-            store.clone(),
-            Gateways::from_settings(&settings).expect("a webhook gateway"),
-            Fallback::new(store.clone(), authoring),
-            settings.outbox.clone(),
-            Arc::new(Notify::new()),
-        );
+        let (mut dispatcher, _authoring) = dispatcher(&store, &settings);
 
         // Each step claims a full batch of one and leaves it sending: the second message is
         // not held up behind the first one's unanswered request.

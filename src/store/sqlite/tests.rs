@@ -67,14 +67,21 @@ async fn a_reader_may_not_write() {
     assert!(refused.to_string().contains("readonly"), "{refused}");
 }
 
-#[tokio::test]
-async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
-    let (_dir, store) = unmigrated_store().await;
-    // The schema as the forewarn before the event-about columns left it.
+/// A fresh file with the schema as the migrations up to `version` left it: what an older
+/// forewarn wrote, for a later migration to carry over.
+async fn migrated_to(version: i64) -> (tempfile::TempDir, super::SqliteStore) {
+    let (dir, store) = unmigrated_store().await;
     sqlx::migrate!("./migrations/sqlite")
-        .run_to(20261123000010, store.writer())
+        .run_to(version, store.writer())
         .await
         .expect("the older migrations");
+    (dir, store)
+}
+
+#[tokio::test]
+async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
+    // The schema as the forewarn before the event-about columns left it.
+    let (_dir, store) = migrated_to(20261123000010).await;
     // Rows as that forewarn wrote them: only the JSON says what they are about, and the risk
     // explanation sits in the message's own row.
     sqlx::query(
@@ -135,11 +142,7 @@ async fn rows_written_before_later_migrations_are_carried_forward_by_them() {
 
 #[tokio::test]
 async fn experiences_stored_before_the_summaries_are_summarised_by_the_migration() {
-    let (_dir, store) = unmigrated_store().await;
-    sqlx::migrate!("./migrations/sqlite")
-        .run_to(20261204000015, store.writer())
-        .await
-        .expect("the older migrations");
+    let (_dir, store) = migrated_to(20261204000015).await;
     crate::store::tests::old_experiences_are_summarised_by_the_migration(&store).await;
 }
 
@@ -210,22 +213,20 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it_for_old_and_new_
 
 #[tokio::test]
 async fn a_list_of_keys_is_looked_up_through_the_index_not_by_scanning_the_table() {
-    use sqlx::Row;
     let (_dir, store) = store().await;
     for (columns, select) in [
         ("source, id", super::intake::KNOWN_EVENTS.to_owned()),
         ("source, id", super::outbox::CURRENT_STATES.to_owned()),
         ("dimension, key", format!("{}0", super::snapshot::LANE_DAYS)),
     ] {
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN WITH keys({columns}) AS (VALUES ('a', 'b'), ('c', 'd')) {select}"
-        )))
-        .fetch_all(store.writer())
-        .await
-        .expect("a plan")
-        .iter()
-        .map(|row| row.try_get("detail").expect("a step"))
-        .collect();
+        let plan = plan_steps(
+            &store,
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN WITH keys({columns}) AS (VALUES ('a', 'b'), ('c', 'd')) \
+                 {select}"
+            ))),
+        )
+        .await;
         // The keys are the outer loop and every table is searched through an index: a scan
         // of a table reads every event ever received, once per batch.
         let scans: Vec<&String> = plan
@@ -239,7 +240,6 @@ async fn a_list_of_keys_is_looked_up_through_the_index_not_by_scanning_the_table
 
 #[tokio::test]
 async fn a_batch_reads_its_customers_experiences_through_the_indexes_and_summaries() {
-    use sqlx::Row;
     let (_dir, store) = store().await;
     // The only scans: the JSON lists, and `named` (its rows found by key, then kept) where
     // it is read whole, as `n` or `g`.
@@ -262,13 +262,7 @@ async fn a_batch_reads_its_customers_experiences_through_the_indexes_and_summari
         for n in 0..6 {
             explain = explain.bind(n);
         }
-        let plan: Vec<String> = explain
-            .fetch_all(store.writer())
-            .await
-            .expect("a plan")
-            .iter()
-            .map(|row| row.try_get("detail").expect("a step"))
-            .collect();
+        let plan = plan_steps(&store, explain).await;
         // A scan of a table reads every customer's history, once per batch.
         let scans: Vec<&str> = plan
             .iter()
@@ -278,4 +272,19 @@ async fn a_batch_reads_its_customers_experiences_through_the_indexes_and_summari
         assert_eq!(scans, [cte], "{select}\n{plan:#?}");
         assert!(plan.iter().any(|step| step.contains(index)), "{plan:#?}");
     }
+}
+
+/// The steps of a plan, `explain` being `EXPLAIN QUERY PLAN …` with its parameters bound.
+async fn plan_steps(
+    store: &super::SqliteStore,
+    explain: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> Vec<String> {
+    use sqlx::Row;
+    explain
+        .fetch_all(store.writer())
+        .await
+        .expect("a plan")
+        .iter()
+        .map(|row| row.try_get("detail").expect("a step"))
+        .collect()
 }
