@@ -77,7 +77,7 @@ macro_rules! named_groups {
 /// through `customer_experiences_by_time`: the stretch from `?4` up to the shared span's start
 /// (`?5`) and the one after its end (`?6`), less any kind and entity the span holds; then the
 /// named groups whole. Reading every row since `?4` instead took 70 µs an event on a fresh
-/// file and 147 µs after 100k events, holding the single writer (latency bench, 3,000/s).
+/// file and 147 µs after 90k events, holding the single writer (latency bench, 3,000/s).
 pub(super) const EXPERIENCES: &str = concat!(
     named_groups!(),
     ", edges AS ( \
