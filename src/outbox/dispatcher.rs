@@ -39,7 +39,6 @@ pub enum DispatchOutcome {
 pub struct Dispatcher {
     /// Claims, sends and records; shared with the batches in flight.
     sender: Arc<Sender>,
-    wake: Arc<Notify>,
     /// Batches claimed and not yet recorded.
     in_flight: JoinSet<()>,
 }
@@ -55,7 +54,8 @@ struct Sender {
     quiet: QuietHours,
     /// Sends in flight across every batch: at most `outbox.concurrency`.
     permits: Semaphore,
-    /// Told when a recorded batch queued a fallback, which is due at once.
+    /// Notified by intake when it queues new outreach, and when a recorded batch queued a
+    /// fallback, which is due at once.
     wake: Arc<Notify>,
 }
 
@@ -85,9 +85,8 @@ impl Dispatcher {
                 permits: Semaphore::new(settings.concurrency.max(1)),
                 settings,
                 retry,
-                wake: wake.clone(),
+                wake,
             }),
-            wake,
             in_flight: JoinSet::new(),
         }
     }
@@ -409,7 +408,7 @@ impl Worker for Dispatcher {
     }
 
     fn wake(&self) -> Option<&Notify> {
-        Some(&self.wake)
+        Some(&self.sender.wake)
     }
 
     /// Sends and records every batch in flight.
