@@ -14,6 +14,7 @@
 //! Other processes on the same file still meet SQLite's wait (`busy_timeout`).
 
 mod apply;
+mod checkpoint;
 mod codes;
 mod incidents;
 mod intake;
@@ -29,6 +30,7 @@ mod tests;
 mod timeline;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -53,6 +55,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection every write goes through, in the order they asked.
     writer: SqlitePool,
+    /// The connection that copies the WAL into the file (`checkpoint`).
+    checkpoints: SqlitePool,
+    /// Held by every clone of the store; the checkpoint task stops when the last one goes.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -83,13 +89,27 @@ impl SqliteStore {
             .max_lifetime(None)
             // A write waits its turn as long as it would wait for another process's lock.
             .acquire_timeout(settings.busy_timeout)
+            .connect_with(options.clone().pragma(
+                "wal_autocheckpoint",
+                checkpoint::WRITER_BACKSTOP_PAGES.to_string(),
+            ))
+            .await?;
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
             .connect_with(options.clone())
             .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
-        Ok(Self { pool, writer })
+        let alive = Arc::new(());
+        checkpoint::spawn(checkpoints.clone(), Arc::downgrade(&alive));
+        Ok(Self {
+            pool,
+            writer,
+            checkpoints,
+            _alive: alive,
+        })
     }
 
     /// Applies the migrations in `migrations/sqlite` that have not run yet.
@@ -111,6 +131,7 @@ impl SqliteStore {
     /// Closes every connection, the writer's last (tools that copy the file afterwards).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.checkpoints.close().await;
         self.writer.close().await;
     }
 

@@ -67,6 +67,54 @@ async fn a_reader_may_not_write() {
     assert!(refused.to_string().contains("readonly"), "{refused}");
 }
 
+#[tokio::test]
+async fn a_commit_leaves_the_wal_to_the_checkpoint_task_which_copies_it_into_the_file() {
+    let (dir, store) = store().await;
+    // The writer copies the WAL itself only as a backstop, far above a batch's pages (SQLite's
+    // default, 1,000 pages, made every large intake commit copy and sync the file).
+    let backstop: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(store.writer())
+        .await
+        .expect("the writer's setting");
+    assert_eq!(
+        backstop,
+        i64::from(super::checkpoint::WRITER_BACKSTOP_PAGES)
+    );
+
+    // Some 2,500 new pages in one commit: below the backstop, so only the task copies them.
+    let mut tx = store.begin_write().await.expect("the writer");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+         INSERT INTO events (source, id, type, time, data, received_at) \
+         SELECT 'test', 'e-' || i, 'shipment.delayed', 0, hex(randomblob(2000)), 0 FROM n",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("a large write");
+    tx.commit().await.expect("a commit");
+
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&store.pool)
+        .await
+        .expect("the page count");
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&store.pool)
+        .await
+        .expect("the page size");
+    assert!(pages > 2_500, "{pages} pages");
+    let file = dir.path().join("forewarn.db");
+    let expected = u64::try_from(pages * page_size).expect("a size");
+    let mut waited = 0;
+    while std::fs::metadata(&file).expect("the file").len() < expected {
+        assert!(
+            waited < 200,
+            "the WAL was not copied into the file within 10 s"
+        );
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A fresh file with the schema as the migrations up to `version` left it: what an older
 /// forewarn wrote, for a later migration to carry over.
 async fn migrated_to(version: i64) -> (tempfile::TempDir, super::SqliteStore) {
