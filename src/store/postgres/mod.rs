@@ -42,10 +42,12 @@ impl PgStore {
     /// redelivered.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let lock_timeout = format!("{}ms", settings.busy_timeout.as_millis());
+        let stalled = format!("{}ms", settings.stalled_transaction_timeout.as_millis());
         let options = PgConnectOptions::from_str(&settings.url)?
             .application_name("forewarn")
             .options([
                 ("lock_timeout", lock_timeout.as_str()),
+                ("idle_in_transaction_session_timeout", stalled.as_str()),
                 // Every statement is planned for its own parameters and the tables as they are
                 // now. A prepared statement's generic plan is fixed from its sixth run on, and
                 // the tables start empty: measured, `shipments WHERE id = ANY($1)` kept the seq

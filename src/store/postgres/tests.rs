@@ -48,6 +48,38 @@ async fn wait_until_blocked(store: &PgStore) {
         .expect("the other transaction to wait for a lock");
 }
 
+/// A process paused inside its intake transaction holds the event's lock; the server ends the
+/// stalled transaction, the other process takes the event, and the paused one's commit fails
+/// when it wakes (its batch is redelivered and found taken).
+#[tokio::test]
+async fn a_transaction_stalled_by_a_paused_process_is_ended_and_its_locks_freed() {
+    let (database, _) = postgres().await;
+    let settings = crate::store::DatabaseSettings {
+        url: database.url(),
+        stalled_transaction_timeout: Duration::from_secs(1),
+        ..crate::store::DatabaseSettings::default()
+    };
+    let (paused, other) = (
+        PgStore::connect(&settings).await.expect("a process"),
+        PgStore::connect(&settings).await.expect("another"),
+    );
+    let record = EventRecord::of(&delayed(), at("2026-11-23T09:00:01Z"));
+    let mut stalled = paused.begin_intake().await.expect("begin");
+    stalled
+        .record_events(std::slice::from_ref(&record))
+        .await
+        .expect("record");
+
+    let mut tx = other.begin_intake().await.expect("begin");
+    let fresh = tx.record_events(&[record]).await.expect("record");
+    tx.commit().await.expect("commit");
+    assert_eq!(fresh.len(), 1, "the other process takes the event");
+    assert!(
+        stalled.commit().await.is_err(),
+        "the paused process's transaction was ended"
+    );
+}
+
 #[tokio::test]
 async fn the_same_event_taken_by_two_processes_at_once_is_decided_by_one() {
     let (_db, store) = postgres().await;
