@@ -42,13 +42,13 @@ const POPULATE_CHUNK: usize = 20_000;
 
 fn customer(i: usize) -> (CustomerId, CustomerDoc) {
     let id = format!("c-{i:08}");
-    let korean = i % 3 != 0;
+    let korean = !i.is_multiple_of(3);
     let doc = if korean {
         json!({"id": id, "name": "김지수", "locale": "ko-KR", "timezone": "Asia/Seoul",
                "phone": format!("+8210{:08}", i % 100_000_000), "channels": ["sms"],
-               "consent": {"sms": true, "marketing": i % 2 == 0},
-               "region": if i % 2 == 0 { "kr-seoul" } else { "kr-busan" },
-               "segment": if i % 20 == 0 { "vip" } else { "regular" },
+               "consent": {"sms": true, "marketing": i.is_multiple_of(2)},
+               "region": if i.is_multiple_of(2) { "kr-seoul" } else { "kr-busan" },
+               "segment": if i.is_multiple_of(20) { "vip" } else { "regular" },
                "lifetime_value": {"minor": (i % 500) as i64 * 10_000, "currency": "KRW"}})
     } else {
         json!({"id": id, "name": "Jamie Park", "locale": "en-US", "timezone": "America/New_York",

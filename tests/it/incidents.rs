@@ -33,8 +33,8 @@ fn customer(i: usize) -> Value {
            "data": {"id": customer_id(i), "name": "김지수", "locale": "ko-KR",
                     "timezone": "Asia/Seoul", "phone": format!("+8210{:08}", i),
                     "channels": ["sms"], "consent": {"sms": true, "marketing": true},
-                    "region": region, "segment": if i % 10 == 0 { "vip" } else { "regular" },
-                    "lifetime_value": {"minor": if i % 10 == 0 { 5_000_000 } else { 10_000 },
+                    "region": region, "segment": if i.is_multiple_of(10) { "vip" } else { "regular" },
+                    "lifetime_value": {"minor": if i.is_multiple_of(10) { 5_000_000 } else { 10_000 },
                                        "currency": "KRW"}}})
 }
 
