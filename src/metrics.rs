@@ -19,6 +19,9 @@ pub const BATCH_SIZE: &str = "forewarn_intake_batch_events";
 pub const AMBIGUOUS_RESENDS: &str = "forewarn_outbox_ambiguous_resends_total";
 /// Attempts found already delivered by the gateway after a crash, so not resent.
 pub const RECONCILED: &str = "forewarn_outbox_reconciled_total";
+/// Claims a dispatcher found taken over by another after it was paused past its lease, by
+/// `stage`: `send` (not sent) or `record` (sent or tried, the outcome not recorded).
+pub const CLAIMS_LOST: &str = "forewarn_outbox_claims_lost_total";
 /// Seconds from outbox row creation to a gateway's answer.
 pub const DISPATCH_SECONDS: &str = "forewarn_dispatch_seconds";
 /// Rule expressions (`when`, `once_per`) that failed on an event, by `rule`.

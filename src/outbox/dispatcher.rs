@@ -7,7 +7,6 @@
 //! (claim 223, send 67, record 166) capped delivery at 2,190 messages/s while the writer's
 //! thread was idle half the time.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,9 @@ use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+use super::claims::BatchClaims;
 use super::{Fallback, RetryPolicy};
 use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
@@ -94,12 +95,12 @@ impl Dispatcher {
     /// Claims one batch of due messages, sends them concurrently and records the outcomes,
     /// all before it returns.
     pub async fn dispatch_once(&self) -> Result<DispatchOutcome, StoreError> {
-        let (claimed, stages) = self.sender.claim().await?;
+        let (claimed, claims, stages) = self.sender.claim().await?;
         if claimed.is_empty() {
             return Ok(DispatchOutcome::Empty);
         }
         let count = claimed.len();
-        self.sender.send_and_record(claimed, stages).await?;
+        self.sender.send_and_record(claimed, claims, stages).await?;
         Ok(DispatchOutcome::Dispatched(count))
     }
 
@@ -130,8 +131,9 @@ impl Dispatcher {
 
 impl Sender {
     /// Claims one batch of due messages; the stages are timed from the claim's start.
-    async fn claim(&self) -> Result<(Vec<ClaimedMessage>, m::Stages), StoreError> {
+    async fn claim(&self) -> Result<(Vec<ClaimedMessage>, BatchClaims, m::Stages), StoreError> {
         let mut stages = m::Stages::start();
+        let asked = Instant::now();
         let claimed = self
             .store
             .claim_due(
@@ -143,29 +145,46 @@ impl Sender {
         if !claimed.is_empty() {
             stages.lap("dispatch.claim");
         }
-        Ok((claimed, stages))
+        let claims = BatchClaims::new(
+            self.store.clone(),
+            self.settings.claim_lease,
+            &claimed,
+            asked,
+        );
+        Ok((claimed, claims, stages))
     }
 
     /// Sends a claimed batch concurrently and records the outcomes.
     async fn send_and_record(
         &self,
         claimed: Vec<ClaimedMessage>,
+        claims: BatchClaims,
         mut stages: m::Stages,
     ) -> Result<(), StoreError> {
-        let held: Vec<(i64, u32)> = claimed.iter().map(|m| (m.id, m.attempt)).collect();
         let sending = futures::stream::iter(claimed)
             .map(|message| async {
                 let _permit = self.permits.acquire().await.expect("never closed");
-                self.attempt(message).await
+                self.attempt(message, &claims).await
             })
             .buffer_unordered(self.settings.concurrency.max(1))
+            .filter_map(|record| async { record })
             .collect::<Vec<AttemptRecord>>();
-        let records = self.holding(&held, sending).await;
+        let records = claims.hold(sending).await;
         stages.lap("dispatch.send");
         let mut tries = 0;
         loop {
             match self.store.record_attempts(&records).await {
-                Ok(()) => break,
+                Ok(taken_over) => {
+                    if !taken_over.is_empty() {
+                        counter!(m::CLAIMS_LOST, "stage" => "record")
+                            .increment(taken_over.len() as u64);
+                        tracing::warn!(
+                            messages = taken_over.len(),
+                            "Outcomes not recorded: their claims ran out while this dispatcher was held up, and another dispatcher took the messages over."
+                        );
+                    }
+                    break;
+                }
                 Err(e) if tries + 1 < RECORD_TRIES => {
                     tries += 1;
                     tracing::warn!(error = %e, tries, "Could not record attempts; trying again.");
@@ -183,29 +202,12 @@ impl Sender {
         Ok(())
     }
 
-    /// Runs `sending` while keeping the batch's claims (`held`) alive: every third of the claim
-    /// lease they are extended by a lease, so another dispatcher does not take a message this
-    /// one has yet to send. A failed extension is logged; the claims then expire as they
-    /// would have.
-    async fn holding<T>(&self, held: &[(i64, u32)], sending: impl Future<Output = T>) -> T {
-        let lease = self.settings.claim_lease;
-        let every = (lease / 3).max(Duration::from_millis(10));
-        tokio::pin!(sending);
-        loop {
-            tokio::select! {
-                done = &mut sending => return done,
-                () = tokio::time::sleep(every) => {
-                    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
-                    if let Err(e) = self.store.extend_claims(held, until).await {
-                        tracing::warn!(error = %e, "Could not extend the batch's claims.");
-                    }
-                }
-            }
-        }
-    }
-
-    /// One attempt at one message.
-    async fn attempt(&self, message: ClaimedMessage) -> AttemptRecord {
+    /// One attempt at one message; none when its claim was taken over before it was sent.
+    async fn attempt(
+        &self,
+        message: ClaimedMessage,
+        claims: &BatchClaims,
+    ) -> Option<AttemptRecord> {
         let gateway = self.gateways.for_channel(message.channel);
         let started_at = Utc::now();
         let record = |result: AttemptResult| AttemptRecord {
@@ -229,9 +231,9 @@ impl Sender {
             counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => "cancelled")
                 .increment(1);
             tracing::info!(key = %message.key, reason, "Retracted before sending: the problem is gone.");
-            return record(AttemptResult::Cancelled {
+            return Some(record(AttemptResult::Cancelled {
                 reason: reason.to_owned(),
-            });
+            }));
         }
         if !message.ambiguous {
             let category = message.category.with_offer(message.offer.is_some());
@@ -245,7 +247,7 @@ impl Sender {
                 counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => message.channel.as_str(), "status" => "deferred_quiet_hours")
                     .increment(1);
                 tracing::info!(key = %message.key, %release, %window, "Held for the end of the customer's quiet hours.");
-                return record(AttemptResult::Deferred { next_at: release });
+                return Some(record(AttemptResult::Deferred { next_at: release }));
             }
         }
         if message.ambiguous {
@@ -253,9 +255,9 @@ impl Sender {
                 Reconciliation::Delivered(receipt) => {
                     counter!(m::RECONCILED, "channel" => message.channel.as_str()).increment(1);
                     tracing::info!(key = %message.key, "Ambiguous attempt was delivered; not resending.");
-                    return record(AttemptResult::Reconciled {
+                    return Some(record(AttemptResult::Reconciled {
                         provider_id: receipt.provider_id,
-                    });
+                    }));
                 }
                 Reconciliation::NotDelivered => {}
                 Reconciliation::Unknown => {
@@ -264,6 +266,10 @@ impl Sender {
                     tracing::warn!(key = %message.key, "Resending an ambiguous attempt the gateway cannot confirm.");
                 }
             }
+        }
+        if !claims.still_ours(message.id).await {
+            tracing::warn!(key = %message.key, "Not sending: this dispatcher was held up past its claim, and another dispatcher took the message over.");
+            return None;
         }
         let outcome = gateway
             .send(&OutboundMessage {
@@ -352,11 +358,11 @@ impl Sender {
             counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => switch.channel.as_str(), "status" => "fallback")
                 .increment(1);
         }
-        AttemptRecord {
+        Some(AttemptRecord {
             effect: learnt,
             switch,
             ..record(result)
-        }
+        })
     }
 
     /// How long to sleep when nothing is due: until the next retry, at most the poll interval.
@@ -380,11 +386,11 @@ impl Worker for Dispatcher {
         }
         let batch_size = self.sender.settings.batch_size.max(1);
         match self.sender.claim().await {
-            Ok((claimed, stages)) if !claimed.is_empty() => {
+            Ok((claimed, claims, stages)) if !claimed.is_empty() => {
                 let full = claimed.len() >= batch_size;
                 let sender = self.sender.clone();
                 self.in_flight.spawn(async move {
-                    if let Err(e) = sender.send_and_record(claimed, stages).await {
+                    if let Err(e) = sender.send_and_record(claimed, claims, stages).await {
                         tracing::warn!(error = %e, "Could not record a dispatched batch; its claims expire and are reconciled.");
                     }
                 });

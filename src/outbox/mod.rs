@@ -12,6 +12,7 @@
 //! unique idempotency key; the dispatcher claims them in batches, sends concurrently, and
 //! records every attempt.
 
+mod claims;
 mod dispatcher;
 mod fallback;
 mod retry;

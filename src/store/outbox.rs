@@ -283,15 +283,21 @@ pub trait OutboxStore: Send + Sync {
     /// Keeps claims this process still works on, `(outbox id, attempt)` as claimed, until
     /// `until`: a batch that takes longer than the claim lease (a slow or paced gateway) is not
     /// claimed again, and sent twice, by another dispatcher. A claim that was taken over (its
-    /// attempt number moved on) is left alone. Returns how many were extended.
+    /// attempt number moved on) is left alone. Returns the outbox ids it extended: the claims
+    /// still this process's.
     async fn extend_claims(
         &self,
         claims: &[(i64, u32)],
         until: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<i64>, StoreError>;
 
     /// Records attempts and moves their rows to the resulting status, in one transaction.
-    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError>;
+    ///
+    /// Only attempts whose claim is still held are recorded: the row is still `sending` under
+    /// the attempt number it was claimed with. A dispatcher that was paused past its lease
+    /// finds its rows taken over by another, whose outcome stands; the stale outcomes are left
+    /// out, and their outbox ids returned.
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<Vec<i64>, StoreError>;
 }
 
 /// What the outbox answers without changing it: when the next message is due, counts, what

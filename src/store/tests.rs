@@ -10,7 +10,9 @@ use crate::domain::{
     IdempotencyKey, Offer, Redemption, RiskScores, Shipment, ShipmentStatus,
 };
 use crate::store::test_support::{at, delayed, intake, outreach, RawSql};
-use crate::store::{AttemptRecord, AttemptResult, Changes, PurgeCursor, Refs, Store};
+use crate::store::{
+    AttemptRecord, AttemptResult, Changes, ClaimedMessage, PurgeCursor, Refs, Store,
+};
 
 /// Runs each named test (an `async fn(&impl Store)`) on SQLite and on PostgreSQL.
 macro_rules! on_each_backend {
@@ -38,7 +40,7 @@ on_each_backend!(
     a_claimed_message_carries_its_scores_and_how_its_parcel_stands_now,
     a_cancelled_message_voids_its_code_and_a_live_code_is_redeemed_once,
     an_incident_in_a_region_takes_in_the_regions_inside_it,
-    a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept,
+    a_claim_kept_alive_is_not_taken_and_one_taken_over_is_neither_kept_nor_recorded,
     a_batch_counts_old_experiences_as_if_it_read_each_one,
     the_experience_summaries_follow_every_write_and_purge,
 );
@@ -253,7 +255,9 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it(store: &impl Sto
     assert_eq!(count(in_regions(&[])).await, 5, "nobody named: everyone");
 }
 
-async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept(store: &impl Store) {
+async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_neither_kept_nor_recorded(
+    store: &impl Store,
+) {
     let event = delayed();
     let now = at("2026-11-23T09:00:01Z");
     let changes = Changes {
@@ -271,7 +275,7 @@ async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept(store: &
         .extend_claims(&held, later + Duration::seconds(60))
         .await
         .expect("extend");
-    assert_eq!(kept, 1);
+    assert_eq!(kept, vec![claimed[0].id]);
     let after_lease = now + Duration::seconds(90);
     assert!(store
         .claim_due(after_lease, lease, 10)
@@ -284,13 +288,50 @@ async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_not_kept(store: &
     let taken = store.claim_due(expired, lease, 10).await.expect("claim");
     assert_eq!(taken.len(), 1);
     assert!(taken[0].ambiguous, "its first attempt's outcome is unknown");
-    assert_eq!(
-        store
-            .extend_claims(&held, expired + Duration::seconds(600))
-            .await
-            .expect("extend"),
-        0
-    );
+    assert!(store
+        .extend_claims(&held, expired + Duration::seconds(600))
+        .await
+        .expect("extend")
+        .is_empty());
+
+    // The first one's outcome, arriving late (it was paused), is not recorded: the row is the
+    // new owner's, whose outcome is the one that stands.
+    let sent = |claim: &ClaimedMessage, provider_id: &str| AttemptRecord {
+        outbox_id: claim.id,
+        attempt: claim.attempt,
+        gateway: "sandbox".into(),
+        started_at: expired,
+        finished_at: expired,
+        result: AttemptResult::Sent {
+            provider_id: provider_id.into(),
+        },
+        channel: Channel::Sms,
+        effect: None,
+        switch: None,
+    };
+    let stale = store
+        .record_attempts(&[sent(&claimed[0], "from-the-paused-one")])
+        .await
+        .expect("record");
+    assert_eq!(stale, vec![claimed[0].id], "reported as taken over");
+    assert_eq!(store.outbox_counts().await.expect("counts").sending, 1);
+    let current = store
+        .record_attempts(&[sent(&taken[0], "from-the-new-owner")])
+        .await
+        .expect("record");
+    assert!(current.is_empty());
+    let timeline = store
+        .timeline(&taken[0].customer_id, now - Duration::days(1))
+        .await
+        .expect("the timeline");
+    let message = &timeline.messages[0];
+    assert_eq!(message.status, "sent");
+    let recorded: Vec<(u32, &str)> = message
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_str()))
+        .collect();
+    assert_eq!(recorded, vec![(2, "sent")], "only the new owner's attempt");
 }
 
 /// A batch deciding between `earliest` and `latest` is told how many of a customer's

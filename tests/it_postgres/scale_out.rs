@@ -34,12 +34,43 @@ const LARGE_PATIENCE: Duration = Duration::from_secs(600);
 struct Receiver {
     keys: Arc<Mutex<HashMap<String, usize>>>,
     forged: Arc<Mutex<usize>>,
+    /// Requests to `/hooks/held` wait here until it opens.
+    gate: Gate,
+}
+
+/// Holds requests until opened, counting those waiting.
+#[derive(Clone, Default)]
+struct Gate {
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    opened: Arc<tokio::sync::Notify>,
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let opened = self.opened.notified();
+        if !self.open.load(SeqCst) {
+            self.waiting.fetch_add(1, SeqCst);
+            opened.await;
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
 }
 
 impl Receiver {
     async fn start(self) -> String {
         let router = Router::new()
             .route("/hooks/forewarn", post(receive))
+            .route("/hooks/held", post(receive_when_open))
             .with_state(self);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks/forewarn", listener.local_addr().unwrap());
@@ -92,6 +123,16 @@ async fn receive(
     (StatusCode::OK, r#"{"id":"hook-1"}"#.to_owned())
 }
 
+/// [`receive`], once the receiver's gate is open.
+async fn receive_when_open(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    receiver.gate.pass().await;
+    receive(State(receiver), headers, body).await
+}
+
 /// Another `forewarn run` on the app's config, with an HTTP port of its own.
 struct Peer {
     child: Option<Child>,
@@ -102,8 +143,13 @@ struct Peer {
 
 impl Peer {
     async fn start(app: &App, n: usize) -> Peer {
+        Peer::start_with(app, n, |config| config).await
+    }
+
+    /// A peer on the app's config as `edit` changes it.
+    async fn start_with(app: &App, n: usize, edit: impl FnOnce(String) -> String) -> Peer {
         let port = forewarn::cli::demo::nats_server::free_port().unwrap();
-        let text = std::fs::read_to_string(app.config_path()).unwrap().replace(
+        let text = edit(std::fs::read_to_string(app.config_path()).unwrap()).replace(
             &format!("listen = \"127.0.0.1:{}\"", app.http_port),
             &format!("listen = \"127.0.0.1:{port}\""),
         );
@@ -167,6 +213,16 @@ impl Peer {
 
     async fn metrics(&self) -> String {
         metrics_at(self.port).await
+    }
+
+    /// Sends the process `signal` (`STOP`, `CONT`).
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().unwrap();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 }
 
@@ -417,4 +473,98 @@ async fn three_processes_tell_every_customer_of_an_incident_once_and_tick_once()
         ran as usize <= recorded + 1,
         "{ran} runs reported by the processes for {recorded} ticks recorded"
     );
+}
+
+/// A dispatcher paused (SIGSTOP) past its claim lease with a batch in hand: another process
+/// takes the batch over and sends it; woken, the paused one sends none of what it still held
+/// and records none of its outcomes. Only the requests it had in flight at the pause arrive
+/// twice, and the process that took them over reports each resend.
+#[tokio::test]
+async fn a_dispatcher_paused_past_its_lease_neither_sends_nor_records_what_was_taken_over() {
+    const EVENTS: usize = 200;
+    const IN_FLIGHT: usize = 2;
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let options = Options {
+        // The app only takes events in at first; the peer sends, through the gate.
+        dispatch: false,
+        concurrency: IN_FLIGHT,
+        extra_config: format!(
+            "\n[gateways.sms]\nkind = \"webhook\"\nurl = \"{url}\"\n\
+             secret_env = \"TEST_WEBHOOK_SECRET\"\n"
+        ),
+        env: vec![("TEST_WEBHOOK_SECRET".into(), SECRET.into())],
+        claim_lease: "2s",
+        ..Options::default()
+    };
+    let mut app = spawn_app_with(options.clone()).await;
+    let mut peer = Peer::start_with(&app, 2, |config| {
+        config
+            .replace("dispatch = false", "dispatch = true")
+            .replace("/hooks/forewarn", "/hooks/held")
+    })
+    .await;
+    publish_many(&app.js, (0..EVENTS).map(delayed_event)).await;
+
+    // The peer holds claims on more messages than it has requests in flight, stuck at the
+    // gate, and every event is in. (Paused inside an intake transaction, it would hold the
+    // app's intake up for `database.stalled_transaction_timeout`; see the store's tests.)
+    wait_for("the peer's requests held and more claimed", || async {
+        receiver.gate.waiting() == IN_FLIGHT
+            && app.counts().await.sending > IN_FLIGHT as u64
+            && app.intake_idle().await
+    })
+    .await;
+    peer.signal("STOP");
+    receiver.gate.open();
+
+    // The app takes over once the peer's claims run out, and sends everything.
+    app.terminate().await;
+    app.restart_with(Options {
+        dispatch: true,
+        ..options
+    })
+    .await;
+    wait_within("every outreach delivered", LARGE_PATIENCE, || async {
+        let c = app.counts().await;
+        receiver.distinct() == EVENTS && c.sent as usize == EVENTS && c.sending == 0
+    })
+    .await;
+
+    // Woken, the peer finishes its batches and stops.
+    peer.signal("CONT");
+    peer.terminate().await;
+    // Every claim the peer held ran out with its outcome unknown to the app, which resent
+    // each one (the webhook cannot say what arrived) and said so.
+    let taken_over = logged_resends(&app, &[]);
+    let log = std::fs::read_to_string(&peer.log).unwrap();
+    let not_sent = log
+        .matches("Not sending: this dispatcher was held up")
+        .count();
+    eprintln!(
+        "paused: the peer held {} claims, {IN_FLIGHT} in flight; woken, it left {not_sent} \
+         unsent; {} repeated at the receiver",
+        taken_over.len(),
+        receiver.repeats()
+    );
+    assert_eq!(
+        receiver.repeats(),
+        IN_FLIGHT,
+        "only the requests in flight at the pause arrive twice; warnings:\n{}",
+        warnings(&app, std::slice::from_ref(&peer))
+    );
+    for key in receiver.repeated_keys() {
+        assert!(taken_over.contains(&key), "{key} arrived twice unreported");
+    }
+    assert_eq!(
+        not_sent + IN_FLIGHT,
+        taken_over.len(),
+        "everything the peer held but had not sent is left to the app"
+    );
+    assert!(
+        log.contains("Outcomes not recorded"),
+        "the requests in flight at the pause are not recorded by the peer"
+    );
+    assert_eq!(app.counts().await.sent as usize, EVENTS);
+    app.kill();
 }

@@ -6,7 +6,7 @@
 //! handed out: a process whose claim expired (and whose row was claimed again elsewhere) cannot
 //! overwrite the newer claim's outcome; its attempt is still recorded, for the resend report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -115,15 +115,15 @@ impl OutboxStore for PgStore {
         &self,
         claims: &[(i64, u32)],
         until: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         if claims.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let extended = sqlx::query(
+        let extended = sqlx::query_scalar(
             "UPDATE outbox SET claimed_until = $1 \
              FROM UNNEST($2::int8[], $3::int8[]) AS c(id, attempt) \
              WHERE outbox.id = c.id AND outbox.attempts = c.attempt \
-               AND outbox.status = 'sending'",
+               AND outbox.status = 'sending' RETURNING outbox.id",
         )
         .bind(millis(until))
         .bind(claims.iter().map(|(id, _)| *id).collect::<Vec<_>>())
@@ -133,19 +133,20 @@ impl OutboxStore for PgStore {
                 .map(|(_, a)| i64::from(*a))
                 .collect::<Vec<_>>(),
         )
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(extended.rows_affected())
+        Ok(extended)
     }
 
-    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<Vec<i64>, StoreError> {
         if attempts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
+        let (attempts, taken_over) = still_held(&mut tx, attempts).await?;
         // Deferred and cancelled sends were never attempted: un-count the claim.
         let (skipped, attempted): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
-            attempts.iter().partition(|a| {
+            attempts.into_iter().partition(|a| {
                 matches!(
                     a.result,
                     AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. }
@@ -156,8 +157,37 @@ impl OutboxStore for PgStore {
         switch_channels(&mut tx, &attempted).await?;
         learn_addresses(&mut tx, &attempted).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(taken_over)
     }
+}
+
+/// Splits `attempts` into those whose claim is still held (the row `sending` under the claimed
+/// attempt number) and the outbox ids of the rest. The held rows stay locked until commit, so
+/// no takeover slips in between the check and the record.
+async fn still_held<'a>(
+    tx: &mut Transaction<'static, Postgres>,
+    attempts: &'a [AttemptRecord],
+) -> Result<(Vec<&'a AttemptRecord>, Vec<i64>), StoreError> {
+    let held: HashSet<i64> = sqlx::query_scalar::<_, i64>(
+        "SELECT outbox.id FROM outbox \
+         JOIN UNNEST($1::int8[], $2::int8[]) AS c(id, attempt) \
+           ON outbox.id = c.id AND outbox.attempts = c.attempt \
+         WHERE outbox.status = 'sending' ORDER BY outbox.id FOR UPDATE OF outbox",
+    )
+    .bind(attempts.iter().map(|a| a.outbox_id).collect::<Vec<_>>())
+    .bind(
+        attempts
+            .iter()
+            .map(|a| i64::from(a.attempt))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let (kept, stale): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+        attempts.iter().partition(|a| held.contains(&a.outbox_id));
+    Ok((kept, stale.iter().map(|a| a.outbox_id).collect()))
 }
 
 crate::store::outbox::outbox_reads!(PgStore);

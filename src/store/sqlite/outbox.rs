@@ -1,13 +1,13 @@
 //! [`OutboxStore`] on SQLite: claims read pending rows in claim order from a partial index,
 //! attempts are recorded with one multi-row insert and one `UPDATE … FROM` per batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::codes::void_code_of;
 use super::rows::with_event_keys;
@@ -102,8 +102,8 @@ impl OutboxStore for SqliteStore {
         &self,
         claims: &[(i64, u32)],
         until: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let mut extended = 0;
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut extended = Vec::with_capacity(claims.len());
         for chunk in claims.chunks(MAX_BINDS / 2) {
             let mut q = QueryBuilder::<Sqlite>::new("WITH held(id, attempt) AS (");
             q.push_values(chunk, |mut row, (id, attempt)| {
@@ -113,26 +113,28 @@ impl OutboxStore for SqliteStore {
                 .push_bind(millis(until))
                 .push(
                     " FROM held WHERE outbox.id = held.id AND outbox.attempts = held.attempt \
-                     AND outbox.status = 'sending'",
+                     AND outbox.status = 'sending' RETURNING outbox.id",
                 );
-            extended += q
-                .build()
-                .persistent(false)
-                .execute(&self.writer)
-                .await?
-                .rows_affected();
+            extended.extend(
+                q.build_query_scalar::<i64>()
+                    .persistent(false)
+                    .fetch_all(&self.writer)
+                    .await?,
+            );
         }
         Ok(extended)
     }
 
-    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<Vec<i64>, StoreError> {
         if attempts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
+        // The write lock up front: the check of who holds each claim stays true until commit.
+        let mut tx = self.begin_write().await?;
+        let (attempts, taken_over) = still_held(&mut tx, attempts).await?;
         // Deferred sends were never attempted: un-count the claim and put them back.
         let (deferred, attempts): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
-            attempts.iter().partition(|a| {
+            attempts.into_iter().partition(|a| {
                 matches!(
                     a.result,
                     AttemptResult::Deferred { .. } | AttemptResult::Cancelled { .. }
@@ -282,11 +284,40 @@ impl OutboxStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(taken_over)
     }
 }
 
 crate::store::outbox::outbox_reads!(SqliteStore);
+
+/// Splits `attempts` into those whose claim is still held (the row `sending` under the claimed
+/// attempt number) and the outbox ids of the rest.
+async fn still_held<'a>(
+    tx: &mut Transaction<'static, Sqlite>,
+    attempts: &'a [AttemptRecord],
+) -> Result<(Vec<&'a AttemptRecord>, Vec<i64>), StoreError> {
+    let mut held = HashSet::with_capacity(attempts.len());
+    for chunk in attempts.chunks(MAX_BINDS / 2) {
+        let mut q = QueryBuilder::<Sqlite>::new("WITH claim(id, attempt) AS (");
+        q.push_values(chunk, |mut row, a| {
+            row.push_bind(a.outbox_id).push_bind(i64::from(a.attempt));
+        });
+        q.push(
+            ") SELECT outbox.id FROM claim CROSS JOIN outbox \
+             WHERE outbox.id = claim.id AND outbox.attempts = claim.attempt \
+               AND outbox.status = 'sending'",
+        );
+        held.extend(
+            q.build_query_scalar::<i64>()
+                .persistent(false)
+                .fetch_all(&mut **tx)
+                .await?,
+        );
+    }
+    let (kept, stale): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+        attempts.iter().partition(|a| held.contains(&a.outbox_id));
+    Ok((kept, stale.iter().map(|a| a.outbox_id).collect()))
+}
 
 /// The state the events of `keys` are about, as it stands now (after [`with_event_keys`]).
 pub(super) const CURRENT_STATES: &str = "SELECT e.source, e.id, e.type, \
