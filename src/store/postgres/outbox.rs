@@ -161,6 +161,13 @@ impl OutboxStore for PgStore {
     }
 }
 
+/// The outbox ids and attempt numbers of `attempts`, as two bound arrays.
+fn claims_of<'a>(attempts: impl Iterator<Item = &'a AttemptRecord>) -> (Vec<i64>, Vec<i64>) {
+    attempts
+        .map(|a| (a.outbox_id, i64::from(a.attempt)))
+        .unzip()
+}
+
 /// Splits `attempts` into those whose claim is still held (the row `sending` under the claimed
 /// attempt number) and the outbox ids of the rest. The held rows stay locked until commit, so
 /// no takeover slips in between the check and the record.
@@ -168,19 +175,15 @@ async fn still_held<'a>(
     tx: &mut Transaction<'static, Postgres>,
     attempts: &'a [AttemptRecord],
 ) -> Result<(Vec<&'a AttemptRecord>, Vec<i64>), StoreError> {
+    let (ids, numbers) = claims_of(attempts.iter());
     let held: HashSet<i64> = sqlx::query_scalar::<_, i64>(
         "SELECT outbox.id FROM outbox \
          JOIN UNNEST($1::int8[], $2::int8[]) AS c(id, attempt) \
            ON outbox.id = c.id AND outbox.attempts = c.attempt \
          WHERE outbox.status = 'sending' ORDER BY outbox.id FOR UPDATE OF outbox",
     )
-    .bind(attempts.iter().map(|a| a.outbox_id).collect::<Vec<_>>())
-    .bind(
-        attempts
-            .iter()
-            .map(|a| i64::from(a.attempt))
-            .collect::<Vec<_>>(),
-    )
+    .bind(ids)
+    .bind(numbers)
     .fetch_all(&mut **tx)
     .await?
     .into_iter()
@@ -266,6 +269,7 @@ async fn record(
     }
     let recorded: Vec<(Option<String>, Option<String>)> =
         attempts.iter().map(|a| a.result.recorded()).collect();
+    let (ids, numbers) = claims_of(attempts.iter().copied());
     sqlx::query(
         "INSERT INTO attempts (outbox_id, attempt, gateway, started_at, finished_at, outcome, \
          provider_id, error) \
@@ -273,13 +277,8 @@ async fn record(
                               $6::text[], $7::text[], $8::text[]) \
          ON CONFLICT (outbox_id, attempt) DO NOTHING",
     )
-    .bind(attempts.iter().map(|a| a.outbox_id).collect::<Vec<_>>())
-    .bind(
-        attempts
-            .iter()
-            .map(|a| i64::from(a.attempt))
-            .collect::<Vec<_>>(),
-    )
+    .bind(ids)
+    .bind(numbers)
     .bind(
         attempts
             .iter()
