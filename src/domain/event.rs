@@ -157,6 +157,21 @@ pub enum EnvelopeError {
     UnknownType(String),
 }
 
+/// The longest `id`, `source` and `subject` accepted, in bytes. Ids are keys (stored, indexed,
+/// logged); a longer one is a mistake or an attack, and its length is said, not echoed.
+const MAX_ATTRIBUTE_BYTES: usize = 256;
+/// The longest `type` accepted, in bytes, prefix included.
+const MAX_TYPE_BYTES: usize = 128;
+
+/// `text` for an error message: quoted, and cut to a few dozen characters if longer.
+fn quoted(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("\"{}…\" ({} bytes)", &text[..cut], text.len()),
+        None => format!("\"{text}\""),
+    }
+}
+
 impl CloudEvent {
     /// Parses a message body. `type_prefix` (e.g. `com.shop.`) is removed from `type` first.
     pub fn parse(body: &[u8], type_prefix: Option<&str>) -> Result<Self, EnvelopeError> {
@@ -167,8 +182,14 @@ impl CloudEvent {
                 "the body must be a JSON object".into(),
             ));
         };
-        let text = |name: &str| -> Result<String, EnvelopeError> {
+        let text = |name: &str, limit: usize| -> Result<String, EnvelopeError> {
             match envelope.get(name) {
+                Some(Value::String(s)) if s.len() > limit => {
+                    Err(EnvelopeError::NotCloudEvent(format!(
+                        "`{name}` is {} bytes long; at most {limit} are accepted",
+                        s.len()
+                    )))
+                }
                 Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
                 Some(Value::String(_)) => Err(EnvelopeError::NotCloudEvent(format!(
                     "`{name}` must not be empty"
@@ -181,15 +202,16 @@ impl CloudEvent {
                 ))),
             }
         };
-        let version = text("specversion")?;
+        let version = text("specversion", MAX_ATTRIBUTE_BYTES)?;
         if version != "1.0" {
             return Err(EnvelopeError::NotCloudEvent(format!(
-                "`specversion` is \"{version}\", expected \"1.0\""
+                "`specversion` is {}, expected \"1.0\"",
+                quoted(&version)
             )));
         }
-        let id = text("id")?;
-        let source = text("source")?;
-        let raw_type = text("type")?;
+        let id = text("id", MAX_ATTRIBUTE_BYTES)?;
+        let source = text("source", MAX_ATTRIBUTE_BYTES)?;
+        let raw_type = text("type", MAX_TYPE_BYTES)?;
         let time = match envelope.get("time") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(
@@ -208,7 +230,8 @@ impl CloudEvent {
         if let Some(content_type) = envelope.get("datacontenttype").and_then(Value::as_str) {
             if !content_type.starts_with("application/json") && !content_type.ends_with("+json") {
                 return Err(EnvelopeError::NotCloudEvent(format!(
-                    "`datacontenttype` is \"{content_type}\"; forewarn reads JSON data only"
+                    "`datacontenttype` is {}; forewarn reads JSON data only",
+                    quoted(content_type)
                 )));
             }
         }
@@ -217,10 +240,10 @@ impl CloudEvent {
                 "`data_base64` is not supported; send `data` as JSON".into(),
             ));
         }
-        let subject = envelope
-            .get("subject")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let subject = match envelope.get("subject") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(text("subject", MAX_ATTRIBUTE_BYTES)?),
+        };
         let type_name = match type_prefix {
             Some(prefix) if !prefix.is_empty() => {
                 raw_type.strip_prefix(prefix).unwrap_or(&raw_type)
@@ -242,6 +265,7 @@ impl CloudEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(body: &str) -> Result<CloudEvent, EnvelopeError> {
         CloudEvent::parse(body.as_bytes(), Some("com.shop."))
@@ -278,5 +302,39 @@ mod tests {
             parse(unknown).unwrap_err(),
             EnvelopeError::UnknownType("order.teleported".into())
         );
+    }
+
+    #[test]
+    fn an_attribute_too_long_or_not_text_is_refused_by_its_length_without_echoing_it() {
+        let envelope = |id: &str, subject: Value| {
+            json!({"specversion": "1.0", "id": id, "source": "s", "type": "order.placed",
+                   "subject": subject})
+            .to_string()
+        };
+        let long = "x".repeat(200_000);
+        let error = parse(&envelope(&long, json!("o-1")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "not a CloudEvents 1.0 event: `id` is 200000 bytes long; at most 256 are accepted"
+        );
+        let error = parse(&envelope("e1", json!(long))).unwrap_err().to_string();
+        assert!(error.contains("`subject` is 200000 bytes long"), "{error}");
+        let error = parse(&envelope("e1", json!(42))).unwrap_err().to_string();
+        assert!(error.contains("`subject` must be a string"), "{error}");
+        let long_type = json!({"specversion": "1.0", "id": "e1", "source": "s",
+                               "type": format!("order.{}", "x".repeat(300))});
+        let error = parse(&long_type.to_string()).unwrap_err().to_string();
+        assert!(
+            error.contains("`type` is 306 bytes long; at most 128"),
+            "{error}"
+        );
+        let version = json!({"specversion": "x".repeat(200), "id": "e1", "source": "s",
+                             "type": "order.placed"});
+        let error = parse(&version.to_string()).unwrap_err().to_string();
+        assert!(error.len() < 200, "{error}");
+        // At the limit, and with no subject at all, it is an event.
+        assert!(parse(&envelope(&"x".repeat(256), Value::Null)).is_ok());
     }
 }
