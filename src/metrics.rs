@@ -9,6 +9,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const EVENTS: &str = "forewarn_events_total";
 /// Dead letters published, by `reason`.
 pub const DEAD_LETTERS: &str = "forewarn_dead_letters_total";
+/// Invalid events dropped because their dead letter could not be published, by `reason`.
+pub const DEAD_LETTERS_DROPPED: &str = "forewarn_dead_letters_dropped_total";
 /// Outreach, by `rule`, `channel` and `status` (`queued`, `sent`, `retry`, `failed`, `skipped`).
 pub const OUTREACH: &str = "forewarn_outreach_total";
 /// Seconds from an event's arrival to the commit of everything it caused.

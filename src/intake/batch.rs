@@ -11,6 +11,7 @@ use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::dead_letter::Published;
 use super::{DeadLetterPublisher, IntakeError};
 use crate::authoring::AuthoringHandle;
 use crate::domain::Accepted;
@@ -114,6 +115,7 @@ impl Intake {
             .stream()
             // Twice the batch, so a full batch is buffered while the previous one is parsed.
             .max_messages_per_batch(batch_size.saturating_mul(2))
+            .max_bytes_per_batch(PULL_BYTES.max(self.dead_letters.max_payload() * 2))
             .messages()
             .await
             .map_err(|e| IntakeError::Setup(format!("cannot start pulling: {e}")))?;
@@ -334,14 +336,23 @@ impl Intake {
             };
             if let Some(rejection) = rejection {
                 match self.dead_letter(message, rejection).await {
-                    Ok(()) => {
+                    Ok(published) => {
                         report.dead_lettered += 1;
-                        counter!(m::EVENTS, "type" => event_type, "outcome" => "dead_letter")
-                            .increment(1);
-                        counter!(m::DEAD_LETTERS, "reason" => rejection.reason.as_str())
-                            .increment(1);
+                        if published == Published::First {
+                            counter!(m::EVENTS, "type" => event_type, "outcome" => "dead_letter")
+                                .increment(1);
+                            counter!(m::DEAD_LETTERS, "reason" => rejection.reason.as_str())
+                                .increment(1);
+                        }
                         tracing::info!(reason = rejection.reason.as_str(), error = %rejection.detail, subject = %message.subject, "Event dead-lettered.");
                         ack(message, AckKind::Ack).await;
+                    }
+                    Err(e) if deliveries(message) >= DEAD_LETTER_DELIVERIES => {
+                        report.redelivered += 1;
+                        counter!(m::DEAD_LETTERS_DROPPED, "reason" => rejection.reason.as_str())
+                            .increment(1);
+                        tracing::error!(error = %e, reason = rejection.reason.as_str(), detail = %rejection.detail, subject = %message.subject, deliveries = DEAD_LETTER_DELIVERIES, "Dropping an invalid event: its dead letter could not be published on any delivery.");
+                        ack(message, AckKind::Term).await;
                     }
                     Err(e) => {
                         report.redelivered += 1;
@@ -488,7 +499,11 @@ impl Intake {
     }
 
     /// Publishes a dead letter for `message`.
-    async fn dead_letter(&self, message: &Message, rejection: &Rejection) -> Result<(), String> {
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        rejection: &Rejection,
+    ) -> Result<Published, String> {
         let dedup_id = message
             .info()
             .map(|info| format!("{}-{}", info.stream, info.stream_sequence))
@@ -549,6 +564,23 @@ struct Committed {
 }
 
 /// Acks or naks; a failure is logged, and the server's redelivery covers it.
+/// The most bytes one pull asks for (or two of the server's largest messages, if more). A
+/// pull bounded by count alone asked for 4,000 messages: with a backlog of 900 KB events that
+/// is gigabytes, far past what the server lets pend for one connection (64 MiB by default),
+/// and the server cut forewarn off as a slow consumer for 35–40 s at a time.
+const PULL_BYTES: usize = 16 * 1024 * 1024;
+
+/// Deliveries of an invalid event whose dead letter cannot be published before it is dropped
+/// (terminated, with an ERROR line and `forewarn_dead_letters_dropped_total`): the stream's
+/// redelivery is unlimited, so that a valid event waiting for the database is never lost, and
+/// without a bound such an event would be redelivered forever, holding an ack slot.
+const DEAD_LETTER_DELIVERIES: i64 = 10;
+
+/// How many times the server has delivered `message`, this time included.
+fn deliveries(message: &Message) -> i64 {
+    message.info().map_or(1, |info| info.delivered)
+}
+
 async fn ack(message: &Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
         tracing::warn!(error = %e, "Could not acknowledge a message; it will be redelivered.");

@@ -14,6 +14,8 @@ mod jetstream;
 mod settings;
 
 pub use batch::{BatchReport, Intake};
-pub use dead_letter::{DeadLetterPublisher, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_REASON};
+pub use dead_letter::{
+    DeadLetterPublisher, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_REASON, HEADER_TRUNCATED,
+};
 pub use jetstream::{connect, ensure_consumer, IntakeError};
 pub use settings::{IntakeSettings, NatsSettings};

@@ -91,3 +91,81 @@ async fn an_unknown_customer_is_processed_once_the_customer_is_known() {
     let dlq = app.js.get_stream("FOREWARN_DLQ").await.unwrap();
     assert_eq!(dlq.get_info().await.unwrap().state.messages, 1);
 }
+
+/// A bad body that fits the server's payload limit no longer fits with the dead letter's
+/// headers: it is cut to fit, the cut said in a header, and the original acked — not
+/// redelivered forever.
+#[tokio::test]
+async fn a_bad_body_just_under_the_payload_limit_is_dead_lettered_cut_to_fit() {
+    let app = spawn_app().await;
+    let limit = app.js.client().server_info().max_payload;
+    let body = vec![b'x'; limit - 40];
+    app.publish_raw("events.from.a.backend", body.clone()).await;
+    app.publish(&delayed_event(7)).await;
+    app.wait_intake_idle().await;
+
+    let dlq = app.js.get_stream("FOREWARN_DLQ").await.unwrap();
+    let message = dlq.get_raw_message(1).await.unwrap();
+    assert_eq!(message.subject.as_str(), "forewarn.dlq.not_json");
+    let truncated = message
+        .headers
+        .get("Forewarn-Truncated")
+        .expect("the cut is said")
+        .as_str()
+        .to_owned();
+    assert_eq!(truncated, body.len().to_string());
+    assert!(message.payload.len() < body.len());
+    assert!(
+        body.starts_with(&message.payload),
+        "the body's start, untouched"
+    );
+    assert_eq!(
+        dlq.get_info().await.unwrap().state.messages,
+        1,
+        "dead-lettered once"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("forewarn_dead_letters_total{reason=\"not_json\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("dead_letters"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// With no dead-letter stream to publish to, an invalid event is redelivered a bounded number
+/// of times, then dropped with an ERROR line and a metric — it does not hold an ack slot
+/// forever.
+#[tokio::test]
+async fn an_invalid_event_whose_dead_letter_cannot_be_published_is_dropped_after_ten_deliveries() {
+    let app = spawn_app().await;
+    app.js.delete_stream("FOREWARN_DLQ").await.unwrap();
+    app.publish_raw("events.from.a.backend", b"{not json".to_vec())
+        .await;
+    app.publish(&delayed_event(7)).await;
+    // Idle alone can be seen between two deliveries (a nak's delay): wait for the drop itself.
+    wait_for("the invalid event to be dropped", || async {
+        app.metrics()
+            .await
+            .contains("forewarn_dead_letters_dropped_total{reason=\"not_json\"} 1")
+    })
+    .await;
+    app.wait_intake_idle().await;
+    app.wait_sent(1).await;
+
+    let dropped: Vec<String> = app
+        .log()
+        .lines()
+        .filter(|line| line.contains("Dropping an invalid event"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert!(dropped[0].contains("ERROR") && dropped[0].contains("not_json"));
+    assert!(
+        app.unacked().await == 0,
+        "dropped, not waiting for another delivery"
+    );
+}
