@@ -296,6 +296,18 @@ claim_lease = "{claim_lease}"
         }
     }
 
+    /// The forewarn process's peak resident memory so far, in bytes (`VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        let child = self.child.as_ref().expect("forewarn is running");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib * 1024
+    }
+
     /// Sends a signal (`HUP`, `TERM`, …) to the running forewarn.
     pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("forewarn is running");

@@ -8,6 +8,7 @@ const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod database;
 mod helpers;
 
+mod backlog;
 mod caps;
 mod check;
 mod config;

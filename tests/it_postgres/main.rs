@@ -12,6 +12,8 @@ mod database;
 #[path = "../it/helpers.rs"]
 mod helpers;
 
+#[path = "../it/backlog.rs"]
+mod backlog;
 #[path = "../it/caps.rs"]
 mod caps;
 #[path = "../it/crash.rs"]
