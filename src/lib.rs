@@ -64,6 +64,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod policy;
+pub mod readiness;
 pub mod render;
 pub mod risk;
 pub mod rules;

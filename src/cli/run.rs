@@ -150,6 +150,7 @@ pub async fn start(
     ));
     let fallback = Fallback::new(store.clone(), authoring.clone());
     let fanout_wake = Arc::new(Notify::new());
+    let readiness = crate::readiness::Readiness::default();
     if settings.incidents.fanout {
         let worker = FanoutWorker::new(
             store.clone(),
@@ -177,7 +178,8 @@ pub async fn start(
         wake.clone(),
     )
     .with_policy(policy.clone())
-    .with_fanout_wake(fanout_wake);
+    .with_fanout_wake(fanout_wake)
+    .with_readiness(readiness.clone());
     let intake_shutdown = shutdown.clone();
     tasks.push((
         "intake",
@@ -193,7 +195,8 @@ pub async fn start(
             settings.outbox.clone(),
             wake,
         )
-        .with_quiet_hours(policy.quiet.clone());
+        .with_quiet_hours(policy.quiet.clone())
+        .with_readiness(readiness.clone());
         let dispatcher_shutdown = shutdown.clone();
         tasks.push((
             "dispatcher",
@@ -234,6 +237,7 @@ pub async fn start(
         let state = crate::http::HttpState {
             store: store.clone(),
             nats: nats.clone(),
+            readiness: readiness.clone(),
             metrics,
             api_token,
             announcer: announcer(&settings, js.clone()),

@@ -31,6 +31,8 @@ pub struct HttpState {
     pub store: Arc<dyn Store>,
     /// For `/readyz`.
     pub nats: async_nats::Client,
+    /// For `/readyz`: whether intake and the dispatcher are committing.
+    pub readiness: crate::readiness::Readiness,
     /// For `/metrics`; `None` when another recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
     /// The bearer token `/v1/` requires, when one is configured (incidents always need one).
@@ -104,12 +106,19 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let nats_ok = state.nats.connection_state() == async_nats::connection::State::Connected;
     let db = state.store.ping().await;
-    let ready = nats_ok && db.is_ok();
-    let body = json!({
+    let stalled = state.readiness.stalled(crate::readiness::GRACE);
+    let ready = nats_ok && db.is_ok() && stalled.is_empty();
+    let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "nats": if nats_ok { "ok".to_owned() } else { format!("{:?}", state.nats.connection_state()) },
         "database": match &db { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
     });
+    for part in stalled {
+        body[part.part] = json!(format!(
+            "failing to commit for {} s: {}",
+            part.seconds, part.error
+        ));
+    }
     let status = if ready {
         StatusCode::OK
     } else {

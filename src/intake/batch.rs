@@ -20,6 +20,7 @@ use crate::intake::IntakeSettings;
 use crate::metrics as m;
 use crate::pipeline::{self, Deciding};
 use crate::policy::Policy;
+use crate::readiness::Readiness;
 use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
 use crate::store::{EventRecord, Store, StoreError};
@@ -53,6 +54,8 @@ pub struct Intake {
     /// When a batch is received, for its records and its decisions: the wall clock, or a
     /// test's.
     clock: Arc<dyn Clock>,
+    /// Told whether each batch committed, for `/readyz`.
+    readiness: Readiness,
 }
 
 /// Where one message of a batch stands.
@@ -83,7 +86,14 @@ impl Intake {
             fanout_wake: None,
             policy: Policy::none(),
             clock: Arc::new(SystemClock),
+            readiness: Readiness::default(),
         }
+    }
+
+    /// Reports whether its batches commit to `readiness` (`/readyz`).
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// Reads "now" from `clock` instead of the wall clock (tests decide at a chosen hour).
@@ -289,9 +299,14 @@ impl Intake {
             .transact(&prepared.accepted, &prepared.records, prepared.received_at)
             .await;
         match &committed {
-            Ok(outcome) if outcome.outreach > 0 => self.wake.notify_one(),
-            Ok(_) => {}
+            Ok(outcome) => {
+                self.readiness.ok("intake");
+                if outcome.outreach > 0 {
+                    self.wake.notify_one();
+                }
+            }
             Err(e) => {
+                self.readiness.failed("intake", &e.to_string());
                 counter!(m::BATCH_FAILURES).increment(1);
                 tracing::warn!(error = %e, events = prepared.accepted.len(), "Batch not committed; it will be redelivered.");
             }

@@ -26,7 +26,9 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Inta
         url: settings.url.clone(),
         message,
     };
-    let mut options = async_nats::ConnectOptions::new().name("forewarn");
+    let mut options = async_nats::ConnectOptions::new()
+        .name("forewarn")
+        .event_callback(|event| async move { log_connection_event(&event) });
     if let Some(path) = &settings.credentials_file {
         options = options
             .credentials_file(path)
@@ -44,6 +46,24 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Inta
         .connect(servers)
         .await
         .map_err(|e| connect_error(e.to_string()))
+}
+
+/// Logs a change in the connection: losing the server, or the server refusing to keep up,
+/// at WARN (once per change, as the client reports each), the way back at INFO.
+fn log_connection_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => tracing::info!("Connected to NATS."),
+        Event::Disconnected => tracing::warn!(
+            "Lost the connection to NATS; reconnecting. /readyz says not ready until it is back."
+        ),
+        Event::LameDuckMode | Event::SlowConsumer(_) | Event::ServerError(_) => {
+            tracing::warn!(%event, "NATS connection event.");
+        }
+        Event::ClientError(_) | Event::Draining | Event::Closed => {
+            tracing::info!(%event, "NATS connection event.");
+        }
+    }
 }
 
 /// Ensures the events stream, the dead-letter stream and the durable pull consumer exist, and

@@ -17,11 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use metrics::counter;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::metrics as m;
 use crate::store::{ClaimedMessage, Store};
 
 /// The claims of one batch, as this dispatcher holds them.
@@ -106,11 +104,11 @@ impl BatchClaims {
         match self.store.extend_claims(&live, until).await {
             Ok(extended) => {
                 let extended: HashSet<i64> = extended.into_iter().collect();
-                for (id, _) in live {
-                    if !extended.contains(&id) && held.lost.insert(id) {
-                        counter!(m::CLAIMS_LOST, "stage" => "send").increment(1);
-                    }
-                }
+                held.lost.extend(
+                    live.iter()
+                        .map(|(id, _)| *id)
+                        .filter(|id| !extended.contains(id)),
+                );
                 held.until = asked + self.lease;
             }
             Err(e) => tracing::warn!(error = %e, "Could not extend the batch's claims."),

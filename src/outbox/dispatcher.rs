@@ -23,6 +23,7 @@ use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
 use crate::outbox::OutboxSettings;
 use crate::policy::QuietHours;
+use crate::readiness::Readiness;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
 use crate::worker::{self, Next, Worker};
@@ -58,6 +59,8 @@ struct Sender {
     /// Notified by intake when it queues new outreach, and when a recorded batch queued a
     /// fallback, which is due at once.
     wake: Arc<Notify>,
+    /// Told whether claims and records go through, for `/readyz`.
+    readiness: Readiness,
 }
 
 /// Attempts to record the outcome of a batch before leaving it to lease expiry.
@@ -87,9 +90,19 @@ impl Dispatcher {
                 settings,
                 retry,
                 wake,
+                readiness: Readiness::default(),
             }),
             in_flight: JoinSet::new(),
         }
+    }
+
+    /// Reports whether its claims and records go through to `readiness` (`/readyz`). Set
+    /// before the first batch is claimed.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        Arc::get_mut(&mut self.sender)
+            .expect("readiness is set before dispatching")
+            .readiness = readiness;
+        self
     }
 
     /// Claims one batch of due messages, sends them concurrently and records the outcomes,
@@ -141,7 +154,9 @@ impl Sender {
                 self.settings.claim_lease,
                 self.settings.batch_size.max(1),
             )
-            .await?;
+            .await
+            .inspect_err(|e| self.readiness.failed("dispatcher", &e.to_string()))?;
+        self.readiness.ok("dispatcher");
         if !claimed.is_empty() {
             stages.lap("dispatch.claim");
         }
@@ -192,7 +207,10 @@ impl Sender {
                 }
                 // The rows stay `sending`; when their lease expires they are reconciled with
                 // the gateway before any resend, so nothing is lost or sent twice here.
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.readiness.failed("dispatcher", &e.to_string());
+                    return Err(e);
+                }
             }
         }
         stages.lap("dispatch.record");
@@ -268,6 +286,7 @@ impl Sender {
             }
         }
         if !claims.still_ours(message.id).await {
+            counter!(m::CLAIMS_LOST, "stage" => "send").increment(1);
             tracing::warn!(key = %message.key, "Not sending: this dispatcher was held up past its claim, and another dispatcher took the message over.");
             return None;
         }

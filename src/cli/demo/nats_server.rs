@@ -159,6 +159,12 @@ impl NatsServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Stops the server now (a test's fault: NATS lost).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for NatsServer {
