@@ -613,7 +613,9 @@ fn typed<T: DeserializeOwned>(value: &Value, root: &str) -> Result<T, DataError>
         } else {
             format!("{root}.{path}")
         };
-        let message = err.inner().to_string();
+        // serde quotes the value it refused: a 200 KB string would be copied whole into the
+        // dead letter's header and the log line.
+        let message = clipped(&err.inner().to_string());
         // serde reports a missing field at its parent; name the field itself.
         match message
             .strip_prefix("missing field `")
@@ -624,6 +626,17 @@ fn typed<T: DeserializeOwned>(value: &Value, root: &str) -> Result<T, DataError>
         }
     })
 }
+
+/// `message` cut to [`MESSAGE_CHARS`] characters, the cut said.
+fn clipped(message: &str) -> String {
+    match message.char_indices().nth(MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &message[..cut], message.len()),
+        None => message.to_owned(),
+    }
+}
+
+/// The longest a data error's message gets, in characters.
+const MESSAGE_CHARS: usize = 200;
 
 /// Resolves `data.customer` / `data.customer_id` into a [`CustomerRef`].
 fn customer_ref(data: &Value, inline: Option<CustomerInput>) -> Result<CustomerRef, DataError> {
@@ -734,6 +747,9 @@ struct ShipmentDelayedData {
     carrier: String,
     promised_by: DateTime<Utc>,
     new_eta: DateTime<Utc>,
+    /// Read by rules (`data.reason == 'weather'`): text, when present.
+    #[allow(dead_code)]
+    reason: Option<String>,
     #[allow(dead_code)]
     alternatives: Option<Vec<Alternative>>,
 }
@@ -744,6 +760,9 @@ struct ShipmentExceptionData {
     order_id: EntityId,
     customer: Option<CustomerInput>,
     kind: ExceptionKind,
+    /// Read by templates: text, when present.
+    #[allow(dead_code)]
+    detail: Option<String>,
     #[allow(dead_code)]
     alternatives: Option<Vec<Alternative>>,
 }
@@ -895,6 +914,46 @@ mod tests {
         let err = Payload::parse(EventType::OrderPlaced, &data).unwrap_err();
         assert_eq!(err.field, "data.items[0].unit_price.minor");
     }
+
+    #[test]
+    fn text_the_catalogue_names_must_be_text_and_money_must_be_in_range() {
+        let mut data = delayed();
+        data["reason"] = json!(42);
+        let err = Payload::parse(EventType::ShipmentDelayed, &data).unwrap_err();
+        assert_eq!(err.field, "data.reason");
+        data["reason"] = json!("weather");
+        assert!(Payload::parse(EventType::ShipmentDelayed, &data).is_ok());
+
+        let order = |minor: Value| {
+            json!({"order_id":"o","customer_id":"c","promised_by":"2026-11-25T09:00:00Z",
+                   "total":{"minor":minor,"currency":"KRW"},"items":[]})
+        };
+        for refused in [json!(-1), json!(i64::MAX), json!(MAX_MINOR_FOR_TESTS + 1)] {
+            let err = Payload::parse(EventType::OrderPlaced, &order(refused.clone())).unwrap_err();
+            assert_eq!(err.field, "data.total.minor", "{refused}");
+            assert!(err.message.contains("out of range"), "{}", err.message);
+        }
+        assert!(Payload::parse(EventType::OrderPlaced, &order(json!(0))).is_ok());
+        assert!(Payload::parse(EventType::OrderPlaced, &order(json!(MAX_MINOR_FOR_TESTS))).is_ok());
+    }
+
+    #[test]
+    fn a_refused_value_is_quoted_in_the_error_only_in_part() {
+        // serde quotes a string it refused: `invalid type: string "xxx…", expected i64`.
+        let data = json!({"order_id":"o","customer_id":"c","promised_by":"2026-11-25T09:00:00Z",
+            "total":{"minor":"x".repeat(200_000),"currency":"KRW"},"items":[]});
+        let err = Payload::parse(EventType::OrderPlaced, &data).unwrap_err();
+        assert_eq!(err.field, "data.total.minor");
+        assert!(
+            err.message.starts_with("invalid type: string \"xxx"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.len() < 400, "{} bytes", err.message.len());
+        assert!(err.message.ends_with("bytes in all)"), "the cut is said");
+    }
+
+    const MAX_MINOR_FOR_TESTS: i64 = crate::domain::contact::MAX_MINOR;
 
     #[test]
     fn an_invalid_inline_phone_is_refused_with_its_path() {

@@ -259,10 +259,44 @@ deserialize_via_parse!(TimeZoneName);
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Amount in the currency's minor unit: `129000` KRW is ₩129,000; `1299` USD is $12.99.
+    /// From 0 to [`MAX_MINOR`]: a price or a total is never negative, and a discount's face
+    /// value (a percent of it) must not overflow.
+    #[serde(deserialize_with = "minor_units")]
     pub minor: i64,
     /// An ISO 4217 code (`KRW`, `USD`): one forewarn can show with its symbol and decimals.
     #[serde(deserialize_with = "currency_code")]
     pub currency: String,
+}
+
+/// The largest amount accepted, in minor units: a quadrillion (₩1,000,000,000,000,000, or
+/// $10 trillion), far above any order and far below where arithmetic on it could overflow.
+pub(crate) const MAX_MINOR: i64 = 1_000_000_000_000_000;
+
+fn minor_units<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let minor = i64::deserialize(d)?;
+    if (0..=MAX_MINOR).contains(&minor) {
+        Ok(minor)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{minor} is out of range: an amount is from 0 to {MAX_MINOR} minor units"
+        )))
+    }
+}
+
+/// An optional amount as stored, read without [`MAX_MINOR`]'s bound: a record written before
+/// the bound existed still reads.
+pub(crate) fn stored_amount<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Money>, D::Error> {
+    #[derive(Deserialize)]
+    struct Stored {
+        minor: i64,
+        currency: String,
+    }
+    Ok(Option::<Stored>::deserialize(d)?.map(|m| Money {
+        minor: m.minor,
+        currency: m.currency,
+    }))
 }
 
 fn currency_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -180,6 +180,7 @@ struct CustomerView {
     consent: Consent,
     segment: Option<String>,
     region: Option<String>,
+    #[serde(default, deserialize_with = "super::contact::stored_amount")]
     lifetime_value: Option<Money>,
 }
 
