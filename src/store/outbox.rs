@@ -224,6 +224,17 @@ pub struct AttemptRecord {
     pub switch: Option<ChannelSwitch>,
 }
 
+/// Splits `attempts` into those whose claim is still `held` (the outbox ids a backend found
+/// `sending` under the claimed attempt number) and the outbox ids of the rest.
+pub(crate) fn split_held<'a>(
+    attempts: &'a [AttemptRecord],
+    held: &std::collections::HashSet<i64>,
+) -> (Vec<&'a AttemptRecord>, Vec<i64>) {
+    let (kept, stale): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+        attempts.iter().partition(|a| held.contains(&a.outbox_id));
+    (kept, stale.iter().map(|a| a.outbox_id).collect())
+}
+
 /// Counts of outbox rows by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxCounts {

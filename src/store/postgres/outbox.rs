@@ -15,6 +15,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::PgStore;
 use crate::domain::{AddressEffect, EventKey};
+use crate::store::outbox::split_held;
 use crate::store::rows::{
     claimed_from_row, current_state_from_row, event_record_from_row, CLAIMED_COLUMNS, EVENT_COLUMNS,
 };
@@ -188,9 +189,7 @@ async fn still_held<'a>(
     .await?
     .into_iter()
     .collect();
-    let (kept, stale): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
-        attempts.iter().partition(|a| held.contains(&a.outbox_id));
-    Ok((kept, stale.iter().map(|a| a.outbox_id).collect()))
+    Ok(split_held(attempts, &held))
 }
 
 crate::store::outbox::outbox_reads!(PgStore);

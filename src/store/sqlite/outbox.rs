@@ -13,6 +13,7 @@ use super::codes::void_code_of;
 use super::rows::with_event_keys;
 use super::{SqliteStore, MAX_BINDS};
 use crate::domain::{AddressEffect, EventKey};
+use crate::store::outbox::split_held;
 use crate::store::rows::{claimed_from_row, current_state_from_row, CLAIMED_COLUMNS};
 use crate::store::{
     millis, AttemptRecord, AttemptResult, ClaimedMessage, CurrentState, OutboxStore, StoreError,
@@ -314,9 +315,7 @@ async fn still_held<'a>(
                 .await?,
         );
     }
-    let (kept, stale): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
-        attempts.iter().partition(|a| held.contains(&a.outbox_id));
-    Ok((kept, stale.iter().map(|a| a.outbox_id).collect()))
+    Ok(split_held(attempts, &held))
 }
 
 /// The state the events of `keys` are about, as it stands now (after [`with_event_keys`]).
