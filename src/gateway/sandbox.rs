@@ -44,6 +44,9 @@ struct State {
     read_to: u64,
 }
 
+/// How much of the file is read at a time when catching up.
+const READ_CHUNK: usize = 1024 * 1024;
+
 /// What the sandbox remembers of a key: the first 128 bits of its SHA-256.
 fn digest(key: &str) -> u128 {
     use sha2::{Digest, Sha256};
@@ -74,23 +77,39 @@ impl State {
     }
 
     /// Reads the lines appended since the last read (by this process or another), under the
-    /// lock. A fragment after the last newline can only be what a writer that died mid-line
-    /// left (a live writer finishes or cuts back its line before it lets go of the lock): it
-    /// is cut off, and its message is resent whole.
+    /// lock, a chunk at a time: at start that is the whole file, which after an incident holds
+    /// a million lines. A fragment after the last newline can only be what a writer that died
+    /// mid-line left (a live writer finishes or cuts back its line before it lets go of the
+    /// lock): it is cut off, and its message is resent whole.
     fn catch_up(&mut self) -> std::io::Result<()> {
         let len = self.file.metadata()?.len();
-        if len <= self.read_to {
-            return Ok(());
+        // Read and not yet indexed: the start of a line that goes on in the next chunk.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut offset = self.read_to;
+        while offset < len {
+            let take = usize::try_from(len - offset).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+            let start = pending.len();
+            pending.resize(start + take, 0);
+            self.file.read_exact_at(&mut pending[start..], offset)?;
+            offset += take as u64;
+            if let Some(last) = pending.iter().rposition(|b| *b == b'\n') {
+                self.index(&pending[..=last]);
+                self.read_to += last as u64 + 1;
+                pending.drain(..=last);
+            }
         }
-        let mut unread = vec![0; usize::try_from(len - self.read_to).unwrap_or(usize::MAX)];
-        self.file.read_exact_at(&mut unread, self.read_to)?;
-        let whole = unread
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
-        for line in unread[..whole].split(|b| *b == b'\n') {
-            // A line that does not parse (one torn by a crash before lines were cut back) has
-            // no key to read; it is skipped.
+        if self.read_to < len {
+            tracing::warn!(bytes = len - self.read_to, "Cutting off a torn sandbox line left by a process that died mid-write; its message is resent whole.");
+            self.file.set_len(self.read_to)?;
+        }
+        Ok(())
+    }
+
+    /// Remembers the key of every line in `lines` (whole lines, each ending in a newline).
+    fn index(&mut self, lines: &[u8]) {
+        for line in lines.split(|b| *b == b'\n') {
+            // A line that does not parse (one torn by a crash before lines were cut back, or
+            // the empty piece after the last newline) has no key to read; it is skipped.
             let Ok(record) = serde_json::from_slice::<Value>(line) else {
                 continue;
             };
@@ -98,12 +117,6 @@ impl State {
                 self.written.insert(digest(key));
             }
         }
-        self.read_to += whole as u64;
-        if self.read_to < len {
-            tracing::warn!(bytes = len - self.read_to, "Cutting off a torn sandbox line left by a process that died mid-write; its message is resent whole.");
-            self.file.set_len(self.read_to)?;
-        }
-        Ok(())
     }
 
     /// Appends `line` whole, or leaves the file as it was.
@@ -336,5 +349,28 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[1]["key"], key("e-2").as_str());
+    }
+
+    #[tokio::test]
+    async fn a_file_larger_than_a_read_is_indexed_whole_lines_across_reads_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = SandboxGateway::open(dir.path(), Channel::Sms).unwrap();
+        let keys: Vec<IdempotencyKey> = (0..12_000).map(|i| key(&format!("e-{i}"))).collect();
+        for key in &keys {
+            assert!(matches!(send(&gateway, key).await, SendOutcome::Sent(_)));
+        }
+        let size = std::fs::metadata(gateway.path()).unwrap().len();
+        assert!(
+            size > 2 * READ_CHUNK as u64,
+            "{size} bytes: more than two reads"
+        );
+
+        let reopened = SandboxGateway::open(dir.path(), Channel::Sms).unwrap();
+        for key in &keys {
+            assert!(
+                matches!(reopened.reconcile(key).await, Reconciliation::Delivered(_)),
+                "{key}"
+            );
+        }
     }
 }
