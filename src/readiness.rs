@@ -30,7 +30,7 @@ struct Failing {
 /// A part failing for longer than the grace period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stalled {
-    /// `intake` or `dispatcher`.
+    /// `intake`, `dispatcher.claims` or `dispatcher.records`.
     pub part: &'static str,
     /// Its latest error.
     pub error: String,

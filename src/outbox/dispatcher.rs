@@ -66,6 +66,13 @@ struct Sender {
 /// Attempts to record the outcome of a batch before leaving it to lease expiry.
 const RECORD_TRIES: u32 = 5;
 
+/// The dispatcher's two kinds of commit, each its own part of `/readyz`: claims can go
+/// through while every record fails (or the other way round), and one's success must not hide
+/// the other's failure.
+const CLAIMS: &str = "dispatcher.claims";
+/// See [`CLAIMS`].
+const RECORDS: &str = "dispatcher.records";
+
 /// Batches claimed and not yet recorded, at most: one being recorded (waiting for the
 /// database's writer, perhaps), one being sent and the next one claimed meanwhile.
 const IN_FLIGHT: usize = 3;
@@ -155,8 +162,8 @@ impl Sender {
                 self.settings.batch_size.max(1),
             )
             .await
-            .inspect_err(|e| self.readiness.failed("dispatcher", &e.to_string()))?;
-        self.readiness.ok("dispatcher");
+            .inspect_err(|e| self.readiness.failed(CLAIMS, &e.to_string()))?;
+        self.readiness.ok(CLAIMS);
         if !claimed.is_empty() {
             stages.lap("dispatch.claim");
         }
@@ -190,6 +197,7 @@ impl Sender {
         loop {
             match self.store.record_attempts(&records).await {
                 Ok(taken_over) => {
+                    self.readiness.ok(RECORDS);
                     if !taken_over.is_empty() {
                         counter!(m::CLAIMS_LOST, "stage" => "record")
                             .increment(taken_over.len() as u64);
@@ -208,7 +216,7 @@ impl Sender {
                 // The rows stay `sending`; when their lease expires they are reconciled with
                 // the gateway before any resend, so nothing is lost or sent twice here.
                 Err(e) => {
-                    self.readiness.failed("dispatcher", &e.to_string());
+                    self.readiness.failed(RECORDS, &e.to_string());
                     return Err(e);
                 }
             }
@@ -511,6 +519,45 @@ mod tests {
             Next::After(idle) => assert!(idle <= settings.outbox.poll_interval),
             other => panic!("an idle dispatcher should wait, not {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn records_failing_while_claims_go_through_stay_reported_as_failing() {
+        let (dir, store) = store().await;
+        let event = delayed();
+        let queued = Changes {
+            outreach: vec![outreach(&event, None)],
+            ..Changes::default()
+        };
+        intake(&store, &event, queued, Utc::now()).await;
+        // Every record fails (its table is gone); claims, which do not touch it, go through.
+        sqlx::query("DROP TABLE attempts")
+            .execute(store.writer())
+            .await
+            .expect("a fault");
+
+        let mut settings = Settings::default();
+        settings.paths.outbox = dir.path().join("outbox");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let readiness = Readiness::default();
+        let (dispatcher, _authoring) = dispatcher(&store, &settings);
+        let dispatcher = dispatcher.with_readiness(readiness.clone());
+        assert!(
+            dispatcher.dispatch_once().await.is_err(),
+            "the record fails"
+        );
+        assert_eq!(
+            dispatcher.dispatch_once().await.expect("a claim"),
+            DispatchOutcome::Empty
+        );
+
+        let stalled = readiness.stalled(Duration::ZERO);
+        let parts: Vec<&str> = stalled.iter().map(|s| s.part).collect();
+        assert_eq!(
+            parts,
+            vec![RECORDS],
+            "a claim that went through hides nothing"
+        );
     }
 
     #[tokio::test]
