@@ -401,6 +401,7 @@ impl Payload {
         if !data.is_object() {
             return Err(DataError::new("data", "must be a JSON object"));
         }
+        super::limits::check_data_text(data)?;
         Ok(match event_type {
             EventType::CustomerUpserted => {
                 let input: CustomerInput = typed(data, "data")?;
@@ -941,7 +942,7 @@ mod tests {
     fn a_refused_value_is_quoted_in_the_error_only_in_part() {
         // serde quotes a string it refused: `invalid type: string "xxx…", expected i64`.
         let data = json!({"order_id":"o","customer_id":"c","promised_by":"2026-11-25T09:00:00Z",
-            "total":{"minor":"x".repeat(200_000),"currency":"KRW"},"items":[]});
+            "total":{"minor":"x".repeat(4_000),"currency":"KRW"},"items":[]});
         let err = Payload::parse(EventType::OrderPlaced, &data).unwrap_err();
         assert_eq!(err.field, "data.total.minor");
         assert!(

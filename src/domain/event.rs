@@ -5,6 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::limits::{MAX_ATTRIBUTE_BYTES, MAX_TYPE_BYTES};
+
 /// An event's identity: CloudEvents says `source` + `id` are unique, so a second delivery of the
 /// same pair is the same event and is processed once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,12 +158,6 @@ pub enum EnvelopeError {
     #[error("unknown event type `{0}`")]
     UnknownType(String),
 }
-
-/// The longest `id`, `source` and `subject` accepted, in bytes. Ids are keys (stored, indexed,
-/// logged); a longer one is a mistake or an attack, and its length is said, not echoed.
-const MAX_ATTRIBUTE_BYTES: usize = 256;
-/// The longest `type` accepted, in bytes, prefix included.
-const MAX_TYPE_BYTES: usize = 128;
 
 /// `text` for an error message: quoted, and cut to a few dozen characters if longer.
 fn quoted(text: &str) -> String {

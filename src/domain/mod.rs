@@ -10,6 +10,7 @@ mod contact;
 mod customer;
 mod event;
 mod history;
+mod limits;
 mod offer;
 mod outreach;
 mod rejection;
@@ -30,6 +31,7 @@ pub use history::{
     day_number, shared_experience_span, DayCount, Dimension, Experience, ExperienceKind,
     ExternalScore, History, PastOrder, PastOutreach, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
+pub use limits::MAX_DATA_TEXT_BYTES;
 pub use offer::{DiscountCode, Offer, Redemption};
 pub use outreach::{
     AddressEffect, IdempotencyKey, MessageContent, Outreach, RiskRecord, RiskScores,
