@@ -1,5 +1,6 @@
 //! A backlog of large events, waiting in the stream when forewarn starts, is taken in with the
-//! messages pulled at once bounded in bytes, not only in count.
+//! messages pulled at once bounded in bytes, not only in count, and the memory it took is given
+//! back once it is done.
 
 use std::time::Duration;
 
@@ -10,16 +11,20 @@ use crate::helpers::*;
 const EVENT_BYTES: usize = 900 * 1024;
 /// 135 MB in all, twice what the server lets pend for one connection by default (64 MiB).
 const EVENTS: usize = 150;
+/// How far above its idle level the process's memory may stay once the backlog is done.
+const SETTLED_ABOVE_IDLE: u64 = 40_000_000;
 
 #[tokio::test]
-async fn a_backlog_of_large_events_is_taken_in_a_few_megabytes_at_a_time() {
+async fn a_backlog_of_large_events_is_taken_in_a_few_megabytes_at_a_time_and_the_memory_returned() {
     let mut app = spawn_app().await;
+    let idle = app.rss();
     app.terminate().await;
-    let note = "x".repeat(EVENT_BYTES);
+    // In 4 KB notes: a longer string anywhere in `data` is refused.
+    let notes = vec!["x".repeat(4_000); EVENT_BYTES / 4_000];
     let mut acks = Vec::with_capacity(EVENTS);
     for i in 0..EVENTS {
         let mut event = delayed_event(i);
-        event["data"]["note"] = note.clone().into();
+        event["data"]["notes"] = notes.clone().into();
         acks.push(
             app.js
                 .publish("events.shipment.delayed", event.to_string().into())
@@ -48,6 +53,16 @@ async fn a_backlog_of_large_events_is_taken_in_a_few_megabytes_at_a_time() {
         peak / 1_000_000,
         EVENTS * EVENT_BYTES / 1_000_000
     );
+    // And once the backlog is done, the memory goes back: the allocator's freed pages and
+    // the database's page caches, which it kept for as long as the process stayed idle
+    // (measured: 162 MB resident a minute later with 58 MB at idle; now 71 MB).
+    let settled = idle + SETTLED_ABOVE_IDLE;
+    wait_within(
+        "memory back near its idle level",
+        Duration::from_secs(90),
+        || async { app.rss() < settled },
+    )
+    .await;
     assert!(
         !app.log().contains("Pull error"),
         "{}",

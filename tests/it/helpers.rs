@@ -298,13 +298,23 @@ claim_lease = "{claim_lease}"
 
     /// The forewarn process's peak resident memory so far, in bytes (`VmHWM`).
     pub fn peak_rss(&self) -> u64 {
+        self.memory("VmHWM")
+    }
+
+    /// The forewarn process's resident memory now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        self.memory("VmRSS")
+    }
+
+    /// A memory figure of `/proc/<pid>/status`, in bytes.
+    pub fn memory(&self, field: &str) -> u64 {
         let child = self.child.as_ref().expect("forewarn is running");
         let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
         let kib: u64 = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .expect("VmHWM in /proc/<pid>/status");
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"));
         kib * 1024
     }
 
