@@ -10,6 +10,7 @@ mod helpers;
 
 mod backlog;
 mod caps;
+mod chaos;
 mod check;
 mod config;
 mod crash;
@@ -19,6 +20,9 @@ mod explain;
 mod fcm;
 mod http;
 mod incidents;
+// The gate and the repeat counts serve the PostgreSQL scale-out tests only.
+#[allow(dead_code)]
+mod ledger;
 mod offers;
 mod pacing;
 mod pipeline;

@@ -16,6 +16,8 @@ mod helpers;
 mod backlog;
 #[path = "../it/caps.rs"]
 mod caps;
+#[path = "../it/chaos.rs"]
+mod chaos;
 #[path = "../it/crash.rs"]
 mod crash;
 #[path = "../it/dead_letters.rs"]
@@ -28,6 +30,8 @@ mod fcm;
 mod http;
 #[path = "../it/incidents.rs"]
 mod incidents;
+#[path = "../it/ledger.rs"]
+mod ledger;
 #[path = "../it/offers.rs"]
 mod offers;
 #[path = "../it/pacing.rs"]

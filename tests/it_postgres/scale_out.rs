@@ -4,134 +4,19 @@
 //! everything is delivered, and a key arrives twice only when forewarn itself reports the
 //! resend of a request that was in flight at the kill.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::Router;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::helpers::*;
+use crate::ledger::*;
 
-const SECRET: &str = "whsec-scale-out-0123456789";
 /// Outreach (and events) of the intake test; customers of the fan-out test.
 const VOLUME: usize = 20_000;
 /// How long the whole of a test's volume may take on a debug build.
 const LARGE_PATIENCE: Duration = Duration::from_secs(600);
-
-/// A webhook receiver: checks each request's signature as a real receiver would, and counts
-/// deliveries per idempotency key.
-#[derive(Clone, Default)]
-struct Receiver {
-    keys: Arc<Mutex<HashMap<String, usize>>>,
-    forged: Arc<Mutex<usize>>,
-    /// Requests to `/hooks/held` wait here until it opens.
-    gate: Gate,
-}
-
-/// Holds requests until opened, counting those waiting.
-#[derive(Clone, Default)]
-struct Gate {
-    waiting: Arc<std::sync::atomic::AtomicUsize>,
-    opened: Arc<tokio::sync::Notify>,
-    open: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Gate {
-    async fn pass(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let opened = self.opened.notified();
-        if !self.open.load(SeqCst) {
-            self.waiting.fetch_add(1, SeqCst);
-            opened.await;
-        }
-    }
-
-    fn waiting(&self) -> usize {
-        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn open(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.opened.notify_waiters();
-    }
-}
-
-impl Receiver {
-    async fn start(self) -> String {
-        let router = Router::new()
-            .route("/hooks/forewarn", post(receive))
-            .route("/hooks/held", post(receive_when_open))
-            .with_state(self);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks/forewarn", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        url
-    }
-
-    fn distinct(&self) -> usize {
-        self.keys.lock().unwrap().len()
-    }
-
-    /// Deliveries beyond the first of each key.
-    fn repeats(&self) -> usize {
-        self.keys.lock().unwrap().values().map(|n| n - 1).sum()
-    }
-
-    /// The keys delivered more than once.
-    fn repeated_keys(&self) -> Vec<String> {
-        let keys = self.keys.lock().unwrap();
-        keys.iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-}
-
-async fn receive(
-    State(receiver): State<Receiver>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let signed = || -> Option<bool> {
-        let timestamp = headers.get("forewarn-timestamp")?.to_str().ok()?;
-        let given = headers.get("forewarn-signature")?.to_str().ok()?;
-        let mac_hex = given.strip_prefix("v1=")?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).ok()?;
-        mac.update(format!("{timestamp}.").as_bytes());
-        mac.update(&body);
-        Some(mac.verify_slice(&hex::decode(mac_hex).ok()?).is_ok())
-    };
-    if signed() != Some(true) {
-        *receiver.forged.lock().unwrap() += 1;
-        return (StatusCode::UNAUTHORIZED, "bad signature".to_owned());
-    }
-    let key = headers["forewarn-idempotency-key"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    *receiver.keys.lock().unwrap().entry(key).or_default() += 1;
-    (StatusCode::OK, r#"{"id":"hook-1"}"#.to_owned())
-}
-
-/// [`receive`], once the receiver's gate is open.
-async fn receive_when_open(
-    State(receiver): State<Receiver>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    receiver.gate.pass().await;
-    receive(State(receiver), headers, body).await
-}
 
 /// Another `forewarn run` on the app's config, with an HTTP port of its own.
 struct Peer {
@@ -254,20 +139,6 @@ async fn metrics_at(port: u16) -> String {
         .unwrap()
 }
 
-/// The sum of the samples of counter `name` with every one of `labels` (`key="value"`) in a
-/// Prometheus text.
-fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Every line the app and its peers logged (a peer's log spans its restarts).
 fn log_lines(app: &App, peers: &[Peer]) -> Vec<String> {
     let mut logs = vec![app.log()];
@@ -283,41 +154,18 @@ fn log_lines(app: &App, peers: &[Peer]) -> Vec<String> {
 }
 
 /// The keys any of the processes logged resending because the gateway could not say whether
-/// the attempt in flight at a kill had arrived (logs outlive the processes; metrics do not).
+/// the attempt in flight at a kill had arrived.
 fn logged_resends(app: &App, peers: &[Peer]) -> std::collections::HashSet<String> {
-    log_lines(app, peers)
-        .into_iter()
-        .filter(|line| line.contains("Resending an ambiguous attempt"))
-        .filter_map(|line| {
-            let key = line.split("key=").nth(1)?;
-            Some(key.split_whitespace().next()?.trim_matches('"').to_owned())
-        })
+    resent_keys(log_lines(app, peers).iter().map(String::as_str))
+        .into_keys()
         .collect()
-}
-
-/// Publishes `events` without waiting for each ack in turn: a thousand in flight at a time.
-async fn publish_many(js: &async_nats::jetstream::Context, events: impl Iterator<Item = Value>) {
-    let events: Vec<Value> = events.collect();
-    for chunk in events.chunks(1_000) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for event in chunk {
-            let subject = format!("events.{}", event["type"].as_str().unwrap());
-            acks.push(js.publish(subject, event.to_string().into()).await.unwrap());
-        }
-        for ack in acks {
-            ack.await.unwrap();
-        }
-    }
 }
 
 /// The app and two peers on one PostgreSQL database, sending SMS through the webhook.
 async fn cluster(receiver_url: &str, scheduler: bool, extra: &str) -> (App, Vec<Peer>) {
     let app = spawn_app_with(Options {
         scheduler,
-        extra_config: format!(
-            "\n[gateways.sms]\nkind = \"webhook\"\nurl = \"{receiver_url}\"\n\
-             secret_env = \"TEST_WEBHOOK_SECRET\"\n{extra}"
-        ),
+        extra_config: format!("{}{extra}", webhook_sms(receiver_url)),
         env: vec![("TEST_WEBHOOK_SECRET".into(), SECRET.into())],
         // Six processes and PostgreSQL share two cores here: a lease long enough that a
         // starved process still extends its claims in time; a killed one's come back after it.
@@ -489,10 +337,7 @@ async fn a_dispatcher_paused_past_its_lease_neither_sends_nor_records_what_was_t
         // The app only takes events in at first; the peer sends, through the gate.
         dispatch: false,
         concurrency: IN_FLIGHT,
-        extra_config: format!(
-            "\n[gateways.sms]\nkind = \"webhook\"\nurl = \"{url}\"\n\
-             secret_env = \"TEST_WEBHOOK_SECRET\"\n"
-        ),
+        extra_config: webhook_sms(&url),
         env: vec![("TEST_WEBHOOK_SECRET".into(), SECRET.into())],
         claim_lease: "2s",
         ..Options::default()

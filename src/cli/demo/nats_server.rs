@@ -99,8 +99,9 @@ pub fn free_port() -> std::io::Result<u16> {
 #[derive(Debug)]
 pub struct NatsServer {
     child: Child,
+    binary: PathBuf,
     port: u16,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -123,8 +124,9 @@ impl NatsServer {
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let mut server = NatsServer {
             child,
+            binary: binary.to_owned(),
             port: 0,
-            _store: store,
+            store,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -164,6 +166,38 @@ impl NatsServer {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same port and JetStream
+    /// store: streams, consumers and their unacked messages are where they were.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.child = Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("nats-server exited at restart: {status}"));
+            }
+            if Instant::now() > deadline {
+                return Err("nats-server did not listen again in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(())
     }
 }
 
