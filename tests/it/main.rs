@@ -18,6 +18,7 @@ mod dead_letters;
 mod demo;
 mod explain;
 mod fcm;
+mod fuzz;
 mod http;
 mod incidents;
 // The gate and the repeat counts serve the PostgreSQL scale-out tests only.
