@@ -53,9 +53,8 @@ fn examples() -> &'static [Value] {
                     .filter_map(|line| serde_json::from_str::<Value>(line).ok())
                     .filter(|event| {
                         // Well-formed: the rejected examples are not.
-                        CloudEvent::parse(event.to_string().as_bytes(), None).is_ok_and(|e| {
-                            Payload::parse(e.event_type, &e.data).is_ok()
-                        })
+                        CloudEvent::parse(event.to_string().as_bytes(), None)
+                            .is_ok_and(|e| Payload::parse(e.event_type, &e.data).is_ok())
                     }),
             );
         }
@@ -254,7 +253,9 @@ fn with_texts(value: &Value, texts: &[String], next: &mut usize) -> Value {
             *next += 1;
             Value::String(texts[*next % texts.len()].clone())
         }
-        Value::Array(items) => Value::Array(items.iter().map(|v| with_texts(v, texts, next)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| with_texts(v, texts, next)).collect())
+        }
         Value::Object(fields) => Value::Object(
             fields
                 .iter()
@@ -276,7 +277,10 @@ fn template_events() -> Vec<(&'static str, Vec<&'static Value>)> {
                 .filter(|event| {
                     rules.rules().iter().any(|rule| {
                         rule.template == name
-                            && rule.on.iter().any(|t| Some(t.as_str()) == event["type"].as_str())
+                            && rule
+                                .on
+                                .iter()
+                                .any(|t| Some(t.as_str()) == event["type"].as_str())
                     })
                 })
                 .collect();
