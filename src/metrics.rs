@@ -17,7 +17,8 @@ pub const OUTREACH: &str = "forewarn_outreach_total";
 pub const PROCESSING_SECONDS: &str = "forewarn_event_processing_seconds";
 /// Events per committed batch.
 pub const BATCH_SIZE: &str = "forewarn_intake_batch_events";
-/// Attempts resent after a crash left them ambiguous and the gateway could not tell.
+/// Attempts that may have arrived and are sent again: left ambiguous by a crash or a pause
+/// when the gateway cannot tell, or unanswered (a timeout after the request went out).
 pub const AMBIGUOUS_RESENDS: &str = "forewarn_outbox_ambiguous_resends_total";
 /// Attempts found already delivered by the gateway after a crash, so not resent.
 pub const RECONCILED: &str = "forewarn_outbox_reconciled_total";

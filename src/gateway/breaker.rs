@@ -70,7 +70,10 @@ impl Breaker {
 
     fn record(&self, outcome: &SendOutcome, probe: bool) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let passing_failure = matches!(outcome, SendOutcome::Retry { .. });
+        let passing_failure = matches!(
+            outcome,
+            SendOutcome::Retry { .. } | SendOutcome::Unanswered { .. }
+        );
         let next = match (*state, passing_failure) {
             (_, false) => State::Closed { failures: 0 },
             (State::Probing, true) if probe => State::Open {

@@ -145,7 +145,15 @@ impl FcmGateway {
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
             ("assertion", &assertion),
         ]))
-        .await?;
+        .await
+        // The message itself has not gone out: nothing can arrive twice.
+        .map_err(|outcome| match outcome {
+            SendOutcome::Unanswered { reason } => SendOutcome::Retry {
+                after: None,
+                reason,
+            },
+            other => other,
+        })?;
         let (status, headers) = (reply.status, &reply.headers);
         let body: Value = serde_json::from_str(reply.text()).unwrap_or_default();
         if !status.is_success() {
@@ -300,6 +308,7 @@ impl Gateway for FcmGateway {
             (true, Some(SendOutcome::Retry { after, reason })) => {
                 SendOutcome::Retry { after, reason }
             }
+            (true, Some(SendOutcome::Unanswered { reason })) => SendOutcome::Unanswered { reason },
             (true, Some(SendOutcome::Reject { reason, .. })) => SendOutcome::Reject {
                 reason,
                 effect: (!gone.is_empty()).then_some(AddressEffect::Gone(gone)),

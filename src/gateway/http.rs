@@ -54,18 +54,23 @@ pub(super) async fn exchange(request: reqwest::RequestBuilder) -> Result<Reply, 
     })
 }
 
-/// A request that got no answer: always worth another try.
+/// A request that got no answer: always worth another try. Unless it never left (no
+/// connection), the provider may have received it.
 pub(super) fn transport_failure(error: &reqwest::Error) -> SendOutcome {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
+    let reason = |what: &str| format!("{what}: {}", without_url(error));
+    if error.is_connect() {
+        SendOutcome::Retry {
+            after: None,
+            reason: reason("could not connect"),
+        }
+    } else if error.is_timeout() {
+        SendOutcome::Unanswered {
+            reason: reason("timed out"),
+        }
     } else {
-        "request failed"
-    };
-    SendOutcome::Retry {
-        after: None,
-        reason: format!("{what}: {}", without_url(error)),
+        SendOutcome::Unanswered {
+            reason: reason("request failed"),
+        }
     }
 }
 

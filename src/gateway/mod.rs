@@ -74,6 +74,13 @@ pub enum SendOutcome {
         /// What happened.
         reason: String,
     },
+    /// The request went out and no answer came back (a timeout, a connection dropped
+    /// mid-request): retried like [`Retry`](Self::Retry), but the provider may have received
+    /// it, so the retry may repeat a message that arrived.
+    Unanswered {
+        /// What happened.
+        reason: String,
+    },
     /// Not attempted: the gateway is being left alone (open circuit). Not counted against
     /// the message's retry budget.
     Deferred {

@@ -357,6 +357,14 @@ impl Sender {
                 content: &message.content,
             })
             .await;
+        if let SendOutcome::Unanswered { reason } = &outcome {
+            counter!(m::AMBIGUOUS_RESENDS, "channel" => message.channel.as_str()).increment(1);
+            tracing::warn!(key = %message.key, %reason, "No answer from the gateway: the message may have arrived, and a retry may repeat it.");
+        }
+        let after = match &outcome {
+            SendOutcome::Retry { after, .. } => *after,
+            _ => None,
+        };
         let waited = (Utc::now() - message.created_at)
             .to_std()
             .unwrap_or_default();
@@ -369,7 +377,7 @@ impl Sender {
             SendOutcome::Sent(receipt) => AttemptResult::Sent {
                 provider_id: receipt.provider_id,
             },
-            SendOutcome::Retry { reason, .. } if expired => {
+            SendOutcome::Retry { reason, .. } | SendOutcome::Unanswered { reason } if expired => {
                 tracing::error!(key = %message.key, ?waited, %reason, "Giving up: the message is too old to be useful.");
                 AttemptResult::Failed {
                     error: format!(
@@ -378,7 +386,7 @@ impl Sender {
                     ),
                 }
             }
-            SendOutcome::Retry { after, reason }
+            SendOutcome::Retry { reason, .. } | SendOutcome::Unanswered { reason }
                 if !self.retry.exhausted(message.channel_attempt) =>
             {
                 let delay = self.retry.delay(message.channel_attempt, after);
@@ -389,7 +397,7 @@ impl Sender {
                     error: reason,
                 }
             }
-            SendOutcome::Retry { reason, .. } => {
+            SendOutcome::Retry { reason, .. } | SendOutcome::Unanswered { reason } => {
                 tracing::error!(key = %message.key, attempt = message.attempt, %reason, "Giving up after the last attempt.");
                 AttemptResult::Failed {
                     error: format!(

@@ -6,7 +6,7 @@
 //! report as the resend of a request in flight at a kill. Two processes paused past their lease
 //! are in `it_postgres/scale_out.rs`.
 //!
-//! `cargo test` runs the short version (2,000 events a run); `FOREWARN_CHAOS=full` the
+//! `cargo test` runs the short version (2,000 events a run); `CHAOS=full` the
 //! issue's volume (20,000).
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ const CHAOS_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Events (one outreach each) per run.
 fn volume() -> usize {
-    match std::env::var("FOREWARN_CHAOS").as_deref() {
+    match std::env::var("CHAOS").as_deref() {
         Ok("full") => 20_000,
         _ => 2_000,
     }
@@ -49,20 +49,6 @@ fn through_webhook(url: &str, outbox: &str) -> Options {
 fn publish_in_background(app: &App, events: std::ops::Range<usize>) -> tokio::task::JoinHandle<()> {
     let js = app.js.clone();
     tokio::spawn(async move { publish_many(&js, events.map(delayed_event)).await })
-}
-
-/// Waits until the receiver holds every key and the outbox has nothing left to do.
-async fn wait_delivered(app: &App, receiver: &Receiver, events: usize) {
-    wait_within("every outreach delivered", CHAOS_PATIENCE, || async {
-        receiver.distinct() >= events
-    })
-    .await;
-    wait_within("the outbox settled", CHAOS_PATIENCE, || async {
-        let c = app.counts().await;
-        c.sent as usize == events && c.pending + c.sending == 0
-    })
-    .await;
-    app.wait_intake_idle().await;
 }
 
 /// The ledger of a webhook run, every duplicate checked against the resends forewarn logged.
@@ -122,7 +108,7 @@ async fn killed_ten_times_at_random_points_nothing_is_lost_and_only_reported_res
         app.restart_with(options.clone()).await;
     }
     publisher.await.unwrap();
-    wait_delivered(&app, &receiver, events).await;
+    wait_delivered(&app, &receiver, events, CHAOS_PATIENCE).await;
 
     assert_eq!(app.db.count(Table::Events).await, events as i64);
     assert_eq!(
@@ -163,7 +149,7 @@ async fn nats_stopped_and_restarted_mid_stream_loses_and_repeats_nothing() {
     })
     .await;
     publish_many(&app.js, (half..events).map(delayed_event)).await;
-    wait_delivered(&app, &receiver, events).await;
+    wait_delivered(&app, &receiver, events, CHAOS_PATIENCE).await;
 
     assert_eq!(app.db.count(Table::Events).await, events as i64);
     settle(&app, "NATS restarted", events, &receiver.counts());
@@ -278,7 +264,7 @@ async fn the_database_gone_mid_stream_is_reported_and_everything_is_sent_once_it
     })
     .await;
     publisher.await.unwrap();
-    wait_delivered(&app, &receiver, events).await;
+    wait_delivered(&app, &receiver, events, CHAOS_PATIENCE).await;
 
     assert_eq!(app.db.count(Table::Events).await, events as i64);
     let fault = match crate::BACKEND {
@@ -295,6 +281,7 @@ async fn a_gateway_failing_three_requests_in_ten_delivers_everything_once() {
         server_errors: 1,
         throttled: 1,
         timeouts: 1,
+        late: 0,
         hold: Duration::from_millis(1_500),
     });
     let url = receiver.clone().start().await;
@@ -309,7 +296,7 @@ async fn a_gateway_failing_three_requests_in_ten_delivers_everything_once() {
         .push_str("timeout = \"500ms\"\n[pacing.sms]\nbreaker_cooldown = \"100ms\"\n");
     let app = spawn_app_with(options).await;
     publish_many(&app.js, (0..events).map(delayed_event)).await;
-    wait_delivered(&app, &receiver, events).await;
+    wait_delivered(&app, &receiver, events, CHAOS_PATIENCE).await;
 
     assert_eq!(app.counts().await.failed, 0, "no message given up");
     assert!(
@@ -324,6 +311,41 @@ async fn a_gateway_failing_three_requests_in_ten_delivers_everything_once() {
             receiver.failed()
         ),
         events,
+        &receiver.counts(),
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_answering_too_late_has_every_repeat_reported() {
+    const EVENTS: usize = 200;
+    // One request in ten is processed, then answered after the gateway gave up on it.
+    let receiver = Receiver::failing(Faults {
+        late: 1,
+        hold: Duration::from_millis(1_500),
+        ..Faults::default()
+    });
+    let url = receiver.clone().start().await;
+    let mut options = through_webhook(&url, "retry_base = \"20ms\"\nretry_max = \"200ms\"\n");
+    options.extra_config.push_str("timeout = \"500ms\"\n");
+    let app = spawn_app_with(options).await;
+    publish_many(&app.js, (0..EVENTS).map(delayed_event)).await;
+    wait_delivered(&app, &receiver, EVENTS, CHAOS_PATIENCE).await;
+
+    // The provider got those twice: forewarn cannot know, but it says which may repeat.
+    assert!(receiver.repeats() > 0, "no request was answered late");
+    assert_eq!(
+        counter(
+            &app.metrics().await,
+            "forewarn_outbox_ambiguous_resends_total",
+            &[]
+        ) as usize,
+        receiver.failed(),
+        "every unanswered request counted"
+    );
+    settle(
+        &app,
+        "gateway answering 1 in 10 too late",
+        EVENTS,
         &receiver.counts(),
     );
 }

@@ -17,6 +17,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::helpers::{wait_within, App};
+
 /// The webhook gateway's signing secret in these tests.
 pub const SECRET: &str = "whsec-scale-out-0123456789";
 
@@ -34,13 +36,15 @@ pub struct Receiver {
     failed: Arc<AtomicUsize>,
 }
 
-/// Requests a receiver fails on purpose, each out of every ten: answered 500, answered 429, or
-/// held past the gateway's timeout and dropped unprocessed (a load balancer's timeout).
+/// Requests a receiver fails on purpose, each out of every ten: answered 500, answered 429,
+/// held past the gateway's timeout and dropped unprocessed (a load balancer's timeout), or
+/// processed and then answered too late (a slow provider).
 #[derive(Clone, Copy, Default)]
 pub struct Faults {
     pub server_errors: usize,
     pub throttled: usize,
     pub timeouts: usize,
+    pub late: usize,
     /// How long a timed-out request is held: longer than the gateway's `timeout`.
     pub hold: Duration,
 }
@@ -121,28 +125,31 @@ impl Receiver {
         self.failed.load(SeqCst)
     }
 
-    /// The fault this request gets, if any.
-    async fn fault(&self) -> Option<(StatusCode, &'static str)> {
+    /// The fault this request gets, if any, and whether it is held past the gateway's timeout.
+    fn fault(&self) -> Option<(StatusCode, &'static str, bool)> {
         let f = self.faults;
         let slot = self.requests.fetch_add(1, SeqCst) % 10;
         let fault = if slot < f.server_errors {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "injected: internal error",
+                false,
             )
         } else if slot < f.server_errors + f.throttled {
-            (StatusCode::TOO_MANY_REQUESTS, "injected: slow down")
+            (StatusCode::TOO_MANY_REQUESTS, "injected: slow down", false)
         } else if slot < f.server_errors + f.throttled + f.timeouts {
-            (StatusCode::GATEWAY_TIMEOUT, "injected: timed out upstream")
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                "injected: timed out upstream",
+                true,
+            )
+        } else if slot < f.server_errors + f.throttled + f.timeouts + f.late {
+            (StatusCode::OK, "injected: processed, answered late", true)
         } else {
             return None;
         };
-        // Counted first: a timed-out request's handler is dropped when the gateway hangs up.
+        // Counted now: a held request's handler is dropped when the gateway hangs up.
         self.failed.fetch_add(1, SeqCst);
-        if fault.0 == StatusCode::GATEWAY_TIMEOUT {
-            // The gateway gives up first; what it would have got is never processed.
-            tokio::time::sleep(f.hold).await;
-        }
         Some(fault)
     }
 }
@@ -165,13 +172,21 @@ async fn receive(
         *receiver.forged.lock().unwrap() += 1;
         return (StatusCode::UNAUTHORIZED, "bad signature".to_owned());
     }
-    if let Some((status, why)) = receiver.fault().await {
-        return (status, why.to_owned());
-    }
     let key = headers["forewarn-idempotency-key"]
         .to_str()
         .unwrap()
         .to_owned();
+    if let Some((status, why, held)) = receiver.fault() {
+        // The gateway gives up on a held request first: a late one was processed, a timed-out
+        // one never was.
+        if status == StatusCode::OK {
+            *receiver.keys.lock().unwrap().entry(key).or_default() += 1;
+        }
+        if held {
+            tokio::time::sleep(receiver.faults.hold).await;
+        }
+        return (status, why.to_owned());
+    }
     *receiver.keys.lock().unwrap().entry(key).or_default() += 1;
     (StatusCode::OK, r#"{"id":"hook-1"}"#.to_owned())
 }
@@ -184,6 +199,20 @@ async fn receive_when_open(
 ) -> impl IntoResponse {
     receiver.gate.pass().await;
     receive(State(receiver), headers, body).await
+}
+
+/// Waits until the receiver holds `events` keys and the outbox has nothing left to do.
+pub async fn wait_delivered(app: &App, receiver: &Receiver, events: usize, patience: Duration) {
+    wait_within("every outreach delivered", patience, || async {
+        receiver.distinct() >= events
+    })
+    .await;
+    wait_within("the outbox settled", patience, || async {
+        let c = app.counts().await;
+        c.sent as usize == events && c.pending + c.sending == 0
+    })
+    .await;
+    app.wait_intake_idle().await;
 }
 
 /// The config that sends SMS through the webhook gateway to `url`.
@@ -208,15 +237,15 @@ pub fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// How often a process logged resending each key because the gateway could not say whether
-/// the attempt in flight at a kill or a pause had arrived (logs outlive the processes; metrics
-/// do not).
+/// How often a process logged that an attempt may have arrived and is sent again: one in
+/// flight at a kill or a pause whose outcome the gateway cannot say, or one that got no answer
+/// (logs outlive the processes; metrics do not).
 pub fn resent_keys<'a>(lines: impl IntoIterator<Item = &'a str>) -> HashMap<String, usize> {
     let mut resent = HashMap::new();
-    for line in lines
-        .into_iter()
-        .filter(|line| line.contains("Resending an ambiguous attempt"))
-    {
+    for line in lines.into_iter().filter(|line| {
+        line.contains("Resending an ambiguous attempt")
+            || line.contains("No answer from the gateway")
+    }) {
         let key = line
             .split("key=")
             .nth(1)
@@ -258,7 +287,7 @@ pub struct Ledger {
     pub delivered: usize,
     /// Deliveries beyond the first of a key.
     pub duplicates: usize,
-    /// Duplicates forewarn reported resending (in flight at a kill or pause).
+    /// Duplicates forewarn reported resending (in flight at a kill or pause, or unanswered).
     pub reported: usize,
     /// Keys that arrived more often than forewarn reported resending them.
     pub unexplained: Vec<String>,
@@ -308,7 +337,8 @@ impl Ledger {
     pub fn settle(&self, backend: &str, context: impl FnOnce() -> String) {
         let line = format!(
             "chaos [{backend}] {}: published {}, expected {}, delivered {}, duplicates {} \
-             ({} of them resends forewarn reported after a kill or pause), lost {}",
+             ({} of them resends forewarn reported: in flight at a kill or pause, or unanswered), \
+             lost {}",
             self.fault,
             self.published,
             self.expected,

@@ -203,16 +203,7 @@ async fn three_processes_lose_nothing_and_repeat_only_what_a_kill_left_in_flight
     peers[1].spawn().await;
     publisher.await.unwrap();
 
-    wait_within("every outreach delivered", LARGE_PATIENCE, || async {
-        receiver.distinct() >= VOLUME
-    })
-    .await;
-    wait_within("the outbox settled", LARGE_PATIENCE, || async {
-        let c = app.counts().await;
-        c.sent as usize == VOLUME && c.pending + c.sending == 0
-    })
-    .await;
-    app.wait_intake_idle().await;
+    wait_delivered(&app, &receiver, VOLUME, LARGE_PATIENCE).await;
 
     assert_eq!(receiver.distinct(), VOLUME);
     assert_eq!(
@@ -290,13 +281,17 @@ async fn three_processes_tell_every_customer_of_an_incident_once_and_tick_once()
         c.sent as usize == VOLUME && c.pending + c.sending == 0
     })
     .await;
-    assert_eq!(receiver.distinct(), VOLUME);
-    assert_eq!(
-        receiver.repeats(),
-        0,
-        "nobody told twice; warnings:\n{}",
-        warnings(&app, &peers)
-    );
+    // Nobody told twice, but for the requests forewarn reports may have arrived (on a machine
+    // this loaded, a request can outlast the gateway's timeout or a starved claim its lease).
+    let lines = log_lines(&app, &peers);
+    Ledger::of(
+        "an incident told by three processes",
+        VOLUME,
+        VOLUME,
+        &receiver.counts(),
+        &resent_keys(lines.iter().map(String::as_str)),
+    )
+    .settle("postgres", || warnings(&app, &peers));
 
     // Every second's release tick ran in one of the three: the runs the processes report
     // (read first) are no more than the ticks recorded (read after), but for one in progress.

@@ -28,6 +28,9 @@ use sqlx::ConnectOptions;
 use super::StoreError;
 use crate::store::DatabaseSettings;
 
+/// How long a pooled connection lives (and may sit idle) before it is replaced.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub use scratch::ScratchDatabase;
 
 /// The PostgreSQL store.
@@ -63,6 +66,11 @@ impl PgStore {
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
+            // A connection keeps its buffers at the largest message it ever carried (a batch
+            // of large events is tens of megabytes): renewed every half minute, what a burst
+            // took goes back with the connection.
+            .max_lifetime(CONNECTION_LIFETIME)
+            .idle_timeout(CONNECTION_LIFETIME)
             .connect_with(options)
             .await?;
         Ok(Self { pool })
