@@ -56,6 +56,10 @@ struct Sender {
     quiet: QuietHours,
     /// Sends in flight across every batch: at most `outbox.concurrency`.
     permits: Semaphore,
+    /// Held by the batch whose sends are starting: batches start theirs in the order they
+    /// were claimed, so the next batch's sends do not cut in before the last of this one's
+    /// (an incident's most valuable customers are queued, claimed and sent first).
+    starting: tokio::sync::Mutex<()>,
     /// Notified by intake when it queues new outreach, and when a recorded batch queued a
     /// fallback, which is due at once.
     wake: Arc<Notify>,
@@ -102,6 +106,7 @@ impl Dispatcher {
                 gateways,
                 fallback,
                 permits: Semaphore::new(settings.concurrency.max(1)),
+                starting: tokio::sync::Mutex::new(()),
                 settings,
                 retry,
                 wake,
@@ -197,17 +202,32 @@ impl Sender {
         let (finished, mut to_record) = tokio::sync::mpsc::unbounded_channel();
         let held = &claims;
         let sending = async move {
-            let attempts = futures::stream::iter(claimed)
-                .map(|message| async {
-                    let _permit = self.permits.acquire().await.expect("never closed");
-                    self.attempt(message, held).await
-                })
-                .buffer_unordered(self.settings.concurrency.max(1))
-                .filter_map(|record| async { record });
-            tokio::pin!(attempts);
-            while let Some(record) = attempts.next().await {
-                // The receiver only goes away once sending has stopped.
-                let _ = finished.send(record);
+            let mut running = futures::stream::FuturesUnordered::new();
+            {
+                let _turn = self.starting.lock().await;
+                for message in claimed {
+                    // Waiting for a permit, this batch's own sends keep finishing.
+                    let permit = loop {
+                        tokio::select! {
+                            permit = self.permits.acquire() => break permit.expect("never closed"),
+                            Some(record) = running.next(), if !running.is_empty() => {
+                                if let Some(record) = record {
+                                    // The receiver only goes away once sending has stopped.
+                                    let _ = finished.send(record);
+                                }
+                            }
+                        }
+                    };
+                    running.push(async move {
+                        let _permit = permit;
+                        self.attempt(message, held).await
+                    });
+                }
+            }
+            while let Some(record) = running.next().await {
+                if let Some(record) = record {
+                    let _ = finished.send(record);
+                }
             }
             // `finished` is dropped here: the recorder writes what is left and ends.
             Ok::<(), StoreError>(())
