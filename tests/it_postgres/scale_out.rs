@@ -161,6 +161,20 @@ fn logged_resends(app: &App, peers: &[Peer]) -> std::collections::HashSet<String
         .collect()
 }
 
+/// The ledger of a run of [`VOLUME`] outreach across the app and its peers, every duplicate
+/// checked against the resends any of them logged.
+fn settle(app: &App, peers: &[Peer], receiver: &Receiver, fault: &str) {
+    let lines = log_lines(app, peers);
+    Ledger::of(
+        fault,
+        VOLUME,
+        VOLUME,
+        &receiver.counts(),
+        &resent_keys(lines.iter().map(String::as_str)),
+    )
+    .settle("postgres", || warnings(app, peers));
+}
+
 /// The app and two peers on one PostgreSQL database, sending SMS through the webhook.
 async fn cluster(receiver_url: &str, scheduler: bool, extra: &str) -> (App, Vec<Peer>) {
     let app = spawn_app_with(Options {
@@ -227,15 +241,12 @@ async fn three_processes_lose_nothing_and_repeat_only_what_a_kill_left_in_flight
          the processes still up, {} logged",
         logged.len()
     );
-    let lines = log_lines(&app, &peers);
-    Ledger::of(
+    settle(
+        &app,
+        &peers,
+        &receiver,
         "three processes, one SIGKILLed and one SIGTERMed mid-stream",
-        VOLUME,
-        VOLUME,
-        &receiver.counts(),
-        &resent_keys(lines.iter().map(String::as_str)),
-    )
-    .settle("postgres", || warnings(&app, &peers));
+    );
     app.kill();
 }
 
@@ -272,26 +283,15 @@ async fn three_processes_tell_every_customer_of_an_incident_once_and_tick_once()
     )
     .await;
 
-    wait_within("every customer told", LARGE_PATIENCE, || async {
-        receiver.distinct() >= VOLUME
-    })
-    .await;
-    wait_within("the outbox settled", LARGE_PATIENCE, || async {
-        let c = app.counts().await;
-        c.sent as usize == VOLUME && c.pending + c.sending == 0
-    })
-    .await;
+    wait_delivered(&app, &receiver, VOLUME, LARGE_PATIENCE).await;
     // Nobody told twice, but for the requests forewarn reports may have arrived (on a machine
     // this loaded, a request can outlast the gateway's timeout or a starved claim its lease).
-    let lines = log_lines(&app, &peers);
-    Ledger::of(
+    settle(
+        &app,
+        &peers,
+        &receiver,
         "an incident told by three processes",
-        VOLUME,
-        VOLUME,
-        &receiver.counts(),
-        &resent_keys(lines.iter().map(String::as_str)),
-    )
-    .settle("postgres", || warnings(&app, &peers));
+    );
 
     // Every second's release tick ran in one of the three: the runs the processes report
     // (read first) are no more than the ticks recorded (read after), but for one in progress.
