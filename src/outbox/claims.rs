@@ -119,19 +119,14 @@ impl BatchClaims {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{delayed, intake, outreach, store};
-    use crate::store::{Changes, OutboxStore};
+    use crate::store::test_support::{queue_delay_notice, store};
+    use crate::store::OutboxStore;
 
     #[tokio::test]
     async fn after_a_pause_a_claim_still_unclaimed_is_renewed_and_one_taken_over_is_not_ours() {
         let (_dir, sqlite) = store().await;
-        let event = delayed();
         let now = Utc::now();
-        let changes = Changes {
-            outreach: vec![outreach(&event, None)],
-            ..Changes::default()
-        };
-        intake(&sqlite, &event, changes, now).await;
+        queue_delay_notice(&sqlite, now).await;
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let lease = Duration::from_secs(10);
         let claimed = store.claim_due(now, lease, 10).await.expect("a claim");
@@ -159,12 +154,7 @@ mod tests {
     #[tokio::test]
     async fn a_renewal_falling_due_while_a_send_renews_does_not_wait_for_that_send() {
         let (_dir, sqlite) = store().await;
-        let event = delayed();
-        let changes = Changes {
-            outreach: vec![outreach(&event, None)],
-            ..Changes::default()
-        };
-        intake(&sqlite, &event, changes, Utc::now()).await;
+        queue_delay_notice(&sqlite, Utc::now()).await;
         let lease = Duration::from_secs(2);
         let claimed = sqlite
             .claim_due(Utc::now(), lease, 10)

@@ -534,7 +534,7 @@ impl Worker for Dispatcher {
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::store::test_support::{delayed, intake, outreach, store};
+    use crate::store::test_support::{delayed, intake, outreach, queue_delay_notice, store};
     use crate::store::Changes;
 
     /// A dispatcher on `store` with the gateways `settings` name and the shipped rules (kept
@@ -561,12 +561,7 @@ mod tests {
     #[tokio::test]
     async fn a_step_sends_what_is_due_and_records_it_and_the_next_finds_nothing_to_do() {
         let (dir, store) = store().await;
-        let event = delayed();
-        let queued = Changes {
-            outreach: vec![outreach(&event, None)],
-            ..Changes::default()
-        };
-        intake(&store, &event, queued, Utc::now()).await;
+        let event = queue_delay_notice(&store, Utc::now()).await;
 
         let mut settings = Settings::default();
         settings.paths.outbox = dir.path().join("outbox");
@@ -602,12 +597,7 @@ mod tests {
     #[tokio::test]
     async fn records_failing_while_claims_go_through_stay_reported_as_failing() {
         let (dir, store) = store().await;
-        let event = delayed();
-        let queued = Changes {
-            outreach: vec![outreach(&event, None)],
-            ..Changes::default()
-        };
-        intake(&store, &event, queued, Utc::now()).await;
+        queue_delay_notice(&store, Utc::now()).await;
         // Every record fails (its table is gone); claims, which do not touch it, go through.
         sqlx::query("DROP TABLE attempts")
             .execute(store.writer())

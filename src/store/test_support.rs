@@ -95,6 +95,17 @@ pub(crate) async fn intake(
     tx.commit().await.expect("commit");
 }
 
+/// Takes in [`delayed`] with its one outreach at `now`, as intake would, and returns the event.
+pub(crate) async fn queue_delay_notice(store: &impl IntakeStore, now: DateTime<Utc>) -> Accepted {
+    let event = delayed();
+    let changes = Changes {
+        outreach: vec![outreach(&event, None)],
+        ..Changes::default()
+    };
+    intake(store, &event, changes, now).await;
+    event
+}
+
 /// A fresh, migrated PostgreSQL database of its own (see `ScratchDatabase`), dropped with the
 /// guard. A test that cannot have one fails and says why: PostgreSQL is never skipped.
 pub(crate) async fn postgres() -> (super::ScratchDatabase, super::PgStore) {

@@ -9,7 +9,7 @@ use crate::domain::{
     Channel, CustomerId, DiscountCode, EntityId, Experience, ExperienceKind, History,
     IdempotencyKey, Offer, Redemption, RiskScores, Shipment, ShipmentStatus,
 };
-use crate::store::test_support::{at, delayed, intake, outreach, RawSql};
+use crate::store::test_support::{at, delayed, intake, outreach, queue_delay_notice, RawSql};
 use crate::store::{
     AttemptRecord, AttemptResult, Changes, ClaimedMessage, PurgeCursor, Refs, Store,
 };
@@ -75,13 +75,8 @@ async fn an_event_is_stored_with_the_parcel_and_order_it_is_about(store: &impl S
 }
 
 async fn a_claimed_message_carries_its_scores_and_how_its_parcel_stands_now(store: &impl Store) {
-    let event = delayed();
     let now = at("2026-11-23T09:00:01Z");
-    let changes = Changes {
-        outreach: vec![outreach(&event, None)],
-        ..Changes::default()
-    };
-    intake(store, &event, changes, now).await;
+    queue_delay_notice(store, now).await;
     // The parcel arrives before the message is claimed.
     let delivered = Shipment {
         id: EntityId::parse("shp-1").expect("an id"),
@@ -258,13 +253,8 @@ async fn an_incident_in_a_region_takes_in_the_regions_inside_it(store: &impl Sto
 async fn a_claim_kept_alive_is_not_taken_and_one_taken_over_is_neither_kept_nor_recorded(
     store: &impl Store,
 ) {
-    let event = delayed();
     let now = at("2026-11-23T09:00:01Z");
-    let changes = Changes {
-        outreach: vec![outreach(&event, None)],
-        ..Changes::default()
-    };
-    intake(store, &event, changes, now).await;
+    queue_delay_notice(store, now).await;
     let lease = std::time::Duration::from_secs(60);
     let claimed = store.claim_due(now, lease, 10).await.expect("claim");
     let held = [(claimed[0].id, claimed[0].attempt)];
