@@ -156,12 +156,7 @@ async fn an_invalid_event_whose_dead_letter_cannot_be_published_is_dropped_after
     app.wait_intake_idle().await;
     app.wait_sent(1).await;
 
-    let dropped: Vec<String> = app
-        .log()
-        .lines()
-        .filter(|line| line.contains("Dropping an invalid event"))
-        .map(str::to_owned)
-        .collect();
+    let dropped = app.logged("Dropping an invalid event");
     assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert!(dropped[0].contains("ERROR") && dropped[0].contains("not_json"));
     assert!(

@@ -274,6 +274,15 @@ claim_lease = "{claim_lease}"
         std::fs::read_to_string(self.dir.path().join("forewarn.log")).unwrap_or_default()
     }
 
+    /// The lines of the log that contain `phrase`.
+    pub fn logged(&self, phrase: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(phrase))
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub async fn wait_ready(&mut self) {
         let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
         let client = reqwest::Client::new();

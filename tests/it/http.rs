@@ -128,12 +128,7 @@ async fn losing_nats_is_a_warning_and_makes_the_process_not_ready() {
         app.log().contains("Lost the connection to NATS")
     })
     .await;
-    let lost: Vec<String> = app
-        .log()
-        .lines()
-        .filter(|line| line.contains("Lost the connection to NATS"))
-        .map(str::to_owned)
-        .collect();
+    let lost = app.logged("Lost the connection to NATS");
     assert_eq!(lost.len(), 1, "once per loss: {lost:?}");
     assert!(lost[0].contains("WARN"), "{}", lost[0]);
 }

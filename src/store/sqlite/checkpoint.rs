@@ -64,9 +64,7 @@ async fn release_caches(writer: &SqlitePool, readers: &SqlitePool) {
             None => break,
         }
     }
-    if let Ok(connection) = writer.try_acquire().ok_or(()) {
-        connections.push(connection);
-    }
+    connections.extend(writer.try_acquire());
     for mut connection in connections {
         if let Err(error) = sqlx::query("PRAGMA shrink_memory")
             .execute(&mut *connection)
