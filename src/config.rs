@@ -120,16 +120,51 @@ impl Settings {
     /// Loads settings: defaults, then the file (`explicit`, else `FOREWARN_CONFIG`, else
     /// `./forewarn.toml` if present), then `FOREWARN_<SECTION>__<KEY>` variables.
     pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        let settings = Self::load_unchecked(explicit)?;
+        settings.quiet_hours()?;
+        settings.schedules()?;
+        Ok(settings)
+    }
+
+    /// The settings as written, every key known and typed, but quiet hours and schedules not
+    /// compiled yet: `check` compiles those itself, to report each mistake with the rest.
+    pub fn load_unchecked(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
         let file = match Self::source_file(explicit) {
             Some(path) if !path.exists() => return Err(ConfigError::Missing(path)),
             file => file,
         };
-        let settings: Settings = Self::figment(file.as_deref())
+        Self::figment(file.as_deref())
             .extract()
-            .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        settings.quiet_hours()?;
-        settings.schedules()?;
-        Ok(settings)
+            .map_err(|e| ConfigError::Invalid(describe(e)))
+    }
+
+    /// Where `key` (`schedules.overdue.cron`) is written in the config `file`, as
+    /// `file:line:col`, or as far as the file spells it out (its table, else the file itself).
+    pub fn position_of(file: &Path, key: &str) -> String {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut at = 0;
+        if let Ok(root) = toml::de::DeTable::parse(&text) {
+            let mut table = Some(root.get_ref());
+            for name in key.split('.') {
+                let Some((found, value)) =
+                    table.and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == name))
+                else {
+                    break;
+                };
+                at = found.span().start;
+                table = match value.get_ref() {
+                    toml::de::DeValue::Table(inner) => Some(inner),
+                    _ => None,
+                };
+            }
+        }
+        let before = &text[..at.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+            .chars()
+            .count()
+            + 1;
+        format!("{}:{line}:{col}", file.display())
     }
 
     /// Quiet hours and caps, compiled.

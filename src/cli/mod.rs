@@ -3,7 +3,6 @@
 mod announce;
 mod check;
 pub mod demo;
-mod examples;
 mod explain;
 mod migrate;
 mod preview;
@@ -119,16 +118,6 @@ fn load_errors(errors: &[impl std::fmt::Display]) -> anyhow::Error {
             .collect::<Vec<_>>()
             .join("\n")
     )
-}
-
-/// The customer id a customer record holds, or `fallback` for a sample without one.
-fn customer_id_of(doc: &crate::domain::CustomerDoc, fallback: &str) -> crate::domain::CustomerId {
-    doc.as_object()
-        .get("id")
-        .and_then(serde_json::Value::as_str)
-        .and_then(|id| crate::domain::CustomerId::parse(id).ok())
-        .or_else(|| crate::domain::CustomerId::parse(fallback).ok())
-        .expect("the fallback is a valid customer id")
 }
 
 /// Who a rendered message goes to, as people may see it: a phone or address masked unless

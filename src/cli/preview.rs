@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use super::examples::{in_locale, Examples};
-use crate::cli::examples::example_assessment;
+use crate::authoring::examples::{customer_id_of, example_assessment, in_locale, Examples};
 use crate::config::Settings;
 use crate::domain::Accepted;
 use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
@@ -94,7 +93,7 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     // Scored from the event alone, as `check` does: no history.
     let risk_model =
         RiskModel::load(&settings.paths.rules).map_err(|errors| super::load_errors(&errors))?;
-    let customer_id = super::customer_id_of(&customer, "preview");
+    let customer_id = customer_id_of(&customer, "preview");
     let risk = example_assessment(&accepted, &customer_id, &risk_model, chrono::Utc::now());
     println!(
         "risk (from this event alone, no history): {}\n",

@@ -23,7 +23,7 @@ use crate::store::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Rules or templates have errors; each line is `file:line:col: message`.
-    #[error("{} error(s) in rules or templates:\n{}", .0.len(), .0.join("\n"))]
+    #[error("{} problem(s) found in rules or templates:\n{}", .0.len(), .0.join("\n"))]
     Authoring(Vec<String>),
     /// Anything else: NATS, database, gateways.
     #[error(transparent)]

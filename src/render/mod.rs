@@ -11,6 +11,7 @@ mod korean;
 mod message;
 mod settings;
 mod sms;
+mod syntax;
 mod templates;
 
 pub use advertising::KoreanAdLabel;

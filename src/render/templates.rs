@@ -146,11 +146,26 @@ pub struct Templates {
     default_locale: Option<Locale>,
     /// What advertising SMS to Korean phones must carry.
     korean_ads: Option<super::KoreanAdLabel>,
+    /// Templates with a part handlebars refused (only in a set `load_partial` returned).
+    broken: BTreeSet<String>,
 }
 
 impl Templates {
     /// Loads `<dir>/<template>/<part>[.<locale>].hbs`. All errors are returned, not just the first.
     pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
+        let (templates, errors) = Templates::load_partial(dir);
+        if errors.is_empty() {
+            Ok(templates)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Loads what can be loaded, and says what cannot: `check` goes on to rules and examples
+    /// with the rest, so one run reports every problem. A part that handlebars refused is still
+    /// listed (its template serves its channel; [`Templates::broken`] names it), so a rule using
+    /// the template is not told a second, wrong thing about it.
+    pub fn load_partial(dir: &Path) -> (Templates, Vec<TemplateError>) {
         let mut templates = Templates {
             text: registry(false),
             html: registry(true),
@@ -158,6 +173,7 @@ impl Templates {
             files: HashMap::new(),
             default_locale: None,
             korean_ads: None,
+            broken: BTreeSet::new(),
         };
         let mut errors = Vec::new();
         let at_file = |file: &Path, message: String| TemplateError {
@@ -169,10 +185,8 @@ impl Templates {
         let folders = match std::fs::read_dir(dir) {
             Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())),
             Err(e) => {
-                return Err(vec![at_file(
-                    dir,
-                    format!("cannot read the templates folder: {e}"),
-                )])
+                let error = at_file(dir, format!("cannot read the templates folder: {e}"));
+                return (templates, vec![error]);
             }
         };
         let mut folders: Vec<PathBuf> = folders.filter(|p| p.is_dir()).collect();
@@ -237,20 +251,26 @@ impl Templates {
                         entry.entry(part).or_default().insert(locale);
                         templates.files.insert(registered, file.clone());
                     }
-                    Err(e) => errors.push(TemplateError {
-                        file: file.clone(),
-                        line: e.pos().map_or(1, |(line, _)| line),
-                        col: e.pos().map_or(1, |(_, col)| col),
-                        message: e.reason().to_string(),
-                    }),
+                    Err(e) => {
+                        let problem = super::syntax::explain(body, e.reason(), e.pos());
+                        errors.push(TemplateError {
+                            file: file.clone(),
+                            line: problem.line,
+                            col: problem.col,
+                            message: problem.message,
+                        });
+                        entry.entry(part).or_default().insert(locale);
+                        templates.broken.insert(name.clone());
+                    }
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(templates)
-        } else {
-            Err(errors)
-        }
+        (templates, errors)
+    }
+
+    /// Whether a part of `template` could not be loaded: it cannot be rendered.
+    pub fn broken(&self, template: &str) -> bool {
+        self.broken.contains(template)
     }
 
     /// The label advertising SMS to Korean phones carry (`render.korean_ad_*`).
@@ -534,11 +554,25 @@ mod tests {
     }
 
     #[test]
-    fn a_syntax_error_is_reported_with_file_and_line() {
+    fn a_syntax_error_is_reported_where_the_mistake_is() {
         let errors = templates(&[("t/sms.hbs", "line one\n{{#if x}}never closed")]).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].file.ends_with("t/sms.hbs"));
-        assert!(errors[0].line >= 2, "{}", errors[0]);
+        assert_eq!((errors[0].line, errors[0].col), (2, 1), "{}", errors[0]);
+        assert_eq!(errors[0].message, "`{{#if}}` opened at 2:1 is never closed");
+    }
+
+    #[test]
+    fn a_partial_load_keeps_the_good_templates_and_names_the_broken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [("good/sms.hbs", "fine"), ("bad/sms.hbs", "{{#if x}}")] {
+            std::fs::create_dir_all(dir.path().join(path).parent().unwrap()).unwrap();
+            std::fs::write(dir.path().join(path), text).unwrap();
+        }
+        let (t, errors) = Templates::load_partial(dir.path());
+        assert_eq!(errors.len(), 1);
+        assert!(t.serves("good", Channel::Sms) && !t.broken("good"));
+        assert!(t.serves("bad", Channel::Sms) && t.broken("bad"));
     }
 
     #[test]

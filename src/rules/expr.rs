@@ -77,6 +77,49 @@ impl Variables {
     }
 }
 
+/// The parser's complaint in a rule writer's words: its grammar talk (`token recognition
+/// error`, `extraneous input … expecting {…}`) says what it wanted, not what was written wrong.
+fn in_words(message: &str) -> String {
+    let message = message.strip_prefix("Syntax error: ").unwrap_or(message);
+    // The text the parser quotes: `'…'` after the phrase, up to ` expecting` if it follows.
+    let quoted = |after: &str| -> Option<String> {
+        let rest = message.strip_prefix(after)?;
+        let rest = rest.split(" expecting").next().unwrap_or(rest).trim();
+        let inner = rest.strip_prefix('\'')?.strip_suffix('\'')?;
+        Some(inner.trim_end().to_owned())
+    };
+    if let Some(text) = quoted("token recognition error at: ") {
+        return match text.chars().next() {
+            Some('=') => "`=` is not a comparison: write `==`".into(),
+            Some('&') => "`&` is not an operator: write `&&` for and".into(),
+            Some('|') => "`|` is not an operator: write `||` for or".into(),
+            Some('"') | Some('\'') => "a text is never closed with its quote".into(),
+            _ => format!("`{text}` cannot be used in an expression"),
+        };
+    }
+    for phrase in ["extraneous input ", "mismatched input "] {
+        if let Some(text) = quoted(phrase) {
+            return match text.as_str() {
+                "<EOF>" => "the expression ends before it is complete".into(),
+                _ => format!("`{text}` is not expected here"),
+            };
+        }
+    }
+    if let Some(text) = quoted("no viable alternative at input ") {
+        return format!("cannot make sense of `{text}`");
+    }
+    if let Some(rest) = message.strip_prefix("missing ") {
+        let mut words = rest.splitn(2, " at ");
+        let missing = words.next().unwrap_or_default().trim_matches('\'');
+        let before = words.next().unwrap_or_default().trim_matches('\'');
+        return match before {
+            "<EOF>" => format!("`{missing}` is missing at the end"),
+            _ => format!("`{missing}` is missing before `{before}`"),
+        };
+    }
+    message.to_owned()
+}
+
 impl Expression {
     /// Compiles `source`; all syntax errors are returned.
     pub fn compile(source: &str, location: Location) -> Result<Self, Vec<SyntaxError>> {
@@ -91,9 +134,10 @@ impl Expression {
                 .errors
                 .iter()
                 .map(|e| SyntaxError {
+                    // The parser counts both from 1 already.
                     line: usize::try_from(e.pos.0).unwrap_or(1).max(1),
-                    col: usize::try_from(e.pos.1).unwrap_or(0) + 1,
-                    message: e.msg.clone(),
+                    col: usize::try_from(e.pos.1).unwrap_or(1).max(1),
+                    message: in_words(&e.msg),
                 })
                 .collect()),
         }

@@ -120,6 +120,17 @@ impl SourceMap<'_> {
 impl RuleSet {
     /// Loads every `*.toml` in `dir` (sorted by name). All errors are returned, not just the first.
     pub fn load(dir: &Path, templates: &dyn TemplateIndex) -> Result<RuleSet, Vec<LoadError>> {
+        let (rules, errors) = RuleSet::load_partial(dir, templates);
+        if errors.is_empty() {
+            Ok(rules)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The rules that are valid, and every error of the rest: `check` tries the valid ones on
+    /// the examples in the same run.
+    pub fn load_partial(dir: &Path, templates: &dyn TemplateIndex) -> (RuleSet, Vec<LoadError>) {
         let mut errors = Vec::new();
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
@@ -128,14 +139,15 @@ impl RuleSet {
                 .filter(|p| p.file_name().is_none_or(|n| n != RISK_MODEL_FILE))
                 .collect(),
             Err(e) => {
-                return Err(vec![LoadError {
+                let error = LoadError {
                     location: Location {
                         file: dir.to_path_buf(),
                         line: 1,
                         col: 1,
                     },
                     message: format!("cannot read the rules folder: {e}"),
-                }])
+                };
+                return (RuleSet::new(Vec::new()), vec![error]);
             }
         };
         files.sort();
@@ -153,9 +165,9 @@ impl RuleSet {
                 }),
             }
         }
-        let mut seen: HashMap<&str, &Location> = HashMap::new();
-        for rule in &rules {
-            if let Some(first) = seen.insert(&rule.id, &rule.location) {
+        let mut seen: HashMap<String, Location> = HashMap::new();
+        rules.retain(|rule| match seen.get(&rule.id) {
+            Some(first) => {
                 errors.push(LoadError {
                     location: rule.location.clone(),
                     message: format!(
@@ -163,13 +175,14 @@ impl RuleSet {
                         rule.id
                     ),
                 });
+                false
             }
-        }
-        if errors.is_empty() {
-            Ok(RuleSet::new(rules))
-        } else {
-            Err(errors)
-        }
+            None => {
+                seen.insert(rule.id.clone(), rule.location.clone());
+                true
+            }
+        });
+        (RuleSet::new(rules), errors)
     }
 }
 
@@ -342,10 +355,12 @@ fn compile(
     match Expression::compile(value.get_ref(), start) {
         Ok(expression) => Some(expression),
         Err(syntax) => {
-            for e in syntax {
+            // One mistake often upsets the parser more than once (`a = 'b'` is an unknown
+            // `=` and then an unexpected `'b'`): the first error is the one to fix.
+            if let Some(e) = syntax.first() {
                 errors.push(LoadError {
                     location: map.inside_string(value, e.line, e.col),
-                    message: format!("invalid CEL expression: {}", e.message),
+                    message: format!("invalid expression: {}", e.message),
                 });
             }
             None
@@ -511,7 +526,20 @@ channels = ["fax"]
         let with_when = GOOD.replace("priority = 50", "priority = 50\nwhen = \"data.reason == \"");
         let errors = load(&[("w.toml", &with_when)]).unwrap_err();
         assert!(errors[0].starts_with("w.toml:8:"), "{errors:?}");
-        assert!(errors[0].contains("invalid CEL expression"), "{errors:?}");
+        assert!(errors[0].contains("invalid expression"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_single_equals_is_one_problem_at_its_own_column() {
+        let with_when = GOOD.replace(
+            "priority = 50",
+            "priority = 50\nwhen = \"customer.segment = 'vip'\"",
+        );
+        let errors = load(&[("w.toml", &with_when)]).unwrap_err();
+        assert_eq!(
+            errors,
+            ["w.toml:8:26: invalid expression: `=` is not a comparison: write `==`"]
+        );
     }
 
     #[test]
@@ -548,7 +576,7 @@ channels = ["fax"]
         let errors = load(&[("o.toml", &bad)]).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
-            errors[0].starts_with("o.toml:9:36: invalid CEL"),
+            errors[0].starts_with("o.toml:9:35: invalid expression"),
             "{errors:?}"
         );
         assert!(

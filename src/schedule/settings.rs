@@ -241,6 +241,19 @@ pub struct Schedule {
 
 /// Compiles the enabled schedules; errors name the key (`schedules.overdue.cron: …`).
 pub fn compile(schedules: &BTreeMap<String, ScheduleSettings>) -> Result<Vec<Schedule>, String> {
+    let (compiled, errors) = compile_each(schedules);
+    if errors.is_empty() {
+        Ok(compiled)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// The schedules that compile, and one `schedules.<name>.<key>: problem` line for each that
+/// does not: `check` reports each at its key.
+pub fn compile_each(
+    schedules: &BTreeMap<String, ScheduleSettings>,
+) -> (Vec<Schedule>, Vec<String>) {
     let mut compiled = Vec::new();
     let mut errors = Vec::new();
     for (name, settings) in schedules {
@@ -250,11 +263,7 @@ pub fn compile(schedules: &BTreeMap<String, ScheduleSettings>) -> Result<Vec<Sch
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() {
-        Ok(compiled)
-    } else {
-        Err(errors.join("; "))
-    }
+    (compiled, errors)
 }
 
 fn compile_one(name: &str, s: &ScheduleSettings) -> Result<Option<Schedule>, String> {

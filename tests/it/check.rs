@@ -253,13 +253,98 @@ fn a_broken_copy_of_the_shipped_rules_is_refused_with_every_error_at_its_place()
     let (code, out) = check(dir.path(), &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("rules/shipments.toml:8:52: invalid CEL expression"),
+        out.contains(
+            "rules/shipments.toml:8:51: invalid expression: `=` is not a comparison: write `==`"
+        ),
         "{out}"
     );
     assert!(
         out.contains("rules/orders.toml:15:12: template `payment-retry-v2` does not exist"),
         "{out}"
     );
+}
+
+/// A set with one mistake of every kind: a template handlebars cannot read, a variable an
+/// example does not carry, a condition with `=`, an unknown event type, and a schedule whose
+/// cron is not one.
+fn every_kind_of_mistake() -> tempfile::TempDir {
+    let dir = shipped_copy();
+    edit(
+        &dir.path().join("templates/payment-retry/sms.hbs"),
+        "{{#if data.retry_url}} Retry here: {{data.retry_url}}{{/if}}",
+        "{{#if data.retry_url}} Retry here: {{data.retry_url}}",
+    );
+    edit(
+        &dir.path().join("templates/delay-apology/email.text.ko.hbs"),
+        "{{data.carrier}}",
+        "{{data.carier}}",
+    );
+    edit(
+        &dir.path().join("rules/shipments.toml"),
+        "when = \"has(customer.segment) && customer.segment == 'vip'\"",
+        "when = \"has(customer.segment) && customer.segment = 'vip'\"",
+    );
+    edit(
+        &dir.path().join("rules/orders.toml"),
+        "on = [\"order.payment_failed\"]",
+        "on = [\"order.payment_failure\"]",
+    );
+    std::fs::write(
+        dir.path().join("forewarn.toml"),
+        "[schedules.overdue]\njob = \"shipment.overdue\"\ncron = \"every tuesday\"\n\
+         grace = \"2h\"\nlookback = \"7d\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn one_run_of_check_reports_every_kind_of_mistake_once_at_its_place() {
+    let dir = every_kind_of_mistake();
+    let (code, out) = check(dir.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    let expected = [
+        "forewarn.toml:3:1: schedules.overdue.cron: `every tuesday` is not a cron expression",
+        "templates/payment-retry/sms.hbs:1:",
+        "rules/shipments.toml:8:51: invalid expression: `=` is not a comparison: write `==`",
+        "rules/orders.toml:14:7: unknown event type `order.payment_failure`",
+        "templates/delay-apology/email.text.ko.hbs:3:68: `data.carier` is missing",
+    ];
+    let problems: Vec<&str> = out.lines().filter(|l| !l.starts_with("error:")).collect();
+    for start in expected {
+        let found = problems.iter().filter(|l| l.starts_with(start)).count();
+        assert_eq!(found, 1, "{start} should be reported once:\n{out}");
+    }
+    assert_eq!(problems.len(), expected.len(), "{out}");
+    assert!(out.ends_with("error: 5 problem(s) found\n"), "{out}");
+    // In words, where the block was opened: not the end of the file, not grammar token names.
+    let block = problems
+        .iter()
+        .find(|l| l.starts_with(expected[1]))
+        .unwrap();
+    assert!(block.contains("`{{#if}}` opened at 1:"), "{block}");
+    assert!(block.ends_with("is never closed"), "{block}");
+}
+
+#[test]
+fn run_refuses_a_set_with_the_same_lines_check_prints() {
+    let dir = every_kind_of_mistake();
+    let (_, checked) = check(dir.path(), &[]);
+    // The config's schedule is a config error for `run`, reported before rules: without it,
+    // the rest must be refused line for line as `check` reports them.
+    std::fs::remove_file(dir.path().join("forewarn.toml")).unwrap();
+    let (code, out) = forewarn_cli(dir.path(), &["run"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("4 problem(s) found in rules or templates:"),
+        "{out}"
+    );
+    for line in checked
+        .lines()
+        .filter(|l| l.starts_with("templates/") || l.starts_with("rules/"))
+    {
+        assert!(out.contains(line), "`run` did not say {line}:\n{out}");
+    }
 }
 
 #[test]

@@ -98,7 +98,9 @@ fn a_cel_syntax_error_in_a_rule_stops_forewarn_with_its_position() {
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("vip.toml:6:38: invalid CEL expression"),
+        stderr.contains(
+            "vip.toml:6:37: invalid expression: the expression ends before it is complete"
+        ),
         "{stderr}"
     );
 }

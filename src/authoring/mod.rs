@@ -6,6 +6,9 @@
 //! is refused with every error logged, and the last good set keeps serving. The version of the
 //! set in use is a metric, so a dashboard shows which edit is live.
 
+pub mod examples;
+pub mod review;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,6 +22,7 @@ use crate::render::Templates;
 use crate::risk::RiskModel;
 use crate::rules::RuleSet;
 use crate::shutdown::Shutdown;
+use examples::Examples;
 
 /// Rules, the templates they use and the risk model they read, validated together.
 #[derive(Debug)]
@@ -33,19 +37,57 @@ pub struct Authoring {
     pub version: u64,
 }
 
-/// Loads and cross-checks templates and rules. Every error is returned, not just the first.
+/// Loads and cross-checks templates and rules, and tries every rule on the example events
+/// (`paths.examples`, see [`review`]): the set `run` starts with and a reload swaps in. Every
+/// problem is returned, each once, as `file:line:col: message` — the lines `forewarn check`
+/// prints.
 pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
-    let templates = load_templates(settings)?;
-    let rules = RuleSet::load(&settings.paths.rules, &templates)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let risk = RiskModel::load(&settings.paths.rules)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    Ok(Authoring {
+    let (authoring, mut problems) = load_partial(settings);
+    match Examples::read(&settings.paths.examples) {
+        Ok(examples) => {
+            let found = review::review(
+                &authoring,
+                &examples,
+                settings.render.sms_max_segments,
+                chrono::Utc::now(),
+            );
+            problems.extend(found.problems.lines());
+        }
+        Err(e) => problems.push(format!(
+            "{}:1:1: cannot read the examples: {e:#}",
+            settings.paths.examples.display()
+        )),
+    }
+    if problems.is_empty() {
+        Ok(authoring)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Everything that loads, and the load errors of the rest — templates handlebars refuses,
+/// rules that do not validate, a risk model with mistakes — so one run reports them all. With
+/// errors, the set is for reporting only (a broken template is listed but cannot render; a bad
+/// risk model is replaced by the embedded one).
+pub fn load_partial(settings: &Settings) -> (Authoring, Vec<String>) {
+    let (templates, template_errors) = Templates::load_partial(&settings.paths.templates);
+    let templates = templates
+        .with_default_locale(settings.render.default_locale.clone())
+        .with_korean_ad_label(settings.render.korean_ad_label());
+    let mut problems: Vec<String> = template_errors.iter().map(ToString::to_string).collect();
+    let (rules, rule_errors) = RuleSet::load_partial(&settings.paths.rules, &templates);
+    problems.extend(rule_errors.iter().map(ToString::to_string));
+    let risk = RiskModel::load(&settings.paths.rules).unwrap_or_else(|errors| {
+        problems.extend(errors.iter().map(ToString::to_string));
+        RiskModel::embedded()
+    });
+    let authoring = Authoring {
         rules,
         templates,
         risk,
         version: 1,
-    })
+    };
+    (authoring, problems)
 }
 
 /// The templates alone, configured as forewarn renders them (default locale, the Korean

@@ -22,22 +22,26 @@ use crate::risk::{assess, RiskAssessment, RiskModel, Subject};
 use crate::rules::Bindings;
 
 /// An example event and where it was written.
-pub(super) struct Example {
-    pub(super) accepted: Accepted,
-    pub(super) file: PathBuf,
-    pub(super) line: usize,
+pub struct Example {
+    /// The event, as intake would accept it.
+    pub accepted: Accepted,
+    /// The file it is written in.
+    pub file: PathBuf,
+    /// Its line there, from 1.
+    pub line: usize,
 }
 
 /// Every valid event of `dir/*.jsonl` in file order, and the customers they define.
-pub(super) struct Examples {
-    pub(super) events: Vec<Example>,
+pub struct Examples {
+    /// The events, in file order.
+    pub events: Vec<Example>,
     customers: HashMap<String, CustomerDoc>,
 }
 
 impl Examples {
     /// Reads `dir`; a missing folder is no examples. Lines that are not valid events are
     /// skipped: example folders also hold samples of what forewarn refuses.
-    pub(super) fn read(dir: &Path) -> anyhow::Result<Self> {
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -78,7 +82,7 @@ impl Examples {
     }
 
     /// The customer `accepted` names, as the examples define it; else a sample customer.
-    pub(super) fn customer_for(&self, accepted: &Accepted) -> CustomerDoc {
+    pub fn customer_for(&self, accepted: &Accepted) -> CustomerDoc {
         let named = accepted.payload.customer().and_then(|c| match c {
             CustomerRef::Inline { id, object } => {
                 let mut doc = self.customers.get(id.as_str()).cloned().unwrap_or_default();
@@ -100,7 +104,7 @@ fn accept(line: &str) -> Option<Accepted> {
 
 /// `doc` as it reads in `locale`: the template's locale forced onto the customer, so every
 /// locale a template has can be tried with the same customer.
-pub(super) fn in_locale(doc: &CustomerDoc, locale: Option<&Locale>) -> CustomerDoc {
+pub fn in_locale(doc: &CustomerDoc, locale: Option<&Locale>) -> CustomerDoc {
     let mut doc = doc.clone();
     if let Some(l) = locale {
         doc.merge(
@@ -170,4 +174,17 @@ pub(crate) fn example_bindings<'a>(
         Cow::Owned(incident),
         now,
     )
+}
+
+/// The customer id a customer record holds, or `fallback` for a sample without one.
+pub fn customer_id_of(
+    doc: &crate::domain::CustomerDoc,
+    fallback: &str,
+) -> crate::domain::CustomerId {
+    doc.as_object()
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| crate::domain::CustomerId::parse(id).ok())
+        .or_else(|| crate::domain::CustomerId::parse(fallback).ok())
+        .expect("the fallback is a valid customer id")
 }
