@@ -6,17 +6,18 @@
 //! reach and renders the message one of them would get. `--follow` draws the fan-out's
 //! progress until every customer has been decided and every message due has been attempted.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
 
+use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::Accepted;
 use crate::domain::{Affected, FanoutKind, Incident, Payload};
-use crate::incident::{customer_ids_from, Announcement, Resolve, Start, Update};
+use crate::incident::{customer_ids_from, AnnounceError, Announcement, Resolve, Start, Update};
 use crate::pipeline::{self, Deciding};
 use crate::store::{FanoutPhase, FanoutStatus, Store};
 
@@ -132,7 +133,7 @@ pub(super) async fn execute(
     config: Option<&Path>,
     log_json: bool,
 ) -> anyhow::Result<()> {
-    let settings = super::settings(config, log_json)?;
+    let settings = super::tool_settings(config, log_json)?;
     let by = std::env::var("USER").unwrap_or_else(|_| "on-call".into());
     let now = Utc::now();
     let (announcement, delivery) = match args.command {
@@ -158,8 +159,9 @@ pub(super) async fn execute(
             let customer_ids = match &customers_file {
                 None => Vec::new(),
                 Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("Failed to read {}", path.display()))?;
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("--customers-file: cannot read {}", path.display())
+                    })?;
                     customer_ids_from(&text, &path.display().to_string())?
                 }
             };
@@ -179,7 +181,10 @@ pub(super) async fn execute(
                 everyone,
                 eta,
             };
-            (Announcement::start(start, &by, now)?, delivery)
+            (
+                Announcement::start(start, &by, now).map_err(in_flags)?,
+                delivery,
+            )
         }
         AnnounceCommand::Update {
             incident,
@@ -193,14 +198,17 @@ pub(super) async fn execute(
                 severity,
                 eta,
             };
-            (Announcement::update(&incident, update, &by, now)?, delivery)
+            (
+                Announcement::update(&incident, update, &by, now).map_err(in_flags)?,
+                delivery,
+            )
         }
         AnnounceCommand::Resolve {
             incident,
             message,
             delivery,
         } => (
-            Announcement::resolve(&incident, Resolve { message }, &by)?,
+            Announcement::resolve(&incident, Resolve { message }, &by).map_err(in_flags)?,
             delivery,
         ),
     };
@@ -233,25 +241,73 @@ pub(super) async fn execute(
             ""
         }
     );
-    println!("{}", published.incident_id);
-    if delivery.follow {
-        let authoring = super::load_authoring(&settings).map_err(|e| super::load_errors(&e))?;
-        match expected_fanout(
-            &authoring,
-            &settings.policy()?,
-            expected_from.as_ref(),
-            &accepted(&announcement)?,
-        ) {
-            Ok(_) => follow_one(store.as_ref(), &announcement).await?,
-            Err(why) => println!("No customer will be messaged: {why}."),
+    say!("{}", published.incident_id);
+    let authoring = super::load_authoring(&settings).map_err(|e| super::load_errors(&e))?;
+    let expected = expected_fanout(
+        &authoring,
+        &settings.policy()?,
+        expected_from.as_ref(),
+        &accepted(&announcement)?,
+    );
+    match expected {
+        Err(why) => eprintln!("No customer will be messaged: {why}."),
+        Ok(kind) => {
+            eprintln!("{}", who_hears(kind));
+            if delivery.follow {
+                follow_one(store.as_ref(), &announcement).await?;
+            } else {
+                eprintln!(
+                    "Follow it: forewarn announce status --incident {} --follow",
+                    published.incident_id
+                );
+            }
         }
-    } else {
-        eprintln!(
-            "Follow it: forewarn announce status --incident {} --follow",
-            published.incident_id
-        );
     }
     Ok(())
+}
+
+/// Who an announcement that fans out will reach, said before it does.
+fn who_hears(kind: FanoutKind) -> &'static str {
+    match kind {
+        FanoutKind::Started => "Every affected customer will be messaged.",
+        FanoutKind::Escalated => {
+            "The severity escalates: every affected customer will be messaged again."
+        }
+        FanoutKind::Resolved => {
+            "Customers who were told it started will hear it is over; their notices still \
+             waiting are withdrawn."
+        }
+    }
+}
+
+/// An announcement's problems in this interface's words: each names the flag to fix, where
+/// the HTTP API names the body's field.
+fn in_flags(error: AnnounceError) -> anyhow::Error {
+    let AnnounceError::Invalid(problems) = error else {
+        return error.into();
+    };
+    let flag = |field: &str| match field.split(['.', '[']).collect::<Vec<_>>().as_slice() {
+        ["incident_id", ..] => "--id / --incident",
+        ["title", ..] => "--title",
+        ["services", ..] => "--service",
+        ["regions", ..] | ["affected", "regions", ..] => "--region",
+        ["affected", "segments", ..] => "--segment",
+        ["affected", "customer_ids", ..] => "--customers-file",
+        ["affected"] => "--region, --segment or --customers-file",
+        ["everyone", ..] => "--everyone",
+        ["severity", ..] => "--severity",
+        ["message", ..] => "--message",
+        ["eta", ..] => "--eta",
+        _ => "",
+    };
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| match flag(&p.field) {
+            "" => format!("{}: {}", p.field, p.message),
+            flag => format!("{flag}: {}", p.message),
+        })
+        .collect();
+    anyhow::anyhow!("{}", lines.join("\n"))
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
@@ -274,7 +330,7 @@ async fn dry_run(
     let kind = match expected_fanout(&authoring, &policy, existing.as_ref(), &accepted) {
         Ok(kind) => kind,
         Err(why) => {
-            println!("Dry run: no customer would be messaged — {why}. Nothing was published.");
+            say!("Dry run: no customer would be messaged — {why}. Nothing was published.");
             return Ok(());
         }
     };
@@ -288,7 +344,7 @@ async fn dry_run(
     };
     let audience = crate::incident::audience_of(kind, &incident, &accepted.event.key);
     let count = store.audience_count(&audience).await?;
-    println!(
+    say!(
         "Dry run: {} would reach {count} customer(s){}. Nothing was published.",
         announcement.event_type.as_str(),
         if kind == FanoutKind::Resolved {
@@ -325,7 +381,7 @@ async fn dry_run(
     drop(tx);
     match plan.changes.outreach.first() {
         Some(outreach) => {
-            println!("\nFor example, customer {first} would get:");
+            say!("\nFor example, customer {first} would get:");
             let mut m = serde_json::to_value(&outreach.content)?;
             m["rule_id"] = outreach.rule_id.clone().into();
             super::print_message(
@@ -335,7 +391,7 @@ async fn dry_run(
                     .map(|t| {
                         format!(
                             " · held for quiet hours until {}",
-                            t.format("%Y-%m-%d %H:%M UTC")
+                            crate::domain::time_shown(t)
                         )
                     })
                     .unwrap_or_default(),
@@ -348,7 +404,7 @@ async fn dry_run(
                         .map(|o| format!(" · {}% credit", o.percent))
                         .unwrap_or_default()
                 ),
-            );
+            )?;
         }
         None => {
             let why = plan
@@ -356,11 +412,11 @@ async fn dry_run(
                 .first()
                 .map(|s| format!("{} ({})", s.reason, s.detail))
                 .unwrap_or_else(|| "no rule reacts to this event".into());
-            println!("\nCustomer {first} would get nothing: {why}");
+            say!("\nCustomer {first} would get nothing: {why}");
         }
     }
     for withheld in &plan.withheld_offers {
-        println!("   (credit withheld: {})", withheld.detail);
+        say!("   (credit withheld: {})", withheld.detail);
     }
     Ok(())
 }
@@ -459,14 +515,14 @@ async fn status(
         let Some(incident) = &progress.incident else {
             anyhow::bail!("incident `{id}` is not known (or forewarn has not read its start yet)");
         };
-        println!(
+        say!(
             "{id}: {} · {} · {}",
             incident.title.as_deref().unwrap_or("(untitled)"),
             incident.severity.as_deref().unwrap_or("?"),
             incident.status.as_str()
         );
         for f in &progress.fanouts {
-            println!("  {}", describe(f));
+            say!("  {}", describe(f));
         }
         if !follow || progress.settled() {
             return Ok(());
@@ -476,7 +532,6 @@ async fn status(
 }
 
 fn describe(f: &FanoutStatus) -> String {
-    let m = &f.messages;
     if f.phase == FanoutPhase::Rank && f.status == "running" {
         return format!(
             "{kind:<9} finding customers: {ranked} so far",
@@ -485,20 +540,34 @@ fn describe(f: &FanoutStatus) -> String {
         );
     }
     format!(
-        "{kind:<9} {status:<7} customers {customers:>8} · queued {queued:>8} · sent {sent:>8} · failed {failed} · deferred {deferred} · withdrawn {cancelled}{detail}",
+        "{kind:<9} {status:<7} {counts}{detail}",
         kind = f.kind.as_str(),
         status = f.status,
+        counts = counts(f),
+        detail = f
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
+    )
+}
+
+/// One fan-out's numbers, the same words and the same numbers while it runs and at the end.
+fn counts(f: &FanoutStatus) -> String {
+    let m = &f.messages;
+    format!(
+        "customers {customers:>8} · queued {queued:>8} · sent {sent:>8} · failed {failed} · deferred {deferred} · withdrawn {cancelled}",
         customers = f.customers,
         queued = f.queued,
         sent = m.sent,
         failed = m.failed,
         deferred = m.deferred,
         cancelled = m.cancelled,
-        detail = f.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
     )
 }
 
-/// A one-line progress bar on a terminal; a line every few seconds elsewhere (logs, CI).
+/// A one-line progress bar on a terminal; a line every few seconds elsewhere (logs, CI). On
+/// stderr: it is for people, and stdout keeps only the id a script captures.
 struct Bar {
     tty: bool,
     last_line: std::time::Instant,
@@ -507,7 +576,7 @@ struct Bar {
 impl Bar {
     fn new() -> Self {
         Bar {
-            tty: std::io::stdout().is_terminal(),
+            tty: std::io::stderr().is_terminal(),
             last_line: std::time::Instant::now(),
         }
     }
@@ -526,32 +595,27 @@ impl Bar {
         let width = 30usize;
         let filled = ((done as f64 / total as f64) * width as f64).round() as usize;
         format!(
-            "[{}{}] {done}/{} customers settled · decided {} · queued {} · sent {} · failed {} · deferred {}",
+            "[{}{}] {done}/{} settled · {}",
             "#".repeat(filled.min(width)),
             "-".repeat(width - filled.min(width)),
             f.ranked,
-            f.customers,
-            m.queued + m.sending,
-            m.sent,
-            m.failed,
-            m.deferred,
+            counts(f),
         )
     }
 
     fn draw(&mut self, f: &FanoutStatus) {
         if self.tty {
-            print!("\r{}\x1b[K", Self::line(f));
-            std::io::stdout().flush().ok();
+            eprint!("\r{}\x1b[K", Self::line(f));
         } else if self.last_line.elapsed() >= Duration::from_secs(5) {
-            println!("{}", Self::line(f));
+            eprintln!("{}", Self::line(f));
             self.last_line = std::time::Instant::now();
         }
     }
 
     fn finish(&mut self, f: &FanoutStatus) {
         if self.tty {
-            println!();
+            eprintln!();
         }
-        println!("Done: {}", describe(f));
+        eprintln!("Done: {}", describe(f));
     }
 }

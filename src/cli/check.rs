@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use crate::authoring::examples::Examples;
 use crate::authoring::review::review;
+use crate::cli::output::say;
 use crate::config::Settings;
 
 /// The default opt-out line's number: fine for a demo, wrong for a real sender.
@@ -21,7 +22,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = match Settings::load_unchecked(config) {
         Ok(settings) => settings,
         Err(e) => {
-            println!(
+            say!(
                 "{}: {e}",
                 Settings::source_file(config).map_or("config".into(), |p| p.display().to_string())
             );
@@ -41,7 +42,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
     problems.extend(found.problems.lines());
     if !problems.is_empty() {
         for problem in &problems {
-            println!("{problem}");
+            say!("{problem}");
         }
         anyhow::bail!("{} problem(s) found", problems.len());
     }
@@ -52,7 +53,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
         .korean_ad_opt_out
         .contains(PLACEHOLDER_OPT_OUT)
     {
-        println!(
+        say!(
             "warning: render.korean_ad_opt_out is still the placeholder `{}`; advertising SMS \
              to Korean phones must carry your own free opt-out number",
             settings.render.korean_ad_opt_out
@@ -64,7 +65,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
     for schedule in &schedules {
         if let Some(kind) = schedule.job.emits() {
             if authoring.rules.candidates(kind).next().is_none() {
-                println!(
+                say!(
                     "warning: schedules.{} emits {kind}, but no rule reacts to it: nobody hears",
                     schedule.name
                 );
@@ -77,7 +78,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
                 .iter()
                 .any(|job| job.emits() == Some(*kind));
             if synthetic && !schedules.iter().any(|s| s.job.emits() == Some(*kind)) {
-                println!(
+                say!(
                     "warning: rule {} reacts to {kind}, which no enabled schedule emits (a \
                      backend may publish it)",
                     rule.id
@@ -89,7 +90,7 @@ pub(super) async fn execute(config: Option<&Path>) -> anyhow::Result<()> {
         || "risk models embedded (no risk.toml)".to_owned(),
         |file| format!("risk models from {}", file.display()),
     );
-    println!(
+    say!(
         "ok: config, {} rules, {} templates, {risk}; {} renders of {} example events checked; \
          {} schedules ({})",
         authoring.rules.len(),

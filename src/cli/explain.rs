@@ -8,7 +8,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::cli::output::say;
 use crate::config::Settings;
+use crate::domain::time_shown;
 use crate::store::{CustomerTimeline, DecisionNote, TimelineEvent};
 
 /// Options of `forewarn explain`.
@@ -18,7 +20,7 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "ID")]
     pub customer: String,
     /// Only what happened in this last stretch of time (`30d`, `12h`); everything by default.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::cli::duration_arg, value_name = "DURATION")]
     pub since: Option<std::time::Duration>,
     /// One JSON document instead of text, for tools.
     #[arg(long)]
@@ -40,12 +42,12 @@ pub(super) async fn execute(args: ExplainArgs, config: Option<&Path>) -> anyhow:
     };
     let timeline = store.timeline(&args.customer, since).await?;
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&as_json(&args.customer, &timeline, args.reveal))?
         );
     } else {
-        print_text(&args.customer, &timeline, args.reveal);
+        print_text(&args.customer, &timeline, args.reveal)?;
     }
     Ok(())
 }
@@ -70,10 +72,6 @@ fn mask_name(name: &str, reveal: bool) -> String {
     })
 }
 
-fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 /// One line about an event: its type, the ids it names, and who sent it (a backend, or
 /// `forewarn/schedules` for what a schedule noticed).
 fn describe_event(event: &TimelineEvent) -> String {
@@ -95,11 +93,15 @@ fn describe_event(event: &TimelineEvent) -> String {
     )
 }
 
-fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {
+fn print_text(
+    customer: &str,
+    t: &CustomerTimeline,
+    reveal: bool,
+) -> Result<(), super::output::OutputError> {
     let mask = |text: &str| masked(text, reveal);
     let Some(doc) = &t.customer else {
-        println!("customer {customer}: not known to forewarn (no customer.upserted or inline customer yet)");
-        return;
+        say!("customer {customer}: not known to forewarn (no customer.upserted or inline customer yet)");
+        return Ok(());
     };
     let object = doc.as_object();
     let field = |k: &str| {
@@ -115,7 +117,7 @@ fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {
         Some(false) => "no",
         None => "not given",
     };
-    println!(
+    say!(
         "customer {customer} ({}, {}, {}); consent: sms {}, email {}, push {}, marketing {}",
         mask_name(&field("name"), reveal),
         field("locale"),
@@ -126,19 +128,19 @@ fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {
         said("marketing")
     );
     for (channel, scope, at) in &t.opt_outs {
-        println!(
+        say!(
             "  opted out of {} on {channel} at {}",
             scope.as_str(),
-            when(*at)
+            time_shown(*at)
         );
     }
     if t.events.is_empty() {
-        println!("  nothing decided for this customer yet");
+        say!("  nothing decided for this customer yet");
     }
     for event in &t.events {
-        println!(
+        say!(
             "\n{}  {}",
-            when(event.time.unwrap_or(event.received_at)),
+            time_shown(event.time.unwrap_or(event.received_at)),
             describe_event(event)
         );
         for m in t.messages.iter().filter(|m| m.event == event.key) {
@@ -150,25 +152,25 @@ fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {
                 )
             });
             let state = match m.status.as_str() {
-                "sent" => format!("sent {}", m.sent_at.map_or("?".into(), when)),
+                "sent" => format!("sent {}", m.sent_at.map_or("?".into(), time_shown)),
                 "pending" if m.next_attempt_at > Utc::now() => {
-                    format!("waiting until {}", when(m.next_attempt_at))
+                    format!("waiting until {}", time_shown(m.next_attempt_at))
                 }
                 "cancelled" => m.last_error.clone().unwrap_or_else(|| "cancelled".into()),
                 other => other.to_owned(),
             };
-            println!(
+            say!(
                 "  → rule {}: {} to {} · {state}{offer}",
                 m.rule_id,
                 m.channel.as_str().to_uppercase(),
                 super::recipient_shown(&m.content["to"], reveal)
             );
             for a in &m.attempts {
-                println!(
+                say!(
                     "      attempt {} via {} at {}: {}{}",
                     a.attempt,
                     a.gateway,
-                    when(a.at),
+                    time_shown(a.at),
                     a.outcome,
                     a.error
                         .as_deref()
@@ -178,22 +180,23 @@ fn print_text(customer: &str, t: &CustomerTimeline, reveal: bool) {
             }
             if let Some(error) = &m.last_error {
                 if m.status == "failed" {
-                    println!("      failed: {}", mask(error));
+                    say!("      failed: {}", mask(error));
                 }
             }
             if let Some(risk) = &m.risk {
                 for target in ["delay", "churn"] {
                     if let Some(why) = risk[target]["why"].as_str() {
-                        println!("      risk · {why}");
+                        say!("      risk · {why}");
                     }
                 }
             }
         }
         for n in t.notes.iter().filter(|n| n.event == event.key) {
-            println!("  {}", note_line(n));
+            say!("  {}", note_line(n));
         }
     }
-    println!();
+    say!();
+    Ok(())
 }
 
 fn note_line(n: &DecisionNote) -> String {

@@ -5,6 +5,7 @@ mod check;
 pub mod demo;
 mod explain;
 mod migrate;
+mod output;
 mod preview;
 mod risk;
 mod run;
@@ -13,6 +14,8 @@ mod schedule;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+use crate::cli::output::say;
 
 pub use announce::{AnnounceArgs, AnnounceCommand, Delivery};
 pub use demo::DemoArgs;
@@ -101,6 +104,8 @@ pub async fn execute(cli: Cli) -> i32 {
     };
     match result {
         Ok(()) => 0,
+        // The reader stopped reading (`| head`): what it wanted was printed.
+        Err(e) if matches!(e.downcast_ref(), Some(output::OutputError::Closed)) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
             1
@@ -120,6 +125,13 @@ fn load_errors(errors: &[impl std::fmt::Display]) -> anyhow::Error {
     )
 }
 
+/// A flag's duration (`30d`, `12h`, `90m`), refused in words: clap puts the flag before it.
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("`{text}` is not a duration; write a number and a unit, such as 30d, 12h or 90m")
+    })
+}
+
 /// Who a rendered message goes to, as people may see it: a phone or address masked unless
 /// `reveal`, push tokens counted.
 fn recipient_shown(to: &serde_json::Value, reveal: bool) -> String {
@@ -134,7 +146,11 @@ fn recipient_shown(to: &serde_json::Value, reveal: bool) -> String {
 /// Prints one rendered message — its JSON form: `channel`, `to`, and `body`, `subject`/`text`
 /// or `title`/`body` — under a header: the channel, `note`, the masked recipient, `about`, and
 /// an SMS's encoding and segments.
-fn print_message(m: &serde_json::Value, note: &str, about: &str) {
+fn print_message(
+    m: &serde_json::Value,
+    note: &str,
+    about: &str,
+) -> Result<(), output::OutputError> {
     let channel = m["channel"].as_str().unwrap_or("?");
     let to = recipient_shown(&m["to"], false);
     let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
@@ -145,7 +161,7 @@ fn print_message(m: &serde_json::Value, note: &str, about: &str) {
         }
         _ => String::new(),
     };
-    println!(
+    say!(
         "  ── {}{note} to {to} · {about}{size}",
         channel.to_uppercase()
     );
@@ -155,8 +171,9 @@ fn print_message(m: &serde_json::Value, note: &str, about: &str) {
         _ => text("body"),
     };
     for line in body.lines() {
-        println!("     │ {line}");
+        say!("     │ {line}");
     }
+    Ok(())
 }
 
 /// Connects to NATS and makes sure the events stream exists, for commands that publish onto it:
@@ -175,7 +192,7 @@ async fn publishing_nats(
     Ok((nats, js))
 }
 
-/// Loads settings and installs logging, the start of every subcommand.
+/// Loads settings and installs logging, the start of `run`.
 fn settings(
     config: Option<&std::path::Path>,
     log_json: bool,
@@ -183,6 +200,25 @@ fn settings(
     let mut settings = crate::config::Settings::load(config)?;
     if log_json {
         settings.log.format = crate::telemetry::LogFormat::Json;
+    }
+    crate::telemetry::init(&settings.log);
+    Ok(settings)
+}
+
+/// Loads settings and installs logging for a command someone types (`announce`, `schedule`,
+/// `migrate`): it says what it did in its own words, so the log shows only warnings and errors
+/// — not a library's `connected successfully` — unless `[log] level` or `RUST_LOG` asks for
+/// more.
+fn tool_settings(
+    config: Option<&std::path::Path>,
+    log_json: bool,
+) -> anyhow::Result<crate::config::Settings> {
+    let mut settings = crate::config::Settings::load(config)?;
+    if log_json {
+        settings.log.format = crate::telemetry::LogFormat::Json;
+    }
+    if settings.log.level == crate::telemetry::LogSettings::default().level {
+        settings.log.level = "warn".into();
     }
     crate::telemetry::init(&settings.log);
     Ok(settings)

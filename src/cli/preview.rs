@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::authoring::examples::{customer_id_of, example_assessment, in_locale, Examples};
+use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::Accepted;
 use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
@@ -95,7 +96,7 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
         RiskModel::load(&settings.paths.rules).map_err(|errors| super::load_errors(&errors))?;
     let customer_id = customer_id_of(&customer, "preview");
     let risk = example_assessment(&accepted, &customer_id, &risk_model, chrono::Utc::now());
-    println!(
+    say!(
         "risk (from this event alone, no history): {}\n",
         risk.explain()
     );
@@ -120,7 +121,7 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
                 category: crate::domain::Category::Transactional,
             };
             let shown = parsed.as_ref().map_or("default", |l| l.as_str());
-            println!("── {} · {shown}", channel.as_str().to_uppercase());
+            say!("── {} · {shown}", channel.as_str().to_uppercase());
             match render_parts(&input, &templates, channel, parsed.as_ref()) {
                 Ok(mut parts) => {
                     // As sent: advertising to a Korean phone carries its label.
@@ -133,10 +134,10 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
                 }
                 Err(e) => {
                     failures += 1;
-                    println!("   ✗ {e}");
+                    say!("   ✗ {e}");
                 }
             }
-            println!();
+            say!();
         }
     }
     if failures > 0 {
@@ -153,28 +154,31 @@ fn print_parts(
     locale: &str,
     several: bool,
 ) -> anyhow::Result<()> {
-    let indent = |text: &str| {
+    let indent = |text: &str| -> Result<(), super::output::OutputError> {
         for line in text.lines() {
-            println!("   │ {line}");
+            say!("   │ {line}");
         }
+        Ok(())
     };
     match channel {
         Channel::Sms => {
             let body = sms.unwrap_or_default();
-            indent(&body);
+            indent(&body)?;
             let size = measure_sms(&body);
-            println!(
+            say!(
                 "   {} · {} units · {} segment(s)",
-                size.encoding, size.units, size.segments
+                size.encoding,
+                size.units,
+                size.segments
             );
         }
         Channel::Email => {
-            println!(
+            say!(
                 "   Subject: {}",
                 parts.take(Part::EmailSubject).unwrap_or_default()
             );
             if let Some(text) = parts.take(Part::EmailText) {
-                indent(&text);
+                indent(&text)?;
             }
             if let Some(html) = parts.take(Part::EmailHtml) {
                 match &args.html_out {
@@ -186,26 +190,26 @@ fn print_parts(
                         };
                         std::fs::write(&path, &html)
                             .with_context(|| format!("Failed to write {}", path.display()))?;
-                        println!(
+                        say!(
                             "   HTML: {} bytes, written to {}",
                             html.len(),
                             path.display()
                         );
                     }
-                    None => println!("   HTML: {} bytes (--html-out FILE to see it)", html.len()),
+                    None => say!("   HTML: {} bytes (--html-out FILE to see it)", html.len()),
                 }
             }
         }
         Channel::Push => {
             let title = parts.take(Part::PushTitle).unwrap_or_default();
             let body = parts.take(Part::PushBody).unwrap_or_default();
-            println!("   {title}");
-            indent(&body);
+            say!("   {title}");
+            indent(&body)?;
             // The FCM HTTP v1 message as forewarn will send it, with a typical token length.
             let payload = json!({"message": {"token": "x".repeat(163),
                 "notification": {"title": title, "body": body}}});
             let size = payload.to_string().len();
-            println!(
+            say!(
                 "   FCM payload {size} of {FCM_MAX_PAYLOAD} bytes{}",
                 if size > FCM_MAX_PAYLOAD {
                     " — TOO LARGE"

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
+use crate::cli::output::say;
 use crate::config::Settings;
 use crate::risk::fit::{
     evaluate, fit, missing_columns, outcomes_of, split, values_of, Evaluation, FitOptions,
@@ -43,7 +44,7 @@ pub struct ExportArgs {
     pub output: PathBuf,
     /// A customer who places no order this long after a decision counts as churned; decisions
     /// younger than this have an empty `churned`.
-    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "90d", value_parser = crate::cli::duration_arg)]
     pub churn_window: std::time::Duration,
     /// Judge outcomes as they were known at this time (RFC 3339) instead of now: a delivery
     /// after it is not yet known, so an export can be reproduced, or cut at a past date.
@@ -138,7 +139,7 @@ async fn export(args: &ExportArgs, settings: &Settings) -> anyhow::Result<()> {
         writer.write_record(&record)?;
     }
     writer.flush()?;
-    println!(
+    say!(
         "wrote {}: {} decisions; `late` known for {late_known}, `churned` for {churn_known} (window {})",
         args.output.display(),
         decisions.len(),
@@ -149,7 +150,7 @@ async fn export(args: &ExportArgs, settings: &Settings) -> anyhow::Result<()> {
 
 fn read(input: &Path) -> anyhow::Result<Outcomes> {
     let outcomes = Outcomes::read(input)?;
-    println!(
+    say!(
         "{}: {} rows; {} feature column(s), outcome column(s): {}{}",
         input.display(),
         outcomes.rows.len(),
@@ -175,7 +176,7 @@ fn eval(args: &EvalArgs, current: &RiskModel) -> anyhow::Result<()> {
         let rows = outcomes.labelled(target);
         let model = current.model(target);
         let e = evaluate(model, &rows);
-        println!(
+        say!(
             "{target} ({}): {} rows, {} {} ({:.1}%); AUC {}, log-loss {:.4} (base rate {:.4})",
             model.name,
             e.rows,
@@ -188,7 +189,7 @@ fn eval(args: &EvalArgs, current: &RiskModel) -> anyhow::Result<()> {
         );
         let missing = missing_columns(&outcomes, target);
         if !missing.is_empty() {
-            println!(
+            say!(
                 "  not in the file, so at their when_unknown value: {}",
                 missing.join(", ")
             );
@@ -219,7 +220,7 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
             .iter()
             .filter(|r| r.outcome(target) == Some(true))
             .count();
-        println!(
+        say!(
             "\n{target}: fitting on {} rows ({:.1}% {}), holding out {} (seed {})",
             train.len(),
             100.0 * positives as f64 / train.len().max(1) as f64,
@@ -229,7 +230,7 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         );
         let missing = missing_columns(&outcomes, target);
         if !missing.is_empty() {
-            println!(
+            say!(
                 "  not in the file, so left out of the model: {}",
                 missing.join(", ")
             );
@@ -246,24 +247,24 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         )
         .with_context(|| format!("Failed to fit the {target} model"))?;
         for note in notes {
-            println!("  {note}");
+            say!("  {note}");
         }
         let new = evaluate(&fitted, &test);
         let old = evaluate(current.model(target), &test);
-        println!("  held out:        AUC       log-loss");
-        println!(
+        say!("  held out:        AUC       log-loss");
+        say!(
             "    fitted         {:<9} {:.4}",
             auc_text(&new),
             new.log_loss
         );
-        println!(
+        say!(
             "    current        {:<9} {:.4}   ({})",
             auc_text(&old),
             old.log_loss,
             current.model(target).name
         );
-        println!("    base rate      0.5000    {:.4}", new.base_log_loss);
-        println!(
+        say!("    base rate      0.5000    {:.4}", new.base_log_loss);
+        say!(
             "  intercept {:.4}; weights: {}",
             fitted.intercept,
             fitted
@@ -275,7 +276,7 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         );
         let worse = matches!((new.auc, old.auc), (Some(n), Some(o)) if n + AUC_TOLERANCE < o);
         if worse && !args.force {
-            println!(
+            say!(
                 "  not written: it ranks the held-out rows worse than the current model (use --force to write it anyway)"
             );
             continue;
@@ -284,7 +285,7 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         *model.model_mut(target) = fitted;
     }
     if written.is_empty() {
-        println!("\nnothing written; {} is unchanged", output.display());
+        say!("\nnothing written; {} is unchanged", output.display());
         return Ok(());
     }
     let text = model.to_toml();
@@ -297,6 +298,6 @@ fn fit_and_write(args: &FitArgs, current: RiskModel, output: &Path) -> anyhow::R
         .with_context(|| format!("Failed to write {}", temporary.display()))?;
     std::fs::rename(&temporary, output)
         .with_context(|| format!("Failed to replace {}", output.display()))?;
-    println!("\nwrote {}: {}", output.display(), written.join(", "));
+    say!("\nwrote {}: {}", output.display(), written.join(", "));
     Ok(())
 }

@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
+use crate::cli::output::say;
+use crate::domain::time_shown;
 use crate::schedule::{Schedule, TickResult};
 
 /// Options of `forewarn schedule`.
@@ -41,7 +43,7 @@ pub(super) async fn execute(
     config: Option<&Path>,
     log_json: bool,
 ) -> anyhow::Result<()> {
-    let settings = super::settings(config, log_json)?;
+    let settings = super::tool_settings(config, log_json)?;
     let schedules = settings.schedules()?;
     let store = crate::store::connect(&settings.database)
         .await
@@ -60,7 +62,7 @@ pub(super) async fn execute(
             for schedule in chosen {
                 let result = scheduler.run_tick(schedule, tick, at).await;
                 failed |= matches!(result, TickResult::Failed(_));
-                println!("{}", describe(schedule, tick, &result));
+                say!("{}", describe(schedule, tick, &result));
             }
             nats.flush().await.ok();
             if failed {
@@ -95,7 +97,7 @@ fn choose<'a>(schedules: &'a [Schedule], names: &[String]) -> anyhow::Result<Vec
 
 fn describe(schedule: &Schedule, tick: DateTime<Utc>, result: &TickResult) -> String {
     let name = &schedule.name;
-    let at = tick.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let at = time_shown(tick);
     match result {
         TickResult::Ran(report) => format!(
             "{name} ({job}) at {at}: {summary} (found {found}, {done} done)",
@@ -109,7 +111,7 @@ fn describe(schedule: &Schedule, tick: DateTime<Utc>, result: &TickResult) -> St
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or("-".into(), |t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    t.map_or("-".into(), time_shown)
 }
 
 async fn list(schedules: &[Schedule], store: &dyn crate::store::Store) -> anyhow::Result<()> {
@@ -117,7 +119,7 @@ async fn list(schedules: &[Schedule], store: &dyn crate::store::Store) -> anyhow
     let now = Utc::now();
     for schedule in schedules {
         let status = statuses.iter().find(|s| s.schedule == schedule.name);
-        println!(
+        say!(
             "{name}  job {job}  cron `{cron}`  next {next}",
             name = schedule.name,
             job = schedule.job.name(),
@@ -125,7 +127,7 @@ async fn list(schedules: &[Schedule], store: &dyn crate::store::Store) -> anyhow
             next = time(schedule.cron.next_after(now)),
         );
         let Some(status) = status else {
-            println!("    never run");
+            say!("    never run");
             continue;
         };
         let last = store
@@ -134,7 +136,7 @@ async fn list(schedules: &[Schedule], store: &dyn crate::store::Store) -> anyhow
             .into_iter()
             .next();
         match last {
-            Some(run) => println!(
+            Some(run) => say!(
                 "    last run: tick {tick} by {owner}, {state}, found {found}, {done} done",
                 tick = time(Some(run.tick)),
                 owner = run.owner,
@@ -147,9 +149,9 @@ async fn list(schedules: &[Schedule], store: &dyn crate::store::Store) -> anyhow
                 found = run.found,
                 done = run.emitted,
             ),
-            None => println!("    no run recorded"),
+            None => say!("    no run recorded"),
         }
-        println!(
+        say!(
             "    last success {}{}",
             time(status.last_success_at),
             status
@@ -166,7 +168,7 @@ async fn list(schedules: &[Schedule], store: &dyn crate::store::Store) -> anyhow
         .filter(|name| !schedules.iter().any(|s| s.name == *name))
         .collect();
     if !unknown.is_empty() {
-        println!(
+        say!(
             "(the database also remembers {}, no longer enabled)",
             unknown.join(", ")
         );

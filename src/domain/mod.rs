@@ -14,6 +14,7 @@ mod limits;
 mod offer;
 mod outreach;
 mod rejection;
+mod shown;
 mod state;
 
 pub use accepted::{order_changed_by, order_of, shipment_of, About, Accepted};
@@ -37,6 +38,7 @@ pub use outreach::{
     AddressEffect, IdempotencyKey, MessageContent, Outreach, RiskRecord, RiskScores,
 };
 pub use rejection::{RejectReason, Rejection};
+pub use shown::{time_shown, time_shown_in};
 pub use state::{
     FanoutKind, Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus,
 };

@@ -111,6 +111,17 @@ pub enum AddressEffect {
     Gone(Vec<String>),
 }
 
+impl std::fmt::Display for AddressEffect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressEffect::OptedOut => f.write_str("the recipient opted out of the channel"),
+            AddressEffect::Gone(tokens) => {
+                write!(f, "{} push token(s) no longer exist", tokens.len())
+            }
+        }
+    }
+}
+
 /// A decided, rendered outreach, ready for the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outreach {

@@ -90,7 +90,7 @@ impl Breaker {
         if matches!(next, State::Open { .. }) && !matches!(*state, State::Open { .. }) {
             metrics::counter!(crate::metrics::CIRCUIT_OPENED, "gateway" => self.inner.name().to_owned())
                 .increment(1);
-            tracing::warn!(gateway = self.inner.name(), cooldown = ?self.cooldown, "Gateway keeps failing; circuit open, probing again after the cool-down.");
+            tracing::warn!(gateway = self.inner.name(), cooldown = %humantime::format_duration(self.cooldown), "Gateway keeps failing; circuit open, probing again after the cool-down.");
         }
         if matches!(next, State::Closed { .. }) && probe {
             tracing::info!(

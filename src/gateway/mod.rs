@@ -142,6 +142,19 @@ pub struct Gateways {
     push: Arc<dyn Gateway>,
 }
 
+/// `sms=twilio email=smtp push=sandbox`: which provider serves each channel, for logs.
+impl std::fmt::Display for Gateways {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sms={} email={} push={}",
+            self.sms.name(),
+            self.email.name(),
+            self.push.name()
+        )
+    }
+}
+
 impl std::fmt::Debug for Gateways {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateways")

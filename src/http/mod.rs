@@ -110,7 +110,11 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let ready = nats_ok && db.is_ok() && stalled.is_empty();
     let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "nats": if nats_ok { "ok".to_owned() } else { format!("{:?}", state.nats.connection_state()) },
+        "nats": match state.nats.connection_state() {
+            async_nats::connection::State::Connected => "ok",
+            async_nats::connection::State::Disconnected => "disconnected",
+            async_nats::connection::State::Pending => "connecting",
+        },
         "database": match &db { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
     });
     for part in stalled {

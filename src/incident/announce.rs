@@ -153,8 +153,7 @@ impl Announcement {
         match (names_someone, start.everyone) {
             (false, false) => errors.push(err(
                 "affected",
-                "say who is affected: regions, segments or customer ids, or everyone \
-                 (--everyone, or \"everyone\": true)",
+                "say who is affected (regions, segments or customers), or that everyone is",
             )),
             (true, true) => errors.push(err(
                 "everyone",

@@ -465,7 +465,7 @@ impl Intake {
         }
         for withheld in &plan.withheld_offers {
             counter!(m::OFFERS_WITHHELD, "rule" => withheld.rule_id.clone()).increment(1);
-            tracing::info!(rule = %withheld.rule_id, customer = ?withheld.customer_id.as_ref().map(|c| c.as_str()), event = %withheld.event, detail = %withheld.detail, "Offer withheld.");
+            tracing::info!(rule = %withheld.rule_id, customer = withheld.customer_id.as_ref().map_or("", |c| c.as_str()), event = %withheld.event, detail = %withheld.detail, "Offer withheld.");
         }
         for skipped in &plan.skipped {
             if skipped.reason == "no_rule_matched" {
@@ -475,7 +475,7 @@ impl Intake {
             }
             counter!(m::OUTREACH, "rule" => skipped.rule_id.clone(), "channel" => "none", "status" => "skipped")
                 .increment(1);
-            tracing::info!(rule = %skipped.rule_id, customer = ?skipped.customer_id.as_ref().map(|c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
+            tracing::info!(rule = %skipped.rule_id, customer = skipped.customer_id.as_ref().map_or("", |c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
         }
         // `remove`: two decisions with one key in a batch are one message.
         for outreach in plan

@@ -149,7 +149,7 @@ impl Dispatcher {
     /// Dispatches until shutdown. Between batches it waits for new outreach, the next due
     /// retry, or the poll interval, whichever comes first; the batches in flight are finished.
     pub async fn run(self, shutdown: Shutdown) {
-        tracing::info!(gateways = ?self.sender.gateways, "Dispatcher started.");
+        tracing::info!(gateways = %self.sender.gateways, "Dispatcher started.");
         worker::run(self, shutdown).await;
         tracing::info!("Dispatcher stopped.");
     }
@@ -398,7 +398,7 @@ impl Sender {
                 provider_id: receipt.provider_id,
             },
             SendOutcome::Retry { reason, .. } | SendOutcome::Unanswered { reason } if expired => {
-                tracing::error!(key = %message.key, ?waited, %reason, "Giving up: the message is too old to be useful.");
+                tracing::error!(key = %message.key, waited = %humantime::format_duration(Duration::from_secs(waited.as_secs())), %reason, "Giving up: the message is too old to be useful.");
                 AttemptResult::Failed {
                     error: format!(
                         "gave up: still undelivered {} after it was queued (outbox.max_age): {reason}",
@@ -410,7 +410,7 @@ impl Sender {
                 if !self.retry.exhausted(message.channel_attempt) =>
             {
                 let delay = self.retry.delay(message.channel_attempt, after);
-                tracing::warn!(key = %message.key, attempt = message.attempt, ?delay, %reason, "Send failed; will retry.");
+                tracing::warn!(key = %message.key, attempt = message.attempt, delay = %humantime::format_duration(delay), %reason, "Send failed; will retry.");
                 AttemptResult::Retry {
                     next_at: Utc::now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
@@ -427,14 +427,14 @@ impl Sender {
                 }
             }
             SendOutcome::Deferred { after, reason } => {
-                tracing::debug!(key = %message.key, ?after, %reason, "Send deferred.");
+                tracing::debug!(key = %message.key, after = %humantime::format_duration(after), %reason, "Send deferred.");
                 AttemptResult::Deferred {
                     next_at: Utc::now()
                         + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX),
                 }
             }
             SendOutcome::Reject { reason, effect } => {
-                tracing::error!(key = %message.key, %reason, ?effect, "Gateway rejected the message.");
+                tracing::error!(key = %message.key, %reason, effect = %effect.as_ref().map_or(String::new(), ToString::to_string), "Gateway rejected the message.");
                 learnt = effect;
                 AttemptResult::Failed { error: reason }
             }

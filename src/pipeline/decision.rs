@@ -247,7 +247,10 @@ fn evaluate_rule(
             Ok(other) => {
                 return Err(fail(
                     when,
-                    format!("`when` gave {other:?}, not true or false"),
+                    format!(
+                        "`when` gave {}, not true or false",
+                        crate::rules::shown(&other)
+                    ),
                 ))
             }
             Err(e) => return Err(fail(when, format!("`when`: {e}"))),
@@ -262,7 +265,10 @@ fn evaluate_rule(
             let text = key_text(&value).ok_or_else(|| {
                 fail(
                     once_per,
-                    format!("`once_per` gave {value:?}; it must be a string, number or boolean"),
+                    format!(
+                        "`once_per` gave {}; it must be a string, number or boolean",
+                        crate::rules::shown(&value)
+                    ),
                 )
             })?;
             format!("once:{text}")

@@ -164,7 +164,7 @@ impl Plan {
                         detail: format!(
                             "{} in the customer's quiet hours; queued for {}",
                             o.content.channel(),
-                            release.to_rfc3339()
+                            crate::domain::time_shown_in(release, o.timezone.as_deref())
                         ),
                     })
                 }),

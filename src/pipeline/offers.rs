@@ -21,7 +21,10 @@ pub fn offer_percent(spec: &OfferSpec, bindings: &mut Bindings<'_>) -> Result<u8
         .and_then(|n| u8::try_from(n).ok())
         .filter(|n| *n <= 100)
         .ok_or_else(|| {
-            format!("`discount_percent` gave {value:?}; it must be a whole number from 0 to 100")
+            format!(
+                "`discount_percent` gave {}; it must be a whole number from 0 to 100",
+                crate::rules::shown(&value)
+            )
         })
 }
 

@@ -228,7 +228,7 @@ impl Assessed {
         if let Source::External { scored_at } = &self.source {
             line.push_str(&format!(
                 ", external score of {}; built-in says {:.2}",
-                scored_at.format("%Y-%m-%d %H:%M UTC"),
+                crate::domain::time_shown(*scored_at),
                 self.builtin.probability
             ));
             return line;

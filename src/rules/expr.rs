@@ -77,6 +77,21 @@ impl Variables {
     }
 }
 
+/// A value an expression gave, as a rule writer would write it: `3`, `'vip'`, `true`, or the
+/// kind of value for a list or map — never the interpreter's `Int(3)`.
+pub fn shown(value: &cel::Value) -> String {
+    use cel::Value as V;
+    match value {
+        V::Int(n) => n.to_string(),
+        V::UInt(n) => n.to_string(),
+        V::Float(x) => x.to_string(),
+        V::String(text) => format!("'{text}'"),
+        V::Bool(b) => b.to_string(),
+        V::Null => "null".into(),
+        other => format!("a {}", other.type_of()),
+    }
+}
+
 /// The parser's complaint in a rule writer's words: its grammar talk (`token recognition
 /// error`, `extraneous input … expecting {…}`) says what it wanted, not what was written wrong.
 fn in_words(message: &str) -> String {

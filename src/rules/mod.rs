@@ -8,6 +8,6 @@ mod expr;
 mod load;
 mod rule;
 
-pub use expr::{key_text, to_cel, Bindings, Expression, SyntaxError};
+pub use expr::{key_text, shown, to_cel, Bindings, Expression, SyntaxError};
 pub use load::{LoadError, TemplateIndex, RISK_MODEL_FILE};
 pub use rule::{ChannelChoice, Location, OfferSpec, Rule, RuleSet};

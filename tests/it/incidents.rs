@@ -423,6 +423,111 @@ async fn a_graceful_stop_hands_the_fan_out_back_so_the_next_process_goes_on_at_o
     assert_each_key_once(&app.sandbox("sms"), AFFECTED - UNREACHABLE);
 }
 
+/// `forewarn announce <args>` with stdout and stderr apart: (exit code, stdout, stderr).
+fn announce_apart(app: &App, args: &[&str]) -> (i32, String, String) {
+    let config = app.config_path();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(["--config", config.to_str().unwrap(), "announce"])
+        .args(args)
+        .current_dir(app.dir.path())
+        .env_remove("FOREWARN_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_script_captures_only_the_id_and_people_read_who_will_be_messaged() {
+    let app = spawn_app().await;
+    populate(&app).await;
+    let (code, stdout, stderr) = announce_apart(
+        &app,
+        &[
+            "start",
+            "--id",
+            "inc-follow",
+            "--title",
+            "Checkout errors",
+            "--service",
+            "checkout",
+            "--region",
+            "kr",
+            "--severity",
+            "major",
+            "--message",
+            "Card payments fail; we are fixing it.",
+            "--follow",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // `ID=$(forewarn announce start … --follow)` holds the id and nothing else.
+    assert_eq!(stdout, "inc-follow\n", "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("Every affected customer will be messaged."),
+        "{stderr}"
+    );
+    // The last word agrees with what the store says was queued and sent.
+    let done = stderr
+        .lines()
+        .find(|l| l.starts_with("Done: "))
+        .unwrap_or_else(|| panic!("no final line:\n{stderr}"));
+    let queued = AFFECTED - UNREACHABLE;
+    assert!(
+        done.contains(&format!("queued {queued:>8}")),
+        "{done} (expected {queued} queued)"
+    );
+    // No library chatter (async-nats' `connected successfully`), no log lines at all.
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains("connected"), "{stderr}");
+
+    // An update that does not escalate says so before anyone wonders.
+    let (code, stdout, stderr) = announce_apart(
+        &app,
+        &[
+            "update",
+            "--incident",
+            "inc-follow",
+            "--message",
+            "Still on it.",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "inc-follow\n");
+    assert!(
+        stderr.contains(
+            "No customer will be messaged: an update reaches customers only when its severity \
+             escalates."
+        ),
+        "{stderr}"
+    );
+    // A mistake names the flag to fix, not the HTTP body's field.
+    let (code, _, stderr) = announce_apart(
+        &app,
+        &[
+            "start",
+            "--title",
+            "Checkout errors",
+            "--service",
+            "checkout",
+            "--severity",
+            "major",
+            "--message",
+            "Card payments fail.",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--region, --segment or --customers-file: say who is affected"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("affected:"), "{stderr}");
+    assert!(!stderr.contains("\"everyone\""), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_dry_run_counts_the_affected_customers_and_shows_one_message_without_publishing() {
     let app = spawn_app().await;

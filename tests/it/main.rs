@@ -12,6 +12,7 @@ mod backlog;
 mod caps;
 mod chaos;
 mod check;
+mod cli_output;
 mod config;
 mod crash;
 mod dead_letters;

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::Channel;
 use crate::gateway::sandbox_file;
@@ -25,7 +26,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// How long to wait for every event to be processed and every message sent.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::cli::duration_arg)]
     pub timeout: Duration,
 }
 
@@ -52,7 +53,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     }
     let events = read_events(&args.events)?;
 
-    println!("forewarn demo — a shoe order is going to miss its delivery date\n");
+    say!("forewarn demo — a shoe order is going to miss its delivery date\n");
     let server = tokio::task::spawn_blocking(NatsServer::start_local)
         .await?
         .map_err(anyhow::Error::msg)
@@ -75,13 +76,13 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     // as of a day after their last promise. A wall-clock scheduler would sweep those promises
     // at start-up, whatever today's date, and leave the demo's own run nothing to find.
     settings.scheduler.enabled = false;
-    println!(
+    say!(
         "  nats-server  {} (private, JetStream in a temporary folder)",
         server.url()
     );
-    println!("  database     {}", dir.join("forewarn.db").display());
-    println!("  rules        {}/*.toml", settings.paths.rules.display());
-    println!("  templates    {}/", settings.paths.templates.display());
+    say!("  database     {}", dir.join("forewarn.db").display());
+    say!("  rules        {}/*.toml", settings.paths.rules.display());
+    say!("  templates    {}/", settings.paths.templates.display());
 
     let running = super::start(settings.clone(), None).await?;
     let client = crate::intake::connect(&settings.nats).await?;
@@ -93,7 +94,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
             .await
             .context("JetStream did not acknowledge a published event")?;
     }
-    println!(
+    say!(
         "  published    {} events from {}/*.jsonl\n",
         events.len(),
         args.events.display()
@@ -114,11 +115,9 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     let processed = store.event_count().await?;
     let counts = store.outbox_counts().await?;
     let duplicates = (events.len() as u64).saturating_sub(processed + dead);
-    println!("What forewarn did");
-    println!(
-        "  {processed} events stored; {duplicates} duplicate delivery ignored (same source + id)"
-    );
-    println!("  {dead} events refused, each published to forewarn.dlq.<reason> with the reason in a header:");
+    say!("What forewarn did");
+    say!("  {processed} events stored; {duplicates} duplicate delivery ignored (same source + id)");
+    say!("  {dead} events refused, each published to forewarn.dlq.<reason> with the reason in a header:");
     for sequence in 1..=dead {
         let message = dlq
             .get_raw_message(sequence)
@@ -129,11 +128,11 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
             .get(crate::intake::HEADER_ERROR)
             .map(|v| v.as_str().to_owned())
             .unwrap_or_default();
-        println!("    {:<32} {error}", message.subject.as_str());
+        say!("    {:<32} {error}", message.subject.as_str());
     }
-    println!("  {} messages sent, {} failed", counts.sent, counts.failed);
+    say!("  {} messages sent, {} failed", counts.sent, counts.failed);
     if counts.cancelled > 0 {
-        println!(
+        say!(
             "  {} retracted or superseded before sending: a later example resolved the problem \
              or said something more important about the same order (`forewarn explain --customer …`)",
             counts.cancelled
@@ -143,16 +142,16 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         let first = store
             .next_due()
             .await?
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .map(|t| crate::domain::time_shown(t).to_string())
             .unwrap_or_default();
-        println!(
+        say!(
             "  {} held for the customer's quiet hours (their time zone; [quiet_hours] in the \
              config), the first going out at {first}",
             counts.pending
         );
     }
-    println!();
-    println!("Messages (sandbox gateway), each before the customer had to ask");
+    say!();
+    say!("Messages (sandbox gateway), each before the customer had to ask");
     let mut shown = print_messages(&settings.paths.outbox, store.as_ref(), &HashSet::new()).await?;
 
     // Silence is news too: a day after the last promise the examples make, the overdue schedule
@@ -171,14 +170,14 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
                 other => format!("did not run: {other}"),
             };
             settle(store.as_ref(), &mut consumer, deadline).await?;
-            println!(
+            say!(
                 "A day after the last promise ({}), no carrier has said a word: the overdue \
                  schedule (`forewarn schedule run overdue --at …`) {said}",
-                at.format("%Y-%m-%d %H:%M UTC")
+                crate::domain::time_shown(at)
             );
             let superseded = store.outbox_counts().await?.cancelled - counts.cancelled;
             if superseded > 0 {
-                println!(
+                say!(
                     "  ({superseded} earlier message(s) still held for quiet hours gave way to \
                      the newer news about the same order: one conversation, the latest word)"
                 );
@@ -189,15 +188,15 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     on_call(&settings, store.as_ref(), &js, deadline, &shown).await?;
     running.wait(std::future::ready(())).await?;
 
-    println!(
+    say!(
         "Discount codes in these messages are stored with the outreach that issued them and are \
          single-use: a checkout redeems one with POST /v1/discount-codes/<code>/redeem."
     );
-    println!(
+    say!(
         "Sandbox outbox: {}/{{sms,email,push}}.jsonl — one JSON line per message, as a real gateway would receive it.",
         settings.paths.outbox.display()
     );
-    println!("Next: edit rules/ or templates/ and run the demo again; `forewarn run` processes live events from NATS.");
+    say!("Next: edit rules/ or templates/ and run the demo again; `forewarn run` processes live events from NATS.");
     drop(server);
     Ok(())
 }
@@ -273,9 +272,10 @@ async fn on_call(
                 .await?;
             if let Some(fanout) = progress.fanout(&announcement.event_id) {
                 if fanout.settled() {
-                    println!(
+                    say!(
                         "{what}: {} customer(s) decided, {} message(s) queued",
-                        fanout.customers, fanout.queued
+                        fanout.customers,
+                        fanout.queued
                     );
                     break;
                 }
@@ -379,7 +379,7 @@ async fn print_messages(
         record["customer_id"] = waiting.customer_id.clone().into();
         record["rule_id"] = waiting.rule_id.into();
         record["key"] = waiting.key.to_string().into();
-        record["held_until"] = waiting.due.format("%Y-%m-%d %H:%M UTC").to_string().into();
+        record["held_until"] = crate::domain::time_shown(waiting.due).into();
         by_customer
             .entry(waiting.customer_id)
             .or_default()
@@ -403,17 +403,17 @@ async fn print_messages(
                     customer,
                     m["rule_id"].as_str().unwrap_or("?")
                 ),
-            );
+            )?;
             let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
             let key = crate::domain::IdempotencyKey::from_stored(text("key"));
             if let Some(risk) = store.outreach_risk(&key).await? {
                 for target in ["delay", "churn"] {
                     if let Some(why) = risk[target]["why"].as_str() {
-                        println!("     risk · {why}");
+                        say!("     risk · {why}");
                     }
                 }
             }
-            println!();
+            say!();
         }
     }
     Ok(shown)
