@@ -53,6 +53,7 @@ async fn fill(store: &Arc<dyn Store>, n: usize) {
                 region: None,
                 order_id: None,
                 incident_id: None,
+                shipment_id: None,
                 urgency: 0.0,
             }
         })

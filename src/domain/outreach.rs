@@ -160,6 +160,8 @@ pub struct Outreach {
     pub order_id: Option<String>,
     /// The incident it is about, if any: its resolution goes to those who were told.
     pub incident_id: Option<String>,
+    /// The parcel it is about, if any: its delivery cancels the message while it waits.
+    pub shipment_id: Option<String>,
     /// Among messages of one priority, the dispatcher sends higher urgency first: the churn
     /// risk, and for an incident's fan-out the risk weighted by the customer's value.
     pub urgency: f64,

@@ -10,11 +10,17 @@ pub fn time_shown(t: DateTime<Utc>) -> String {
 }
 
 /// `2026-12-01 22:00 UTC (07:00 in Asia/Seoul)`: the customer's clock beside UTC, with the
-/// date when it differs. Just UTC when the zone is unknown.
+/// date when it differs. Just UTC when the zone is unknown or is UTC itself.
 pub fn time_shown_in(t: DateTime<Utc>, zone: Option<&str>) -> String {
     let Some(tz) = zone.and_then(|z| z.parse::<chrono_tz::Tz>().ok()) else {
         return time_shown(t);
     };
+    if matches!(
+        tz.name(),
+        "UTC" | "Etc/UTC" | "Etc/Universal" | "Universal" | "Zulu"
+    ) {
+        return time_shown(t);
+    }
     let local = t.with_timezone(&tz);
     let clock = if local.date_naive() == t.date_naive() {
         local.format("%H:%M").to_string()
@@ -41,5 +47,6 @@ mod tests {
             "2026-12-01 22:00 UTC (17:00 in America/New_York)"
         );
         assert_eq!(time_shown_in(t, None), "2026-12-01 22:00 UTC");
+        assert_eq!(time_shown_in(t, Some("UTC")), "2026-12-01 22:00 UTC");
     }
 }

@@ -23,8 +23,9 @@
 //!
 //! Who a page is drawn from (`Audience`): for a start or an escalation, the customers the
 //! incident affects; for a resolution, those who were sent a message about it. A start or an
-//! escalation stops when the incident is resolved under it (what it has not sent yet is
-//! retracted by the dispatcher); a resolution waits while messages about the incident are at a
+//! escalation stops when the incident is resolved under it (what it queued and has not sent yet
+//! is cancelled by the transaction that records the resolution, `policy::retraction`, and the
+//! dispatcher's check catches a message claimed meanwhile); a resolution waits while messages about the incident are at a
 //! gateway, so it knows who was told.
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
 use crate::intake::IntakeSettings;
 use crate::metrics as m;
 use crate::pipeline::{self, Deciding};
-use crate::policy::Policy;
+use crate::policy::{retraction, Policy};
 use crate::readiness::Readiness;
 use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
@@ -451,6 +451,10 @@ impl Intake {
         tx.forget_events(&rejected_keys).await?;
         let mut queued = tx.apply(&plan.changes, received_at).await?;
         stages.lap("intake.apply");
+        let retracted = tx
+            .retract(&retraction::resolutions(&plan.changes), received_at)
+            .await?;
+        stages.lap("intake.retract");
         tx.record_notes(&plan.notes(&queued, received_at)).await?;
         stages.lap("intake.notes");
         tx.commit().await?;
@@ -476,6 +480,16 @@ impl Intake {
             counter!(m::OUTREACH, "rule" => skipped.rule_id.clone(), "channel" => "none", "status" => "skipped")
                 .increment(1);
             tracing::info!(rule = %skipped.rule_id, customer = skipped.customer_id.as_ref().map_or("", |c| c.as_str()), event = %skipped.event, reason = skipped.reason, detail = %skipped.detail, "Rule matched but nothing was queued.");
+        }
+        for gone in &retracted {
+            counter!(m::OUTREACH, "rule" => gone.rule_id.clone(), "channel" => gone.channel.clone(), "status" => "cancelled")
+                .increment(1);
+        }
+        if !retracted.is_empty() {
+            tracing::info!(
+                messages = retracted.len(),
+                "Retracted waiting messages: their problem is gone."
+            );
         }
         // `remove`: two decisions with one key in a batch are one message.
         for outreach in plan

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Accepted, Deciding, Plan, Skipped};
 use crate::domain::{
-    order_of, Channel, Customer, CustomerDoc, CustomerId, IdempotencyKey, Incident, Offer, OptOuts,
-    Outreach,
+    order_of, shipment_of, Channel, Customer, CustomerDoc, CustomerId, IdempotencyKey, Incident,
+    Offer, OptOuts, Outreach,
 };
 use crate::policy::QuietHours;
 use crate::render::{render_on, RenderInput, Templates};
@@ -174,6 +174,7 @@ fn outreach_for(
         region: customer.region.clone(),
         order_id: order_of(&accepted.payload).map(|o| o.as_str().to_owned()),
         incident_id: Incident::id_of(&accepted.payload).map(|i| i.as_str().to_owned()),
+        shipment_id: shipment_of(&accepted.payload).map(|s| s.as_str().to_owned()),
         urgency: job.urgency,
     })
 }

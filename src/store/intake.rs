@@ -12,6 +12,7 @@ use crate::domain::{
     EventType, Experience, ExternalScore, History, IdempotencyKey, Incident, OptOutScope, OptOuts,
     Order, Outreach, Payload, Shipment,
 };
+use crate::policy::retraction::Resolution;
 
 /// An event as recorded for deduplication and the customer timeline.
 #[derive(Debug, Clone)]
@@ -160,6 +161,15 @@ pub struct Changes {
     pub fanouts: Vec<FanoutRequest>,
 }
 
+/// A waiting message intake cancelled because its problem ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retracted {
+    /// The rule that queued it.
+    pub rule_id: String,
+    /// Its channel (`sms`, `email`, `push`).
+    pub channel: String,
+}
+
 /// Why a customer did not get (all of) what a rule decided: for `forewarn explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionNote {
@@ -212,6 +222,17 @@ pub trait IntakeTx: Send {
         changes: &Changes,
         now: DateTime<Utc>,
     ) -> Result<HashSet<IdempotencyKey>, StoreError>;
+
+    /// Cancels the messages still waiting about problems the batch saw end (the parcel
+    /// delivered, the order cancelled, the incident resolved; see `policy::retraction`), and
+    /// voids their unused codes. Run after [`IntakeTx::apply`], so a message queued earlier in
+    /// the same batch is cancelled too. A message being sent right now is left to the
+    /// dispatcher's own check.
+    async fn retract(
+        &mut self,
+        resolutions: &[Resolution],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Retracted>, StoreError>;
 
     /// Records why outreach was held back.
     async fn record_notes(&mut self, notes: &[DecisionNote]) -> Result<(), StoreError>;

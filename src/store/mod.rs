@@ -45,8 +45,8 @@ pub use incidents::{
     IncidentProgress, IncidentStore, MessageCounts,
 };
 pub use intake::{
-    Changes, DecisionNote, EventRecord, IntakeStore, IntakeTx, OptOutRecord, Refs, RiskScoreRecord,
-    Snapshot,
+    Changes, DecisionNote, EventRecord, IntakeStore, IntakeTx, OptOutRecord, Refs, Retracted,
+    RiskScoreRecord, Snapshot,
 };
 pub use outbox::{
     AttemptRecord, AttemptResult, ChannelSwitch, ClaimedMessage, CurrentState, FallbackInputs,

@@ -76,6 +76,7 @@ pub(crate) fn outreach(event: &Accepted, offer: Option<Offer>) -> Outreach {
         region: None,
         order_id: Some("o-1".into()),
         incident_id: None,
+        shipment_id: Some("shp-1".into()),
         urgency: 0.75,
     }
 }

@@ -43,6 +43,7 @@ on_each_backend!(
     a_claim_kept_alive_is_not_taken_and_one_taken_over_is_neither_kept_nor_recorded,
     a_batch_counts_old_experiences_as_if_it_read_each_one,
     the_experience_summaries_follow_every_write_and_purge,
+    a_delivery_cancels_the_waiting_apology_about_its_parcel_and_voids_its_code,
 );
 
 async fn an_event_is_stored_with_the_parcel_and_order_it_is_about(store: &impl Store) {
@@ -130,6 +131,76 @@ async fn a_claimed_message_carries_its_scores_and_how_its_parcel_stands_now(stor
         .await
         .expect("claim");
     assert!(again.is_empty());
+}
+
+/// The batch that delivers a parcel cancels the apology still waiting about it — and only that:
+/// a message about another parcel, or one being sent right now, is left alone.
+async fn a_delivery_cancels_the_waiting_apology_about_its_parcel_and_voids_its_code(
+    store: &impl Store,
+) {
+    let now = at("2026-11-23T09:00:01Z");
+    let event = delayed();
+    let offer = Offer {
+        code: DiscountCode::from_stored("AAAABBBBCCCC".into()),
+        percent: 10,
+        expires_at: now + Duration::days(30),
+    };
+    let mut other = outreach(&event, None);
+    other.entity = "once:shp-2".into();
+    other.shipment_id = Some("shp-2".into());
+    other.key = IdempotencyKey::derive("delay", &other.customer_id, "once:shp-2", Channel::Sms);
+    let changes = Changes {
+        outreach: vec![outreach(&event, Some(offer)), other],
+        ..Changes::default()
+    };
+    intake(store, &event, changes, now).await;
+
+    let later = now + Duration::minutes(5);
+    let delivered = Shipment {
+        status: ShipmentStatus::Delivered,
+        delivered_at: Some(later),
+        ..Shipment::apply(None, &event.payload, now).expect("a shipment")
+    };
+    let changes = Changes {
+        shipments: vec![delivered],
+        ..Changes::default()
+    };
+    let mut tx = store.begin_intake().await.expect("begin");
+    tx.apply(&changes, later).await.expect("apply");
+    let retracted = tx
+        .retract(&crate::policy::retraction::resolutions(&changes), later)
+        .await
+        .expect("retract");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(
+        retracted,
+        [crate::store::Retracted {
+            rule_id: "delay".into(),
+            channel: "sms".into()
+        }]
+    );
+    let counts = store.outbox_counts().await.expect("counts");
+    assert_eq!((counts.cancelled, counts.pending), (1, 1), "{counts:?}");
+    let code = store
+        .discount_code(&DiscountCode::from_stored("AAAABBBBCCCC".into()))
+        .await
+        .expect("read")
+        .expect("the code");
+    assert!(code.voided_at.is_some(), "{code:?}");
+    let timeline = store
+        .timeline("c-1", chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .await
+        .expect("timeline");
+    let reasons: Vec<Option<&str>> = timeline
+        .messages
+        .iter()
+        .map(|m| m.last_error.as_deref())
+        .collect();
+    assert!(
+        reasons.contains(&Some("cancelled: the parcel was delivered")),
+        "{reasons:?}"
+    );
 }
 
 async fn a_cancelled_message_voids_its_code_and_a_live_code_is_redeemed_once(store: &impl Store) {

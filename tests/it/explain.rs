@@ -6,7 +6,7 @@ use crate::helpers::*;
 use crate::quiet_hours::{exception, sms_only, window_around_now};
 
 /// `forewarn explain --customer <customer> <extra…>` against the app's database.
-fn explain(app: &App, customer: &str, extra: &[&str]) -> (i32, String) {
+pub(crate) fn explain(app: &App, customer: &str, extra: &[&str]) -> (i32, String) {
     let config = app.config_path();
     let mut args = vec![
         "--config",
@@ -40,7 +40,7 @@ async fn explain_says_why_a_customer_got_what_they_got() {
     for expected in [
         "customer c-1 (J****, en-US, UTC); consent: sms not given, email not given, push not given, marketing no",
         "shipment.exception (shipment_id shp-1, order_id ord-1)",
-        &format!("→ rule shipment-exception-help: SMS to +12*******01 · waiting until {}", end.format("%Y-%m-%d %H:%M:%S UTC")),
+        &format!("→ rule shipment-exception-help: SMS to +12*******01 · waiting until {}", end.format("%Y-%m-%d %H:%M UTC")),
         "− rule shipment-exception-help: sent without its offer, no_marketing_consent",
         "… rule shipment-exception-help: held, quiet_hours: sms in the customer's quiet hours",
         "risk · churn ",

@@ -423,6 +423,85 @@ async fn a_graceful_stop_hands_the_fan_out_back_so_the_next_process_goes_on_at_o
     assert_each_key_once(&app.sandbox("sms"), AFFECTED - UNREACHABLE);
 }
 
+#[tokio::test]
+async fn a_resolution_withdraws_the_notices_still_waiting_at_once() {
+    // No dispatcher: every start notice waits, as it would for the customers' quiet hours.
+    let app = spawn_app_queueing_only().await;
+    populate(&app).await;
+    let start = [
+        "start",
+        "--id",
+        "inc-wait",
+        "--title",
+        "Checkout errors",
+        "--service",
+        "checkout",
+        "--region",
+        "kr",
+        "--severity",
+        "major",
+        "--message",
+        "Card payments fail.",
+    ];
+    let (code, out) = announce(&app, &start);
+    assert_eq!(code, 0, "{out}");
+    wait_for("the start's fan-out to queue everyone", || async {
+        progress(&app, "inc-wait")
+            .await
+            .fanout("inc-wait:started")
+            .is_some_and(|f| f.status == "done")
+    })
+    .await;
+    let queued = progress(&app, "inc-wait")
+        .await
+        .fanout("inc-wait:started")
+        .unwrap()
+        .messages
+        .queued;
+    assert_eq!(queued as usize, AFFECTED - UNREACHABLE);
+
+    let (code, out) = announce(
+        &app,
+        &[
+            "resolve",
+            "--incident",
+            "inc-wait",
+            "--message",
+            "Payments work again.",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    app.wait_intake_idle().await;
+    // In the resolution's own transaction: nothing waits for the notices' hour to come.
+    let started = progress(&app, "inc-wait")
+        .await
+        .fanout("inc-wait:started")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (started.messages.queued, started.messages.cancelled),
+        (0, queued),
+        "{started:?}"
+    );
+    let (code, status) = announce(&app, &["status", "--incident", "inc-wait"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(status.contains(&format!("withdrawn {queued}")), "{status}");
+    // Nobody was told it started, so nobody is told it is over.
+    wait_for("the resolution's fan-out", || async {
+        progress(&app, "inc-wait")
+            .await
+            .fanout("inc-wait:resolved")
+            .is_some_and(|f| f.settled())
+    })
+    .await;
+    let resolved = progress(&app, "inc-wait")
+        .await
+        .fanout("inc-wait:resolved")
+        .cloned()
+        .unwrap();
+    assert_eq!(resolved.customers, 0, "{resolved:?}");
+}
+
 /// `forewarn announce <args>` with stdout and stderr apart: (exit code, stdout, stderr).
 fn announce_apart(app: &App, args: &[&str]) -> (i32, String, String) {
     let config = app.config_path();

@@ -11,7 +11,8 @@ use sqlx::{Postgres, Transaction};
 
 use super::incidents;
 use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
-use crate::store::{millis, Changes, StoreError};
+use crate::policy::retraction::{About, Resolution};
+use crate::store::{millis, Changes, Retracted, StoreError};
 
 /// One column of `rows`.
 fn column<T, U>(rows: &[T], value: impl Fn(&T) -> U) -> Vec<U> {
@@ -49,6 +50,52 @@ pub(super) async fn apply(
     supersede(tx, &changes.outreach, &queued, now_ms).await?;
     issue_codes(tx, &changes.outreach, &queued, now_ms).await?;
     Ok(queued)
+}
+
+/// Cancels the waiting messages about problems that ended (see `IntakeTx::retract`) and voids
+/// their unused codes, one statement per resolution: the waiting rows are probed by parcel,
+/// order or incident (`outbox_pending_by_*`, which hold nothing else), and those an event of
+/// the resolution's kinds caused are kept.
+pub(super) async fn retract(
+    tx: &mut Transaction<'static, Postgres>,
+    resolutions: &[Resolution],
+    now: DateTime<Utc>,
+) -> Result<Vec<Retracted>, StoreError> {
+    let mut retracted = Vec::new();
+    for resolution in resolutions {
+        let column = match resolution.about {
+            About::Shipment => "shipment_id",
+            About::Order => "order_id",
+            About::Incident => "incident_id",
+        };
+        // `column` is one of three names above, never input.
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH gone AS ( \
+                 UPDATE outbox o SET status = 'cancelled', last_error = 'cancelled: ' || $1, \
+                        claimed_until = NULL, updated_at = $2 \
+                   FROM events e \
+                  WHERE o.status = 'pending' AND o.{column} = ANY($3) \
+                    AND e.source = o.event_source AND e.id = o.event_id \
+                    AND e.type = ANY($4) \
+                 RETURNING o.rule_id, o.channel, o.discount_code), \
+             voided AS ( \
+                 UPDATE discount_codes SET voided_at = $2 \
+                  WHERE code IN (SELECT discount_code FROM gone) \
+                    AND redeemed_at IS NULL AND voided_at IS NULL) \
+             SELECT rule_id, channel FROM gone"
+        )))
+        .bind(resolution.reason)
+        .bind(millis(now))
+        .bind(&resolution.ids)
+        .bind(resolution.event_types)
+        .fetch_all(&mut **tx)
+        .await?;
+        retracted.extend(
+            rows.into_iter()
+                .map(|(rule_id, channel)| Retracted { rule_id, channel }),
+        );
+    }
+    Ok(retracted)
 }
 
 /// Customers, opt-outs, orders, shipments and incidents as the batch left them.
@@ -299,17 +346,17 @@ async fn queue_outreach(
                      $6::text[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::text[], \
                      $12::text[], $13::int8[], $14::text[], $15::text[], $16::float8[], \
                      $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], \
-                     $22::float8[], $23::float8[], $24::int8[]) \
+                     $22::float8[], $23::float8[], $24::int8[], $26::text[]) \
               AS o(k, r, c, e, ch, cat, p, fb, es, ei, l, ct, nb, of, rk, u, tz, rg, oi, ii, \
-                   dc, ds, cs, n)), \
+                   dc, ds, cs, n, si)), \
          queued AS ( \
              INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
                     category, priority, fallback, event_source, event_id, locale, content, \
                     status, attempts, next_attempt_at, created_at, updated_at, offer, urgency, \
                     timezone, region, order_id, incident_id, discount_code, delay_score, \
-                    churn_score) \
+                    churn_score, shipment_id) \
              SELECT k, r, c, e, ch, cat, p, fb, es, ei, l, ct, 'pending', 0, nb, $25, $25, of, \
-                    u, tz, rg, oi, ii, dc, ds, cs \
+                    u, tz, rg, oi, ii, dc, ds, cs, si \
                FROM input ORDER BY n \
              ON CONFLICT (rule_id, entity, customer_id, channel) DO NOTHING \
              RETURNING id, idempotency_key), \
@@ -361,6 +408,7 @@ async fn queue_outreach(
     // expect.
     .bind((0..outreach.len() as i64).collect::<Vec<_>>())
     .bind(now_ms)
+    .bind(column(outreach, |o| o.shipment_id.clone()))
     .fetch_all(&mut **tx)
     .await?;
     Ok(inserted

@@ -15,9 +15,10 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::{apply, incidents, snapshot, PgStore};
 use crate::domain::{CustomerId, EntityId, EventKey, IdempotencyKey};
+use crate::policy::retraction::Resolution;
 use crate::store::{
     millis, Audience, Changes, DecisionNote, EventRecord, FanoutClaim, FanoutStep, FanoutTx,
-    IntakeStore, IntakeTx, Refs, Snapshot, StoreError,
+    IntakeStore, IntakeTx, Refs, Retracted, Snapshot, StoreError,
 };
 
 /// An intake batch's (or a fan-out page's) transaction on PostgreSQL.
@@ -121,6 +122,14 @@ impl IntakeTx for PgIntakeTx {
         now: DateTime<Utc>,
     ) -> Result<HashSet<IdempotencyKey>, StoreError> {
         apply::apply(&mut self.tx, changes, now).await
+    }
+
+    async fn retract(
+        &mut self,
+        resolutions: &[Resolution],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Retracted>, StoreError> {
+        apply::retract(&mut self.tx, resolutions, now).await
     }
 
     async fn record_notes(&mut self, notes: &[DecisionNote]) -> Result<(), StoreError> {

@@ -10,7 +10,60 @@ use super::codes::void_code_of;
 use super::rows::{INCIDENT_COLUMNS, SHIPMENT_COLUMNS};
 use super::{incidents, MAX_BINDS};
 use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
-use crate::store::{millis, Changes, StoreError};
+use crate::policy::retraction::{About, Resolution};
+use crate::store::{millis, Changes, Retracted, StoreError};
+
+/// Cancels the waiting messages about problems that ended (see `IntakeTx::retract`): each
+/// resolution probes the waiting rows by parcel, order or incident (`outbox_pending_by_*`, which
+/// hold nothing else) and keeps those an event of its kinds caused.
+pub(super) async fn retract(
+    tx: &mut Transaction<'static, Sqlite>,
+    resolutions: &[Resolution],
+    now: DateTime<Utc>,
+) -> Result<Vec<Retracted>, StoreError> {
+    let now_ms = millis(now);
+    let mut retracted = Vec::new();
+    for resolution in resolutions {
+        let column = match resolution.about {
+            About::Shipment => "shipment_id",
+            About::Order => "order_id",
+            About::Incident => "incident_id",
+        };
+        for chunk in resolution.ids.chunks(MAX_BINDS / 2) {
+            // `gone CROSS JOIN outbox` keeps the ids as the outer loop, each probing the waiting
+            // rows by its column; the planner would otherwise walk every pending row by status.
+            let mut q = QueryBuilder::<Sqlite>::new("WITH gone(id) AS (");
+            q.push_values(chunk, |mut row, id| {
+                row.push_bind(id.as_str());
+            });
+            q.push(") UPDATE outbox SET status = 'cancelled', last_error = 'cancelled: ' || ")
+                .push_bind(resolution.reason)
+                .push(", claimed_until = NULL, updated_at = ")
+                .push_bind(now_ms)
+                .push(format!(
+                    " WHERE id IN (SELECT o.id FROM gone CROSS JOIN outbox o \
+                     WHERE o.{column} = gone.id AND o.status = 'pending' \
+                     AND EXISTS (SELECT 1 FROM events e WHERE e.source = o.event_source \
+                     AND e.id = o.event_id AND e.type IN ("
+                ));
+            let mut types = q.separated(", ");
+            for kind in resolution.event_types {
+                types.push_bind(*kind);
+            }
+            q.push("))) RETURNING id, rule_id, channel");
+            let rows: Vec<(i64, String, String)> = q
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut **tx)
+                .await?;
+            for (id, rule_id, channel) in rows {
+                void_code_of(tx, id, now_ms).await?;
+                retracted.push(Retracted { rule_id, channel });
+            }
+        }
+    }
+    Ok(retracted)
+}
 
 /// Writes an intake batch's changes (see `IntakeTx::apply`).
 pub(super) async fn apply(
@@ -179,12 +232,13 @@ pub(super) async fn apply(
         q.push(" ON CONFLICT (event_source, event_id) DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
-    for chunk in changes.outreach.chunks(MAX_BINDS / 26) {
+    for chunk in changes.outreach.chunks(MAX_BINDS / 27) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (idempotency_key, rule_id, customer_id, entity, channel, \
              category, priority, fallback, event_source, event_id, locale, content, status, \
              attempts, next_attempt_at, created_at, updated_at, offer, urgency, timezone, \
-             region, order_id, incident_id, discount_code, delay_score, churn_score) ",
+             region, order_id, incident_id, discount_code, delay_score, churn_score, \
+             shipment_id) ",
         );
         let mut encode_error = None;
         q.push_values(chunk, |mut row, o| {
@@ -218,7 +272,8 @@ pub(super) async fn apply(
                 .push_bind(o.incident_id.clone())
                 .push_bind(o.offer.as_ref().map(|f| f.code.as_stored().to_owned()))
                 .push_bind(o.risk.as_ref().map(|r| r.scores.delay))
-                .push_bind(o.risk.as_ref().map(|r| r.scores.churn));
+                .push_bind(o.risk.as_ref().map(|r| r.scores.churn))
+                .push_bind(o.shipment_id.clone());
         });
         if let Some(error) = encode_error {
             return Err(StoreError::Corrupt(format!("outreach content: {error}")));

@@ -11,9 +11,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use super::rows::with_event_keys;
 use super::{apply, incidents, snapshot, SqliteStore, MAX_BINDS};
 use crate::domain::{CustomerId, EntityId, EventKey, IdempotencyKey};
+use crate::policy::retraction::Resolution;
 use crate::store::{
     millis, Audience, Changes, DecisionNote, EventRecord, FanoutClaim, FanoutStep, FanoutTx,
-    IntakeStore, IntakeTx, Refs, Snapshot, StoreError,
+    IntakeStore, IntakeTx, Refs, Retracted, Snapshot, StoreError,
 };
 
 /// Which of `keys` are already recorded (after [`with_event_keys`]).
@@ -109,6 +110,14 @@ impl IntakeTx for SqliteIntakeTx {
         now: DateTime<Utc>,
     ) -> Result<HashSet<IdempotencyKey>, StoreError> {
         apply::apply(&mut self.tx, changes, now).await
+    }
+
+    async fn retract(
+        &mut self,
+        resolutions: &[Resolution],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Retracted>, StoreError> {
+        apply::retract(&mut self.tx, resolutions, now).await
     }
 
     async fn record_notes(&mut self, notes: &[DecisionNote]) -> Result<(), StoreError> {
