@@ -170,7 +170,7 @@ fn a_rule_expression_that_fails_on_an_example_is_reported_at_the_rule() {
         "{out}"
     );
     assert!(
-        out.contains("rules/r.toml:8:20: rule `delay`: `discount_percent` gave Int(120); it must be a whole number from 0 to 100 (example examples/events/01-shoe-delay.jsonl:5)"),
+        out.contains("rules/r.toml:8:20: rule `delay`: `discount_percent` gave 120; it must be a whole number from 0 to 100 (example examples/events/01-shoe-delay.jsonl:5)"),
         "{out}"
     );
 }
