@@ -22,7 +22,7 @@ pub use demo::DemoArgs;
 pub use explain::ExplainArgs;
 pub use preview::PreviewArgs;
 pub use risk::{RiskArgs, RiskCommand};
-pub use run::{load_authoring, scheduler, start, Running, StartError};
+pub use run::{load_authoring, scheduler, start, start_on, Running, StartError};
 pub use schedule::{ScheduleArgs, ScheduleCommand};
 
 /// Forewarn tells customers about a problem before they notice it.

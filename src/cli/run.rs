@@ -15,7 +15,7 @@ use crate::gateway::Gateways;
 use crate::incident::{Announcer, FanoutWorker};
 use crate::intake::{self, DeadLetterPublisher, Intake};
 use crate::outbox::{Dispatcher, Fallback};
-use crate::schedule::{Emitter, JobContext, Scheduler, SystemClock};
+use crate::schedule::{Clock, Emitter, JobContext, Scheduler, SystemClock};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::store::Store;
 
@@ -101,7 +101,9 @@ impl Running {
                 }
             }
         }
-        if let Err(e) = nats.flush().await {
+        // Drained, not just flushed: the connection closes here, before whoever started the
+        // server (the demo) stops it, rather than noticing the server gone and reconnecting.
+        if let Err(e) = nats.drain().await {
             tracing::warn!(error = %e, "Could not flush acknowledgements to NATS; they will be redelivered.");
         }
         match failure {
@@ -115,6 +117,17 @@ impl Running {
 pub async fn start(
     settings: Settings,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<Running, StartError> {
+    start_on(settings, metrics, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on `clock` instead of the wall clock: intake decides, the fan-out pages and the
+/// dispatcher sends (quiet hours included) at its hour. `forewarn demo` tells its story at the
+/// examples' hour this way; the scheduler stays on the wall clock (the demo runs its ticks).
+pub async fn start_on(
+    settings: Settings,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    clock: Arc<dyn Clock>,
 ) -> Result<Running, StartError> {
     let authoring = load_authoring(&settings).map_err(StartError::Authoring)?;
     let policy = settings.policy().map_err(anyhow::Error::from)?;
@@ -159,7 +172,8 @@ pub async fn start(
             settings.incidents.clone(),
             fanout_wake.clone(),
             wake.clone(),
-        );
+        )
+        .with_clock(clock.clone());
         let fanout_shutdown = shutdown.clone();
         tasks.push((
             "fanout",
@@ -178,6 +192,7 @@ pub async fn start(
         wake.clone(),
     )
     .with_policy(policy.clone())
+    .with_clock(clock.clone())
     .with_fanout_wake(fanout_wake)
     .with_readiness(readiness.clone());
     let intake_shutdown = shutdown.clone();
@@ -196,6 +211,7 @@ pub async fn start(
             wake,
         )
         .with_quiet_hours(policy.quiet.clone())
+        .with_clock(clock)
         .with_readiness(readiness.clone());
         let dispatcher_shutdown = shutdown.clone();
         tasks.push((

@@ -26,9 +26,15 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Inta
         url: settings.url.clone(),
         message,
     };
+    // Set once this client starts closing on purpose (drain): the server going away after that
+    // is the end of the connection, not news.
+    let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut options = async_nats::ConnectOptions::new()
         .name("forewarn")
-        .event_callback(|event| async move { log_connection_event(&event) });
+        .event_callback(move |event| {
+            let closing = closing.clone();
+            async move { log_connection_event(&event, &closing) }
+        });
     if let Some(path) = &settings.credentials_file {
         options = options
             .credentials_file(path)
@@ -49,18 +55,27 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Inta
 }
 
 /// Logs a change in the connection: losing the server, or the server refusing to keep up,
-/// at WARN (once per change, as the client reports each), the way back at INFO.
-fn log_connection_event(event: &async_nats::Event) {
+/// at WARN (once per change, as the client reports each), the way back at INFO. A connection
+/// lost after the client began `closing` is only the end of it.
+fn log_connection_event(event: &async_nats::Event, closing: &std::sync::atomic::AtomicBool) {
     use async_nats::Event;
+    use std::sync::atomic::Ordering;
     match event {
         Event::Connected => tracing::info!("Connected to NATS."),
+        Event::Disconnected if closing.load(Ordering::Relaxed) => {
+            tracing::debug!("The NATS connection closed.");
+        }
         Event::Disconnected => tracing::warn!(
             "Lost the connection to NATS; reconnecting. /readyz says not ready until it is back."
         ),
+        Event::Draining | Event::Closed => {
+            closing.store(true, Ordering::Relaxed);
+            tracing::info!(%event, "NATS connection event.");
+        }
         Event::LameDuckMode | Event::SlowConsumer(_) | Event::ServerError(_) => {
             tracing::warn!(%event, "NATS connection event.");
         }
-        Event::ClientError(_) | Event::Draining | Event::Closed => {
+        Event::ClientError(_) => {
             tracing::info!(%event, "NATS connection event.");
         }
     }

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::sync::{Notify, Semaphore};
@@ -24,6 +23,7 @@ use crate::metrics as m;
 use crate::outbox::OutboxSettings;
 use crate::policy::QuietHours;
 use crate::readiness::Readiness;
+use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, AttemptResult, ClaimedMessage, Store, StoreError};
 use crate::worker::{self, Next, Worker};
@@ -65,6 +65,9 @@ struct Sender {
     wake: Arc<Notify>,
     /// Told whether claims and records go through, for `/readyz`.
     readiness: Readiness,
+    /// What "now" is for what is due and for quiet hours: the wall clock, or the demo's.
+    /// Leases stay on the wall clock: they measure time between processes.
+    clock: Arc<dyn Clock>,
 }
 
 /// Attempts to record a group of outcomes before leaving them to lease expiry.
@@ -111,6 +114,7 @@ impl Dispatcher {
                 retry,
                 wake,
                 readiness: Readiness::default(),
+                clock: Arc::new(SystemClock),
             }),
             in_flight: JoinSet::new(),
         }
@@ -122,6 +126,15 @@ impl Dispatcher {
         Arc::get_mut(&mut self.sender)
             .expect("readiness is set before dispatching")
             .readiness = readiness;
+        self
+    }
+
+    /// Reads "now" from `clock` (what is due, quiet hours, attempt times) instead of the wall
+    /// clock: `forewarn demo` tells its story at the examples' hour. Set before the first batch.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        Arc::get_mut(&mut self.sender)
+            .expect("the clock is set before dispatching")
+            .clock = clock;
         self
     }
 
@@ -170,7 +183,7 @@ impl Sender {
         let claimed = self
             .store
             .claim_due(
-                Utc::now(),
+                self.clock.now(),
                 self.settings.claim_lease,
                 self.settings.batch_size.max(1),
             )
@@ -305,13 +318,13 @@ impl Sender {
         claims: &BatchClaims,
     ) -> Option<AttemptRecord> {
         let gateway = self.gateways.for_channel(message.channel);
-        let started_at = Utc::now();
+        let started_at = self.clock.now();
         let record = |result: AttemptResult| AttemptRecord {
             outbox_id: message.id,
             attempt: message.attempt,
             gateway: gateway.name().to_owned(),
             started_at,
-            finished_at: Utc::now(),
+            finished_at: self.clock.now(),
             result,
             channel: message.channel,
             effect: None,
@@ -385,7 +398,7 @@ impl Sender {
             SendOutcome::Retry { after, .. } => *after,
             _ => None,
         };
-        let waited = (Utc::now() - message.created_at)
+        let waited = (self.clock.now() - message.created_at)
             .to_std()
             .unwrap_or_default();
         histogram!(m::DISPATCH_SECONDS, "channel" => message.channel.as_str())
@@ -412,7 +425,7 @@ impl Sender {
                 let delay = self.retry.delay(message.channel_attempt, after);
                 tracing::warn!(key = %message.key, attempt = message.attempt, delay = %humantime::format_duration(delay), %reason, "Send failed; will retry.");
                 AttemptResult::Retry {
-                    next_at: Utc::now()
+                    next_at: self.clock.now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
                     error: reason,
                 }
@@ -429,7 +442,7 @@ impl Sender {
             SendOutcome::Deferred { after, reason } => {
                 tracing::debug!(key = %message.key, after = %humantime::format_duration(after), %reason, "Send deferred.");
                 AttemptResult::Deferred {
-                    next_at: Utc::now()
+                    next_at: self.clock.now()
                         + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX),
                 }
             }
@@ -473,7 +486,7 @@ impl Sender {
     /// How long to sleep when nothing is due: until the next retry, at most the poll interval.
     async fn idle_time(&self) -> Duration {
         match self.store.next_due().await {
-            Ok(Some(next)) => (next - Utc::now())
+            Ok(Some(next)) => (next - self.clock.now())
                 .to_std()
                 .unwrap_or_default()
                 .min(self.settings.poll_interval),
@@ -536,6 +549,7 @@ mod tests {
     use crate::config::Settings;
     use crate::store::test_support::{delayed, intake, outreach, queue_delay_notice, store};
     use crate::store::Changes;
+    use chrono::Utc;
 
     /// A dispatcher on `store` with the gateways `settings` name and the shipped rules (kept
     /// in force by the returned sender).

@@ -1,26 +1,164 @@
-//! `forewarn demo` as a newcomer runs it, from the repository: the story reads in words,
-//! whatever today's date is.
+//! `forewarn demo` as a newcomer runs it, from the repository: the story reads in words, on
+//! the examples' own clock whatever today's date and hour, and every number it prints is the
+//! number of things it lists under it.
 
 use std::path::Path;
 
 use crate::helpers::forewarn_cli;
 
+/// The number `text` has just before `words` (`"9 messages sent"` → 9 for `"messages sent"`).
+fn number_before(text: &str, words: &str) -> usize {
+    let at = text
+        .find(words)
+        .unwrap_or_else(|| panic!("no {words:?} in {text:?}"));
+    text[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.trim_start_matches(['(', ':']).parse().ok())
+        .unwrap_or_else(|| panic!("no number before {words:?} in {text:?}"))
+}
+
+/// The line containing `heading`, and the lines under it: those indented deeper, up to the
+/// next line that is not (blank lines between messages included).
+fn paragraph<'a>(lines: &[&'a str], heading: &str) -> (&'a str, Vec<&'a str>) {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let start = lines
+        .iter()
+        .position(|l| l.contains(heading))
+        .unwrap_or_else(|| panic!("no {heading:?} in the demo"));
+    let depth = indent(lines[start]);
+    let body = lines[start + 1..]
+        .iter()
+        .take_while(|l| l.is_empty() || indent(l) > depth)
+        .copied()
+        .collect();
+    (lines[start], body)
+}
+
+/// Message headers (`  ── SMS to …`) among `lines`.
+fn messages<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("  ── "))
+        .copied()
+        .collect()
+}
+
 #[test]
-fn the_demo_tells_its_whole_story_in_words_whatever_the_date() {
+fn the_demo_tells_its_story_on_its_own_clock_and_counts_what_it_lists() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (code, text) = forewarn_cli(repo, &["demo"], &[]);
+    let (code, text) = forewarn_cli(repo, &["demo"], &[("TZ", "America/Los_Angeles")]);
     assert_eq!(code, 0, "{text}");
-    // The examples are dated; the demo runs the overdue schedule as of a day after their last
-    // promise, so it finds the silent parcels even after that date has long passed.
-    let overdue = text
-        .lines()
-        .find(|l| l.contains("the overdue schedule"))
-        .unwrap_or_else(|| panic!("no overdue step:\n{text}"));
-    assert!(overdue.contains(") found "), "{overdue}");
-    // No Rust debug value reaches a reader.
-    for debug in ["AlreadyDone", "Busy {", "Some(", "Ran("] {
+    let lines: Vec<&str> = text.lines().collect();
+
+    // The examples' hour, not today's: 11:00 in Seoul, 21:00 in New York.
+    assert!(
+        text.contains(
+            "clock        2026-11-26 02:00 UTC: 11:00 in Asia/Seoul, 21:00 in America/New_York"
+        ),
+        "{text}"
+    );
+
+    // What forewarn did: each count, then exactly that many lines.
+    let (stored, duplicates) = paragraph(&lines, "events stored;");
+    assert_eq!(
+        number_before(stored, "duplicate(s) ignored"),
+        duplicates.len()
+    );
+    assert!(
+        !duplicates.is_empty(),
+        "the examples publish one event twice"
+    );
+    assert!(duplicates[0].ends_with("published 2 times, stored once"));
+    let (refused, letters) = paragraph(&lines, "events refused");
+    assert_eq!(number_before(refused, "events refused"), letters.len());
+    let (cancelled, gone) = paragraph(&lines, "cancelled before sending");
+    assert_eq!(
+        number_before(cancelled, "cancelled before sending"),
+        gone.len()
+    );
+    assert!(
+        gone.iter()
+            .any(|l| l.ends_with("cancelled: the parcel was delivered")),
+        "{gone:?}"
+    );
+
+    let summary = lines
+        .iter()
+        .find(|l| l.contains("messages sent and"))
+        .unwrap();
+    let (_, first) = paragraph(&lines, "Messages (sandbox gateway)");
+    let first = messages(&first);
+    let held: Vec<&&str> = first
+        .iter()
+        .filter(|l| l.contains("held for quiet hours until"))
+        .collect();
+    assert_eq!(
+        number_before(summary, "messages sent"),
+        first.len() - held.len()
+    );
+    assert_eq!(number_before(summary, "held for"), held.len());
+    // The Korean apology goes at 11:00 in Seoul; the New Yorker's offer waits for the morning,
+    // and the demo says when it goes, in their time.
+    let apology = first
+        .iter()
+        .find(|l| l.contains("customer c-1001 · rule shipment-delay-apology"))
+        .expect("the Korean apology");
+    assert!(!apology.contains("held"), "{apology}");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        held[0].contains("(08:00 in America/New_York)"),
+        "{}",
+        held[0]
+    );
+
+    // Days later, the held message goes, and the overdue schedule finds the silent parcels.
+    let (moved, released) = paragraph(&lines, "The clock moves on to");
+    assert_eq!(
+        number_before(moved, "message(s) held for quiet hours went"),
+        messages(&released).len()
+    );
+    assert_eq!(messages(&released).len(), 1, "{moved}");
+    let (overdue, found) = paragraph(&lines, "the overdue schedule");
+    assert!(overdue.contains("found 2 parcel(s)"), "{overdue}");
+    assert_eq!(
+        number_before(overdue, "message(s) sent") + number_before(overdue, "held for quiet hours:"),
+        messages(&found).len()
+    );
+
+    // On-call: each step says how many customers it told, and lists them.
+    for step in ["On-call: card payments fail", "It gets worse", "Fixed ("] {
+        let (heading, told) = paragraph(&lines, step);
+        assert_eq!(
+            number_before(heading, "customer(s) told") + number_before(heading, "held for quiet"),
+            messages(&told).len(),
+            "{heading}"
+        );
+    }
+    // The resolution reaches those who were told, with the credit where consent allows.
+    let (_, resolved) = paragraph(&lines, "Fixed (");
+    assert!(
+        resolved.iter().any(|l| l.contains("10% 할인 코드")),
+        "{resolved:?}"
+    );
+    assert!(
+        resolved
+            .iter()
+            .any(|l| l.contains("no credit for customer c-1002: no_marketing_consent")),
+        "{resolved:?}"
+    );
+
+    // Words, never a Rust debug value; and no warning about the demo's own server going away.
+    for debug in [
+        "AlreadyDone",
+        "Busy {",
+        "Some(",
+        "None",
+        "Ran(",
+        "Int(",
+        "Gateways {",
+    ] {
         assert!(!text.contains(debug), "`{debug}` in:\n{text}");
     }
-    // The on-call part tells the customers it counts.
-    assert!(text.contains("2 message(s) queued"), "{text}");
+    assert!(!text.contains("WARN"), "{text}");
 }

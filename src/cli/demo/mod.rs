@@ -1,9 +1,11 @@
 //! `forewarn demo`: the whole flow on sample events, printed for a newcomer.
 
+mod listing;
 pub mod nats_server;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -12,8 +14,8 @@ use serde_json::Value;
 
 use crate::cli::output::say;
 use crate::config::Settings;
-use crate::domain::Channel;
-use crate::gateway::sandbox_file;
+use crate::schedule::{Clock, ManualClock};
+use listing::{clock_shown, print, print_cancelled, Listing, Shown};
 use nats_server::NatsServer;
 
 /// Options of `forewarn demo`.
@@ -29,6 +31,18 @@ pub struct DemoArgs {
     #[arg(long, default_value = "60s", value_parser = crate::cli::duration_arg)]
     pub timeout: Duration,
 }
+
+/// When the demo's story begins: 11:00 in Seoul, 21:00 in New York, after every example event.
+/// Korean customers are awake and read their messages as they go; a New Yorker's marketing
+/// waits for the morning. Forewarn reads this as "now", whatever today's date.
+const STORY_STARTS: &str = "2026-11-26T02:00:00Z";
+
+/// The hour (UTC) the story goes on at, days later: 10:00 in Seoul and 20:00 in New York, when
+/// both are awake.
+const LATER_HOUR_UTC: u32 = 1;
+
+/// The zones the demo's customers live in, for showing its clock.
+const ZONES: [&str; 2] = ["Asia/Seoul", "America/New_York"];
 
 /// Runs the demo.
 pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()> {
@@ -52,6 +66,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         }
     }
     let events = read_events(&args.events)?;
+    let clock = Arc::new(ManualClock::new(STORY_STARTS.parse()?));
 
     say!("forewarn demo — a shoe order is going to miss its delivery date\n");
     let server = tokio::task::spawn_blocking(NatsServer::start_local)
@@ -72,10 +87,11 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     settings.database.url = format!("sqlite://{}", dir.join("forewarn.db").display());
     settings.paths.outbox = dir.join("outbox");
     settings.http.enabled = false;
-    // The demo tells its story on the examples' own clock: it runs the overdue schedule itself,
-    // as of a day after their last promise. A wall-clock scheduler would sweep those promises
-    // at start-up, whatever today's date, and leave the demo's own run nothing to find.
+    // The demo runs the overdue schedule itself, at the story's hour: a wall-clock scheduler
+    // would sweep at today's date instead.
     settings.scheduler.enabled = false;
+    // The demo moves its clock; the dispatcher notices within this.
+    settings.outbox.poll_interval = Duration::from_millis(100);
     say!(
         "  nats-server  {} (private, JetStream in a temporary folder)",
         server.url()
@@ -83,10 +99,15 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     say!("  database     {}", dir.join("forewarn.db").display());
     say!("  rules        {}/*.toml", settings.paths.rules.display());
     say!("  templates    {}/", settings.paths.templates.display());
+    say!(
+        "  clock        {} — the examples' own time, set by the demo: forewarn reads it as \
+         \"now\" (quiet hours, what is due), whatever today's date",
+        clock_shown(clock.now(), &ZONES)
+    );
 
-    let running = super::start(settings.clone(), None).await?;
+    let running = super::start_on(settings.clone(), None, clock.clone()).await?;
     let client = crate::intake::connect(&settings.nats).await?;
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     for (subject, body) in &events {
         js.publish(subject.clone(), body.clone())
             .await
@@ -108,15 +129,20 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&settings.nats.consumer)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to read the consumer: {e}"))?;
-    settle(store.as_ref(), &mut consumer, deadline).await?;
+    settle(store.as_ref(), &mut consumer, clock.now(), deadline).await?;
 
     let mut dlq = js.get_stream(&settings.nats.dlq_stream).await?;
     let dead = dlq.info().await?.state.messages;
     let processed = store.event_count().await?;
-    let counts = store.outbox_counts().await?;
-    let duplicates = (events.len() as u64).saturating_sub(processed + dead);
+    let repeated = repeated_keys(&events);
     say!("What forewarn did");
-    say!("  {processed} events stored; {duplicates} duplicate delivery ignored (same source + id)");
+    say!(
+        "  {processed} events stored; {} duplicate(s) ignored (same source + id):",
+        repeated.len()
+    );
+    for (source, id, times) in &repeated {
+        say!("    {id} from {source}: published {times} times, stored once");
+    }
     say!("  {dead} events refused, each published to forewarn.dlq.<reason> with the reason in a header:");
     for sequence in 1..=dead {
         let message = dlq
@@ -130,63 +156,72 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
             .unwrap_or_default();
         say!("    {:<32} {error}", message.subject.as_str());
     }
-    say!("  {} messages sent, {} failed", counts.sent, counts.failed);
-    if counts.cancelled > 0 {
-        say!(
-            "  {} retracted or superseded before sending: a later example resolved the problem \
-             or said something more important about the same order (`forewarn explain --customer …`)",
-            counts.cancelled
-        );
+    let mut listing = Listing::new(settings.paths.outbox.clone(), customers_in(&events));
+    let cancelled = listing.new_cancelled(store.as_ref()).await?;
+    say!(
+        "  {} cancelled before sending: a later example resolved the problem, or said something \
+         more important about the same order (`forewarn explain --customer …`):",
+        cancelled.len()
+    );
+    for c in &cancelled {
+        print_cancelled(c)?;
     }
-    if counts.pending > 0 {
-        let first = store
-            .next_due()
-            .await?
-            .map(|t| crate::domain::time_shown(t).to_string())
-            .unwrap_or_default();
-        say!(
-            "  {} held for the customer's quiet hours (their time zone; [quiet_hours] in the \
-             config), the first going out at {first}",
-            counts.pending
-        );
-    }
+    let sent = listing.new_sent()?;
+    let held = listing.new_held(store.as_ref(), clock.now()).await?;
+    say!(
+        "  {} messages sent and {} held for the customer's quiet hours (their own time zone; \
+         [quiet_hours] in the config), each shown below",
+        sent.len(),
+        held.len()
+    );
     say!();
     say!("Messages (sandbox gateway), each before the customer had to ask");
-    let mut shown = print_messages(&settings.paths.outbox, store.as_ref(), &HashSet::new()).await?;
+    for shown in sent.iter().chain(&held) {
+        print(shown, store.as_ref()).await?;
+    }
 
     // Silence is news too: a day after the last promise the examples make, the overdue schedule
     // finds the parcels nobody said anything more about, and their customers hear first.
     if let Some(promise) = latest_promise(&events) {
-        let at = promise + chrono::Duration::days(1);
-        let scheduler = super::run::scheduler(
+        let at = next_at_hour(promise + chrono::Duration::days(1), LATER_HOUR_UTC);
+        clock.set(at);
+        settle(store.as_ref(), &mut consumer, clock.now(), deadline).await?;
+        let released = listing.new_sent()?;
+        say!(
+            "The clock moves on to {}, a day after the last promise the examples make. {} \
+             message(s) held for quiet hours went once those hours were over:",
+            clock_shown(at, &ZONES),
+            released.len()
+        );
+        for shown in &released {
+            print(shown, store.as_ref()).await?;
+        }
+        overdue(
             &settings,
             store.clone(),
-            js.clone(),
-            std::sync::Arc::new(tokio::sync::Notify::new()),
-        )?;
-        if let Some(overdue) = scheduler.schedule("overdue") {
-            let said = match scheduler.run_tick(overdue, at, at).await {
-                crate::schedule::TickResult::Ran(report) => format!("found {}", report.summary),
-                other => format!("did not run: {other}"),
-            };
-            settle(store.as_ref(), &mut consumer, deadline).await?;
-            say!(
-                "A day after the last promise ({}), no carrier has said a word: the overdue \
-                 schedule (`forewarn schedule run overdue --at …`) {said}",
-                crate::domain::time_shown(at)
-            );
-            let superseded = store.outbox_counts().await?.cancelled - counts.cancelled;
-            if superseded > 0 {
-                say!(
-                    "  ({superseded} earlier message(s) still held for quiet hours gave way to \
-                     the newer news about the same order: one conversation, the latest word)"
-                );
-            }
-            shown = print_messages(&settings.paths.outbox, store.as_ref(), &shown).await?;
-        }
+            &js,
+            &clock,
+            &mut listing,
+            &mut consumer,
+            deadline,
+        )
+        .await?;
     }
-    on_call(&settings, store.as_ref(), &js, deadline, &shown).await?;
+    on_call(
+        &settings,
+        store.as_ref(),
+        &js,
+        &clock,
+        &mut listing,
+        deadline,
+    )
+    .await?;
     running.wait(std::future::ready(())).await?;
+    // The demo's own connections go before its nats-server does.
+    drop(consumer);
+    drop(dlq);
+    drop(js);
+    client.drain().await.ok();
 
     say!(
         "Discount codes in these messages are stored with the outreach that issued them and are \
@@ -201,18 +236,73 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     Ok(())
 }
 
+/// The overdue schedule, run at the clock's hour: the parcels nobody said a word about since
+/// their promise, and the messages their customers get.
+async fn overdue(
+    settings: &Settings,
+    store: Arc<dyn crate::store::Store>,
+    js: &async_nats::jetstream::Context,
+    clock: &ManualClock,
+    listing: &mut Listing,
+    consumer: &mut async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    >,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let scheduler = super::run::scheduler(
+        settings,
+        store.clone(),
+        js.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    )?;
+    let Some(schedule) = scheduler.schedule("overdue") else {
+        return Ok(());
+    };
+    let at = clock.now();
+    let found = match scheduler.run_tick(schedule, at, at).await {
+        crate::schedule::TickResult::Ran(report) => report.summary,
+        other => bail!("the overdue schedule did not run: {other}"),
+    };
+    settle(store.as_ref(), consumer, clock.now(), deadline).await?;
+    let superseded = listing.new_cancelled(store.as_ref()).await?;
+    let sent = listing.new_sent()?;
+    let held = listing.new_held(store.as_ref(), clock.now()).await?;
+    say!(
+        "No carrier has said a word since: the overdue schedule (`forewarn schedule run overdue \
+         --at …`) found {found}; {} message(s) sent, {} held for quiet hours:",
+        sent.len(),
+        held.len()
+    );
+    for shown in sent.iter().chain(&held) {
+        print(shown, store.as_ref()).await?;
+    }
+    if !superseded.is_empty() {
+        say!(
+            "  {} earlier message(s) still waiting gave way to the newer news about the same \
+             order (one conversation, the latest word):",
+            superseded.len()
+        );
+        for c in &superseded {
+            print_cancelled(c)?;
+        }
+        say!();
+    }
+    Ok(())
+}
+
 /// On-call's side: an incident announced to the Korean customers, escalated, then resolved —
 /// what `forewarn announce start|update|resolve` do — with the messages each step sent.
 async fn on_call(
     settings: &Settings,
     store: &dyn crate::store::Store,
     js: &async_nats::jetstream::Context,
+    clock: &ManualClock,
+    listing: &mut Listing,
     deadline: Instant,
-    shown: &HashSet<String>,
 ) -> anyhow::Result<()> {
     use crate::incident::{Announcement, Resolve, Start, Update};
     let announcer = super::run::announcer(settings, js.clone());
-    let now = chrono::Utc::now();
+    let now = clock.now();
     let start = Announcement::start(
         Start {
             incident_id: Some("inc-demo".into()),
@@ -248,10 +338,9 @@ async fn on_call(
             )?,
         ),
         (
-            "Fixed (`forewarn announce resolve --incident inc-demo …`): those who were told \
-             hear it is over. A critical incident's apology credit is an offer, and offers go \
-             only to customers who accept marketing and are under their cap \
-             (`forewarn explain --customer …` says why one was withheld)",
+            "Fixed (`forewarn announce resolve --incident inc-demo …`): those who were told hear \
+             it is over, with the critical incident's apology credit where their consent and \
+             frequency cap allow",
             Announcement::resolve(
                 "inc-demo",
                 Resolve {
@@ -261,53 +350,86 @@ async fn on_call(
             )?,
         ),
     ];
-    let mut shown = shown.clone();
     for (what, mut announcement) in steps {
         // An update or resolution checks the incident exists: intake read the start by now.
         announcement.check_against(store).await?;
-        announcer.publish(&announcement, chrono::Utc::now()).await?;
+        announcer.publish(&announcement, clock.now()).await?;
         loop {
             let progress = store
-                .incident_progress(&announcement.incident_id, chrono::Utc::now())
+                .incident_progress(&announcement.incident_id, clock.now())
                 .await?;
-            if let Some(fanout) = progress.fanout(&announcement.event_id) {
-                if fanout.settled() {
-                    say!(
-                        "{what}: {} customer(s) decided, {} message(s) queued",
-                        fanout.customers,
-                        fanout.queued
-                    );
-                    break;
-                }
+            let settled = progress
+                .fanout(&announcement.event_id)
+                .is_some_and(|f| f.settled() && f.messages.queued + f.messages.sending == 0);
+            if settled {
+                break;
             }
             if Instant::now() > deadline {
                 bail!("timed out waiting for the incident's fan-out");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        shown = print_messages(&settings.paths.outbox, store, &shown).await?;
+        let sent = listing.new_sent()?;
+        let held = listing.new_held(store, clock.now()).await?;
+        say!(
+            "{what}: {} customer(s) told, {} held for quiet hours",
+            sent.len(),
+            held.len()
+        );
+        for shown in sent.iter().chain(&held) {
+            print(shown, store).await?;
+        }
+        for withheld in withheld_credits(store, &sent, &announcement.event_id).await? {
+            say!("  {withheld}");
+        }
     }
+    say!();
     Ok(())
 }
 
-/// Waits until intake has acked everything and the dispatcher has sent all it can now.
+/// Why customers who were told an incident is over got no credit with it, one line each.
+async fn withheld_credits(
+    store: &dyn crate::store::Store,
+    told: &[Shown],
+    event_id: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for shown in told {
+        let timeline = store
+            .timeline(shown.customer(), chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .await?;
+        for note in timeline
+            .notes
+            .iter()
+            .filter(|n| n.event.id == event_id && n.outcome == "offer_withheld")
+        {
+            lines.push(format!(
+                "no credit for customer {}: {} ({})",
+                shown.customer(),
+                note.reason,
+                note.detail
+            ));
+        }
+    }
+    Ok(lines)
+}
+
+/// Waits until intake has acked everything and the dispatcher has sent all that is due at
+/// `now` (messages held for a customer's quiet hours wait for their hour, not for the demo).
 async fn settle(
     store: &dyn crate::store::Store,
     consumer: &mut async_nats::jetstream::consumer::Consumer<
         async_nats::jetstream::consumer::pull::Config,
     >,
+    now: chrono::DateTime<chrono::Utc>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
     loop {
         let info = consumer.info().await?;
         let counts = store.outbox_counts().await?;
         let consumed = info.num_pending == 0 && info.num_ack_pending == 0;
-        // Messages held for a customer's quiet hours wait for the morning, not for the demo.
-        let held = match store.next_due().await? {
-            Some(next) => next > chrono::Utc::now() + chrono::Duration::seconds(5),
-            None => true,
-        };
-        if consumed && counts.sending == 0 && (counts.pending == 0 || held) {
+        let nothing_due = store.next_due().await?.is_none_or(|next| next > now);
+        if consumed && counts.sending == 0 && nothing_due {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -315,6 +437,61 @@ async fn settle(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The first whole `hour` (UTC) at or after `at`.
+fn next_at_hour(at: chrono::DateTime<chrono::Utc>, hour: u32) -> chrono::DateTime<chrono::Utc> {
+    let same_day = at
+        .date_naive()
+        .and_hms_opt(hour, 0, 0)
+        .expect("an hour of the day")
+        .and_utc();
+    if same_day >= at {
+        same_day
+    } else {
+        same_day + chrono::Duration::days(1)
+    }
+}
+
+/// Each (source, id) the examples publish more than once, with how many times.
+fn repeated_keys(events: &[(String, Bytes)]) -> Vec<(String, String, usize)> {
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (_, body) in events {
+        let Ok(event) = serde_json::from_slice::<Value>(body) else {
+            continue;
+        };
+        if let (Some(source), Some(id)) = (event["source"].as_str(), event["id"].as_str()) {
+            *seen.entry((source.to_owned(), id.to_owned())).or_default() += 1;
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((source, id), n)| (source, id, n))
+        .collect()
+}
+
+/// Every customer id the examples name, in order of first mention.
+fn customers_in(events: &[(String, Bytes)]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for (subject, body) in events {
+        let Ok(event) = serde_json::from_slice::<Value>(body) else {
+            continue;
+        };
+        let data = &event["data"];
+        let named = [
+            (subject == "events.customer.upserted")
+                .then(|| data["id"].as_str())
+                .flatten(),
+            data["customer_id"].as_str(),
+            data["customer"]["id"].as_str(),
+        ];
+        for id in named.into_iter().flatten() {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    ids
 }
 
 /// The latest delivery promise (`promised_by`, `new_eta`) the example events make.
@@ -353,68 +530,4 @@ fn read_events(dir: &Path) -> anyhow::Result<Vec<(String, Bytes)>> {
         }
     }
     Ok(events)
-}
-
-/// Prints each sandbox message not in `skip`, grouped by customer, with the risk scores it was
-/// decided with; returns the keys of every message printed or skipped.
-async fn print_messages(
-    outbox: &Path,
-    store: &dyn crate::store::Store,
-    skip: &HashSet<String>,
-) -> anyhow::Result<HashSet<String>> {
-    let mut by_customer: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for channel in Channel::ALL {
-        let Ok(text) = std::fs::read_to_string(sandbox_file(outbox, channel)) else {
-            continue;
-        };
-        for line in text.lines() {
-            let record: Value = serde_json::from_str(line)?;
-            let customer = record["customer_id"].as_str().unwrap_or("?").to_owned();
-            by_customer.entry(customer).or_default().push(record);
-        }
-    }
-    // Held messages are shown too, as they will go out.
-    for waiting in store.waiting(100).await? {
-        let mut record = serde_json::to_value(&waiting.content)?;
-        record["customer_id"] = waiting.customer_id.clone().into();
-        record["rule_id"] = waiting.rule_id.into();
-        record["key"] = waiting.key.to_string().into();
-        record["held_until"] = crate::domain::time_shown(waiting.due).into();
-        by_customer
-            .entry(waiting.customer_id)
-            .or_default()
-            .push(record);
-    }
-    let mut shown = skip.clone();
-    for (customer, messages) in by_customer {
-        for m in messages {
-            if !shown.insert(m["key"].as_str().unwrap_or_default().to_owned()) {
-                continue;
-            }
-            let held = m["held_until"]
-                .as_str()
-                .map(|t| format!(" · held for quiet hours until {t}"))
-                .unwrap_or_default();
-            super::print_message(
-                &m,
-                &held,
-                &format!(
-                    "customer {} · rule {}",
-                    customer,
-                    m["rule_id"].as_str().unwrap_or("?")
-                ),
-            )?;
-            let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
-            let key = crate::domain::IdempotencyKey::from_stored(text("key"));
-            if let Some(risk) = store.outreach_risk(&key).await? {
-                for target in ["delay", "churn"] {
-                    if let Some(why) = risk[target]["why"].as_str() {
-                        say!("     risk · {why}");
-                    }
-                }
-            }
-            say!();
-        }
-    }
-    Ok(shown)
 }
