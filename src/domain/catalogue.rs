@@ -315,6 +315,8 @@ pub enum Payload {
         order_id: EntityId,
         customer: CustomerRef,
         restock_eta: Option<DateTime<Utc>>,
+        /// The SKUs of its backordered lines: the customer waits for each.
+        skus: Vec<String>,
     },
     OrderCancelled {
         order_id: EntityId,
@@ -393,6 +395,13 @@ pub enum Payload {
         customer: CustomerRef,
         placed_at: DateTime<Utc>,
     },
+    InventoryRestocked {
+        sku: String,
+    },
+    StockWatchRequested {
+        customer: CustomerRef,
+        sku: String,
+    },
 }
 
 impl Payload {
@@ -448,6 +457,7 @@ impl Payload {
                     order_id: d.order_id,
                     customer: customer_ref(data, d.customer)?,
                     restock_eta: d.restock_eta,
+                    skus: d.items.into_iter().map(|item| item.sku).collect(),
                 }
             }
             EventType::OrderCancelled => {
@@ -583,6 +593,17 @@ impl Payload {
                     placed_at: d.placed_at,
                 }
             }
+            EventType::InventoryRestocked => {
+                let d: super::stock::RestockedData = typed(data, "data")?;
+                Payload::InventoryRestocked { sku: d.sku }
+            }
+            EventType::StockWatchRequested => {
+                let d: super::stock::WatchData = typed(data, "data")?;
+                Payload::StockWatchRequested {
+                    customer: customer_ref(data, d.customer)?,
+                    sku: d.sku,
+                }
+            }
         })
     }
 
@@ -599,7 +620,8 @@ impl Payload {
             | Payload::ShipmentException { customer: c, .. }
             | Payload::ShipmentOverdue { customer: c, .. }
             | Payload::CsatDue { customer: c, .. }
-            | Payload::OrderStalled { customer: c, .. } => Some(c),
+            | Payload::OrderStalled { customer: c, .. }
+            | Payload::StockWatchRequested { customer: c, .. } => Some(c),
             _ => None,
         }
     }
@@ -700,7 +722,6 @@ struct OrderPlacedData {
 struct OrderBackorderedData {
     order_id: EntityId,
     customer: Option<CustomerInput>,
-    #[allow(dead_code)] // Validated; templates read it from raw data.
     items: Vec<OrderItem>,
     restock_eta: Option<DateTime<Utc>>,
     #[allow(dead_code)]

@@ -66,11 +66,15 @@ pub enum EventType {
     CsatDue,
     /// Synthetic: an order was placed and no parcel has been created since.
     OrderStalled,
+    /// An item is available again: everyone waiting for it hears once.
+    InventoryRestocked,
+    /// A customer asked to be told when an item is available again.
+    StockWatchRequested,
 }
 
 impl EventType {
     /// The whole catalogue, in SPEC order.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 21] = [
         EventType::CustomerUpserted,
         EventType::CustomerOptedOut,
         EventType::OrderPlaced,
@@ -90,6 +94,8 @@ impl EventType {
         EventType::ShipmentOverdue,
         EventType::CsatDue,
         EventType::OrderStalled,
+        EventType::InventoryRestocked,
+        EventType::StockWatchRequested,
     ];
 
     /// The CloudEvents `type`, e.g. `shipment.delayed`.
@@ -114,6 +120,8 @@ impl EventType {
             EventType::ShipmentOverdue => "shipment.overdue",
             EventType::CsatDue => "csat.due",
             EventType::OrderStalled => "order.stalled",
+            EventType::InventoryRestocked => "inventory.restocked",
+            EventType::StockWatchRequested => "stock.watch_requested",
         }
     }
 

@@ -16,6 +16,7 @@ mod outreach;
 mod rejection;
 mod shown;
 mod state;
+mod stock;
 
 pub use accepted::{order_changed_by, order_of, shipment_of, About, Accepted};
 pub use catalogue::{
@@ -42,3 +43,4 @@ pub use shown::{time_shown, time_shown_in};
 pub use state::{
     FanoutKind, Incident, IncidentStatus, Order, OrderStatus, Shipment, ShipmentStatus,
 };
+pub use stock::{StockWait, WaitsEnded};

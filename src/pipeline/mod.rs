@@ -14,6 +14,7 @@ mod channels;
 mod decision;
 mod offers;
 mod state;
+mod stock;
 #[cfg(test)]
 mod tests;
 
@@ -21,7 +22,7 @@ use chrono::{DateTime, Utc};
 
 use crate::authoring::Authoring;
 use crate::domain::{
-    Accepted, CloudEvent, CustomerId, EventKey, IdempotencyKey, Incident, Rejection,
+    Accepted, CloudEvent, CustomerId, EventKey, IdempotencyKey, Incident, Payload, Rejection,
 };
 use crate::policy::Policy;
 use crate::render::Templates;
@@ -193,6 +194,20 @@ pub fn decide(events: &[&Accepted], mut snapshot: Snapshot, deciding: &Deciding<
         };
         // An outage names no customer: those it affects are found page by page.
         if Incident::id_of(payload).is_some() {
+            continue;
+        }
+        // Nor does an item back in stock: those waiting for it hear, each once.
+        if let Payload::InventoryRestocked { sku } = payload {
+            for customer_id in stock::waiting(sku, &snapshot) {
+                jobs.extend(decision::decide_for(
+                    accepted,
+                    customer_id,
+                    &mut snapshot,
+                    deciding,
+                    &mut plan,
+                ));
+            }
+            stock::end(sku, &mut snapshot, &mut plan.changes);
             continue;
         }
         let Some(customer_id) = state::recipient_of(payload, &snapshot) else {

@@ -69,6 +69,9 @@ pub fn refs_of<'a>(
         if let Some(id) = Incident::id_of(payload) {
             refs.incidents.insert(id.clone());
         }
+        if let Payload::InventoryRestocked { sku } = payload {
+            refs.skus.insert(sku.clone());
+        }
     }
     refs
 }
@@ -246,6 +249,7 @@ pub(super) fn apply_event(
             snapshot.incidents.insert(incident.id.clone(), incident);
         }
     }
+    super::stock::apply(payload, at, snapshot, &mut plan.changes);
     if let Payload::RiskScored {
         customer_id,
         shipment_id,

@@ -177,16 +177,20 @@ impl Assessed {
         matches!(self.source, Source::External { .. })
     }
 
-    /// `{"score", "model", "why" (the one-line explanation), "builtin": {"score", "logit",
+    /// `{"score", "model", "why"? (the one-line explanation), "builtin": {"score", "logit",
     /// "intercept", "terms": [[feature, value, contribution], …], "unknown": [features at
-    /// their when_unknown value]}, "external"?: {"scored_at"}}`.
+    /// their when_unknown value]}, "external"?: {"scored_at"}}`. No `why` when the model knew
+    /// nothing of the decision (every feature unknown, no external score): an outage notice's
+    /// delay risk is the model's prior, and a line about carriers would only mislead.
     fn write_json(&self, out: &mut String) {
         use std::fmt::Write as _;
         // Writing to a String cannot fail.
         let _ = write!(out, "{{\"score\":{},\"model\":", round(self.probability));
         push_json_string(out, &self.model);
-        out.push_str(",\"why\":");
-        push_json_string(out, &self.explain());
+        if self.is_external() || self.builtin.terms.iter().any(|t| t.known) {
+            out.push_str(",\"why\":");
+            push_json_string(out, &self.explain());
+        }
         let b = &self.builtin;
         let _ = write!(
             out,

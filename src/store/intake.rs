@@ -10,7 +10,7 @@ use super::{FanoutRequest, StoreError};
 use crate::domain::{
     About, Accepted, Channel, CloudEvent, CustomerDoc, CustomerId, Dimension, EntityId, EventKey,
     EventType, Experience, ExternalScore, History, IdempotencyKey, Incident, OptOutScope, OptOuts,
-    Order, Outreach, Payload, Shipment,
+    Order, Outreach, Payload, Shipment, StockWait, WaitsEnded,
 };
 use crate::policy::retraction::Resolution;
 
@@ -95,6 +95,8 @@ pub struct Refs {
     pub latest: Option<DateTime<Utc>>,
     /// Marketing messages queued since this time are loaded, for frequency caps.
     pub marketing_since: Option<DateTime<Utc>>,
+    /// Items back in stock: who waits for them is loaded, with their records and history.
+    pub skus: BTreeSet<String>,
 }
 
 /// The stored state an intake batch touches.
@@ -112,6 +114,8 @@ pub struct Snapshot {
     pub incidents: HashMap<EntityId, Incident>,
     /// What the risk features read.
     pub history: History,
+    /// Who waits for each SKU the batch restocks (and the waits its own events start).
+    pub stock_waits: HashMap<String, Vec<StockWait>>,
 }
 
 /// One opt-out to record.
@@ -159,6 +163,10 @@ pub struct Changes {
     pub settled: Vec<(Dimension, String, i64, bool)>,
     /// Outage events whose customers are to be found (`incident::fanout`).
     pub fanouts: Vec<FanoutRequest>,
+    /// Customers now waiting for an item.
+    pub stock_waits: Vec<StockWait>,
+    /// Waits that are over: an order's, or everyone's for an item back in stock.
+    pub waits_ended: Vec<WaitsEnded>,
 }
 
 /// A waiting message intake cancelled because its problem ended.

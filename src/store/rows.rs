@@ -19,7 +19,7 @@ use crate::domain::{
     About, Category, Channel, CustomerDoc, CustomerId, DayCount, Dimension, DiscountCode, EntityId,
     EventKey, EventType, Experience, ExperienceKind, ExternalScore, FanoutKind, IdempotencyKey,
     Incident, IncidentStatus, Money, OptOutScope, Order, OrderStatus, PastOutreach, RiskScores,
-    Shipment, ShipmentStatus,
+    Shipment, ShipmentStatus, StockWait,
 };
 
 /// A row of any backend, read column by column. Times are Unix milliseconds on every backend.
@@ -122,6 +122,24 @@ pub(crate) fn parse_customer_id(raw: String) -> Result<CustomerId, StoreError> {
 
 pub(crate) fn parse_entity_id(raw: String) -> Result<EntityId, StoreError> {
     EntityId::parse(&raw).map_err(|e| StoreError::Corrupt(format!("id {raw:?}: {e}")))
+}
+
+/// The columns [`stock_wait_from_row`] reads.
+pub(crate) const STOCK_WAIT_COLUMNS: &str = "sku, customer_id, order_id, since";
+
+/// A stored wait for an item: `order_id` '' is a watch the customer asked for.
+pub(crate) fn stock_wait_from_row(row: &impl StoredRow) -> Result<StockWait, StoreError> {
+    let order = row.text("order_id")?;
+    Ok(StockWait {
+        sku: row.text("sku")?,
+        customer_id: row
+            .opt_customer("customer_id")?
+            .ok_or_else(|| StoreError::Corrupt("stock wait without a customer".into()))?,
+        order_id: (!order.is_empty())
+            .then(|| parse_entity_id(order))
+            .transpose()?,
+        since: row.time("since")?,
+    })
 }
 
 pub(crate) fn order_from_row(row: &impl StoredRow) -> Result<Order, StoreError> {

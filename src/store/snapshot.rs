@@ -12,7 +12,7 @@ use super::{Refs, Snapshot, StoreError};
 use crate::domain::{
     day_number, shared_experience_span, Channel, CustomerDoc, CustomerId, DayCount, Dimension,
     EntityId, Experience, ExternalScore, History, Incident, OptOutScope, OptOuts, Order, PastOrder,
-    PastOutreach, Shipment, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
+    PastOutreach, Shipment, StockWait, EXPERIENCE_DAYS, LATE_SHARE_DAYS,
 };
 use crate::metrics::Stages;
 
@@ -106,6 +106,8 @@ pub(crate) trait BatchReads: Send {
         since: DateTime<Utc>,
         customers: &[&str],
     ) -> Result<Vec<(CustomerId, DateTime<Utc>)>, StoreError>;
+    /// Who waits for these SKUs (`stock_waits`).
+    async fn stock_waits(&mut self, skus: &[&str]) -> Result<Vec<StockWait>, StoreError>;
     /// External risk scores about these customers, or about these shipments; each once.
     async fn risk_scores(
         &mut self,
@@ -139,9 +141,20 @@ pub(crate) async fn load(reads: &mut impl BatchReads, refs: &Refs) -> Result<Sna
     for incident in reads.incidents(&as_strs(&incidents)).await? {
         snapshot.incidents.insert(incident.id.clone(), incident);
     }
+    let skus: Vec<&str> = refs.skus.iter().map(String::as_str).collect();
+    if !skus.is_empty() {
+        for wait in reads.stock_waits(&skus).await? {
+            snapshot
+                .stock_waits
+                .entry(wait.sku.clone())
+                .or_default()
+                .push(wait);
+        }
+    }
     stages.lap("load.entities");
 
-    // Shipment and order events without a customer still reach the shipment's customer.
+    // Shipment and order events without a customer still reach the shipment's customer, and
+    // an item back in stock the customers waiting for it.
     let mut customer_ids: Vec<String> = refs
         .customers
         .iter()
@@ -158,6 +171,7 @@ pub(crate) async fn load(reads: &mut impl BatchReads, refs: &Refs) -> Result<Sna
                     .values()
                     .filter_map(|o| o.customer_id.as_ref()),
             )
+            .chain(waiting_customers(&snapshot))
             .map(|c| c.as_str().to_owned()),
     );
     customer_ids.sort_unstable();
@@ -183,6 +197,15 @@ pub(crate) async fn load(reads: &mut impl BatchReads, refs: &Refs) -> Result<Sna
     Ok(snapshot)
 }
 
+/// The customers waiting for an item the batch restocks: each may be told.
+fn waiting_customers(snapshot: &Snapshot) -> impl Iterator<Item = &CustomerId> {
+    snapshot
+        .stock_waits
+        .values()
+        .flatten()
+        .map(|wait| &wait.customer_id)
+}
+
 /// The risk history of the customers, carriers and regions the batch may score.
 async fn load_history(
     reads: &mut impl BatchReads,
@@ -203,6 +226,7 @@ async fn load_history(
         .iter()
         .map(CustomerId::as_str)
         .collect();
+    customers.extend(waiting_customers(snapshot).map(CustomerId::as_str));
     let mut lanes: Vec<(Dimension, String)> = refs.lanes.iter().cloned().collect();
     for shipment in scored_shipments {
         customers.extend(shipment.customer_id.as_ref().map(CustomerId::as_str));

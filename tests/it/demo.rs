@@ -106,6 +106,18 @@ fn the_demo_tells_its_story_on_its_own_clock_and_counts_what_it_lists() {
         .expect("the Korean apology");
     assert!(!apology.contains("held"), "{apology}");
     assert_eq!(held.len(), 1, "{held:?}");
+    // Back in stock: the socks 박민준 has on backorder and 이서연 asked about are back, and
+    // both hear once; the jacket of a cancelled order reaches nobody.
+    let back: Vec<&&str> = first
+        .iter()
+        .filter(|l| l.contains("rule back-in-stock"))
+        .collect();
+    assert_eq!(back.len(), 2, "{back:?}");
+    assert!(
+        text.contains("기다리시던 러닝 양말 3켤레가 다시 들어왔어요"),
+        "{text}"
+    );
+    assert!(!text.contains("Wind jacket is back"), "{text}");
     assert!(
         held[0].contains("(08:00 in America/New_York)"),
         "{}",

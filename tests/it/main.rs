@@ -35,5 +35,6 @@ mod risk;
 mod schedules;
 mod sendgrid;
 mod smtp;
+mod stock;
 mod twilio;
 mod webhook;

@@ -21,19 +21,20 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     .await;
     let published = app.publish_example("01-shoe-delay.jsonl").await
         + app.publish_example("02-catalogue.jsonl").await
-        + app.publish_example("04-more-scenarios.jsonl").await;
+        + app.publish_example("04-more-scenarios.jsonl").await
+        + app.publish_example("05-back-in-stock.jsonl").await;
     app.wait_intake_idle().await;
     let counts = app.counts().await;
-    assert_eq!((counts.pending, counts.cancelled), (10, 2), "{counts:?}");
+    assert_eq!((counts.pending, counts.cancelled), (12, 2), "{counts:?}");
     app.terminate().await;
     app.restart_with(no_fanout).await;
-    app.wait_sent(10).await;
+    app.wait_sent(12).await;
     assert_eq!(app.counts().await.cancelled, 2);
 
-    // 33 lines, one of them a second delivery of the same shipment.delayed.
-    assert_eq!(published, 33);
+    // 37 lines, one of them a second delivery of the same shipment.delayed.
+    assert_eq!(published, 37);
     let events = app.db.events().await;
-    assert_eq!(events.len(), 32);
+    assert_eq!(events.len(), 36);
     let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let catalogue: Vec<&str> = forewarn::domain::EventType::ALL
         .iter()
@@ -71,8 +72,8 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
             .count(),
         1
     );
-    // Three customers from customer.upserted, one from an inline object on order.placed.
-    assert_eq!(app.db.count(Table::Customers).await, 4);
+    // Four customers from customer.upserted, one from an inline object on order.placed.
+    assert_eq!(app.db.count(Table::Customers).await, 5);
 
     // The story: a Korean SMS to 김지수 with the exact new time in Seoul, the store nearby and a
     // discount code of her own (two days late: 15 %).
@@ -111,12 +112,14 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     sent.sort();
     let expected: Vec<(String, String, String)> = [
         ("c-1001", "shipment-delay-apology", "sms"),
+        ("c-1002", "back-in-stock", "sms"),
         ("c-1002", "order-backordered-alternatives", "sms"),
         ("c-1002", "order-payment-failed", "sms"),
         ("c-1002", "order-stalled-update", "sms"),
         ("c-1002", "shipment-exception-help", "sms"),
         ("c-1002", "shipment-exception-help", "sms"),
         ("c-1002", "shipment-overdue-checkin", "sms"),
+        ("c-1003", "back-in-stock", "sms"),
         ("c-2002", "csat-follow-up", "email"),
         ("c-2002", "order-payment-failed", "push"),
         ("c-2002", "shipment-delay-vip", "push"),
@@ -125,7 +128,7 @@ async fn every_catalogue_event_is_stored_and_a_matching_rule_queues_exactly_one_
     .map(|(c, r, ch)| (c.to_string(), r.to_string(), ch.to_string()))
     .collect();
     assert_eq!(sent, expected);
-    assert_each_key_once(&app.sandbox_all(), 10);
+    assert_each_key_once(&app.sandbox_all(), 12);
     // The damaged parcel was delivered and the backordered order cancelled before their
     // messages went out: retracted, with the reason.
     let mut cancelled: Vec<(String, String, String)> = app

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::incidents;
-use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
+use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach, WaitsEnded};
 use crate::policy::retraction::{About, Resolution};
 use crate::store::{millis, Changes, Retracted, StoreError};
 
@@ -46,6 +46,7 @@ pub(super) async fn apply(
     incidents::insert_fanouts(tx, &changes.fanouts, now).await?;
     upsert_state(tx, changes, now_ms).await?;
     record_history(tx, changes).await?;
+    write_stock_waits(tx, changes).await?;
     let queued = queue_outreach(tx, &changes.outreach, now_ms).await?;
     supersede(tx, &changes.outreach, &queued, now_ms).await?;
     issue_codes(tx, &changes.outreach, &queued, now_ms).await?;
@@ -96,6 +97,45 @@ pub(super) async fn retract(
         );
     }
     Ok(retracted)
+}
+
+/// Who starts waiting for an item, and whose waits are over, as the batch left them: ended
+/// waits go after the new ones, so an item restocked in the batch that backordered it ends
+/// that wait too.
+async fn write_stock_waits(
+    tx: &mut Transaction<'static, Postgres>,
+    changes: &Changes,
+) -> Result<(), StoreError> {
+    let waits = &changes.stock_waits;
+    if !waits.is_empty() {
+        sqlx::query(
+            "INSERT INTO stock_waits (sku, customer_id, order_id, since) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(column(waits, |w| w.sku.clone()))
+        .bind(column(waits, |w| w.customer_id.as_str().to_owned()))
+        .bind(column(waits, |w| {
+            w.order_id.as_ref().map_or("", |o| o.as_str()).to_owned()
+        }))
+        .bind(column(waits, |w| millis(w.since)))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for ended in &changes.waits_ended {
+        let (column, value) = match ended {
+            WaitsEnded::Order(order) => ("order_id", order.as_str()),
+            WaitsEnded::Sku(sku) => ("sku", sku.as_str()),
+        };
+        // `column` is one of two names above, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM stock_waits WHERE {column} = $1"
+        )))
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Customers, opt-outs, orders, shipments and incidents as the batch left them.

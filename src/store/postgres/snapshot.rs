@@ -16,13 +16,13 @@ use sqlx::{Postgres, Transaction};
 
 use crate::domain::{
     day_number, CustomerDoc, CustomerId, Dimension, Experience, ExternalScore, Incident, Order,
-    PastOutreach, Shipment,
+    PastOutreach, Shipment, StockWait,
 };
 use crate::store::rows::{
     customer_from_row, experience_from_row, external_score_from_row, incident_from_row,
     lane_day_from_row, marketing_from_row, order_from_row, past_outreach_from_row,
-    shared_count_from_row, shipment_from_row, stored_opt_out_from_row, INCIDENT_COLUMNS,
-    ORDER_COLUMNS, RISK_SCORE_COLUMNS, SHIPMENT_COLUMNS,
+    shared_count_from_row, shipment_from_row, stock_wait_from_row, stored_opt_out_from_row,
+    INCIDENT_COLUMNS, ORDER_COLUMNS, RISK_SCORE_COLUMNS, SHIPMENT_COLUMNS, STOCK_WAIT_COLUMNS,
 };
 use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, Named, StoredOptOut};
 use crate::store::{millis, Refs, Snapshot, StoreError};
@@ -339,6 +339,11 @@ impl BatchReads for Reads<'_> {
         .fetch_all(&mut **self.tx)
         .await?;
         rows.iter().map(marketing_from_row).collect()
+    }
+
+    async fn stock_waits(&mut self, skus: &[&str]) -> Result<Vec<StockWait>, StoreError> {
+        let sql = format!("SELECT {STOCK_WAIT_COLUMNS} FROM stock_waits WHERE sku = ANY($1)");
+        self.by_ids(&sql, skus, stock_wait_from_row).await
     }
 
     async fn risk_scores(

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use super::codes::void_code_of;
 use super::rows::{INCIDENT_COLUMNS, SHIPMENT_COLUMNS};
 use super::{incidents, MAX_BINDS};
-use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
+use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach, WaitsEnded};
 use crate::policy::retraction::{About, Resolution};
 use crate::store::{millis, Changes, Retracted, StoreError};
 
@@ -63,6 +63,41 @@ pub(super) async fn retract(
         }
     }
     Ok(retracted)
+}
+
+/// Who starts waiting for an item, and whose waits are over, as the batch left them: ended
+/// waits go after the new ones, so an item restocked in the batch that backordered it ends
+/// that wait too.
+async fn write_stock_waits(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: &Changes,
+) -> Result<(), StoreError> {
+    for chunk in changes.stock_waits.chunks(MAX_BINDS / 4) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO stock_waits (sku, customer_id, order_id, since) ",
+        );
+        q.push_values(chunk, |mut row, wait| {
+            row.push_bind(wait.sku.clone())
+                .push_bind(wait.customer_id.as_str().to_owned())
+                .push_bind(wait.order_id.as_ref().map_or("", |o| o.as_str()).to_owned())
+                .push_bind(millis(wait.since));
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    for ended in &changes.waits_ended {
+        let (column, value) = match ended {
+            WaitsEnded::Order(order) => ("order_id", order.as_str()),
+            WaitsEnded::Sku(sku) => ("sku", sku.as_str()),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM stock_waits WHERE {column} = ?1"
+        )))
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes an intake batch's changes (see `IntakeTx::apply`).
@@ -186,6 +221,7 @@ pub(super) async fn apply(
         q.push(" ON CONFLICT DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
+    write_stock_waits(tx, changes).await?;
     // One row per (lane, day): several deliveries on one day in a batch add up first, as
     // an upsert may not touch one row twice in a statement.
     let mut settled: std::collections::BTreeMap<(&str, &str, i64), (i64, i64)> =

@@ -17,12 +17,12 @@ use super::rows::{
 use super::MAX_BINDS;
 use crate::domain::{
     CustomerDoc, CustomerId, Dimension, Experience, ExternalScore, Incident, Order, PastOutreach,
-    Shipment,
+    Shipment, StockWait,
 };
 use crate::store::rows::{
     customer_from_row, experience_from_row, external_score_from_row, lane_day_from_row,
-    marketing_from_row, past_outreach_from_row, shared_count_from_row, stored_opt_out_from_row,
-    RISK_SCORE_COLUMNS,
+    marketing_from_row, past_outreach_from_row, shared_count_from_row, stock_wait_from_row,
+    stored_opt_out_from_row, RISK_SCORE_COLUMNS, STOCK_WAIT_COLUMNS,
 };
 use crate::store::snapshot::{self, BatchReads, ExperienceReads, LaneDay, Named, StoredOptOut};
 use crate::store::{millis, Refs, Snapshot, StoreError};
@@ -286,6 +286,11 @@ impl BatchReads for Reads<'_> {
         )
         .await?;
         all(rows, marketing_from_row)
+    }
+
+    async fn stock_waits(&mut self, skus: &[&str]) -> Result<Vec<StockWait>, StoreError> {
+        let rows = select_in(self.0, STOCK_WAIT_COLUMNS, "stock_waits", "sku", skus).await?;
+        all(rows, stock_wait_from_row)
     }
 
     async fn risk_scores(
