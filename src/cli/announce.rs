@@ -17,7 +17,9 @@ use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::Accepted;
 use crate::domain::{Affected, FanoutKind, Incident, Payload};
-use crate::incident::{customer_ids_from, AnnounceError, Announcement, Resolve, Start, Update};
+use crate::incident::{
+    customer_ids_from, AnnounceError, Announcement, Resolve, Start, Translations, Update,
+};
 use crate::pipeline::{self, Deciding};
 use crate::store::{FanoutPhase, FanoutStatus, Store};
 
@@ -82,6 +84,9 @@ pub enum AnnounceCommand {
         /// The incident id; generated when absent.
         #[arg(long = "id")]
         incident_id: Option<String>,
+        /// --title-in, --message-in, --translations.
+        #[command(flatten)]
+        languages: InLanguages,
         /// --dry-run, --follow.
         #[command(flatten)]
         delivery: Delivery,
@@ -100,6 +105,9 @@ pub enum AnnounceCommand {
         /// A new ETA.
         #[arg(long)]
         eta: Option<String>,
+        /// --title-in, --message-in, --translations.
+        #[command(flatten)]
+        languages: InLanguages,
         /// --dry-run, --follow.
         #[command(flatten)]
         delivery: Delivery,
@@ -112,6 +120,9 @@ pub enum AnnounceCommand {
         /// What customers are told.
         #[arg(long)]
         message: String,
+        /// --title-in, --message-in, --translations.
+        #[command(flatten)]
+        languages: InLanguages,
         /// --dry-run, --follow.
         #[command(flatten)]
         delivery: Delivery,
@@ -125,6 +136,51 @@ pub enum AnnounceCommand {
         #[arg(long)]
         follow: bool,
     },
+}
+
+/// An announcement's words in other languages: each customer reads their own language, else
+/// `--title` and `--message`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct InLanguages {
+    /// The title in another language, repeated per language: `--title-in ko "카드 결제 장애"`.
+    #[arg(long = "title-in", num_args = 2, value_names = ["LANG", "TITLE"], action = clap::ArgAction::Append)]
+    title_in: Vec<String>,
+    /// The message in another language, repeated per language: `--message-in ko "…"`.
+    #[arg(long = "message-in", num_args = 2, value_names = ["LANG", "MESSAGE"], action = clap::ArgAction::Append)]
+    message_in: Vec<String>,
+    /// A JSON file of the words per language: `{"ko": {"title": "…", "message": "…"}}`.
+    #[arg(long, value_name = "FILE")]
+    translations: Option<PathBuf>,
+}
+
+impl InLanguages {
+    /// The translations the flags give, the file's first and the flags' over them.
+    fn collect(&self) -> anyhow::Result<Translations> {
+        let mut translations = match &self.translations {
+            None => Translations::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--translations: cannot read {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "--translations: {} is not {{\"<lang>\": {{\"title\": …, \"message\": …}}}}",
+                        path.display()
+                    )
+                })?
+            }
+        };
+        for pair in self.title_in.chunks(2) {
+            if let [lang, title] = pair {
+                translations.entry(lang.clone()).or_default().title = Some(title.clone());
+            }
+        }
+        for pair in self.message_in.chunks(2) {
+            if let [lang, message] = pair {
+                translations.entry(lang.clone()).or_default().message = Some(message.clone());
+            }
+        }
+        Ok(translations)
+    }
 }
 
 /// Runs `forewarn announce …`.
@@ -154,6 +210,7 @@ pub(super) async fn execute(
             message,
             eta,
             incident_id,
+            languages,
             delivery,
         } => {
             let customer_ids = match &customers_file {
@@ -180,6 +237,7 @@ pub(super) async fn execute(
                 message,
                 everyone,
                 eta,
+                translations: languages.collect()?,
             };
             (
                 Announcement::start(start, &by, now).map_err(in_flags)?,
@@ -191,12 +249,14 @@ pub(super) async fn execute(
             message,
             severity,
             eta,
+            languages,
             delivery,
         } => {
             let update = Update {
                 message,
                 severity,
                 eta,
+                translations: languages.collect()?,
             };
             (
                 Announcement::update(&incident, update, &by, now).map_err(in_flags)?,
@@ -206,11 +266,18 @@ pub(super) async fn execute(
         AnnounceCommand::Resolve {
             incident,
             message,
+            languages,
             delivery,
-        } => (
-            Announcement::resolve(&incident, Resolve { message }, &by).map_err(in_flags)?,
-            delivery,
-        ),
+        } => {
+            let resolve = Resolve {
+                message,
+                translations: languages.collect()?,
+            };
+            (
+                Announcement::resolve(&incident, resolve, &by).map_err(in_flags)?,
+                delivery,
+            )
+        }
     };
     let store = open_store(&settings).await?;
     let mut announcement = announcement;
@@ -298,6 +365,7 @@ fn in_flags(error: AnnounceError) -> anyhow::Error {
         ["severity", ..] => "--severity",
         ["message", ..] => "--message",
         ["eta", ..] => "--eta",
+        ["translations", ..] => "--title-in / --message-in / --translations",
         _ => "",
     };
     let lines: Vec<String> = problems

@@ -83,6 +83,23 @@ pub struct Start {
     pub everyone: bool,
     /// When it should be fixed: RFC 3339, or a duration from now (`90m`, `2h`).
     pub eta: Option<String>,
+    /// The title and message in other languages, by language tag (`ko`, `ko-KR`): each customer
+    /// reads their own, else `title` and `message`.
+    #[serde(default)]
+    pub translations: Translations,
+}
+
+/// An announcement's words in other languages, by language tag.
+pub type Translations = std::collections::BTreeMap<String, Translation>;
+
+/// The title and message in one language; either may be left to the default.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Translation {
+    /// The title in this language.
+    pub title: Option<String>,
+    /// The message in this language.
+    pub message: Option<String>,
 }
 
 /// Something changed: the body of `POST /v1/incidents/{id}/updates`.
@@ -96,6 +113,9 @@ pub struct Update {
     pub severity: Option<String>,
     /// A new ETA, as for [`Start::eta`].
     pub eta: Option<String>,
+    /// The message in other languages, as for [`Start::translations`].
+    #[serde(default)]
+    pub translations: Translations,
 }
 
 /// It is over: the body of `POST /v1/incidents/{id}/resolve`.
@@ -105,6 +125,9 @@ pub struct Resolve {
     /// What customers who were told are told now.
     #[serde(default)]
     pub message: String,
+    /// The message in other languages, as for [`Start::translations`].
+    #[serde(default)]
+    pub translations: Translations,
 }
 
 /// A checked announcement, ready to publish.
@@ -141,6 +164,7 @@ impl Announcement {
         listed(&mut errors, "regions", &start.regions);
         let severity = severity(&mut errors, "severity", &start.severity);
         let eta = start.eta.as_deref().and_then(|e| eta(&mut errors, e, now));
+        let translations = translated(&mut errors, &start.translations);
         let affected = start.affected.clone().unwrap_or_else(|| Affected {
             regions: start.regions.clone(),
             ..Affected::default()
@@ -176,6 +200,9 @@ impl Announcement {
         if let Some(eta) = eta {
             data.insert("eta".into(), json!(rfc3339(eta)));
         }
+        if !translations.is_null() {
+            data.insert("translations".into(), translations);
+        }
         data.insert("announced_by".into(), json!(by));
         Ok(Announcement {
             event_id: format!("{incident_id}:started"),
@@ -200,6 +227,7 @@ impl Announcement {
             .as_deref()
             .map(|s| severity(&mut errors, "severity", s));
         let eta = update.eta.as_deref().and_then(|e| eta(&mut errors, e, now));
+        let translations = translated(&mut errors, &update.translations);
         let (Some(id), true) = (id, errors.is_empty()) else {
             return Err(AnnounceError::Invalid(errors));
         };
@@ -211,6 +239,9 @@ impl Announcement {
         data.insert("message".into(), json!(update.message.trim()));
         if let Some(eta) = eta {
             data.insert("eta".into(), json!(rfc3339(eta)));
+        }
+        if !translations.is_null() {
+            data.insert("translations".into(), translations);
         }
         data.insert("announced_by".into(), json!(by));
         Ok(Announcement {
@@ -231,16 +262,21 @@ impl Announcement {
         let mut errors = Vec::new();
         let id = parse_field(&mut errors, "incident_id", EntityId::parse(incident_id));
         text(&mut errors, "message", &resolve.message, MAX_MESSAGE);
+        let translations = translated(&mut errors, &resolve.translations);
         let (Some(id), true) = (id, errors.is_empty()) else {
             return Err(AnnounceError::Invalid(errors));
         };
+        let mut data = json!({
+            "incident_id": id.as_str(),
+            "message": resolve.message.trim(),
+            "announced_by": by,
+        });
+        if !translations.is_null() {
+            data["translations"] = translations;
+        }
         Ok(Announcement {
             event_id: format!("{id}:resolved"),
-            data: json!({
-                "incident_id": id.as_str(),
-                "message": resolve.message.trim(),
-                "announced_by": by,
-            }),
+            data,
             incident_id: id,
             event_type: EventType::OutageResolved,
         })
@@ -396,6 +432,37 @@ pub fn customer_ids_from(text: &str, file: &str) -> Result<Vec<CustomerId>, Anno
         Ok(ids)
     } else {
         Err(AnnounceError::Invalid(errors))
+    }
+}
+
+/// The translations as the event carries them (`{"ko": {"title", "message"}}`, tags in their
+/// canonical form), each text checked as the default is; `Null` when there are none. An update
+/// or a resolution may translate the incident's title too, which it carries from the start.
+fn translated(errors: &mut Vec<FieldError>, translations: &Translations) -> Value {
+    let mut out = Map::new();
+    for (tag, words) in translations {
+        let field = format!("translations.{tag}");
+        let Some(locale) = parse_field(errors, &field, crate::domain::Locale::parse(tag)) else {
+            continue;
+        };
+        let mut entry = Map::new();
+        if let Some(title) = &words.title {
+            text(errors, &format!("{field}.title"), title, MAX_TITLE);
+            entry.insert("title".into(), json!(title.trim()));
+        }
+        if let Some(message) = &words.message {
+            text(errors, &format!("{field}.message"), message, MAX_MESSAGE);
+            entry.insert("message".into(), json!(message.trim()));
+        }
+        if entry.is_empty() {
+            errors.push(err(&field, "give a title or a message in this language"));
+        }
+        out.insert(locale.as_str().to_owned(), Value::Object(entry));
+    }
+    if out.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(out)
     }
 }
 
@@ -585,5 +652,39 @@ mod tests {
             panic!("accepted");
         };
         assert_eq!(errors[0].field, "ids.txt:2");
+    }
+
+    #[test]
+    fn words_in_other_languages_are_checked_and_carried_under_their_canonical_tag() {
+        let mut words = start();
+        words.translations.insert(
+            "ko-kr".into(),
+            Translation {
+                title: Some("결제 장애".into()),
+                message: Some("카드 결제가 되지 않아요.".into()),
+            },
+        );
+        let a = Announcement::start(words, "oncall", now()).unwrap();
+        assert_eq!(
+            a.data["translations"],
+            json!({"ko-KR": {"title": "결제 장애", "message": "카드 결제가 되지 않아요."}})
+        );
+        // A tag that is not a language, and a language with nothing in it, name their field.
+        let mut bad = start();
+        bad.translations
+            .insert("korean!".into(), Translation::default());
+        bad.translations.insert("ko".into(), Translation::default());
+        let Err(AnnounceError::Invalid(errors)) = Announcement::start(bad, "oncall", now()) else {
+            panic!("refused")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["translations.ko", "translations.korean!"],
+            "{errors:?}"
+        );
+        // Without translations the event carries none.
+        let plain = Announcement::start(start(), "oncall", now()).unwrap();
+        assert!(plain.data.get("translations").is_none());
     }
 }

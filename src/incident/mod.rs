@@ -18,7 +18,7 @@ mod settings;
 
 pub use announce::{
     customer_ids_from, AnnounceError, Announcement, Announcer, FieldError, Published, Resolve,
-    Start, Update,
+    Start, Translation, Translations, Update,
 };
 pub use fanout::{audience_of, FanoutError, FanoutWorker, PageReport};
 pub use settings::IncidentSettings;

@@ -105,7 +105,29 @@ pub fn render_parts(
     channel: Channel,
     locale: Option<&crate::domain::Locale>,
 ) -> Result<super::RenderedParts, super::RenderError> {
-    templates.render(input.template, channel, locale, render_context(input))
+    let mut context = render_context(input);
+    if let Some(locale) = locale {
+        translate(&mut context, locale);
+    }
+    templates.render(input.template, channel, locale, context)
+}
+
+/// `data.translations.<locale>` (else `.<language>`) read in place of `data`'s own fields: an
+/// announcement written in several languages (`announce … --message-in ko …`) reads in the
+/// customer's.
+fn translate(context: &mut Value, locale: &crate::domain::Locale) {
+    let Some(data) = context.get_mut("data").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let chosen = data
+        .get("translations")
+        .and_then(Value::as_object)
+        .and_then(|t| t.get(locale.as_str()).or_else(|| t.get(locale.language())))
+        .and_then(Value::as_object)
+        .cloned();
+    for (field, text) in chosen.into_iter().flatten() {
+        data.insert(field, text);
+    }
 }
 
 /// The CloudEvent as rules and templates see it: `id`, `source`, `type`, `time`, `subject`,

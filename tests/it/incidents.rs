@@ -539,10 +539,25 @@ async fn a_script_captures_only_the_id_and_people_read_who_will_be_messaged() {
             "major",
             "--message",
             "Card payments fail; we are fixing it.",
+            "--title-in",
+            "ko",
+            "카드 결제 장애",
             "--follow",
         ],
     );
     assert_eq!(code, 0, "{stderr}");
+    // Each customer reads their own language: these are Korean, and so is their title.
+    let notices: Vec<Value> = app
+        .sandbox("sms")
+        .into_iter()
+        .filter(|m| m["rule_id"] == "outage-started-notice")
+        .collect();
+    assert!(!notices.is_empty());
+    for notice in &notices {
+        let body = notice["body"].as_str().unwrap();
+        assert!(body.contains("장애 안내: 카드 결제 장애."), "{body}");
+        assert!(!body.contains("Checkout errors"), "{body}");
+    }
     // `ID=$(forewarn announce start … --follow)` holds the id and nothing else.
     assert_eq!(stdout, "inc-follow\n", "stderr:\n{stderr}");
     assert!(

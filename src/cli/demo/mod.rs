@@ -300,7 +300,19 @@ async fn on_call(
     listing: &mut Listing,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    use crate::incident::{Announcement, Resolve, Start, Update};
+    use crate::incident::{Announcement, Resolve, Start, Translation, Update};
+    // Each customer reads their own language: on-call writes the words once per language
+    // (`--title-in ko … --message-in ko …`).
+    let korean = |title: Option<&str>, message: &str| {
+        [(
+            "ko".to_owned(),
+            Translation {
+                title: title.map(str::to_owned),
+                message: Some(message.to_owned()),
+            },
+        )]
+        .into()
+    };
     let announcer = super::run::announcer(settings, js.clone());
     let now = clock.now();
     let start = Announcement::start(
@@ -312,6 +324,10 @@ async fn on_call(
             severity: "major".into(),
             message: "Card payments fail at checkout; orders you placed are safe.".into(),
             eta: Some("2h".into()),
+            translations: korean(
+                Some("카드 결제 장애"),
+                "카드 결제가 되지 않아요. 이미 하신 주문은 안전해요.",
+            ),
             ..Start::default()
         },
         "demo",
@@ -319,8 +335,8 @@ async fn on_call(
     )?;
     let steps = [
         (
-            "On-call: card payments fail in Korea \
-             (`forewarn announce start --id inc-demo --region kr --severity major …`)",
+            "On-call: card payments fail in Korea (`forewarn announce start --id inc-demo \
+             --region kr --severity major --title-in ko … --message-in ko …`)",
             start,
         ),
         (
@@ -332,6 +348,10 @@ async fn on_call(
                     message: "Every card payment in Korea fails now; all hands are on it.".into(),
                     severity: Some("critical".into()),
                     eta: None,
+                    translations: korean(
+                        Some("카드 결제 장애"),
+                        "지금은 모든 카드 결제가 되지 않아요. 모두 복구에 매달리고 있어요.",
+                    ),
                 },
                 "demo",
                 now,
@@ -345,6 +365,7 @@ async fn on_call(
                 "inc-demo",
                 Resolve {
                     message: "Card payments work again.".into(),
+                    translations: korean(Some("카드 결제 장애"), "카드 결제가 다시 돼요."),
                 },
                 "demo",
             )?,
