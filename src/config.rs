@@ -24,7 +24,7 @@ const ENV_PREFIX: &str = "FOREWARN_";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// `--config` names a file that does not exist.
-    #[error("config file {0} does not exist")]
+    #[error("config file {0} (--config or FOREWARN_CONFIG) does not exist")]
     Missing(PathBuf),
     /// A key is unknown or its value is invalid.
     #[error("invalid configuration: {0}")]

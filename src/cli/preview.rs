@@ -65,11 +65,11 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     let customer = match &args.customer {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("Failed to read {}", path.display()))?;
+                .with_context(|| format!("--customer: cannot read {}", path.display()))?;
             let Value::Object(object) = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", path.display()))?
+                .with_context(|| format!("--customer: {} is not JSON", path.display()))?
             else {
-                bail!("{} must hold a JSON object", path.display());
+                bail!("--customer: {} must hold a JSON object", path.display());
             };
             CustomerDoc::from_object(object)
         }
@@ -188,8 +188,9 @@ fn print_parts(
                         } else {
                             path.clone()
                         };
-                        std::fs::write(&path, &html)
-                            .with_context(|| format!("Failed to write {}", path.display()))?;
+                        std::fs::write(&path, &html).with_context(|| {
+                            format!("--html-out: cannot write {}", path.display())
+                        })?;
                         say!(
                             "   HTML: {} bytes, written to {}",
                             html.len(),
@@ -225,7 +226,7 @@ fn print_parts(
 /// The event in `path`: a JSON object, or the first line of a JSON Lines file.
 fn read_event(path: &Path) -> anyhow::Result<Accepted> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("Failed to read {}", path.display()))?;
+        .with_context(|| format!("--event: cannot read {}", path.display()))?;
     let body = if text.trim_start().starts_with('{') && serde_json::from_str::<Value>(&text).is_ok()
     {
         text.trim().to_owned()
@@ -236,8 +237,8 @@ fn read_event(path: &Path) -> anyhow::Result<Accepted> {
             .to_owned()
     };
     let event = CloudEvent::parse(body.as_bytes(), None)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("--event: {}: {e}", path.display()))?;
     let payload = Payload::parse(event.event_type, &event.data)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("--event: {}: {e}", path.display()))?;
     Ok(Accepted { event, payload })
 }

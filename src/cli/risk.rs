@@ -149,7 +149,7 @@ async fn export(args: &ExportArgs, settings: &Settings) -> anyhow::Result<()> {
 }
 
 fn read(input: &Path) -> anyhow::Result<Outcomes> {
-    let outcomes = Outcomes::read(input)?;
+    let outcomes = Outcomes::read(input).map_err(|e| anyhow::anyhow!("--input: {e:#}"))?;
     say!(
         "{}: {} rows; {} feature column(s), outcome column(s): {}{}",
         input.display(),

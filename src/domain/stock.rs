@@ -3,9 +3,8 @@
 //! asked to be told (`stock.watch_requested`); `inventory.restocked` reaches each of them once.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use super::{CustomerId, EntityId, Store};
+use super::{CustomerId, EntityId};
 
 /// A customer waiting for a SKU: through a backordered order, or on their own request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,29 +26,4 @@ pub enum WaitsEnded {
     Order(EntityId),
     /// The item is back, and everyone waiting for it has been decided for.
     Sku(String),
-}
-
-/// `data` of `inventory.restocked`.
-#[derive(Deserialize)]
-pub(super) struct RestockedData {
-    pub(super) sku: String,
-    #[allow(dead_code)] // Validated; templates read it from raw data.
-    pub(super) name: Option<String>,
-    #[allow(dead_code)]
-    pub(super) quantity: Option<u64>,
-    #[allow(dead_code)]
-    pub(super) stores: Option<Vec<Store>>,
-    #[allow(dead_code)]
-    pub(super) available_at: Option<DateTime<Utc>>,
-    #[allow(dead_code)]
-    pub(super) url: Option<String>,
-}
-
-/// `data` of `stock.watch_requested`.
-#[derive(Deserialize)]
-pub(super) struct WatchData {
-    pub(super) customer: Option<super::catalogue::CustomerInput>,
-    pub(super) sku: String,
-    #[allow(dead_code)]
-    pub(super) name: Option<String>,
 }

@@ -92,6 +92,31 @@ pub fn shown(value: &cel::Value) -> String {
     }
 }
 
+/// Why an expression failed on an event, in a rule writer's words: the interpreter's own
+/// messages print its values as `Int(3)` and `String("vip")`.
+fn failure_in_words(error: &cel::ExecutionError) -> String {
+    use cel::ExecutionError as E;
+    match error {
+        E::NoSuchKey(key) => {
+            format!("`{key}` is missing here; guard what may be absent with has(…)")
+        }
+        E::UndeclaredReference(name) => format!(
+            "`{name}` is not something rules know (event, data, customer, risk, incident, now)"
+        ),
+        E::ValuesNotComparable(a, b) => {
+            format!("{} cannot be compared with {}", shown(a), shown(b))
+        }
+        E::UnsupportedBinaryOperator(op, a, b) => {
+            format!("`{op}` does not apply to {} and {}", shown(a), shown(b))
+        }
+        E::UnexpectedType { got, want } => format!("expected {want}, got {got}"),
+        E::NotSupportedAsMethod { method, target } => {
+            format!("`{method}` does not apply to {}", shown(target))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The parser's complaint in a rule writer's words: its grammar talk (`token recognition
 /// error`, `extraneous input … expecting {…}`) says what it wanted, not what was written wrong.
 fn in_words(message: &str) -> String {
@@ -164,7 +189,7 @@ impl Expression {
         bindings.bind(self.reads);
         self.program
             .execute(&bindings.context)
-            .map_err(|e| e.to_string())
+            .map_err(|e| failure_in_words(&e))
     }
 }
 

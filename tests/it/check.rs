@@ -166,7 +166,7 @@ fn a_rule_expression_that_fails_on_an_example_is_reported_at_the_rule() {
     let (code, out) = check(dir.path(), &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("rules/r.toml:6:8: rule `delay`: `when` fails: No such key: days_late (example examples/events/01-shoe-delay.jsonl:5)"),
+        out.contains("rules/r.toml:6:8: rule `delay`: `when` fails: `days_late` is missing here; guard what may be absent with has(…) (example examples/events/01-shoe-delay.jsonl:5)"),
         "{out}"
     );
     assert!(

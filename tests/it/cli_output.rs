@@ -69,3 +69,36 @@ fn a_flag_with_a_bad_duration_is_refused_in_words() {
     );
     assert!(!stderr.contains("expected number at 0"), "{stderr}");
 }
+
+#[test]
+fn a_file_that_cannot_be_read_is_named_with_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    for (args, flag) in [
+        (
+            vec!["preview", "--template", "delay-apology", "--event", missing],
+            "--event: cannot read",
+        ),
+        (vec!["risk", "fit", "--input", missing], "--input: "),
+        (
+            vec!["--config", missing, "check"],
+            "(--config or FOREWARN_CONFIG)",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_forewarn"))
+            .args(&args)
+            .current_dir(repo())
+            .env_remove("FOREWARN_CONFIG")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains(flag), "{args:?}: {said}");
+        assert!(said.contains("missing.json"), "{args:?}: {said}");
+    }
+}

@@ -2,14 +2,17 @@
 //!
 //! Each type has a struct; `serde_path_to_error` turns a deserialisation failure into the path of
 //! the offending field, so a dead letter says `data.items[0].unit_price.minor: …` rather than
-//! "invalid data". Fields beyond the catalogue are accepted: the raw `data` is kept whole.
+//! "invalid data". Fields beyond the catalogue are accepted: the raw `data` is kept whole. The
+//! shapes `data` is read as are in `data.rs`; this file holds what the rest of forewarn sees.
 
-use std::fmt;
+mod data;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
+
+use data::*;
 
 use super::{
     Channel, CustomerId, EmailAddress, EntityId, EventType, Locale, Money, PhoneE164, PushToken,
@@ -594,11 +597,11 @@ impl Payload {
                 }
             }
             EventType::InventoryRestocked => {
-                let d: super::stock::RestockedData = typed(data, "data")?;
+                let d: RestockedData = typed(data, "data")?;
                 Payload::InventoryRestocked { sku: d.sku }
             }
             EventType::StockWatchRequested => {
-                let d: super::stock::WatchData = typed(data, "data")?;
+                let d: WatchData = typed(data, "data")?;
                 Payload::StockWatchRequested {
                     customer: customer_ref(data, d.customer)?,
                     sku: d.sku,
@@ -694,195 +697,6 @@ fn customer_ref(data: &Value, inline: Option<CustomerInput>) -> Result<CustomerR
             "missing (send data.customer_id or an inline data.customer object)",
         )),
     }
-}
-
-impl fmt::Display for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-
-#[derive(Deserialize)]
-struct OptOutData {
-    customer_id: CustomerId,
-    channel: OptOutTarget,
-    scope: OptOutScope,
-}
-
-#[derive(Deserialize)]
-struct OrderPlacedData {
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    items: Vec<OrderItem>,
-    total: Money,
-    promised_by: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-struct OrderBackorderedData {
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    items: Vec<OrderItem>,
-    restock_eta: Option<DateTime<Utc>>,
-    #[allow(dead_code)]
-    alternatives: Option<Vec<Alternative>>,
-}
-
-#[derive(Deserialize)]
-struct OrderReasonData {
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    #[allow(dead_code)]
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct Destination {
-    region: String,
-    #[allow(dead_code)]
-    postal_code: String,
-}
-
-#[derive(Deserialize)]
-struct ShipmentCreatedData {
-    shipment_id: EntityId,
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    carrier: String,
-    tracking_number: String,
-    tracking_url: Option<String>,
-    promised_by: DateTime<Utc>,
-    destination: Destination,
-}
-
-#[derive(Deserialize)]
-struct ShipmentScanData {
-    shipment_id: EntityId,
-    at: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-struct ShipmentDelayedData {
-    shipment_id: EntityId,
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    carrier: String,
-    promised_by: DateTime<Utc>,
-    new_eta: DateTime<Utc>,
-    /// Read by rules (`data.reason == 'weather'`): text, when present.
-    #[allow(dead_code)]
-    reason: Option<String>,
-    #[allow(dead_code)]
-    alternatives: Option<Vec<Alternative>>,
-}
-
-#[derive(Deserialize)]
-struct ShipmentExceptionData {
-    shipment_id: EntityId,
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    kind: ExceptionKind,
-    /// Read by templates: text, when present.
-    #[allow(dead_code)]
-    detail: Option<String>,
-    #[allow(dead_code)]
-    alternatives: Option<Vec<Alternative>>,
-}
-
-#[derive(Deserialize)]
-struct ShipmentDeliveredData {
-    shipment_id: EntityId,
-    order_id: Option<EntityId>,
-    delivered_at: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-struct OutageStartedData {
-    incident_id: EntityId,
-    title: String,
-    #[allow(dead_code)]
-    services: Vec<String>,
-    #[allow(dead_code)]
-    regions: Vec<String>,
-    severity: Severity,
-    affected: Affected,
-    #[allow(dead_code)]
-    message: String,
-    #[allow(dead_code)]
-    eta: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-struct OutageUpdatedData {
-    incident_id: EntityId,
-    severity: Option<Severity>,
-    #[allow(dead_code)]
-    message: String,
-    #[allow(dead_code)]
-    eta: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-struct OutageResolvedData {
-    incident_id: EntityId,
-    #[allow(dead_code)]
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct RiskScoredData {
-    customer_id: Option<CustomerId>,
-    shipment_id: Option<EntityId>,
-    order_id: Option<EntityId>,
-    scores: Scores,
-    model: String,
-}
-
-#[derive(Deserialize)]
-struct ShipmentOverdueData {
-    shipment_id: EntityId,
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    #[allow(dead_code)] // Validated; templates read it from raw data.
-    carrier: String,
-    promised_by: DateTime<Utc>,
-    #[allow(dead_code)]
-    hours_overdue: u32,
-    #[allow(dead_code)]
-    last_scan_at: Option<DateTime<Utc>>,
-    #[allow(dead_code)]
-    alternatives: Option<Vec<Alternative>>,
-}
-
-#[derive(Deserialize)]
-struct CsatDueData {
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    #[allow(dead_code)]
-    survey_url: String,
-    #[allow(dead_code)]
-    about: CsatTopic,
-}
-
-#[derive(Deserialize)]
-struct OrderStalledData {
-    order_id: EntityId,
-    customer: Option<CustomerInput>,
-    placed_at: DateTime<Utc>,
-    #[allow(dead_code)]
-    hours_waiting: u32,
-    #[allow(dead_code)]
-    promised_by: Option<DateTime<Utc>>,
-}
-
-/// What a CSAT follow-up asks about.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum CsatTopic {
-    Delivery,
-    Delay,
-    Exception,
-    Outage,
 }
 
 #[cfg(test)]
