@@ -197,12 +197,7 @@ fn settings(
     config: Option<&std::path::Path>,
     log_json: bool,
 ) -> anyhow::Result<crate::config::Settings> {
-    let mut settings = crate::config::Settings::load(config)?;
-    if log_json {
-        settings.log.format = crate::telemetry::LogFormat::Json;
-    }
-    crate::telemetry::init(&settings.log);
-    Ok(settings)
+    settings_logging(config, log_json, false)
 }
 
 /// Loads settings and installs logging for a command someone types (`announce`, `schedule`,
@@ -213,11 +208,21 @@ fn tool_settings(
     config: Option<&std::path::Path>,
     log_json: bool,
 ) -> anyhow::Result<crate::config::Settings> {
+    settings_logging(config, log_json, true)
+}
+
+/// Settings, with logging installed: JSON if asked, and at `warn` for a `quiet` command whose
+/// level was not set.
+fn settings_logging(
+    config: Option<&std::path::Path>,
+    log_json: bool,
+    quiet: bool,
+) -> anyhow::Result<crate::config::Settings> {
     let mut settings = crate::config::Settings::load(config)?;
     if log_json {
         settings.log.format = crate::telemetry::LogFormat::Json;
     }
-    if settings.log.level == crate::telemetry::LogSettings::default().level {
+    if quiet && settings.log.level == crate::telemetry::LogSettings::default().level {
         settings.log.level = "warn".into();
     }
     crate::telemetry::init(&settings.log);

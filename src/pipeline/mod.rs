@@ -197,20 +197,13 @@ pub fn decide(events: &[&Accepted], mut snapshot: Snapshot, deciding: &Deciding<
             continue;
         }
         // Nor does an item back in stock: those waiting for it hear, each once.
-        if let Payload::InventoryRestocked { sku } = payload {
-            for customer_id in stock::waiting(sku, &snapshot) {
-                jobs.extend(decision::decide_for(
-                    accepted,
-                    customer_id,
-                    &mut snapshot,
-                    deciding,
-                    &mut plan,
-                ));
-            }
+        let recipients = if let Payload::InventoryRestocked { sku } = payload {
+            let waiting = stock::waiting(sku, &snapshot);
             stock::end(sku, &mut snapshot, &mut plan.changes);
-            continue;
-        }
-        let Some(customer_id) = state::recipient_of(payload, &snapshot) else {
+            waiting
+        } else if let Some(customer_id) = state::recipient_of(payload, &snapshot) {
+            vec![customer_id]
+        } else {
             plan.skipped.push(Skipped {
                 rule_id: first.id.clone(),
                 customer_id: None,
@@ -220,13 +213,15 @@ pub fn decide(events: &[&Accepted], mut snapshot: Snapshot, deciding: &Deciding<
             });
             continue;
         };
-        jobs.extend(decision::decide_for(
-            accepted,
-            customer_id,
-            &mut snapshot,
-            deciding,
-            &mut plan,
-        ));
+        for customer_id in recipients {
+            jobs.extend(decision::decide_for(
+                accepted,
+                customer_id,
+                &mut snapshot,
+                deciding,
+                &mut plan,
+            ));
+        }
     }
     channels::render_into(&mut plan, &jobs, deciding);
     touched.write(&snapshot, &mut plan.changes);

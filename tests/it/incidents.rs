@@ -127,6 +127,27 @@ fn announce(app: &App, args: &[&str]) -> (i32, String) {
     forewarn_cli(app.dir.path(), &all, &[])
 }
 
+/// `announce start` for incident `id`: checkout errors in Korea, major, then `extra`.
+fn start_args<'a>(id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "start",
+        "--id",
+        id,
+        "--title",
+        "Checkout errors",
+        "--service",
+        "checkout",
+        "--region",
+        "kr",
+        "--severity",
+        "major",
+        "--message",
+        "Card payments fail; we are fixing it.",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn with_token() -> Options {
     Options {
         env: vec![
@@ -146,26 +167,7 @@ async fn every_affected_customer_hears_once_updates_only_on_escalation_and_the_t
     populate(&app).await;
 
     // On-call announces from the command line.
-    let (code, out) = announce(
-        &app,
-        &[
-            "start",
-            "--id",
-            "inc-checkout",
-            "--title",
-            "Checkout errors",
-            "--service",
-            "checkout",
-            "--region",
-            "kr",
-            "--severity",
-            "major",
-            "--message",
-            "Card payments fail; we are fixing it.",
-            "--eta",
-            "2h",
-        ],
-    );
+    let (code, out) = announce(&app, &start_args("inc-checkout", &["--eta", "2h"]));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Announced incident inc-checkout"), "{out}");
     wait_fanout_done(&app, "inc-checkout", "inc-checkout:started").await;
@@ -428,22 +430,7 @@ async fn a_resolution_withdraws_the_notices_still_waiting_at_once() {
     // No dispatcher: every start notice waits, as it would for the customers' quiet hours.
     let app = spawn_app_queueing_only().await;
     populate(&app).await;
-    let start = [
-        "start",
-        "--id",
-        "inc-wait",
-        "--title",
-        "Checkout errors",
-        "--service",
-        "checkout",
-        "--region",
-        "kr",
-        "--severity",
-        "major",
-        "--message",
-        "Card payments fail.",
-    ];
-    let (code, out) = announce(&app, &start);
+    let (code, out) = announce(&app, &start_args("inc-wait", &[]));
     assert_eq!(code, 0, "{out}");
     wait_for("the start's fan-out to queue everyone", || async {
         progress(&app, "inc-wait")
@@ -525,25 +512,10 @@ async fn a_script_captures_only_the_id_and_people_read_who_will_be_messaged() {
     populate(&app).await;
     let (code, stdout, stderr) = announce_apart(
         &app,
-        &[
-            "start",
-            "--id",
+        &start_args(
             "inc-follow",
-            "--title",
-            "Checkout errors",
-            "--service",
-            "checkout",
-            "--region",
-            "kr",
-            "--severity",
-            "major",
-            "--message",
-            "Card payments fail; we are fixing it.",
-            "--title-in",
-            "ko",
-            "카드 결제 장애",
-            "--follow",
-        ],
+            &["--title-in", "ko", "카드 결제 장애", "--follow"],
+        ),
     );
     assert_eq!(code, 0, "{stderr}");
     // Each customer reads their own language: these are Korean, and so is their title.
