@@ -76,6 +76,39 @@ async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_s
 }
 
 #[tokio::test]
+async fn a_template_an_example_event_cannot_fill_is_refused_on_reload_as_check_says() {
+    let app = spawn_app_with(Options {
+        own_authoring: true,
+        ..Options::default()
+    })
+    .await;
+    // It parses; but no example delay carries `data.carrier_phone`: `check` refuses it, and so
+    // does the reload, with the same line.
+    std::fs::write(
+        app.dir.path().join("templates/delay-apology/sms.ko.hbs"),
+        "[슈즈샵] {{customer.name}}님, 문의: {{data.carrier_phone}}",
+    )
+    .unwrap();
+    wait_for("the refusal", || async {
+        app.log().contains("the last good set keeps serving")
+    })
+    .await;
+    assert!(
+        app.log()
+            .contains("templates/delay-apology/sms.ko.hbs:1:31: `data.carrier_phone` is missing"),
+        "{}",
+        app.log()
+    );
+    app.publish(&delayed_event(1)).await;
+    app.wait_sent(1).await;
+    assert!(
+        last_sms_body(&app).contains("죄송해요"),
+        "the last good set: {}",
+        last_sms_body(&app)
+    );
+}
+
+#[tokio::test]
 async fn sighup_reloads_the_rules_and_templates() {
     let app = spawn_app().await;
     assert!(!app.log().contains("Rules and templates reloaded."));

@@ -141,7 +141,16 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         repeated.len()
     );
     for (source, id, times) in &repeated {
-        say!("    {id} from {source}: published {times} times, stored once");
+        // What forewarn kept, read back: one event for the key, however many deliveries.
+        let key = crate::domain::EventKey {
+            source: source.clone(),
+            id: id.clone(),
+        };
+        let kept = match store.event(&key).await? {
+            Some(_) => "stored once",
+            None => "not stored",
+        };
+        say!("    {id} from {source}: published {times} times, {kept}");
     }
     say!("  {dead} events refused, each published to forewarn.dlq.<reason> with the reason in a header:");
     for sequence in 1..=dead {
