@@ -103,7 +103,7 @@ impl Running {
         }
         // Drained, not just flushed: the connection closes here, before whoever started the
         // server (the demo) stops it, rather than noticing the server gone and reconnecting.
-        if let Err(e) = nats.drain().await {
+        if let Err(e) = intake::close(&nats, std::time::Duration::from_secs(2)).await {
             tracing::warn!(error = %e, "Could not flush acknowledgements to NATS; they will be redelivered.");
         }
         match failure {

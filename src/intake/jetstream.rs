@@ -54,6 +54,23 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Inta
         .map_err(|e| connect_error(e.to_string()))
 }
 
+/// Closes `client`'s connection on purpose: what it has buffered is flushed (acks included),
+/// and this returns once the connection is closed — not merely asked to close — so whoever
+/// stops the server next (the demo) is not reported as a lost server. At most `patience`.
+pub async fn close(
+    client: &async_nats::Client,
+    patience: std::time::Duration,
+) -> Result<(), async_nats::client::DrainError> {
+    client.drain().await?;
+    let deadline = tokio::time::Instant::now() + patience;
+    while client.connection_state() == async_nats::connection::State::Connected
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 /// Logs a change in the connection: losing the server, or the server refusing to keep up,
 /// at WARN (once per change, as the client reports each), the way back at INFO. A connection
 /// lost after the client began `closing` is only the end of it.

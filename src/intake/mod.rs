@@ -17,5 +17,5 @@ pub use batch::{BatchReport, Intake};
 pub use dead_letter::{
     DeadLetterPublisher, HEADER_ERROR, HEADER_ORIGINAL_SUBJECT, HEADER_REASON, HEADER_TRUNCATED,
 };
-pub use jetstream::{connect, ensure_consumer, IntakeError};
+pub use jetstream::{close, connect, ensure_consumer, IntakeError};
 pub use settings::{IntakeSettings, NatsSettings};

@@ -230,7 +230,7 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     drop(consumer);
     drop(dlq);
     drop(js);
-    client.drain().await.ok();
+    crate::intake::close(&client, Duration::from_secs(2)).await.ok();
 
     say!(
         "Discount codes in these messages are stored with the outreach that issued them and are \
