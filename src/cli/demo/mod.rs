@@ -230,7 +230,9 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
     drop(consumer);
     drop(dlq);
     drop(js);
-    crate::intake::close(&client, Duration::from_secs(2)).await.ok();
+    crate::intake::close(&client, Duration::from_secs(2))
+        .await
+        .ok();
 
     say!(
         "Discount codes in these messages are stored with the outreach that issued them and are \
