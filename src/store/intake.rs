@@ -169,6 +169,19 @@ pub struct Changes {
     pub waits_ended: Vec<WaitsEnded>,
 }
 
+/// The orders and the items whose waits a batch ended, each once: what both backends delete.
+pub(crate) fn ended_waits(ended: &[WaitsEnded]) -> (Vec<String>, Vec<String>) {
+    let mut orders = BTreeSet::new();
+    let mut skus = BTreeSet::new();
+    for wait in ended {
+        match wait {
+            WaitsEnded::Order(order) => orders.insert(order.as_str().to_owned()),
+            WaitsEnded::Sku(sku) => skus.insert(sku.clone()),
+        };
+    }
+    (orders.into_iter().collect(), skus.into_iter().collect())
+}
+
 /// A waiting message intake cancelled because its problem ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retracted {

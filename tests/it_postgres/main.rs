@@ -53,6 +53,8 @@ mod schedules;
 mod sendgrid;
 #[path = "../it/smtp.rs"]
 mod smtp;
+#[path = "../it/stock.rs"]
+mod stock;
 #[path = "../it/twilio.rs"]
 mod twilio;
 #[path = "../it/webhook.rs"]

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::incidents;
-use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach, WaitsEnded};
+use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
 use crate::policy::retraction::{About, Resolution};
+use crate::store::intake::ended_waits;
 use crate::store::{millis, Changes, Retracted, StoreError};
 
 /// One column of `rows`.
@@ -122,18 +123,20 @@ async fn write_stock_waits(
         .execute(&mut **tx)
         .await?;
     }
-    for ended in &changes.waits_ended {
-        let (column, value) = match ended {
-            WaitsEnded::Order(order) => ("order_id", order.as_str()),
-            WaitsEnded::Sku(sku) => ("sku", sku.as_str()),
-        };
-        // `column` is one of two names above, never input.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM stock_waits WHERE {column} = $1"
-        )))
-        .bind(value)
-        .execute(&mut **tx)
-        .await?;
+    // One statement for every order whose waits are over (each parcel created names one:
+    // thousands a batch), one for every item back in stock; `order_id <> ''` lets the first
+    // use `stock_waits_by_order`, which holds only the waits of orders.
+    let (orders, skus) = ended_waits(&changes.waits_ended);
+    for (statement, ids) in [
+        (
+            "DELETE FROM stock_waits WHERE order_id <> '' AND order_id = ANY($1)",
+            orders,
+        ),
+        ("DELETE FROM stock_waits WHERE sku = ANY($1)", skus),
+    ] {
+        if !ids.is_empty() {
+            sqlx::query(statement).bind(ids).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }

@@ -9,8 +9,9 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use super::codes::void_code_of;
 use super::rows::{INCIDENT_COLUMNS, SHIPMENT_COLUMNS};
 use super::{incidents, MAX_BINDS};
-use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach, WaitsEnded};
+use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
 use crate::policy::retraction::{About, Resolution};
+use crate::store::intake::ended_waits;
 use crate::store::{millis, Changes, Retracted, StoreError};
 
 /// Cancels the waiting messages about problems that ended (see `IntakeTx::retract`): each
@@ -85,17 +86,26 @@ async fn write_stock_waits(
         q.push(" ON CONFLICT DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
-    for ended in &changes.waits_ended {
-        let (column, value) = match ended {
-            WaitsEnded::Order(order) => ("order_id", order.as_str()),
-            WaitsEnded::Sku(sku) => ("sku", sku.as_str()),
-        };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM stock_waits WHERE {column} = ?1"
-        )))
-        .bind(value)
-        .execute(&mut **tx)
-        .await?;
+    // One statement per chunk for the orders whose waits are over (each parcel created names
+    // one: thousands a batch), and for the items back in stock; `order_id <> ''` lets the first
+    // use `stock_waits_by_order`, which holds only the waits of orders.
+    let (orders, skus) = ended_waits(&changes.waits_ended);
+    for (delete, ids) in [
+        (
+            "DELETE FROM stock_waits WHERE order_id <> '' AND order_id IN (",
+            orders,
+        ),
+        ("DELETE FROM stock_waits WHERE sku IN (", skus),
+    ] {
+        for chunk in ids.chunks(MAX_BINDS) {
+            let mut q = QueryBuilder::<Sqlite>::new(delete);
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.clone());
+            }
+            q.push(")");
+            q.build().persistent(false).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }
