@@ -1,7 +1,8 @@
 //! An intake batch's writes on PostgreSQL: each aggregate in one statement, its rows bound as
 //! one array per column and unpacked with `UNNEST` — a bind per column, not per value, however
-//! large the batch. State upserts, outreach (a repeat of its unique key is a no-op),
-//! supersession and discount codes, in the order `sqlite/apply.rs` writes them.
+//! large the batch. State upserts, who waits for which item, outreach (a repeat of its unique
+//! key is a no-op), supersession and discount codes, in the order `sqlite/apply.rs` writes
+//! them; then the retraction of what the batch's events resolved (`retract`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;

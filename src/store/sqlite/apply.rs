@@ -1,5 +1,6 @@
 //! An intake batch's writes, each aggregate in one multi-row statement per chunk: state upserts,
-//! outreach (a repeat of its unique key is a no-op), supersession and discount codes.
+//! who waits for which item, outreach (a repeat of its unique key is a no-op), supersession and
+//! discount codes; then the retraction of what the batch's events resolved (`retract`).
 
 use std::collections::HashSet;
 
