@@ -22,6 +22,17 @@ pub enum About {
     Incident,
 }
 
+impl About {
+    /// The outbox column that names it, for the backends' retraction statements.
+    pub fn outbox_column(self) -> &'static str {
+        match self {
+            About::Shipment => "shipment_id",
+            About::Order => "order_id",
+            About::Incident => "incident_id",
+        }
+    }
+}
+
 /// Problems about a parcel, gone once it is delivered.
 const PARCEL_PROBLEMS: &[&str] = &["shipment.delayed", "shipment.exception", "shipment.overdue"];
 /// Notices about an incident, gone once it is resolved.

@@ -44,55 +44,35 @@ pub(super) fn explain(
     SyntaxProblem { line, col, message }
 }
 
-/// A tag as written: where its `{{` is, and what is between the braces.
-struct Tag<'a> {
-    line: usize,
-    col: usize,
-    inner: &'a str,
-}
-
 /// The first mistake in how the template's `{{#block}}` … `{{/block}}` tags nest, if any.
 fn nesting_problem(text: &str) -> Option<SyntaxProblem> {
     let mut open: Vec<(String, usize, usize)> = Vec::new();
-    let mut rest = text;
     let mut offset = 0;
-    while let Some(start) = rest.find("{{") {
+    while let Some(start) = text[offset..].find("{{") {
         let at = offset + start;
         let (line, col) = line_col(text, at);
-        let after = &text[at..];
-        let Some(tag) = read_tag(after, line, col) else {
-            return Some(SyntaxProblem {
-                line,
-                col,
-                message: "`{{` is never closed with `}}`".into(),
-            });
+        let problem = |message: String| Some(SyntaxProblem { line, col, message });
+        let Some((inner, length)) = read_tag(&text[at..]) else {
+            return problem("`{{` is never closed with `}}`".into());
         };
-        let consumed = tag_length(after);
-        offset = at + consumed;
-        rest = &text[offset..];
-        let inner = tag.inner.trim_matches('~').trim();
+        offset = at + length;
+        let inner = inner.trim_matches('~').trim();
         if let Some(name) = inner.strip_prefix('#') {
             let name = block_name(name.trim_start_matches(['>', '*']));
-            open.push((name, tag.line, tag.col));
+            open.push((name, line, col));
         } else if let Some(name) = inner.strip_prefix('/') {
             let name = block_name(name);
             match open.pop() {
                 None => {
-                    return Some(SyntaxProblem {
-                        line: tag.line,
-                        col: tag.col,
-                        message: format!("`{{{{/{name}}}}}` closes a block that was never opened"),
-                    })
+                    return problem(format!(
+                        "`{{{{/{name}}}}}` closes a block that was never opened"
+                    ))
                 }
                 Some((opened, l, c)) if opened != name => {
-                    return Some(SyntaxProblem {
-                        line: tag.line,
-                        col: tag.col,
-                        message: format!(
-                            "`{{{{/{name}}}}}` cannot close `{{{{#{opened}}}}}` opened at \
-                             {l}:{c}; close it with `{{{{/{opened}}}}}` first"
-                        ),
-                    })
+                    return problem(format!(
+                        "`{{{{/{name}}}}}` cannot close `{{{{#{opened}}}}}` opened at \
+                         {l}:{c}; close it with `{{{{/{opened}}}}}` first"
+                    ))
                 }
                 Some(_) => {}
             }
@@ -105,24 +85,15 @@ fn nesting_problem(text: &str) -> Option<SyntaxProblem> {
     })
 }
 
-/// The tag at the start of `text` (which begins with `{{`), or none when it never ends.
-fn read_tag(text: &str, line: usize, col: usize) -> Option<Tag<'_>> {
+/// The tag at the start of `text` (which begins with `{{`): what is between its braces, and
+/// how many bytes it takes, braces included. None when it never ends.
+fn read_tag(text: &str) -> Option<(&str, usize)> {
     let (open, close) = delimiters(text);
-    let body = &text[open.len()..];
-    let end = body.find(close)?;
-    Some(Tag {
-        line,
-        col,
-        inner: &body[..end],
-    })
-}
-
-/// How many bytes the tag at the start of `text` takes, braces included.
-fn tag_length(text: &str) -> usize {
-    let (open, close) = delimiters(text);
-    text[open.len()..]
-        .find(close)
-        .map_or(text.len(), |end| open.len() + end + close.len())
+    let end = text[open.len()..].find(close)?;
+    Some((
+        &text[open.len()..open.len() + end],
+        open.len() + end + close.len(),
+    ))
 }
 
 /// A tag's opening and closing: comments and triple braces end differently.

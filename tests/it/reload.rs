@@ -9,6 +9,15 @@ fn last_sms_body(app: &App) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until a reload is refused, and checks the log says why with `reason`.
+async fn wait_refused(app: &App, reason: &str) {
+    wait_for("the refusal", || async {
+        app.log().contains("the last good set keeps serving")
+    })
+    .await;
+    assert!(app.log().contains(reason), "{}", app.log());
+}
+
 #[tokio::test]
 async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_set() {
     let app = spawn_app_with(Options {
@@ -47,15 +56,7 @@ async fn an_edited_template_is_used_at_once_and_a_bad_edit_keeps_the_last_good_s
         "[[rule]]\nid = \"bad\"\non = [\"shipment.teleported\"]\ntemplate = \"delay-apology\"\nchannels = [\"sms\"]\n",
     )
     .unwrap();
-    wait_for("the refusal", || async {
-        app.log().contains("the last good set keeps serving")
-    })
-    .await;
-    assert!(
-        app.log().contains("bad.toml:3:7: unknown event type"),
-        "{}",
-        app.log()
-    );
+    wait_refused(&app, "bad.toml:3:7: unknown event type").await;
     app.publish(&delayed_event(3)).await;
     app.wait_sent(3).await;
     assert!(
@@ -89,16 +90,11 @@ async fn a_template_an_example_event_cannot_fill_is_refused_on_reload_as_check_s
         "[슈즈샵] {{customer.name}}님, 문의: {{data.carrier_phone}}",
     )
     .unwrap();
-    wait_for("the refusal", || async {
-        app.log().contains("the last good set keeps serving")
-    })
+    wait_refused(
+        &app,
+        "templates/delay-apology/sms.ko.hbs:1:31: `data.carrier_phone` is missing",
+    )
     .await;
-    assert!(
-        app.log()
-            .contains("templates/delay-apology/sms.ko.hbs:1:31: `data.carrier_phone` is missing"),
-        "{}",
-        app.log()
-    );
     app.publish(&delayed_event(1)).await;
     app.wait_sent(1).await;
     assert!(
@@ -163,16 +159,7 @@ async fn an_edited_risk_model_applies_at_once_and_a_bad_one_keeps_the_last_good_
             .replace("first_order = 0.6", "first_orders = 0.6"),
     )
     .unwrap();
-    wait_for("the refusal", || async {
-        app.log().contains("the last good set keeps serving")
-    })
-    .await;
-    assert!(
-        app.log()
-            .contains("unknown feature `first_orders` in [churn.weights]"),
-        "{}",
-        app.log()
-    );
+    wait_refused(&app, "unknown feature `first_orders` in [churn.weights]").await;
     app.publish(&delayed_event(3)).await;
     app.wait_intake_idle().await;
     assert_eq!(churn_model("evt-delay-3").await, "churn-v2");

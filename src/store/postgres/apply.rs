@@ -12,7 +12,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::incidents;
 use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
-use crate::policy::retraction::{About, Resolution};
+use crate::policy::retraction::Resolution;
 use crate::store::intake::ended_waits;
 use crate::store::{millis, Changes, Retracted, StoreError};
 
@@ -66,12 +66,8 @@ pub(super) async fn retract(
 ) -> Result<Vec<Retracted>, StoreError> {
     let mut retracted = Vec::new();
     for resolution in resolutions {
-        let column = match resolution.about {
-            About::Shipment => "shipment_id",
-            About::Order => "order_id",
-            About::Incident => "incident_id",
-        };
-        // `column` is one of three names above, never input.
+        let column = resolution.about.outbox_column();
+        // `column` is one of three fixed names, never input.
         let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH gone AS ( \
                  UPDATE outbox o SET status = 'cancelled', last_error = 'cancelled: ' || $1, \

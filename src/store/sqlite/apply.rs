@@ -11,7 +11,7 @@ use super::codes::void_code_of;
 use super::rows::{INCIDENT_COLUMNS, SHIPMENT_COLUMNS};
 use super::{incidents, MAX_BINDS};
 use crate::domain::{region_ancestry, IdempotencyKey, Offer, Outreach};
-use crate::policy::retraction::{About, Resolution};
+use crate::policy::retraction::Resolution;
 use crate::store::intake::ended_waits;
 use crate::store::{millis, Changes, Retracted, StoreError};
 
@@ -26,11 +26,7 @@ pub(super) async fn retract(
     let now_ms = millis(now);
     let mut retracted = Vec::new();
     for resolution in resolutions {
-        let column = match resolution.about {
-            About::Shipment => "shipment_id",
-            About::Order => "order_id",
-            About::Incident => "incident_id",
-        };
+        let column = resolution.about.outbox_column();
         for chunk in resolution.ids.chunks(MAX_BINDS / 2) {
             // `gone CROSS JOIN outbox` keeps the ids as the outer loop, each probing the waiting
             // rows by its column; the planner would otherwise walk every pending row by status.
