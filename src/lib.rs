@@ -36,6 +36,8 @@
 //! - [`outbox`]: ⑥ idempotency keys, the dispatcher that claims due rows, retry schedule.
 //! - [`gateway`]: ⑦ the `Gateway` trait and one module per provider: sandbox, twilio, smtp,
 //!   sendgrid, fcm, webhook; pacing and circuit breaking.
+//! - [`feedback`]: ⑧ what comes back — delivery receipts that move an attempt forward (and an
+//!   undelivered outreach to its next channel), and customers' replies (STOP, START, HELP).
 //! - [`schedule`]: cron jobs that emit synthetic events for what no event announces (overdue
 //!   parcels, stalled orders, CSAT), release held messages and purge old personal data.
 //! - [`incident`]: announcements checked once for the CLI and HTTP, and the fan-out worker that
@@ -44,8 +46,8 @@
 //! - [`store`]: the database, one narrow trait per aggregate (intake, outbox, incidents,
 //!   schedules, retention, codes, timeline, outcomes), each implemented in a file of the same
 //!   name under the backend's folder (`sqlite/`, `postgres/`); `database.url` picks one.
-//! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents and
-//!   `/openapi.json`.
+//! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents;
+//!   providers' receipts and replies; `/openapi.json`.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`worker`] (the one loop the dispatcher,
 //!   fan-out worker and scheduler step in), [`telemetry`] and [`metrics`] are the plumbing
 //!   around them. The local `nats-server` the demo starts (and the tests and benchmarks
@@ -56,6 +58,7 @@ pub mod authoring;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod feedback;
 pub mod gateway;
 pub mod http;
 pub mod incident;

@@ -39,6 +39,15 @@ pub const BATCH_FAILURES: &str = "forewarn_intake_batch_failures_total";
 pub const DISCOUNT_CODES_ISSUED: &str = "forewarn_discount_codes_issued_total";
 /// Times a gateway's circuit breaker opened, by gateway.
 pub const CIRCUIT_OPENED: &str = "forewarn_gateway_circuit_opened_total";
+/// Delivery receipts that told an attempt something new, by `rule`, `channel` and `status`
+/// (`accepted`, `sent`, `delivered`, `undelivered`, `failed`): the delivered ratio of a rule
+/// is its `delivered` over the three endings.
+pub const DELIVERIES: &str = "forewarn_deliveries_total";
+/// Receipts received, by `gateway` and `result` (`recorded`, `fell_back`, `failed`, `behind`,
+/// `repeat`, `unmatched`).
+pub const RECEIPTS: &str = "forewarn_receipts_total";
+/// Customers' replies, by `channel` and `keyword` (`stop`, `start`, `help`, `other`).
+pub const REPLIES: &str = "forewarn_replies_total";
 /// Discount codes redeemed through the HTTP API.
 pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_total";
 
@@ -157,6 +166,12 @@ fn describe() {
         "Discount codes issued with queued outreach, by rule."
     );
     describe_counter!(DISCOUNT_CODES_REDEEMED, "Discount codes redeemed.");
+    describe_counter!(
+        DELIVERIES,
+        "Delivery receipts that told an attempt something new, by rule, channel and status."
+    );
+    describe_counter!(RECEIPTS, "Receipts received, by gateway and result.");
+    describe_counter!(REPLIES, "Customers' replies, by channel and keyword.");
     describe_counter!(
         FANOUT_CUSTOMERS,
         "Customers an incident's fan-out decided, by kind (started, escalated, resolved)."

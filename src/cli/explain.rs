@@ -1,6 +1,6 @@
 //! `forewarn explain --customer ID`: why a customer did (or didn't) get a message — the events
-//! forewarn acted on, each decision with its scores, every message with every attempt, and
-//! everything held back with its reason. Personal data is masked unless `--reveal`.
+//! forewarn acted on, each decision with its scores, every message with every attempt and what
+//! receipts said of it, everything held back with its reason, and what the customer replied. Personal data is masked unless `--reveal`.
 
 use std::path::Path;
 
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::time_shown;
-use crate::store::{CustomerTimeline, DecisionNote, TimelineEvent};
+use crate::store::{CustomerTimeline, DecisionNote, ReplySummary, TimelineEvent};
 
 /// Options of `forewarn explain`.
 #[derive(Debug, clap::Args)]
@@ -134,6 +134,9 @@ fn print_text(
             time_shown(*at)
         );
     }
+    for reply in &t.replies {
+        say!("  {}", reply_line(reply, reveal));
+    }
     if t.events.is_empty() {
         say!("  nothing decided for this customer yet");
     }
@@ -166,8 +169,19 @@ fn print_text(
                 super::recipient_shown(&m.content["to"], reveal)
             );
             for a in &m.attempts {
+                let delivery = match (&a.delivery, a.delivery_at) {
+                    (Some(state), Some(at)) => format!(
+                        " · {state} {}{}",
+                        time_shown(at),
+                        a.delivery_error
+                            .as_deref()
+                            .map(|e| format!(" ({})", mask(e)))
+                            .unwrap_or_default()
+                    ),
+                    _ => String::new(),
+                };
                 say!(
-                    "      attempt {} via {} at {}: {}{}",
+                    "      attempt {} via {} at {}: {}{}{delivery}",
                     a.attempt,
                     a.gateway,
                     time_shown(a.at),
@@ -177,6 +191,17 @@ fn print_text(
                         .map(|e| format!(" ({})", mask(e)))
                         .unwrap_or_default()
                 );
+            }
+            if !m.receipts.is_empty() {
+                let receipts: Vec<String> = m
+                    .receipts
+                    .iter()
+                    .map(|r| {
+                        let late = if r.applied { "" } else { " (changed nothing)" };
+                        format!("{} {}{late}", r.status, time_shown(r.at))
+                    })
+                    .collect();
+                say!("      receipts: {}", receipts.join(", "));
             }
             if let Some(error) = &m.last_error {
                 if m.status == "failed" {
@@ -197,6 +222,19 @@ fn print_text(
     }
     say!();
     Ok(())
+}
+
+/// `replied STOP by SMS at …: opted out of SMS`, or what they wrote.
+fn reply_line(reply: &ReplySummary, reveal: bool) -> String {
+    let channel = reply.channel.as_str().to_uppercase();
+    let word = reply.body.trim();
+    let at = time_shown(reply.at);
+    match reply.keyword.as_str() {
+        "stop" => format!("replied {word} by {channel} at {at}: opted out of {channel}"),
+        "start" => format!("replied {word} by {channel} at {at}: opted back in to {channel}"),
+        "help" => format!("replied {word} by {channel} at {at}: answered with the help text"),
+        _ => format!("replied by {channel} at {at}: \"{}\"", masked(word, reveal)),
+    }
 }
 
 fn note_line(n: &DecisionNote) -> String {
@@ -232,7 +270,13 @@ fn as_json(customer: &str, t: &CustomerTimeline, reveal: bool) -> Value {
                         "risk": m.risk, "last_error": m.last_error.as_deref().map(mask),
                         "attempts": m.attempts.iter().map(|a| json!({
                             "attempt": a.attempt, "gateway": a.gateway, "at": a.at,
-                            "outcome": a.outcome, "error": a.error.as_deref().map(mask)}))
+                            "outcome": a.outcome, "error": a.error.as_deref().map(mask),
+                            "delivery": a.delivery, "delivery_at": a.delivery_at,
+                            "delivery_error": a.delivery_error.as_deref().map(mask)}))
+                            .collect::<Vec<_>>(),
+                        "receipts": m.receipts.iter().map(|r| json!({
+                            "attempt": r.attempt, "status": r.status, "at": r.at,
+                            "applied": r.applied, "error": r.error.as_deref().map(mask)}))
                             .collect::<Vec<_>>(),
                     })
                 })
@@ -256,5 +300,7 @@ fn as_json(customer: &str, t: &CustomerTimeline, reveal: bool) -> Value {
         "opt_outs": t.opt_outs.iter().map(|(c, s, at)| json!({"channel": c.as_str(),
             "scope": s.as_str(), "at": at})).collect::<Vec<_>>(),
         "events": events,
+        "replies": t.replies.iter().map(|r| json!({"channel": r.channel.as_str(),
+            "keyword": r.keyword, "body": mask(&r.body), "at": r.at})).collect::<Vec<_>>(),
     })
 }

@@ -162,6 +162,12 @@ pub async fn start_on(
         }),
     ));
     let fallback = Fallback::new(store.clone(), authoring.clone());
+    let feedback = crate::feedback::Feedback::new(
+        store.clone(),
+        fallback.clone(),
+        authoring.clone(),
+        wake.clone(),
+    );
     let fanout_wake = Arc::new(Notify::new());
     let readiness = crate::readiness::Readiness::default();
     if settings.incidents.fanout {
@@ -257,6 +263,11 @@ pub async fn start_on(
             metrics,
             api_token,
             announcer: announcer(&settings, js.clone()),
+            feedback,
+            twilio: crate::feedback::twilio::TwilioWebhooks::from_settings(&settings)
+                .map_err(anyhow::Error::msg)
+                .context("Failed to set up Twilio's webhooks")?
+                .map(Arc::new),
         };
         let http_shutdown: Shutdown = shutdown.clone();
         tasks.push((

@@ -33,6 +33,7 @@ pub use sandbox::SandboxGateway;
 pub use sendgrid::{SendgridConfig, SendgridGateway};
 pub use settings::{GatewayConfig, GatewaySettings, Pacing, PacingSettings};
 pub use smtp::{SmtpConfig, SmtpGateway};
+pub(crate) use twilio::describe as twilio_error_in_words;
 pub use twilio::{TwilioConfig, TwilioGateway};
 pub use webhook::{
     signature as webhook_signature, WebhookConfig, WebhookGateway,
@@ -198,7 +199,9 @@ impl Gateways {
                         ))
                     })?,
                 ),
-                GatewayConfig::Twilio(c) => Arc::new(TwilioGateway::new(c).map_err(refuse)?),
+                GatewayConfig::Twilio(c) => Arc::new(
+                    TwilioGateway::new(c, settings.http.public_url.as_ref()).map_err(refuse)?,
+                ),
                 GatewayConfig::Sendgrid(c) => Arc::new(SendgridGateway::new(c).map_err(refuse)?),
                 GatewayConfig::Smtp(c) => Arc::new(SmtpGateway::new(c).map_err(refuse)?),
                 GatewayConfig::Fcm(c) => Arc::new(FcmGateway::new(c).map_err(refuse)?),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::http::{client, exchange, passing, retry_after, transport_failure};
 use super::{AddressEffect, Gateway, OutboundMessage, Receipt, SendOutcome};
 use crate::domain::MessageContent;
+use crate::http::PublicUrl;
 use crate::secrets::secret_from_env;
 
 /// `[gateways.sms] kind = "twilio"`. The auth token is read from the environment variable
@@ -31,7 +32,9 @@ pub struct TwilioConfig {
     pub auth_token_env: String,
     /// Sender: an E.164 number or a messaging service's number.
     pub from: String,
-    /// URL Twilio posts delivery status to, if any.
+    /// URL Twilio posts delivery status to. Default: `{http.public_url}/v1/receipts/twilio`
+    /// when `public_url` is set, where forewarn records them; set this only to send receipts
+    /// somewhere else.
     #[serde(default)]
     pub status_callback: Option<String>,
     /// A request not answered in this time is retried.
@@ -65,8 +68,9 @@ pub struct TwilioGateway {
 }
 
 impl TwilioGateway {
-    /// Reads the auth token from the environment variable the config names.
-    pub fn new(config: &TwilioConfig) -> Result<Self, String> {
+    /// Reads the auth token from the environment variable the config names; receipts are asked
+    /// for at `config.status_callback`, else at forewarn's own endpoint under `public_url`.
+    pub fn new(config: &TwilioConfig, public_url: Option<&PublicUrl>) -> Result<Self, String> {
         let auth_token = secret_from_env("Twilio auth token", &config.auth_token_env)?;
         Ok(TwilioGateway {
             http: client(config.timeout)?,
@@ -78,7 +82,10 @@ impl TwilioGateway {
             account_sid: config.account_sid.clone(),
             auth_token,
             from: config.from.clone(),
-            status_callback: config.status_callback.clone(),
+            status_callback: config
+                .status_callback
+                .clone()
+                .or_else(|| public_url.map(|base| base.join(crate::feedback::twilio::STATUS_PATH))),
         })
     }
 }
@@ -134,7 +141,7 @@ fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &str
 }
 
 /// Twilio's codes in words (https://www.twilio.com/docs/api/errors), without personal data.
-fn describe(code: u64) -> &'static str {
+pub(crate) fn describe(code: u64) -> &'static str {
     match code {
         20003 => "authentication failed: check the account SID and auth token",
         20429 => "too many requests",
@@ -144,6 +151,11 @@ fn describe(code: u64) -> &'static str {
         21612 => "the To number cannot be reached from this From number",
         21614 => "the To number is not a mobile number",
         30003 => "the handset is unreachable",
+        30004 => "the message was blocked (the recipient or their carrier refuses it)",
+        30005 => "the number is unknown or no longer exists",
+        30006 => "the number is a landline or its carrier cannot take SMS",
+        30007 => "the carrier filtered the message",
+        30008 => "the carrier could not deliver it, for a reason it did not give",
         _ => "see Twilio's error reference",
     }
 }

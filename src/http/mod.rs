@@ -1,8 +1,10 @@
 //! HTTP for operators: `/healthz` (the process is up), `/readyz` (NATS and the database are
 //! reachable) and `/metrics` (Prometheus text format); for the shop's checkout, discount codes
 //! under `/v1/discount-codes` (see `offers`); for on-call tooling, incidents under
-//! `/v1/incidents` (see `incidents`). `/openapi.json` describes `/v1/`.
+//! `/v1/incidents` (see `incidents`); for providers, delivery receipts and customers' replies
+//! under `/v1/receipts/` and `/v1/inbound/` (see `feedback`). `/openapi.json` describes `/v1/`.
 
+mod feedback;
 mod incidents;
 mod offers;
 mod settings;
@@ -19,7 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-pub use settings::HttpSettings;
+pub use settings::{HttpSettings, PublicUrl};
 
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -39,6 +41,10 @@ pub struct HttpState {
     pub api_token: Option<Arc<str>>,
     /// Publishes incidents' announcements.
     pub announcer: crate::incident::Announcer,
+    /// Acts on receipts and replies.
+    pub feedback: crate::feedback::Feedback,
+    /// Checks Twilio's signatures; `None` when SMS goes through another provider.
+    pub twilio: Option<Arc<crate::feedback::twilio::TwilioWebhooks>>,
 }
 
 /// The router.
@@ -53,6 +59,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/updates", post(incidents::update))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route(
+            crate::feedback::twilio::STATUS_PATH,
+            post(feedback::twilio_receipt),
+        )
+        .route(
+            crate::feedback::twilio::INBOUND_PATH,
+            post(feedback::twilio_inbound),
+        )
         .route("/openapi.json", get(openapi))
         .with_state(state)
 }

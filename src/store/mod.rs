@@ -16,8 +16,11 @@
 //! - [`codes`]: discount codes as issued, and their redemption at checkout.
 //! - [`timeline`]: one customer's story, for `forewarn explain`.
 //! - [`outcomes`]: scored decisions and what became of them, for `forewarn risk export`.
+//! - [`feedback`]: delivery receipts moving an attempt forward (and its outreach on), replies
+//!   and the opt-outs they ask for.
 
 pub mod codes;
+pub mod feedback;
 pub mod incidents;
 pub mod intake;
 pub(crate) mod lease;
@@ -40,6 +43,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use codes::{CodeStore, IssuedCode};
+pub use feedback::{DeliveryTarget, FeedbackStore};
 pub use incidents::{
     Audience, FanoutClaim, FanoutPhase, FanoutRequest, FanoutStatus, FanoutStep, FanoutTx,
     IncidentProgress, IncidentStore, MessageCounts,
@@ -62,7 +66,8 @@ pub use schedules::{
 pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
 pub use timeline::{
-    AttemptSummary, CustomerTimeline, TimelineEvent, TimelineMessage, TimelineStore,
+    AttemptSummary, CustomerTimeline, ReceiptSummary, ReplySummary, TimelineEvent, TimelineMessage,
+    TimelineStore,
 };
 
 /// Database failures. Intake and dispatch retry on any of them; nothing is acked or marked sent
@@ -96,6 +101,7 @@ pub trait Store:
     + CodeStore
     + TimelineStore
     + OutcomeStore
+    + FeedbackStore
     + Send
     + Sync
     + 'static

@@ -12,8 +12,8 @@ use super::snapshot::{LaneDay, StoredOptOut};
 use super::{
     from_millis, AttemptSummary, ClaimedMessage, CurrentState, DecisionNote, DecisionOutcome,
     EventRecord, FanoutClaim, FanoutPhase, FanoutStatus, IssuedCode, MessageCounts,
-    OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, StalledOrder, StoreError,
-    TimelineEvent, TimelineMessage, WaitingMessage,
+    OverdueShipment, ReceiptSummary, ReplySummary, ResolvedProblem, RunRecord, ScheduleStatus,
+    StalledOrder, StoreError, TimelineEvent, TimelineMessage, WaitingMessage,
 };
 use crate::domain::{
     About, Category, Channel, CustomerDoc, CustomerId, DayCount, Dimension, DiscountCode, EntityId,
@@ -618,6 +618,7 @@ pub(crate) fn timeline_message_from_row(
         risk: json("risk")?,
         last_error: row.opt_text("last_error")?,
         attempts: Vec::new(),
+        receipts: Vec::new(),
     })
 }
 
@@ -629,6 +630,30 @@ pub(crate) fn attempt_summary_from_row(row: &impl StoredRow) -> Result<AttemptSu
         at: row.time("started_at")?,
         outcome: row.text("outcome")?,
         error: row.opt_text("error")?,
+        delivery: row.opt_text("delivery")?,
+        delivery_at: row.opt_time("delivery_at")?,
+        delivery_error: row.opt_text("delivery_error")?,
+    })
+}
+
+/// A `receipts` row.
+pub(crate) fn receipt_summary_from_row(row: &impl StoredRow) -> Result<ReceiptSummary, StoreError> {
+    Ok(ReceiptSummary {
+        attempt: u32::try_from(row.int("attempt")?).unwrap_or(u32::MAX),
+        status: row.text("status")?,
+        error: row.opt_text("error")?,
+        at: row.time("received_at")?,
+        applied: row.int("applied")? != 0,
+    })
+}
+
+/// A `replies` row.
+pub(crate) fn reply_summary_from_row(row: &impl StoredRow) -> Result<ReplySummary, StoreError> {
+    Ok(ReplySummary {
+        channel: Channel::from_str(&row.text("channel")?).map_err(StoreError::Corrupt)?,
+        keyword: row.text("keyword")?,
+        body: row.text("body")?,
+        at: row.time("received_at")?,
     })
 }
 

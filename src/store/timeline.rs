@@ -1,5 +1,5 @@
 //! What `forewarn explain` reads of the database: one customer's record, opt-outs, events,
-//! messages with every attempt, and what was held back.
+//! messages with every attempt and receipt, what was held back, and what the customer replied.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,6 +20,36 @@ pub struct CustomerTimeline {
     pub messages: Vec<TimelineMessage>,
     /// What was held back, oldest first.
     pub notes: Vec<DecisionNote>,
+    /// What the customer wrote back, oldest first.
+    pub replies: Vec<ReplySummary>,
+}
+
+/// A reply on a customer's timeline.
+#[derive(Debug, Clone)]
+pub struct ReplySummary {
+    /// The channel it came on.
+    pub channel: Channel,
+    /// `stop`, `start`, `help` or `other`.
+    pub keyword: String,
+    /// What they wrote.
+    pub body: String,
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// A provider's receipt for one of a message's attempts.
+#[derive(Debug, Clone)]
+pub struct ReceiptSummary {
+    /// The attempt it is about.
+    pub attempt: u32,
+    /// What it said (`delivered`, `undelivered`, …).
+    pub status: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When it arrived.
+    pub at: DateTime<Utc>,
+    /// Whether it told the attempt something new (a late or repeated one does not).
+    pub applied: bool,
 }
 
 /// An event on a customer's timeline.
@@ -66,6 +96,8 @@ pub struct TimelineMessage {
     pub last_error: Option<String>,
     /// Every attempt, in order.
     pub attempts: Vec<AttemptSummary>,
+    /// Every receipt, in the order they arrived.
+    pub receipts: Vec<ReceiptSummary>,
 }
 
 /// One attempt at a gateway, as the timeline shows it.
@@ -81,6 +113,12 @@ pub struct AttemptSummary {
     pub outcome: String,
     /// What went wrong, if anything.
     pub error: Option<String>,
+    /// How far it got after the provider took it, as receipts said: `delivered`, …
+    pub delivery: Option<String>,
+    /// When the receipt that said so arrived.
+    pub delivery_at: Option<DateTime<Utc>>,
+    /// Why it was not delivered, if it was not.
+    pub delivery_error: Option<String>,
 }
 
 /// Reads for people asking "what happened to this customer, and why".
@@ -114,7 +152,8 @@ macro_rules! timeline_store {
             ) -> Result<$crate::store::CustomerTimeline, $crate::store::StoreError> {
                 use $crate::store::rows::{
                     attempt_summary_from_row, note_from_row, opt_out_from_row,
-                    timeline_event_from_row, timeline_message_from_row, StoredRow,
+                    receipt_summary_from_row, reply_summary_from_row, timeline_event_from_row,
+                    timeline_message_from_row, StoredRow,
                 };
                 let since = $crate::store::millis(since);
                 let customer: Option<String> =
@@ -153,7 +192,8 @@ macro_rules! timeline_store {
                 for row in &messages {
                     let mut message = timeline_message_from_row(row)?;
                     for attempt in sqlx::query(
-                        "SELECT attempt, gateway, started_at, outcome, error FROM attempts \
+                        "SELECT attempt, gateway, started_at, outcome, error, delivery, \
+                         delivery_at, delivery_error FROM attempts \
                          WHERE outbox_id = $1 ORDER BY attempt",
                     )
                     .bind(row.int("id")?)
@@ -161,6 +201,16 @@ macro_rules! timeline_store {
                     .await?
                     {
                         message.attempts.push(attempt_summary_from_row(&attempt)?);
+                    }
+                    for receipt in sqlx::query(
+                        "SELECT attempt, status, error, received_at, applied FROM receipts \
+                         WHERE outbox_id = $1 ORDER BY received_at",
+                    )
+                    .bind(row.int("id")?)
+                    .fetch_all(&self.pool)
+                    .await?
+                    {
+                        message.receipts.push(receipt_summary_from_row(&receipt)?);
                     }
                     timeline.messages.push(message);
                 }
@@ -175,6 +225,18 @@ macro_rules! timeline_store {
                 .await?
                 {
                     timeline.notes.push(note_from_row(&row)?);
+                }
+                for row in sqlx::query(
+                    "SELECT channel, keyword, body, received_at FROM replies \
+                     WHERE customer_id = $1 AND received_at >= $2 AND purged_at IS NULL \
+                     ORDER BY received_at",
+                )
+                .bind(customer_id)
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    timeline.replies.push(reply_summary_from_row(&row)?);
                 }
                 let mut keys: Vec<$crate::domain::EventKey> = timeline
                     .messages

@@ -43,6 +43,8 @@ pub struct AttemptRow {
     pub gateway: String,
     pub outcome: String,
     pub error: Option<String>,
+    /// How far receipts say it got.
+    pub delivery: Option<String>,
 }
 
 /// One stored event.
@@ -240,7 +242,7 @@ impl Database {
     /// Every gateway call, message by message, in the order made.
     pub async fn attempts(&self) -> Vec<AttemptRow> {
         self.rows(
-            "SELECT outbox_id, attempt, gateway, outcome, error FROM attempts \
+            "SELECT outbox_id, attempt, gateway, outcome, error, delivery FROM attempts \
              ORDER BY outbox_id, attempt",
         )
         .await

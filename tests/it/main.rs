@@ -29,6 +29,7 @@ mod offers;
 mod pacing;
 mod pipeline;
 mod quiet_hours;
+mod receipts;
 mod reload;
 mod retraction;
 mod risk;

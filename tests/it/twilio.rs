@@ -13,15 +13,15 @@ use axum::{Form, Router};
 
 use crate::helpers::*;
 
-const SID: &str = "AC00000000000000000000000000000001";
-const TOKEN: &str = "tw-s3cret";
+pub(crate) const SID: &str = "AC00000000000000000000000000000001";
+pub(crate) const TOKEN: &str = "tw-s3cret";
 /// `base64("AC…01:tw-s3cret")`: what Twilio expects in `Authorization: Basic`.
 const BASIC: &str = "Basic QUMwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMTp0dy1zM2NyZXQ=";
-const FROM: &str = "+15005550006";
+pub(crate) const FROM: &str = "+15005550006";
 
 /// One scripted answer: status, `Retry-After`, body, and a delay before answering.
 #[derive(Clone)]
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     retry_after: Option<&'static str>,
     body: &'static str,
@@ -39,23 +39,23 @@ fn answer(status: u16, body: &'static str) -> Answer {
 
 /// A request as Twilio received it.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     at: Instant,
     account: String,
     authorization: Option<String>,
     content_type: Option<String>,
-    form: HashMap<String, String>,
+    pub(crate) form: HashMap<String, String>,
 }
 
 #[derive(Clone, Default)]
-struct Twilio {
+pub(crate) struct Twilio {
     script: Arc<Mutex<VecDeque<Answer>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Twilio {
     /// Starts the stand-in; answers `script` in order, then 201 to everything.
-    async fn start(script: Vec<Answer>) -> (Twilio, String) {
+    pub(crate) async fn start(script: Vec<Answer>) -> (Twilio, String) {
         let twilio = Twilio {
             script: Arc::new(Mutex::new(script.into())),
             ..Twilio::default()
@@ -72,7 +72,7 @@ impl Twilio {
         (twilio, url)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }

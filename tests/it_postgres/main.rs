@@ -40,6 +40,8 @@ mod pacing;
 mod pipeline;
 #[path = "../it/quiet_hours.rs"]
 mod quiet_hours;
+#[path = "../it/receipts.rs"]
+mod receipts;
 #[path = "../it/reload.rs"]
 mod reload;
 #[path = "../it/retraction.rs"]

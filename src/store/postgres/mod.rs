@@ -7,6 +7,7 @@
 
 mod apply;
 mod codes;
+mod feedback;
 mod incidents;
 mod intake;
 mod lease;

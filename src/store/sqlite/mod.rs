@@ -16,6 +16,7 @@
 mod apply;
 mod checkpoint;
 mod codes;
+mod feedback;
 mod incidents;
 mod intake;
 mod lease;

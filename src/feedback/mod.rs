@@ -1,0 +1,180 @@
+//! ⑧ Feedback: what comes back after a message goes out — the provider's word on whether it
+//! arrived, and the customer's answer — and what forewarn does about each.
+//!
+//! ```text
+//!   provider ──receipt──▶ http (signature) ──▶ Feedback::delivery ──▶ attempts.delivery (never backwards)
+//!                                                     └─ undelivered / failed ──▶ the rule's next channel, or failed
+//!   customer ──reply────▶ http (signature) ──▶ Feedback::reply ──▶ STOP: opt-out · START: opt back in
+//!                                                     └─ HELP: the `sms-help` template · anything else: the timeline
+//! ```
+//! Each provider's wire format and signature live in its own file ([`twilio`]); the rest speaks
+//! [`DeliveryReport`] and [`InboundReply`].
+
+mod delivery;
+mod replies;
+pub mod twilio;
+
+use std::sync::Arc;
+
+use metrics::counter;
+use serde_json::json;
+use tokio::sync::Notify;
+
+pub use delivery::{DeliveryApplied, DeliveryReport, DeliveryStatus};
+pub use replies::{InboundReply, Keyword};
+
+use crate::authoring::AuthoringHandle;
+use crate::domain::{Channel, Customer, CustomerDoc};
+use crate::metrics as m;
+use crate::outbox::Fallback;
+use crate::render::Part;
+use crate::store::{Store, StoreError};
+
+/// The template a HELP reply is answered from: `templates/sms-help/sms[.<locale>].hbs`, given
+/// `customer` (the sender's record, when one has the number).
+pub const HELP_TEMPLATE: &str = "sms-help";
+
+/// What HELP is answered with when the template is missing or fails: still an answer carriers
+/// accept, naming the two keywords that matter.
+const HELP_WITHOUT_TEMPLATE: &str =
+    "You get delivery and order updates from us by text. Reply STOP to stop them, START to get them again.";
+
+/// Acts on receipts and replies.
+#[derive(Clone)]
+pub struct Feedback {
+    store: Arc<dyn Store>,
+    fallback: Fallback,
+    authoring: AuthoringHandle,
+    /// Woken when a receipt moves an outreach to its next channel, which is due at once.
+    dispatcher: Arc<Notify>,
+}
+
+impl Feedback {
+    /// Uses the rules and templates in force (a reload applies at once).
+    pub fn new(
+        store: Arc<dyn Store>,
+        fallback: Fallback,
+        authoring: AuthoringHandle,
+        dispatcher: Arc<Notify>,
+    ) -> Self {
+        Feedback {
+            store,
+            fallback,
+            authoring,
+            dispatcher,
+        }
+    }
+
+    /// Records a receipt. One that says the message will never arrive moves the outreach to
+    /// its rule's next usable channel (rendered there now, the same key and discount code), or
+    /// fails it when none is left.
+    pub async fn delivery(&self, report: &DeliveryReport) -> Result<DeliveryApplied, StoreError> {
+        let target = self
+            .store
+            .delivery_target(report.gateway, &report.provider_id)
+            .await?;
+        let applied = match target {
+            None => DeliveryApplied::Unmatched,
+            Some(target) => {
+                // Rendered before the transaction, and only when it can matter.
+                let switch = if report.status.is_failure()
+                    && target.carries
+                    && target.moved_by(report.status)
+                {
+                    match self.fallback.next(&target.message).await {
+                        Ok(switch) => switch,
+                        Err(reason) => {
+                            tracing::error!(key = %target.message.key, %reason, "No fallback channel could be prepared.");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                let applied = self
+                    .store
+                    .record_delivery(report, &target, switch.as_ref())
+                    .await?;
+                let message = &target.message;
+                if matches!(
+                    applied,
+                    DeliveryApplied::Recorded
+                        | DeliveryApplied::FellBack(_)
+                        | DeliveryApplied::Failed
+                ) {
+                    counter!(m::DELIVERIES, "rule" => message.rule_id.clone(), "channel" => report.channel.as_str(), "status" => report.status.as_str())
+                        .increment(1);
+                }
+                match &applied {
+                    DeliveryApplied::FellBack(channel) => {
+                        counter!(m::OUTREACH, "rule" => message.rule_id.clone(), "channel" => channel.as_str(), "status" => "fallback")
+                            .increment(1);
+                        tracing::info!(key = %message.key, from = %report.channel, to = %channel, error = report.error.as_deref().unwrap_or_default(), "Not delivered; moving to the next channel.");
+                        self.dispatcher.notify_one();
+                    }
+                    DeliveryApplied::Failed => {
+                        tracing::info!(key = %message.key, channel = %report.channel, error = report.error.as_deref().unwrap_or_default(), "Not delivered, and no channel is left.");
+                    }
+                    _ => {}
+                }
+                applied
+            }
+        };
+        counter!(m::RECEIPTS, "gateway" => report.gateway, "result" => applied.as_str())
+            .increment(1);
+        tracing::debug!(gateway = report.gateway, provider_id = %report.provider_id, status = report.status.as_str(), result = applied.as_str(), "Receipt.");
+        Ok(applied)
+    }
+
+    /// Records a reply and does what its keyword asks for every customer with the sender's
+    /// number; returns the text to answer with (HELP), if any.
+    pub async fn reply(&self, reply: &InboundReply) -> Result<Option<String>, StoreError> {
+        let customers = self.store.customers_with_phone(&reply.from).await?;
+        let ids: Vec<String> = customers.iter().filter_map(customer_id).collect();
+        let keyword = Keyword::of(&reply.body);
+        let fresh = self.store.record_reply(reply, keyword, &ids).await?;
+        if fresh {
+            counter!(m::REPLIES, "channel" => reply.channel.as_str(), "keyword" => keyword.as_str())
+                .increment(1);
+            tracing::info!(
+                from = %crate::telemetry::mask_phone(&reply.from),
+                customers = ?ids,
+                keyword = keyword.as_str(),
+                "Reply received."
+            );
+        }
+        Ok(match keyword {
+            Keyword::Help => Some(self.help(customers.first())),
+            Keyword::Stop | Keyword::Start | Keyword::Other => None,
+        })
+    }
+
+    /// The HELP answer in the customer's language.
+    fn help(&self, customer: Option<&CustomerDoc>) -> String {
+        let authoring = Arc::clone(&self.authoring.borrow());
+        let locale = customer
+            .and_then(|doc| Customer::from_doc(doc).ok())
+            .and_then(|c| c.locale);
+        let context = json!({ "customer": customer.map(CustomerDoc::as_value) });
+        match authoring
+            .templates
+            .render(HELP_TEMPLATE, Channel::Sms, locale.as_ref(), context)
+        {
+            Ok(mut parts) => match parts.take(Part::Sms) {
+                Some(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                _ => HELP_WITHOUT_TEMPLATE.to_owned(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "HELP answered with the built-in text: the sms-help template could not be rendered.");
+                HELP_WITHOUT_TEMPLATE.to_owned()
+            }
+        }
+    }
+}
+
+fn customer_id(doc: &CustomerDoc) -> Option<String> {
+    doc.as_object()
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
