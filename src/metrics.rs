@@ -48,6 +48,9 @@ pub const DELIVERIES: &str = "forewarn_deliveries_total";
 pub const RECEIPTS: &str = "forewarn_receipts_total";
 /// Customers' replies, by `channel` and `keyword` (`stop`, `start`, `help`, `other`).
 pub const REPLIES: &str = "forewarn_replies_total";
+/// Opt-outs customers sent back, by `channel`, `scope` and `source` (`reply`, `one_click`,
+/// or the provider's event: `spamreport`, `unsubscribe`, `group_unsubscribe`).
+pub const OPT_OUTS: &str = "forewarn_opt_outs_total";
 /// Discount codes redeemed through the HTTP API.
 pub const DISCOUNT_CODES_REDEEMED: &str = "forewarn_discount_codes_redeemed_total";
 
@@ -172,6 +175,10 @@ fn describe() {
     );
     describe_counter!(RECEIPTS, "Receipts received, by gateway and result.");
     describe_counter!(REPLIES, "Customers' replies, by channel and keyword.");
+    describe_counter!(
+        OPT_OUTS,
+        "Opt-outs customers sent back, by channel, scope and source."
+    );
     describe_counter!(
         FANOUT_CUSTOMERS,
         "Customers an incident's fan-out decided, by kind (started, escalated, resolved)."

@@ -39,5 +39,8 @@ CREATE TABLE replies (
 );
 CREATE INDEX replies_by_customer ON replies (customer_id, received_at);
 
+-- SendGrid's events name the outreach by its key.
+CREATE INDEX outbox_by_key ON outbox (idempotency_key);
+
 -- A reply names a phone number, not a customer.
 CREATE INDEX customers_by_phone ON customers ((doc::jsonb ->> 'phone'));

@@ -268,6 +268,10 @@ pub async fn start_on(
                 .map_err(anyhow::Error::msg)
                 .context("Failed to set up Twilio's webhooks")?
                 .map(Arc::new),
+            sendgrid: crate::feedback::sendgrid::SendgridWebhook::from_settings(&settings)
+                .map_err(anyhow::Error::msg)
+                .context("Failed to set up SendGrid's event webhook")?
+                .map(Arc::new),
         };
         let http_shutdown: Shutdown = shutdown.clone();
         tasks.push((

@@ -135,6 +135,10 @@ impl OptOuts {
     }
 }
 
+/// The record's field forewarn writes when mail to the customer bounces: the address that
+/// bounced. It stays unusable while the record still gives it; a new address is used at once.
+pub const BOUNCED_EMAIL: &str = "bounced_email";
+
 /// A typed view of a [`CustomerDoc`]: what forewarn needs to reach the customer.
 #[derive(Debug, Clone)]
 pub struct Customer {
@@ -146,8 +150,11 @@ pub struct Customer {
     pub locale: Option<Locale>,
     /// Time zone for dates and quiet hours.
     pub timezone: Option<TimeZoneName>,
-    /// E-mail address.
+    /// E-mail address; none while the one on record is the one that bounced.
     pub email: Option<EmailAddress>,
+    /// The address on record bounced ([`BOUNCED_EMAIL`]): no e-mail until the record gives
+    /// another.
+    pub email_bounced: bool,
     /// Mobile number.
     pub phone: Option<PhoneE164>,
     /// App tokens.
@@ -193,12 +200,18 @@ impl Customer {
                 field: format!("customer.{}", e.path()),
                 message: e.inner().to_string(),
             })?;
+        let bounced = doc.as_object().get(BOUNCED_EMAIL).and_then(Value::as_str);
+        let email_bounced = view
+            .email
+            .as_ref()
+            .is_some_and(|e| Some(e.as_str()) == bounced);
         Ok(Customer {
             id: view.id,
             name: view.name,
             locale: view.locale,
             timezone: view.timezone,
-            email: view.email,
+            email: view.email.filter(|_| !email_bounced),
+            email_bounced,
             phone: view.phone,
             push_tokens: view.push_tokens,
             channels: view.channels,

@@ -27,7 +27,7 @@ pub use channel::{Category, Channel};
 pub use contact::{
     CustomerId, EmailAddress, EntityId, Locale, Money, PhoneE164, PushToken, TimeZoneName,
 };
-pub use customer::{Consent, Customer, CustomerDoc, OptOuts};
+pub use customer::{Consent, Customer, CustomerDoc, OptOuts, BOUNCED_EMAIL};
 pub use event::{CloudEvent, EnvelopeError, EventKey, EventType};
 pub use history::{
     day_number, shared_experience_span, DayCount, Dimension, Experience, ExperienceKind,

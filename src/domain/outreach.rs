@@ -109,6 +109,9 @@ pub enum AddressEffect {
     OptedOut,
     /// These push tokens no longer exist (FCM `UNREGISTERED`): removed from the customer.
     Gone(Vec<String>),
+    /// Mail to the address bounced: it is marked on the customer (`bounced_email`) and not
+    /// used again until the record gives another.
+    Bounced,
 }
 
 impl std::fmt::Display for AddressEffect {
@@ -118,6 +121,7 @@ impl std::fmt::Display for AddressEffect {
             AddressEffect::Gone(tokens) => {
                 write!(f, "{} push token(s) no longer exist", tokens.len())
             }
+            AddressEffect::Bounced => f.write_str("the address bounced"),
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{AddressEffect, Channel};
+use crate::domain::{AddressEffect, Channel, IdempotencyKey, OptOutScope};
 
 /// How far a message got, as a provider's receipt reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +74,8 @@ pub struct DeliveryReport {
     pub gateway: &'static str,
     /// The channel that gateway carries.
     pub channel: Channel,
-    /// The provider's id of the message (Twilio's `MessageSid`).
-    pub provider_id: String,
+    /// Which message it is about.
+    pub message: MessageRef,
     /// The provider's id of this receipt, the same on a repeat: receipts are kept once each.
     pub receipt_id: String,
     /// What it says.
@@ -84,6 +84,45 @@ pub struct DeliveryReport {
     pub error: Option<String>,
     /// What the failure says about the address, when it says something lasting.
     pub effect: Option<AddressEffect>,
+    /// When forewarn received it.
+    pub at: DateTime<Utc>,
+}
+
+/// How a provider names the message a receipt is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageRef {
+    /// Its own id for it, as the gateway recorded it when the message was taken (Twilio's
+    /// `MessageSid`).
+    ProviderId(String),
+    /// Forewarn's outreach key, which the gateway handed over with the message (SendGrid's
+    /// `custom_args.outreach_key`).
+    Key(IdempotencyKey),
+}
+
+impl std::fmt::Display for MessageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageRef::ProviderId(id) => write!(f, "provider id {id}"),
+            MessageRef::Key(key) => write!(f, "outreach key {key}"),
+        }
+    }
+}
+
+/// An opt-out a provider reports (a spam report, an unsubscribe link its own footer carried).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptOutReport {
+    /// The gateway that sent the message it is about.
+    pub gateway: &'static str,
+    /// The message, whose customer opts out.
+    pub message: MessageRef,
+    /// The provider's id of this report: a repeat changes nothing.
+    pub receipt_id: String,
+    /// What the provider called it (`spamreport`, `unsubscribe`, …).
+    pub event: String,
+    /// The channel opted out of.
+    pub channel: Channel,
+    /// Of what.
+    pub scope: OptOutScope,
     /// When forewarn received it.
     pub at: DateTime<Utc>,
 }

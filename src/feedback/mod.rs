@@ -12,6 +12,7 @@
 
 mod delivery;
 mod replies;
+pub mod sendgrid;
 pub mod twilio;
 
 use std::sync::Arc;
@@ -20,15 +21,35 @@ use metrics::counter;
 use serde_json::json;
 use tokio::sync::Notify;
 
-pub use delivery::{DeliveryApplied, DeliveryReport, DeliveryStatus};
+pub use delivery::{DeliveryApplied, DeliveryReport, DeliveryStatus, MessageRef, OptOutReport};
+
+/// Why a provider's request was refused (403), for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No `http.public_url`: the URL the provider signed cannot be known.
+    #[error("http.public_url is not set, so the URL the provider signed is unknown")]
+    NoPublicUrl,
+    /// No signature (or timestamp) header.
+    #[error("the request is not signed")]
+    Unsigned,
+    /// The signature does not match what was sent.
+    #[error("the signature does not match the request")]
+    BadSignature,
+    /// Signed too long ago (or in the future): perhaps a replay.
+    #[error("the signed timestamp is more than 10 minutes away from now")]
+    Stale,
+    /// Signed, but for another account.
+    #[error("the request is for another account")]
+    OtherAccount,
+}
 pub use replies::{InboundReply, Keyword};
 
 use crate::authoring::AuthoringHandle;
-use crate::domain::{Channel, Customer, CustomerDoc};
+use crate::domain::{Channel, Customer, CustomerDoc, OptOutScope};
 use crate::metrics as m;
 use crate::outbox::Fallback;
 use crate::render::Part;
-use crate::store::{Store, StoreError};
+use crate::store::{ReceiptRef, Store, StoreError};
 
 /// The template a HELP reply is answered from: `templates/sms-help/sms[.<locale>].hbs`, given
 /// `customer` (the sender's record, when one has the number).
@@ -71,7 +92,7 @@ impl Feedback {
     pub async fn delivery(&self, report: &DeliveryReport) -> Result<DeliveryApplied, StoreError> {
         let target = self
             .store
-            .delivery_target(report.gateway, &report.provider_id)
+            .delivery_target(report.gateway, &report.message)
             .await?;
         let applied = match target {
             None => DeliveryApplied::Unmatched,
@@ -122,8 +143,50 @@ impl Feedback {
         };
         counter!(m::RECEIPTS, "gateway" => report.gateway, "result" => applied.as_str())
             .increment(1);
-        tracing::debug!(gateway = report.gateway, provider_id = %report.provider_id, status = report.status.as_str(), result = applied.as_str(), "Receipt.");
+        tracing::debug!(gateway = report.gateway, message = %report.message, status = report.status.as_str(), result = applied.as_str(), "Receipt.");
         Ok(applied)
+    }
+
+    /// Records an opt-out a provider reports for the customer of the message it names; `false`
+    /// when the message is unknown or the report a repeat.
+    pub async fn opt_out(&self, report: &OptOutReport) -> Result<bool, StoreError> {
+        let target = self
+            .store
+            .delivery_target(report.gateway, &report.message)
+            .await?;
+        let recorded = match &target {
+            None => None,
+            Some(target) => {
+                let receipt = ReceiptRef {
+                    provider: report.gateway,
+                    receipt_id: &report.receipt_id,
+                    status: &report.event,
+                    target,
+                };
+                let customer = &target.message.customer_id;
+                let fresh = self
+                    .store
+                    .record_opt_out(
+                        customer,
+                        report.channel,
+                        report.scope,
+                        report.at,
+                        Some(&receipt),
+                    )
+                    .await?;
+                if fresh {
+                    opted_out(customer, report.channel, report.scope, &report.event);
+                }
+                Some(fresh)
+            }
+        };
+        let result = match recorded {
+            None => "unmatched",
+            Some(true) => "opted_out",
+            Some(false) => "repeat",
+        };
+        counter!(m::RECEIPTS, "gateway" => report.gateway, "result" => result).increment(1);
+        Ok(recorded == Some(true))
     }
 
     /// Records a reply and does what its keyword asks for every customer with the sender's
@@ -136,6 +199,11 @@ impl Feedback {
         if fresh {
             counter!(m::REPLIES, "channel" => reply.channel.as_str(), "keyword" => keyword.as_str())
                 .increment(1);
+            if keyword == Keyword::Stop {
+                for id in &ids {
+                    opted_out(id, reply.channel, OptOutScope::All, "reply");
+                }
+            }
             tracing::info!(
                 from = %crate::telemetry::mask_phone(&reply.from),
                 customers = ?ids,
@@ -170,6 +238,13 @@ impl Feedback {
             }
         }
     }
+}
+
+/// Counts and logs an opt-out `source` recorded.
+fn opted_out(customer: &str, channel: Channel, scope: OptOutScope, source: &str) {
+    counter!(m::OPT_OUTS, "channel" => channel.as_str(), "scope" => scope.as_str(), "source" => source.to_owned())
+        .increment(1);
+    tracing::info!(customer, %channel, scope = scope.as_str(), source, "Opted out.");
 }
 
 fn customer_id(doc: &CustomerDoc) -> Option<String> {

@@ -10,7 +10,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use ring::hmac;
 
-use super::{DeliveryReport, DeliveryStatus, InboundReply};
+use super::{DeliveryReport, DeliveryStatus, InboundReply, MessageRef, Refusal};
 use crate::domain::{AddressEffect, Channel};
 use crate::gateway::{GatewayConfig, TwilioConfig};
 use crate::http::PublicUrl;
@@ -29,23 +29,6 @@ pub struct TwilioWebhooks {
     key: hmac::Key,
     account_sid: String,
     public_url: Option<PublicUrl>,
-}
-
-/// Why a request was refused (403), for the log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// No `http.public_url`: the URL Twilio signed cannot be known.
-    #[error("http.public_url is not set, so the URL Twilio signed is unknown")]
-    NoPublicUrl,
-    /// No signature header.
-    #[error("no X-Twilio-Signature header")]
-    Unsigned,
-    /// The signature does not match the URL and parameters.
-    #[error("the X-Twilio-Signature does not match the URL and parameters")]
-    BadSignature,
-    /// Signed, but for another account.
-    #[error("the request is for another Twilio account")]
-    OtherAccount,
 }
 
 impl TwilioWebhooks {
@@ -150,7 +133,7 @@ pub fn status_report(
     Ok(Some(DeliveryReport {
         gateway: "twilio",
         channel: Channel::Sms,
-        provider_id: sid.to_owned(),
+        message: MessageRef::ProviderId(sid.to_owned()),
         receipt_id: format!("{sid}/{raw}"),
         status,
         error,

@@ -35,6 +35,11 @@ pub struct SendgridConfig {
     /// Marketing mail is refused without it.
     #[serde(default)]
     pub unsubscribe_url: Option<String>,
+    /// The verification key of SendGrid's signed Event Webhook (base64, as its settings page
+    /// shows it; a public key, so not a secret). With it, forewarn takes the webhook's events
+    /// at `/v1/receipts/sendgrid`; without it that endpoint is not served.
+    #[serde(default)]
+    pub event_webhook_public_key: Option<String>,
     /// A request not answered in this time is retried.
     #[serde(
         default = "crate::gateway::settings::default_timeout",

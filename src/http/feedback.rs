@@ -2,10 +2,11 @@
 //! API token (`feedback::twilio`), and refused with 403 when the signature does not match:
 //!
 //! - `POST /v1/receipts/twilio`: status callbacks → 200 (an unknown message is ignored);
-//! - `POST /v1/inbound/twilio`: a customer's SMS → 200 with TwiML, a message for HELP.
+//! - `POST /v1/inbound/twilio`: a customer's SMS → 200 with TwiML, a message for HELP;
+//! - `POST /v1/receipts/sendgrid`: the Event Webhook's array → 200 once every event is kept.
 //!
-//! 404 when SMS does not go through Twilio, 400 for a signed request missing a field, 503
-//! when the database is unavailable (the provider retries).
+//! 404 when the provider is not configured, 400 for a signed request missing a field, 503
+//! when the database is unavailable (the provider retries; repeats change nothing).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::HttpState;
+use crate::feedback::sendgrid::{self, EmailEvent};
 use crate::feedback::twilio::{self, TwilioWebhooks};
 
 pub(super) async fn twilio_receipt(
@@ -67,6 +69,43 @@ pub(super) async fn twilio_inbound(
     }
 }
 
+pub(super) async fn sendgrid_events(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(webhook) = state.sendgrid.as_ref() else {
+        return not_configured(
+            "e-mail does not go through SendGrid with an event_webhook_public_key here",
+        );
+    };
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(refusal) = webhook.verify(
+        header(sendgrid::SIGNATURE_HEADER),
+        header(sendgrid::TIMESTAMP_HEADER),
+        &body,
+        Utc::now(),
+    ) {
+        return forbidden("SendGrid", &refusal);
+    }
+    let events = match sendgrid::events(&body, Utc::now()) {
+        Ok(events) => events,
+        Err(e) => return bad_request(&e),
+    };
+    for event in &events {
+        let done = match event {
+            EmailEvent::Delivery(report) => state.feedback.delivery(report).await.map(|_| ()),
+            EmailEvent::OptOut(report) => state.feedback.opt_out(report).await.map(|_| ()),
+            EmailEvent::Ignored => Ok(()),
+        };
+        // SendGrid posts the whole array again; what was kept is a repeat then.
+        if let Err(e) = done {
+            return unavailable(&e);
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
 /// The form parameters of a request Twilio signed; else the answer to give.
 fn signed_by_twilio(
     state: &HttpState,
@@ -75,14 +114,9 @@ fn signed_by_twilio(
     body: &[u8],
 ) -> Result<Vec<(String, String)>, Box<Response>> {
     let Some(webhooks): Option<&Arc<TwilioWebhooks>> = state.twilio.as_ref() else {
-        return Err(Box::new(
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({"status": "not_configured",
-                            "error": "SMS does not go through Twilio here ([gateways.sms] kind)"})),
-            )
-                .into_response(),
-        ));
+        return Err(Box::new(not_configured(
+            "SMS does not go through Twilio here ([gateways.sms] kind)",
+        )));
     };
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|e| Box::new(bad_request(&format!("not a form: {e}"))))?;
@@ -92,17 +126,25 @@ fn signed_by_twilio(
         .and_then(|v| v.to_str().ok());
     webhooks
         .verify(path, &params, signature)
-        .map_err(|refusal| {
-            tracing::warn!(path, %refusal, "Refused a request claiming to come from Twilio.");
-            Box::new(
-                (
-                    StatusCode::FORBIDDEN,
-                    Json(json!({"status": "forbidden", "error": refusal.to_string()})),
-                )
-                    .into_response(),
-            )
-        })?;
+        .map_err(|refusal| Box::new(forbidden("Twilio", &refusal)))?;
     Ok(params)
+}
+
+fn forbidden(provider: &str, refusal: &crate::feedback::Refusal) -> Response {
+    tracing::warn!(provider, %refusal, "Refused a request claiming to come from a provider.");
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"status": "forbidden", "error": refusal.to_string()})),
+    )
+        .into_response()
+}
+
+fn not_configured(error: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"status": "not_configured", "error": error})),
+    )
+        .into_response()
 }
 
 fn bad_request(error: &str) -> Response {

@@ -45,6 +45,9 @@ pub struct HttpState {
     pub feedback: crate::feedback::Feedback,
     /// Checks Twilio's signatures; `None` when SMS goes through another provider.
     pub twilio: Option<Arc<crate::feedback::twilio::TwilioWebhooks>>,
+    /// Checks SendGrid's signatures; `None` unless e-mail goes through SendGrid with the
+    /// webhook's key configured.
+    pub sendgrid: Option<Arc<crate::feedback::sendgrid::SendgridWebhook>>,
 }
 
 /// The router.
@@ -66,6 +69,10 @@ pub fn router(state: HttpState) -> Router {
         .route(
             crate::feedback::twilio::INBOUND_PATH,
             post(feedback::twilio_inbound),
+        )
+        .route(
+            crate::feedback::sendgrid::EVENTS_PATH,
+            post(feedback::sendgrid_events),
         )
         .route("/openapi.json", get(openapi))
         .with_state(state)

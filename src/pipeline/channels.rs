@@ -192,6 +192,8 @@ pub fn channel_refusal(
     let category = rule.category.with_offer(with_offer);
     if !templates.serves(&rule.template, channel) {
         Some("no template parts")
+    } else if channel == Channel::Email && customer.email_bounced {
+        Some("address bounced")
     } else if !customer.has_address_for(channel) {
         Some("no address")
     } else if opt_outs.blocks(channel, category) {

@@ -4,9 +4,13 @@
 
 use async_trait::async_trait;
 
+use chrono::{DateTime, Utc};
+
 use super::{ChannelSwitch, ClaimedMessage, StoreError};
-use crate::domain::CustomerDoc;
-use crate::feedback::{DeliveryApplied, DeliveryReport, DeliveryStatus, InboundReply, Keyword};
+use crate::domain::{Channel, CustomerDoc, OptOutScope};
+use crate::feedback::{
+    DeliveryApplied, DeliveryReport, DeliveryStatus, InboundReply, Keyword, MessageRef,
+};
 
 /// The attempt a receipt is about, and its outreach as it stands.
 #[derive(Debug, Clone)]
@@ -17,6 +21,8 @@ pub struct DeliveryTarget {
     pub attempt: u32,
     /// How far its delivery got before this receipt (`DeliveryStatus::rank`).
     pub delivery_rank: Option<i64>,
+    /// The provider's id the attempt recorded.
+    pub provider_id: Option<String>,
     /// The outreach's row now, for rendering its next channel.
     pub message: ClaimedMessage,
     /// The row is still `sent` by this very attempt: the customer was to get this one, so a
@@ -31,14 +37,27 @@ impl DeliveryTarget {
     }
 }
 
+/// A provider's receipt that is not about delivery (an opt-out it reports), kept once.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiptRef<'a> {
+    /// The gateway.
+    pub provider: &'a str,
+    /// The provider's id of it.
+    pub receipt_id: &'a str,
+    /// What it said (`spamreport`, …).
+    pub status: &'a str,
+    /// The attempt it is about.
+    pub target: &'a DeliveryTarget,
+}
+
 /// Receipts and replies.
 #[async_trait]
 pub trait FeedbackStore: Send + Sync {
-    /// The latest attempt through `gateway` that the provider knows as `provider_id`.
+    /// The latest attempt through `gateway` that `message` names and the provider took.
     async fn delivery_target(
         &self,
         gateway: &str,
-        provider_id: &str,
+        message: &MessageRef,
     ) -> Result<Option<DeliveryTarget>, StoreError>;
 
     /// Records `report` against `target`, once (a repeat of its `receipt_id` changes nothing),
@@ -52,6 +71,18 @@ pub trait FeedbackStore: Send + Sync {
         target: &DeliveryTarget,
         switch: Option<&ChannelSwitch>,
     ) -> Result<DeliveryApplied, StoreError>;
+
+    /// Records that `customer_id` opted out of `channel` for `scope` (an `all` is never
+    /// narrowed), with the provider's `receipt` of it when there is one: `false` when that
+    /// receipt was recorded before, and nothing changed.
+    async fn record_opt_out(
+        &self,
+        customer_id: &str,
+        channel: Channel,
+        scope: OptOutScope,
+        at: DateTime<Utc>,
+        receipt: Option<&ReceiptRef<'_>>,
+    ) -> Result<bool, StoreError>;
 
     /// The customers whose record has `phone` (as E.164), by id; at most a hundred.
     async fn customers_with_phone(&self, phone: &str) -> Result<Vec<CustomerDoc>, StoreError>;
@@ -67,8 +98,8 @@ pub trait FeedbackStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-/// [`FeedbackStore`] for a backend's store type (with `pool`, `writer()` and `begin_write()`),
-/// written once in SQL both backends read alike; `$phone` is the backend's expression for a
+/// [`FeedbackStore`] for a backend's store type (with `pool`, `begin_write()` and
+/// `outbox::mark_bounced` beside it), written once in SQL both backends read alike; `$phone` is the backend's expression for a
 /// customer's phone number, the one its `customers_by_phone` index is on.
 macro_rules! feedback_store {
     ($store:ty, phone = $phone:literal) => {
@@ -77,20 +108,35 @@ macro_rules! feedback_store {
             async fn delivery_target(
                 &self,
                 gateway: &str,
-                provider_id: &str,
+                message: &$crate::feedback::MessageRef,
             ) -> Result<Option<$crate::store::DeliveryTarget>, $crate::store::StoreError> {
+                use $crate::feedback::MessageRef;
                 use $crate::store::rows::{claimed_from_row, StoredRow, CLAIMED_COLUMNS};
-                let Some(attempt) = sqlx::query(
-                    "SELECT outbox_id, attempt, delivery_rank FROM attempts \
-                     WHERE provider_id = $1 AND gateway = $2 ORDER BY attempt DESC LIMIT 1",
-                )
-                .bind(provider_id)
-                .bind(gateway)
-                .fetch_optional(&self.pool)
-                .await?
+                let (sql, named) = match message {
+                    MessageRef::ProviderId(id) => (
+                        "SELECT outbox_id, attempt, delivery_rank, provider_id FROM attempts \
+                         WHERE provider_id = $1 AND gateway = $2 \
+                         ORDER BY attempt DESC LIMIT 1",
+                        id.as_str(),
+                    ),
+                    MessageRef::Key(key) => (
+                        "SELECT a.outbox_id, a.attempt, a.delivery_rank, a.provider_id \
+                         FROM outbox o JOIN attempts a ON a.outbox_id = o.id \
+                         WHERE o.idempotency_key = $1 AND a.gateway = $2 \
+                           AND a.outcome IN ('sent', 'reconciled') \
+                         ORDER BY a.attempt DESC LIMIT 1",
+                        key.as_str(),
+                    ),
+                };
+                let Some(attempt) = sqlx::query(sql)
+                    .bind(named)
+                    .bind(gateway)
+                    .fetch_optional(&self.pool)
+                    .await?
                 else {
                     return Ok(None);
                 };
+                let provider_id = attempt.opt_text("provider_id")?;
                 let outbox_id = attempt.int("outbox_id")?;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {CLAIMED_COLUMNS}, status, provider_id FROM outbox WHERE id = $1"
@@ -104,8 +150,10 @@ macro_rules! feedback_store {
                     attempt: u32::try_from(number).unwrap_or(u32::MAX),
                     delivery_rank: attempt.opt_int("delivery_rank")?,
                     carries: row.text("status")? == "sent"
-                        && row.opt_text("provider_id")?.as_deref() == Some(provider_id)
+                        && provider_id.is_some()
+                        && row.opt_text("provider_id")? == provider_id
                         && row.int("attempts")? == number,
+                    provider_id,
                     message: claimed_from_row(&row)?,
                 }))
             }
@@ -166,6 +214,10 @@ macro_rules! feedback_store {
                 }
                 let mut applied = DeliveryApplied::Recorded;
                 if report.status.is_failure() {
+                    if report.effect == Some($crate::domain::AddressEffect::Bounced) {
+                        // The backend's own statement, under the lock its intake takes.
+                        super::outbox::mark_bounced(&mut tx, target.outbox_id).await?;
+                    }
                     if report.effect == Some($crate::domain::AddressEffect::OptedOut) {
                         sqlx::query(
                             "INSERT INTO opt_outs (customer_id, channel, scope, at) \
@@ -208,7 +260,7 @@ macro_rules! feedback_store {
                                  AND other.channel = $4)"
                         )))
                         .bind(target.outbox_id)
-                        .bind(&report.provider_id)
+                        .bind(&target.provider_id)
                         .bind(i64::from(target.attempt))
                         .bind(switch.channel.as_str())
                         .bind(content)
@@ -229,7 +281,7 @@ macro_rules! feedback_store {
                              updated_at = $5 WHERE {carries}"
                         )))
                         .bind(target.outbox_id)
-                        .bind(&report.provider_id)
+                        .bind(&target.provider_id)
                         .bind(i64::from(target.attempt))
                         .bind(&why)
                         .bind(at)
@@ -243,6 +295,51 @@ macro_rules! feedback_store {
                 }
                 tx.commit().await?;
                 Ok(applied)
+            }
+
+            async fn record_opt_out(
+                &self,
+                customer_id: &str,
+                channel: $crate::domain::Channel,
+                scope: $crate::domain::OptOutScope,
+                at: chrono::DateTime<chrono::Utc>,
+                receipt: Option<&$crate::store::ReceiptRef<'_>>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let at = $crate::store::millis(at);
+                let mut tx = self.begin_write().await?;
+                if let Some(receipt) = receipt {
+                    let fresh = sqlx::query(
+                        "INSERT INTO receipts (provider, receipt_id, outbox_id, attempt, \
+                         status, received_at, applied) VALUES ($1, $2, $3, $4, $5, $6, 1) \
+                         ON CONFLICT (provider, receipt_id) DO NOTHING",
+                    )
+                    .bind(receipt.provider)
+                    .bind(receipt.receipt_id)
+                    .bind(receipt.target.outbox_id)
+                    .bind(i64::from(receipt.target.attempt))
+                    .bind(receipt.status)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if fresh == 0 {
+                        return Ok(false);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO opt_outs (customer_id, channel, scope, at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id, channel) \
+                     DO UPDATE SET scope = excluded.scope, at = excluded.at \
+                     WHERE opt_outs.scope = 'marketing' AND excluded.scope = 'all'",
+                )
+                .bind(customer_id)
+                .bind(channel.as_str())
+                .bind(scope.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn customers_with_phone(

@@ -240,7 +240,7 @@ async fn a_request_twilio_did_not_sign_as_documented_is_refused_and_changes_noth
     assert!(app.sandbox("email").is_empty());
     assert!(app.db.opt_outs().await.is_empty());
     assert!(
-        app.logged("Refused a request claiming to come from Twilio")
+        app.logged("Refused a request claiming to come from a provider")
             .len()
             >= 5
     );

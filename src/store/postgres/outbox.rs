@@ -404,14 +404,9 @@ async fn learn_addresses(
 ) -> Result<(), StoreError> {
     for a in attempts {
         let Some(effect) = &a.effect else { continue };
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('customer:' || customer_id, 0)) \
-             FROM outbox WHERE id = $1",
-        )
-        .bind(a.outbox_id)
-        .execute(&mut **tx)
-        .await?;
+        lock_customer_of(tx, a.outbox_id).await?;
         match effect {
+            AddressEffect::Bounced => mark_bounced(tx, a.outbox_id).await?,
             AddressEffect::Gone(tokens) => {
                 sqlx::query(
                     "UPDATE customers SET doc = jsonb_set(doc::jsonb, '{push_tokens}', \
@@ -442,6 +437,40 @@ async fn learn_addresses(
             }
         }
     }
+    Ok(())
+}
+
+/// Takes the lock intake holds while it rewrites the record of the customer of outbox row `id`.
+async fn lock_customer_of(
+    tx: &mut Transaction<'static, Postgres>,
+    id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('customer:' || customer_id, 0)) \
+         FROM outbox WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks the address the message of outbox row `id` went to as bounced on its customer's
+/// record (`domain::customer::BOUNCED_EMAIL`), under the customer's lock: no e-mail goes to it
+/// again.
+pub(super) async fn mark_bounced(
+    tx: &mut Transaction<'static, Postgres>,
+    id: i64,
+) -> Result<(), StoreError> {
+    lock_customer_of(tx, id).await?;
+    sqlx::query(
+        "UPDATE customers SET doc = (doc::jsonb || jsonb_build_object('bounced_email', \
+           (SELECT content::jsonb ->> 'to' FROM outbox WHERE id = $1)))::text \
+         WHERE id = (SELECT customer_id FROM outbox WHERE id = $1)",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

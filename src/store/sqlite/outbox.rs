@@ -266,6 +266,12 @@ impl OutboxStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        for a in attempts
+            .iter()
+            .filter(|a| a.effect == Some(AddressEffect::Bounced))
+        {
+            mark_bounced(&mut tx, a.outbox_id).await?;
+        }
         // A recipient who refused the channel at the provider (STOP) is opted out of it, in
         // the same transaction as the attempt that learnt it: no later outreach tries it. The
         // channel is the attempt's: the row may already have moved on to its fallback.
@@ -290,6 +296,23 @@ impl OutboxStore for SqliteStore {
 }
 
 crate::store::outbox::outbox_reads!(SqliteStore);
+
+/// Marks the address the message of outbox row `id` went to as bounced on its customer's
+/// record (`domain::customer::BOUNCED_EMAIL`): no e-mail goes to it again.
+pub(super) async fn mark_bounced(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE customers SET doc = json_set(doc, '$.bounced_email', \
+           (SELECT json_extract(content, '$.to') FROM outbox WHERE id = ?1)) \
+         WHERE id = (SELECT customer_id FROM outbox WHERE id = ?1)",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// Splits `attempts` into those whose claim is still held (the row `sending` under the claimed
 /// attempt number) and the outbox ids of the rest.
