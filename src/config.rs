@@ -200,7 +200,12 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
+        // Forewarn's own default secret variables share the prefix; they are not settings.
+        figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&[
+            "config",
+            "webhook_secret",
+            "unsubscribe_secret",
+        ]))
     }
 
     /// The sandbox gateway's folder.

@@ -71,9 +71,7 @@ pub fn load(settings: &Settings) -> Result<Authoring, Vec<String>> {
 /// risk model is replaced by the embedded one).
 pub fn load_partial(settings: &Settings) -> (Authoring, Vec<String>) {
     let (templates, template_errors) = Templates::load_partial(&settings.paths.templates);
-    let templates = templates
-        .with_default_locale(settings.render.default_locale.clone())
-        .with_korean_ad_label(settings.render.korean_ad_label());
+    let templates = configured(templates, settings);
     let mut problems: Vec<String> = template_errors.iter().map(ToString::to_string).collect();
     let (rules, rule_errors) = RuleSet::load_partial(&settings.paths.rules, &templates);
     problems.extend(rule_errors.iter().map(ToString::to_string));
@@ -93,10 +91,24 @@ pub fn load_partial(settings: &Settings) -> (Authoring, Vec<String>) {
 /// The templates alone, configured as forewarn renders them (default locale, the Korean
 /// advertising label): for `preview`, which needs no rules.
 pub fn load_templates(settings: &Settings) -> Result<Templates, Vec<String>> {
-    Ok(Templates::load(&settings.paths.templates)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?
+    let templates = Templates::load(&settings.paths.templates)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    Ok(configured(templates, settings))
+}
+
+/// Templates rendering as forewarn renders them: the default locale, the Korean advertising
+/// label, and `links.unsubscribe` when forewarn serves the links (a missing secret is refused
+/// at start, by `run`; a tool without it renders no link).
+fn configured(templates: Templates, settings: &Settings) -> Templates {
+    templates
         .with_default_locale(settings.render.default_locale.clone())
-        .with_korean_ad_label(settings.render.korean_ad_label()))
+        .with_korean_ad_label(settings.render.korean_ad_label())
+        .with_unsubscribe(
+            crate::feedback::UnsubscribeLinks::from_settings(settings)
+                .ok()
+                .flatten()
+                .map(Arc::new),
+        )
 }
 
 /// The set in use; cheap to clone, read once per batch.

@@ -131,6 +131,12 @@ pub async fn start_on(
 ) -> Result<Running, StartError> {
     let authoring = load_authoring(&settings).map_err(StartError::Authoring)?;
     let policy = settings.policy().map_err(anyhow::Error::from)?;
+    // Secrets are read before anything connects: a missing one stops forewarn at once.
+    let providers = ProviderWebhooks::from_settings(&settings)?;
+    let unsubscribe = crate::feedback::UnsubscribeLinks::from_settings(&settings)
+        .map_err(anyhow::Error::msg)
+        .context("Failed to set up one-click unsubscribe links")?
+        .map(Arc::new);
     tracing::info!(
         rules = authoring.rules.len(),
         templates = authoring.templates.names().count(),
@@ -217,6 +223,7 @@ pub async fn start_on(
             wake,
         )
         .with_quiet_hours(policy.quiet.clone())
+        .with_unsubscribe(unsubscribe.clone())
         .with_clock(clock)
         .with_readiness(readiness.clone());
         let dispatcher_shutdown = shutdown.clone();
@@ -264,14 +271,9 @@ pub async fn start_on(
             api_token,
             announcer: announcer(&settings, js.clone()),
             feedback,
-            twilio: crate::feedback::twilio::TwilioWebhooks::from_settings(&settings)
-                .map_err(anyhow::Error::msg)
-                .context("Failed to set up Twilio's webhooks")?
-                .map(Arc::new),
-            sendgrid: crate::feedback::sendgrid::SendgridWebhook::from_settings(&settings)
-                .map_err(anyhow::Error::msg)
-                .context("Failed to set up SendGrid's event webhook")?
-                .map(Arc::new),
+            twilio: providers.twilio,
+            sendgrid: providers.sendgrid,
+            unsubscribe,
         };
         let http_shutdown: Shutdown = shutdown.clone();
         tasks.push((
@@ -345,4 +347,25 @@ pub(super) async fn execute(config: Option<&Path>, log_json: bool) -> anyhow::Re
     running.wait(shutdown::signal()).await?;
     tracing::info!("Forewarn stopped.");
     Ok(())
+}
+
+/// What checks the signatures of providers' receipts and replies.
+struct ProviderWebhooks {
+    twilio: Option<Arc<crate::feedback::twilio::TwilioWebhooks>>,
+    sendgrid: Option<Arc<crate::feedback::sendgrid::SendgridWebhook>>,
+}
+
+impl ProviderWebhooks {
+    fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(ProviderWebhooks {
+            twilio: crate::feedback::twilio::TwilioWebhooks::from_settings(settings)
+                .map_err(anyhow::Error::msg)
+                .context("Failed to set up Twilio's webhooks")?
+                .map(Arc::new),
+            sendgrid: crate::feedback::sendgrid::SendgridWebhook::from_settings(settings)
+                .map_err(anyhow::Error::msg)
+                .context("Failed to set up SendGrid's event webhook")?
+                .map(Arc::new),
+        })
+    }
 }

@@ -14,6 +14,7 @@ mod delivery;
 mod replies;
 pub mod sendgrid;
 pub mod twilio;
+mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -43,13 +44,17 @@ pub enum Refusal {
     OtherAccount,
 }
 pub use replies::{InboundReply, Keyword};
+pub use unsubscribe::{
+    UnsubscribeLinks, Unsubscription, DEFAULT_SECRET_ENV as UNSUBSCRIBE_SECRET_ENV,
+    PATH_PREFIX as UNSUBSCRIBE_PATH_PREFIX,
+};
 
 use crate::authoring::AuthoringHandle;
 use crate::domain::{Channel, Customer, CustomerDoc, OptOutScope};
 use crate::metrics as m;
 use crate::outbox::Fallback;
 use crate::render::Part;
-use crate::store::{ReceiptRef, Store, StoreError};
+use crate::store::{OptOutRecorded, ReceiptRef, Store, StoreError};
 
 /// The template a HELP reply is answered from: `templates/sms-help/sms[.<locale>].hbs`, given
 /// `customer` (the sender's record, when one has the number).
@@ -147,8 +152,8 @@ impl Feedback {
         Ok(applied)
     }
 
-    /// Records an opt-out a provider reports for the customer of the message it names; `false`
-    /// when the message is unknown or the report a repeat.
+    /// Records an opt-out a provider reports for the customer of the message it names; `true`
+    /// when it changed what the customer receives.
     pub async fn opt_out(&self, report: &OptOutReport) -> Result<bool, StoreError> {
         let target = self
             .store
@@ -164,7 +169,7 @@ impl Feedback {
                     target,
                 };
                 let customer = &target.message.customer_id;
-                let fresh = self
+                let recorded = self
                     .store
                     .record_opt_out(
                         customer,
@@ -174,19 +179,43 @@ impl Feedback {
                         Some(&receipt),
                     )
                     .await?;
-                if fresh {
+                if recorded == OptOutRecorded::Changed {
                     opted_out(customer, report.channel, report.scope, &report.event);
                 }
-                Some(fresh)
+                Some(recorded)
             }
         };
         let result = match recorded {
             None => "unmatched",
-            Some(true) => "opted_out",
-            Some(false) => "repeat",
+            Some(OptOutRecorded::Changed) => "opted_out",
+            Some(OptOutRecorded::Unchanged) => "behind",
+            Some(OptOutRecorded::Repeat) => "repeat",
         };
         counter!(m::RECEIPTS, "gateway" => report.gateway, "result" => result).increment(1);
-        Ok(recorded == Some(true))
+        Ok(recorded == Some(OptOutRecorded::Changed))
+    }
+
+    /// Records what a one-click unsubscribe link asked.
+    pub async fn unsubscribe(&self, asked: &Unsubscription) -> Result<(), StoreError> {
+        let recorded = self
+            .store
+            .record_opt_out(
+                &asked.customer_id,
+                asked.channel,
+                asked.scope,
+                chrono::Utc::now(),
+                None,
+            )
+            .await?;
+        if recorded == OptOutRecorded::Changed {
+            opted_out(&asked.customer_id, asked.channel, asked.scope, "one_click");
+        }
+        Ok(())
+    }
+
+    /// The customer's record, if known (the language of a page shown to them).
+    pub async fn customer(&self, customer_id: &str) -> Result<Option<CustomerDoc>, StoreError> {
+        self.store.customer(customer_id).await
     }
 
     /// Records a reply and does what its keyword asks for every customer with the sender's

@@ -185,6 +185,7 @@ mod tests {
             customer_id: "c",
             category: Category::Transactional,
             content: &content,
+            unsubscribe: None,
         };
         for _ in 0..3 {
             assert!(matches!(

@@ -50,10 +50,31 @@ pub struct OutboundMessage<'a> {
     pub rule_id: &'a str,
     /// The recipient's id (not an address).
     pub customer_id: &'a str,
-    /// Marketing mail carries unsubscribe headers.
+    /// Marketing mail carries unsubscribe headers: a marketing rule's, or any with an offer.
     pub category: Category,
     /// What to send, with the address.
     pub content: &'a MessageContent,
+    /// Forewarn's own one-click unsubscribe link for this message (`http.public_url`), when
+    /// it serves them.
+    pub unsubscribe: Option<&'a str>,
+}
+
+impl OutboundMessage<'_> {
+    /// The `List-Unsubscribe` link of a marketing e-mail (none for service mail): the
+    /// operator's own `unsubscribe_url` (`{key}` replaced) when configured, else forewarn's.
+    /// Marketing mail without either is refused: mailbox providers require the header.
+    pub fn list_unsubscribe(&self, operator_url: Option<&str>) -> Result<Option<String>, String> {
+        if self.category != Category::Marketing {
+            return Ok(None);
+        }
+        match (operator_url, self.unsubscribe) {
+            (Some(url), _) => Ok(Some(url.replace("{key}", self.key.as_str()))),
+            (None, Some(link)) => Ok(Some(link.to_owned())),
+            (None, None) => Err("marketing mail needs a one-click unsubscribe link: set \
+                 http.public_url (forewarn serves the links) or [gateways.email] unsubscribe_url"
+                .into()),
+        }
+    }
 }
 
 /// The provider's proof of acceptance.

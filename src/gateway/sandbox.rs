@@ -243,6 +243,7 @@ mod tests {
             rule_id: "r",
             customer_id: "c",
             content: &content,
+            unsubscribe: None,
         };
         let gateway = SandboxGateway::open(dir.path(), Channel::Sms).unwrap();
         assert!(matches!(gateway.send(&message).await, SendOutcome::Sent(_)));
@@ -286,6 +287,7 @@ mod tests {
                 rule_id: "r",
                 customer_id: "c",
                 content: &content,
+                unsubscribe: None,
             })
             .await
     }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::http::{client, exchange, passing, retry_after};
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::domain::{Category, MessageContent};
+use crate::domain::MessageContent;
 use crate::secrets::secret_from_env;
 
 /// `[gateways.email] kind = "sendgrid"`. The API key is read from the environment variable
@@ -31,8 +31,9 @@ pub struct SendgridConfig {
     pub api_key_env: String,
     /// Sender, `Name <address>` or a bare address, from a domain verified in SendGrid.
     pub from: String,
-    /// One-click unsubscribe URL for marketing mail; `{key}` becomes the outreach key.
-    /// Marketing mail is refused without it.
+    /// The operator's own one-click unsubscribe URL for marketing mail, used instead of
+    /// forewarn's (`http.public_url`); `{key}` becomes the outreach key. Marketing mail is
+    /// refused with neither.
     #[serde(default)]
     pub unsubscribe_url: Option<String>,
     /// The verification key of SendGrid's signed Event Webhook (base64, as its settings page
@@ -133,11 +134,9 @@ fn body(
         "content": content,
         "custom_args": {"outreach_key": message.key.as_str(), "rule": message.rule_id},
     });
-    if message.category == Category::Marketing {
-        let url = unsubscribe_url
-            .ok_or("marketing mail needs [gateways.email] unsubscribe_url (List-Unsubscribe)")?;
+    if let Some(link) = message.list_unsubscribe(unsubscribe_url)? {
         body["headers"] = json!({
-            "List-Unsubscribe": format!("<{}>", url.replace("{key}", message.key.as_str())),
+            "List-Unsubscribe": format!("<{link}>"),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         });
     }
@@ -243,6 +242,7 @@ mod tests {
             rule_id: "shipment-delay-apology",
             customer_id: "c-1001",
             content: &content,
+            unsubscribe: None,
         };
         let body = body(&json!({"email": "care@shop.example"}), None, &message).unwrap();
         assert_eq!(
@@ -303,8 +303,9 @@ mod tests {
             key: &key,
             rule_id: "promo",
             customer_id: "c-1001",
-            category: Category::Marketing,
+            category: crate::domain::Category::Marketing,
             content: &content,
+            unsubscribe: None,
         };
         let from = json!({"email": "care@shop.example"});
         let built = body(&from, Some("https://shop.example/u/{key}"), &message).unwrap();
@@ -318,5 +319,14 @@ mod tests {
         assert!(body(&from, None, &message)
             .unwrap_err()
             .contains("unsubscribe_url"));
+        // Forewarn's own link when the operator has none.
+        let own = OutboundMessage {
+            unsubscribe: Some("https://forewarn.example/u/abc.def"),
+            ..message
+        };
+        assert_eq!(
+            body(&from, None, &own).unwrap()["headers"]["List-Unsubscribe"],
+            "<https://forewarn.example/u/abc.def>"
+        );
     }
 }

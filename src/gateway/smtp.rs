@@ -16,7 +16,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use super::{Gateway, OutboundMessage, Receipt, SendOutcome};
-use crate::domain::{Category, MessageContent};
+use crate::domain::MessageContent;
 use crate::secrets::secret_from_env;
 
 /// `[gateways.email] kind = "smtp"`.
@@ -34,8 +34,9 @@ pub struct SmtpConfig {
     /// Name of the environment variable holding the SMTP password.
     #[serde(default = "SmtpConfig::default_password_env")]
     pub password_env: String,
-    /// One-click unsubscribe URL for marketing mail; `{key}` becomes the outreach key (no
-    /// personal data in the link). Marketing mail is refused without it.
+    /// The operator's own one-click unsubscribe URL for marketing mail, used instead of
+    /// forewarn's (`http.public_url`); `{key}` becomes the outreach key (no personal data in the
+    /// link). Marketing mail is refused with neither.
     #[serde(default)]
     pub unsubscribe_url: Option<String>,
     /// A conversation not finished in this time is retried.
@@ -105,11 +106,7 @@ impl SmtpGateway {
             .to(to)
             .subject(subject.clone())
             .message_id(Some(format!("<{}@{domain}>", message.key)));
-        if message.category == Category::Marketing {
-            let url = self.unsubscribe_url.as_ref().ok_or(
-                "marketing mail needs [gateways.email] unsubscribe_url (List-Unsubscribe)",
-            )?;
-            let link = url.replace("{key}", message.key.as_str());
+        if let Some(link) = message.list_unsubscribe(self.unsubscribe_url.as_deref())? {
             builder = builder
                 .raw_header(HeaderValue::new(
                     HeaderName::new_from_ascii_str("List-Unsubscribe"),

@@ -2,12 +2,14 @@
 //! reachable) and `/metrics` (Prometheus text format); for the shop's checkout, discount codes
 //! under `/v1/discount-codes` (see `offers`); for on-call tooling, incidents under
 //! `/v1/incidents` (see `incidents`); for providers, delivery receipts and customers' replies
-//! under `/v1/receipts/` and `/v1/inbound/` (see `feedback`). `/openapi.json` describes `/v1/`.
+//! under `/v1/receipts/` and `/v1/inbound/` (see `feedback`); for customers, one-click
+//! unsubscribe under `/u/` (see `unsubscribe`). `/openapi.json` describes `/v1/`.
 
 mod feedback;
 mod incidents;
 mod offers;
 mod settings;
+mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -48,6 +50,8 @@ pub struct HttpState {
     /// Checks SendGrid's signatures; `None` unless e-mail goes through SendGrid with the
     /// webhook's key configured.
     pub sendgrid: Option<Arc<crate::feedback::sendgrid::SendgridWebhook>>,
+    /// Reads one-click unsubscribe links; `None` without `http.public_url`.
+    pub unsubscribe: Option<Arc<crate::feedback::UnsubscribeLinks>>,
 }
 
 /// The router.
@@ -73,6 +77,10 @@ pub fn router(state: HttpState) -> Router {
         .route(
             crate::feedback::sendgrid::EVENTS_PATH,
             post(feedback::sendgrid_events),
+        )
+        .route(
+            "/u/{token}",
+            get(unsubscribe::page).post(unsubscribe::one_click),
         )
         .route("/openapi.json", get(openapi))
         .with_state(state)

@@ -22,6 +22,9 @@ pub struct HttpSettings {
     /// the URL it calls, so the signature is checked against this one. Unset: no receipts are
     /// asked for, and the provider endpoints refuse every request.
     pub public_url: Option<PublicUrl>,
+    /// Name of the environment variable holding the secret (32 characters or more) one-click
+    /// unsubscribe links are signed with; needed when `public_url` is set.
+    pub unsubscribe_secret_env: String,
 }
 
 /// [`HttpSettings::public_url`]: an absolute `http(s)` URL, kept without a trailing `/`.
@@ -62,6 +65,7 @@ impl Default for HttpSettings {
             enabled: true,
             api_token_env: None,
             public_url: None,
+            unsubscribe_secret_env: crate::feedback::UNSUBSCRIBE_SECRET_ENV.to_owned(),
         }
     }
 }

@@ -18,6 +18,8 @@ use tokio::time::Instant;
 
 use super::claims::BatchClaims;
 use super::{Fallback, RetryPolicy};
+use crate::domain::{Category, OptOutScope};
+use crate::feedback::UnsubscribeLinks;
 use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
 use crate::outbox::OutboxSettings;
@@ -68,6 +70,8 @@ struct Sender {
     /// What "now" is for what is due and for quiet hours: the wall clock, or the demo's.
     /// Leases stay on the wall clock: they measure time between processes.
     clock: Arc<dyn Clock>,
+    /// Signs the one-click unsubscribe link marketing mail carries, when forewarn serves them.
+    unsubscribe: Option<Arc<UnsubscribeLinks>>,
 }
 
 /// Attempts to record a group of outcomes before leaving them to lease expiry.
@@ -115,6 +119,7 @@ impl Dispatcher {
                 wake,
                 readiness: Readiness::default(),
                 clock: Arc::new(SystemClock),
+                unsubscribe: None,
             }),
             in_flight: JoinSet::new(),
         }
@@ -135,6 +140,15 @@ impl Dispatcher {
         Arc::get_mut(&mut self.sender)
             .expect("the clock is set before dispatching")
             .clock = clock;
+        self
+    }
+
+    /// Gives marketing mail forewarn's own one-click unsubscribe link (`http.public_url`). Set
+    /// before the first batch.
+    pub fn with_unsubscribe(mut self, links: Option<Arc<UnsubscribeLinks>>) -> Self {
+        Arc::get_mut(&mut self.sender)
+            .expect("the links are set before dispatching")
+            .unsubscribe = links;
         self
     }
 
@@ -381,13 +395,23 @@ impl Sender {
             tracing::warn!(key = %message.key, "Not sending: this dispatcher was held up past its claim, and another dispatcher took the message over.");
             return None;
         }
+        // A message carrying a discount is advertising, whatever its rule says.
+        let category = message.category.with_offer(message.offer.is_some());
+        let unsubscribe = self.unsubscribe.as_ref().map(|links| {
+            let scope = match category {
+                Category::Marketing => OptOutScope::Marketing,
+                Category::Transactional => OptOutScope::All,
+            };
+            links.url(&message.customer_id, message.channel, scope)
+        });
         let outcome = gateway
             .send(&OutboundMessage {
                 key: &message.key,
                 rule_id: &message.rule_id,
                 customer_id: &message.customer_id,
-                category: message.category,
+                category,
                 content: &message.content,
+                unsubscribe: unsubscribe.as_deref(),
             })
             .await;
         if let SendOutcome::Unanswered { reason } = &outcome {

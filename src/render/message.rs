@@ -109,6 +109,22 @@ pub fn render_parts(
     if let Some(locale) = locale {
         translate(&mut context, locale);
     }
+    // Per channel: a link from an e-mail unsubscribes from e-mail. A marketing message's link
+    // stops marketing; a service message's stops everything on the channel.
+    let customer = input.doc.as_object().get("id").and_then(Value::as_str);
+    if let (Some(links), Some(customer)) = (templates.unsubscribe(), customer) {
+        let scope = if input.is_marketing() {
+            crate::domain::OptOutScope::Marketing
+        } else {
+            crate::domain::OptOutScope::All
+        };
+        if let Some(map) = context.get_mut("links").and_then(Value::as_object_mut) {
+            map.insert(
+                "unsubscribe".into(),
+                json!(links.url(customer, channel, scope)),
+            );
+        }
+    }
     templates.render(input.template, channel, locale, context)
 }
 

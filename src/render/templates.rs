@@ -148,6 +148,8 @@ pub struct Templates {
     korean_ads: Option<super::KoreanAdLabel>,
     /// Templates with a part handlebars refused (only in a set `load_partial` returned).
     broken: BTreeSet<String>,
+    /// Signs `links.unsubscribe`, when forewarn serves the links (`http.public_url`).
+    unsubscribe: Option<std::sync::Arc<crate::feedback::UnsubscribeLinks>>,
 }
 
 impl Templates {
@@ -174,6 +176,7 @@ impl Templates {
             default_locale: None,
             korean_ads: None,
             broken: BTreeSet::new(),
+            unsubscribe: None,
         };
         let mut errors = Vec::new();
         let at_file = |file: &Path, message: String| TemplateError {
@@ -282,6 +285,21 @@ impl Templates {
     /// The label for advertising SMS to Korean phones, if configured.
     pub fn korean_ad_label(&self) -> Option<&super::KoreanAdLabel> {
         self.korean_ads.as_ref()
+    }
+
+    /// Gives templates `links.unsubscribe`, forewarn's own one-click link for the customer and
+    /// channel being rendered.
+    pub fn with_unsubscribe(
+        mut self,
+        links: Option<std::sync::Arc<crate::feedback::UnsubscribeLinks>>,
+    ) -> Self {
+        self.unsubscribe = links;
+        self
+    }
+
+    /// What signs `links.unsubscribe`, if forewarn serves the links.
+    pub fn unsubscribe(&self) -> Option<&crate::feedback::UnsubscribeLinks> {
+        self.unsubscribe.as_deref()
     }
 
     /// Says which language the files without a locale are written in (`render.default_locale`),

@@ -37,6 +37,17 @@ impl DeliveryTarget {
     }
 }
 
+/// What recording an opt-out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOutRecorded {
+    /// The provider's receipt of it was recorded before: nothing changed.
+    Repeat,
+    /// The customer was already opted out as widely.
+    Unchanged,
+    /// A new opt-out, or a wider one.
+    Changed,
+}
+
 /// A provider's receipt that is not about delivery (an opt-out it reports), kept once.
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiptRef<'a> {
@@ -73,8 +84,7 @@ pub trait FeedbackStore: Send + Sync {
     ) -> Result<DeliveryApplied, StoreError>;
 
     /// Records that `customer_id` opted out of `channel` for `scope` (an `all` is never
-    /// narrowed), with the provider's `receipt` of it when there is one: `false` when that
-    /// receipt was recorded before, and nothing changed.
+    /// narrowed), with the provider's `receipt` of it when there is one.
     async fn record_opt_out(
         &self,
         customer_id: &str,
@@ -82,7 +92,10 @@ pub trait FeedbackStore: Send + Sync {
         scope: OptOutScope,
         at: DateTime<Utc>,
         receipt: Option<&ReceiptRef<'_>>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<OptOutRecorded, StoreError>;
+
+    /// The customer's record, if known.
+    async fn customer(&self, customer_id: &str) -> Result<Option<CustomerDoc>, StoreError>;
 
     /// The customers whose record has `phone` (as E.164), by id; at most a hundred.
     async fn customers_with_phone(&self, phone: &str) -> Result<Vec<CustomerDoc>, StoreError>;
@@ -304,7 +317,8 @@ macro_rules! feedback_store {
                 scope: $crate::domain::OptOutScope,
                 at: chrono::DateTime<chrono::Utc>,
                 receipt: Option<&$crate::store::ReceiptRef<'_>>,
-            ) -> Result<bool, $crate::store::StoreError> {
+            ) -> Result<$crate::store::OptOutRecorded, $crate::store::StoreError> {
+                use $crate::store::OptOutRecorded;
                 let at = $crate::store::millis(at);
                 let mut tx = self.begin_write().await?;
                 if let Some(receipt) = receipt {
@@ -323,10 +337,10 @@ macro_rules! feedback_store {
                     .await?
                     .rows_affected();
                     if fresh == 0 {
-                        return Ok(false);
+                        return Ok(OptOutRecorded::Repeat);
                     }
                 }
-                sqlx::query(
+                let changed = sqlx::query(
                     "INSERT INTO opt_outs (customer_id, channel, scope, at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id, channel) \
                      DO UPDATE SET scope = excluded.scope, at = excluded.at \
@@ -337,9 +351,27 @@ macro_rules! feedback_store {
                 .bind(scope.as_str())
                 .bind(at)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
                 tx.commit().await?;
-                Ok(true)
+                Ok(if changed == 0 {
+                    OptOutRecorded::Unchanged
+                } else {
+                    OptOutRecorded::Changed
+                })
+            }
+
+            async fn customer(
+                &self,
+                customer_id: &str,
+            ) -> Result<Option<$crate::domain::CustomerDoc>, $crate::store::StoreError> {
+                let doc: Option<String> =
+                    sqlx::query_scalar("SELECT doc FROM customers WHERE id = $1")
+                        .bind(customer_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                doc.map(|doc| $crate::store::rows::customer_doc(&doc, customer_id))
+                    .transpose()
             }
 
             async fn customers_with_phone(

@@ -43,7 +43,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use codes::{CodeStore, IssuedCode};
-pub use feedback::{DeliveryTarget, FeedbackStore, ReceiptRef};
+pub use feedback::{DeliveryTarget, FeedbackStore, OptOutRecorded, ReceiptRef};
 pub use incidents::{
     Audience, FanoutClaim, FanoutPhase, FanoutRequest, FanoutStatus, FanoutStep, FanoutTx,
     IncidentProgress, IncidentStore, MessageCounts,

@@ -38,4 +38,5 @@ mod sendgrid;
 mod smtp;
 mod stock;
 mod twilio;
+mod unsubscribe;
 mod webhook;

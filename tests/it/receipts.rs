@@ -29,6 +29,10 @@ from = "{FROM}"
         env: vec![
             ("TEST_TWILIO_TOKEN".into(), TOKEN.into()),
             ("FOREWARN_HTTP__PUBLIC_URL".into(), format!("{PUBLIC_URL}/")),
+            (
+                "FOREWARN_UNSUBSCRIBE_SECRET".into(),
+                "a-test-secret-of-more-than-32-characters".into(),
+            ),
         ],
         ..Options::default()
     })

@@ -62,7 +62,12 @@ async fn spawn_sendgrid(refuse: bool, webhook_key: Option<&str>) -> (App, Sendgr
             "\n[gateways.email]\nkind = \"sendgrid\"\nbase_url = \"{url}\"\napi_key_env = \"TEST_SENDGRID_KEY\"\nfrom = \"Shoe Shop <care@shop.example>\"\n{}",
             webhook_key.map_or(String::new(), |key| format!("event_webhook_public_key = \"{key}\"\n"))
         ),
-        env: vec![("TEST_SENDGRID_KEY".into(), KEY.into())],
+        // Forewarn's own one-click links: the delay notice carries an offer, so it is
+        // advertising and needs one.
+        env: [("TEST_SENDGRID_KEY".to_owned(), KEY.to_owned())]
+            .into_iter()
+            .chain(crate::unsubscribe::public_url_env())
+            .collect(),
         ..Options::default()
     })
     .await;
@@ -117,6 +122,16 @@ async fn sendgrid_gets_one_personalization_text_before_html_and_the_key_in_custo
     );
     let provider_id = app.db.only_message().await.provider_id.unwrap_or_default();
     assert_eq!(provider_id, "sg-msg-0001");
+    // The notice carries a discount: advertising, with forewarn's one-click link.
+    let link = body["headers"]["List-Unsubscribe"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("<{}/u/", crate::unsubscribe::PUBLIC_URL)),
+        "{link}"
+    );
+    assert_eq!(
+        body["headers"]["List-Unsubscribe-Post"],
+        "List-Unsubscribe=One-Click"
+    );
 }
 
 #[tokio::test]

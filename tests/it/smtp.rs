@@ -107,6 +107,20 @@ async fn spawn_with_smtp(extra_rules: Option<String>) -> (App, SmtpSink) {
     (app, sink)
 }
 
+/// SMTP with no unsubscribe URL of the operator's: forewarn serves the links.
+async fn spawn_with_smtp_and_own_links() -> (App, SmtpSink) {
+    let (sink, url) = SmtpSink::start().await;
+    let app = spawn_app_with(Options {
+        extra_config: format!(
+            "\n[gateways.email]\nkind = \"smtp\"\nurl = \"{url}\"\nfrom = \"Shoe Shop <care@shop.example>\"\n"
+        ),
+        env: crate::unsubscribe::public_url_env(),
+        ..Options::default()
+    })
+    .await;
+    (app, sink)
+}
+
 fn by_email(i: usize, marketing: bool) -> serde_json::Value {
     let mut event = delayed_event(i);
     event["data"]["customer"]["channels"] = json!(["email"]);
@@ -177,4 +191,32 @@ priority = 99
         header("List-Unsubscribe-Post").as_deref(),
         Some("List-Unsubscribe=One-Click")
     );
+}
+
+#[tokio::test]
+async fn service_mail_carrying_an_offer_gets_forewarns_own_one_click_link() {
+    let (app, sink) = spawn_with_smtp_and_own_links().await;
+    // The shipped delay rule is a service message; the discount it carries makes it advertising.
+    app.publish(&by_email(3, true)).await;
+    app.wait_sent(1).await;
+    assert_eq!(app.db.codes().await.len(), 1, "the notice carries an offer");
+
+    let messages = sink.messages.lock().unwrap().clone();
+    let mail = mailparse::parse_mail(&messages[0].2).unwrap();
+    let header =
+        |name: &str| mailparse::MailHeaderMap::get_first_value(mail.headers.as_slice(), name);
+    let link = header("List-Unsubscribe").expect("a List-Unsubscribe header");
+    let link = link
+        .strip_prefix('<')
+        .and_then(|l| l.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("{link}"));
+    assert_eq!(
+        header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    // The same link the text part offers, and it works.
+    let text = mail.subparts[0].get_body().unwrap();
+    assert!(text.contains(link), "{text}");
+    assert_eq!(crate::unsubscribe::one_click(&app, link).await, 200);
+    assert!(app.db.opted_out("c-3", "email", "marketing").await);
 }

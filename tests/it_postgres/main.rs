@@ -59,5 +59,7 @@ mod smtp;
 mod stock;
 #[path = "../it/twilio.rs"]
 mod twilio;
+#[path = "../it/unsubscribe.rs"]
+mod unsubscribe;
 #[path = "../it/webhook.rs"]
 mod webhook;
