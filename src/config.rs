@@ -66,6 +66,8 @@ pub struct Settings {
     pub schedules: std::collections::BTreeMap<String, crate::schedule::ScheduleSettings>,
     /// `[incidents]`: when customers hear an incident's updates, how its fan-out pages.
     pub incidents: crate::incident::IncidentSettings,
+    /// `[relay]`: where outreach events are published for the shop's other systems.
+    pub relay: crate::relay::RelaySettings,
 }
 
 impl Default for Settings {
@@ -87,6 +89,7 @@ impl Default for Settings {
             // One schedule per job; a file changes keys of these or adds its own.
             schedules: crate::schedule::settings::default_schedules(),
             incidents: Default::default(),
+            relay: Default::default(),
         }
     }
 }
@@ -274,6 +277,26 @@ mod tests {
             assert_eq!(settings.nats.url, "nats://127.0.0.1:4222");
             assert_eq!(settings.database.url, "sqlite://forewarn.db");
             assert_eq!(settings.gateways.sms, GatewayConfig::Sandbox);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn forewarns_own_default_secret_variables_are_not_read_as_settings() {
+        // Their names share the prefix; before, setting the webhook gateway's default secret
+        // variable stopped forewarn with "unknown field: webhook_secret".
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOREWARN_WEBHOOK_SECRET", "0123456789abcdef0123");
+            jail.set_env(
+                "FOREWARN_UNSUBSCRIBE_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            );
+            jail.set_env("FOREWARN_HTTP__PUBLIC_URL", "https://forewarn.example");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                settings.http.public_url,
+                Some(crate::http::PublicUrl::parse("https://forewarn.example").unwrap())
+            );
             Ok(())
         });
     }

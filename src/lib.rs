@@ -38,6 +38,8 @@
 //!   sendgrid, fcm, webhook; pacing and circuit breaking.
 //! - [`feedback`]: ⑧ what comes back — delivery receipts that move an attempt forward (and an
 //!   undelivered outreach to its next channel), and customers' replies (STOP, START, HELP).
+//! - [`relay`]: ⑨ outreach events out — every change of a message's state and every opt-out,
+//!   recorded by triggers in the same transaction, published to NATS in order, once.
 //! - [`schedule`]: cron jobs that emit synthetic events for what no event announces (overdue
 //!   parcels, stalled orders, CSAT), release held messages and purge old personal data.
 //! - [`incident`]: announcements checked once for the CLI and HTTP, and the fan-out worker that
@@ -68,6 +70,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod policy;
 pub mod readiness;
+pub mod relay;
 pub mod render;
 pub mod risk;
 pub mod rules;

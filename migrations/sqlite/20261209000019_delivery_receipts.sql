@@ -34,10 +34,11 @@ CREATE TABLE replies (
     keyword      TEXT    NOT NULL CHECK (keyword IN ('stop', 'start', 'help', 'other')),
     body         TEXT    NOT NULL,
     received_at  INTEGER NOT NULL,
-    purged_at    INTEGER,
     PRIMARY KEY (provider, message_id, customer_id)
 );
 CREATE INDEX replies_by_customer ON replies (customer_id, received_at);
+-- The retention purge deletes them by age.
+CREATE INDEX replies_by_time ON replies (received_at);
 
 -- SendGrid's events name the outreach by its key.
 CREATE INDEX outbox_by_key ON outbox (idempotency_key);

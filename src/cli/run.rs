@@ -236,6 +236,20 @@ pub async fn start_on(
         ));
     }
 
+    if settings.relay.enabled {
+        let relay = crate::relay::Relay::new(store.clone(), js.clone(), settings.relay.clone())
+            .await
+            .context("Failed to set up the outreach events stream")?;
+        let relay_shutdown = shutdown.clone();
+        tasks.push((
+            "relay",
+            tokio::spawn(async move {
+                relay.run(relay_shutdown).await;
+                Ok(())
+            }),
+        ));
+    }
+
     if settings.scheduler.enabled {
         let scheduler = scheduler(&settings, store.clone(), js.clone(), wake_for_schedules)
             .map_err(anyhow::Error::from)?;

@@ -16,6 +16,7 @@
 //! - [`codes`]: discount codes as issued, and their redemption at checkout.
 //! - [`timeline`]: one customer's story, for `forewarn explain`.
 //! - [`outcomes`]: scored decisions and what became of them, for `forewarn risk export`.
+//! - [`relay`]: the outreach events triggers record with every change, for the relay to publish.
 //! - [`feedback`]: delivery receipts moving an attempt forward (and its outreach on), replies
 //!   and the opt-outs they ask for.
 
@@ -27,6 +28,7 @@ pub(crate) mod lease;
 pub mod outbox;
 pub mod outcomes;
 mod postgres;
+pub mod relay;
 pub mod retention;
 pub(crate) mod rows;
 pub mod schedules;
@@ -58,6 +60,7 @@ pub use outbox::{
 };
 pub use outcomes::{DecisionOutcome, OutcomeStore};
 pub use postgres::{PgStore, ScratchDatabase};
+pub use relay::{OutreachEvent, RelayStore};
 pub use retention::{PurgeCursor, PurgeReport, RetentionStore};
 pub use schedules::{
     Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, ScheduleStore,
@@ -102,6 +105,7 @@ pub trait Store:
     + TimelineStore
     + OutcomeStore
     + FeedbackStore
+    + RelayStore
     + Send
     + Sync
     + 'static

@@ -34,7 +34,7 @@ pub struct PurgeReport {
     pub notes: u64,
     /// Customer records reduced to their non-identifying fields.
     pub customers: u64,
-    /// Bad-experience rows and external risk scores deleted.
+    /// Bad-experience rows, external risk scores and customers' replies deleted.
     pub experiences: u64,
     /// Schedule runs and emissions deleted.
     pub schedule_rows: u64,
@@ -111,8 +111,9 @@ impl OldRows {
 }
 
 /// Tables whose rows older than the cutoff (`$1`) are deleted outright, at most `$2` a run.
-/// External scores are behaviour about a person, and worthless after their validity.
-pub(crate) const OLD_ROWS: [(&str, OldRows); 4] = [
+/// External scores are behaviour about a person, and worthless after their validity; a reply
+/// is what the person wrote.
+pub(crate) const OLD_ROWS: [(&str, OldRows); 5] = [
     (
         "DELETE FROM customer_experiences WHERE (customer_id, kind, entity, at) IN \
          (SELECT customer_id, kind, entity, at FROM customer_experiences WHERE at < $1 LIMIT $2)",
@@ -121,6 +122,12 @@ pub(crate) const OLD_ROWS: [(&str, OldRows); 4] = [
     (
         "DELETE FROM risk_scores WHERE (event_source, event_id) IN \
          (SELECT event_source, event_id FROM risk_scores WHERE scored_at < $1 LIMIT $2)",
+        OldRows::Behaviour,
+    ),
+    (
+        "DELETE FROM replies WHERE (provider, message_id, customer_id) IN \
+         (SELECT provider, message_id, customer_id FROM replies WHERE received_at < $1 \
+          LIMIT $2)",
         OldRows::Behaviour,
     ),
     (

@@ -228,7 +228,7 @@ macro_rules! timeline_store {
                 }
                 for row in sqlx::query(
                     "SELECT channel, keyword, body, received_at FROM replies \
-                     WHERE customer_id = $1 AND received_at >= $2 AND purged_at IS NULL \
+                     WHERE customer_id = $1 AND received_at >= $2 \
                      ORDER BY received_at",
                 )
                 .bind(customer_id)

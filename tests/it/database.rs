@@ -114,6 +114,8 @@ pub enum Table {
     OptOuts,
     RiskScores,
     Fanouts,
+    /// Outreach events not yet relayed to NATS.
+    OutreachEvents,
 }
 
 impl Table {
@@ -129,6 +131,7 @@ impl Table {
             Table::OptOuts => "opt_outs",
             Table::RiskScores => "risk_scores",
             Table::Fanouts => "fanouts",
+            Table::OutreachEvents => "outreach_events",
         }
     }
 }

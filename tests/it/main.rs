@@ -30,6 +30,7 @@ mod pacing;
 mod pipeline;
 mod quiet_hours;
 mod receipts;
+mod relay;
 mod reload;
 mod retraction;
 mod risk;

@@ -42,6 +42,8 @@ mod pipeline;
 mod quiet_hours;
 #[path = "../it/receipts.rs"]
 mod receipts;
+#[path = "../it/relay.rs"]
+mod relay;
 #[path = "../it/reload.rs"]
 mod reload;
 #[path = "../it/retraction.rs"]

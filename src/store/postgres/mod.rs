@@ -13,6 +13,7 @@ mod intake;
 mod lease;
 mod outbox;
 mod outcomes;
+mod relay;
 mod retention;
 mod schedules;
 mod scratch;

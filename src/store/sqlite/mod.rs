@@ -22,6 +22,7 @@ mod intake;
 mod lease;
 mod outbox;
 mod outcomes;
+mod relay;
 mod retention;
 mod rows;
 mod schedules;
