@@ -42,6 +42,7 @@ pub struct Running {
     nats: async_nats::Client,
     store: Arc<dyn Store>,
     http: Option<SocketAddr>,
+    feedback: crate::feedback::Feedback,
 }
 
 impl Running {
@@ -53,6 +54,11 @@ impl Running {
     /// The store, for tools that report on the run.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// What acts on receipts and replies, for tools that play a provider (the demo).
+    pub fn feedback(&self) -> &crate::feedback::Feedback {
+        &self.feedback
     }
 
     /// Where HTTP listens, when enabled.
@@ -284,7 +290,7 @@ pub async fn start_on(
             metrics,
             api_token,
             announcer: announcer(&settings, js.clone()),
-            feedback,
+            feedback: feedback.clone(),
             twilio: providers.twilio,
             sendgrid: providers.sendgrid,
             unsubscribe,
@@ -310,6 +316,7 @@ pub async fn start_on(
         nats,
         store,
         http,
+        feedback,
     })
 }
 

@@ -160,6 +160,65 @@ fn the_demo_tells_its_story_on_its_own_clock_and_counts_what_it_lists() {
         "{resolved:?}"
     );
 
+    // What came back: the carrier's receipt, the STOP reply, and the next notice by e-mail.
+    let (_, back) = paragraph(&lines, "What came back");
+    let line = |start: &str| {
+        back.iter()
+            .find(|l| l.trim_start().starts_with(start))
+            .copied()
+            .unwrap_or_else(|| panic!("no {start:?} in {back:?}"))
+    };
+    assert!(
+        line("receipt").ends_with("delivered (recorded)"),
+        "{back:?}"
+    );
+    assert!(
+        line("reply").contains("texts back 수신거부 (STOP): opted out of all SMS at"),
+        "{back:?}"
+    );
+    // The messages listed after it, up to the outreach events line.
+    let late_at = lines
+        .iter()
+        .position(|l| l.contains("Another parcel of hers runs late"))
+        .expect("the late parcel");
+    let late = lines[late_at];
+    let after = messages(
+        &lines[late_at + 1..]
+            .iter()
+            .take_while(|l| !l.contains("outreach events published"))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(number_before(late, "message(s), by e-mail"), after.len());
+    assert!(
+        after.iter().all(|m| m.starts_with("  ── EMAIL to")),
+        "{after:?}"
+    );
+    // The outreach events: the total is the sum of what it lists, with the receipt and the
+    // STOP among them.
+    let told = lines
+        .iter()
+        .find(|l| l.contains("outreach events published to forewarn.outreach"))
+        .expect("the outreach events line");
+    let listed: Vec<(&str, usize)> = told
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|kv| {
+            let (status, n) = kv.rsplit_once(' ').unwrap();
+            (status, n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        number_before(told, "outreach events published"),
+        listed.iter().map(|(_, n)| n).sum::<usize>(),
+        "{told}"
+    );
+    for status in ["queued", "sent", "delivered", "opted_out"] {
+        assert!(listed.iter().any(|(s, _)| *s == status), "{told}");
+    }
+
     // Words, never a Rust debug value; and no warning about the demo's own server going away.
     for debug in [
         "AlreadyDone",

@@ -1,6 +1,7 @@
 //! `forewarn demo`: the whole flow on sample events, printed for a newcomer.
 
 mod listing;
+mod loop_closed;
 pub mod nats_server;
 
 use std::collections::BTreeMap;
@@ -222,6 +223,17 @@ pub(super) async fn execute(args: DemoArgs, log_json: bool) -> anyhow::Result<()
         &js,
         &clock,
         &mut listing,
+        deadline,
+    )
+    .await?;
+    loop_closed::close_the_loop(
+        &running,
+        &js,
+        &clock,
+        &mut listing,
+        &mut consumer,
+        &settings.paths.outbox,
+        &settings.relay.stream,
         deadline,
     )
     .await?;
@@ -448,11 +460,13 @@ async fn withheld_credits(
 
 /// Waits until intake has acked everything and the dispatcher has sent all that is due at
 /// `now` (messages held for a customer's quiet hours wait for their hour, not for the demo).
+/// Forewarn's durable consumer of the events stream, read to know when intake caught up.
+type EventConsumer =
+    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>;
+
 async fn settle(
     store: &dyn crate::store::Store,
-    consumer: &mut async_nats::jetstream::consumer::Consumer<
-        async_nats::jetstream::consumer::pull::Config,
-    >,
+    consumer: &mut EventConsumer,
     now: chrono::DateTime<chrono::Utc>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
