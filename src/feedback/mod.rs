@@ -7,8 +7,9 @@
 //!   customer ──reply────▶ http (signature) ──▶ Feedback::reply ──▶ STOP: opt-out · START: opt back in
 //!                                                     └─ HELP: the `sms-help` template · anything else: the timeline
 //! ```
-//! Each provider's wire format and signature live in its own file ([`twilio`]); the rest speaks
-//! [`DeliveryReport`] and [`InboundReply`].
+//! Each provider's wire format and signature live in its own file ([`twilio`], [`sendgrid`]);
+//! the rest speaks [`DeliveryReport`], [`OptOutReport`] and [`InboundReply`]. One-click
+//! unsubscribe links ([`UnsubscribeLinks`]) are made here and read back by `http`.
 
 mod delivery;
 mod replies;
@@ -23,6 +24,10 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 pub use delivery::{DeliveryApplied, DeliveryReport, DeliveryStatus, MessageRef, OptOutReport};
+pub use replies::{InboundReply, Keyword};
+pub use unsubscribe::{
+    UnsubscribeLinks, Unsubscription, DEFAULT_SECRET_ENV as UNSUBSCRIBE_SECRET_ENV,
+};
 
 /// Why a provider's request was refused (403), for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,11 +48,6 @@ pub enum Refusal {
     #[error("the request is for another account")]
     OtherAccount,
 }
-pub use replies::{InboundReply, Keyword};
-pub use unsubscribe::{
-    UnsubscribeLinks, Unsubscription, DEFAULT_SECRET_ENV as UNSUBSCRIBE_SECRET_ENV,
-    PATH_PREFIX as UNSUBSCRIBE_PATH_PREFIX,
-};
 
 use crate::authoring::AuthoringHandle;
 use crate::domain::{Channel, Customer, CustomerDoc, OptOutScope};

@@ -14,8 +14,8 @@ use crate::domain::{Channel, OptOutScope};
 use crate::http::PublicUrl;
 use crate::secrets::secret_from_env;
 
-/// Where the links point, under `http.public_url`.
-pub const PATH_PREFIX: &str = "/u/";
+/// Where the links point, under `http.public_url` (`http` serves `/u/{token}`).
+const PATH_PREFIX: &str = "/u/";
 /// The environment variable holding the signing secret unless `http.unsubscribe_secret_env`
 /// names another.
 pub const DEFAULT_SECRET_ENV: &str = "FOREWARN_UNSUBSCRIBE_SECRET";

@@ -22,8 +22,7 @@ pub(super) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
     let Some(asked) = read(&state, &token) else {
         return not_valid();
     };
-    let language = language_of(&state, &asked).await;
-    let words = Words::of(language);
+    let (language, words) = words_for(&state, &asked).await;
     let what = words.what(asked.channel, asked.scope);
     page_response(
         StatusCode::OK,
@@ -61,8 +60,7 @@ pub(super) async fn one_click(
         )
             .into_response();
     }
-    let language = language_of(&state, &asked).await;
-    let words = Words::of(language);
+    let (language, words) = words_for(&state, &asked).await;
     let what = words.what(asked.channel, asked.scope);
     page_response(
         StatusCode::OK,
@@ -97,6 +95,12 @@ fn asks_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
             .iter()
             .any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
     })
+}
+
+/// The page's language and words for the customer a link names.
+async fn words_for(state: &HttpState, asked: &Unsubscription) -> (&'static str, Words) {
+    let language = language_of(state, asked).await;
+    (language, Words::of(language))
 }
 
 /// The customer's language, for the page: Korean for a Korean record, else English.

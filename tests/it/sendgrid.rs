@@ -215,6 +215,17 @@ async fn post_raw(app: &App, signed: Option<(&str, i64)>, body: String) -> u16 {
     request.body(body).send().await.unwrap().status().as_u16()
 }
 
+/// Forewarn taking SendGrid's signed events, after one delay notice went by SendGrid: the
+/// webhook's signing key, the app, the stand-in, the message's key and the time now.
+async fn one_mail_sent() -> (EcdsaKeyPair, App, Sendgrid, String, i64) {
+    let (pair, public) = webhook_keys();
+    let (app, sendgrid) = spawn_sendgrid(false, Some(&public)).await;
+    app.publish(&delayed_by_email()).await;
+    app.wait_sent(1).await;
+    let key = app.db.only_message().await.idempotency_key;
+    (pair, app, sendgrid, key, chrono::Utc::now().timestamp())
+}
+
 fn event(kind: &str, id: &str, key: &str) -> Value {
     json!({"email": "jisoo@example.com", "timestamp": 1_795_000_000, "event": kind,
            "sg_event_id": id, "sg_message_id": "sg-msg-0001.filter0001", "outreach_key": key,
@@ -223,12 +234,7 @@ fn event(kind: &str, id: &str, key: &str) -> Value {
 
 #[tokio::test]
 async fn signed_events_are_kept_once_and_unsigned_tampered_or_stale_ones_refused() {
-    let (pair, public) = webhook_keys();
-    let (app, _sendgrid) = spawn_sendgrid(false, Some(&public)).await;
-    app.publish(&delayed_by_email()).await;
-    app.wait_sent(1).await;
-    let key = app.db.only_message().await.idempotency_key;
-    let now = chrono::Utc::now().timestamp();
+    let (pair, app, _sendgrid, key, now) = one_mail_sent().await;
     let delivered = json!([
         event("processed", "ev-1", &key),
         event("delivered", "ev-2", &key)
@@ -269,12 +275,7 @@ async fn signed_events_are_kept_once_and_unsigned_tampered_or_stale_ones_refused
 
 #[tokio::test]
 async fn a_bounce_moves_the_message_on_and_stops_mail_to_that_address_until_another_is_given() {
-    let (pair, public) = webhook_keys();
-    let (app, sendgrid) = spawn_sendgrid(false, Some(&public)).await;
-    app.publish(&delayed_by_email()).await;
-    app.wait_sent(1).await;
-    let key = app.db.only_message().await.idempotency_key;
-    let now = chrono::Utc::now().timestamp();
+    let (pair, app, sendgrid, key, now) = one_mail_sent().await;
     let mut bounce = event("bounce", "ev-b", &key);
     bounce["type"] = json!("bounce");
     bounce["reason"] = json!("550 5.1.1 The email account that you tried to reach does not exist");
@@ -313,12 +314,7 @@ async fn a_bounce_moves_the_message_on_and_stops_mail_to_that_address_until_anot
 
 #[tokio::test]
 async fn a_spam_report_opts_out_of_marketing_mail_and_an_unsubscribe_of_all_mail() {
-    let (pair, public) = webhook_keys();
-    let (app, _sendgrid) = spawn_sendgrid(false, Some(&public)).await;
-    app.publish(&delayed_by_email()).await;
-    app.wait_sent(1).await;
-    let key = app.db.only_message().await.idempotency_key;
-    let now = chrono::Utc::now().timestamp();
+    let (pair, app, _sendgrid, key, now) = one_mail_sent().await;
     let opt_outs = || async {
         app.db
             .opt_outs()

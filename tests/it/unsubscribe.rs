@@ -62,8 +62,9 @@ fn link_in(email: &Value) -> String {
     text[start..].split_whitespace().next().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn a_one_click_post_opts_the_customer_out_and_an_edited_link_is_refused() {
+/// Forewarn serving its own links, after one delay notice went by e-mail: the app, and the
+/// link the e-mail carries.
+async fn one_mail_sent() -> (App, String) {
     let app = spawn_app_with(Options {
         env: public_url_env(),
         ..Options::default()
@@ -72,6 +73,12 @@ async fn a_one_click_post_opts_the_customer_out_and_an_edited_link_is_refused() 
     app.publish(&by_email(1)).await;
     app.wait_sent(1).await;
     let link = link_in(&app.sandbox("email")[0]);
+    (app, link)
+}
+
+#[tokio::test]
+async fn a_one_click_post_opts_the_customer_out_and_an_edited_link_is_refused() {
+    let (app, link) = one_mail_sent().await;
 
     // A token edited by one character, anywhere in it, is refused and changes nothing.
     let token_at = link.rfind('/').unwrap() + 1;
@@ -146,14 +153,7 @@ async fn a_one_click_post_opts_the_customer_out_and_an_edited_link_is_refused() 
 
 #[tokio::test]
 async fn a_multipart_one_click_post_is_understood_too() {
-    let app = spawn_app_with(Options {
-        env: public_url_env(),
-        ..Options::default()
-    })
-    .await;
-    app.publish(&by_email(1)).await;
-    app.wait_sent(1).await;
-    let link = link_in(&app.sandbox("email")[0]);
+    let (app, link) = one_mail_sent().await;
     let boundary = "forewarn-test-boundary";
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--{boundary}--\r\n"
