@@ -3,7 +3,8 @@
 //! `cargo bench --bench intake` (release build). Environment: `BENCH_EVENTS` (default 100000),
 //! `BENCH_CUSTOMERS` (default 10000), `BENCH_BATCH` (`[intake] batch_size`, default 2000),
 //! `BENCH_BACKENDS` (default `sqlite,postgres`; PostgreSQL on the server
-//! `FOREWARN_TEST_POSTGRES_URL` names, a fresh database per run). Prints, per backend, three
+//! `FOREWARN_TEST_POSTGRES_URL` names, a fresh database per run), `BENCH_RELAY=off` (no relay
+//! publishing outreach events meanwhile). Prints, per backend, three
 //! figures measured in the same run:
 //!
 //! 1. bare JetStream: a durable pull consumer acking every message, no processing;

@@ -258,6 +258,9 @@ pub(crate) fn bench_settings(
     settings.http.enabled = false;
     settings.quiet_hours = forewarn::policy::QuietHoursSettings::off();
     settings.caps = forewarn::policy::CapSettings::off();
+    // `BENCH_RELAY=off`: without the relay publishing outreach events beside the work measured,
+    // to tell its cost from the triggers'.
+    settings.relay.enabled = std::env::var("BENCH_RELAY").map_or(true, |v| v != "off");
     settings
 }
 
