@@ -4,10 +4,14 @@
 -- code path makes it. The relay publishes them to NATS in `seq` order and deletes what
 -- JetStream has acknowledged. Ids, rule, channel, status, times and reasons only.
 --
--- Statement-level triggers over transition tables: one INSERT … SELECT per statement, not a
--- function call per row, so an intake batch or a fan-out page writing thousands of rows pays
--- once. A message's changes come from transactions serialised on its outbox row, so its
--- events' `seq` follow the order of its changes.
+-- The outbox's triggers are statement-level, over transition tables: one INSERT … SELECT per
+-- statement, not a function call per row, so an intake batch, a fan-out page or a dispatcher's
+-- record of hundreds of rows pays once (row-level triggers behind a WHEN measured slower for
+-- the dispatcher: 11.1–11.5k against 12.1–12.9k messages/s). Attempts and opt-outs change
+-- rarely and sometimes in bulk where nothing is to be told (the retention purge scrubs attempts
+-- by the thousand): row-level behind a WHEN, so those updates call nothing. A message's
+-- changes come from transactions serialised on its outbox row, so its events' `seq` follow the
+-- order of its changes.
 CREATE TABLE outreach_events (
     seq          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     status       TEXT    NOT NULL,
@@ -54,16 +58,13 @@ CREATE FUNCTION outreach_delivered() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outreach_events (status, outbox_id, key, rule_id, customer_id, channel, detail, at)
     SELECT 'delivered', x.id, x.idempotency_key, x.rule_id, x.customer_id, x.channel, NULL,
-           n.delivery_at
-      FROM updated n JOIN previous o ON o.outbox_id = n.outbox_id AND o.attempt = n.attempt
-      JOIN outbox x ON x.id = n.outbox_id
-     WHERE n.delivery = 'delivered' AND o.delivery IS DISTINCT FROM 'delivered'
-     ORDER BY n.outbox_id;
+           NEW.delivery_at
+      FROM outbox x WHERE x.id = NEW.outbox_id;
     RETURN NULL;
 END $$;
-CREATE TRIGGER outreach_delivered AFTER UPDATE ON attempts
-    REFERENCING OLD TABLE AS previous NEW TABLE AS updated
-    FOR EACH STATEMENT EXECUTE FUNCTION outreach_delivered();
+CREATE TRIGGER outreach_delivered AFTER UPDATE OF delivery ON attempts FOR EACH ROW
+    WHEN (NEW.delivery = 'delivered' AND OLD.delivery IS DISTINCT FROM 'delivered')
+    EXECUTE FUNCTION outreach_delivered();
 
 CREATE FUNCTION outreach_opted_out() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -77,14 +78,11 @@ CREATE TRIGGER outreach_opted_out AFTER INSERT ON opt_outs
 CREATE FUNCTION outreach_opt_out_widened() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outreach_events (status, customer_id, channel, detail, at)
-    SELECT 'opted_out', n.customer_id, n.channel, n.scope, n.at
-      FROM updated n JOIN previous o ON o.customer_id = n.customer_id AND o.channel = n.channel
-     WHERE n.scope <> o.scope;
+    VALUES ('opted_out', NEW.customer_id, NEW.channel, NEW.scope, NEW.at);
     RETURN NULL;
 END $$;
-CREATE TRIGGER outreach_opt_out_widened AFTER UPDATE ON opt_outs
-    REFERENCING OLD TABLE AS previous NEW TABLE AS updated
-    FOR EACH STATEMENT EXECUTE FUNCTION outreach_opt_out_widened();
+CREATE TRIGGER outreach_opt_out_widened AFTER UPDATE OF scope ON opt_outs FOR EACH ROW
+    WHEN (NEW.scope <> OLD.scope) EXECUTE FUNCTION outreach_opt_out_widened();
 
 CREATE FUNCTION outreach_opted_in() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
