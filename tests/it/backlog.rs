@@ -16,7 +16,14 @@ const SETTLED_ABOVE_IDLE: u64 = 40_000_000;
 
 #[tokio::test]
 async fn a_backlog_of_large_events_is_taken_in_a_few_megabytes_at_a_time_and_the_memory_returned() {
-    let mut app = spawn_app().await;
+    // Intake's memory alone: the relay publishing outreach events beside it is left out (with
+    // it, the suite's runs in CI peaked at 502 and 529 MB, runs of this test alone at 370 to
+    // 400; which part of forewarn takes the difference is not yet known).
+    let mut app = spawn_app_with(Options {
+        extra_config: "\n[relay]\nenabled = false\n".into(),
+        ..Options::default()
+    })
+    .await;
     let idle = app.rss();
     app.terminate().await;
     // In 4 KB notes: a longer string anywhere in `data` is refused.
