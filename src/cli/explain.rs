@@ -1,6 +1,7 @@
 //! `forewarn explain --customer ID`: why a customer did (or didn't) get a message — the events
 //! forewarn acted on, each decision with its scores, every message with every attempt and what
-//! receipts said of it, everything held back with its reason, and what the customer replied. Personal data is masked unless `--reveal`.
+//! receipts said of it, everything held back with its reason, and what the customer replied.
+//! Personal data is masked unless `--reveal`.
 
 use std::path::Path;
 

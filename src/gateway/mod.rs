@@ -54,8 +54,8 @@ pub struct OutboundMessage<'a> {
     pub category: Category,
     /// What to send, with the address.
     pub content: &'a MessageContent,
-    /// Forewarn's own one-click unsubscribe link for this message (`http.public_url`), when
-    /// it serves them.
+    /// Forewarn's own one-click unsubscribe link, for a marketing e-mail when forewarn serves
+    /// the links (`http.public_url`).
     pub unsubscribe: Option<&'a str>,
 }
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::claims::BatchClaims;
 use super::{Fallback, RetryPolicy};
-use crate::domain::{Category, OptOutScope};
+use crate::domain::{Category, Channel, OptOutScope};
 use crate::feedback::UnsubscribeLinks;
 use crate::gateway::{Gateways, OutboundMessage, Reconciliation, SendOutcome};
 use crate::metrics as m;
@@ -395,15 +395,20 @@ impl Sender {
             tracing::warn!(key = %message.key, "Not sending: this dispatcher was held up past its claim, and another dispatcher took the message over.");
             return None;
         }
-        // A message carrying a discount is advertising, whatever its rule says.
+        // A message carrying a discount is advertising, whatever its rule says. Only
+        // advertising e-mail carries a `List-Unsubscribe` link: none is signed for the rest.
         let category = message.category.with_offer(message.offer.is_some());
-        let unsubscribe = self.unsubscribe.as_ref().map(|links| {
-            let scope = match category {
-                Category::Marketing => OptOutScope::Marketing,
-                Category::Transactional => OptOutScope::All,
-            };
-            links.url(&message.customer_id, message.channel, scope)
-        });
+        let unsubscribe = self
+            .unsubscribe
+            .as_ref()
+            .filter(|_| category == Category::Marketing && message.channel == Channel::Email)
+            .map(|links| {
+                links.url(
+                    &message.customer_id,
+                    message.channel,
+                    OptOutScope::Marketing,
+                )
+            });
         let outcome = gateway
             .send(&OutboundMessage {
                 key: &message.key,

@@ -111,6 +111,12 @@ pub trait FeedbackStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Opts customer `$1` out of everything on channel `$2` at `$3`: what a STOP says, whether the
+/// customer replied it or the provider reports it (Twilio's 21610).
+pub(crate) const OPT_OUT_OF_ALL: &str = "INSERT INTO opt_outs (customer_id, channel, scope, at) \
+     VALUES ($1, $2, 'all', $3) ON CONFLICT (customer_id, channel) \
+     DO UPDATE SET scope = 'all', at = excluded.at";
+
 /// [`FeedbackStore`] for a backend's store type (with `pool`, `begin_write()` and
 /// `outbox::mark_bounced` beside it), written once in SQL both backends read alike; `$phone` is the backend's expression for a
 /// customer's phone number, the one its `customers_by_phone` index is on.
@@ -232,17 +238,12 @@ macro_rules! feedback_store {
                         super::outbox::mark_bounced(&mut tx, target.outbox_id).await?;
                     }
                     if report.effect == Some($crate::domain::AddressEffect::OptedOut) {
-                        sqlx::query(
-                            "INSERT INTO opt_outs (customer_id, channel, scope, at) \
-                             SELECT customer_id, $1, 'all', $2 FROM outbox WHERE id = $3 \
-                             ON CONFLICT (customer_id, channel) \
-                             DO UPDATE SET scope = 'all', at = excluded.at",
-                        )
-                        .bind(report.channel.as_str())
-                        .bind(at)
-                        .bind(target.outbox_id)
-                        .execute(&mut *tx)
-                        .await?;
+                        sqlx::query($crate::store::feedback::OPT_OUT_OF_ALL)
+                            .bind(&target.message.customer_id)
+                            .bind(report.channel.as_str())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     let why = format!(
                         "{} on {}: {}",
@@ -431,11 +432,7 @@ macro_rules! feedback_store {
                 }
                 for id in customers {
                     let statement = match keyword {
-                        Keyword::Stop => {
-                            "INSERT INTO opt_outs (customer_id, channel, scope, at) \
-                             VALUES ($1, $2, 'all', $3) ON CONFLICT (customer_id, channel) \
-                             DO UPDATE SET scope = 'all', at = excluded.at"
-                        }
+                        Keyword::Stop => $crate::store::feedback::OPT_OUT_OF_ALL,
                         Keyword::Start => {
                             "DELETE FROM opt_outs WHERE customer_id = $1 AND channel = $2 \
                              AND at <= $3"

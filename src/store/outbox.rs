@@ -383,14 +383,10 @@ macro_rules! outbox_reads {
                 event: &$crate::domain::EventKey,
                 customer_id: &str,
             ) -> Result<$crate::store::FallbackInputs, $crate::store::StoreError> {
-                use $crate::store::rows::{customer_doc, opt_out_from_row};
-                // The event as any reader of a stored event gets it.
+                use $crate::store::rows::opt_out_from_row;
+                // The event and the customer as any reader of them gets them.
                 let event = $crate::store::IncidentStore::event(self, event).await?;
-                let customer: Option<String> =
-                    sqlx::query_scalar("SELECT doc FROM customers WHERE id = $1")
-                        .bind(customer_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let customer = $crate::store::FeedbackStore::customer(self, customer_id).await?;
                 let mut opt_outs = $crate::domain::OptOuts::default();
                 for row in
                     sqlx::query("SELECT channel, scope FROM opt_outs WHERE customer_id = $1")
@@ -403,9 +399,7 @@ macro_rules! outbox_reads {
                 }
                 Ok($crate::store::FallbackInputs {
                     event,
-                    customer: customer
-                        .map(|doc| customer_doc(&doc, customer_id))
-                        .transpose()?,
+                    customer,
                     opt_outs,
                 })
             }

@@ -156,15 +156,8 @@ macro_rules! timeline_store {
                     timeline_message_from_row, StoredRow,
                 };
                 let since = $crate::store::millis(since);
-                let customer: Option<String> =
-                    sqlx::query_scalar("SELECT doc FROM customers WHERE id = $1")
-                        .bind(customer_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
                 let mut timeline = $crate::store::CustomerTimeline {
-                    customer: customer
-                        .map(|doc| $crate::store::rows::customer_doc(&doc, customer_id))
-                        .transpose()?,
+                    customer: $crate::store::FeedbackStore::customer(self, customer_id).await?,
                     ..Default::default()
                 };
                 for row in

@@ -406,7 +406,7 @@ async fn learn_addresses(
         let Some(effect) = &a.effect else { continue };
         lock_customer_of(tx, a.outbox_id).await?;
         match effect {
-            AddressEffect::Bounced => mark_bounced(tx, a.outbox_id).await?,
+            AddressEffect::Bounced => bounced(tx, a.outbox_id).await?,
             AddressEffect::Gone(tokens) => {
                 sqlx::query(
                     "UPDATE customers SET doc = jsonb_set(doc::jsonb, '{push_tokens}', \
@@ -463,6 +463,11 @@ pub(super) async fn mark_bounced(
     id: i64,
 ) -> Result<(), StoreError> {
     lock_customer_of(tx, id).await?;
+    bounced(tx, id).await
+}
+
+/// [`mark_bounced`] for a caller that holds the customer's lock already.
+async fn bounced(tx: &mut Transaction<'static, Postgres>, id: i64) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE customers SET doc = (doc::jsonb || jsonb_build_object('bounced_email', \
            (SELECT content::jsonb ->> 'to' FROM outbox WHERE id = $1)))::text \
