@@ -49,6 +49,8 @@ pub struct Settings {
     pub gateways: crate::gateway::GatewaySettings,
     /// `[http]`: health and metrics endpoint.
     pub http: crate::http::HttpSettings,
+    /// `[console]`: the browser console for CX and on-call.
+    pub console: crate::console::ConsoleSettings,
     /// `[log]`: log format and level.
     pub log: crate::telemetry::LogSettings,
     /// `[render]`: limits on rendered messages.
@@ -80,6 +82,7 @@ impl Default for Settings {
             outbox: Default::default(),
             gateways: Default::default(),
             http: Default::default(),
+            console: Default::default(),
             log: Default::default(),
             render: Default::default(),
             pacing: Default::default(),

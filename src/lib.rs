@@ -49,7 +49,9 @@
 //!   schedules, retention, codes, timeline, outcomes), each implemented in a file of the same
 //!   name under the backend's folder (`sqlite/`, `postgres/`); `database.url` picks one.
 //! - [`http`]: health, readiness and Prometheus metrics; discount codes; incidents;
-//!   providers' receipts and replies; `/openapi.json`.
+//!   providers' receipts and replies; `/openapi.json`; and at `/console/`, the [`console`]:
+//!   rules, template previews, customers' timelines, incidents and the day's numbers in a
+//!   browser, for CX and on-call.
 //! - [`cli`]: one module per subcommand; [`shutdown`], [`worker`] (the one loop the dispatcher,
 //!   fan-out worker and scheduler step in), [`telemetry`] and [`metrics`] are the plumbing
 //!   around them. The local `nats-server` the demo starts (and the tests and benchmarks
@@ -59,6 +61,7 @@
 pub mod authoring;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod feedback;
 pub mod gateway;

@@ -32,6 +32,7 @@ pub struct Example {
 }
 
 /// Every valid event of `dir/*.jsonl` in file order, and the customers they define.
+#[derive(Default)]
 pub struct Examples {
     /// The events, in file order.
     pub events: Vec<Example>,

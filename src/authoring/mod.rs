@@ -7,6 +7,7 @@
 //! set in use is a metric, so a dashboard shows which edit is live.
 
 pub mod examples;
+pub mod preview;
 pub mod review;
 
 use std::path::{Path, PathBuf};

@@ -15,16 +15,13 @@ use chrono::Utc;
 
 use crate::cli::output::say;
 use crate::config::Settings;
-use crate::domain::Accepted;
-use crate::domain::{Affected, FanoutKind, Incident, Payload};
+use crate::domain::{Affected, FanoutKind};
 use crate::incident::{
-    customer_ids_from, AnnounceError, Announcement, Resolve, Start, Translations, Update,
+    self, customer_ids_from, AnnounceError, Announcement, DryRun, Resolve, Start, Translations,
+    Update,
 };
-use crate::pipeline::{self, Deciding};
 use crate::store::{FanoutPhase, FanoutStatus, Store};
 
-/// The CloudEvents source of what a dry run decides on (nothing is published).
-const DRY_RUN_SOURCE: &str = "forewarn/dry-run";
 /// How often `--follow` reads the progress.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// How long `--follow` waits for forewarn to read the announcement before it says so.
@@ -310,16 +307,16 @@ pub(super) async fn execute(
     );
     say!("{}", published.incident_id);
     let authoring = super::load_authoring(&settings).map_err(|e| super::load_errors(&e))?;
-    let expected = expected_fanout(
+    let expected = incident::expected_fanout(
         &authoring,
         &settings.policy()?,
         expected_from.as_ref(),
-        &accepted(&announcement)?,
+        &announcement.accepted(incident::DRY_RUN_SOURCE, Utc::now())?,
     );
     match expected {
         Err(why) => eprintln!("No customer will be messaged: {why}."),
         Ok(kind) => {
-            eprintln!("{}", who_hears(kind));
+            eprintln!("{}", incident::who_hears(kind));
             if delivery.follow {
                 follow_one(store.as_ref(), &announcement).await?;
             } else {
@@ -331,20 +328,6 @@ pub(super) async fn execute(
         }
     }
     Ok(())
-}
-
-/// Who an announcement that fans out will reach, said before it does.
-fn who_hears(kind: FanoutKind) -> &'static str {
-    match kind {
-        FanoutKind::Started => "Every affected customer will be messaged.",
-        FanoutKind::Escalated => {
-            "The severity escalates: every affected customer will be messaged again."
-        }
-        FanoutKind::Resolved => {
-            "Customers who were told it started will hear it is over; their notices still \
-             waiting are withdrawn."
-        }
-    }
 }
 
 /// An announcement's problems in this interface's words: each names the flag to fix, where
@@ -393,63 +376,30 @@ async fn dry_run(
 ) -> anyhow::Result<()> {
     let policy = settings.policy()?;
     let authoring = super::load_authoring(settings).map_err(|e| super::load_errors(&e))?;
-    let existing = store.incident(&announcement.incident_id).await?;
-    let accepted = accepted(announcement)?;
-    let kind = match expected_fanout(&authoring, &policy, existing.as_ref(), &accepted) {
-        Ok(kind) => kind,
-        Err(why) => {
-            say!("Dry run: no customer would be messaged — {why}. Nothing was published.");
-            return Ok(());
-        }
-    };
-    let now = Utc::now();
-    // The incident as intake will leave it, and whom its fan-out will page through.
-    let Some(incident) = Incident::apply(existing, &accepted.payload, now) else {
-        anyhow::bail!(
-            "{} is not an outage event",
-            announcement.event_type.as_str()
-        );
-    };
-    let audience = crate::incident::audience_of(kind, &incident, &accepted.event.key);
-    let count = store.audience_count(&audience).await?;
+    let reach =
+        match incident::dry_run(store, &authoring, &policy, announcement, Utc::now()).await? {
+            DryRun::Nobody(why) => {
+                say!("Dry run: no customer would be messaged — {why}. Nothing was published.");
+                return Ok(());
+            }
+            DryRun::Reaches(reach) => reach,
+        };
     say!(
-        "Dry run: {} would reach {count} customer(s){}. Nothing was published.",
+        "Dry run: {} would reach {} customer(s){}. Nothing was published.",
         announcement.event_type.as_str(),
-        if kind == FanoutKind::Resolved {
+        reach.customers,
+        if reach.kind == FanoutKind::Resolved {
             " — those who were told it started"
         } else {
             ""
         }
     );
-    // The first customer in the fan-out's order, decided as the fan-out would; rolled back.
-    let mut tx = store.begin_fanout().await?;
-    let Some(first) = tx
-        .audience_page(&audience, None, 1)
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let Some(first) = reach.first else {
         return Ok(());
     };
-    let mut snapshot = tx
-        .load(&pipeline::fanout_refs(
-            &accepted,
-            std::slice::from_ref(&first),
-            &policy,
-            now,
-        ))
-        .await?;
-    snapshot.incidents.insert(incident.id.clone(), incident);
-    let plan = pipeline::decide_fanout(
-        &accepted,
-        std::slice::from_ref(&first),
-        snapshot,
-        &Deciding::new(&authoring, &policy, now),
-    );
-    drop(tx);
-    match plan.changes.outreach.first() {
+    match &first.message {
         Some(outreach) => {
-            say!("\nFor example, customer {first} would get:");
+            say!("\nFor example, customer {} would get:", first.customer_id);
             let mut m = serde_json::to_value(&outreach.content)?;
             m["rule_id"] = outreach.rule_id.clone().into();
             super::print_message(
@@ -474,72 +424,16 @@ async fn dry_run(
                 ),
             )?;
         }
-        None => {
-            let why = plan
-                .skipped
-                .first()
-                .map(|s| format!("{} ({})", s.reason, s.detail))
-                .unwrap_or_else(|| "no rule reacts to this event".into());
-            say!("\nCustomer {first} would get nothing: {why}");
-        }
+        None => say!(
+            "\nCustomer {} would get nothing: {}",
+            first.customer_id,
+            first.nothing_because.as_deref().unwrap_or("?")
+        ),
     }
-    for withheld in &plan.withheld_offers {
-        say!("   (credit withheld: {})", withheld.detail);
+    for withheld in &first.withheld {
+        say!("   (credit withheld: {withheld})");
     }
     Ok(())
-}
-
-/// Whether customers will be looked for, as intake will decide: a start, an escalation (if
-/// `[incidents] updates` allows), a resolution of an open incident — and some rule must react.
-fn expected_fanout(
-    authoring: &crate::authoring::Authoring,
-    policy: &crate::policy::Policy,
-    existing: Option<&Incident>,
-    accepted: &Accepted,
-) -> Result<FanoutKind, String> {
-    let kind = crate::policy::incidents::fanout_after(
-        existing,
-        &accepted.payload,
-        policy.incident_updates,
-    );
-    let Some(kind) = kind else {
-        return Err(
-            match (&accepted.payload, existing.and_then(Incident::severity)) {
-                (
-                    Payload::OutageUpdated {
-                        severity: Some(new),
-                        ..
-                    },
-                    Some(was),
-                ) => format!(
-                    "the severity does not escalate ({} → {})",
-                    was.as_str(),
-                    new.as_str()
-                ),
-                (Payload::OutageUpdated { .. }, _) => {
-                    "an update reaches customers only when its severity escalates".into()
-                }
-                _ => "the incident is not open".into(),
-            },
-        );
-    };
-    if authoring
-        .rules
-        .candidates(accepted.event.event_type)
-        .next()
-        .is_none()
-    {
-        return Err(format!(
-            "no rule reacts to {}",
-            accepted.event.event_type.as_str()
-        ));
-    }
-    Ok(kind)
-}
-
-/// The announcement as intake will read it, for what a dry run decides.
-fn accepted(announcement: &Announcement) -> anyhow::Result<Accepted> {
-    Ok(announcement.accepted(DRY_RUN_SOURCE, Utc::now())?)
 }
 
 /// Follows the fan-out of one announcement until it settles.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::cli::output::say;
 use crate::config::Settings;
@@ -45,32 +45,12 @@ pub(super) async fn execute(args: ExplainArgs, config: Option<&Path>) -> anyhow:
     if args.json {
         say!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&args.customer, &timeline, args.reveal))?
+            serde_json::to_string_pretty(&timeline.to_json(&args.customer, args.reveal))?
         );
     } else {
         print_text(&args.customer, &timeline, args.reveal)?;
     }
     Ok(())
-}
-
-/// Text with phone numbers and e-mail addresses masked, unless revealed.
-fn masked(text: &str, reveal: bool) -> String {
-    if reveal {
-        text.to_owned()
-    } else {
-        crate::telemetry::mask_text(text)
-    }
-}
-
-/// A name shown as its first letter unless revealed.
-fn mask_name(name: &str, reveal: bool) -> String {
-    if reveal {
-        return name.to_owned();
-    }
-    let mut chars = name.chars();
-    chars.next().map_or_else(String::new, |first| {
-        format!("{first}{}", "*".repeat(chars.count()))
-    })
 }
 
 /// One line about an event: its type, the ids it names, and who sent it (a backend, or
@@ -99,7 +79,7 @@ fn print_text(
     t: &CustomerTimeline,
     reveal: bool,
 ) -> Result<(), super::output::OutputError> {
-    let mask = |text: &str| masked(text, reveal);
+    let mask = |text: &str| crate::store::masked(text, reveal);
     let Some(doc) = &t.customer else {
         say!("customer {customer}: not known to forewarn (no customer.upserted or inline customer yet)");
         return Ok(());
@@ -120,7 +100,7 @@ fn print_text(
     };
     say!(
         "customer {customer} ({}, {}, {}); consent: sms {}, email {}, push {}, marketing {}",
-        mask_name(&field("name"), reveal),
+        crate::store::mask_name(&field("name"), reveal),
         field("locale"),
         field("timezone"),
         said("sms"),
@@ -167,7 +147,7 @@ fn print_text(
                 "  → rule {}: {} to {} · {state}{offer}",
                 m.rule_id,
                 m.channel.as_str().to_uppercase(),
-                super::recipient_shown(&m.content["to"], reveal)
+                crate::store::recipient_shown(&m.content["to"], reveal)
             );
             for a in &m.attempts {
                 let delivery = match (&a.delivery, a.delivery_at) {
@@ -234,7 +214,10 @@ fn reply_line(reply: &ReplySummary, reveal: bool) -> String {
         "stop" => format!("replied {word} by {channel} at {at}: opted out of {channel}"),
         "start" => format!("replied {word} by {channel} at {at}: opted back in to {channel}"),
         "help" => format!("replied {word} by {channel} at {at}: answered with the help text"),
-        _ => format!("replied by {channel} at {at}: \"{}\"", masked(word, reveal)),
+        _ => format!(
+            "replied by {channel} at {at}: \"{}\"",
+            crate::store::masked(word, reveal)
+        ),
     }
 }
 
@@ -251,57 +234,4 @@ fn note_line(n: &DecisionNote) -> String {
         "{mark} rule {}: {what}, {}: {}",
         n.rule_id, n.reason, n.detail
     )
-}
-
-fn as_json(customer: &str, t: &CustomerTimeline, reveal: bool) -> Value {
-    let mask = |text: &str| masked(text, reveal);
-    let events: Vec<Value> = t
-        .events
-        .iter()
-        .map(|e| {
-            let messages: Vec<Value> = t
-                .messages
-                .iter()
-                .filter(|m| m.event == e.key)
-                .map(|m| {
-                    json!({
-                        "rule": m.rule_id, "channel": m.channel.as_str(), "status": m.status,
-                        "to": super::recipient_shown(&m.content["to"], reveal), "queued_at": m.created_at,
-                        "due_at": m.next_attempt_at, "sent_at": m.sent_at, "offer": m.offer,
-                        "risk": m.risk, "last_error": m.last_error.as_deref().map(mask),
-                        "attempts": m.attempts.iter().map(|a| json!({
-                            "attempt": a.attempt, "gateway": a.gateway, "at": a.at,
-                            "outcome": a.outcome, "error": a.error.as_deref().map(mask),
-                            "delivery": a.delivery, "delivery_at": a.delivery_at,
-                            "delivery_error": a.delivery_error.as_deref().map(mask)}))
-                            .collect::<Vec<_>>(),
-                        "receipts": m.receipts.iter().map(|r| json!({
-                            "attempt": r.attempt, "status": r.status, "at": r.at,
-                            "applied": r.applied, "error": r.error.as_deref().map(mask)}))
-                            .collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            let notes: Vec<Value> = t
-                .notes
-                .iter()
-                .filter(|n| n.event == e.key)
-                .map(|n| {
-                    json!({"rule": n.rule_id, "outcome": n.outcome, "reason": n.reason,
-                                "detail": n.detail, "at": n.at})
-                })
-                .collect();
-            json!({"source": e.key.source, "id": e.key.id, "type": e.event_type, "time": e.time,
-                   "received_at": e.received_at, "messages": messages, "held_back": notes})
-        })
-        .collect();
-    json!({
-        "customer": customer,
-        "known": t.customer.is_some(),
-        "opt_outs": t.opt_outs.iter().map(|(c, s, at)| json!({"channel": c.as_str(),
-            "scope": s.as_str(), "at": at})).collect::<Vec<_>>(),
-        "events": events,
-        "replies": t.replies.iter().map(|r| json!({"channel": r.channel.as_str(),
-            "keyword": r.keyword, "body": mask(&r.body), "at": r.at})).collect::<Vec<_>>(),
-    })
 }

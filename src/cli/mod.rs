@@ -132,17 +132,6 @@ fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
     })
 }
 
-/// Who a rendered message goes to, as people may see it: a phone or address masked unless
-/// `reveal`, push tokens counted.
-fn recipient_shown(to: &serde_json::Value, reveal: bool) -> String {
-    match to {
-        serde_json::Value::String(to) if reveal => to.clone(),
-        serde_json::Value::String(to) => crate::telemetry::mask_text(to),
-        serde_json::Value::Array(tokens) => format!("{} device(s)", tokens.len()),
-        _ => "?".into(),
-    }
-}
-
 /// Prints one rendered message — its JSON form: `channel`, `to`, and `body`, `subject`/`text`
 /// or `title`/`body` — under a header: the channel, `note`, the masked recipient, `about`, and
 /// an SMS's encoding and segments.
@@ -152,7 +141,7 @@ fn print_message(
     about: &str,
 ) -> Result<(), output::OutputError> {
     let channel = m["channel"].as_str().unwrap_or("?");
-    let to = recipient_shown(&m["to"], false);
+    let to = crate::store::recipient_shown(&m["to"], false);
     let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
     let size = match channel {
         "sms" => {

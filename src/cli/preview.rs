@@ -4,20 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::authoring::examples::{customer_id_of, example_assessment, in_locale, Examples};
+use crate::authoring::examples::{customer_id_of, example_assessment, Examples};
+use crate::authoring::preview::{preview, Outcome, Rendered, Sample};
 use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::Accepted;
-use crate::domain::{Channel, CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
-use crate::render::{event_tracking_link, render_parts, sms_as_sent, RenderInput};
-use crate::render::{measure_sms, Part, RenderedParts};
+use crate::domain::{CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
 use crate::risk::RiskModel;
 use crate::rules::OfferSpec;
-
-/// FCM refuses a message whose payload exceeds this many bytes.
-const FCM_MAX_PAYLOAD: usize = 4096;
 
 /// Options of `forewarn preview`.
 #[derive(Debug, clap::Args)]
@@ -101,44 +97,28 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
         risk.explain()
     );
 
+    let sample = Sample {
+        accepted: &accepted,
+        customer: &customer,
+        offer: offer.as_ref(),
+        risk: risk.scores(),
+    };
+    let several = locales.len() > 1;
     let mut failures = 0;
-    for channel in Channel::ALL
-        .into_iter()
-        .filter(|c| templates.serves(&args.template, *c))
-    {
-        for locale in &locales {
-            let parsed = Locale::parse(locale).ok();
-            let doc = in_locale(&customer, parsed.as_ref());
-            let input = RenderInput {
-                rule_id: "preview",
-                template: &args.template,
-                accepted: &accepted,
-                doc: &doc,
-                tracking: event_tracking_link(&accepted),
-                offer: offer.as_ref(),
-                risk: Some(risk.scores()),
-                // A preview has no rule; `--offer` makes it advertising.
-                category: crate::domain::Category::Transactional,
-            };
-            let shown = parsed.as_ref().map_or("default", |l| l.as_str());
-            say!("── {} · {shown}", channel.as_str().to_uppercase());
-            match render_parts(&input, &templates, channel, parsed.as_ref()) {
-                Ok(mut parts) => {
-                    // As sent: advertising to a Korean phone carries its label.
-                    let korean = parts.locale.starts_with("ko");
-                    let sms = (channel == Channel::Sms).then(|| {
-                        let body = parts.take(Part::Sms).unwrap_or_default();
-                        sms_as_sent(body, &input, &templates, korean)
-                    });
-                    print_parts(channel, parts, sms, &args, shown, locales.len() > 1)?
-                }
-                Err(e) => {
-                    failures += 1;
-                    say!("   ✗ {e}");
-                }
+    for shown in preview(&templates, &args.template, sample, &locales) {
+        say!(
+            "── {} · {}",
+            shown.channel.as_str().to_uppercase(),
+            shown.locale
+        );
+        match shown.outcome {
+            Outcome::Rendered(rendered) => print_rendered(rendered, &args, &shown.locale, several)?,
+            Outcome::Failed { error } => {
+                failures += 1;
+                say!("   ✗ {error}");
             }
-            say!();
         }
+        say!();
     }
     if failures > 0 {
         bail!("{failures} rendering(s) failed");
@@ -146,10 +126,8 @@ pub(super) async fn execute(args: PreviewArgs, config: Option<&Path>) -> anyhow:
     Ok(())
 }
 
-fn print_parts(
-    channel: Channel,
-    mut parts: RenderedParts,
-    sms: Option<String>,
+fn print_rendered(
+    rendered: Rendered,
     args: &PreviewArgs,
     locale: &str,
     several: bool,
@@ -160,27 +138,26 @@ fn print_parts(
         }
         Ok(())
     };
-    match channel {
-        Channel::Sms => {
-            let body = sms.unwrap_or_default();
-            indent(&body)?;
-            let size = measure_sms(&body);
-            say!(
-                "   {} · {} units · {} segment(s)",
-                size.encoding,
-                size.units,
-                size.segments
-            );
+    match rendered {
+        Rendered::Sms {
+            text,
+            encoding,
+            units,
+            segments,
+        } => {
+            indent(&text)?;
+            say!("   {encoding} · {units} units · {segments} segment(s)");
         }
-        Channel::Email => {
-            say!(
-                "   Subject: {}",
-                parts.take(Part::EmailSubject).unwrap_or_default()
-            );
-            if let Some(text) = parts.take(Part::EmailText) {
+        Rendered::Email {
+            subject,
+            text,
+            html,
+        } => {
+            say!("   Subject: {subject}");
+            if let Some(text) = text {
                 indent(&text)?;
             }
-            if let Some(html) = parts.take(Part::EmailHtml) {
+            if let Some(html) = html {
                 match &args.html_out {
                     Some(path) => {
                         let path = if several {
@@ -201,18 +178,17 @@ fn print_parts(
                 }
             }
         }
-        Channel::Push => {
-            let title = parts.take(Part::PushTitle).unwrap_or_default();
-            let body = parts.take(Part::PushBody).unwrap_or_default();
+        Rendered::Push {
+            title,
+            body,
+            payload_bytes,
+            payload_limit,
+        } => {
             say!("   {title}");
             indent(&body)?;
-            // The FCM HTTP v1 message as forewarn will send it, with a typical token length.
-            let payload = json!({"message": {"token": "x".repeat(163),
-                "notification": {"title": title, "body": body}}});
-            let size = payload.to_string().len();
             say!(
-                "   FCM payload {size} of {FCM_MAX_PAYLOAD} bytes{}",
-                if size > FCM_MAX_PAYLOAD {
+                "   FCM payload {payload_bytes} of {payload_limit} bytes{}",
+                if payload_bytes > payload_limit {
                     " — TOO LARGE"
                 } else {
                     ""

@@ -173,6 +173,7 @@ pub async fn start_on(
             Ok(())
         }),
     ));
+    let console_authoring = authoring.clone();
     let fallback = Fallback::new(store.clone(), authoring.clone());
     let feedback = crate::feedback::Feedback::new(
         store.clone(),
@@ -283,6 +284,20 @@ pub async fn start_on(
                     .map_err(anyhow::Error::msg)?,
             )),
         };
+        let console = if settings.console.enabled {
+            Some(
+                crate::console::Console::new(crate::console::ConsoleParts {
+                    settings: settings.clone(),
+                    store: store.clone(),
+                    authoring: console_authoring,
+                    announcer: announcer(&settings, js.clone()),
+                    js: js.clone(),
+                })
+                .map_err(anyhow::Error::from)?,
+            )
+        } else {
+            None
+        };
         let state = crate::http::HttpState {
             store: store.clone(),
             nats: nats.clone(),
@@ -294,6 +309,7 @@ pub async fn start_on(
             twilio: providers.twilio,
             sendgrid: providers.sendgrid,
             unsubscribe,
+            console,
         };
         let http_shutdown: Shutdown = shutdown.clone();
         tasks.push((

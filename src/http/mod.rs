@@ -3,7 +3,8 @@
 //! under `/v1/discount-codes` (see `offers`); for on-call tooling, incidents under
 //! `/v1/incidents` (see `incidents`); for providers, delivery receipts and customers' replies
 //! under `/v1/receipts/` and `/v1/inbound/` (see `feedback`); for customers, one-click
-//! unsubscribe under `/u/` (see `unsubscribe`). `/openapi.json` describes `/v1/`.
+//! unsubscribe under `/u/` (see `unsubscribe`); for CX and on-call, the console under
+//! `/console/` (see `crate::console`). `/openapi.json` describes `/v1/`.
 
 mod feedback;
 mod incidents;
@@ -52,11 +53,14 @@ pub struct HttpState {
     pub sendgrid: Option<Arc<crate::feedback::sendgrid::SendgridWebhook>>,
     /// Reads one-click unsubscribe links; `None` without `http.public_url`.
     pub unsubscribe: Option<Arc<crate::feedback::UnsubscribeLinks>>,
+    /// The console at `/console/`; `None` when `[console] enabled` is off.
+    pub console: Option<crate::console::Console>,
 }
 
 /// The router.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let console = state.console.clone();
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -83,7 +87,11 @@ pub fn router(state: HttpState) -> Router {
             get(unsubscribe::page).post(unsubscribe::one_click),
         )
         .route("/openapi.json", get(openapi))
-        .with_state(state)
+        .with_state(state);
+    match console {
+        Some(console) => router.nest("/console", console.router()),
+        None => router,
+    }
 }
 
 /// Serves until shutdown.

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod announce;
+mod dry_run;
 pub mod fanout;
 #[cfg(test)]
 mod fanout_tests;
@@ -19,6 +20,9 @@ mod settings;
 pub use announce::{
     customer_ids_from, AnnounceError, Announcement, Announcer, FieldError, Published, Resolve,
     Start, Translation, Translations, Update,
+};
+pub use dry_run::{
+    dry_run, expected_fanout, who_hears, DryRun, FirstCustomer, Reach, DRY_RUN_SOURCE,
 };
 pub use fanout::{audience_of, FanoutError, FanoutWorker, PageReport};
 pub use settings::IncidentSettings;

@@ -132,7 +132,7 @@ impl RenderedParts {
 }
 
 /// Every template, compiled once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Templates {
     /// Registry for text parts: no escaping.
     text: Handlebars<'static>,
@@ -269,6 +269,95 @@ impl Templates {
             }
         }
         (templates, errors)
+    }
+
+    /// The same templates with one file of `template` replaced by `source` (or added): what
+    /// the console previews while an author types, before anything is saved. `file_name` is as
+    /// on disk (`sms.ko.hbs`). A draft handlebars refuses is refused with its line and column.
+    pub fn with_draft(
+        &self,
+        template: &str,
+        file_name: &str,
+        source: &str,
+    ) -> Result<Templates, TemplateError> {
+        let file = self
+            .index
+            .get(template)
+            .and_then(|parts| {
+                parts.iter().find_map(|(part, locales)| {
+                    locales.iter().find_map(|l| {
+                        let path = self.files.get(&key(template, *part, l))?;
+                        (path.file_name()? == file_name).then(|| path.clone())
+                    })
+                })
+            })
+            .unwrap_or_else(|| PathBuf::from(template).join(file_name));
+        let at_file = |message: String| TemplateError {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            message,
+        };
+        let stem = file_name
+            .strip_suffix(".hbs")
+            .ok_or_else(|| at_file("a template file ends in .hbs".into()))?;
+        let (part, locale) =
+            split_part(stem).ok_or_else(|| at_file(format!("unknown part `{stem}`")))?;
+        let locale = match locale.map(Locale::parse).transpose() {
+            Ok(l) => l.map(|l| l.as_str().to_owned()).unwrap_or_default(),
+            Err(message) => return Err(at_file(format!("locale in file name {message}"))),
+        };
+        let mut draft = self.clone();
+        let registry = if part.escapes_html() {
+            &mut draft.html
+        } else {
+            &mut draft.text
+        };
+        let body = source.trim_end_matches(['\n', '\r']);
+        let registered = key(template, part, &locale);
+        if let Err(e) = registry.register_template_string(&registered, body) {
+            let problem = super::syntax::explain(body, e.reason(), e.pos());
+            return Err(TemplateError {
+                file,
+                line: problem.line,
+                col: problem.col,
+                message: problem.message,
+            });
+        }
+        draft
+            .index
+            .entry(template.to_owned())
+            .or_default()
+            .entry(part)
+            .or_default()
+            .insert(locale);
+        draft.files.insert(registered, file);
+        Ok(draft)
+    }
+
+    /// The file names of `template`'s parts (`sms.hbs`, `sms.ko.hbs`, …), sorted.
+    pub fn file_names(&self, template: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .index
+            .get(template)
+            .into_iter()
+            .flat_map(|parts| {
+                parts.iter().flat_map(move |(part, locales)| {
+                    locales.iter().map(move |locale| {
+                        match self.files.get(&key(template, *part, locale)) {
+                            Some(path) => path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            None if locale.is_empty() => format!("{}.hbs", part.as_str()),
+                            None => format!("{}.{locale}.hbs", part.as_str()),
+                        }
+                    })
+                })
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     /// Whether a part of `template` could not be loaded: it cannot be rendered.

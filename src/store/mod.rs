@@ -21,6 +21,7 @@
 //!   and the opt-outs they ask for.
 
 pub mod codes;
+pub mod console;
 pub mod feedback;
 pub mod incidents;
 pub mod intake;
@@ -45,6 +46,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use codes::{CodeStore, IssuedCode};
+pub use console::{ConsoleStore, MessageTally, TALLY_STATES};
 pub use feedback::{DeliveryTarget, FeedbackStore, OptOutRecorded, ReceiptRef};
 pub use incidents::{
     Audience, FanoutClaim, FanoutPhase, FanoutRequest, FanoutStatus, FanoutStep, FanoutTx,
@@ -69,8 +71,8 @@ pub use schedules::{
 pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
 pub use timeline::{
-    AttemptSummary, CustomerTimeline, ReceiptSummary, ReplySummary, TimelineEvent, TimelineMessage,
-    TimelineStore,
+    mask_name, masked, recipient_shown, AttemptSummary, CustomerTimeline, ReceiptSummary,
+    ReplySummary, TimelineEvent, TimelineMessage, TimelineStore,
 };
 
 /// Database failures. Intake and dispatch retry on any of them; nothing is acked or marked sent
@@ -106,6 +108,7 @@ pub trait Store:
     + OutcomeStore
     + FeedbackStore
     + RelayStore
+    + ConsoleStore
     + Send
     + Sync
     + 'static

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
 
 use super::{DecisionNote, StoreError};
 use crate::domain::{Channel, CustomerDoc, EventKey, IdempotencyKey, OptOutScope};
@@ -119,6 +120,123 @@ pub struct AttemptSummary {
     pub delivery_at: Option<DateTime<Utc>>,
     /// Why it was not delivered, if it was not.
     pub delivery_error: Option<String>,
+}
+
+impl CustomerTimeline {
+    /// The timeline as one JSON document (`forewarn explain --json`, the console's customer
+    /// page): phone numbers, e-mail addresses and the name masked unless `reveal`.
+    pub fn to_json(&self, customer: &str, reveal: bool) -> Value {
+        let t = self;
+        let mask = |text: &str| masked(text, reveal);
+        let events: Vec<Value> = t
+            .events
+            .iter()
+            .map(|e| {
+                let messages: Vec<Value> = t
+                .messages
+                .iter()
+                .filter(|m| m.event == e.key)
+                .map(|m| {
+                    json!({
+                        "rule": m.rule_id, "channel": m.channel.as_str(), "status": m.status,
+                        "to": recipient_shown(&m.content["to"], reveal), "queued_at": m.created_at,
+                        "text": mask(&message_text(&m.content)),
+                        "due_at": m.next_attempt_at, "sent_at": m.sent_at, "offer": m.offer,
+                        "risk": m.risk, "last_error": m.last_error.as_deref().map(mask),
+                        "attempts": m.attempts.iter().map(|a| json!({
+                            "attempt": a.attempt, "gateway": a.gateway, "at": a.at,
+                            "outcome": a.outcome, "error": a.error.as_deref().map(mask),
+                            "delivery": a.delivery, "delivery_at": a.delivery_at,
+                            "delivery_error": a.delivery_error.as_deref().map(mask)}))
+                            .collect::<Vec<_>>(),
+                        "receipts": m.receipts.iter().map(|r| json!({
+                            "attempt": r.attempt, "status": r.status, "at": r.at,
+                            "applied": r.applied, "error": r.error.as_deref().map(mask)}))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+                let notes: Vec<Value> = t
+                    .notes
+                    .iter()
+                    .filter(|n| n.event == e.key)
+                    .map(|n| {
+                        json!({"rule": n.rule_id, "outcome": n.outcome, "reason": n.reason,
+                                "detail": n.detail, "at": n.at})
+                    })
+                    .collect();
+                json!({"source": e.key.source, "id": e.key.id, "type": e.event_type, "time": e.time,
+                   "received_at": e.received_at, "messages": messages, "held_back": notes})
+            })
+            .collect();
+        json!({
+            "customer": customer,
+            "known": t.customer.is_some(),
+            "record": t.customer.as_ref().map(|doc| record_json(doc, reveal)),
+            "opt_outs": t.opt_outs.iter().map(|(c, s, at)| json!({"channel": c.as_str(),
+                "scope": s.as_str(), "at": at})).collect::<Vec<_>>(),
+            "events": events,
+            "replies": t.replies.iter().map(|r| json!({"channel": r.channel.as_str(),
+                "keyword": r.keyword, "body": mask(&r.body), "at": r.at})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What a message said: an SMS's body, an e-mail's subject and text, a push's title and body.
+fn message_text(content: &Value) -> String {
+    let text = |k: &str| content[k].as_str().unwrap_or("");
+    match content["channel"].as_str() {
+        Some("email") => format!("{}\n\n{}", text("subject"), text("text")),
+        Some("push") => format!("{}\n{}", text("title"), text("body")),
+        _ => text("body").to_owned(),
+    }
+}
+
+/// What the customer record says that explains a decision: contact details masked unless
+/// `reveal`.
+fn record_json(doc: &CustomerDoc, reveal: bool) -> Value {
+    let o = doc.as_object();
+    let text = |k: &str| o.get(k).and_then(Value::as_str);
+    json!({
+        "name": text("name").map(|n| mask_name(n, reveal)),
+        "phone": text("phone").map(|p| masked(p, reveal)),
+        "email": text("email").map(|e| masked(e, reveal)),
+        "locale": text("locale"),
+        "timezone": text("timezone"),
+        "region": text("region"),
+        "segments": o.get("segments"),
+        "consent": o.get("consent"),
+    })
+}
+
+/// Text with phone numbers and e-mail addresses masked, unless revealed.
+pub fn masked(text: &str, reveal: bool) -> String {
+    if reveal {
+        text.to_owned()
+    } else {
+        crate::telemetry::mask_text(text)
+    }
+}
+
+/// A name shown as its first letter unless revealed.
+pub fn mask_name(name: &str, reveal: bool) -> String {
+    if reveal {
+        return name.to_owned();
+    }
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| {
+        format!("{first}{}", "*".repeat(chars.count()))
+    })
+}
+
+/// Where a message went: a phone number or address masked unless `reveal`, or how many devices.
+pub fn recipient_shown(to: &Value, reveal: bool) -> String {
+    match to {
+        Value::String(to) if reveal => to.clone(),
+        Value::String(to) => crate::telemetry::mask_text(to),
+        Value::Array(tokens) => format!("{} device(s)", tokens.len()),
+        _ => "?".into(),
+    }
 }
 
 /// Reads for people asking "what happened to this customer, and why".

@@ -14,6 +14,7 @@ mod chaos;
 mod check;
 mod cli_output;
 mod config;
+mod console;
 mod crash;
 mod dead_letters;
 mod demo;

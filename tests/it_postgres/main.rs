@@ -18,6 +18,8 @@ mod backlog;
 mod caps;
 #[path = "../it/chaos.rs"]
 mod chaos;
+#[path = "../it/console.rs"]
+mod console;
 #[path = "../it/crash.rs"]
 mod crash;
 #[path = "../it/dead_letters.rs"]

@@ -7,6 +7,7 @@
 
 mod apply;
 mod codes;
+mod console;
 mod feedback;
 mod incidents;
 mod intake;

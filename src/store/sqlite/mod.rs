@@ -16,6 +16,7 @@
 mod apply;
 mod checkpoint;
 mod codes;
+mod console;
 mod feedback;
 mod incidents;
 mod intake;
