@@ -143,6 +143,10 @@ pub async fn start_on(
         .map_err(anyhow::Error::msg)
         .context("Failed to set up one-click unsubscribe links")?
         .map(Arc::new);
+    let console_keys = match settings.console.enabled && settings.http.enabled {
+        true => crate::console::Console::sign_in_keys(&settings).map_err(anyhow::Error::from)?,
+        false => None,
+    };
     tracing::info!(
         rules = authoring.rules.len(),
         templates = authoring.templates.names().count(),
@@ -286,13 +290,16 @@ pub async fn start_on(
         };
         let console = if settings.console.enabled {
             Some(
-                crate::console::Console::new(crate::console::ConsoleParts {
-                    settings: settings.clone(),
-                    store: store.clone(),
-                    authoring: console_authoring,
-                    announcer: announcer(&settings, js.clone()),
-                    js: js.clone(),
-                })
+                crate::console::Console::new(
+                    crate::console::ConsoleParts {
+                        settings: settings.clone(),
+                        store: store.clone(),
+                        authoring: console_authoring,
+                        announcer: announcer(&settings, js.clone()),
+                        js: js.clone(),
+                    },
+                    console_keys,
+                )
                 .map_err(anyhow::Error::from)?,
             )
         } else {
@@ -321,6 +328,9 @@ pub async fn start_on(
             }),
         ));
         tracing::info!(%addr, "Serving /healthz, /readyz, /metrics and /v1/.");
+        if settings.console.enabled {
+            tracing::info!(url = %format!("http://{addr}/console/"), "Serving the console.");
+        }
         Some(addr)
     } else {
         None

@@ -87,10 +87,10 @@ pub struct ConsoleParts {
 }
 
 impl Console {
-    /// The console of `parts`. Its sign-in token is read from `[console] token_env`, else from
-    /// `http.api_token_env`; a named variable that is not set stops forewarn at start.
-    pub fn new(parts: ConsoleParts) -> Result<Self, ConsoleError> {
-        let settings = parts.settings;
+    /// The keys of the console's sessions, from the token of `[console] token_env`, else of
+    /// `http.api_token_env`; `None` when neither is configured. A named variable that is not
+    /// set is an error: `run` reads this before it connects to anything, and stops.
+    pub fn sign_in_keys(settings: &Settings) -> Result<Option<SessionKeys>, ConsoleError> {
         let variable = settings
             .console
             .token_env
@@ -103,23 +103,25 @@ impl Console {
                     .as_deref()
                     .map(|v| ("API token (http.api_token_env)", v))
             });
-        let keys = match variable {
-            None => None,
-            Some((what, name)) => {
-                let token =
-                    crate::secrets::secret_from_env(what, name).map_err(ConsoleError::Token)?;
-                let secure = settings
-                    .http
-                    .public_url
-                    .as_ref()
-                    .is_some_and(|u| u.join("/").starts_with("https://"));
-                Some(SessionKeys::new(
-                    &token,
-                    settings.console.session_ttl,
-                    secure,
-                ))
-            }
+        let Some((what, name)) = variable else {
+            return Ok(None);
         };
+        let token = crate::secrets::secret_from_env(what, name).map_err(ConsoleError::Token)?;
+        let secure = settings
+            .http
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.join("/").starts_with("https://"));
+        Ok(Some(SessionKeys::new(
+            &token,
+            settings.console.session_ttl,
+            secure,
+        )))
+    }
+
+    /// The console of `parts`, signing sessions with `keys` (see [`Console::sign_in_keys`]).
+    pub fn new(parts: ConsoleParts, keys: Option<SessionKeys>) -> Result<Self, ConsoleError> {
+        let settings = parts.settings;
         Ok(Console {
             inner: Arc::new(Inner {
                 keys,

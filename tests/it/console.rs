@@ -81,6 +81,17 @@ async fn page(app: &App, cookie: &str, path: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Posts a form with the session cookie.
+async fn post(app: &App, cookie: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", base(app)))
+        .header(COOKIE, cookie)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The CSRF token of the page's forms.
 fn csrf_of(html: &str) -> String {
     let at = html
@@ -181,13 +192,7 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
         if let Some(token) = token {
             fields.push(("csrf", token));
         }
-        let rejected = http
-            .post(format!("{}/incidents/announce", base(&app)))
-            .header(COOKIE, &cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
+        let rejected = post(&app, &cookie, &format!("/incidents/announce"), &fields).await;
         assert_eq!(rejected.status(), 403);
         assert!(rejected.text().await.unwrap().contains("Reload the page"));
     }
@@ -201,13 +206,7 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
     // With it, the announcement goes out, signed by who announced it.
     let mut fields = form.to_vec();
     fields.push(("csrf", &csrf));
-    let accepted = http
-        .post(format!("{}/incidents/announce", base(&app)))
-        .header(COOKIE, &cookie)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let accepted = post(&app, &cookie, &format!("/incidents/announce"), &fields).await;
     assert_eq!(accepted.status(), 303);
     let location = accepted.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(
@@ -230,14 +229,30 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
     .await;
     assert!(app.logged("Announced from the console")[0].contains("Dana"));
 
+    // The incident page's forms: an update that does not escalate is published (and says it
+    // reaches no one, as the CLI does); the resolution closes it; a later update is refused
+    // with the reason on the page, and nothing more is published.
+    for (form, done) in [("update", "updated"), ("resolve", "resolved")] {
+        let posted = post(&app, &cookie, &format!("/incidents/{id}/{form}"), &[("csrf", csrf.as_str()), ("message", "Fix rolling out.")]).await;
+        assert_eq!(posted.status(), 303, "{form}");
+        assert_eq!(
+            posted.headers()[LOCATION],
+            format!("/console/incidents/{id}?done={done}").as_str()
+        );
+    }
+    assert_eq!(events.info().await.unwrap().state.messages, 3);
+    wait_for("the incident resolved", || async {
+        let (_, html) = page(&app, &cookie, &format!("/incidents/{id}")).await;
+        html.contains(r#"<b data-field="status">resolved</b>"#)
+    })
+    .await;
+    let late = post(&app, &cookie, &format!("/incidents/{id}/update"), &[("csrf", csrf.as_str()), ("message", "Still?")]).await;
+    assert_eq!(late.status(), 409);
+    assert!(late.text().await.unwrap().contains("already resolved"));
+    assert_eq!(events.info().await.unwrap().state.messages, 3);
+
     // Signing out ends the session in the browser.
-    let out = http
-        .post(format!("{}/signout", base(&app)))
-        .header(COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = post(&app, &cookie, &format!("/signout"), &[("csrf", csrf.as_str())]).await;
     assert_eq!(out.status(), 303);
     assert!(out.headers()[SET_COOKIE]
         .to_str()
@@ -265,6 +280,20 @@ async fn without_a_configured_token_the_console_says_so_and_serves_nothing_else(
         .await
         .unwrap();
     assert_eq!(today.status(), 303);
+}
+
+#[tokio::test]
+async fn a_console_token_variable_that_is_not_set_stops_forewarn_naming_it() {
+    let app = spawn_app_with(Options::default()).await;
+    // Were the variable not read first, this second process would stop on the port instead.
+    let (code, out) = forewarn_cli(
+        app.dir.path(),
+        &["--config", app.config_path().to_str().unwrap(), "run"],
+        &[("FOREWARN_CONSOLE__TOKEN_ENV", "NO_SUCH_CONSOLE_TOKEN")],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("NO_SUCH_CONSOLE_TOKEN"), "{out}");
+    assert!(!out.contains("Failed to listen"), "{out}");
 }
 
 #[tokio::test]
