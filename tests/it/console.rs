@@ -192,7 +192,7 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
         if let Some(token) = token {
             fields.push(("csrf", token));
         }
-        let rejected = post(&app, &cookie, &format!("/incidents/announce"), &fields).await;
+        let rejected = post(&app, &cookie, "/incidents/announce", &fields).await;
         assert_eq!(rejected.status(), 403);
         assert!(rejected.text().await.unwrap().contains("Reload the page"));
     }
@@ -206,7 +206,7 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
     // With it, the announcement goes out, signed by who announced it.
     let mut fields = form.to_vec();
     fields.push(("csrf", &csrf));
-    let accepted = post(&app, &cookie, &format!("/incidents/announce"), &fields).await;
+    let accepted = post(&app, &cookie, "/incidents/announce", &fields).await;
     assert_eq!(accepted.status(), 303);
     let location = accepted.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(
@@ -233,7 +233,13 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
     // reaches no one, as the CLI does); the resolution closes it; a later update is refused
     // with the reason on the page, and nothing more is published.
     for (form, done) in [("update", "updated"), ("resolve", "resolved")] {
-        let posted = post(&app, &cookie, &format!("/incidents/{id}/{form}"), &[("csrf", csrf.as_str()), ("message", "Fix rolling out.")]).await;
+        let posted = post(
+            &app,
+            &cookie,
+            &format!("/incidents/{id}/{form}"),
+            &[("csrf", csrf.as_str()), ("message", "Fix rolling out.")],
+        )
+        .await;
         assert_eq!(posted.status(), 303, "{form}");
         assert_eq!(
             posted.headers()[LOCATION],
@@ -246,13 +252,19 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
         html.contains(r#"<b data-field="status">resolved</b>"#)
     })
     .await;
-    let late = post(&app, &cookie, &format!("/incidents/{id}/update"), &[("csrf", csrf.as_str()), ("message", "Still?")]).await;
+    let late = post(
+        &app,
+        &cookie,
+        &format!("/incidents/{id}/update"),
+        &[("csrf", csrf.as_str()), ("message", "Still?")],
+    )
+    .await;
     assert_eq!(late.status(), 409);
     assert!(late.text().await.unwrap().contains("already resolved"));
     assert_eq!(events.info().await.unwrap().state.messages, 3);
 
     // Signing out ends the session in the browser.
-    let out = post(&app, &cookie, &format!("/signout"), &[("csrf", csrf.as_str())]).await;
+    let out = post(&app, &cookie, "/signout", &[("csrf", csrf.as_str())]).await;
     assert_eq!(out.status(), 303);
     assert!(out.headers()[SET_COOKIE]
         .to_str()
