@@ -273,6 +273,36 @@ async fn a_request_without_a_session_is_refused_and_a_form_without_its_csrf_toke
 }
 
 #[tokio::test]
+async fn today_counts_the_days_messages_by_rule_and_the_dead_letters_by_reason() {
+    let app = spawn_app_with(with_console("")).await;
+    app.publish(&delayed_event(1)).await;
+    app.publish(&delayed_event(2)).await;
+    app.publish_raw("events.shipment.delayed", b"{not json".to_vec())
+        .await;
+    app.wait_intake_idle().await;
+    app.wait_sent(2).await;
+    let (_, cookie) = sign_in(&app, "Dana", TOKEN).await;
+    let (status, html) = page(&app, &cookie.unwrap(), "/today").await;
+    assert_eq!(status, 200);
+    // The rule's row: queued 0, held 0, sending 0, sent 2, failed 0, withdrawn 0, total 2.
+    let row = html
+        .split("<tr>")
+        .find(|row| row.contains("shipment-delay-apology"))
+        .unwrap_or_else(|| panic!("no row for the rule in:\n{html}"));
+    let cells: Vec<&str> = row
+        .split(r#"<td class="num">"#)
+        .skip(1)
+        .map(|cell| cell.split('<').next().unwrap())
+        .collect();
+    assert_eq!(cells, ["0", "0", "0", "2", "0", "0", "2"], "{row}");
+    assert!(
+        html.contains(r#"<tr><th scope="row">not_json</th><td class="num">1</td></tr>"#),
+        "{html}"
+    );
+    assert!(html.contains("events.shipment.delayed"), "{html}");
+}
+
+#[tokio::test]
 async fn without_a_configured_token_the_console_says_so_and_serves_nothing_else() {
     let app = spawn_app_with(Options::default()).await;
     let response = client()
