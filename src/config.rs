@@ -49,6 +49,8 @@ pub struct Settings {
     pub gateways: crate::gateway::GatewaySettings,
     /// `[http]`: health and metrics endpoint.
     pub http: crate::http::HttpSettings,
+    /// `[costs]`: prices for `forewarn simulate`'s estimates.
+    pub costs: crate::simulate::CostSettings,
     /// `[console]`: the browser console for CX and on-call.
     pub console: crate::console::ConsoleSettings,
     /// `[log]`: log format and level.
@@ -83,6 +85,7 @@ impl Default for Settings {
             gateways: Default::default(),
             http: Default::default(),
             console: Default::default(),
+            costs: Default::default(),
             log: Default::default(),
             render: Default::default(),
             pacing: Default::default(),
@@ -401,7 +404,11 @@ mod readme {
     use super::Settings;
 
     /// Rows documented elsewhere in the README, in tables of their own.
-    const ELSEWHERE: [&str; 2] = ["schedules.<name>.*", "quiet_hours.regions.<region>.<key>"];
+    const ELSEWHERE: [&str; 3] = [
+        "schedules.<name>.*",
+        "quiet_hours.regions.<region>.<key>",
+        "costs.sms_per_segment.<prefix>",
+    ];
 
     /// `(key, default)` of each row of the README's "Configuration" table, with rows such as
     /// `` `outbox.retry_base` / `retry_max` `` spelled out into one pair per key.

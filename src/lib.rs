@@ -42,6 +42,9 @@
 //!   recorded by triggers in the same transaction, published to NATS in order, once.
 //! - [`schedule`]: cron jobs that emit synthetic events for what no event announces (overdue
 //!   parcels, stalled orders, CSAT), release held messages and purge old personal data.
+//! - [`simulate`]: a draft rule set replayed over stored history (or a file of events) on a
+//!   scratch database with intake's own batch transaction, reported per rule and channel and
+//!   compared with what the live rules decided.
 //! - [`incident`]: announcements checked once for the CLI and HTTP, and the fan-out worker that
 //!   finds an incident's customers page by page, ranks them by churn risk × value, and decides
 //!   each one's message with the pipeline.
@@ -80,6 +83,7 @@ pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod shutdown;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -10,6 +10,7 @@ mod preview;
 mod risk;
 mod run;
 mod schedule;
+mod simulate;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,7 @@ pub use preview::PreviewArgs;
 pub use risk::{RiskArgs, RiskCommand};
 pub use run::{load_authoring, scheduler, start, start_on, Running, StartError};
 pub use schedule::{ScheduleArgs, ScheduleCommand};
+pub use simulate::SimulateArgs;
 
 /// Forewarn tells customers about a problem before they notice it.
 ///
@@ -64,6 +66,12 @@ pub enum Command {
     /// with its encoding and segment count, e-mail subject and text (HTML to a file), push
     /// with its FCM payload size.
     Preview(PreviewArgs),
+    /// Replay stored events (or a file of them) through a draft rule set — rules, risk,
+    /// consent, opt-outs, quiet hours, caps, rendering — sending and writing nothing: per rule
+    /// and channel the messages, customers, SMS segments, cost, discount codes and their face
+    /// value, what was held back; then the difference from what the live rules did. Exits 1
+    /// when anything fails to render or evaluate.
+    Simulate(SimulateArgs),
     /// Show forewarn end to end on sample events: starts a private nats-server, runs forewarn
     /// on its embedded defaults in a fresh folder, publishes examples/events/*.jsonl and prints
     /// every message it sent. Run it from the forewarn checkout.
@@ -92,6 +100,9 @@ pub async fn execute(cli: Cli) -> i32 {
         Command::Migrate => migrate::execute(cli.config.as_deref(), cli.log_json).await,
         Command::Check => check::execute(cli.config.as_deref()).await,
         Command::Preview(args) => preview::execute(args, cli.config.as_deref()).await,
+        Command::Simulate(args) => {
+            simulate::execute(args, cli.config.as_deref(), cli.log_json).await
+        }
         Command::Demo(args) => demo::execute(args, cli.log_json).await,
         Command::Risk(args) => risk::execute(args, cli.config.as_deref()).await,
         Command::Explain(args) => explain::execute(args, cli.config.as_deref()).await,

@@ -12,14 +12,14 @@ use metrics::{counter, histogram};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::dead_letter::Published;
+use super::transaction::{write_batch, Written};
 use super::{DeadLetterPublisher, IntakeError};
 use crate::authoring::AuthoringHandle;
 use crate::domain::Accepted;
 use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
 use crate::intake::IntakeSettings;
 use crate::metrics as m;
-use crate::pipeline::{self, Deciding};
-use crate::policy::{retraction, Policy};
+use crate::policy::Policy;
 use crate::readiness::Readiness;
 use crate::schedule::{Clock, SystemClock};
 use crate::shutdown::Shutdown;
@@ -422,43 +422,23 @@ impl Intake {
         if accepted.is_empty() {
             return Ok(Committed::default());
         }
-        let mut stages = m::Stages::start();
-        let mut tx = self.store.begin_intake().await?;
-        stages.lap("intake.begin");
-        let new_keys = tx.record_events(records).await?;
-        stages.lap("intake.record");
-        // A key twice in one batch is recorded once; only its first copy is decided.
-        let mut first_copies = new_keys.clone();
-        let fresh: Vec<&Accepted> = accepted
-            .iter()
-            .filter(|a| first_copies.remove(&a.event.key))
-            .collect();
         // The set in use when the batch is decided; a reload applies from the next batch.
         let authoring = self.authoring.borrow().clone();
-        let mut refs = pipeline::refs_of(fresh.iter().copied(), &authoring.rules, received_at);
-        if self.policy.caps.binds() {
-            refs.marketing_since = Some(received_at - self.policy.caps.window());
-        }
-        let snapshot = tx.load(&refs).await?;
-        stages.lap("intake.load");
-        let plan = pipeline::decide(
-            &fresh,
-            snapshot,
-            &Deciding::new(&authoring, &self.policy, received_at),
-        );
-        stages.lap("intake.decide");
+        let Written {
+            new_keys,
+            plan,
+            mut queued,
+            retracted,
+        } = write_batch(
+            self.store.as_ref(),
+            &authoring,
+            &self.policy,
+            accepted,
+            records,
+            received_at,
+        )
+        .await?;
         let rejected_keys: Vec<EventKey> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
-        tx.forget_events(&rejected_keys).await?;
-        let mut queued = tx.apply(&plan.changes, received_at).await?;
-        stages.lap("intake.apply");
-        let retracted = tx
-            .retract(&retraction::resolutions(&plan.changes), received_at)
-            .await?;
-        stages.lap("intake.retract");
-        tx.record_notes(&plan.notes(&queued, received_at)).await?;
-        stages.lap("intake.notes");
-        tx.commit().await?;
-        stages.lap("intake.commit");
         if let (false, Some(wake)) = (plan.changes.fanouts.is_empty(), &self.fanout_wake) {
             wake.notify_one();
         }

@@ -12,6 +12,7 @@ mod batch_tests;
 mod dead_letter;
 mod jetstream;
 mod settings;
+pub mod transaction;
 
 pub use batch::{BatchReport, Intake};
 pub use dead_letter::{

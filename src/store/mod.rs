@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod outcomes;
 mod postgres;
 pub mod relay;
+pub mod replay;
 pub mod retention;
 pub(crate) mod rows;
 pub mod schedules;
@@ -63,6 +64,7 @@ pub use outbox::{
 pub use outcomes::{DecisionOutcome, OutcomeStore};
 pub use postgres::{PgStore, ScratchDatabase};
 pub use relay::{OutreachEvent, RelayStore};
+pub use replay::{DecidedOutreach, ReplayStore, StoredEvent};
 pub use retention::{PurgeCursor, PurgeReport, RetentionStore};
 pub use schedules::{
     Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, ScheduleStore,
@@ -109,6 +111,7 @@ pub trait Store:
     + FeedbackStore
     + RelayStore
     + ConsoleStore
+    + ReplayStore
     + Send
     + Sync
     + 'static

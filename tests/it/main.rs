@@ -37,6 +37,7 @@ mod retraction;
 mod risk;
 mod schedules;
 mod sendgrid;
+mod simulate;
 mod smtp;
 mod stock;
 mod twilio;

@@ -15,6 +15,7 @@ mod lease;
 mod outbox;
 mod outcomes;
 mod relay;
+mod replay;
 mod retention;
 mod schedules;
 mod scratch;

@@ -24,6 +24,7 @@ mod lease;
 mod outbox;
 mod outcomes;
 mod relay;
+mod replay;
 mod retention;
 mod rows;
 mod schedules;

@@ -1,0 +1,310 @@
+//! `forewarn simulate`: a draft rule set replayed over the history forewarn stored.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::*;
+
+/// Customers in the history, each with an order and a delayed parcel.
+const CUSTOMERS: usize = 6;
+
+fn total(i: usize) -> i64 {
+    100_000 + 1_357 * i as i64
+}
+
+/// Each customer, their order and its delay, published and sent; then forewarn is stopped, so
+/// nothing but the simulation could touch the database.
+async fn history() -> App {
+    let mut app = spawn_app_with(Options {
+        own_authoring: true,
+        ..Options::default()
+    })
+    .await;
+    for i in 0..CUSTOMERS {
+        app.publish(
+            &json!({"specversion": "1.0", "id": format!("cust-{i}"), "source": "test/crm",
+            "type": "customer.upserted", "time": "2026-11-20T01:00:00Z",
+            "data": {"id": format!("c-{i}"), "name": "김지수", "locale": "ko-KR",
+                     "timezone": "Asia/Seoul", "phone": format!("+8210{:08}", i),
+                     "email": format!("c{i}@example.com"), "channels": ["sms", "email"],
+                     "consent": {"sms": true, "email": true, "marketing": true},
+                     "region": "kr-seoul"}}),
+        )
+        .await;
+        app.publish(&json!({"specversion": "1.0", "id": format!("order-{i}"),
+            "source": "test/checkout", "type": "order.placed", "time": "2026-11-22T03:10:00Z",
+            "data": {"order_id": format!("ord-{i}"), "customer_id": format!("c-{i}"),
+                     "items": [{"sku": "SHOE-270", "name": "러닝화 270", "quantity": 1,
+                                "unit_price": {"minor": total(i), "currency": "KRW"}}],
+                     "total": {"minor": total(i), "currency": "KRW"},
+                     "promised_by": "2026-11-25T09:00:00Z"}}))
+            .await;
+        app.publish(&delayed_event(i)).await;
+    }
+    app.wait_intake_idle().await;
+    app.wait_sent(CUSTOMERS as u64).await;
+    app.terminate().await;
+    app
+}
+
+/// A copy of the app's rules in `name/`, with `edit` applied to `shipments.toml`.
+fn draft(app: &App, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let dir = app.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(app.dir.path().join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let shipments = dir.join("shipments.toml");
+    let text = std::fs::read_to_string(&shipments).unwrap();
+    std::fs::write(&shipments, edit(text)).unwrap();
+    dir
+}
+
+/// `forewarn simulate --json` over the last hour with the rules in `rules`.
+fn simulate(app: &App, rules: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let config = app.config_path();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "simulate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--since",
+        "1h",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
+        .args(&args)
+        .current_dir(repo())
+        .env_remove("FOREWARN_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), report, stderr)
+}
+
+/// Every file's digest in `dir` whose name starts with `prefix` — but SQLite's `-shm`, the
+/// shared-memory index any reader rewrites, which holds no data.
+fn digests(dir: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .filter(|p| !p.to_string_lossy().ends_with("-shm"))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p.display().to_string(), Sha256::digest(bytes).to_vec())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn the_live_rules_simulated_differ_in_nothing_and_the_database_and_gateways_are_untouched() {
+    let app = history().await;
+    let database = digests(app.dir.path(), "forewarn.db");
+    let sandbox = digests(&app.outbox_dir(), "");
+    assert!(!database.is_empty() && !sandbox.is_empty());
+
+    let (code, report, stderr) = simulate(&app, &app.dir.path().join("rules"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["events"], 3 * CUSTOMERS, "{report:#}");
+    let c = &report["comparison"];
+    assert_eq!(c["live_messages"], CUSTOMERS, "{report:#}");
+    for kind in ["new", "dropped", "changed_channel", "changed_offer"] {
+        assert_eq!(c[kind]["count"], 0, "{kind}: {report:#}");
+    }
+    let sms = &report["rules"]["shipment-delay-apology"]["sms"];
+    assert_eq!(sms["messages"], CUSTOMERS);
+    assert_eq!(sms["customers"], CUSTOMERS);
+    assert_eq!(sms["codes"], CUSTOMERS);
+    assert_eq!(c["live_face_value"], c["draft_face_value"]);
+
+    assert_eq!(digests(app.dir.path(), "forewarn.db"), database);
+    assert_eq!(digests(&app.outbox_dir(), ""), sandbox);
+}
+
+#[tokio::test]
+async fn a_draft_that_adds_a_rule_shows_only_its_new_messages() {
+    let app = history().await;
+    // A thank-you for every order placed: no live rule reacts to `order.placed`.
+    let rules = draft(&app, "draft-rules", |text| {
+        format!(
+            "{text}\n[[rule]]\nid = \"order-thanks\"\non = [\"order.placed\"]\n\
+             template = \"order-thanks\"\nchannels = [\"email\"]\n\
+             category = \"transactional\"\npriority = 10\nonce_per = \"data.order_id\"\n"
+        )
+    });
+    let templates = app.dir.path().join("draft-templates");
+    copy_tree(&app.dir.path().join("templates"), &templates);
+    std::fs::create_dir_all(templates.join("order-thanks")).unwrap();
+    std::fs::write(
+        templates.join("order-thanks/email.subject.hbs"),
+        "Thank you for order {{data.order_id}}",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("order-thanks/email.text.hbs"),
+        "{{customer.name}}, your order {{data.order_id}} is on its way to being packed.",
+    )
+    .unwrap();
+    let (code, report, stderr) =
+        simulate(&app, &rules, &["--templates", templates.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let c = &report["comparison"];
+    assert_eq!(c["new"]["count"], CUSTOMERS, "{report:#}");
+    for kind in ["dropped", "changed_channel", "changed_offer"] {
+        assert_eq!(c[kind]["count"], 0, "{kind}: {report:#}");
+    }
+    let samples = c["new"]["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 3);
+    for sample in samples {
+        let message = &sample["message"];
+        assert_eq!(message["rule_id"], "order-thanks");
+        assert_eq!(message["channel"], "email");
+        let order = message["event"]
+            .as_str()
+            .unwrap()
+            .replace("test/checkout#order-", "ord-");
+        assert!(
+            message["text"].as_str().unwrap().contains(&order),
+            "{message}"
+        );
+    }
+    let email = &report["rules"]["order-thanks"]["email"];
+    assert_eq!(email["messages"], CUSTOMERS);
+    assert_eq!(email["customers"], CUSTOMERS);
+}
+
+#[tokio::test]
+async fn a_draft_that_raises_the_discount_shows_the_face_value_difference_exactly() {
+    let app = history().await;
+    let rules = draft(&app, "draft-rules", |text| {
+        let start = text.find("discount_percent = \"\"\"").unwrap();
+        let end = start + text[start..].find("\"\"\"\n").unwrap() + 4;
+        let end = end + text[end..].find("\"\"\"").unwrap() + 4;
+        format!(
+            "{}discount_percent = \"25\"\n{}",
+            &text[..start],
+            &text[end..]
+        )
+    });
+    let (code, report, stderr) = simulate(&app, &rules, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let c = &report["comparison"];
+    assert_eq!(c["changed_offer"]["count"], CUSTOMERS, "{report:#}");
+    assert_eq!(c["new"]["count"], 0);
+    // What the live codes were worth and what 25 % is worth, from the codes forewarn issued.
+    let codes = app.db.codes().await;
+    assert_eq!(codes.len(), CUSTOMERS);
+    let index = |customer: &str| customer.trim_start_matches("c-").parse::<usize>().unwrap();
+    let live: i64 = codes
+        .iter()
+        .map(|code| total(index(&code.customer_id)) * code.percent / 100)
+        .sum();
+    let raised: i64 = (0..CUSTOMERS).map(|i| total(i) * 25 / 100).sum();
+    assert_eq!(c["live_face_value"]["KRW"], live, "{report:#}");
+    assert_eq!(c["draft_face_value"]["KRW"], raised, "{report:#}");
+    assert!(raised > live);
+
+    // The same for people: the counts, the face values in won, a sample with the live offer.
+    let (code, text) = forewarn_cli(
+        &repo(),
+        &[
+            "--config",
+            app.config_path().to_str().unwrap(),
+            "simulate",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--since",
+            "1h",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    let won = |minor: i64| {
+        let digits = minor.to_string();
+        let mut grouped = String::new();
+        for (i, d) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(d);
+        }
+        format!("₩{grouped}")
+    };
+    for expected in [
+        format!("shipment-delay-apology · sms: {CUSTOMERS} message(s) to {CUSTOMERS} customer(s)"),
+        format!("new 0 · dropped 0 · changed channel 0 · changed offer {CUSTOMERS}"),
+        format!(
+            "discount face value: {} live → {} draft",
+            won(live),
+            won(raised)
+        ),
+        "25 % off; live: ".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "no `{expected}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_template_that_misses_a_variable_fails_naming_the_event() {
+    let app = history().await;
+    let templates = app.dir.path().join("draft-templates");
+    copy_tree(&app.dir.path().join("templates"), &templates);
+    let sms = templates.join("delay-apology/sms.ko.hbs");
+    let text = std::fs::read_to_string(&sms).unwrap();
+    // Every example delay with alternatives gives a reason (so `check` passes); these do not.
+    std::fs::write(
+        &sms,
+        format!(
+            "{}{{{{#if data.alternatives}}}} {{{{data.reason}}}}{{{{/if}}}}",
+            text.trim_end()
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = simulate(
+        &app,
+        &app.dir.path().join("rules"),
+        &["--templates", templates.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let failures = report["failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    assert_eq!(failures.len(), CUSTOMERS, "{report:#}");
+    assert!(failures[0]["event"]
+        .as_str()
+        .unwrap()
+        .starts_with("test/carrier#evt-delay-"));
+    assert!(failures[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("sms.ko.hbs:1:"));
+    assert!(failures[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("data.reason"));
+    assert!(stderr.contains("failed to render"), "{stderr}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
