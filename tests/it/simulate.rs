@@ -234,7 +234,7 @@ async fn a_draft_that_raises_the_discount_shows_the_face_value_difference_exactl
         let digits = minor.to_string();
         let mut grouped = String::new();
         for (i, d) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(d);
