@@ -14,12 +14,14 @@
 
 mod assets;
 mod customers;
+mod drafts;
 mod incidents;
 mod pages;
 mod rules;
 mod session;
 mod settings;
 mod signin;
+mod simulate;
 mod today;
 mod words;
 
@@ -146,9 +148,13 @@ impl Console {
             .route("/assets/{file}", get(assets::serve))
             .route("/today", get(today::page))
             .route("/rules", get(rules::page))
-            .route("/templates/{name}", get(rules::template))
+            .route(
+                "/templates/{name}",
+                get(rules::template).post(rules::template_posted),
+            )
             .route("/templates/{name}/save", post(rules::save))
             .route("/api/preview", post(rules::preview_fragment))
+            .route("/simulate", post(simulate::run))
             .route("/customers", get(customers::page))
             .route("/customers/reveal", post(customers::reveal))
             .route("/incidents", get(incidents::list))

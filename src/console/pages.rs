@@ -11,7 +11,7 @@ use super::session::{Session, SessionKeys};
 use super::words::{self, Lang};
 
 /// Each template: its name (pages and partials alike) and its text.
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("layout", include_str!("pages/layout.hbs")),
     ("signin", include_str!("pages/signin.hbs")),
     ("problem", include_str!("pages/problem.hbs")),
@@ -28,6 +28,7 @@ const TEMPLATES: [(&str, &str); 13] = [
         include_str!("pages/incident_confirm.hbs"),
     ),
     ("incident", include_str!("pages/incident.hbs")),
+    ("simulation", include_str!("pages/simulation.hbs")),
 ];
 
 /// What every page's response carries: nothing from another origin runs or frames it; inline

@@ -5,7 +5,6 @@
 //! otherwise its `file:line:col` errors are shown and nothing changes — and the running
 //! forewarn's reload picks the file up as it would any edit.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, Query, State};
@@ -16,6 +15,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::drafts::DraftSet;
 use super::pages::Page;
 use super::words::{word, Lang};
 use super::{Console, Signed};
@@ -138,6 +138,19 @@ pub(super) async fn template(
     template_page(&console, &signed, &name, shown, StatusCode::OK, json!({})).await
 }
 
+/// The template page again, with the editor's draft: the Preview button without the script.
+pub(super) async fn template_posted(
+    State(console): State<Console>,
+    signed: Signed,
+    UrlPath(name): UrlPath<String>,
+    Form(shown): Form<Shown>,
+) -> Response {
+    if let Err(refused) = signed.check_csrf(&console, &shown.csrf) {
+        return *refused;
+    }
+    template_page(&console, &signed, &name, shown, StatusCode::OK, json!({})).await
+}
+
 async fn template_page(
     console: &Console,
     signed: &Signed,
@@ -230,8 +243,8 @@ pub(super) async fn save(
     template_page(&console, &signed, &name, shown, outcome.0, outcome.1).await
 }
 
-/// Checks the whole set with `source` as `template/file` in a scratch copy of the templates;
-/// writes the real file only if it passes. Problems name the real file.
+/// Checks the whole set with `source` as `template/file`; writes the real file only if it
+/// passes. Problems name the real file.
 fn checked_save(
     settings: &crate::config::Settings,
     template: &str,
@@ -240,39 +253,15 @@ fn checked_save(
 ) -> Result<(), Vec<String>> {
     let real = &settings.paths.templates;
     let failed = |e: std::io::Error| vec![format!("{}: {e}", real.display())];
-    let scratch = tempfile::tempdir().map_err(failed)?;
-    copy_dir(real, scratch.path()).map_err(failed)?;
-    std::fs::write(scratch.path().join(template).join(file), source).map_err(failed)?;
-    let mut trial = settings.clone();
-    trial.paths.templates = scratch.path().to_path_buf();
-    if let Err(problems) = crate::authoring::load(&trial) {
-        let scratch_prefix = scratch.path().display().to_string();
-        let real_prefix = real.display().to_string();
-        return Err(problems
-            .into_iter()
-            .map(|p| p.replace(&scratch_prefix, &real_prefix))
-            .collect());
-    }
+    DraftSet::with_template(settings, template, file, source)
+        .map_err(failed)?
+        .load()?;
     // Written beside the file and renamed over it: the reload never reads half a file.
     let target = real.join(template).join(file);
     let partial = real.join(template).join(format!(".{file}.saving"));
     std::fs::write(&partial, source)
         .and_then(|()| std::fs::rename(&partial, &target))
         .map_err(failed)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 /// What a template page shows, worked out once for the page and its preview.

@@ -303,6 +303,67 @@ async fn today_counts_the_days_messages_by_rule_and_the_dead_letters_by_reason()
 }
 
 #[tokio::test]
+async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_draft() {
+    let app = spawn_app_with(with_console("")).await;
+    app.publish(&delayed_event(1)).await;
+    app.publish(&delayed_event(2)).await;
+    app.wait_intake_idle().await;
+    app.wait_sent(2).await;
+    let (_, cookie) = sign_in(&app, "Min-ji", TOKEN).await;
+    let cookie = cookie.unwrap();
+    let (_, html) = page(&app, &cookie, "/rules").await;
+    let csrf = csrf_of(&html);
+
+    // The files on disk are the live set: two events, no difference.
+    let response = post(
+        &app,
+        &cookie,
+        "/simulate",
+        &[("csrf", &csrf), ("since", "1d")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"data-simulated-events="2""#), "{html}");
+    assert!(
+        html.contains(r#"data-row="shipment-delay-apology/sms""#),
+        "{html}"
+    );
+    for kind in ["new", "dropped", "changed_channel", "changed_offer"] {
+        let zero = format!(r#"data-difference="{kind}">0<"#);
+        assert!(html.contains(&zero), "no {zero} in:\n{html}");
+    }
+
+    // The editor's draft that these events break: 422, each failure with its event.
+    let file = app.dir.path().join("templates/delay-apology/sms.ko.hbs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let draft = format!(
+        "{}{{{{#if data.alternatives}}}} {{{{data.reason}}}}{{{{/if}}}}",
+        text.trim_end()
+    );
+    let response = post(
+        &app,
+        &cookie,
+        "/simulate",
+        &[
+            ("csrf", &csrf),
+            ("since", "7d"),
+            ("template", "delay-apology"),
+            ("file", "sms.ko.hbs"),
+            ("source", &draft),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"data-failures="2""#), "{html}");
+    assert!(html.contains("test/carrier#evt-delay-1"), "{html}");
+    assert!(html.contains("data.reason"), "{html}");
+    // Nothing was written: the file on disk is as it was.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}
+
+#[tokio::test]
 async fn without_a_configured_token_the_console_says_so_and_serves_nothing_else() {
     let app = spawn_app_with(Options::default()).await;
     let response = client()

@@ -57,6 +57,8 @@ mod scale_out;
 mod schedules;
 #[path = "../it/sendgrid.rs"]
 mod sendgrid;
+#[path = "../it/simulate.rs"]
+mod simulate;
 #[path = "../it/smtp.rs"]
 mod smtp;
 #[path = "../it/stock.rs"]
