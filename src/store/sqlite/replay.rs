@@ -24,3 +24,39 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 }
+
+/// The triggers that feed `outreach_events` to the relay: a scratch database has no relay.
+const RELAY_TRIGGERS: [&str; 7] = [
+    "outreach_queued",
+    "outreach_settled",
+    "outreach_moved",
+    "outreach_delivered",
+    "outreach_opted_out",
+    "outreach_opt_out_widened",
+    "outreach_opted_in",
+];
+
+impl SqliteStore {
+    /// A disposable database at `path` for a simulation: migrated, without the relay's
+    /// triggers (nobody reads `outreach_events` there), and not synced to disk at each commit
+    /// (it is deleted afterwards, and a crash loses nothing but the simulation).
+    pub async fn scratch(path: &std::path::Path) -> Result<Self, crate::store::StoreError> {
+        let settings = crate::store::DatabaseSettings {
+            url: format!("sqlite://{}", path.display()),
+            ..Default::default()
+        };
+        let store = SqliteStore::connect(&settings).await?;
+        store.migrate().await?;
+        for trigger in RELAY_TRIGGERS {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TRIGGER IF EXISTS {trigger}"
+            )))
+            .execute(store.writer())
+            .await?;
+        }
+        sqlx::query("PRAGMA synchronous = OFF")
+            .execute(store.writer())
+            .await?;
+        Ok(store)
+    }
+}
