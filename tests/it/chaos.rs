@@ -168,7 +168,14 @@ impl Outage {
         use sqlx::Connection;
         match crate::BACKEND {
             Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+                // Forewarn may be in the middle of a write (a checkpoint on a loaded machine can
+                // take seconds): the outage begins once the test has the lock.
+                let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(
+                    &app.database_url,
+                )
+                .unwrap()
+                .busy_timeout(PATIENCE);
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
                     .await
                     .unwrap();
                 sqlx::query("BEGIN EXCLUSIVE")

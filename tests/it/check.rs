@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::helpers::{forewarn_cli, repo};
+use crate::helpers::{copy_dir, forewarn_cli, repo};
 
 fn check(dir: &Path, env: &[(&str, &str)]) -> (i32, String) {
     forewarn_cli(dir, &["check"], env)
@@ -179,22 +179,9 @@ fn a_rule_expression_that_fails_on_an_example_is_reported_at_the_rule() {
 fn shipped_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for folder in ["rules", "templates", "examples/events"] {
-        copy_tree(&repo().join(folder), &dir.path().join(folder));
+        copy_dir(&repo().join(folder), &dir.path().join(folder));
     }
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn edit(file: &Path, from: &str, to: &str) {

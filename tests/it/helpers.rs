@@ -504,7 +504,8 @@ impl Drop for App {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the folder `from`, and everything under it, to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());

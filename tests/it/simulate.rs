@@ -170,7 +170,7 @@ async fn a_draft_that_adds_a_rule_shows_only_its_new_messages() {
         )
     });
     let templates = app.dir.path().join("draft-templates");
-    copy_tree(&app.dir.path().join("templates"), &templates);
+    copy_dir(&app.dir.path().join("templates"), &templates);
     std::fs::create_dir_all(templates.join("order-thanks")).unwrap();
     std::fs::write(
         templates.join("order-thanks/email.subject.hbs"),
@@ -285,7 +285,7 @@ async fn a_draft_that_raises_the_discount_shows_the_face_value_difference_exactl
 async fn a_template_that_misses_a_variable_fails_naming_the_event() {
     let app = history().await;
     let templates = app.dir.path().join("draft-templates");
-    copy_tree(&app.dir.path().join("templates"), &templates);
+    copy_dir(&app.dir.path().join("templates"), &templates);
     let sms = templates.join("delay-apology/sms.ko.hbs");
     let text = std::fs::read_to_string(&sms).unwrap();
     // Every example delay with alternatives gives a reason (so `check` passes); these do not.
@@ -320,17 +320,4 @@ async fn a_template_that_misses_a_variable_fails_naming_the_event() {
         .unwrap()
         .contains("data.reason"));
     assert!(stderr.contains("failed to render"), "{stderr}");
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
