@@ -54,6 +54,7 @@ async fn a_backlog_of_large_events_is_taken_in_a_few_megabytes_at_a_time_and_the
     // messages waiting in forewarn are a few pulls' worth (measured: 321 MB, most of it the
     // batches being parsed and stored).
     let peak = app.peak_rss();
+    println!("peak RSS {} MB", peak / 1_000_000);
     assert!(
         peak < 450_000_000,
         "peak RSS {} MB while taking in {} MB",

@@ -63,7 +63,8 @@ fn draft(app: &App, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     dir
 }
 
-/// `forewarn simulate --json` over the last hour with the rules in `rules`.
+/// `forewarn simulate --json` with the rules in `rules`: over the last hour, unless `extra`
+/// names a file of events.
 fn simulate(app: &App, rules: &Path, extra: &[&str]) -> (i32, Value, String) {
     let config = app.config_path();
     let mut args = vec![
@@ -72,10 +73,11 @@ fn simulate(app: &App, rules: &Path, extra: &[&str]) -> (i32, Value, String) {
         "simulate",
         "--rules",
         rules.to_str().unwrap(),
-        "--since",
-        "1h",
         "--json",
     ];
+    if !extra.contains(&"--events") {
+        args.extend(["--since", "1h"]);
+    }
     args.extend_from_slice(extra);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_forewarn"))
         .args(&args)
@@ -320,4 +322,39 @@ async fn a_template_that_misses_a_variable_fails_naming_the_event() {
         .unwrap()
         .contains("data.reason"));
     assert!(stderr.contains("failed to render"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_file_of_events_is_replayed_on_an_empty_state_and_compared_with_nothing() {
+    let app = history().await;
+    let file = app.dir.path().join("events.jsonl");
+    let lines = [
+        json!({"specversion": "1.0", "id": "file-cust", "source": "test/crm",
+               "type": "customer.upserted", "time": "2026-11-20T01:00:00Z",
+               "data": {"id": "c-file", "name": "Jamie", "locale": "en-US",
+                        "timezone": "America/New_York", "phone": "+12125550142",
+                        "channels": ["sms"], "consent": {"sms": true}}}),
+        delayed_event(99),
+    ];
+    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    text.push_str("not an event\n");
+    std::fs::write(&file, text).unwrap();
+    let (code, report, stderr) = simulate(
+        &app,
+        &app.dir.path().join("rules"),
+        &["--events", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["events"], 2, "{report:#}");
+    assert_eq!(
+        report["rules"]["shipment-delay-apology"]["sms"]["messages"],
+        1
+    );
+    assert!(report["comparison"].is_null());
+    let unreadable = report["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert!(
+        unreadable[0].as_str().unwrap().contains("events.jsonl:3:"),
+        "{report:#}"
+    );
 }
