@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::domain::{CloudEvent, CustomerDoc, CustomerRef, Locale, Payload};
+use crate::domain::{CustomerDoc, CustomerRef, Locale};
 use chrono::{DateTime, Utc};
 
 use crate::domain::order_of;
@@ -98,9 +98,7 @@ impl Examples {
 
 /// One line as an accepted event, if it is one.
 fn accept(line: &str) -> Option<Accepted> {
-    let event = CloudEvent::parse(line.as_bytes(), None).ok()?;
-    let payload = Payload::parse(event.event_type, &event.data).ok()?;
-    Some(Accepted { event, payload })
+    Accepted::parse(line.as_bytes(), None).ok()
 }
 
 /// `doc` as it reads in `locale`: the template's locale forced onto the customer, so every

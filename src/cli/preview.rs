@@ -11,7 +11,7 @@ use crate::authoring::preview::{preview, Outcome, Rendered, Sample};
 use crate::cli::output::say;
 use crate::config::Settings;
 use crate::domain::Accepted;
-use crate::domain::{CloudEvent, CustomerDoc, DiscountCode, Locale, Offer, Payload};
+use crate::domain::{CustomerDoc, DiscountCode, Locale, Offer};
 use crate::risk::RiskModel;
 use crate::rules::OfferSpec;
 
@@ -212,9 +212,6 @@ fn read_event(path: &Path) -> anyhow::Result<Accepted> {
             .unwrap_or("")
             .to_owned()
     };
-    let event = CloudEvent::parse(body.as_bytes(), None)
-        .map_err(|e| anyhow::anyhow!("--event: {}: {e}", path.display()))?;
-    let payload = Payload::parse(event.event_type, &event.data)
-        .map_err(|e| anyhow::anyhow!("--event: {}: {e}", path.display()))?;
-    Ok(Accepted { event, payload })
+    Accepted::parse(body.as_bytes(), None)
+        .map_err(|e| anyhow::anyhow!("--event: {}: {}", path.display(), e.detail))
 }

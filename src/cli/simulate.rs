@@ -142,7 +142,8 @@ fn print_text(
         for (channel, t) in channels {
             let mut line = format!(
                 "{rule} · {channel}: {} message(s) to {} customer(s)",
-                t.messages, t.customers
+                t.messages,
+                t.customers()
             );
             if channel == "sms" {
                 line.push_str(&format!(", {} segment(s)", t.segments));
@@ -239,18 +240,10 @@ fn print_samples(kind: &str, difference: &Difference) -> Result<(), super::outpu
     Ok(())
 }
 
-/// `₩12,000 + $3.50`, from minor units per currency.
+/// The sum of `values`, or that there is none to show.
 fn money_list(values: &std::collections::BTreeMap<String, i64>) -> String {
     if values.is_empty() {
         return "nothing (no order total known)".into();
     }
-    values
-        .iter()
-        .map(|(currency, minor)| {
-            let locale = crate::render::FormatLocale::for_tag(Some("en-US"));
-            crate::render::format_money(*minor, currency, locale)
-                .unwrap_or_else(|_| format!("{minor} {currency} (minor units)"))
-        })
-        .collect::<Vec<_>>()
-        .join(" + ")
+    crate::simulate::money_shown(values)
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::pages::Page;
-use super::words::word;
+use super::words::{channel_word, word};
 use super::{Console, Signed};
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,17 +107,8 @@ fn consent(consent: &Value, signed: &Signed) -> String {
                 Some(false) => "✗",
                 None => "—",
             };
-            format!("{} {said}", word(signed.lang, channel_word(k)))
+            format!("{} {said}", channel_word(signed.lang, k))
         })
         .collect::<Vec<_>>()
         .join(" · ")
-}
-
-fn channel_word(key: &str) -> &'static str {
-    match key {
-        "sms" => "channel_sms",
-        "email" => "channel_email",
-        "push" => "channel_push",
-        _ => "marketing",
-    }
 }

@@ -17,12 +17,13 @@ use serde_json::{json, Value};
 
 use super::drafts::DraftSet;
 use super::pages::Page;
-use super::words::{word, Lang};
+use super::words::{channel_word, word, Lang};
 use super::{Console, Signed};
 use crate::authoring::examples::{customer_id_of, example_assessment, Examples};
 use crate::authoring::preview::{preview, Outcome, Rendered, Sample};
 use crate::authoring::Authoring;
-use crate::domain::{Channel, DiscountCode, Offer};
+use crate::domain::{DiscountCode, Offer};
+use crate::render::Part;
 use crate::rules::ChannelChoice;
 
 /// The header the page's script sends its CSRF token in.
@@ -104,23 +105,16 @@ pub(super) async fn page(State(console): State<Console>, signed: Signed) -> Resp
 
 /// `sms` · `default, ko` — each part with the locales it has.
 fn parts_of(files: &[String]) -> Vec<Value> {
-    let mut parts: Vec<(String, Vec<String>)> = Vec::new();
-    for file in files {
-        let locale = file_locale(file);
-        let stem = file.trim_end_matches(".hbs");
-        let part = stem
-            .strip_suffix(&format!(".{locale}"))
-            .filter(|_| !locale.is_empty())
-            .unwrap_or(stem)
-            .to_owned();
+    let mut parts: Vec<(&str, Vec<String>)> = Vec::new();
+    for (part, locale) in files.iter().filter_map(|f| Part::of_file(f)) {
         let locale = if locale.is_empty() {
             "default".to_owned()
         } else {
             locale
         };
-        match parts.iter_mut().find(|(p, _)| *p == part) {
+        match parts.iter_mut().find(|(p, _)| *p == part.as_str()) {
             Some((_, locales)) => locales.push(locale),
-            None => parts.push((part, vec![locale])),
+            None => parts.push((part.as_str(), vec![locale])),
         }
     }
     parts
@@ -159,11 +153,10 @@ async fn template_page(
     status: StatusCode,
     outcome: Value,
 ) -> Response {
-    let authoring = console.inner.authoring.borrow().clone();
-    if !authoring.templates.names().any(|n| n == name) {
-        let message = format!("{} {name}", word(signed.lang, "no_such_template"));
-        return console.problem(signed, StatusCode::NOT_FOUND, &message, "/console/rules");
-    }
+    let authoring = match known_template(console, signed, name) {
+        Ok(authoring) => authoring,
+        Err(missing) => return *missing,
+    };
     let view = View::of(console, &authoring, name, &shown).await;
     let mut data = view.page(console, signed.lang, &authoring, name, &shown);
     data["saved"] = outcome["saved"].clone();
@@ -176,6 +169,26 @@ async fn template_page(
         back: "/console/rules",
     };
     console.page(signed, status, page)
+}
+
+/// The set in use, if it has the template `name`; else the page saying there is none.
+fn known_template(
+    console: &Console,
+    signed: &Signed,
+    name: &str,
+) -> Result<Arc<Authoring>, Box<Response>> {
+    let authoring = console.inner.authoring.borrow().clone();
+    if authoring.templates.names().any(|n| n == name) {
+        return Ok(authoring);
+    }
+    let message = format!("{} {name}", word(signed.lang, "no_such_template"));
+    let back = "/console/rules";
+    Err(Box::new(console.problem(
+        signed,
+        StatusCode::NOT_FOUND,
+        &message,
+        back,
+    )))
 }
 
 /// The preview alone, for the page's script: the same HTML the page was rendered with.
@@ -192,14 +205,13 @@ pub(super) async fn preview_fragment(
     if let Err(refused) = signed.check_csrf(&console, given) {
         return *refused;
     }
-    let authoring = console.inner.authoring.borrow().clone();
     let name = shown.template.clone();
-    if !authoring.templates.names().any(|n| n == name) {
-        let message = format!("{} {name}", word(signed.lang, "no_such_template"));
-        return console.problem(&signed, StatusCode::NOT_FOUND, &message, "/console/rules");
-    }
+    let authoring = match known_template(&console, &signed, &name) {
+        Ok(authoring) => authoring,
+        Err(missing) => return *missing,
+    };
     let view = View::of(&console, &authoring, &name, &shown).await;
-    let data = view.preview(&console, signed.lang, &authoring, &name, &shown);
+    let data = view.preview(signed.lang, &authoring, &name, &shown);
     console.inner.pages.fragment(signed.lang, "preview", data)
 }
 
@@ -273,6 +285,8 @@ struct View {
     /// The customer the preview is for, and a note if the one asked for was not found.
     customer: crate::domain::CustomerDoc,
     customer_note: Option<String>,
+    /// The template's files.
+    files: Vec<String>,
     /// The chosen locale (`""` for the files without one), the file in the editor, its text.
     locale: String,
     file: String,
@@ -338,7 +352,8 @@ impl View {
         let locale = Some(shown.locale.clone())
             .map(|l| if l == "default" { String::new() } else { l })
             .filter(|l| locales.contains(l))
-            .or_else(|| locales.iter().find(|l| file_locale(&file) == **l).cloned())
+            .or_else(|| Part::of_file(&file).map(|(_, locale)| locale))
+            .filter(|l| locales.contains(l))
             .or_else(|| locales.iter().next().cloned())
             .unwrap_or_default();
         let source = match &shown.source {
@@ -351,6 +366,7 @@ impl View {
             example,
             customer,
             customer_note,
+            files,
             locale,
             file,
             source,
@@ -395,11 +411,11 @@ impl View {
             "customer": shown.customer.trim(),
             "locales": locales,
             "offer": self.offer.map(|p| p.to_string()).unwrap_or_default(),
-            "files": authoring.templates.file_names(name),
+            "files": self.files,
             "file": self.file,
             "source": self.source,
             "allow_edit": console.inner.settings.console.allow_edit,
-            "preview": self.preview(console, lang, authoring, name, shown),
+            "preview": self.preview(lang, authoring, name, shown),
             "saved": null,
             "refused": null,
         })
@@ -407,14 +423,7 @@ impl View {
 
     /// The preview: every channel the template serves, in the chosen locale, rendered from the
     /// draft when there is one.
-    fn preview(
-        &self,
-        _console: &Console,
-        lang: Lang,
-        authoring: &Authoring,
-        name: &str,
-        shown: &Shown,
-    ) -> Value {
+    fn preview(&self, lang: Lang, authoring: &Authoring, name: &str, shown: &Shown) -> Value {
         let mut draft_error = None;
         let draft: Option<Arc<crate::render::Templates>> = shown.source.as_ref().and_then(|s| {
             match authoring.templates.with_draft(name, &self.file, s) {
@@ -450,7 +459,7 @@ impl View {
                 .map(|shown| {
                     let mut view = json!({
                         "channel": shown.channel.as_str(),
-                        "channel_name": word(lang, channel_word(shown.channel)),
+                        "channel_name": channel_word(lang, shown.channel.as_str()),
                         "locale": shown.locale,
                         "error": null,
                         "kind": shown.channel.as_str(),
@@ -486,14 +495,6 @@ impl View {
     }
 }
 
-fn channel_word(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Sms => "channel_sms",
-        Channel::Email => "channel_email",
-        Channel::Push => "channel_push",
-    }
-}
-
 /// `shipment.delayed · examples/events/shipments.jsonl:3`
 fn example_label(example: &crate::authoring::examples::Example) -> String {
     let file = example
@@ -507,19 +508,4 @@ fn example_label(example: &crate::authoring::examples::Example) -> String {
         example.accepted.event.key.id,
         example.line
     )
-}
-
-/// The locale in a file name (`sms.ko.hbs` → `ko`; `sms.hbs` → `""`).
-fn file_locale(file: &str) -> String {
-    let stem = file.trim_end_matches(".hbs");
-    let parts: Vec<&str> = stem.split('.').collect();
-    let part_len = if matches!(parts.first(), Some(&"email") | Some(&"push")) {
-        2
-    } else {
-        1
-    };
-    parts
-        .get(part_len..)
-        .map(|rest| rest.join("."))
-        .unwrap_or_default()
 }

@@ -127,11 +127,9 @@ fn shown(report: &Report) -> Value {
             channels.iter().map(move |(channel, t)| {
                 json!({
                     "rule": rule, "channel": channel, "messages": t.messages,
-                    "customers": t.customers, "segments": t.segments,
+                    "customers": t.customers(), "segments": t.segments,
                     "cost": t.cost.map(|c| format!("{c:.2}")), "codes": t.codes,
-                    "face_value": t.face_value.iter()
-                        .map(|(currency, minor)| format!("{minor} {currency}"))
-                        .collect::<Vec<_>>().join(" + "),
+                    "face_value": crate::simulate::money_shown(&t.face_value),
                     "held": t.held,
                 })
             })

@@ -68,6 +68,19 @@ pub(super) fn word(lang: Lang, key: &'static str) -> &'static str {
     words(lang)[key].as_str().unwrap_or(key)
 }
 
+/// The word for a channel or consent (`sms`, `email`, `push`; anything else is marketing).
+pub(super) fn channel_word(lang: Lang, channel: &str) -> &'static str {
+    word(
+        lang,
+        match channel {
+            "sms" => "channel_sms",
+            "email" => "channel_email",
+            "push" => "channel_push",
+            _ => "marketing",
+        },
+    )
+}
+
 /// The visitor's language.
 pub(super) fn choose(headers: &HeaderMap) -> Lang {
     if let Some(lang) = super::session::cookie(headers, LANG_COOKIE).and_then(Lang::parse) {

@@ -1,6 +1,6 @@
 //! An event that passed the catalogue: its envelope, its typed `data`, and what it is about.
 
-use super::{CloudEvent, EntityId, Incident, Payload, Shipment};
+use super::{CloudEvent, EntityId, Incident, Payload, Rejection, Shipment};
 
 /// An event whose envelope and `data` passed the catalogue.
 #[derive(Debug, Clone)]
@@ -12,6 +12,14 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// Reads one event: the envelope (a `type` starting with `type_prefix` loses it), then
+    /// `data` against the catalogue — as intake reads what the stream delivers.
+    pub fn parse(body: &[u8], type_prefix: Option<&str>) -> Result<Accepted, Rejection> {
+        let event = CloudEvent::parse(body, type_prefix)?;
+        let payload = Payload::parse(event.event_type, &event.data)?;
+        Ok(Accepted { event, payload })
+    }
+
     /// The shipment, order and incident the event is about.
     pub fn about(&self) -> About {
         About {

@@ -16,7 +16,7 @@ use super::transaction::{write_batch, Written};
 use super::{DeadLetterPublisher, IntakeError};
 use crate::authoring::AuthoringHandle;
 use crate::domain::Accepted;
-use crate::domain::{CloudEvent, EventKey, Payload, Rejection};
+use crate::domain::{EventKey, Rejection};
 use crate::intake::IntakeSettings;
 use crate::metrics as m;
 use crate::policy::Policy;
@@ -407,9 +407,7 @@ impl Intake {
 
     /// Envelope, then catalogue.
     fn parse(&self, body: &[u8]) -> Result<Accepted, Rejection> {
-        let event = CloudEvent::parse(body, self.type_prefix.as_deref())?;
-        let payload = Payload::parse(event.event_type, &event.data)?;
-        Ok(Accepted { event, payload })
+        Accepted::parse(body, self.type_prefix.as_deref())
     }
 
     /// The batch's transaction: record events, load state, decide, write, commit.

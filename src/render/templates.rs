@@ -53,6 +53,17 @@ impl Part {
     fn escapes_html(self) -> bool {
         self == Part::EmailHtml
     }
+
+    /// The part and locale a template file's name gives, as the loader reads it:
+    /// `sms.ko.hbs` → (`Sms`, `"ko"`), `email.subject.hbs` → (`EmailSubject`, `""`).
+    pub fn of_file(file_name: &str) -> Option<(Part, String)> {
+        let (part, locale) = split_part(file_name.strip_suffix(".hbs")?)?;
+        let locale = match locale {
+            Some(tag) => Locale::parse(tag).ok()?.as_str().to_owned(),
+            None => String::new(),
+        };
+        Some((part, locale))
+    }
 }
 
 /// A template file that cannot be used, with where the problem is.

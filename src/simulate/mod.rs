@@ -27,11 +27,12 @@ use chrono::{DateTime, Utc};
 
 pub use costs::CostSettings;
 pub use report::{
-    face_value, Comparison, Decided, Difference, Failure, Report, Sample, Tally, SAMPLES,
+    face_value, money_shown, Comparison, Decided, Difference, Failure, Report, Sample, Tally,
+    SAMPLES,
 };
 
 use crate::authoring::Authoring;
-use crate::domain::{Accepted, CloudEvent, Money, Payload};
+use crate::domain::{Accepted, Money};
 use crate::intake::transaction::write_batch;
 use crate::policy::Policy;
 use crate::store::{EventRecord, SqliteStore, Store, StoreError, StoredEvent};
@@ -202,45 +203,27 @@ impl Simulation<'_> {
         Ok(())
     }
 
+    /// A file's events, each as of its `time` (else now), all counted.
     async fn replay_file(&self, replay: &mut Replay, path: &PathBuf) -> Result<(), SimulateError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SimulateError::Io(format!("{}: {e}", path.display())))?;
         let now = Utc::now();
-        let mut batch: Vec<Accepted> = Vec::new();
-        let mut batch_time = None;
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed = CloudEvent::parse(line.as_bytes(), None)
-                .map_err(|e| e.to_string())
-                .and_then(|event| {
-                    let payload =
-                        Payload::parse(event.event_type, &event.data).map_err(|e| e.to_string())?;
-                    Ok(Accepted { event, payload })
-                });
-            let accepted = match parsed {
-                Ok(accepted) => accepted,
-                Err(why) => {
-                    let at = format!("{}:{}", path.display(), number + 1);
-                    replay.report.unreadable.push(format!("{at}: {why}"));
-                    continue;
+        let parsed: Vec<Parsed> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(number, line)| {
+                let accepted = Accepted::parse(line.as_bytes(), None)
+                    .map_err(|e| format!("{}:{}: {}", path.display(), number + 1, e.detail));
+                let received_at = accepted.as_ref().ok().and_then(|a| a.event.time);
+                Parsed {
+                    received_at: received_at.unwrap_or(now),
+                    accepted,
                 }
-            };
-            let at = accepted.event.time.unwrap_or(now);
-            if batch_time != Some(at) || batch.len() == BATCH {
-                if let Some(time) = batch_time {
-                    self.replay_batch(replay, std::mem::take(&mut batch), time, true)
-                        .await?;
-                }
-                batch_time = Some(at);
-            }
-            batch.push(accepted);
-        }
-        if let Some(time) = batch_time {
-            self.replay_batch(replay, batch, time, true).await?;
-        }
-        Ok(())
+            })
+            .collect();
+        self.replay_page(replay, parsed, DateTime::<Utc>::MIN_UTC)
+            .await
     }
 
     /// One batch, decided as of `at` on the scratch database; counted if `counted`.
@@ -334,7 +317,5 @@ fn accepted_of(stored: &StoredEvent) -> Result<Accepted, String> {
         envelope.push_str(&format!(r#","time":"{}""#, time.to_rfc3339()));
     }
     envelope.push_str(&format!(r#","data":{}}}"#, stored.data));
-    let event = CloudEvent::parse(envelope.as_bytes(), None).map_err(|e| e.to_string())?;
-    let payload = Payload::parse(event.event_type, &event.data).map_err(|e| e.to_string())?;
-    Ok(Accepted { event, payload })
+    Accepted::parse(envelope.as_bytes(), None).map_err(|e| e.detail)
 }

@@ -49,8 +49,9 @@ pub struct Report {
 pub struct Tally {
     /// Messages.
     pub messages: u64,
-    /// Distinct customers.
-    pub customers: u64,
+    /// The customers they go to; serialized as how many.
+    #[serde(rename = "customers", serialize_with = "count")]
+    customer_ids: BTreeSet<String>,
     /// SMS segments.
     pub segments: u64,
     /// Estimated cost, when priced.
@@ -61,8 +62,17 @@ pub struct Tally {
     pub face_value: BTreeMap<String, i64>,
     /// Messages quiet hours would hold.
     pub held: u64,
-    #[serde(skip)]
-    customer_ids: BTreeSet<String>,
+}
+
+impl Tally {
+    /// Distinct customers.
+    pub fn customers(&self) -> usize {
+        self.customer_ids.len()
+    }
+}
+
+fn count<S: serde::Serializer>(set: &BTreeSet<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(set.len() as u64)
 }
 
 /// A render failure or an expression error.
@@ -209,12 +219,9 @@ impl Report {
             .entry(channel.clone())
             .or_default();
         tally.messages += 1;
-        if tally
+        tally
             .customer_ids
-            .insert(outreach.customer_id.as_str().to_owned())
-        {
-            tally.customers += 1;
-        }
+            .insert(outreach.customer_id.as_str().to_owned());
         let (text, cost) = match &outreach.content {
             MessageContent::Sms { to, body } => {
                 let segments = crate::render::measure_sms(body).segments;
@@ -328,6 +335,19 @@ impl Report {
     pub fn failed(&self) -> bool {
         !self.failures.is_empty()
     }
+}
+
+/// `₩12,000 + $3.50`, from minor units per currency.
+pub fn money_shown(values: &BTreeMap<String, i64>) -> String {
+    values
+        .iter()
+        .map(|(currency, minor)| {
+            let locale = crate::render::FormatLocale::for_tag(Some("en-US"));
+            crate::render::format_money(*minor, currency, locale)
+                .unwrap_or_else(|_| format!("{minor} {currency} (minor units)"))
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// A discount's face value: `percent` of the order's total, in its minor units, rounded down.
