@@ -1,6 +1,11 @@
 //! Decisions per second of the pure pipeline (rule match, channel choice, render, key), with
 //! no database or broker: `cargo bench --bench pipeline`. `BENCH_EVENTS` (default 20000).
 
+/// The allocator the `forewarn` binary runs on (`src/main.rs`), so this is measured as it runs.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Instant;
 
 use chrono::Utc;

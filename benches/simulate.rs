@@ -197,9 +197,11 @@ async fn main() {
     let policy = settings.policy().expect("policy");
     let simulation = Simulation {
         live: live.as_ref(),
-        draft: &authoring,
+        draft: std::sync::Arc::new(authoring),
         policy: &policy,
+        incidents: &settings.incidents,
         costs: &settings.costs,
+        progress: None,
     };
     let before = stage_times(&handle);
     let started = Instant::now();

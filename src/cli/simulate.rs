@@ -79,9 +79,11 @@ pub(super) async fn execute(
         .with_context(|| format!("Failed to open the database {}", settings.database.url))?;
     let simulation = Simulation {
         live: store.as_ref(),
-        draft: &draft,
+        draft: std::sync::Arc::new(draft),
         policy: &policy,
+        incidents: &settings.incidents,
         costs: &settings.costs,
+        progress: None,
     };
     let report = simulation.run(&events).await?;
     if args.json {
@@ -128,10 +130,10 @@ fn print_text(
             report.purged
         );
     }
-    if report.fanouts_not_replayed > 0 {
+    if report.fanouts > 0 {
         say!(
-            "({} incident announcement(s): their fan-outs to customers are not replayed.)",
-            report.fanouts_not_replayed
+            "({} incident fan-out(s) replayed to the customers they reach.)",
+            report.fanouts
         );
     }
     say!();

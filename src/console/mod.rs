@@ -10,7 +10,8 @@
 //! Pages are rendered here, in English or Korean (`words`), from templates and assets embedded
 //! in the binary: no Node toolchain builds or serves them. The little script there is
 //! (`assets/console.js`) only refreshes what the server renders — a template's preview as the
-//! author types, an incident's progress as it fans out — and every page works without it.
+//! author types, an incident's progress as it fans out, a simulation's as it replays — and
+//! every page works without it.
 
 mod assets;
 mod customers;
@@ -61,6 +62,7 @@ struct Inner {
     announcer: Announcer,
     js: async_nats::jetstream::Context,
     pages: Pages,
+    simulations: simulate::Simulations,
 }
 
 /// Why the console could not be set up.
@@ -134,6 +136,7 @@ impl Console {
                 announcer: parts.announcer,
                 js: parts.js,
                 pages: Pages::new(),
+                simulations: simulate::Simulations::default(),
             }),
         })
     }
@@ -155,6 +158,8 @@ impl Console {
             .route("/templates/{name}/save", post(rules::save))
             .route("/api/preview", post(rules::preview_fragment))
             .route("/simulate", post(simulate::run))
+            .route("/simulations/{id}", get(simulate::show))
+            .route("/api/simulations/{id}", get(simulate::progress))
             .route("/customers", get(customers::page))
             .route("/customers/reveal", post(customers::reveal))
             .route("/incidents", get(incidents::list))

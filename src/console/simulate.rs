@@ -2,12 +2,21 @@
 //! draft in the editor, when one is sent — replayed over the last day, week or month of stored
 //! events. The report is the command's, on a page: per rule and channel, what was held back,
 //! what failed with the event that caused it, and the difference from what the live rules did.
+//!
+//! A month of a busy shop's events takes a minute or more to replay, longer than a browser or a
+//! proxy waits for an answer, so the form starts the replay in the background and goes to its
+//! page: a progress bar (the script reads `/console/api/simulations/{id}` every second) until
+//! the report is there. One replay runs at a time per process — it takes a core that intake
+//! and the dispatcher share — and the process keeps the last [`KEPT`] reports, in memory.
 
-use axum::extract::State;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use axum::Form;
-use chrono::Utc;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,7 +24,12 @@ use super::drafts::DraftSet;
 use super::pages::Page;
 use super::words::word;
 use super::{Console, Signed};
-use crate::simulate::{Events, Report, Simulation};
+use crate::authoring::Authoring;
+use crate::domain::time_shown;
+use crate::simulate::{Events, Progress, Report, Simulation};
+
+/// How many simulations a process remembers, running or done.
+const KEPT: usize = 10;
 
 /// What the simulate forms post.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +44,60 @@ pub(super) struct Asked {
     source: Option<String>,
 }
 
+/// The simulations this process started, oldest first.
+#[derive(Default)]
+pub(super) struct Simulations {
+    runs: Mutex<VecDeque<Arc<Run>>>,
+}
+
+/// One simulation, running or done.
+#[derive(Debug)]
+struct Run {
+    /// Its number in this process, in its address.
+    id: u64,
+    /// Who started it.
+    who: String,
+    /// Over how many days of stored events.
+    days: i64,
+    /// The draft it replays with (`template/file`), if any.
+    draft: Option<String>,
+    started: DateTime<Utc>,
+    progress: Progress,
+    /// The report, or why it could not be made; set once, when the replay ends.
+    outcome: OnceLock<Result<Report, String>>,
+}
+
+impl Simulations {
+    fn find(&self, id: u64) -> Option<Arc<Run>> {
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.iter().find(|run| run.id == id).cloned()
+    }
+
+    /// A new run, unless one is still running (which is returned instead).
+    fn start(&self, who: &str, days: i64, draft: Option<String>) -> Result<Arc<Run>, Arc<Run>> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = runs.iter().find(|run| run.outcome.get().is_none()) {
+            return Err(running.clone());
+        }
+        let run = Arc::new(Run {
+            id: runs.back().map_or(1, |last| last.id + 1),
+            who: who.to_owned(),
+            days,
+            draft,
+            started: Utc::now(),
+            progress: Progress::default(),
+            outcome: OnceLock::new(),
+        });
+        if runs.len() == KEPT {
+            runs.pop_front();
+        }
+        runs.push_back(run.clone());
+        Ok(run)
+    }
+}
+
+/// The simulate forms: checks the set (refused at once with its `file:line:col` errors), then
+/// starts the replay and goes to its page.
 pub(super) async fn run(
     State(console): State<Console>,
     signed: Signed,
@@ -44,6 +112,10 @@ pub(super) async fn run(
         "30d" => 30,
         _ => 7,
     };
+    let draft_name = asked
+        .source
+        .as_ref()
+        .map(|_| format!("{}/{}", asked.template, asked.file));
     // The set on disk, with the editor's draft when one came along.
     let draft = match &asked.source {
         Some(source) if !asked.template.is_empty() => {
@@ -63,51 +135,118 @@ pub(super) async fn run(
         }
         _ => crate::authoring::load(settings),
     };
-    let now = Utc::now();
-    let mut data = json!({
-        "days": days,
-        "draft": asked.source.as_ref().map(|_| format!("{}/{}", asked.template, asked.file)),
-        "problems": null,
-        "report": null,
-    });
-    let status = match draft {
+    let authoring = match draft {
+        Ok(authoring) => authoring,
         Err(problems) => {
-            data["problems"] = json!(problems);
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Ok(authoring) => {
-            let simulation = Simulation {
-                live: console.inner.store.as_ref(),
-                draft: &authoring,
-                policy: &console.inner.policy,
-                costs: &settings.costs,
-            };
-            let window = Events::Stored {
-                from: now - chrono::Duration::days(days),
-                to: now,
-            };
-            match simulation.run(&window).await {
-                Ok(report) => {
-                    tracing::info!(
-                        who = %signed.session.who,
-                        days,
-                        events = report.events,
-                        "Simulation run from the console."
-                    );
-                    data["report"] = shown(&report);
-                    if report.failed() {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    } else {
-                        StatusCode::OK
-                    }
-                }
-                Err(e) => {
-                    data["problems"] = json!([e.to_string()]);
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            }
+            let data = json!({
+                "days": days, "draft": draft_name, "problems": problems, "report": null,
+                "running": null,
+            });
+            return simulation_page(&console, &signed, StatusCode::UNPROCESSABLE_ENTITY, data);
         }
     };
+    let run = match console
+        .inner
+        .simulations
+        .start(&signed.session.who, days, draft_name)
+    {
+        Ok(run) => run,
+        Err(running) => {
+            let message = word(signed.lang, "simulation_busy")
+                .replace("{who}", &running.who)
+                .replace("{started}", &time_shown(running.started));
+            let back = format!("/console/simulations/{}", running.id);
+            return console.problem(&signed, StatusCode::CONFLICT, &message, &back);
+        }
+    };
+    tracing::info!(who = %signed.session.who, days, simulation = run.id, "Simulation started from the console.");
+    tokio::spawn(replay(console, run.clone(), authoring));
+    Redirect::to(&format!("/console/simulations/{}", run.id)).into_response()
+}
+
+/// Replays the window for `run` and keeps what it found.
+async fn replay(console: Console, run: Arc<Run>, authoring: Authoring) {
+    let settings = &console.inner.settings;
+    let simulation = Simulation {
+        live: console.inner.store.as_ref(),
+        draft: Arc::new(authoring),
+        policy: &console.inner.policy,
+        incidents: &settings.incidents,
+        costs: &settings.costs,
+        progress: Some(&run.progress),
+    };
+    let now = Utc::now();
+    let window = Events::Stored {
+        from: now - chrono::Duration::days(run.days),
+        to: now,
+    };
+    let outcome = simulation.run(&window).await;
+    match &outcome {
+        Ok(report) => tracing::info!(
+            who = %run.who,
+            simulation = run.id,
+            events = report.events,
+            failures = report.failures.len(),
+            "Simulation from the console done."
+        ),
+        Err(error) => {
+            tracing::warn!(simulation = run.id, %error, "Simulation from the console failed.")
+        }
+    }
+    let _ = run.outcome.set(outcome.map_err(|e| e.to_string()));
+}
+
+/// A simulation's page: its progress while it runs, then its report.
+pub(super) async fn show(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<u64>,
+) -> Response {
+    let Some(run) = console.inner.simulations.find(id) else {
+        let message = word(signed.lang, "simulation_gone");
+        return console.problem(&signed, StatusCode::NOT_FOUND, message, "/console/rules");
+    };
+    let mut data = json!({
+        "days": run.days, "draft": run.draft, "problems": null, "report": null, "running": null,
+    });
+    match run.outcome.get() {
+        None => data["running"] = running(&run),
+        Some(Ok(report)) => data["report"] = shown(report),
+        Some(Err(problem)) => data["problems"] = json!([problem]),
+    }
+    simulation_page(&console, &signed, StatusCode::OK, data)
+}
+
+/// How far a simulation has got, for the page's script.
+pub(super) async fn progress(
+    State(console): State<Console>,
+    _signed: Signed,
+    Path(id): Path<u64>,
+) -> Response {
+    match console.inner.simulations.find(id) {
+        Some(run) => Json(running(&run)).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A run's progress as the page and its script show it.
+fn running(run: &Run) -> Value {
+    json!({
+        "id": run.id,
+        "who": run.who,
+        "started": time_shown(run.started),
+        "events": run.progress.events(),
+        "percent": (run.progress.done() * 100.0).floor() as u64,
+        "done": run.outcome.get().is_some(),
+    })
+}
+
+fn simulation_page(
+    console: &Console,
+    signed: &Signed,
+    status: StatusCode,
+    data: Value,
+) -> Response {
     let page = Page {
         template: "simulation",
         nav: "rules",
@@ -115,7 +254,7 @@ pub(super) async fn run(
         data,
         back: "/console/rules",
     };
-    console.page(&signed, status, page)
+    console.page(signed, status, page)
 }
 
 /// The report as the page lists it.
@@ -178,4 +317,32 @@ fn shown(report: &Report) -> Value {
         "comparison": comparison,
         "cost_currency": report.cost_currency,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_simulation_runs_at_a_time_and_the_last_ten_are_kept() {
+        let simulations = Simulations::default();
+        let first = simulations.start("Min-ji", 7, None).unwrap();
+        let busy = simulations.start("Dana", 1, None).unwrap_err();
+        assert_eq!((busy.id, busy.who.as_str()), (first.id, "Min-ji"));
+
+        let _ = first.outcome.set(Err("done".into()));
+        let mut last = first.id;
+        for _ in 0..KEPT {
+            let run = simulations.start("Dana", 1, None).unwrap();
+            assert_eq!(run.id, last + 1);
+            last = run.id;
+            let _ = run.outcome.set(Ok(Report::default()));
+        }
+        assert!(
+            simulations.find(first.id).is_none(),
+            "the oldest is forgotten"
+        );
+        assert!(simulations.find(first.id + 1).is_some());
+        assert!(simulations.find(last).is_some());
+    }
 }

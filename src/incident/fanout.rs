@@ -76,6 +76,16 @@ pub enum PageReport {
     Lost,
 }
 
+/// A send page's decisions, as committed: for a simulation, which counts what a fan-out would
+/// send the way it counts what intake decides.
+#[derive(Debug)]
+pub struct DecidedPage {
+    /// What was decided for the page's customers.
+    pub plan: pipeline::Plan,
+    /// The outreach rows written (an existing idempotency key makes a write a no-op).
+    pub queued: std::collections::HashSet<crate::domain::IdempotencyKey>,
+}
+
 /// Why a page could not be done; the fan-out is handed back and tried again.
 #[derive(Debug, thiserror::Error)]
 pub enum FanoutError {
@@ -100,6 +110,8 @@ pub struct FanoutWorker {
     held: std::sync::Mutex<Option<FanoutClaim>>,
     /// What "now" is for claims, leases and decisions: the wall clock, or a test's.
     clock: Arc<dyn Clock>,
+    /// Where each committed send page's decisions go, when someone counts them.
+    decided: Option<tokio::sync::mpsc::UnboundedSender<DecidedPage>>,
 }
 
 impl FanoutWorker {
@@ -122,12 +134,22 @@ impl FanoutWorker {
             dispatcher,
             held: std::sync::Mutex::new(None),
             clock: Arc::new(SystemClock),
+            decided: None,
         }
     }
 
     /// Reads "now" from `clock` instead of the wall clock (tests step through leases).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Hands each committed send page's decisions to `decided` (a simulation counts them).
+    pub fn reporting_to(
+        mut self,
+        decided: tokio::sync::mpsc::UnboundedSender<DecidedPage>,
+    ) -> Self {
+        self.decided = Some(decided);
         self
     }
 
@@ -376,14 +398,19 @@ impl FanoutWorker {
         if finished {
             tracing::info!(incident = %claim.incident_id, kind, "Fan-out done: every customer decided.");
         }
-        Ok(PageReport::Page {
+        let report = PageReport::Page {
             incident_id: claim.incident_id.as_str().to_owned(),
             kind: claim.kind,
             phase: FanoutPhase::Send,
             customers: recipients.len(),
             queued: queued.len(),
             finished,
-        })
+        };
+        if let Some(decided) = &self.decided {
+            // Nobody listening any more is the listener's business.
+            let _ = decided.send(DecidedPage { plan, queued });
+        }
+        Ok(report)
     }
 
     /// Records a page in its transaction and commits, unless another process took the

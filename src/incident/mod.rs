@@ -24,5 +24,5 @@ pub use announce::{
 pub use dry_run::{
     dry_run, expected_fanout, who_hears, DryRun, FirstCustomer, Reach, DRY_RUN_SOURCE,
 };
-pub use fanout::{audience_of, FanoutError, FanoutWorker, PageReport};
+pub use fanout::{audience_of, DecidedPage, FanoutError, FanoutWorker, PageReport};
 pub use settings::IncidentSettings;

@@ -6,7 +6,8 @@
 //!                                                                 ▼
 //!  scratch SQLite in a temporary folder ◀── intake's own batch transaction (rules, risk,
 //!   (state as of each event's time;          consent, opt-outs, quiet hours, caps,
-//!    due messages count as sent)              incidents, rendering) with the draft
+//!    due messages count as sent)              incidents, rendering) with the draft,
+//!                                             then the fan-out worker for any incident
 //!                                                                 │
 //!  report: per rule and channel ◀── what each counted batch decided, held back, failed
 //!  comparison ◀── the live outbox's decisions for the same events
@@ -17,22 +18,25 @@
 //! took it. Events before the window are replayed first, uncounted, so the state the window
 //! starts from (customers, orders, what was sent, caps) is the one the draft would have built.
 
+mod comparison;
 mod costs;
+mod fanout;
 mod report;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use comparison::{Comparison, Decided, Difference, Sample, SAMPLES};
 pub use costs::CostSettings;
-pub use report::{
-    face_value, money_shown, Comparison, Decided, Difference, Failure, Report, Sample, Tally,
-    SAMPLES,
-};
+pub use report::{face_value, money_shown, Failure, Report, Tally};
 
 use crate::authoring::Authoring;
 use crate::domain::{Accepted, Money};
+use crate::incident::IncidentSettings;
 use crate::intake::transaction::write_batch;
 use crate::policy::Policy;
 use crate::store::{EventRecord, SqliteStore, Store, StoreError, StoredEvent};
@@ -74,11 +78,51 @@ pub struct Simulation<'a> {
     /// Read only: the events, and what the live rules decided.
     pub live: &'a dyn Store,
     /// The rules and templates to try.
-    pub draft: &'a Authoring,
+    pub draft: Arc<Authoring>,
     /// Consent, quiet hours, caps and incidents, as configured.
     pub policy: &'a Policy,
+    /// How incidents fan out to their customers, as configured.
+    pub incidents: &'a IncidentSettings,
     /// Prices for the estimates.
     pub costs: &'a CostSettings,
+    /// Kept up to date as the replay goes, for whoever watches it.
+    pub progress: Option<&'a Progress>,
+}
+
+/// How far a simulation has got: for a progress bar (the console's) while it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Events replayed so far, the uncounted ones before the window included.
+    events: AtomicU64,
+    /// Where the replay is, and where it ends: places in intake's order (stored events, whose
+    /// places have gaps where an event was refused or purged) or lines of a file.
+    at: AtomicU64,
+    end: AtomicU64,
+}
+
+impl Progress {
+    /// Events replayed so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// How much of the replay is done, from 0 to 1 (0 until its end is known).
+    pub fn done(&self) -> f64 {
+        let end = self.end.load(Ordering::Relaxed);
+        if end == 0 {
+            return 0.0;
+        }
+        (self.at.load(Ordering::Relaxed) as f64 / end as f64).min(1.0)
+    }
+
+    fn ends_at(&self, end: u64) {
+        self.end.store(end, Ordering::Relaxed);
+    }
+
+    fn replayed(&self, events: usize, at: u64) {
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+        self.at.store(at, Ordering::Relaxed);
+    }
 }
 
 /// The replay's state between batches.
@@ -88,11 +132,11 @@ struct Replay {
     _folder: tempfile::TempDir,
     /// Each order's total, as the events so far left it: the base of a discount's face value.
     orders: HashMap<String, Money>,
-    /// The counted events, by (`source`, `id`): only their live messages are compared.
-    counted: HashSet<(String, String)>,
-    /// Outage events whose fan-out the replay does not run: their live messages are not
-    /// compared.
-    fanning_out: HashSet<(String, String)>,
+    /// Stored events that could not be read, by (`source`, `id`): not replayed, so their live
+    /// messages are not compared.
+    unreadable: HashSet<(String, String)>,
+    /// Incidents' fan-outs, run after the batch that writes them.
+    fanouts: fanout::ReplayedFanouts,
     report: Report,
 }
 
@@ -101,12 +145,14 @@ impl Simulation<'_> {
     pub async fn run(&self, events: &Events) -> Result<Report, SimulateError> {
         let folder = tempfile::tempdir().map_err(|e| SimulateError::Io(e.to_string()))?;
         let scratch = SqliteStore::scratch(&folder.path().join("simulation.db")).await?;
+        let fanouts =
+            fanout::ReplayedFanouts::new(&scratch, self.draft.clone(), self.policy, self.incidents);
         let mut replay = Replay {
             scratch,
             _folder: folder,
             orders: HashMap::new(),
-            counted: HashSet::new(),
-            fanning_out: HashSet::new(),
+            unreadable: HashSet::new(),
+            fanouts,
             report: Report {
                 cost_currency: self
                     .costs
@@ -117,20 +163,15 @@ impl Simulation<'_> {
         };
         match events {
             Events::Stored { from, to } => {
+                // What the live rules decided for the window's events, fan-outs included: each
+                // message the replay decides is matched with it as it comes.
+                let live = self.live.decided_outreach(*from, *to).await?;
+                replay.report.compare_with(live);
                 self.replay_stored(&mut replay, *from, *to).await?;
                 replay.report.purged = self.live.purged_events(*from, *to).await?;
-                // What intake decided for the counted events: not what a fan-out, or an event
-                // taken before the window, queued meanwhile.
-                let live: Vec<_> = self
-                    .live
-                    .decided_outreach(*from, *to)
-                    .await?
-                    .into_iter()
-                    .filter(|l| {
-                        replay.counted.contains(&l.event) && !replay.fanning_out.contains(&l.event)
-                    })
-                    .collect();
-                replay.report.compare(&live, &replay.orders);
+                replay
+                    .report
+                    .finish_comparison(&replay.unreadable, &replay.orders);
             }
             Events::File(path) => self.replay_file(&mut replay, path).await?,
         }
@@ -146,8 +187,11 @@ impl Simulation<'_> {
     ) -> Result<(), SimulateError> {
         // Each page is parsed on another thread while the one before it is replayed: parsing
         // is a tenth of the work, and the replay waits on the scratch database.
+        if let Some(progress) = self.progress {
+            progress.ends_at(self.live.last_seq().await?.max(0) as u64);
+        }
         let mut after = 0;
-        let mut parsing: Option<tokio::task::JoinHandle<Vec<Parsed>>> = None;
+        let mut parsing: Option<tokio::task::JoinHandle<(Vec<Parsed>, i64)>> = None;
         loop {
             let mut stages = crate::metrics::Stages::start();
             let page = self.live.stored_events(after, to, PAGE).await?;
@@ -155,13 +199,19 @@ impl Simulation<'_> {
             let last = page.last().map(|event| event.seq);
             let next = last.map(|seq| {
                 after = seq;
-                tokio::task::spawn_blocking(move || page.into_iter().map(Parsed::of).collect())
+                tokio::task::spawn_blocking(move || {
+                    (page.into_iter().map(Parsed::of).collect(), seq)
+                })
             });
             if let Some(parsed) = parsing.take() {
-                let parsed = parsed
+                let (parsed, last) = parsed
                     .await
                     .map_err(|e| SimulateError::Io(format!("parsing stopped: {e}")))?;
+                let events = parsed.len();
                 self.replay_page(replay, parsed, from).await?;
+                if let Some(progress) = self.progress {
+                    progress.replayed(events, last.max(0) as u64);
+                }
             }
             match next {
                 Some(next) => parsing = Some(next),
@@ -185,6 +235,7 @@ impl Simulation<'_> {
                 Ok(accepted) => accepted,
                 Err(why) => {
                     replay.report.unreadable.push(why);
+                    replay.unreadable.extend(parsed.key);
                     continue;
                 }
             };
@@ -218,12 +269,21 @@ impl Simulation<'_> {
                 let received_at = accepted.as_ref().ok().and_then(|a| a.event.time);
                 Parsed {
                     received_at: received_at.unwrap_or(now),
+                    key: None,
                     accepted,
                 }
             })
             .collect();
+        let lines = parsed.len();
+        if let Some(progress) = self.progress {
+            progress.ends_at(lines as u64);
+        }
         self.replay_page(replay, parsed, DateTime::<Utc>::MIN_UTC)
-            .await
+            .await?;
+        if let Some(progress) = self.progress {
+            progress.replayed(lines, lines as u64);
+        }
+        Ok(())
     }
 
     /// One batch, decided as of `at` on the scratch database; counted if `counted`.
@@ -241,7 +301,7 @@ impl Simulation<'_> {
         let records: Vec<EventRecord> = accepted.iter().map(|a| EventRecord::of(a, at)).collect();
         let written = write_batch(
             &replay.scratch,
-            self.draft,
+            &self.draft,
             self.policy,
             &accepted,
             &records,
@@ -256,25 +316,29 @@ impl Simulation<'_> {
                     .insert(order.id.as_str().to_owned(), total.clone());
             }
         }
+        if !written.plan.changes.fanouts.is_empty() {
+            replay.fanouts.written();
+        }
         let report = &mut replay.report;
-        if !counted {
+        if counted {
+            report.events += accepted.len() as u64;
+            report.fanouts += written.plan.changes.fanouts.len() as u64;
+            report.count(&written.plan, &written.queued, &replay.orders, self.costs);
+        } else {
             report.warm_up += accepted.len() as u64;
-            return Ok(());
         }
-        report.events += accepted.len() as u64;
-        replay.counted.extend(
-            accepted
-                .iter()
-                .map(|a| (a.event.key.source.clone(), a.event.key.id.clone())),
-        );
-        for fanout in &written.plan.changes.fanouts {
-            report.fanouts_not_replayed += 1;
-            replay
-                .fanning_out
-                .insert((fanout.event.source.clone(), fanout.event.id.clone()));
-        }
-        report.count(&written.plan, &written.queued, &replay.orders, self.costs);
         stages.lap("simulate.count");
+        // An incident's customers are found and decided before the next event is taken.
+        let (orders, costs) = (&replay.orders, self.costs);
+        replay
+            .fanouts
+            .run(at, |page| {
+                if counted {
+                    report.count(&page.plan, &page.queued, orders, costs);
+                }
+            })
+            .await?;
+        stages.lap("simulate.fanout");
         Ok(())
     }
 }
@@ -283,6 +347,8 @@ impl Simulation<'_> {
 struct Parsed {
     /// When intake took it.
     received_at: DateTime<Utc>,
+    /// Its `source` and `id`, as stored (none for a line of a file).
+    key: Option<(String, String)>,
     /// The event, or `source#id: why` it could not be read.
     accepted: Result<Accepted, String>,
 }
@@ -295,6 +361,7 @@ impl Parsed {
         stages.lap("simulate.parse");
         Parsed {
             received_at: stored.received_at,
+            key: Some((stored.source, stored.id)),
             accepted,
         }
     }

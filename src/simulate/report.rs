@@ -3,17 +3,15 @@
 //! and why; what failed to render or evaluate, with the event; and how it differs from what the
 //! live rules decided for the same events.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::comparison::{Comparison, Decided, Matching};
 use super::costs::CostSettings;
 use crate::domain::{MessageContent, Money, Outreach};
 use crate::pipeline::Plan;
 use crate::store::DecidedOutreach;
-
-/// How many sample messages each kind of difference keeps.
-pub const SAMPLES: usize = 3;
 
 /// What a simulation found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -26,8 +24,9 @@ pub struct Report {
     pub purged: u64,
     /// Lines or stored events that are not events forewarn takes, with why.
     pub unreadable: Vec<String>,
-    /// Events that start an incident's fan-out (its customers are not replayed).
-    pub fanouts_not_replayed: u64,
+    /// Incidents' fan-outs to their customers (a start, an escalation, a resolution), each
+    /// replayed to its end.
+    pub fanouts: u64,
     /// Per rule, then channel.
     pub rules: BTreeMap<String, BTreeMap<String, Tally>>,
     /// Per rule, then reason (`frequency_cap`, `no_marketing_consent`, …): decisions that sent
@@ -39,9 +38,9 @@ pub struct Report {
     pub cost_currency: Option<String>,
     /// Against what the live rules decided for the same events; `None` for events from a file.
     pub comparison: Option<Comparison>,
-    /// Every counted message decided, for the comparison.
+    /// The live decisions each counted message is matched with as it is decided.
     #[serde(skip)]
-    pub(super) decided: Vec<Decided>,
+    pub(super) matching: Option<Matching>,
 }
 
 /// One rule on one channel.
@@ -84,72 +83,6 @@ pub struct Failure {
     pub event: String,
     /// `file:line:col: message`.
     pub error: String,
-}
-
-/// A message the simulation decided.
-#[derive(Debug, Clone, Serialize)]
-pub struct Decided {
-    /// The event: `source#id`.
-    pub event: String,
-    /// The rule.
-    pub rule_id: String,
-    /// The customer.
-    pub customer_id: String,
-    /// The channel.
-    pub channel: String,
-    /// Its discount in percent.
-    pub offer_percent: Option<u8>,
-    /// What it says, as the customer would read it.
-    pub text: String,
-}
-
-/// How the draft differs from what the live rules decided for the same events.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Comparison {
-    /// Messages the live rules decided for these events.
-    pub live_messages: u64,
-    /// Decided by the draft only.
-    pub new: Difference,
-    /// Decided by the live rules only.
-    pub dropped: Difference,
-    /// Decided by both, on another channel.
-    pub changed_channel: Difference,
-    /// Decided by both, with another discount.
-    pub changed_offer: Difference,
-    /// The live messages' discounts' face value, per currency, in minor units.
-    pub live_face_value: BTreeMap<String, i64>,
-    /// The draft's.
-    pub draft_face_value: BTreeMap<String, i64>,
-}
-
-/// One kind of difference: how many, and a few samples.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Difference {
-    /// How many.
-    pub count: u64,
-    /// The first few: the draft's message (or, for a dropped one, what the live rules sent).
-    pub samples: Vec<Sample>,
-}
-
-/// A sample of a difference.
-#[derive(Debug, Clone, Serialize)]
-pub struct Sample {
-    /// The draft's message, or the live one for a dropped message.
-    pub message: Decided,
-    /// What the live rules did instead (`sms`, `10 %`), when they did something.
-    pub live: Option<String>,
-}
-
-impl Difference {
-    fn add(&mut self, message: &Decided, live: Option<String>) {
-        self.count += 1;
-        if self.samples.len() < SAMPLES {
-            self.samples.push(Sample {
-                message: message.clone(),
-                live,
-            });
-        }
-    }
 }
 
 impl Report {
@@ -211,28 +144,25 @@ impl Report {
         orders: &HashMap<String, Money>,
         costs: &CostSettings,
     ) {
-        let channel = outreach.content.channel().as_str().to_owned();
+        let channel = outreach.content.channel().as_str();
         let tally = self
             .rules
             .entry(outreach.rule_id.clone())
             .or_default()
-            .entry(channel.clone())
+            .entry(channel.to_owned())
             .or_default();
         tally.messages += 1;
         tally
             .customer_ids
             .insert(outreach.customer_id.as_str().to_owned());
-        let (text, cost) = match &outreach.content {
+        let cost = match &outreach.content {
             MessageContent::Sms { to, body } => {
                 let segments = crate::render::measure_sms(body).segments;
                 tally.segments += segments as u64;
-                (body.clone(), costs.sms(to, segments))
+                costs.sms(to, segments)
             }
-            MessageContent::Email { subject, text, .. } => (
-                format!("{subject}\n\n{}", text.as_deref().unwrap_or("")),
-                costs.email,
-            ),
-            MessageContent::Push { title, body, .. } => (format!("{title}\n{body}"), costs.push),
+            MessageContent::Email { .. } => costs.email,
+            MessageContent::Push { .. } => costs.push,
         };
         if let Some(cost) = cost {
             *tally.cost.get_or_insert(0.0) += cost;
@@ -247,88 +177,35 @@ impl Report {
                     face_value(total, offer.percent);
             }
         }
-        self.decided.push(Decided {
-            event: outreach.event.to_string(),
-            rule_id: outreach.rule_id.clone(),
-            customer_id: outreach.customer_id.as_str().to_owned(),
-            channel,
-            offer_percent: outreach.offer.as_ref().map(|o| o.percent),
-            text,
-        });
+        if let Some(matching) = &mut self.matching {
+            matching.decided(outreach, || Decided::of(outreach));
+        }
     }
 
-    /// Compares the counted messages with what the live rules decided for the same events
-    /// (`live`, already limited to them).
-    pub(super) fn compare(&mut self, live: &[DecidedOutreach], orders: &HashMap<String, Money>) {
-        let key = |event: &str, rule: &str, customer: &str| {
-            (event.to_owned(), rule.to_owned(), customer.to_owned())
+    /// Compares each counted message, as it is decided, with what the live rules decided for
+    /// the same events (`live`).
+    pub(super) fn compare_with(&mut self, live: Vec<DecidedOutreach>) {
+        self.matching = Some(Matching::new(live));
+    }
+
+    /// Ends the comparison: what the live rules decided that the draft did not, and the
+    /// discounts' face values. The live messages of events that were not replayed (`skipped`:
+    /// unreadable) are left out.
+    pub(super) fn finish_comparison(
+        &mut self,
+        skipped: &HashSet<(String, String)>,
+        orders: &HashMap<String, Money>,
+    ) {
+        let Some(matching) = self.matching.take() else {
+            return;
         };
-        let live_by_key: HashMap<_, &DecidedOutreach> = live
-            .iter()
-            .map(|l| {
-                let event = format!("{}#{}", l.event.0, l.event.1);
-                (key(&event, &l.rule_id, &l.customer_id), l)
-            })
-            .collect();
-        let mut comparison = Comparison {
-            live_messages: live.len() as u64,
-            ..Comparison::default()
-        };
-        for l in live {
-            if let (Some(percent), Some(total)) = (
-                l.offer_percent,
-                l.order_id.as_ref().and_then(|o| orders.get(o)),
-            ) {
-                *comparison
-                    .live_face_value
-                    .entry(total.currency.clone())
-                    .or_default() += face_value(total, percent);
-            }
-        }
+        let mut draft_face_value: BTreeMap<String, i64> = BTreeMap::new();
         for tally in self.rules.values().flat_map(BTreeMap::values) {
             for (currency, value) in &tally.face_value {
-                *comparison
-                    .draft_face_value
-                    .entry(currency.clone())
-                    .or_default() += value;
+                *draft_face_value.entry(currency.clone()).or_default() += value;
             }
         }
-        let mut matched = std::collections::HashSet::new();
-        for message in &self.decided {
-            let k = key(&message.event, &message.rule_id, &message.customer_id);
-            match live_by_key.get(&k) {
-                None => comparison.new.add(message, None),
-                Some(l) => {
-                    matched.insert(k);
-                    if l.channel != message.channel {
-                        comparison
-                            .changed_channel
-                            .add(message, Some(l.channel.clone()));
-                    }
-                    if l.offer_percent != message.offer_percent {
-                        let was = l
-                            .offer_percent
-                            .map_or("no offer".into(), |p| format!("{p} %"));
-                        comparison.changed_offer.add(message, Some(was));
-                    }
-                }
-            }
-        }
-        for l in live {
-            let event = format!("{}#{}", l.event.0, l.event.1);
-            if !matched.contains(&key(&event, &l.rule_id, &l.customer_id)) {
-                let shown = Decided {
-                    event,
-                    rule_id: l.rule_id.clone(),
-                    customer_id: l.customer_id.clone(),
-                    channel: l.channel.clone(),
-                    offer_percent: l.offer_percent,
-                    text: String::new(),
-                };
-                comparison.dropped.add(&shown, None);
-            }
-        }
-        self.comparison = Some(comparison);
+        self.comparison = Some(matching.finish(skipped, orders, draft_face_value));
     }
 
     /// Whether anything failed to render or evaluate: `simulate` exits 1.

@@ -56,6 +56,10 @@ pub trait ReplayStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The last place in intake's order taken so far (0 when no event is stored): how far a
+    /// replay of everything has to go.
+    async fn last_seq(&self) -> Result<i64, StoreError>;
+
     /// How many events the retention purge emptied among those taken in `[from, to)`.
     async fn purged_events(
         &self,
@@ -63,8 +67,8 @@ pub trait ReplayStore: Send + Sync {
         to: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// The outreach intake queued for events taken in `[from, to)` (queued at their time of
-    /// receipt), in the order queued.
+    /// The outreach decided for events taken in `[from, to)` whose data is still stored (the
+    /// ones a replay reads), by intake or by an incident's fan-out, in the order queued.
     async fn decided_outreach(
         &self,
         from: DateTime<Utc>,
@@ -116,6 +120,13 @@ macro_rules! replay_store {
                     .collect()
             }
 
+            async fn last_seq(&self) -> Result<i64, $crate::store::StoreError> {
+                let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(last.unwrap_or(0))
+            }
+
             async fn purged_events(
                 &self,
                 from: chrono::DateTime<chrono::Utc>,
@@ -139,8 +150,12 @@ macro_rules! replay_store {
             ) -> Result<Vec<$crate::store::DecidedOutreach>, $crate::store::StoreError> {
                 use sqlx::Row as _;
                 let rows = sqlx::query(
+                    // A message is queued when its event is taken, or by the fan-out after it.
                     "SELECT event_source, event_id, rule_id, customer_id, channel, offer, order_id \
-                     FROM outbox WHERE created_at >= $1 AND created_at < $2 ORDER BY id",
+                     FROM outbox o WHERE created_at >= $1 AND EXISTS (SELECT 1 FROM events e \
+                     WHERE e.source = o.event_source AND e.id = o.event_id \
+                     AND e.received_at >= $1 AND e.received_at < $2 AND e.purged_at IS NULL) \
+                     ORDER BY id",
                 )
                 .bind($crate::store::millis(from))
                 .bind($crate::store::millis(to))

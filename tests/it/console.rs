@@ -302,6 +302,40 @@ async fn today_counts_the_days_messages_by_rule_and_the_dead_letters_by_reason()
     assert!(html.contains("events.shipment.delayed"), "{html}");
 }
 
+/// The page a simulate form went to, once its report is there; its progress (read as the
+/// page's script reads it) says it is done by then.
+async fn simulation_report(app: &App, cookie: &str, started: reqwest::Response) -> String {
+    assert_eq!(started.status(), 303);
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let id = location
+        .strip_prefix("/console/simulations/")
+        .unwrap_or_else(|| panic!("went to {location}"))
+        .to_owned();
+    let path = format!("/simulations/{id}");
+    let html = std::sync::Mutex::new(String::new());
+    wait_for("the simulation's report", || async {
+        let (status, page) = page(app, cookie, &path).await;
+        assert_eq!(status, 200, "{page}");
+        let done = page.contains("data-simulated-events=");
+        *html.lock().unwrap() = page;
+        done
+    })
+    .await;
+    let html = html.into_inner().unwrap();
+    let progress: Value = client()
+        .get(format!("{}/api/simulations/{id}", base(app)))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(progress["done"], true, "{progress}");
+    assert_eq!(progress["percent"], 100, "{progress}");
+    html
+}
+
 #[tokio::test]
 async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_draft() {
     let app = spawn_app_with(with_console("")).await;
@@ -314,7 +348,8 @@ async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_dr
     let (_, html) = page(&app, &cookie, "/rules").await;
     let csrf = csrf_of(&html);
 
-    // The files on disk are the live set: two events, no difference.
+    // The files on disk are the live set: two events, no difference. The replay runs in the
+    // background; the form goes to its page, which shows the report once it is done.
     let response = post(
         &app,
         &cookie,
@@ -322,8 +357,7 @@ async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_dr
         &[("csrf", &csrf), ("since", "1d")],
     )
     .await;
-    assert_eq!(response.status(), 200);
-    let html = response.text().await.unwrap();
+    let html = simulation_report(&app, &cookie, response).await;
     assert!(html.contains(r#"data-simulated-events="2""#), "{html}");
     assert!(
         html.contains(r#"data-row="shipment-delay-apology/sms""#),
@@ -354,11 +388,28 @@ async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_dr
         ],
     )
     .await;
-    assert_eq!(response.status(), 422);
-    let html = response.text().await.unwrap();
+    let html = simulation_report(&app, &cookie, response).await;
     assert!(html.contains(r#"data-failures="2""#), "{html}");
     assert!(html.contains("test/carrier#evt-delay-1"), "{html}");
     assert!(html.contains("data.reason"), "{html}");
+    // A draft that does not pass `check` is refused at once, where the mistake is.
+    let response = post(
+        &app,
+        &cookie,
+        "/simulate",
+        &[
+            ("csrf", &csrf),
+            ("since", "7d"),
+            ("template", "delay-apology"),
+            ("file", "sms.ko.hbs"),
+            ("source", &format!("{text} {{{{#if}}}}")),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("sms.ko.hbs:"), "{html}");
+    assert!(!html.contains("data-simulated-events="), "{html}");
     // Nothing was written: the file on disk is as it was.
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
@@ -561,6 +612,15 @@ async fn in_a_browser_cx_previews_and_edits_and_on_call_announces_and_watches_it
     assert_eq!(reveals.len(), 1);
     assert!(reveals[0].contains("Dana (on call)") && reveals[0].contains("c-busan-1"));
 
+    // The simulation from the rules page replayed the incident's fan-out too: the same
+    // messages to the same customers, no difference.
+    assert!(read["simulated_events"].as_u64().unwrap() > IN_REGION as u64);
+    assert_eq!(read["simulated_outage_sms"], IN_REGION);
+    assert_eq!(
+        read["simulated_differences"],
+        json!({"new": 0, "dropped": 0, "changed_channel": 0, "changed_offer": 0})
+    );
+
     // In Korean, today's page counts those messages.
     let today = read["today_ko"].as_str().unwrap();
     assert!(today.contains("outage-started-notice"), "{today}");
@@ -571,6 +631,7 @@ async fn in_a_browser_cx_previews_and_edits_and_on_call_announces_and_watches_it
         "07-dry-run",
         "08-incident-done",
         "09-customer",
+        "09b-simulation",
         "10-today-ko",
     ] {
         assert!(shots.join(format!("{shot}.png")).exists(), "{shot}");

@@ -17,7 +17,14 @@ fn total(i: usize) -> i64 {
 /// Each customer, their order and its delay, published and sent; then forewarn is stopped, so
 /// nothing but the simulation could touch the database.
 async fn history() -> App {
-    let mut app = spawn_app_with(Options {
+    let mut app = history_running().await;
+    app.terminate().await;
+    app
+}
+
+/// Each customer, their order and its delay, published and sent, forewarn still running.
+async fn history_running() -> App {
+    let app = spawn_app_with(Options {
         own_authoring: true,
         ..Options::default()
     })
@@ -45,21 +52,25 @@ async fn history() -> App {
     }
     app.wait_intake_idle().await;
     app.wait_sent(CUSTOMERS as u64).await;
-    app.terminate().await;
     app
 }
 
 /// A copy of the app's rules in `name/`, with `edit` applied to `shipments.toml`.
 fn draft(app: &App, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    draft_of(app, name, "shipments.toml", edit)
+}
+
+/// A copy of the app's rules in `name/`, with `edit` applied to `file`.
+fn draft_of(app: &App, name: &str, file: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let dir = app.dir.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(app.dir.path().join("rules")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
     }
-    let shipments = dir.join("shipments.toml");
-    let text = std::fs::read_to_string(&shipments).unwrap();
-    std::fs::write(&shipments, edit(text)).unwrap();
+    let edited = dir.join(file);
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, edit(text)).unwrap();
     dir
 }
 
@@ -356,5 +367,111 @@ async fn a_file_of_events_is_replayed_on_an_empty_state_and_compared_with_nothin
     assert!(
         unreadable[0].as_str().unwrap().contains("events.jsonl:3:"),
         "{report:#}"
+    );
+}
+
+/// `forewarn announce <args>` against the app's config.
+fn announce(app: &App, args: &[&str]) {
+    let config = app.config_path();
+    let mut all = vec!["--config", config.to_str().unwrap(), "announce"];
+    all.extend_from_slice(args);
+    let (code, out) = forewarn_cli(app.dir.path(), &all, &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Messages of `rule` in a report, over every channel.
+fn messages_of(report: &Value, rule: &str) -> u64 {
+    report["rules"][rule].as_object().map_or(0, |channels| {
+        channels
+            .values()
+            .map(|t| t["messages"].as_u64().unwrap())
+            .sum()
+    })
+}
+
+#[tokio::test]
+async fn an_incident_is_replayed_to_every_customer_it_reached() {
+    // Every customer of the history is in Seoul: an outage in Korea reaches all of them, and
+    // its resolution all who were told.
+    let mut app = history_running().await;
+    announce(
+        &app,
+        &[
+            "start",
+            "--id",
+            "inc-sim",
+            "--title",
+            "Checkout errors",
+            "--service",
+            "checkout",
+            "--region",
+            "kr",
+            "--severity",
+            "major",
+            "--message",
+            "Card payments fail.",
+        ],
+    );
+    app.wait_sent(2 * CUSTOMERS as u64).await;
+    announce(
+        &app,
+        &[
+            "resolve",
+            "--incident",
+            "inc-sim",
+            "--message",
+            "Payments work again.",
+        ],
+    );
+    app.wait_sent(3 * CUSTOMERS as u64).await;
+    app.terminate().await;
+
+    let (code, report, stderr) = simulate(&app, &app.dir.path().join("rules"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["fanouts"], 2, "{report:#}");
+    assert_eq!(
+        messages_of(&report, "outage-started-notice"),
+        CUSTOMERS as u64
+    );
+    assert_eq!(
+        messages_of(&report, "outage-resolved-notice"),
+        CUSTOMERS as u64
+    );
+    let c = &report["comparison"];
+    assert_eq!(c["live_messages"], 3 * CUSTOMERS, "{report:#}");
+    for kind in ["new", "dropped", "changed_channel", "changed_offer"] {
+        assert_eq!(c[kind]["count"], 0, "{kind}: {report:#}");
+    }
+
+    // A draft that announces outages by e-mail only: every customer told, on another channel.
+    let rules = draft_of(&app, "email-only", "incidents.toml", |text| {
+        let start = text.find("id = \"outage-started-notice\"").unwrap();
+        let channels = start + text[start..].find("channels = ").unwrap();
+        let end = channels + text[channels..].find('\n').unwrap();
+        format!(
+            "{}channels = [\"email\"]{}",
+            &text[..channels],
+            &text[end..]
+        )
+    });
+    let (code, report, stderr) = simulate(&app, &rules, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let c = &report["comparison"];
+    assert_eq!(c["changed_channel"]["count"], CUSTOMERS, "{report:#}");
+    assert_eq!(
+        report["rules"]["outage-started-notice"]["email"]["messages"], CUSTOMERS,
+        "{report:#}"
+    );
+    for kind in ["new", "dropped", "changed_offer"] {
+        assert_eq!(c[kind]["count"], 0, "{kind}: {report:#}");
+    }
+    let sample = &c["changed_channel"]["samples"][0]["message"];
+    assert_eq!(sample["rule_id"], "outage-started-notice");
+    assert!(
+        sample["text"]
+            .as_str()
+            .unwrap()
+            .contains("Card payments fail."),
+        "{sample}"
     );
 }

@@ -83,9 +83,39 @@ function liveProgress(section) {
   tick();
 }
 
+// A simulation's progress, read every second; its page is loaded again, with the report, when
+// the replay is done.
+function liveSimulation(section) {
+  const field = (name) => section.querySelector(`[data-field="${name}"]`);
+  const tick = async () => {
+    let view;
+    try {
+      const response = await fetch(section.dataset.progress, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(String(response.status));
+      view = await response.json();
+    } catch {
+      setTimeout(tick, 3000);
+      return;
+    }
+    if (view.done) {
+      location.reload();
+      return;
+    }
+    const bar = field("bar");
+    bar.value = view.percent;
+    bar.textContent = `${view.percent} %`;
+    field("percent").textContent = String(view.percent);
+    field("events").textContent = String(view.events);
+    setTimeout(tick, 1000);
+  };
+  setTimeout(tick, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("preview-form");
   if (form) livePreview(form);
   const progress = document.getElementById("progress");
   if (progress) liveProgress(progress);
+  const simulation = document.getElementById("simulation-progress");
+  if (simulation) liveSimulation(simulation);
 });

@@ -133,6 +133,17 @@ impl SqliteStore {
         })
     }
 
+    /// A store whose reads and writes all go through `connection`, without the checkpoint
+    /// task: for a database no other connection opens (a simulation's scratch one).
+    pub(super) fn of_one_connection(connection: SqlitePool) -> Self {
+        Self {
+            pool: connection.clone(),
+            writer: connection.clone(),
+            checkpoints: connection,
+            _alive: Arc::new(()),
+        }
+    }
+
     /// Applies the migrations in `migrations/sqlite` that have not run yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite")
