@@ -302,6 +302,18 @@ async fn today_counts_the_days_messages_by_rule_and_the_dead_letters_by_reason()
     assert!(html.contains("events.shipment.delayed"), "{html}");
 }
 
+/// The template page's simulate button, with `draft` in the editor for `sms.ko.hbs`.
+async fn simulate_draft(app: &App, cookie: &str, csrf: &str, draft: &str) -> reqwest::Response {
+    let fields = [
+        ("csrf", csrf),
+        ("since", "7d"),
+        ("template", "delay-apology"),
+        ("file", "sms.ko.hbs"),
+        ("source", draft),
+    ];
+    post(app, cookie, "/simulate", &fields).await
+}
+
 /// The page a simulate form went to, once its report is there; its progress (read as the
 /// page's script reads it) says it is done by then.
 async fn simulation_report(app: &App, cookie: &str, started: reqwest::Response) -> String {
@@ -322,15 +334,8 @@ async fn simulation_report(app: &App, cookie: &str, started: reqwest::Response) 
     })
     .await;
     let html = html.into_inner().unwrap();
-    let progress: Value = client()
-        .get(format!("{}/api/simulations/{id}", base(app)))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, progress) = page(app, cookie, &format!("/api/simulations/{id}")).await;
+    let progress: Value = serde_json::from_str(&progress).unwrap();
     assert_eq!(progress["done"], true, "{progress}");
     assert_eq!(progress["percent"], 100, "{progress}");
     html
@@ -375,37 +380,14 @@ async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_dr
         "{}{{{{#if data.alternatives}}}} {{{{data.reason}}}}{{{{/if}}}}",
         text.trim_end()
     );
-    let response = post(
-        &app,
-        &cookie,
-        "/simulate",
-        &[
-            ("csrf", &csrf),
-            ("since", "7d"),
-            ("template", "delay-apology"),
-            ("file", "sms.ko.hbs"),
-            ("source", &draft),
-        ],
-    )
-    .await;
+    let response = simulate_draft(&app, &cookie, &csrf, &draft).await;
     let html = simulation_report(&app, &cookie, response).await;
     assert!(html.contains(r#"data-failures="2""#), "{html}");
     assert!(html.contains("test/carrier#evt-delay-1"), "{html}");
     assert!(html.contains("data.reason"), "{html}");
     // A draft that does not pass `check` is refused at once, where the mistake is.
-    let response = post(
-        &app,
-        &cookie,
-        "/simulate",
-        &[
-            ("csrf", &csrf),
-            ("since", "7d"),
-            ("template", "delay-apology"),
-            ("file", "sms.ko.hbs"),
-            ("source", &format!("{text} {{{{#if}}}}")),
-        ],
-    )
-    .await;
+    let broken = format!("{text} {{{{#if}}}}");
+    let response = simulate_draft(&app, &cookie, &csrf, &broken).await;
     assert_eq!(response.status(), 422);
     let html = response.text().await.unwrap();
     assert!(html.contains("sms.ko.hbs:"), "{html}");

@@ -517,6 +517,35 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `forewarn announce <args>` against the app's config.
+pub fn announce(app: &App, args: &[&str]) -> (i32, String) {
+    let config = app.config_path();
+    let mut all = vec!["--config", config.to_str().unwrap(), "announce"];
+    all.extend_from_slice(args);
+    forewarn_cli(app.dir.path(), &all, &[])
+}
+
+/// `announce start` for incident `id`: checkout errors in Korea, major, then `extra`.
+pub fn start_args<'a>(id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "start",
+        "--id",
+        id,
+        "--title",
+        "Checkout errors",
+        "--service",
+        "checkout",
+        "--region",
+        "kr",
+        "--severity",
+        "major",
+        "--message",
+        "Card payments fail; we are fixing it.",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs the `forewarn` binary with `args` in `dir` (no `FOREWARN_CONFIG` from the test's
 /// environment, `env` added); returns its exit code and its stdout followed by its stderr.
 pub fn forewarn_cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {

@@ -119,35 +119,6 @@ async fn post(app: &App, path: &str, body: &Value, token: Option<&str>) -> (u16,
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// `forewarn announce <args>` against the app's config.
-fn announce(app: &App, args: &[&str]) -> (i32, String) {
-    let config = app.config_path();
-    let mut all = vec!["--config", config.to_str().unwrap(), "announce"];
-    all.extend_from_slice(args);
-    forewarn_cli(app.dir.path(), &all, &[])
-}
-
-/// `announce start` for incident `id`: checkout errors in Korea, major, then `extra`.
-fn start_args<'a>(id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "start",
-        "--id",
-        id,
-        "--title",
-        "Checkout errors",
-        "--service",
-        "checkout",
-        "--region",
-        "kr",
-        "--severity",
-        "major",
-        "--message",
-        "Card payments fail; we are fixing it.",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
 fn with_token() -> Options {
     Options {
         env: vec![

@@ -370,15 +370,6 @@ async fn a_file_of_events_is_replayed_on_an_empty_state_and_compared_with_nothin
     );
 }
 
-/// `forewarn announce <args>` against the app's config.
-fn announce(app: &App, args: &[&str]) {
-    let config = app.config_path();
-    let mut all = vec!["--config", config.to_str().unwrap(), "announce"];
-    all.extend_from_slice(args);
-    let (code, out) = forewarn_cli(app.dir.path(), &all, &[]);
-    assert_eq!(code, 0, "{out}");
-}
-
 /// Messages of `rule` in a report, over every channel.
 fn messages_of(report: &Value, rule: &str) -> u64 {
     report["rules"][rule].as_object().map_or(0, |channels| {
@@ -394,35 +385,18 @@ async fn an_incident_is_replayed_to_every_customer_it_reached() {
     // Every customer of the history is in Seoul: an outage in Korea reaches all of them, and
     // its resolution all who were told.
     let mut app = history_running().await;
-    announce(
-        &app,
-        &[
-            "start",
-            "--id",
-            "inc-sim",
-            "--title",
-            "Checkout errors",
-            "--service",
-            "checkout",
-            "--region",
-            "kr",
-            "--severity",
-            "major",
-            "--message",
-            "Card payments fail.",
-        ],
-    );
+    let (code, out) = announce(&app, &start_args("inc-sim", &[]));
+    assert_eq!(code, 0, "{out}");
     app.wait_sent(2 * CUSTOMERS as u64).await;
-    announce(
-        &app,
-        &[
-            "resolve",
-            "--incident",
-            "inc-sim",
-            "--message",
-            "Payments work again.",
-        ],
-    );
+    let resolve = [
+        "resolve",
+        "--incident",
+        "inc-sim",
+        "--message",
+        "It works again.",
+    ];
+    let (code, out) = announce(&app, &resolve);
+    assert_eq!(code, 0, "{out}");
     app.wait_sent(3 * CUSTOMERS as u64).await;
     app.terminate().await;
 
@@ -471,7 +445,7 @@ async fn an_incident_is_replayed_to_every_customer_it_reached() {
         sample["text"]
             .as_str()
             .unwrap()
-            .contains("Card payments fail."),
+            .contains("Card payments fail"),
         "{sample}"
     );
 }

@@ -46,19 +46,29 @@ function livePreview(form) {
   });
 }
 
-// An incident's progress, read every second until everything is done.
-function liveProgress(section) {
-  const field = (name) => section.querySelector(`[data-field="${name}"]`);
+// Reads the JSON at `url` after `first` ms, hands it to `show`, and again after as many ms as
+// `show` returns, until it returns nothing; a failed read is tried again after 3 s.
+function poll(url, first, show) {
   const tick = async () => {
     let view;
     try {
-      const response = await fetch(section.dataset.progress, { credentials: "same-origin" });
+      const response = await fetch(url, { credentials: "same-origin" });
       if (!response.ok) throw new Error(String(response.status));
       view = await response.json();
     } catch {
       setTimeout(tick, 3000);
       return;
     }
+    const next = show(view);
+    if (next) setTimeout(tick, next);
+  };
+  setTimeout(tick, first);
+}
+
+// An incident's progress, read every second until everything is done.
+function liveProgress(section) {
+  const field = (name) => section.querySelector(`[data-field="${name}"]`);
+  poll(section.dataset.progress, 0, (view) => {
     for (const [name, value] of Object.entries(view.counts)) {
       const cell = section.querySelector(`[data-count="${name}"]`);
       if (cell) cell.textContent = String(value);
@@ -78,37 +88,26 @@ function liveProgress(section) {
       return item;
     }));
     section.dataset.done = String(view.done);
-    setTimeout(tick, view.done ? 5000 : 1000);
-  };
-  tick();
+    return view.done ? 5000 : 1000;
+  });
 }
 
 // A simulation's progress, read every second; its page is loaded again, with the report, when
 // the replay is done.
 function liveSimulation(section) {
   const field = (name) => section.querySelector(`[data-field="${name}"]`);
-  const tick = async () => {
-    let view;
-    try {
-      const response = await fetch(section.dataset.progress, { credentials: "same-origin" });
-      if (!response.ok) throw new Error(String(response.status));
-      view = await response.json();
-    } catch {
-      setTimeout(tick, 3000);
-      return;
-    }
+  poll(section.dataset.progress, 1000, (view) => {
     if (view.done) {
       location.reload();
-      return;
+      return null;
     }
     const bar = field("bar");
     bar.value = view.percent;
     bar.textContent = `${view.percent} %`;
     field("percent").textContent = String(view.percent);
     field("events").textContent = String(view.events);
-    setTimeout(tick, 1000);
-  };
-  setTimeout(tick, 1000);
+    return 1000;
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
