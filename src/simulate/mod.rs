@@ -23,7 +23,7 @@ mod costs;
 mod fanout;
 mod report;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,7 +39,9 @@ use crate::domain::{Accepted, Money};
 use crate::incident::IncidentSettings;
 use crate::intake::transaction::write_batch;
 use crate::policy::Policy;
-use crate::store::{EventRecord, SqliteStore, Store, StoreError, StoredEvent};
+use crate::store::{
+    EventRecord, FeedbackStore, LiveOptOut, SqliteStore, Store, StoreError, StoredEvent,
+};
 
 /// How many stored events are read at a time.
 const PAGE: usize = 5_000;
@@ -137,6 +139,8 @@ struct Replay {
     unreadable: HashSet<(String, String)>,
     /// Incidents' fan-outs, run after the batch that writes them.
     fanouts: fanout::ReplayedFanouts,
+    /// The live opt-outs not applied yet, oldest first.
+    opt_outs: VecDeque<LiveOptOut>,
     report: Report,
 }
 
@@ -153,6 +157,7 @@ impl Simulation<'_> {
             orders: HashMap::new(),
             unreadable: HashSet::new(),
             fanouts,
+            opt_outs: VecDeque::new(),
             report: Report {
                 cost_currency: self
                     .costs
@@ -167,6 +172,7 @@ impl Simulation<'_> {
                 // message the replay decides is matched with it as it comes.
                 let live = self.live.decided_outreach(*from, *to).await?;
                 replay.report.compare_with(live);
+                replay.opt_outs = self.live.opt_outs().await?.into();
                 self.replay_stored(&mut replay, *from, *to).await?;
                 replay.report.purged = self.live.purged_events(*from, *to).await?;
                 replay
@@ -295,8 +301,23 @@ impl Simulation<'_> {
         counted: bool,
     ) -> Result<(), SimulateError> {
         let mut stages = crate::metrics::Stages::start();
-        // What a dispatcher keeping up would have sent by now has gone.
+        // What a dispatcher keeping up would have sent by now has gone, and what customers
+        // said meanwhile (STOP, an unsubscribe link) holds. An opt-out intake recorded from an
+        // event is as of its batch, and that batch's own replay records it.
         replay.scratch.settle_due_as_sent(at).await?;
+        while let Some(opt_out) = replay.opt_outs.front().filter(|o| o.at < at) {
+            replay
+                .scratch
+                .record_opt_out(
+                    &opt_out.customer_id,
+                    opt_out.channel,
+                    opt_out.scope,
+                    opt_out.at,
+                    None,
+                )
+                .await?;
+            replay.opt_outs.pop_front();
+        }
         stages.lap("simulate.settle");
         let records: Vec<EventRecord> = accepted.iter().map(|a| EventRecord::of(a, at)).collect();
         let written = write_batch(

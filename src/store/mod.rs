@@ -64,7 +64,7 @@ pub use outbox::{
 pub use outcomes::{DecisionOutcome, OutcomeStore};
 pub use postgres::{PgStore, ScratchDatabase};
 pub use relay::{OutreachEvent, RelayStore};
-pub use replay::{DecidedOutreach, ReplayStore, StoredEvent};
+pub use replay::{DecidedOutreach, LiveOptOut, ReplayStore, StoredEvent};
 pub use retention::{PurgeCursor, PurgeReport, RetentionStore};
 pub use schedules::{
     Emission, OverdueShipment, ResolvedProblem, RunRecord, ScheduleStatus, ScheduleStore,

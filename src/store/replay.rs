@@ -44,6 +44,20 @@ pub struct DecidedOutreach {
     pub order_id: Option<String>,
 }
 
+/// A customer's opt-out as the live database holds it: the widest scope per channel, and when
+/// it was last widened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveOptOut {
+    /// The customer.
+    pub customer_id: String,
+    /// The channel.
+    pub channel: crate::domain::Channel,
+    /// Everything on it, or marketing only.
+    pub scope: crate::domain::OptOutScope,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Reads for `forewarn simulate`.
 #[async_trait]
 pub trait ReplayStore: Send + Sync {
@@ -59,6 +73,11 @@ pub trait ReplayStore: Send + Sync {
     /// The last place in intake's order taken so far (0 when no event is stored): how far a
     /// replay of everything has to go.
     async fn last_seq(&self) -> Result<i64, StoreError>;
+
+    /// Every opt-out the live database holds, oldest first: those that came from a STOP reply,
+    /// an unsubscribe link or a provider's report are not events, and a replay applies them
+    /// as of their time.
+    async fn opt_outs(&self) -> Result<Vec<LiveOptOut>, StoreError>;
 
     /// How many events the retention purge emptied among those taken in `[from, to)`.
     async fn purged_events(
@@ -125,6 +144,28 @@ macro_rules! replay_store {
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(last.unwrap_or(0))
+            }
+
+            async fn opt_outs(
+                &self,
+            ) -> Result<Vec<$crate::store::LiveOptOut>, $crate::store::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT customer_id, channel, scope, at FROM opt_outs ORDER BY at",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let (channel, scope) = $crate::store::rows::opt_out_from_row(row)?;
+                        Ok($crate::store::LiveOptOut {
+                            customer_id: row.try_get("customer_id")?,
+                            channel,
+                            scope,
+                            at: $crate::store::from_millis(row.try_get("at")?)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn purged_events(

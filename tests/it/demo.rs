@@ -233,3 +233,46 @@ fn the_demo_tells_its_story_on_its_own_clock_and_counts_what_it_lists() {
     }
     assert!(!text.contains("WARN"), "{text}");
 }
+
+#[test]
+fn the_demos_history_simulated_with_its_own_rules_differs_in_nothing() {
+    // The demo's story — incidents announced, escalated and resolved, a STOP reply, caps,
+    // quiet hours — replayed by `forewarn simulate` with the rules that told it: every message
+    // the same, to the same customer, on the same channel, with the same offer.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let (code, text) = forewarn_cli(repo, &["demo", "--dir", folder], &[]);
+    assert_eq!(code, 0, "{text}");
+    let database = format!("sqlite://{folder}/forewarn.db");
+    // The story keeps its own dates, whatever today's is.
+    let args = [
+        "simulate",
+        "--rules",
+        "rules",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2100-01-01T00:00:00Z",
+        "--json",
+    ];
+    let (code, out) = forewarn_cli(repo, &args, &[("FOREWARN_DATABASE__URL", &database)]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("no report in:\n{out}"));
+    let c = &report["comparison"];
+    assert!(c["live_messages"].as_u64().unwrap() >= 20, "{report:#}");
+    for kind in ["new", "dropped", "changed_channel", "changed_offer"] {
+        assert_eq!(c[kind]["count"], 0, "{kind}: {report:#}");
+    }
+    assert_eq!(c["live_face_value"], c["draft_face_value"]);
+    // The incident reached its customers in the replay too, and after her STOP the customer's
+    // next delay notice went by e-mail there as well.
+    assert!(report["fanouts"].as_u64().unwrap() >= 3, "{report:#}");
+    let rules = &report["rules"];
+    assert_eq!(rules["outage-started-notice"]["sms"]["messages"], 3);
+    assert_eq!(rules["shipment-delay-apology"]["email"]["messages"], 1);
+}

@@ -60,7 +60,8 @@ pub(super) async fn close_the_loop(
         applied.as_str()
     );
 
-    // Her answer to it.
+    // Her answer to it, a moment later.
+    clock.advance(super::STEP);
     let reply = InboundReply {
         provider: "sandbox",
         message_id: "demo-reply-1".into(),
@@ -84,6 +85,7 @@ pub(super) async fn close_the_loop(
     );
 
     // Her next delay notice, after the STOP.
+    clock.advance(super::STEP);
     let now = clock.now();
     let delay = json!({
         "specversion": "1.0", "id": "evt-demo-after-stop", "source": "carrier/cj",

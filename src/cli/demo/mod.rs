@@ -42,6 +42,9 @@ const STORY_STARTS: &str = "2026-11-26T02:00:00Z";
 /// both are awake.
 const LATER_HOUR_UTC: u32 = 1;
 
+/// How far the demo's clock moves between two things a person does (announce, reply, …).
+const STEP: chrono::Duration = chrono::Duration::seconds(1);
+
 /// The zones the demo's customers live in, for showing its clock.
 const ZONES: [&str; 2] = ["Asia/Seoul", "America/New_York"];
 
@@ -395,6 +398,10 @@ async fn on_call(
         ),
     ];
     for (what, mut announcement) in steps {
+        // Each step a moment after the one before, as on-call's are: intake takes it at a time
+        // of its own, after the fan-out before it (`forewarn simulate` on the demo's database
+        // replays the steps in that order too).
+        clock.advance(STEP);
         // An update or resolution checks the incident exists: intake read the start by now.
         announcement.check_against(store).await?;
         announcer.publish(&announcement, clock.now()).await?;
