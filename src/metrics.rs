@@ -75,6 +75,24 @@ pub const STAGE_SECONDS: &str = "forewarn_stage_seconds";
 /// A stage taking this long is logged as well as measured.
 pub const SLOW_STAGE: std::time::Duration = std::time::Duration::from_secs(1);
 
+tokio::task_local! {
+    /// Set in a task that replays history ([`replaying`]).
+    static REPLAYING: ();
+}
+
+/// Runs `work` as a replay of history (`forewarn simulate`, the console's simulation): the
+/// stages it times are recorded as `replay:<stage>`, and the fan-out's counters are not
+/// touched, so a simulation run inside `forewarn run` does not show on its dashboards as work
+/// the process did.
+pub async fn replaying<F: std::future::Future>(work: F) -> F::Output {
+    REPLAYING.scope((), work).await
+}
+
+/// Whether this task replays history (see [`replaying`]).
+pub fn is_replaying() -> bool {
+    REPLAYING.try_with(|_| ()).is_ok()
+}
+
 /// Times consecutive stages of one unit of work (a batch, a page): each [`Stages::lap`]
 /// records the time since the previous one under its stage's name.
 pub struct Stages {
@@ -95,11 +113,16 @@ impl Stages {
     pub fn lap(&mut self, stage: &'static str) {
         let now = std::time::Instant::now();
         let took = now.duration_since(self.last);
+        self.last = now;
+        if is_replaying() {
+            metrics::histogram!(STAGE_SECONDS, "stage" => format!("replay:{stage}"))
+                .record(took.as_secs_f64());
+            return;
+        }
         metrics::histogram!(STAGE_SECONDS, "stage" => stage).record(took.as_secs_f64());
         if took >= SLOW_STAGE {
             tracing::warn!(stage, seconds = took.as_secs_f64(), "Slow stage.");
         }
-        self.last = now;
     }
 }
 

@@ -382,11 +382,13 @@ impl FanoutWorker {
             return Ok(PageReport::Lost);
         }
         let kind = claim.kind.as_str();
-        counter!(m::FANOUT_CUSTOMERS, "kind" => kind).increment(step.customers);
-        counter!(m::FANOUT_QUEUED, "kind" => kind).increment(step.queued);
-        histogram!(m::FANOUT_PAGE_SECONDS).record(started.elapsed().as_secs_f64());
-        for failure in &plan.rule_errors {
-            counter!(m::RULE_ERRORS, "rule" => failure.rule_id.clone()).increment(1);
+        if !m::is_replaying() {
+            counter!(m::FANOUT_CUSTOMERS, "kind" => kind).increment(step.customers);
+            counter!(m::FANOUT_QUEUED, "kind" => kind).increment(step.queued);
+            histogram!(m::FANOUT_PAGE_SECONDS).record(started.elapsed().as_secs_f64());
+            for failure in &plan.rule_errors {
+                counter!(m::RULE_ERRORS, "rule" => failure.rule_id.clone()).increment(1);
+            }
         }
         if let Some(failure) = plan.rule_errors.first() {
             tracing::warn!(rule = %failure.rule_id, at = %failure.location, errors = plan.rule_errors.len(), error = %failure.message, "Rule expression failed on an incident's customers; the rule did not match them.");

@@ -145,8 +145,18 @@ struct Replay {
 }
 
 impl Simulation<'_> {
-    /// Replays `events` and reports what the draft would do.
+    /// Replays `events` and reports what the draft would do. What it logs is in a
+    /// `simulation` span, and what it measures is marked as a replay
+    /// ([`crate::metrics::replaying`]): inside `forewarn run` (the console), neither reads as
+    /// the process's own work.
     pub async fn run(&self, events: &Events) -> Result<Report, SimulateError> {
+        use tracing::Instrument as _;
+        crate::metrics::replaying(self.replay(events))
+            .instrument(tracing::info_span!("simulation"))
+            .await
+    }
+
+    async fn replay(&self, events: &Events) -> Result<Report, SimulateError> {
         let folder = tempfile::tempdir().map_err(|e| SimulateError::Io(e.to_string()))?;
         let scratch = SqliteStore::scratch(&folder.path().join("simulation.db")).await?;
         let fanouts =

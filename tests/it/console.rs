@@ -302,6 +302,15 @@ async fn today_counts_the_days_messages_by_rule_and_the_dead_letters_by_reason()
     assert!(html.contains("events.shipment.delayed"), "{html}");
 }
 
+/// How many times `stage` was timed, from forewarn's `/metrics` text (0 if never).
+fn stage_count(metrics: &str, stage: &str) -> u64 {
+    let name = format!("forewarn_stage_seconds_count{{stage=\"{stage}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&name))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 /// The template page's simulate button, with `draft` in the editor for `sms.ko.hbs`.
 async fn simulate_draft(app: &App, cookie: &str, csrf: &str, draft: &str) -> reqwest::Response {
     let fields = [
@@ -352,6 +361,8 @@ async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_dr
     let cookie = cookie.unwrap();
     let (_, html) = page(&app, &cookie, "/rules").await;
     let csrf = csrf_of(&html);
+    let intake_batches = stage_count(&app.metrics().await, "intake.apply");
+    assert!(intake_batches > 0);
 
     // The files on disk are the live set: two events, no difference. The replay runs in the
     // background; the form goes to its page, which shows the report once it is done.
@@ -372,6 +383,13 @@ async fn the_rules_page_simulates_the_files_on_disk_and_the_template_page_its_dr
         let zero = format!(r#"data-difference="{kind}">0<"#);
         assert!(html.contains(&zero), "no {zero} in:\n{html}");
     }
+    // The replay's own batches are not the process's: on /metrics they are apart.
+    let metrics = app.metrics().await;
+    assert_eq!(stage_count(&metrics, "intake.apply"), intake_batches);
+    assert!(
+        stage_count(&metrics, "replay:intake.apply") > 0,
+        "{metrics}"
+    );
 
     // The editor's draft that these events break: 422, each failure with its event.
     let file = app.dir.path().join("templates/delay-apology/sms.ko.hbs");
