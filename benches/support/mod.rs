@@ -161,7 +161,7 @@ pub(crate) fn print_stages(before: &StageTimes, after: &StageTimes, wall: f64, u
             continue;
         }
         println!(
-            "      {stage:<18} {seconds:>8.2} s {:>5.0} % {:>8.1} µs {count:>7}",
+            "      {stage:<27} {seconds:>8.2} s {:>5.0} % {:>8.1} µs {count:>7}",
             100.0 * seconds / wall,
             1e6 * seconds / units as f64,
         );
