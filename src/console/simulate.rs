@@ -160,8 +160,24 @@ pub(super) async fn run(
         }
     };
     tracing::info!(who = %signed.session.who, days, simulation = run.id, "Simulation started from the console.");
-    tokio::spawn(replay(console, run.clone(), authoring));
+    watch(
+        run.clone(),
+        tokio::spawn(replay(console, run.clone(), authoring)),
+    );
     Redirect::to(&format!("/console/simulations/{}", run.id)).into_response()
+}
+
+/// Ends `run` with why, should its replay stop without an outcome (a panic): it must not look
+/// as if it still ran, holding the one place for a simulation until the process restarts.
+fn watch(run: Arc<Run>, replaying: tokio::task::JoinHandle<()>) {
+    tokio::spawn(async move {
+        if let Err(stopped) = replaying.await {
+            tracing::error!(simulation = run.id, error = %stopped, "Simulation from the console stopped.");
+            let _ = run
+                .outcome
+                .set(Err(format!("the simulation stopped: {stopped}")));
+        }
+    });
 }
 
 /// Replays the window for `run` and keeps what it found.
@@ -344,5 +360,29 @@ mod tests {
         );
         assert!(simulations.find(first.id + 1).is_some());
         assert!(simulations.find(last).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_panics_ends_its_run_and_frees_the_place() {
+        let simulations = Simulations::default();
+        let run = simulations.start("Min-ji", 7, None).unwrap();
+        watch(
+            run.clone(),
+            tokio::spawn(async { panic!("a bug in the replay") }),
+        );
+        for _ in 0..1_000 {
+            if run.outcome.get().is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let outcome = run.outcome.get().expect("the run ended");
+        assert!(
+            outcome
+                .as_ref()
+                .is_err_and(|e| e.contains("a bug in the replay")),
+            "{outcome:?}"
+        );
+        assert!(simulations.start("Dana", 1, None).is_ok());
     }
 }
