@@ -168,13 +168,11 @@ impl Simulation<'_> {
             unreadable: HashSet::new(),
             fanouts,
             opt_outs: VecDeque::new(),
-            report: Report {
-                cost_currency: self
-                    .costs
+            report: Report::new(
+                self.costs
                     .priced()
                     .then(|| self.costs.currency.clone().unwrap_or_default()),
-                ..Report::default()
-            },
+            ),
         };
         match events {
             Events::Stored { from, to } => {

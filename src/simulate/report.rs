@@ -40,7 +40,7 @@ pub struct Report {
     pub comparison: Option<Comparison>,
     /// The live decisions each counted message is matched with as it is decided.
     #[serde(skip)]
-    pub(super) matching: Option<Matching>,
+    matching: Option<Matching>,
 }
 
 /// One rule on one channel.
@@ -86,11 +86,19 @@ pub struct Failure {
 }
 
 impl Report {
+    /// An empty report whose costs are estimated in `cost_currency`, if any.
+    pub(super) fn new(cost_currency: Option<String>) -> Self {
+        Report {
+            cost_currency,
+            ..Report::default()
+        }
+    }
+
     /// Counts one batch's decisions: the outreach it wrote, what it held back, what failed.
     pub(super) fn count(
         &mut self,
         plan: &Plan,
-        written: &std::collections::HashSet<crate::domain::IdempotencyKey>,
+        written: &HashSet<crate::domain::IdempotencyKey>,
         orders: &HashMap<String, Money>,
         costs: &CostSettings,
     ) {
