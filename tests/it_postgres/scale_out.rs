@@ -84,11 +84,7 @@ impl Peer {
 
     async fn terminate(&mut self) {
         let mut child = self.child.take().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal(child.id(), "TERM");
         wait_for("a peer to exit after SIGTERM", || {
             let exited = child.try_wait().unwrap();
             async move { exited.is_some() }
@@ -100,15 +96,38 @@ impl Peer {
         metrics_at(self.port).await
     }
 
-    /// Sends the process `signal` (`STOP`, `CONT`).
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().unwrap();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    /// Pauses the process (SIGSTOP) and waits until every one of its threads has stopped.
+    /// `kill` returns once the signal is queued, and the process's threads stop only as the
+    /// one that takes it gets to run: on a loaded machine the others went on and sent two
+    /// more requests after `kill` had returned (seen in CI).
+    async fn pause(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        signal(pid, "STOP");
+        wait_for("every thread of the peer to stop", || async move {
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+            threads.map(|thread| thread.unwrap().path()).all(|thread| {
+                // `tid (name) state …`: the name may hold spaces and parentheses.
+                let stat = std::fs::read_to_string(thread.join("stat")).unwrap_or_default();
+                let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+                state.is_none_or(|state| state.starts_with('T'))
+            })
+        })
+        .await;
     }
+
+    /// Lets a paused process go on (SIGCONT).
+    fn resume(&self) {
+        signal(self.child.as_ref().unwrap().id(), "CONT");
+    }
+}
+
+/// Sends process `pid` signal `name`.
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 impl Drop for Peer {
@@ -151,6 +170,28 @@ fn log_lines(app: &App, peers: &[Peer]) -> Vec<String> {
         .flat_map(|log| log.lines())
         .map(str::to_owned)
         .collect()
+}
+
+/// Every line the app and `peer` logged about each of `keys`, and the peer's unrecorded
+/// outcomes: what a failure needs to tell which process sent a key twice.
+fn key_histories(app: &App, keys: &[String], peer_log: &str) -> String {
+    let app_log = app.log();
+    let mut history = String::new();
+    for key in keys {
+        history.push_str(&format!("{key}:\n"));
+        for (process, log) in [("app", app_log.as_str()), ("peer", peer_log)] {
+            for line in log.lines().filter(|line| line.contains(key.as_str())) {
+                history.push_str(&format!("  {process}: {line}\n"));
+            }
+        }
+    }
+    for line in peer_log
+        .lines()
+        .filter(|line| line.contains("Outcomes not recorded"))
+    {
+        history.push_str(&format!("peer: {line}\n"));
+    }
+    history
 }
 
 /// The keys any of the processes logged resending because the gateway could not say whether
@@ -352,7 +393,7 @@ async fn a_dispatcher_paused_past_its_lease_neither_sends_nor_records_what_was_t
             && app.intake_idle().await
     })
     .await;
-    peer.signal("STOP");
+    peer.pause().await;
     receiver.gate.open();
 
     // The app takes over once the peer's claims run out, and sends everything.
@@ -369,7 +410,7 @@ async fn a_dispatcher_paused_past_its_lease_neither_sends_nor_records_what_was_t
     .await;
 
     // Woken, the peer finishes its batches and stops.
-    peer.signal("CONT");
+    peer.resume();
     peer.terminate().await;
     // Every claim the peer held ran out with its outcome unknown to the app, which resent
     // each one (the webhook cannot say what arrived) and said so.
@@ -387,8 +428,9 @@ async fn a_dispatcher_paused_past_its_lease_neither_sends_nor_records_what_was_t
     assert_eq!(
         receiver.repeats(),
         IN_FLIGHT,
-        "only the requests in flight at the pause arrive twice; warnings:\n{}",
-        warnings(&app, std::slice::from_ref(&peer))
+        "only the requests in flight at the pause arrive twice; what each process logged of \
+         them:\n{}",
+        key_histories(&app, &receiver.repeated_keys(), &log)
     );
     for key in receiver.repeated_keys() {
         assert!(taken_over.contains(&key), "{key} arrived twice unreported");
