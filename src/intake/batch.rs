@@ -179,7 +179,8 @@ impl Intake {
             }
         });
 
-        // Parsed and waiting for the database: under two batches' worth, the last filling.
+        // Parsed and waiting for the database: under two batches' worth, the last filling (in
+        // bytes, a pull's worth: one pull of large events makes several batches).
         let mut waiting: VecDeque<Prepared> = VecDeque::new();
         let mut committer_free: Option<oneshot::Sender<Prepared>> = None;
         let mut stopping = false;
@@ -199,6 +200,7 @@ impl Intake {
                 break;
             }
             let queued: usize = waiting.iter().map(|p| p.messages.len()).sum();
+            let queued_bytes: usize = waiting.iter().map(Prepared::bytes).sum();
             tokio::select! {
                 biased;
                 _ = shutdown.wait(), if !stopping => stopping = true,
@@ -209,7 +211,7 @@ impl Intake {
                 // Tokio's cooperative budget would cut a chunk at 128 messages; the chunk is
                 // bounded by `batch_size` anyway, so the budget only shrinks batches.
                 chunk = tokio::task::unconstrained(batches.next()),
-                    if !stopping && queued < batch_size => {
+                    if !stopping && queued < batch_size && queued_bytes < BATCH_BYTES => {
                     let Some(chunk) = chunk else {
                         tracing::warn!("The consumer's message stream ended.");
                         stopping = true;
@@ -222,7 +224,7 @@ impl Intake {
                             Err(e) => tracing::warn!(error = %e, "Pull error; continuing."),
                         }
                     }
-                    this.take_in(&mut waiting, messages, batch_size);
+                    this.take_in(&mut waiting, messages, batch_size, BATCH_BYTES);
                 }
             }
         }
@@ -243,23 +245,32 @@ impl Intake {
     }
 
     /// Parses `messages` into the batches waiting for the database: the last one is filled up
-    /// to `batch_size` (its events share its time of receipt), the rest start a new one.
+    /// to `batch_size` events and `batch_bytes` of them (its events share its time of receipt),
+    /// the rest start new ones, each with at least one event however large.
     pub(super) fn take_in(
         &self,
         waiting: &mut VecDeque<Prepared>,
-        mut messages: Vec<Message>,
+        messages: Vec<Message>,
         batch_size: usize,
+        batch_bytes: usize,
     ) {
+        let mut messages = messages.into_iter().peekable();
         if let Some(last) = waiting.back_mut() {
-            let room = batch_size.saturating_sub(last.messages.len());
-            if room > 0 {
-                let rest = messages.split_off(room.min(messages.len()));
-                let filling = std::mem::replace(&mut messages, rest);
+            let filling = cut(
+                &mut messages,
+                batch_size.saturating_sub(last.messages.len()),
+                batch_bytes.saturating_sub(last.bytes()),
+            );
+            if !filling.is_empty() {
                 last.absorb(self.prepare(filling, last.received_at));
             }
         }
-        if !messages.is_empty() {
-            waiting.push_back(self.prepare(messages, self.clock.now()));
+        let received_at = self.clock.now();
+        while let Some(first) = messages.next() {
+            let room = batch_bytes.saturating_sub(first.payload.len());
+            let mut batch = vec![first];
+            batch.extend(cut(&mut messages, batch_size.saturating_sub(1), room));
+            waiting.push_back(self.prepare(batch, received_at));
         }
     }
 
@@ -537,6 +548,11 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// The events' size as they arrived.
+    fn bytes(&self) -> usize {
+        self.messages.iter().map(|m| m.payload.len()).sum()
+    }
+
     /// Appends a later chunk's messages to this batch.
     fn absorb(&mut self, more: Prepared) {
         let offset = self.accepted.len();
@@ -570,12 +586,36 @@ struct Committed {
     outreach: usize,
 }
 
-/// Acks or naks; a failure is logged, and the server's redelivery covers it.
+/// The next of `messages`, as many as fit in `count` events and `bytes`.
+fn cut(
+    messages: &mut std::iter::Peekable<std::vec::IntoIter<Message>>,
+    count: usize,
+    bytes: usize,
+) -> Vec<Message> {
+    let mut taken = Vec::new();
+    let mut size = 0;
+    while taken.len() < count {
+        let Some(message) = messages.next_if(|m| size + m.payload.len() <= bytes) else {
+            break;
+        };
+        size += message.payload.len();
+        taken.push(message);
+    }
+    taken
+}
+
 /// The most bytes one pull asks for (or two of the server's largest messages, if more). A
 /// pull bounded by count alone asked for 4,000 messages: with a backlog of 900 KB events that
 /// is gigabytes, far past what the server lets pend for one connection (64 MiB by default),
 /// and the server cut forewarn off as a slow consumer for 35–40 s at a time.
 const PULL_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most bytes of events one batch carries (or one event, if larger), and waiting for the
+/// database at once. Large events make a statement as large as the batch, and a database
+/// connection keeps its buffers at the largest message it ever carried: with batches bounded
+/// only in count, a backlog of 900 KB events made batches of up to 26 events (23 MB) and the
+/// process peaked at 350–501 MB. Small events fill a batch by count long before this.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Deliveries of an invalid event whose dead letter cannot be published before it is dropped
 /// (terminated, with an ERROR line and `forewarn_dead_letters_dropped_total`): the stream's
@@ -588,6 +628,7 @@ fn deliveries(message: &Message) -> i64 {
     message.info().map_or(1, |info| info.delivered)
 }
 
+/// Acks or naks; a failure is logged, and the server's redelivery covers it.
 async fn ack(message: &Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
         tracing::warn!(error = %e, "Could not acknowledge a message; it will be redelivered.");

@@ -200,11 +200,11 @@ async fn chunks_arriving_while_the_database_is_busy_fill_a_batch_then_start_the_
     let b = bench(clock, Policy::none()).await;
     let mut waiting = VecDeque::new();
     let first = b.fetch(&[bytes(&delayed(1)), b"not json".to_vec()]).await;
-    b.intake.take_in(&mut waiting, first, 3);
+    b.intake.take_in(&mut waiting, first, 3, usize::MAX);
     let second = b
         .fetch(&[bytes(&delayed(2)), bytes(&delayed(3)), bytes(&delayed(1))])
         .await;
-    b.intake.take_in(&mut waiting, second, 3);
+    b.intake.take_in(&mut waiting, second, 3, usize::MAX);
     let sizes: Vec<usize> = waiting.iter().map(|p| p.messages.len()).collect();
     assert_eq!(sizes, [3, 2]);
 
@@ -232,6 +232,46 @@ async fn chunks_arriving_while_the_database_is_busy_fill_a_batch_then_start_the_
     );
     b.wait_all_acked().await;
     assert_eq!(b.store.outbox_counts().await.unwrap().pending, 3);
+}
+
+#[tokio::test]
+async fn large_events_are_batched_by_their_bytes_as_well_as_their_count() {
+    let clock = Arc::new(ManualClock::new(at("2026-11-23T01:00:00Z")));
+    let b = bench(clock, Policy::none()).await;
+    let events: Vec<Vec<u8>> = (1..=5).map(|i| bytes(&delayed(i))).collect();
+    let size = events[0].len();
+    assert!(events.iter().all(|e| e.len() == size), "events of one size");
+    // Room for two events a batch; a third would not fit.
+    let limit = size * 2 + size / 2;
+    let mut waiting = VecDeque::new();
+    let first = b.fetch(&events[..1]).await;
+    b.intake.take_in(&mut waiting, first, 100, limit);
+    let rest = b.fetch(&events[1..]).await;
+    b.intake.take_in(&mut waiting, rest, 100, limit);
+    let sizes: Vec<usize> = waiting.iter().map(|p| p.messages.len()).collect();
+    assert_eq!(
+        sizes,
+        [2, 2, 1],
+        "the first batch filled up to its bytes, then new ones"
+    );
+
+    // An event larger than the bound is a batch of its own, not refused.
+    let mut alone = VecDeque::new();
+    let large = b.fetch(&[bytes(&delayed(6))]).await;
+    b.intake.take_in(&mut alone, large, 100, size / 2);
+    assert_eq!(alone.len(), 1);
+
+    let mut processed = 0;
+    for batch in waiting.into_iter().chain(alone) {
+        processed += b
+            .intake
+            .settle(b.intake.commit(batch).await)
+            .await
+            .processed;
+    }
+    b.wait_all_acked().await;
+    assert_eq!(processed, 6);
+    assert_eq!(b.store.outbox_counts().await.unwrap().pending, 6);
 }
 
 #[tokio::test]
