@@ -172,8 +172,8 @@ fn log_lines(app: &App, peers: &[Peer]) -> Vec<String> {
         .collect()
 }
 
-/// Every line the app and `peer` logged about each of `keys`, and the peer's unrecorded
-/// outcomes: what a failure needs to tell which process sent a key twice.
+/// Every line the app and the peer (`peer_log`) logged about each of `keys`, and the peer's
+/// unrecorded outcomes: what a failure needs to tell which process sent a key twice.
 fn key_histories(app: &App, keys: &[String], peer_log: &str) -> String {
     let app_log = app.log();
     let mut history = String::new();
