@@ -329,12 +329,7 @@ claim_lease = "{claim_lease}"
 
     /// Sends a signal (`HUP`, `TERM`, …) to the running forewarn.
     pub fn signal(&self, name: &str) {
-        let child = self.child.as_ref().expect("forewarn is running");
-        let status = Command::new("kill")
-            .args([format!("-{name}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal(self.child.as_ref().expect("forewarn is running").id(), name);
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -347,11 +342,7 @@ claim_lease = "{claim_lease}"
     /// SIGTERM, then waits for the process to exit and returns its status.
     pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("forewarn is running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal(child.id(), "TERM");
         wait_for("forewarn to exit after SIGTERM", || {
             let exited = child.try_wait().unwrap();
             async move { exited.is_some() }
@@ -623,4 +614,13 @@ pub fn assert_each_key_once(lines: &[Value], expected: usize) {
     keys.dedup();
     assert_eq!(total, keys.len(), "a message was sent twice");
     assert_eq!(keys.len(), expected, "messages missing");
+}
+
+/// Sends process `pid` signal `name` (`HUP`, `TERM`, `STOP`, …).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
